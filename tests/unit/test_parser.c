@@ -1,0 +1,754 @@
+/* Unit tests of the incremental stream parser (inspect/parser.c).
+ *
+ * Every input is fed whole, split at every byte offset into two reads, one byte at a time, and in
+ * pseudo-random reads; the events, printed to a text log, must be identical in every case. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "inspect/error.h"
+#include "inspect/parser.h"
+
+#include <libxml/tree.h>
+
+/* ---- recording events ---------------------------------------------------------------------------
+ */
+
+typedef struct rec {
+    char *log; /* one line per event */
+    size_t len, cap;
+    int pause_on_stanza; /* pause after a stanza named like this (0 = never) */
+    const char *pause_name;
+    int n_stanza, n_keepalive, n_open, n_close, n_error;
+    int last_error;
+    xs_parse_error_kind last_error_kind;
+    char last_message[256];
+    unsigned err_line, err_col;
+    uint64_t err_offset;
+    char *last_tree; /* serialization of the last stanza copied out with xs_stanza_copy */
+    char last_default_ns[64];
+} rec;
+
+static void rec_printf(rec *r, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0);
+    if ((size_t)n >= sizeof(tmp))
+        n = sizeof(tmp) - 1;
+    if (r->len + (size_t)n + 1 > r->cap) {
+        r->cap = (r->cap + (size_t)n + 1) * 2;
+        r->log = realloc(r->log, r->cap);
+        assert_non_null(r->log);
+    }
+    memcpy(r->log + r->len, tmp, (size_t)n + 1);
+    r->len += (size_t)n;
+}
+
+static void rec_free(rec *r)
+{
+    free(r->log);
+    free(r->last_tree);
+    memset(r, 0, sizeof(*r));
+}
+
+static int on_event(void *user, const xs_event *ev)
+{
+    rec *r = user;
+    switch (ev->kind) {
+    case XS_EV_STREAM_OPEN:
+        r->n_open++;
+        rec_printf(r, "open #%u @%llu+%zu %s|%s|%s dns=%s raw=[%.*s]", ev->stream_no,
+                   (unsigned long long)ev->offset, ev->len, ev->prefix ? ev->prefix : "-", ev->name,
+                   ev->ns ? ev->ns : "-", ev->default_ns ? ev->default_ns : "-", (int)ev->len,
+                   ev->raw ? ev->raw : "");
+        for (size_t i = 0; i < ev->n_attrs; i++)
+            rec_printf(r, " %s%s%s=%s", ev->attrs[i].prefix ? ev->attrs[i].prefix : "",
+                       ev->attrs[i].prefix ? ":" : "", ev->attrs[i].name, ev->attrs[i].value);
+        for (size_t i = 0; i < ev->n_nsdecls; i++)
+            rec_printf(r, " xmlns:%s=%s", ev->nsdecls[i].prefix ? ev->nsdecls[i].prefix : "",
+                       ev->nsdecls[i].uri);
+        rec_printf(r, "\n");
+        snprintf(r->last_default_ns, sizeof(r->last_default_ns), "%s",
+                 ev->default_ns ? ev->default_ns : "");
+        break;
+    case XS_EV_STANZA:
+        r->n_stanza++;
+        rec_printf(r, "stanza #%u @%llu+%zu L%u:%u %s|%s|%s raw=[%.*s]", ev->stream_no,
+                   (unsigned long long)ev->offset, ev->len, ev->line, ev->column,
+                   ev->prefix ? ev->prefix : "-", ev->name, ev->ns ? ev->ns : "-", (int)ev->len,
+                   ev->raw ? ev->raw : "");
+        if (ev->node != NULL) {
+            /* The tree must agree with the event and serialize with its namespaces. */
+            assert_string_equal((const char *)ev->node->name, ev->name);
+            xmlDoc *doc = xs_stanza_copy(ev->node);
+            assert_non_null(doc);
+            xmlChar *out = NULL;
+            int n = 0;
+            xmlDocDumpMemory(doc, &out, &n);
+            free(r->last_tree);
+            r->last_tree = strdup((const char *)out);
+            xmlFree(out);
+            xmlFreeDoc(doc);
+            xmlChar *text = xmlNodeGetContent(ev->node);
+            rec_printf(r, " text=[%s]", text ? (const char *)text : "");
+            xmlFree(text);
+        }
+        rec_printf(r, "\n");
+        if (r->pause_name != NULL && strcmp(ev->name, r->pause_name) == 0)
+            return XS_PARSER_PAUSE;
+        break;
+    case XS_EV_KEEPALIVE:
+        /* Keepalives may be cut differently by reads; log only their bytes. */
+        r->n_keepalive++;
+        break;
+    case XS_EV_STREAM_CLOSE:
+        r->n_close++;
+        rec_printf(r, "close #%u @%llu+%zu raw=[%.*s]\n", ev->stream_no,
+                   (unsigned long long)ev->offset, ev->len, (int)ev->len, ev->raw ? ev->raw : "");
+        break;
+    case XS_EV_ERROR:
+        r->n_error++;
+        r->last_error = ev->error;
+        r->last_error_kind = ev->error_kind;
+        r->err_line = ev->line;
+        r->err_col = ev->column;
+        r->err_offset = ev->offset;
+        snprintf(r->last_message, sizeof(r->last_message), "%s", ev->message);
+        rec_printf(r, "error %s %s\n", xs_errname(ev->error),
+                   xs_parse_error_condition(ev->error_kind));
+        break;
+    }
+    return 0;
+}
+
+/* Feeds `in` in reads whose sizes come from `next_size`; returns the first nonzero feed result. */
+static int feed_with(xs_parser *p, const char *in, size_t len, size_t (*next_size)(size_t, void *),
+                     void *arg)
+{
+    size_t at = 0;
+    while (at < len) {
+        size_t n = next_size(at, arg);
+        if (n == 0 || n > len - at)
+            n = len - at;
+        size_t used = 0;
+        int rc = xs_parser_feed(p, in + at, n, &used);
+        if (rc != 0)
+            return rc;
+        assert_int_equal(used, n);
+        at += n;
+    }
+    return 0;
+}
+
+static size_t size_whole(size_t at, void *arg)
+{
+    return 0;
+}
+
+static size_t size_split(size_t at, void *arg)
+{
+    size_t k = *(size_t *)arg;
+    return at < k ? k - at : 0;
+}
+
+static size_t size_one(size_t at, void *arg)
+{
+    return 1;
+}
+
+static size_t size_random(size_t at, void *arg)
+{
+    uint32_t *s = arg;
+    *s = *s * 1103515245u + 12345u;
+    return 1 + (*s >> 16) % 17;
+}
+
+typedef struct run_result {
+    char *log;
+    int rc;
+    int n_keepalive_bytes;
+} run_result;
+
+static run_result run_one(const char *in, size_t len, unsigned opts, const xs_parser_limits *lim,
+                          size_t (*next_size)(size_t, void *), void *arg)
+{
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(lim, opts, on_event, &r, &p), 0);
+    int rc = feed_with(p, in, len, next_size, arg);
+    xs_parser_free(p);
+    run_result res = {.log = r.log ? strdup(r.log) : strdup(""), .rc = rc};
+    rec_free(&r);
+    return res;
+}
+
+/* Runs `in` whole, split at every offset, byte by byte and randomly, with and without a tree,
+ * and checks that every run gives the same events. Returns the log of the whole run. */
+static char *check_all_splits(const char *in, size_t len, unsigned opts,
+                              const xs_parser_limits *lim, int *rc_out)
+{
+    run_result whole = run_one(in, len, opts | XS_PARSER_RAW, lim, size_whole, NULL);
+    for (size_t k = 1; k < len; k++) {
+        run_result s = run_one(in, len, opts | XS_PARSER_RAW, lim, size_split, &k);
+        if (strcmp(s.log, whole.log) != 0 || s.rc != whole.rc) {
+            fprintf(stderr, "split at %zu differs:\n--- whole\n%s--- split\n%s", k, whole.log,
+                    s.log);
+            fail();
+        }
+        free(s.log);
+    }
+    run_result one = run_one(in, len, opts | XS_PARSER_RAW, lim, size_one, NULL);
+    assert_string_equal(one.log, whole.log);
+    assert_int_equal(one.rc, whole.rc);
+    free(one.log);
+    for (uint32_t seed = 1; seed < 20; seed++) {
+        uint32_t s = seed;
+        run_result rr = run_one(in, len, opts | XS_PARSER_RAW, lim, size_random, &s);
+        assert_string_equal(rr.log, whole.log);
+        free(rr.log);
+    }
+    if (rc_out != NULL)
+        *rc_out = whole.rc;
+    return whole.log;
+}
+
+static char *read_file(const char *name, size_t *len)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", XS_SOURCE_DIR, name);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    b[n] = 0;
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static int count_lines(const char *log, const char *prefix)
+{
+    int n = 0;
+    size_t pl = strlen(prefix);
+    for (const char *l = log; *l;) {
+        if (strncmp(l, prefix, pl) == 0)
+            n++;
+        const char *nl = strchr(l, '\n');
+        if (nl == NULL)
+            break;
+        l = nl + 1;
+    }
+    return n;
+}
+
+/* ---- tests
+ * --------------------------------------------------------------------------------------- */
+
+#define HDR                                                                                        \
+    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "        \
+    "to='example.test' version='1.0'>"
+
+static void test_parser_c2s_session_capture(void **state)
+{
+    size_t len;
+    char *in = read_file("examples/captures/c2s-plain.xml", &len);
+    int rc = -1;
+    char *log = check_all_splits(in, len, XS_PARSER_AUTO_RESTART | XS_PARSER_TREE, NULL, &rc);
+    assert_int_equal(rc, 0);
+    /* Three streams (initial, after STARTTLS, after SASL), each opened; one close. */
+    assert_int_equal(count_lines(log, "open "), 3);
+    assert_int_equal(count_lines(log, "open #3 "), 1);
+    assert_int_equal(count_lines(log, "close #3 "), 1);
+    /* starttls, auth, iq bind, iq roster, presence, two messages, iq ping. */
+    assert_int_equal(count_lines(log, "stanza "), 8);
+    assert_non_null(strstr(log, "stanza #1 @"));
+    assert_non_null(strstr(log, "-|starttls|urn:ietf:params:xml:ns:xmpp-tls"));
+    assert_non_null(strstr(log, "-|auth|urn:ietf:params:xml:ns:xmpp-sasl"));
+    assert_non_null(strstr(log, "-|message|jabber:client"));
+    /* The XML declaration belongs to the stream header's span. */
+    assert_non_null(strstr(log, "raw=[<?xml version='1.0'?><stream:stream xmlns='jabber:client'"));
+    /* Entities are decoded in the tree, kept verbatim in the raw bytes. */
+    assert_non_null(strstr(log, "text=[Hi Bob — did the proxy show this? <3 & ünïcödé 🚀"));
+    assert_non_null(strstr(log, "this? &lt;3 &amp; ünïcödé"));
+    free(log);
+    free(in);
+}
+
+static void test_parser_s2c_session_capture(void **state)
+{
+    size_t len;
+    char *in = read_file("examples/captures/s2c-plain.xml", &len);
+    int rc = -1;
+    char *log = check_all_splits(in, len, XS_PARSER_AUTO_RESTART | XS_PARSER_TREE, NULL, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_lines(log, "open "), 3);
+    assert_non_null(strstr(log, "stream|features|http://etherx.jabber.org/streams"));
+    assert_non_null(strstr(log, "stream|error|http://etherx.jabber.org/streams"));
+    assert_non_null(strstr(log, "-|proceed|urn:ietf:params:xml:ns:xmpp-tls"));
+    assert_non_null(strstr(log, "-|success|urn:ietf:params:xml:ns:xmpp-sasl"));
+    free(log);
+    free(in);
+}
+
+static void test_parser_byte_spans_are_exact(void **state)
+{
+    size_t len;
+    char *in = read_file("examples/captures/c2s-plain.xml", &len);
+    /* Each stanza's raw bytes must be exactly the input at its offset. */
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(NULL, XS_PARSER_AUTO_RESTART | XS_PARSER_RAW, on_event, &r, &p),
+                     0);
+    uint32_t s = 7;
+    assert_int_equal(feed_with(p, in, len, size_random, &s), 0);
+    const char *l = r.log;
+    int checked = 0;
+    while ((l = strstr(l, " @")) != NULL) {
+        unsigned long long off;
+        size_t n;
+        assert_int_equal(sscanf(l, " @%llu+%zu", &off, &n), 2);
+        const char *raw = strstr(l, "raw=[");
+        assert_non_null(raw);
+        assert_memory_equal(raw + 5, in + off, n);
+        l = raw;
+        checked++;
+    }
+    assert_int_equal(checked, 3 + 8 + 1);
+    xs_parser_free(p);
+    rec_free(&r);
+    free(in);
+}
+
+static void test_parser_namespaces_resolved(void **state)
+{
+    const char in[] = HDR "<message xmlns:x='urn:x'><x:body>a</x:body><body>b</body></message>"
+                          "<stream:features><sm xmlns='urn:xmpp:sm:3'/></stream:features>";
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(NULL, XS_PARSER_TREE, on_event, &r, &p), 0);
+    assert_int_equal(xs_parser_feed(p, in, sizeof(in) - 1, NULL), 0);
+    assert_string_equal(r.last_default_ns, "jabber:client");
+    assert_non_null(strstr(r.log, "open #1 @0+"));
+    assert_non_null(strstr(r.log, "stream|stream|http://etherx.jabber.org/streams"));
+    assert_non_null(strstr(r.log, "-|message|jabber:client"));
+    assert_non_null(strstr(r.log, "stream|features|http://etherx.jabber.org/streams"));
+    /* The copy of the features element declares the inherited stream prefix. */
+    assert_non_null(r.last_tree);
+    assert_non_null(strstr(r.last_tree, "xmlns:stream=\"http://etherx.jabber.org/streams\""));
+    assert_non_null(strstr(r.last_tree, "<sm xmlns=\"urn:xmpp:sm:3\"/>"));
+    xs_parser_free(p);
+    rec_free(&r);
+}
+
+static void test_parser_copy_declares_default_namespace(void **state)
+{
+    const char in[] = HDR "<message to='b@example.test'><body>hi</body></message>";
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(NULL, XS_PARSER_TREE, on_event, &r, &p), 0);
+    assert_int_equal(xs_parser_feed(p, in, sizeof(in) - 1, NULL), 0);
+    assert_non_null(strstr(r.last_tree, "<message xmlns=\"jabber:client\" to=\"b@example.test\">"));
+    xs_parser_free(p);
+    rec_free(&r);
+}
+
+static void test_parser_utf8_split_across_reads(void **state)
+{
+    /* 🚀 is four bytes; é two; ☕ three. Every split point cuts one of them somewhere. */
+    const char in[] = HDR "<message><body>é☕🚀x</body></message>"
+                          "<presence><status a='ü☕'>🚀🚀</status></presence>";
+    int rc = -1;
+    char *log = check_all_splits(in, sizeof(in) - 1, XS_PARSER_TREE, NULL, &rc);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(log, "text=[é☕🚀x]"));
+    assert_non_null(strstr(log, "text=[🚀🚀]"));
+    free(log);
+}
+
+static void test_parser_gt_in_attribute_and_cdata(void **state)
+{
+    const char in[] = HDR "<message id='a>b' to=\"x'>y\"><body><![CDATA[</body> <x> ]] ]]]]></body>"
+                          "</message><iq id='/>'/>";
+    int rc = -1;
+    char *log = check_all_splits(in, sizeof(in) - 1, XS_PARSER_TREE, NULL, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_lines(log, "stanza "), 2);
+    assert_non_null(strstr(log, "text=[</body> <x> ]] ]]]"));
+    free(log);
+}
+
+static void test_parser_keepalive_passes_at_once(void **state)
+{
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW, on_event, &r, &p), 0);
+    assert_int_equal(xs_parser_feed(p, HDR, strlen(HDR), NULL), 0);
+    assert_int_equal(r.n_open, 1);
+    /* A lone space after the header is reported within the same feed call. */
+    assert_int_equal(xs_parser_feed(p, " ", 1, NULL), 0);
+    assert_int_equal(r.n_keepalive, 1);
+    assert_int_equal(xs_parser_feed(p, "\n\n", 2, NULL), 0);
+    assert_int_equal(r.n_keepalive, 2);
+    assert_int_equal(xs_parser_feed(p, "  <iq id='1'/>", 14, NULL), 0);
+    assert_int_equal(r.n_keepalive, 3);
+    assert_int_equal(r.n_stanza, 1);
+    /* A million spaces cost nothing: they are not buffered anywhere. */
+    char *sp = malloc(1 << 20);
+    memset(sp, ' ', 1 << 20);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(xs_parser_feed(p, sp, 1 << 20, NULL), 0);
+    free(sp);
+    assert_int_equal(xs_parser_feed(p, "<iq id='2'/>", 12, NULL), 0);
+    assert_int_equal(r.n_stanza, 2);
+    xs_parser_free(p);
+    rec_free(&r);
+}
+
+static void test_parser_pause_and_reset_at_exact_byte(void **state)
+{
+    /* Server side of STARTTLS: after <proceed/> come TLS bytes that must not be parsed. */
+    const char first[] = HDR "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+                             "</stream:features><proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+    char in[sizeof(first) + 16];
+    memcpy(in, first, sizeof(first) - 1);
+    memcpy(in + sizeof(first) - 1, "\x16\x03\x01\x02\x00\x01\x00", 7);
+    size_t len = sizeof(first) - 1 + 7;
+
+    for (size_t k = 1; k <= len; k++) {
+        rec r = {.pause_name = "proceed"};
+        xs_parser *p = NULL;
+        assert_int_equal(xs_parser_new(NULL, XS_PARSER_TREE, on_event, &r, &p), 0);
+        size_t at = 0, used = 0;
+        /* Two reads split at k; the proceed may fall in either. */
+        int paused = 0;
+        while (at < len && !paused) {
+            size_t n = at < k ? k - at : len - at;
+            assert_int_equal(xs_parser_feed(p, in + at, n, &used), 0);
+            if (used < n || (r.n_stanza == 2 && at + used == sizeof(first) - 1))
+                paused = 1;
+            at += used;
+        }
+        assert_int_equal(r.n_stanza, 2);
+        assert_int_equal(at, sizeof(first) - 1);
+        assert_int_equal(xs_parser_offset(p), sizeof(first) - 1);
+        assert_int_equal(r.n_error, 0);
+        /* The TLS layer takes over; later a new stream starts on the decrypted bytes. */
+        assert_int_equal(xs_parser_reset(p), 0);
+        assert_int_equal(xs_parser_feed(p, HDR, strlen(HDR), NULL), 0);
+        assert_int_equal(r.n_open, 2);
+        assert_non_null(strstr(r.log, "open #2 "));
+        xs_parser_free(p);
+        rec_free(&r);
+    }
+}
+
+static void test_parser_stream_close_and_after(void **state)
+{
+    const char in[] = HDR "<iq id='1'/></stream:stream>";
+    int rc = 0;
+    char *log = check_all_splits(in, sizeof(in) - 1, 0, NULL, &rc);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(log, "close #1 "));
+    assert_non_null(strstr(log, "raw=[</stream:stream>]"));
+    free(log);
+
+    /* Without auto-restart, anything but whitespace after the close is an error. */
+    const char more[] = HDR "</stream:stream>\n<iq/>";
+    log = check_all_splits(more, sizeof(more) - 1, 0, NULL, &rc);
+    assert_int_equal(rc, XS_EBADFORMAT);
+    free(log);
+}
+
+typedef struct bad_case {
+    const char *name;
+    const char *input;
+    int code;
+    xs_parse_error_kind kind;
+} bad_case;
+
+static void test_parser_refuses_restricted_and_malformed(void **state)
+{
+    static const bad_case cases[] = {
+        {"doctype", "<?xml version='1.0'?><!DOCTYPE stream [<!ENTITY a 'b'>]>" HDR, XS_ERESTRICTED,
+         XS_PERR_RESTRICTED},
+        {"comment", HDR "<!-- hi --><iq/>", XS_ERESTRICTED, XS_PERR_RESTRICTED},
+        {"comment in stanza", HDR "<iq><!-- hi --></iq>", XS_ERESTRICTED, XS_PERR_RESTRICTED},
+        {"pi", HDR "<?php echo 1; ?>", XS_ERESTRICTED, XS_PERR_RESTRICTED},
+        {"pi in stanza", HDR "<iq><?x y?></iq>", XS_ERESTRICTED, XS_PERR_RESTRICTED},
+        {"xml decl mid stream", HDR "<iq/><?xml version='1.0'?>", XS_ERESTRICTED,
+         XS_PERR_RESTRICTED},
+        {"entity", HDR "<message><body>&foo;</body></message>", XS_ERESTRICTED, XS_PERR_RESTRICTED},
+        {"entity in attr", HDR "<message to='&foo;'/>", XS_ERESTRICTED, XS_PERR_RESTRICTED},
+        {"text at depth 1", HDR "hello<iq/>", XS_EBADFORMAT, XS_PERR_BAD_FORMAT},
+        {"cdata at depth 1", HDR "<![CDATA[x]]>", XS_EBADFORMAT, XS_PERR_BAD_FORMAT},
+        {"mismatched tags", HDR "<message><body></message></body>", XS_ENOTWF,
+         XS_PERR_NOT_WELL_FORMED},
+        {"bad attr", HDR "<message to=bob/>", XS_ENOTWF, XS_PERR_NOT_WELL_FORMED},
+        {"undeclared prefix", HDR "<x:message/>", XS_ENOTWF, XS_PERR_NOT_WELL_FORMED},
+        {"invalid utf8", HDR "<message><body>\xff\xfe</body></message>", XS_ENOTWF,
+         XS_PERR_NOT_WELL_FORMED},
+        {"overlong utf8", HDR "<message><body>\xc0\xaf</body></message>", XS_ENOTWF,
+         XS_PERR_NOT_WELL_FORMED},
+        {"end without start", "</stream:stream>", XS_ENOTWF, XS_PERR_NOT_WELL_FORMED},
+        {"text before header", "hello", XS_ENOTWF, XS_PERR_NOT_WELL_FORMED},
+        {"empty stream", "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>",
+         XS_EBADFORMAT, XS_PERR_BAD_FORMAT},
+        {"lt in attr", HDR "<message to='a<b'/>", XS_ENOTWF, XS_PERR_NOT_WELL_FORMED},
+        {"control char", HDR "<message><body>\x01</body></message>", XS_ENOTWF,
+         XS_PERR_NOT_WELL_FORMED},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = 0;
+        char *log = check_all_splits(cases[i].input, strlen(cases[i].input), 0, NULL, &rc);
+        if (rc != cases[i].code) {
+            fprintf(stderr, "case '%s': got %s, want %s\n%s", cases[i].name, xs_errname(rc),
+                    xs_errname(cases[i].code), log);
+            fail();
+        }
+        char want[64];
+        snprintf(want, sizeof(want), "error %s %s\n", xs_errname(cases[i].code),
+                 xs_parse_error_condition(cases[i].kind));
+        if (strstr(log, want) == NULL) {
+            fprintf(stderr, "case '%s': no '%s' in\n%s", cases[i].name, want, log);
+            fail();
+        }
+        free(log);
+    }
+}
+
+static void test_parser_nul_byte_refused(void **state)
+{
+    const char in[] = HDR "<message><body>a\0b</body></message>";
+    int rc = 0;
+    char *log = check_all_splits(in, sizeof(in) - 1, 0, NULL, &rc);
+    assert_int_equal(rc, XS_ENOTWF);
+    free(log);
+}
+
+static void test_parser_billion_laughs_refused_at_once(void **state)
+{
+    /* The DTD is refused at its third byte: nothing of it is buffered or expanded. */
+    const char in[] = "<?xml version='1.0'?>\n<!DOCTYPE lolz [\n<!ENTITY lol 'lol'>\n"
+                      "<!ENTITY lol2 '&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;'>\n"
+                      "<!ENTITY lol3 '&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;'>\n"
+                      "]>\n<stream:stream>&lol3;</stream:stream>";
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(NULL, 0, on_event, &r, &p), 0);
+    size_t used = 0;
+    assert_int_equal(xs_parser_feed(p, in, sizeof(in) - 1, &used), XS_ERESTRICTED);
+    assert_int_equal(r.n_error, 1);
+    assert_int_equal(r.err_offset, 22);
+    assert_int_equal(r.err_line, 2);
+    assert_int_equal(r.err_col, 1);
+    assert_non_null(strstr(r.last_message, "DTD"));
+    /* A dead parser refuses more input until reset. */
+    assert_int_equal(xs_parser_feed(p, "x", 1, NULL), XS_ESTATE);
+    assert_int_equal(xs_parser_reset(p), 0);
+    assert_int_equal(xs_parser_feed(p, HDR, strlen(HDR), NULL), 0);
+    assert_int_equal(r.n_open, 1);
+    xs_parser_free(p);
+    rec_free(&r);
+}
+
+/* A short stream header followed by one <message> of exactly `size` bytes. */
+static char *stanza_of_size(size_t size)
+{
+    static const char hdr[] = "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>";
+    size_t body = size - strlen("<message><body></body></message>");
+    char *s = malloc(sizeof(hdr) + size);
+    strcpy(s, hdr);
+    strcat(s, "<message><body>");
+    memset(s + strlen(s), 'x', body);
+    strcpy(s + strlen(hdr) + 15 + body, "</body></message>");
+    assert_int_equal(strlen(s), strlen(hdr) + size);
+    return s;
+}
+
+static void test_parser_stanza_size_limit(void **state)
+{
+    xs_parser_limits lim = {.max_stanza = 100};
+    static const size_t sizes[] = {57, 100, 101, 500};
+    static const int want[] = {0, 0, XS_ETOOBIG, XS_ETOOBIG};
+    for (size_t i = 0; i < 4; i++) {
+        char *in = stanza_of_size(sizes[i]);
+        int rc = 0;
+        char *log = check_all_splits(in, strlen(in), 0, &lim, &rc);
+        assert_int_equal(rc, want[i]);
+        if (want[i] != 0)
+            assert_non_null(strstr(log, "policy-violation"));
+        free(log);
+        free(in);
+    }
+    /* A header or start tag that never ends is bounded too. */
+    char huge[4096];
+    memset(huge, 'a', sizeof(huge));
+    memcpy(huge, "<stream:stream ", 15);
+    int rc = 0;
+    char *log = check_all_splits(huge, 300, 0, &lim, &rc);
+    assert_int_equal(rc, XS_ETOOBIG);
+    free(log);
+}
+
+static void test_parser_default_stanza_limit_is_bounded(void **state)
+{
+    /* 100 MB of one stanza, fed 64 KiB at a time, is refused after the default 262144 bytes. */
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_TREE, on_event, &r, &p), 0);
+    assert_int_equal(xs_parser_feed(p, HDR "<message><body>", strlen(HDR) + 15, NULL), 0);
+    char *chunk = malloc(65536);
+    memset(chunk, 'x', 65536);
+    int rc = 0;
+    size_t fed = 0;
+    for (int i = 0; i < 1600 && rc == 0; i++) {
+        rc = xs_parser_feed(p, chunk, 65536, NULL);
+        fed += 65536;
+    }
+    assert_int_equal(rc, XS_ETOOBIG);
+    assert_true(fed <= XS_PARSER_DEFAULT_MAX_STANZA + 65536);
+    assert_non_null(strstr(r.last_message, "262144"));
+    free(chunk);
+    xs_parser_free(p);
+    rec_free(&r);
+}
+
+static void test_parser_depth_limit(void **state)
+{
+    xs_parser_limits lim = {.max_depth = 4};
+    int rc = 0;
+    char *log = check_all_splits(HDR "<a><b><c><d/></c></b></a>", strlen(HDR) + 25, 0, &lim, &rc);
+    assert_int_equal(rc, 0);
+    free(log);
+    log = check_all_splits(HDR "<a><b><c><d><e/></d></c></b></a>", strlen(HDR) + 32, 0, &lim, &rc);
+    assert_int_equal(rc, XS_ETOODEEP);
+    free(log);
+
+    /* 10,000 levels with the default limit: refused at depth 65, no recursion blow-up. */
+    size_t n = 10000;
+    char *deep = malloc(strlen(HDR) + 3 * n + 1);
+    strcpy(deep, HDR);
+    for (size_t i = 0; i < n; i++)
+        strcat(deep + strlen(HDR) + 3 * i, "<a>");
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(NULL, XS_PARSER_TREE, on_event, &r, &p), 0);
+    assert_int_equal(xs_parser_feed(p, deep, strlen(deep), NULL), XS_ETOODEEP);
+    assert_non_null(strstr(r.last_message, "64"));
+    xs_parser_free(p);
+    rec_free(&r);
+    free(deep);
+}
+
+static void test_parser_error_position(void **state)
+{
+    const char in[] = HDR "\n<iq/>\n  <message><body>&bogus;</body></message>";
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(NULL, 0, on_event, &r, &p), 0);
+    assert_int_equal(xs_parser_feed(p, in, sizeof(in) - 1, NULL), XS_ERESTRICTED);
+    assert_int_equal(r.err_line, 3);
+    assert_true(r.err_col >= 3);
+    assert_non_null(strstr(r.last_message, "bogus"));
+    xs_parser_free(p);
+    rec_free(&r);
+
+    const char cm[] = HDR "<iq/>\n\n   <!-- x -->";
+    rec r2 = {0};
+    assert_int_equal(xs_parser_new(NULL, 0, on_event, &r2, &p), 0);
+    assert_int_equal(xs_parser_feed(p, cm, sizeof(cm) - 1, NULL), XS_ERESTRICTED);
+    assert_int_equal(r2.err_line, 3);
+    assert_int_equal(r2.err_col, 4);
+    assert_int_equal(r2.err_offset, strlen(HDR) + 5 + 2 + 3);
+    xs_parser_free(p);
+    rec_free(&r2);
+}
+
+static void test_parser_sasl2_does_not_restart(void **state)
+{
+    /* XEP-0388: authentication without a stream restart; stanzas continue in the same stream. */
+    const char in[] = HDR "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>"
+                          "<initial-response>AGFsaWNlAHB3</initial-response></authenticate>"
+                          "<message><body>x</body></message>";
+    int rc = 0;
+    char *log = check_all_splits(in, sizeof(in) - 1, XS_PARSER_AUTO_RESTART, NULL, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_lines(log, "open "), 1);
+    assert_int_equal(count_lines(log, "stanza #1 "), 2);
+    free(log);
+}
+
+static void test_parser_restart_without_declaration(void **state)
+{
+    const char in[] =
+        HDR "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AA==</auth>" HDR
+            "<iq type='set' id='b'/>";
+    int rc = 0;
+    char *log =
+        check_all_splits(in, sizeof(in) - 1, XS_PARSER_AUTO_RESTART | XS_PARSER_TREE, NULL, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_lines(log, "open "), 2);
+    assert_non_null(strstr(log, "stanza #2 "));
+    free(log);
+    /* Without auto-restart a second header inside the stream is just an unknown stanza
+     * that never closes: the stream goes on until the caller resets it. */
+}
+
+static void test_parser_many_unique_names_bounded(void **state)
+{
+    /* A peer inventing element names forever: bounded by libxml2's dictionary limit. */
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(NULL, 0, on_event, &r, &p), 0);
+    assert_int_equal(xs_parser_feed(p, HDR, strlen(HDR), NULL), 0);
+    char st[128];
+    int rc = 0;
+    for (int i = 0; i < 200000 && rc == 0; i++) {
+        int n = snprintf(st, sizeof(st), "<x%08dxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx/>", i);
+        rc = xs_parser_feed(p, st, (size_t)n, NULL);
+    }
+    assert_int_not_equal(rc, 0);
+    xs_parser_free(p);
+    rec_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parser_c2s_session_capture),
+        cmocka_unit_test(test_parser_s2c_session_capture),
+        cmocka_unit_test(test_parser_byte_spans_are_exact),
+        cmocka_unit_test(test_parser_namespaces_resolved),
+        cmocka_unit_test(test_parser_copy_declares_default_namespace),
+        cmocka_unit_test(test_parser_utf8_split_across_reads),
+        cmocka_unit_test(test_parser_gt_in_attribute_and_cdata),
+        cmocka_unit_test(test_parser_keepalive_passes_at_once),
+        cmocka_unit_test(test_parser_pause_and_reset_at_exact_byte),
+        cmocka_unit_test(test_parser_stream_close_and_after),
+        cmocka_unit_test(test_parser_refuses_restricted_and_malformed),
+        cmocka_unit_test(test_parser_nul_byte_refused),
+        cmocka_unit_test(test_parser_billion_laughs_refused_at_once),
+        cmocka_unit_test(test_parser_stanza_size_limit),
+        cmocka_unit_test(test_parser_default_stanza_limit_is_bounded),
+        cmocka_unit_test(test_parser_depth_limit),
+        cmocka_unit_test(test_parser_error_position),
+        cmocka_unit_test(test_parser_sasl2_does_not_restart),
+        cmocka_unit_test(test_parser_restart_without_declaration),
+        cmocka_unit_test(test_parser_many_unique_names_bounded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
