@@ -2,10 +2,62 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <libxml/parser.h>
+
+#include "inspect/inspect_cmd.h"
+#include "proxy/ca_cmd.h"
+#include "proxy/proxy_cmd.h"
+
+#ifndef XS_VERSION
+#define XS_VERSION "0.1.0"
+#endif
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: xmppscope COMMAND [options]\n"
+                 "\n"
+                 "An XMPP man-in-the-middle proxy and stanza inspector.\n"
+                 "\n"
+                 "commands:\n"
+                 "  proxy --upstream HOST:PORT\n"
+                 "                        run the man-in-the-middle proxy: show, log and\n"
+                 "                        forward every stanza of live sessions\n"
+                 "  inspect [FILE...|-]   read raw XMPP streams or xmppscope JSON Lines logs\n"
+                 "                        offline and print them stanza by stanza\n"
+                 "  ca init|show          create or show the CA that signs the certificates\n"
+                 "                        the proxy presents to clients\n"
+                 "\n"
+                 "Run 'xmppscope COMMAND --help' for the options of a command.\n"
+                 "  -h, --help      show this help\n"
+                 "  -V, --version   show the version\n");
+}
+
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "xmppscope: not yet\n");
-    return 2;
+    int status;
+
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    xmlInitParser();
+    if (strcmp(cmd, "proxy") == 0) {
+        status = xs_proxy_main(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "inspect") == 0) {
+        status = xs_inspect_main(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "ca") == 0) {
+        status = xs_ca_cmd_main(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        status = 0;
+    } else if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("xmppscope %s (libxml2 %s)\n", XS_VERSION, xmlParserVersion);
+        status = 0;
+    } else {
+        fprintf(stderr, "xmppscope: unknown command '%s'\nTry 'xmppscope --help'.\n", cmd);
+        status = 2;
+    }
+    xmlCleanupParser();
+    return status;
 }

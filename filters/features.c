@@ -1,0 +1,208 @@
+/* Built-in rewrites of stream features. See features.h. */
+#include "filters/features.h"
+
+#include "inspect/error.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#define NS_STREAMS "http://etherx.jabber.org/streams"
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_SASL2 "urn:xmpp:sasl:2"
+#define NS_SASL_CB "urn:xmpp:sasl-cb:0"
+#define NS_COMPRESS "http://jabber.org/features/compress"
+#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+
+static const struct {
+    unsigned bit;
+    const char *name;
+} names[] = {
+    {XS_REWRITE_SASL_PLUS, "sasl-plus"},
+    {XS_REWRITE_CHANNEL_BINDING, "channel-binding"},
+    {XS_REWRITE_COMPRESSION, "compression"},
+    {XS_REWRITE_STARTTLS, "starttls"},
+};
+
+const char *xs_rewrite_name(unsigned bit)
+{
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i].bit == bit)
+            return names[i].name;
+    return "unknown";
+}
+
+int xs_rewrite_parse(const char *name, unsigned *bit)
+{
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(names[i].name, name) == 0) {
+            *bit = names[i].bit;
+            return 0;
+        }
+    }
+    return XS_EINVAL;
+}
+
+static bool is(const xmlNode *n, const char *ns, const char *name)
+{
+    return n->type == XML_ELEMENT_NODE && n->ns != NULL && n->ns->href != NULL &&
+           strcmp((const char *)n->ns->href, ns) == 0 && strcmp((const char *)n->name, name) == 0;
+}
+
+static void note_removed(xs_features_result *out, const char *what)
+{
+    size_t used = strlen(out->removed);
+    snprintf(out->removed + used, sizeof(out->removed) - used, "%s%s", used ? ", " : "", what);
+}
+
+static void drop(xmlNode *n)
+{
+    xmlUnlinkNode(n);
+    xmlFreeNode(n);
+}
+
+/* Removes -PLUS mechanisms from a SASL <mechanisms/> or SASL2 <authentication/> list. */
+static bool strip_plus(xmlNode *list, unsigned which, xs_features_result *out)
+{
+    bool changed = false;
+    xmlNode *next;
+    for (xmlNode *m = list->children; m != NULL; m = next) {
+        next = m->next;
+        if (m->type != XML_ELEMENT_NODE || strcmp((const char *)m->name, "mechanism") != 0)
+            continue;
+        xmlChar *text = xmlNodeGetContent(m);
+        size_t n = text ? strlen((const char *)text) : 0;
+        if (n > 5 && strcmp((const char *)text + n - 5, "-PLUS") == 0) {
+            out->offered_binding = 1;
+            if (which & XS_REWRITE_SASL_PLUS) {
+                note_removed(out, (const char *)text);
+                drop(m);
+                changed = true;
+            }
+        }
+        xmlFree(text);
+    }
+    return changed;
+}
+
+/* Appends ` xmlns[:prefix]='uri'` with the URI escaped for an attribute value. */
+static int append_decl(char **buf, size_t *len, size_t *cap, const xs_attr *d)
+{
+    size_t need = 16 + (d->prefix ? strlen(d->prefix) : 0) + 6 * strlen(d->uri);
+    if (*len + need + 1 > *cap) {
+        size_t ncap = (*cap + need + 1) * 2;
+        char *n = realloc(*buf, ncap);
+        if (n == NULL)
+            return XS_ENOMEM;
+        *buf = n;
+        *cap = ncap;
+    }
+    *len += (size_t)sprintf(*buf + *len, " xmlns%s%s='", d->prefix ? ":" : "",
+                            d->prefix ? d->prefix : "");
+    for (const char *c = d->uri; *c; c++) {
+        const char *e = *c == '\'' ? "&apos;" : *c == '&' ? "&amp;" : *c == '<' ? "&lt;" : NULL;
+        if (e != NULL)
+            *len += (size_t)sprintf(*buf + *len, "%s", e);
+        else
+            (*buf)[(*len)++] = *c;
+    }
+    (*buf)[(*len)++] = '\'';
+    return 0;
+}
+
+int xs_features_rewrite(const char *raw, size_t len, const xs_attr *nsdecls, size_t n_nsdecls,
+                        unsigned which, xs_features_result *out)
+{
+    int rc = XS_ENOMEM;
+    char *doc_text = NULL;
+    size_t dlen = 0, dcap = 0;
+    xmlDoc *doc = NULL;
+    xmlBuffer *xb = NULL;
+
+    memset(out, 0, sizeof(*out));
+    /* The element is parsed inside a wrapper that declares what the stream header declared. */
+    dcap = len + 64;
+    doc_text = malloc(dcap);
+    if (doc_text == NULL)
+        goto out;
+    dlen = (size_t)sprintf(doc_text, "<w");
+    for (size_t i = 0; i < n_nsdecls; i++)
+        if (nsdecls[i].uri != NULL && append_decl(&doc_text, &dlen, &dcap, &nsdecls[i]) < 0)
+            goto out;
+    if (dlen + len + 8 > dcap) {
+        char *n = realloc(doc_text, dlen + len + 8);
+        if (n == NULL)
+            goto out;
+        doc_text = n;
+    }
+    doc_text[dlen++] = '>';
+    memcpy(doc_text + dlen, raw, len);
+    dlen += len;
+    memcpy(doc_text + dlen, "</w>", 4);
+    dlen += 4;
+
+    doc = xmlReadMemory(doc_text, (int)dlen, NULL, "UTF-8",
+                        XML_PARSE_NONET | XML_PARSE_NOWARNING | XML_PARSE_NOERROR);
+    if (doc == NULL) {
+        rc = XS_ENOTWF;
+        goto out;
+    }
+    xmlNode *features = xmlDocGetRootElement(doc)->children;
+    while (features != NULL && features->type != XML_ELEMENT_NODE)
+        features = features->next;
+    rc = 0;
+    if (features == NULL || !is(features, NS_STREAMS, "features"))
+        goto out;
+
+    bool changed = false;
+    xmlNode *next;
+    for (xmlNode *f = features->children; f != NULL; f = next) {
+        next = f->next;
+        if (is(f, NS_SASL, "mechanisms") || is(f, NS_SASL2, "authentication")) {
+            changed |= strip_plus(f, which, out);
+        } else if (is(f, NS_SASL_CB, "sasl-channel-binding")) {
+            out->offered_binding = 1;
+            if (which & XS_REWRITE_CHANNEL_BINDING) {
+                note_removed(out, "sasl-channel-binding (XEP-0440)");
+                drop(f);
+                changed = true;
+            }
+        } else if (is(f, NS_COMPRESS, "compression")) {
+            if (which & XS_REWRITE_COMPRESSION) {
+                note_removed(out, "compression (XEP-0138)");
+                drop(f);
+                changed = true;
+            }
+        } else if (is(f, NS_TLS, "starttls")) {
+            if (which & XS_REWRITE_STARTTLS) {
+                note_removed(out, "starttls (xmppscope secured this leg itself)");
+                drop(f);
+                changed = true;
+            }
+        }
+    }
+    if (!changed)
+        goto out;
+    rc = XS_ENOMEM;
+    xb = xmlBufferCreate();
+    if (xb == NULL || xmlNodeDump(xb, doc, features, 0, 0) < 0)
+        goto out;
+    out->len = (size_t)xmlBufferLength(xb);
+    out->xml = malloc(out->len + 1);
+    if (out->xml == NULL)
+        goto out;
+    memcpy(out->xml, xmlBufferContent(xb), out->len);
+    out->xml[out->len] = 0;
+    rc = 0;
+out:
+    if (xb != NULL)
+        xmlBufferFree(xb);
+    if (doc != NULL)
+        xmlFreeDoc(doc);
+    free(doc_text);
+    return rc;
+}

@@ -1,0 +1,45 @@
+/* Built-in rewrites of stream features that a man in the middle needs.
+ *
+ * Channel binding ties a login to the TLS channel it runs over; with xmppscope in the middle the
+ * client and the server see two different channels, so a login that uses it must fail. The
+ * server's stream features are therefore rewritten before the client sees them: SASL mechanisms
+ * ending in -PLUS and the XEP-0440 channel-binding advertisement are removed, and so is stream
+ * compression (XEP-0138), which xmppscope cannot parse through. Each rewrite can be turned off.
+ * A STARTTLS offer is removed when the proxy has already secured the client leg itself. */
+#ifndef XS_FILTERS_FEATURES_H
+#define XS_FILTERS_FEATURES_H
+
+#include <stddef.h>
+
+#include "inspect/parser.h"
+
+enum {
+    XS_REWRITE_SASL_PLUS = 1u << 0,       /* <mechanism>…-PLUS</mechanism> (SASL and SASL2) */
+    XS_REWRITE_CHANNEL_BINDING = 1u << 1, /* <sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'/> */
+    XS_REWRITE_COMPRESSION =
+        1u << 2,                   /* <compression xmlns='http://jabber.org/features/compress'/> */
+    XS_REWRITE_STARTTLS = 1u << 3, /* <starttls/>, when the proxy did STARTTLS itself */
+    XS_REWRITE_DEFAULT = XS_REWRITE_SASL_PLUS | XS_REWRITE_CHANNEL_BINDING | XS_REWRITE_COMPRESSION,
+};
+
+/* Name of a rewrite for the command line and the log ("sasl-plus", "channel-binding",
+ * "compression", "starttls"), and the reverse. */
+const char *xs_rewrite_name(unsigned bit);
+int xs_rewrite_parse(const char *name, unsigned *bit);
+
+typedef struct xs_features_result {
+    char *xml; /* the rewritten element, malloc'd; NULL when nothing changed */
+    size_t len;
+    char removed[512]; /* what was removed, for the log: "SCRAM-SHA-1-PLUS, sasl-channel-binding" */
+    int offered_binding; /* the original offered -PLUS mechanisms or channel-binding types */
+} xs_features_result;
+
+/* Rewrites a <stream:features/> element given as its raw bytes, in the context of the stream
+ * header's namespace declarations (`nsdecls`, as in the stream-open event). `which` selects the
+ * rewrites. On success fills *out (free out->xml with free()) and returns 0; returns XS_ENOTWF if
+ * the bytes do not parse, XS_ENOMEM when out of memory. Elements other than features are left
+ * alone (out->xml NULL). */
+int xs_features_rewrite(const char *raw, size_t len, const xs_attr *nsdecls, size_t n_nsdecls,
+                        unsigned which, xs_features_result *out);
+
+#endif

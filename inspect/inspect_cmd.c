@@ -1,0 +1,535 @@
+/* `xmppscope inspect`: offline reading of raw XMPP streams and of xmppscope's JSON Lines logs. */
+#include "inspect/inspect_cmd.h"
+
+#include "inspect/error.h"
+#include "inspect/jsonl.h"
+#include "inspect/parser.h"
+#include "inspect/print.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define READ_SIZE 65536
+/* Distinct stanza kinds or payload namespaces counted by --stats; the rest are "(other)". */
+#define MAX_STAT_ROWS 512
+
+typedef struct stat_row {
+    char *key;
+    unsigned long count;
+    unsigned long long bytes;
+} stat_row;
+
+typedef struct stat_table {
+    stat_row *rows;
+    size_t n, cap;
+} stat_table;
+
+typedef struct inspect {
+    xs_printer *printer;
+    bool stats;
+    const char *file; /* name shown for the current input */
+    xs_print_meta meta;
+    stat_table kinds, payloads;
+    unsigned long events, stanzas, streams, errors, keepalives;
+    unsigned long long stanza_bytes;
+    int print_rc; /* first output failure */
+    bool failed;  /* the current input had an error */
+} inspect;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: xmppscope inspect [options] [FILE...|-]\n"
+            "\n"
+            "Reads XMPP traffic offline and prints it stanza by stanza. Each FILE is either a\n"
+            "raw XMPP stream as captured (one direction; a new stream header, with or without\n"
+            "an XML declaration, is a stream restart) or a JSON Lines log written by\n"
+            "xmppscope (--write, --format json); the kind is detected from the first byte.\n"
+            "Without FILE, or with -, standard input is read.\n"
+            "\n"
+            "options:\n"
+            "  -f, --format FMT     pretty (default), compact, json or none\n"
+            "  -s, --stats          print counts and bytes by stanza kind and by payload\n"
+            "                       namespace after the input\n"
+            "      --show-secrets   show SASL and password payloads in clear (masked by default)\n"
+            "      --color WHEN     auto (default: only on a terminal, never with NO_COLOR),\n"
+            "                       always or never\n"
+            "      --max-stanza N   refuse stanzas larger than N bytes (default %u)\n"
+            "      --max-depth N    refuse elements nested deeper than N (default %u)\n"
+            "  -h, --help           show this help\n"
+            "\n"
+            "exit status: 0 all input read, 1 malformed input or a read error (the events\n"
+            "before it are printed, then the error with its line and column), 2 usage error.\n"
+            "\n"
+            "examples:\n"
+            "  xmppscope inspect examples/captures/c2s-plain.xml\n"
+            "  xmppscope inspect --format compact --stats session.jsonl\n"
+            "  xmppscope inspect --format json capture.xml > capture.jsonl\n",
+            XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "xmppscope inspect: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'xmppscope inspect --help'.\n");
+    va_end(ap);
+    return 2;
+}
+
+/* ---- statistics ---------------------------------------------------------------------------- */
+
+static void stat_add(stat_table *t, const char *key, unsigned long long bytes)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        if (strcmp(t->rows[i].key, key) == 0) {
+            t->rows[i].count++;
+            t->rows[i].bytes += bytes;
+            return;
+        }
+    }
+    if (t->n == MAX_STAT_ROWS) {
+        if (strcmp(key, "(other)") != 0)
+            stat_add(t, "(other)", bytes);
+        else {
+            /* The last row is "(other)" once the table is full. */
+            t->rows[t->n - 1].count++;
+            t->rows[t->n - 1].bytes += bytes;
+        }
+        return;
+    }
+    if (t->n == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 16;
+        stat_row *r = realloc(t->rows, ncap * sizeof(*r));
+        if (r == NULL)
+            return; /* statistics are best effort when memory runs out */
+        t->rows = r;
+        t->cap = ncap;
+    }
+    char *k = strdup(key);
+    if (k == NULL)
+        return;
+    t->rows[t->n++] = (stat_row){.key = k, .count = 1, .bytes = bytes};
+}
+
+static void stat_free(stat_table *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->rows[i].key);
+    free(t->rows);
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+    const stat_row *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count < y->count ? 1 : -1;
+    return strcmp(x->key, y->key);
+}
+
+static bool is_stanza_ns(const char *ns)
+{
+    return ns != NULL && (strcmp(ns, "jabber:client") == 0 || strcmp(ns, "jabber:server") == 0 ||
+                          strcmp(ns, "jabber:component:accept") == 0);
+}
+
+static void count_stanza(inspect *in, const xs_event *ev)
+{
+    char key[512];
+    if (is_stanza_ns(ev->ns) || ev->ns == NULL)
+        snprintf(key, sizeof(key), "%s", ev->name);
+    else if (ev->prefix != NULL)
+        snprintf(key, sizeof(key), "%s:%s", ev->prefix, ev->name);
+    else
+        snprintf(key, sizeof(key), "%s {%s}", ev->name, ev->ns);
+    stat_add(&in->kinds, key, ev->len);
+
+    if (ev->node == NULL)
+        return;
+    /* Each distinct namespace among the stanza's children counts once per stanza. */
+    const char *seen[32];
+    size_t n_seen = 0;
+    for (xmlNode *c = ev->node->children; c != NULL; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        const char *ns = c->ns && c->ns->href ? (const char *)c->ns->href : "(none)";
+        bool dup = false;
+        for (size_t i = 0; i < n_seen; i++)
+            dup = dup || strcmp(seen[i], ns) == 0;
+        if (dup)
+            continue;
+        if (n_seen < 32)
+            seen[n_seen++] = ns;
+        stat_add(&in->payloads, ns, ev->len);
+    }
+}
+
+static void print_stats(inspect *in, xs_format format)
+{
+    qsort(in->kinds.rows, in->kinds.n, sizeof(stat_row), row_cmp);
+    qsort(in->payloads.rows, in->payloads.n, sizeof(stat_row), row_cmp);
+    if (format == XS_FORMAT_JSON) {
+        /* One JSON object, as the last line, in the spirit of the event lines. */
+        printf("{\"event\":\"stats\",\"streams\":%lu,\"stanzas\":%lu,\"stanza_bytes\":%llu,"
+               "\"keepalives\":%lu,\"errors\":%lu,\"kinds\":{",
+               in->streams, in->stanzas, in->stanza_bytes, in->keepalives, in->errors);
+        /* Keys are element names and namespace URIs: plain ASCII in practice, but escape the
+         * two characters JSON cares about to be safe. */
+        for (size_t t = 0; t < 2; t++) {
+            stat_table *tab = t == 0 ? &in->kinds : &in->payloads;
+            if (t == 1)
+                printf("},\"payloads\":{");
+            for (size_t i = 0; i < tab->n; i++) {
+                printf("%s\"", i ? "," : "");
+                for (const char *c = tab->rows[i].key; *c; c++) {
+                    if (*c == '"' || *c == '\\')
+                        putchar('\\');
+                    if ((unsigned char)*c >= 0x20)
+                        putchar(*c);
+                }
+                printf("\":{\"count\":%lu,\"bytes\":%llu}", tab->rows[i].count, tab->rows[i].bytes);
+            }
+        }
+        printf("}}\n");
+        return;
+    }
+    printf("\n%-52s %10s %12s\n", "stanzas by kind", "count", "bytes");
+    for (size_t i = 0; i < in->kinds.n; i++)
+        printf("  %-50s %10lu %12llu\n", in->kinds.rows[i].key, in->kinds.rows[i].count,
+               in->kinds.rows[i].bytes);
+    printf("\n%-52s %10s %12s\n", "payload namespaces (children of stanzas)", "stanzas", "bytes");
+    for (size_t i = 0; i < in->payloads.n; i++)
+        printf("  %-50s %10lu %12llu\n", in->payloads.rows[i].key, in->payloads.rows[i].count,
+               in->payloads.rows[i].bytes);
+    printf("\ntotal: %lu stream%s, %lu stanza%s (%llu bytes), %lu keepalive%s, %lu error%s\n",
+           in->streams, in->streams == 1 ? "" : "s", in->stanzas, in->stanzas == 1 ? "" : "s",
+           in->stanza_bytes, in->keepalives, in->keepalives == 1 ? "" : "s", in->errors,
+           in->errors == 1 ? "" : "s");
+}
+
+/* ---- events -------------------------------------------------------------------------------- */
+
+static int handle_event(inspect *in, const xs_print_meta *meta, const xs_event *ev)
+{
+    in->events++;
+    switch (ev->kind) {
+    case XS_EV_STREAM_OPEN:
+        in->streams++;
+        break;
+    case XS_EV_STANZA:
+        in->stanzas++;
+        in->stanza_bytes += ev->len;
+        if (in->stats)
+            count_stanza(in, ev);
+        break;
+    case XS_EV_KEEPALIVE:
+        in->keepalives++;
+        break;
+    case XS_EV_STREAM_CLOSE:
+        break;
+    case XS_EV_ERROR:
+        in->errors++;
+        in->failed = true;
+        fprintf(stderr, "xmppscope inspect: %s:%u:%u: %s: %s\n", in->file, ev->line, ev->column,
+                xs_parse_error_condition(ev->error_kind), ev->message);
+        break;
+    }
+    int rc = xs_printer_event(in->printer, meta, ev);
+    if (rc < 0 && in->print_rc == 0)
+        in->print_rc = rc;
+    return 0;
+}
+
+static int on_raw_event(void *user, const xs_event *ev)
+{
+    inspect *in = user;
+    return handle_event(in, &in->meta, ev);
+}
+
+static int on_log_event(void *user, const xs_print_meta *meta, const xs_event *ev)
+{
+    return handle_event(user, meta, ev);
+}
+
+static int on_log_note(void *user, const xs_print_meta *meta, const char *level, const char *text)
+{
+    inspect *in = user;
+    if (strcmp(level, "error") == 0)
+        in->errors++;
+    int rc = xs_printer_note(in->printer, meta, level, text);
+    if (rc < 0 && in->print_rc == 0)
+        in->print_rc = rc;
+    return 0;
+}
+
+/* ---- inputs -------------------------------------------------------------------------------- */
+
+static int read_raw(inspect *in, FILE *f, const xs_parser_limits *lim, const char *first,
+                    size_t first_len)
+{
+    xs_parser *p = NULL;
+    int rc = xs_parser_new(lim, XS_PARSER_TREE | XS_PARSER_RAW | XS_PARSER_AUTO_RESTART,
+                           on_raw_event, in, &p);
+    if (rc < 0) {
+        fprintf(stderr, "xmppscope inspect: %s\n", xs_strerror(rc));
+        return 1;
+    }
+    in->meta = (xs_print_meta){.session = in->file};
+    char *buf = malloc(READ_SIZE);
+    if (buf == NULL) {
+        xs_parser_free(p);
+        return 1;
+    }
+    int status = 0;
+    rc = xs_parser_feed(p, first, first_len, NULL);
+    while (rc == 0) {
+        size_t n = fread(buf, 1, READ_SIZE, f);
+        if (n == 0)
+            break;
+        rc = xs_parser_feed(p, buf, n, NULL);
+    }
+    if (rc < 0) {
+        status = 1; /* reported by the error event */
+    } else if (ferror(f)) {
+        fprintf(stderr, "xmppscope inspect: %s: read error: %s\n", in->file, strerror(errno));
+        status = 1;
+    }
+    free(buf);
+    xs_parser_free(p);
+    return status;
+}
+
+/* Splits the input into lines of at most XS_JSONL_MAX_LINE bytes and replays each. */
+static int read_jsonl(inspect *in, FILE *f, const xs_parser_limits *lim, const char *first,
+                      size_t first_len)
+{
+    xs_jsonl_reader *r = NULL;
+    if (xs_jsonl_reader_new(lim, on_log_event, on_log_note, in, &r) < 0)
+        return 1;
+    size_t cap = READ_SIZE * 2, len = 0;
+    char *line = malloc(cap);
+    char *buf = malloc(READ_SIZE);
+    int status = 0;
+    unsigned long lineno = 0;
+    const char *chunk = first;
+    size_t chunk_len = first_len;
+    if (line == NULL || buf == NULL) {
+        status = 1;
+        goto out;
+    }
+    for (;;) {
+        const char *end = chunk + chunk_len;
+        const char *p = chunk;
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = (size_t)((nl ? nl : end) - p);
+            if (len + n > XS_JSONL_MAX_LINE) {
+                fprintf(stderr, "xmppscope inspect: %s:%lu: line longer than %u bytes\n", in->file,
+                        lineno + 1, XS_JSONL_MAX_LINE);
+                status = 1;
+                goto out;
+            }
+            if (len + n + 1 > cap) {
+                while (len + n + 1 > cap)
+                    cap *= 2;
+                char *nline = realloc(line, cap);
+                if (nline == NULL) {
+                    status = 1;
+                    goto out;
+                }
+                line = nline;
+            }
+            memcpy(line + len, p, n);
+            len += n;
+            p += n;
+            if (nl != NULL) {
+                p++;
+                lineno++;
+                char err[256] = "";
+                int rc = xs_jsonl_reader_line(r, line, len, err, sizeof(err));
+                len = 0;
+                if (rc < 0) {
+                    fprintf(stderr, "xmppscope inspect: %s:%lu: %s\n", in->file, lineno,
+                            err[0] ? err : xs_strerror(rc));
+                    status = 1;
+                    goto out;
+                }
+            }
+        }
+        size_t n = fread(buf, 1, READ_SIZE, f);
+        if (n == 0)
+            break;
+        chunk = buf;
+        chunk_len = n;
+    }
+    if (len > 0) {
+        char err[256] = "";
+        lineno++;
+        int rc = xs_jsonl_reader_line(r, line, len, err, sizeof(err));
+        if (rc < 0) {
+            fprintf(stderr, "xmppscope inspect: %s:%lu: %s\n", in->file, lineno,
+                    err[0] ? err : xs_strerror(rc));
+            status = 1;
+        }
+    }
+    if (ferror(f)) {
+        fprintf(stderr, "xmppscope inspect: %s: read error: %s\n", in->file, strerror(errno));
+        status = 1;
+    }
+out:
+    free(line);
+    free(buf);
+    xs_jsonl_reader_free(r);
+    return status;
+}
+
+static int inspect_file(inspect *in, const char *path, const xs_parser_limits *lim)
+{
+    FILE *f = stdin;
+    if (strcmp(path, "-") != 0) {
+        f = fopen(path, "rb");
+        if (f == NULL) {
+            fprintf(stderr, "xmppscope inspect: cannot open %s: %s\n", path, strerror(errno));
+            return 1;
+        }
+    }
+    in->file = strcmp(path, "-") == 0 ? "stdin" : path;
+    in->failed = false;
+
+    /* Sniff: skip whitespace and a UTF-8 byte order mark; '{' means JSON Lines. */
+    char first[4096];
+    size_t n = fread(first, 1, sizeof(first), f);
+    size_t i = 0;
+    if (n >= 3 && memcmp(first, "\xEF\xBB\xBF", 3) == 0)
+        i = 3;
+    size_t j = i;
+    while (j < n && (first[j] == ' ' || first[j] == '\n' || first[j] == '\r' || first[j] == '\t'))
+        j++;
+    int status;
+    if (j < n && first[j] == '{')
+        status = read_jsonl(in, f, lim, first + i, n - i);
+    else
+        status = read_raw(in, f, lim, first + i, n - i);
+    if (status == 0 && in->failed)
+        status = 1;
+    if (f != stdin)
+        fclose(f);
+    return status;
+}
+
+static int parse_size(const char *s, unsigned long long min, unsigned long long max,
+                      unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != 0 || s[0] == '-' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int xs_inspect_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"format", required_argument, NULL, 'f'},
+        {"stats", no_argument, NULL, 's'},
+        {"show-secrets", no_argument, NULL, 'S'},
+        {"color", required_argument, NULL, 'C'},
+        {"colour", required_argument, NULL, 'C'},
+        {"max-stanza", required_argument, NULL, 'M'},
+        {"max-depth", required_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    xs_print_options popt = {.format = XS_FORMAT_PRETTY};
+    xs_parser_limits lim = {0};
+    const char *color = "auto";
+    inspect in = {0};
+    int c;
+    unsigned long long v;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":f:sh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            if (xs_format_parse(optarg, &popt.format) < 0)
+                return usage_error("unknown format '%s' (pretty, compact, json or none)", optarg);
+            break;
+        case 's':
+            in.stats = true;
+            break;
+        case 'S':
+            popt.show_secrets = 1;
+            break;
+        case 'C':
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "always") != 0 &&
+                strcmp(optarg, "never") != 0)
+                return usage_error("--color takes auto, always or never, not '%s'", optarg);
+            color = optarg;
+            break;
+        case 'M':
+            if (parse_size(optarg, 64, 1u << 30, &v) < 0)
+                return usage_error("--max-stanza takes a byte count from 64 to 1073741824, "
+                                   "not '%s'",
+                                   optarg);
+            lim.max_stanza = (size_t)v;
+            break;
+        case 'D':
+            if (parse_size(optarg, 1, 10000, &v) < 0)
+                return usage_error("--max-depth takes a number from 1 to 10000, not '%s'", optarg);
+            lim.max_depth = (unsigned)v;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case ':':
+            return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (strcmp(color, "always") == 0)
+        popt.color = 1;
+    else if (strcmp(color, "auto") == 0)
+        popt.color = xs_color_wanted(STDOUT_FILENO);
+
+    if (xs_printer_new(stdout, &popt, &in.printer) < 0) {
+        fprintf(stderr, "xmppscope inspect: out of memory\n");
+        return 1;
+    }
+    int status = 0;
+    if (optind == argc) {
+        if (isatty(STDIN_FILENO))
+            fprintf(stderr, "xmppscope inspect: reading standard input (give a FILE, or see "
+                            "--help)\n");
+        status = inspect_file(&in, "-", &lim);
+    }
+    for (int i = optind; i < argc; i++) {
+        int st = inspect_file(&in, argv[i], &lim);
+        if (st != 0)
+            status = st;
+    }
+    if (in.stats)
+        print_stats(&in, popt.format);
+    if (fflush(stdout) != 0 || in.print_rc < 0) {
+        fprintf(stderr, "xmppscope inspect: cannot write the output: %s\n",
+                in.print_rc < 0 ? xs_strerror(in.print_rc) : strerror(errno));
+        status = 1;
+    }
+    xs_printer_free(in.printer);
+    stat_free(&in.kinds);
+    stat_free(&in.payloads);
+    return status;
+}

@@ -1,0 +1,1092 @@
+/* Printers: see print.h.
+ *
+ * Every event is formatted into one capped buffer first and written with a single fwrite(), so a
+ * failing FILE is noticed at one place and a line is never half built from the formatter's side.
+ * Everything that comes from the wire goes through one escaper (out_esc) that knows the output's
+ * context: XML text, XML attribute value, one line, or a block of lines. Terminal controls and
+ * invalid UTF-8 never reach the FILE as they are.
+ */
+#include "inspect/print.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libxml/tree.h>
+
+#include "inspect/error.h"
+#include "inspect/redact.h"
+
+/* Output of one event at most; a stanza is limited by the parser far below this. */
+#define OUT_MAX ((size_t)64 << 20)
+/* Characters of XML shown on a compact line. */
+#define COMPACT_XML_CHARS 200
+/* Deeper elements are elided by the pretty printer (the parser allows 64 by default). */
+#define PRETTY_MAX_DEPTH 256u
+
+#define SGR_RESET "\033[0m"
+#define SGR_TIME "\033[2m"
+#define SGR_C2S "\033[36m"
+#define SGR_S2C "\033[35m"
+#define SGR_KIND "\033[1m"
+#define SGR_ERROR "\033[1;31m"
+#define SGR_WARN "\033[33m"
+#define SGR_ELEM "\033[34m"
+#define SGR_ATTR "\033[33m"
+#define SGR_VALUE "\033[32m"
+#define SGR_NOTE "\033[1;33m"
+
+#define UTF8_REPLACEMENT "\xEF\xBF\xBD"
+
+struct xs_printer {
+    FILE *out;
+    xs_print_options o;
+};
+
+/* ---- output buffer ------------------------------------------------------------------------- */
+
+typedef struct obuf {
+    char *p;
+    size_t len, cap;
+    int err; /* sticky: XS_ENOMEM or XS_ETOOBIG; later writes are ignored */
+} obuf;
+
+static void out_put(obuf *b, const void *s, size_t n)
+{
+    if (b->err != 0 || n == 0)
+        return;
+    if (n > OUT_MAX - b->len) {
+        b->err = XS_ETOOBIG;
+        return;
+    }
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap > 0 ? b->cap : 256;
+        char *q;
+
+        while (cap < b->len + n)
+            cap = cap > OUT_MAX / 2 ? OUT_MAX : cap * 2;
+        q = realloc(b->p, cap);
+        if (q == NULL) {
+            b->err = XS_ENOMEM;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void out_str(obuf *b, const char *s)
+{
+    out_put(b, s, strlen(s));
+}
+
+static void out_fmt(obuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* For short formatted pieces (numbers, times); longer output is cut, which never happens with
+ * the formats used here. */
+static void out_fmt(obuf *b, const char *fmt, ...)
+{
+    char tmp[160];
+    va_list ap;
+    int k;
+
+    va_start(ap, fmt);
+    k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        out_put(b, tmp, (size_t)k < sizeof(tmp) ? (size_t)k : sizeof(tmp) - 1);
+}
+
+static void out_indent(obuf *b, unsigned n)
+{
+    static const char spaces[] = "                                ";
+    while (n > 0) {
+        unsigned k = n < sizeof(spaces) - 1 ? n : (unsigned)sizeof(spaces) - 1;
+        out_put(b, spaces, k);
+        n -= k;
+    }
+}
+
+/* ---- escaping ------------------------------------------------------------------------------ */
+
+typedef enum esc_mode {
+    ESC_TEXT,  /* XML character data on one line */
+    ESC_ATTR,  /* XML attribute value between single quotes */
+    ESC_LINE,  /* anything on one line: C-style escapes for controls, XML left as it is */
+    ESC_BLOCK, /* like ESC_LINE, but a newline starts a new indented line */
+} esc_mode;
+
+/* Code points a terminal would act on, or that would break or reorder a line. */
+static int unsafe_cp(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069) || cp == 0x2028 || cp == 0x2029;
+}
+
+static void out_esc(obuf *b, const char *str, size_t n, esc_mode m, unsigned block_indent)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    int xml = m == ESC_TEXT || m == ESC_ATTR;
+    size_t i = 0;
+
+    while (i < n && b->err == 0) {
+        uint32_t cp;
+        size_t k = xs_utf8_next(s + i, n - i, &cp);
+        const char *rep = NULL;
+
+        if (k == 0) {
+            if (xml)
+                out_str(b, UTF8_REPLACEMENT);
+            else
+                out_fmt(b, "\\x%02X", s[i]);
+            i++;
+            continue;
+        }
+        switch (cp) {
+        case '&':
+            rep = xml ? "&amp;" : NULL;
+            break;
+        case '<':
+            rep = xml ? "&lt;" : NULL;
+            break;
+        case '>':
+            rep = xml ? "&gt;" : NULL;
+            break;
+        case '\'':
+            rep = m == ESC_ATTR ? "&apos;" : NULL;
+            break;
+        case '\t':
+            rep = m == ESC_ATTR ? "&#x9;" : m == ESC_LINE ? "\\t" : "\t";
+            break;
+        case '\r':
+            rep = xml ? "&#xD;" : "\\r";
+            break;
+        case '\0':
+            rep = xml ? "&#xFFFD;" : "\\0";
+            break;
+        case '\n':
+            if (m == ESC_BLOCK) {
+                out_str(b, "\n");
+                out_indent(b, block_indent);
+                i++;
+                continue;
+            }
+            rep = xml ? "&#xA;" : "\\n";
+            break;
+        default:
+            break;
+        }
+        if (rep != NULL)
+            out_str(b, rep);
+        else if (!unsafe_cp(cp))
+            out_put(b, s + i, k);
+        else if (xml)
+            out_fmt(b, "&#x%X;", (unsigned)cp);
+        else if (k == 1)
+            out_fmt(b, "\\x%02X", (unsigned)cp);
+        else
+            out_fmt(b, "\\u%04X", (unsigned)cp);
+        i += k;
+    }
+}
+
+static void out_esc_str(obuf *b, const char *s, esc_mode m)
+{
+    if (s != NULL)
+        out_esc(b, s, strlen(s), m, 0);
+}
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+static void sgr(const xs_printer *p, obuf *b, const char *code)
+{
+    if (p->o.color)
+        out_str(b, code);
+}
+
+static const char *kind_name(xs_event_kind kind)
+{
+    switch (kind) {
+    case XS_EV_STREAM_OPEN:
+        return "stream-open";
+    case XS_EV_STANZA:
+        return "stanza";
+    case XS_EV_KEEPALIVE:
+        return "keepalive";
+    case XS_EV_STREAM_CLOSE:
+        return "stream-close";
+    case XS_EV_ERROR:
+        return "error";
+    }
+    return "unknown";
+}
+
+static int xml_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static void event_time(const xs_print_meta *m, struct timespec *ts)
+{
+    if (m != NULL && (m->time.tv_sec != 0 || m->time.tv_nsec != 0))
+        *ts = m->time;
+    else
+        clock_gettime(CLOCK_REALTIME, ts);
+    if (ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L)
+        ts->tv_nsec = 0;
+}
+
+/* The stanza's tree to read names and attributes from: the parser's, or the masked copy of a
+ * stanza that came without a tree. */
+static const xmlNode *event_node(const xs_event *ev, const xs_redaction *red)
+{
+    return ev->node != NULL ? ev->node : red->node;
+}
+
+/* The element's qualified name. */
+static void out_qname(obuf *b, const char *prefix, const char *name)
+{
+    if (prefix != NULL && prefix[0] != '\0') {
+        out_esc_str(b, prefix, ESC_LINE);
+        out_str(b, ":");
+    }
+    out_esc_str(b, name != NULL ? name : "?", ESC_LINE);
+}
+
+static void event_qname(obuf *b, const xs_event *ev, const xs_redaction *red)
+{
+    const xmlNode *n = event_node(ev, red);
+
+    if (ev->name != NULL)
+        out_qname(b, ev->prefix, ev->name);
+    else if (n != NULL)
+        out_qname(b, n->ns != NULL ? (const char *)n->ns->prefix : NULL, (const char *)n->name);
+    else
+        out_str(b, kind_name(ev->kind));
+}
+
+/* The value of an attribute without a namespace, appended to t. Returns 0 when absent. */
+static int plain_attr(const xmlNode *n, const char *name, obuf *t)
+{
+    for (const xmlAttr *a = n->properties; a != NULL; a = a->next) {
+        if (a->ns != NULL || strcmp((const char *)a->name, name) != 0)
+            continue;
+        for (const xmlNode *k = a->children; k != NULL; k = k->next) {
+            if (k->type == XML_TEXT_NODE && k->content != NULL) {
+                out_str(t, (const char *)k->content);
+            } else if (k->type == XML_ENTITY_REF_NODE) {
+                out_str(t, "&");
+                out_str(t, (const char *)k->name);
+                out_str(t, ";");
+            }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static const char *const key_attrs[] = {"from", "to", "id", "type"};
+
+/* Looks up one of key_attrs on the event: from the stanza's tree or the stream header. */
+static int key_attr(const xs_event *ev, const xs_redaction *red, const char *name, obuf *t)
+{
+    const xmlNode *n;
+
+    t->len = 0;
+    if (ev->kind == XS_EV_STREAM_OPEN) {
+        for (size_t i = 0; ev->attrs != NULL && i < ev->n_attrs; i++) {
+            const xs_attr *a = &ev->attrs[i];
+            if (a->prefix == NULL && a->name != NULL && strcmp(a->name, name) == 0) {
+                out_str(t, a->value != NULL ? a->value : "");
+                return 1;
+            }
+        }
+        return 0;
+    }
+    n = event_node(ev, red);
+    return ev->kind == XS_EV_STANZA && n != NULL && plain_attr(n, name, t);
+}
+
+/* The XML text of an event: the masked copy, the raw span, or, without either, the tree
+ * serialized into `tmp`. Sets *s to NULL when there is none. */
+static void event_xml(const xs_event *ev, const xs_redaction *red, obuf *tmp, const char **s,
+                      size_t *len)
+{
+    *s = NULL;
+    *len = 0;
+    if (red->xml != NULL) {
+        *s = red->xml;
+        *len = red->xml_len;
+    } else if (ev->raw != NULL && ev->kind != XS_EV_ERROR) {
+        *s = ev->raw;
+        *len = ev->len;
+    } else if (ev->kind == XS_EV_STANZA && ev->node != NULL) {
+        xmlBuffer *xb = xmlBufferCreate();
+        if (xb == NULL) {
+            tmp->err = XS_ENOMEM;
+            return;
+        }
+        if (xmlNodeDump(xb, ev->node->doc, ev->node, 0, 0) < 0)
+            tmp->err = XS_ENOMEM;
+        else
+            out_put(tmp, xmlBufferContent(xb), (size_t)xmlBufferLength(xb));
+        xmlBufferFree(xb);
+        *s = tmp->p;
+        *len = tmp->len;
+    }
+}
+
+/* ---- header line (pretty, compact, notes) -------------------------------------------------- */
+
+static void out_head(const xs_printer *p, obuf *b, const xs_print_meta *m)
+{
+    struct timespec ts;
+    struct tm tm;
+    const char *dir = m != NULL ? m->direction : NULL;
+
+    event_time(m, &ts);
+    if (localtime_r(&ts.tv_sec, &tm) == NULL)
+        memset(&tm, 0, sizeof(tm));
+    sgr(p, b, SGR_TIME);
+    out_fmt(b, "%02d:%02d:%02d.%03ld", tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L);
+    sgr(p, b, SGR_RESET);
+    if (m != NULL && m->session != NULL) {
+        out_str(b, " ");
+        out_esc_str(b, m->session, ESC_LINE);
+    }
+    out_str(b, " ");
+    if (dir == NULL) {
+        out_str(b, "   ");
+    } else if (strcmp(dir, "c2s") == 0) {
+        sgr(p, b, SGR_C2S);
+        out_str(b, "C→S");
+        sgr(p, b, SGR_RESET);
+    } else if (strcmp(dir, "s2c") == 0) {
+        sgr(p, b, SGR_S2C);
+        out_str(b, "S→C");
+        sgr(p, b, SGR_RESET);
+    } else {
+        out_esc_str(b, dir, ESC_LINE);
+    }
+    if (m != NULL && m->phase != NULL) {
+        out_str(b, " [");
+        out_esc_str(b, m->phase, ESC_LINE);
+        out_str(b, "]");
+    }
+}
+
+/* Header fields shared by pretty and compact after the time and direction: kind and size. */
+static void out_kind(const xs_printer *p, obuf *b, const xs_event *ev, const xs_redaction *red)
+{
+    out_str(b, " ");
+    sgr(p, b, ev->kind == XS_EV_ERROR ? SGR_ERROR : SGR_KIND);
+    if (ev->kind == XS_EV_STANZA)
+        event_qname(b, ev, red);
+    else
+        out_str(b, kind_name(ev->kind));
+    sgr(p, b, SGR_RESET);
+    if (ev->kind == XS_EV_STREAM_OPEN)
+        out_fmt(b, " #%u", ev->stream_no);
+}
+
+static void out_error_detail(const xs_printer *p, obuf *b, const xs_event *ev)
+{
+    const char *cond = xs_parse_error_condition(ev->error_kind);
+
+    sgr(p, b, SGR_ERROR);
+    out_str(b, xs_errname(ev->error));
+    sgr(p, b, SGR_RESET);
+    if (cond != NULL) {
+        out_str(b, " <");
+        out_str(b, cond);
+        out_str(b, "/>");
+    }
+    out_fmt(b, " at %u:%u (offset %llu)", ev->line, ev->column, (unsigned long long)ev->offset);
+    if (ev->message != NULL) {
+        out_str(b, ": ");
+        out_esc_str(b, ev->message, ESC_LINE);
+    }
+}
+
+/* ---- pretty -------------------------------------------------------------------------------- */
+
+static void pretty_attr(const xs_printer *p, obuf *b, const char *prefix, const char *name)
+{
+    out_str(b, " ");
+    sgr(p, b, SGR_ATTR);
+    out_qname(b, prefix, name);
+    sgr(p, b, SGR_RESET);
+    out_str(b, "=");
+    sgr(p, b, SGR_VALUE);
+    out_str(b, "'");
+}
+
+static void pretty_attr_end(const xs_printer *p, obuf *b)
+{
+    out_str(b, "'");
+    sgr(p, b, SGR_RESET);
+}
+
+static void pretty_nsdecl(const xs_printer *p, obuf *b, const char *prefix, const char *uri)
+{
+    if (prefix != NULL)
+        pretty_attr(p, b, "xmlns", prefix);
+    else
+        pretty_attr(p, b, NULL, "xmlns");
+    out_esc_str(b, uri, ESC_ATTR);
+    pretty_attr_end(p, b);
+}
+
+static void pretty_tag_name(const xs_printer *p, obuf *b, const char *before, const xmlNode *n,
+                            const char *after)
+{
+    sgr(p, b, SGR_ELEM);
+    out_str(b, before);
+    out_qname(b, n->ns != NULL ? (const char *)n->ns->prefix : NULL, (const char *)n->name);
+    out_str(b, after);
+    sgr(p, b, SGR_RESET);
+}
+
+/* A text node inside an element that also has element children: on lines of its own. */
+static void pretty_text_block(obuf *b, const char *s, unsigned indent)
+{
+    size_t len = strlen(s), i = 0;
+
+    while (i < len && xml_space(s[i]))
+        i++;
+    while (len > i && xml_space(s[len - 1]))
+        len--;
+    while (i < len) {
+        const char *nl = memchr(s + i, '\n', len - i);
+        size_t end = nl != NULL ? (size_t)(nl - s) : len, e = end;
+
+        while (e > i && s[e - 1] == '\r')
+            e--;
+        out_indent(b, indent);
+        out_esc(b, s + i, e - i, ESC_TEXT, 0);
+        out_str(b, "\n");
+        i = end + 1;
+    }
+}
+
+static int blank(const char *s)
+{
+    for (; s != NULL && *s != '\0'; s++)
+        if (!xml_space(*s))
+            return 0;
+    return 1;
+}
+
+static void pretty_element(const xs_printer *p, obuf *b, const xmlNode *n, unsigned depth)
+{
+    unsigned indent = 2 + 2 * depth;
+    int elements = 0, text = 0, newline = 0;
+
+    out_indent(b, indent);
+    if (depth > PRETTY_MAX_DEPTH) {
+        out_str(b, "…\n");
+        return;
+    }
+    pretty_tag_name(p, b, "<", n, "");
+    for (const xmlNs *ns = n->nsDef; ns != NULL; ns = ns->next)
+        pretty_nsdecl(p, b, (const char *)ns->prefix, (const char *)ns->href);
+    for (const xmlAttr *a = n->properties; a != NULL; a = a->next) {
+        pretty_attr(p, b, a->ns != NULL ? (const char *)a->ns->prefix : NULL,
+                    (const char *)a->name);
+        for (const xmlNode *k = a->children; k != NULL; k = k->next) {
+            if (k->type == XML_TEXT_NODE)
+                out_esc_str(b, (const char *)k->content, ESC_ATTR);
+            else if (k->type == XML_ENTITY_REF_NODE)
+                out_fmt(b, "&%s;", (const char *)k->name);
+        }
+        pretty_attr_end(p, b);
+    }
+    for (const xmlNode *k = n->children; k != NULL; k = k->next) {
+        if (k->type == XML_ELEMENT_NODE) {
+            elements++;
+        } else if (k->type == XML_TEXT_NODE || k->type == XML_CDATA_SECTION_NODE ||
+                   k->type == XML_ENTITY_REF_NODE) {
+            text++;
+            if (k->content != NULL && strchr((const char *)k->content, '\n') != NULL)
+                newline = 1;
+        }
+    }
+    if (elements == 0 && text == 0) {
+        sgr(p, b, SGR_ELEM);
+        out_str(b, "/>");
+        sgr(p, b, SGR_RESET);
+        out_str(b, "\n");
+        return;
+    }
+    sgr(p, b, SGR_ELEM);
+    out_str(b, ">");
+    sgr(p, b, SGR_RESET);
+    if (elements == 0 && !newline) {
+        /* Text only, on one line: <body>hello</body>. */
+        for (const xmlNode *k = n->children; k != NULL; k = k->next) {
+            if (k->type == XML_ENTITY_REF_NODE)
+                out_fmt(b, "&%s;", (const char *)k->name);
+            else if (k->type == XML_TEXT_NODE || k->type == XML_CDATA_SECTION_NODE)
+                out_esc_str(b, (const char *)k->content, ESC_TEXT);
+        }
+        pretty_tag_name(p, b, "</", n, ">");
+        out_str(b, "\n");
+        return;
+    }
+    out_str(b, "\n");
+    for (const xmlNode *k = n->children; k != NULL && b->err == 0; k = k->next) {
+        if (k->type == XML_ELEMENT_NODE)
+            pretty_element(p, b, k, depth + 1);
+        else if ((k->type == XML_TEXT_NODE || k->type == XML_CDATA_SECTION_NODE) &&
+                 !blank((const char *)k->content))
+            pretty_text_block(b, (const char *)k->content, indent + 2);
+        else if (k->type == XML_ENTITY_REF_NODE) {
+            out_indent(b, indent + 2);
+            out_fmt(b, "&%s;\n", (const char *)k->name);
+        }
+    }
+    out_indent(b, indent);
+    pretty_tag_name(p, b, "</", n, ">");
+    out_str(b, "\n");
+}
+
+/* The stream header from the event's fields: <stream:stream xmlns=... to=... version=...>. */
+static void pretty_stream_tag(const xs_printer *p, obuf *b, const xs_event *ev)
+{
+    sgr(p, b, SGR_ELEM);
+    out_str(b, "<");
+    out_qname(b, ev->prefix, ev->name != NULL ? ev->name : "stream");
+    sgr(p, b, SGR_RESET);
+    for (size_t i = 0; ev->nsdecls != NULL && i < ev->n_nsdecls; i++)
+        pretty_nsdecl(p, b, ev->nsdecls[i].prefix, ev->nsdecls[i].uri);
+    for (size_t i = 0; ev->attrs != NULL && i < ev->n_attrs; i++) {
+        pretty_attr(p, b, ev->attrs[i].prefix, ev->attrs[i].name);
+        out_esc_str(b, ev->attrs[i].value, ESC_ATTR);
+        pretty_attr_end(p, b);
+    }
+    sgr(p, b, SGR_ELEM);
+    out_str(b, ">");
+    sgr(p, b, SGR_RESET);
+}
+
+static void pretty_event(const xs_printer *p, obuf *b, const xs_print_meta *m, const xs_event *ev,
+                         const xs_redaction *red)
+{
+    obuf tmp = {0};
+    const char *xml;
+    size_t len;
+
+    out_head(p, b, m);
+    out_kind(p, b, ev, red);
+    if (ev->kind != XS_EV_ERROR)
+        out_fmt(b, " %zu B", ev->len);
+    out_str(b, "\n");
+    switch (ev->kind) {
+    case XS_EV_STREAM_OPEN:
+        out_indent(b, 2);
+        pretty_stream_tag(p, b, ev);
+        out_str(b, "\n");
+        break;
+    case XS_EV_STANZA:
+        if (ev->node != NULL) {
+            pretty_element(p, b, red->node != NULL ? red->node : ev->node, 0);
+        } else {
+            event_xml(ev, red, &tmp, &xml, &len);
+            if (xml != NULL) {
+                while (len > 0 && xml_space(xml[len - 1]))
+                    len--;
+                out_indent(b, 2);
+                out_esc(b, xml, len, ESC_BLOCK, 2);
+                out_str(b, "\n");
+            }
+        }
+        if (red->note != NULL) {
+            out_indent(b, 2);
+            sgr(p, b, SGR_NOTE);
+            out_str(b, "# ");
+            out_esc_str(b, red->note, ESC_LINE);
+            sgr(p, b, SGR_RESET);
+            out_str(b, "\n");
+        }
+        break;
+    case XS_EV_STREAM_CLOSE:
+        if (ev->raw != NULL) {
+            out_indent(b, 2);
+            out_esc(b, ev->raw, ev->len, ESC_LINE, 0);
+            out_str(b, "\n");
+        }
+        break;
+    case XS_EV_ERROR:
+        out_indent(b, 2);
+        out_error_detail(p, b, ev);
+        out_str(b, "\n");
+        break;
+    case XS_EV_KEEPALIVE:
+        break;
+    }
+    if (tmp.err != 0 && b->err == 0)
+        b->err = tmp.err;
+    free(tmp.p);
+}
+
+/* ---- compact ------------------------------------------------------------------------------- */
+
+/* The XML on one line: whitespace between tags dropped, controls escaped, cut after
+ * COMPACT_XML_CHARS characters with a count of the bytes left out. */
+static void compact_xml(obuf *b, const char *s, size_t n)
+{
+    size_t i = 0, end = n, shown = 0;
+
+    while (i < end && xml_space(s[i]))
+        i++;
+    while (end > i && xml_space(s[end - 1]))
+        end--;
+    while (i < end && shown < COMPACT_XML_CHARS) {
+        uint32_t cp;
+        size_t k;
+
+        if (xml_space(s[i]) && i > 0 && s[i - 1] == '>') {
+            size_t j = i;
+            while (j < end && xml_space(s[j]))
+                j++;
+            if (j < end && s[j] == '<') {
+                i = j;
+                continue;
+            }
+        }
+        k = xs_utf8_next((const unsigned char *)s + i, end - i, &cp);
+        if (k == 0)
+            k = 1;
+        out_esc(b, s + i, k, ESC_LINE, 0);
+        i += k;
+        shown++;
+    }
+    if (i < end)
+        out_fmt(b, "…(+%zu bytes)", end - i);
+}
+
+static void compact_event(const xs_printer *p, obuf *b, const xs_print_meta *m, const xs_event *ev,
+                          const xs_redaction *red)
+{
+    obuf tmp = {0};
+    const char *xml;
+    size_t len;
+
+    out_head(p, b, m);
+    out_kind(p, b, ev, red);
+    if (ev->kind == XS_EV_ERROR) {
+        out_str(b, " ");
+        out_error_detail(p, b, ev);
+        out_str(b, "\n");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(key_attrs) / sizeof(key_attrs[0]); i++) {
+        if (!key_attr(ev, red, key_attrs[i], &tmp))
+            continue;
+        out_str(b, " ");
+        out_str(b, key_attrs[i]);
+        out_str(b, "=");
+        if (tmp.len == 0 || memchr(tmp.p, ' ', tmp.len) != NULL) {
+            out_str(b, "'");
+            out_esc(b, tmp.p, tmp.len, ESC_LINE, 0);
+            out_str(b, "'");
+        } else {
+            out_esc(b, tmp.p, tmp.len, ESC_LINE, 0);
+        }
+    }
+    out_fmt(b, " %zuB", ev->len);
+    if (red->note != NULL) {
+        out_str(b, " ");
+        sgr(p, b, SGR_NOTE);
+        out_str(b, "[");
+        out_esc_str(b, red->note, ESC_LINE);
+        out_str(b, "]");
+        sgr(p, b, SGR_RESET);
+    }
+    tmp.len = 0;
+    event_xml(ev, red, &tmp, &xml, &len);
+    if (xml != NULL && ev->kind != XS_EV_KEEPALIVE) {
+        out_str(b, " ");
+        compact_xml(b, xml, len);
+    } else if (ev->kind == XS_EV_STREAM_OPEN) {
+        xs_printer plain = {p->out, p->o};
+        plain.o.color = 0;
+        out_str(b, " ");
+        pretty_stream_tag(&plain, b, ev);
+    }
+    out_str(b, "\n");
+    if (tmp.err != 0 && b->err == 0)
+        b->err = tmp.err;
+    free(tmp.p);
+}
+
+/* ---- JSON ---------------------------------------------------------------------------------- */
+
+/* Appends n bytes as valid UTF-8 without NUL: invalid sequences and NUL become U+FFFD. jansson
+ * takes valid UTF-8 only, and NUL in a JSON string trips up many readers. */
+static void out_utf8(obuf *t, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+
+    while (i < n) {
+        uint32_t cp;
+        size_t k = xs_utf8_next(u + i, n - i, &cp);
+        if (k == 0 || cp == 0) {
+            out_str(t, UTF8_REPLACEMENT);
+            i++;
+        } else {
+            out_put(t, s + i, k);
+            i += k;
+        }
+    }
+}
+
+/* A JSON string of n bytes, made valid as by out_utf8(). Returns NULL when out of memory. */
+static json_t *jstrn(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    obuf t = {0};
+    json_t *j;
+    size_t i = 0;
+
+    while (i < n) {
+        uint32_t cp;
+        size_t k = xs_utf8_next(u + i, n - i, &cp);
+        if (k == 0 || cp == 0)
+            break;
+        i += k;
+    }
+    if (i == n)
+        return json_stringn_nocheck(s, n);
+    out_utf8(&t, s, n);
+    j = t.err == 0 ? json_stringn_nocheck(t.p, t.len) : NULL;
+    free(t.p);
+    return j;
+}
+
+/* Sets o[key] = v with the key made valid as by out_utf8(). */
+static void jset_key(json_t *o, obuf *tmp, const char *prefix, const char *name, json_t *v,
+                     int *bad)
+{
+    tmp->len = 0;
+    if (prefix != NULL) {
+        out_utf8(tmp, prefix, strlen(prefix));
+        out_str(tmp, ":");
+    }
+    out_utf8(tmp, name, strlen(name));
+    out_put(tmp, "", 1);
+    if (tmp->err != 0 || json_object_set_new_nocheck(o, tmp->p, v) != 0) {
+        if (tmp->err != 0)
+            json_decref(v);
+        *bad = 1;
+    }
+}
+
+static json_t *jstr(const char *s)
+{
+    return jstrn(s, strlen(s));
+}
+
+/* Adds key: v to o; remembers a failure (v NULL from an allocation, or the set failing). */
+static void jset(json_t *o, const char *key, json_t *v, int *bad)
+{
+    if (json_object_set_new(o, key, v) != 0)
+        *bad = 1;
+}
+
+static json_t *jint(uint64_t v)
+{
+    return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+/* The start of every JSON line: time, session, direction, phase, event. */
+static json_t *json_head(const xs_print_meta *m, const char *event, int *bad)
+{
+    json_t *o = json_object();
+    struct timespec ts;
+    struct tm tm;
+    char when[64];
+
+    if (o == NULL) {
+        *bad = 1;
+        return NULL;
+    }
+    event_time(m, &ts);
+    if (gmtime_r(&ts.tv_sec, &tm) == NULL)
+        memset(&tm, 0, sizeof(tm));
+    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000L);
+    jset(o, "time", json_string(when), bad);
+    if (m != NULL && m->session != NULL)
+        jset(o, "session", jstr(m->session), bad);
+    if (m != NULL && m->direction != NULL)
+        jset(o, "dir", jstr(m->direction), bad);
+    if (m != NULL && m->phase != NULL)
+        jset(o, "phase", jstr(m->phase), bad);
+    jset(o, "event", json_string(event), bad);
+    return o;
+}
+
+static void json_element(json_t *o, const xs_event *ev, const xs_redaction *red, obuf *tmp,
+                         int *bad)
+{
+    const xmlNode *n = event_node(ev, red);
+    const char *name = ev->name, *prefix = ev->prefix, *ns = ev->ns;
+
+    if (name == NULL && n != NULL) {
+        name = (const char *)n->name;
+        prefix = n->ns != NULL ? (const char *)n->ns->prefix : NULL;
+        ns = n->ns != NULL ? (const char *)n->ns->href : NULL;
+    }
+    if (name != NULL)
+        jset(o, "name", jstr(name), bad);
+    if (prefix != NULL)
+        jset(o, "prefix", jstr(prefix), bad);
+    if (ns != NULL)
+        jset(o, "ns", jstr(ns), bad);
+    for (size_t i = 0; i < sizeof(key_attrs) / sizeof(key_attrs[0]); i++)
+        if (key_attr(ev, red, key_attrs[i], tmp))
+            jset(o, key_attrs[i], jstrn(tmp->p != NULL ? tmp->p : "", tmp->len), bad);
+    if (tmp->err != 0)
+        *bad = 1;
+}
+
+static void json_stream_header(json_t *o, const xs_event *ev, obuf *tmp, int *bad)
+{
+    json_t *attrs = json_object(), *nss = json_object();
+
+    for (size_t i = 0; attrs != NULL && ev->attrs != NULL && i < ev->n_attrs; i++) {
+        const xs_attr *a = &ev->attrs[i];
+        if (a->name != NULL)
+            jset_key(attrs, tmp, a->prefix, a->name, jstr(a->value != NULL ? a->value : ""), bad);
+    }
+    for (size_t i = 0; nss != NULL && ev->nsdecls != NULL && i < ev->n_nsdecls; i++) {
+        const xs_attr *d = &ev->nsdecls[i];
+        jset_key(nss, tmp, NULL, d->prefix != NULL ? d->prefix : "",
+                 jstr(d->uri != NULL ? d->uri : ""), bad);
+    }
+    jset(o, "attrs", attrs, bad);
+    jset(o, "namespaces", nss, bad);
+}
+
+static void json_event(obuf *b, const xs_print_meta *m, const xs_event *ev, const xs_redaction *red)
+{
+    obuf tmp = {0};
+    int bad = 0;
+    json_t *o = json_head(m, kind_name(ev->kind), &bad);
+    char *line = NULL;
+
+    if (o == NULL)
+        goto out;
+    jset(o, "stream", json_integer(ev->stream_no), &bad);
+    jset(o, "offset", jint(ev->offset), &bad);
+    jset(o, "size", jint(ev->len), &bad);
+    if (ev->kind == XS_EV_STREAM_OPEN || ev->kind == XS_EV_STANZA)
+        json_element(o, ev, red, &tmp, &bad);
+    if (red->xml != NULL) {
+        jset(o, "raw", jstrn(red->xml, red->xml_len), &bad);
+        jset(o, "redacted", json_true(), &bad);
+    } else if (ev->raw != NULL && ev->kind != XS_EV_ERROR) {
+        jset(o, "raw", jstrn(ev->raw, ev->len), &bad);
+    }
+    if (red->note != NULL)
+        jset(o, "sasl", jstr(red->note), &bad);
+    if (red->gs2_flag == 'p')
+        jset(o, "gs2", json_sprintf("p=%s", red->cb_name), &bad);
+    else if (red->gs2_flag != 0)
+        jset(o, "gs2", json_string(red->gs2_flag == 'y' ? "y" : "n"), &bad);
+    if (ev->kind == XS_EV_STREAM_OPEN)
+        json_stream_header(o, ev, &tmp, &bad);
+    if (ev->kind == XS_EV_ERROR) {
+        const char *cond = xs_parse_error_condition(ev->error_kind);
+        jset(o, "error", json_string(xs_errname(ev->error)), &bad);
+        if (cond != NULL)
+            jset(o, "condition", jstr(cond), &bad);
+        if (ev->message != NULL)
+            jset(o, "message", jstr(ev->message), &bad);
+        jset(o, "line", json_integer(ev->line), &bad);
+        jset(o, "column", json_integer(ev->column), &bad);
+    }
+    if (bad)
+        goto out;
+    line = json_dumps(o, JSON_COMPACT);
+    if (line == NULL) {
+        bad = 1;
+        goto out;
+    }
+    out_str(b, line);
+    out_str(b, "\n");
+out:
+    if (bad && b->err == 0)
+        b->err = XS_ENOMEM;
+    free(line);
+    json_decref(o);
+    free(tmp.p);
+}
+
+/* ---- public -------------------------------------------------------------------------------- */
+
+static const char *const format_names[] = {
+    [XS_FORMAT_PRETTY] = "pretty",
+    [XS_FORMAT_COMPACT] = "compact",
+    [XS_FORMAT_JSON] = "json",
+    [XS_FORMAT_NONE] = "none",
+};
+
+int xs_format_parse(const char *name, xs_format *out)
+{
+    if (name == NULL || out == NULL)
+        return XS_EINVAL;
+    for (size_t i = 0; i < sizeof(format_names) / sizeof(format_names[0]); i++) {
+        if (strcmp(name, format_names[i]) == 0) {
+            *out = (xs_format)i;
+            return 0;
+        }
+    }
+    return XS_EINVAL;
+}
+
+const char *xs_format_name(xs_format format)
+{
+    if ((unsigned)format < sizeof(format_names) / sizeof(format_names[0]))
+        return format_names[format];
+    return "unknown";
+}
+
+int xs_color_wanted(int fd)
+{
+    const char *no_color = getenv("NO_COLOR"), *term = getenv("TERM");
+
+    if (!isatty(fd))
+        return 0;
+    if (no_color != NULL && no_color[0] != '\0')
+        return 0;
+    if (term != NULL && strcmp(term, "dumb") == 0)
+        return 0;
+    return 1;
+}
+
+int xs_printer_new(FILE *out, const xs_print_options *options, xs_printer **printer)
+{
+    xs_printer *p;
+
+    if (printer == NULL)
+        return XS_EINVAL;
+    *printer = NULL;
+    if (out == NULL || options == NULL || (unsigned)options->format > XS_FORMAT_NONE)
+        return XS_EINVAL;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return XS_ENOMEM;
+    p->out = out;
+    p->o = *options;
+    *printer = p;
+    return 0;
+}
+
+void xs_printer_free(xs_printer *printer)
+{
+    free(printer);
+}
+
+/* Writes one formatted event. */
+static int emit(xs_printer *p, const obuf *b)
+{
+    if (b->err != 0)
+        return b->err;
+    if (b->len > 0 && fwrite(b->p, 1, b->len, p->out) != b->len)
+        return XS_EIO;
+    if (fflush(p->out) != 0)
+        return XS_EIO;
+    return 0;
+}
+
+int xs_printer_event(xs_printer *p, const xs_print_meta *meta, const xs_event *ev)
+{
+    xs_redaction red;
+    obuf b = {0};
+    int rc;
+
+    if (p == NULL || ev == NULL)
+        return XS_EINVAL;
+    if (p->o.format == XS_FORMAT_NONE)
+        return 0;
+    rc = xs_redact_event(ev, p->o.show_secrets, &red);
+    if (rc != 0)
+        return rc;
+    switch (p->o.format) {
+    case XS_FORMAT_PRETTY:
+        pretty_event(p, &b, meta, ev, &red);
+        break;
+    case XS_FORMAT_COMPACT:
+        compact_event(p, &b, meta, ev, &red);
+        break;
+    case XS_FORMAT_JSON:
+        json_event(&b, meta, ev, &red);
+        break;
+    case XS_FORMAT_NONE:
+        break;
+    }
+    rc = emit(p, &b);
+    free(b.p);
+    xs_redaction_clear(&red);
+    return rc;
+}
+
+int xs_printer_note(xs_printer *p, const xs_print_meta *meta, const char *level, const char *text)
+{
+    obuf b = {0};
+    int rc, bad = 0;
+
+    if (p == NULL)
+        return XS_EINVAL;
+    if (level == NULL)
+        level = "info";
+    if (text == NULL)
+        text = "";
+    switch (p->o.format) {
+    case XS_FORMAT_PRETTY:
+    case XS_FORMAT_COMPACT:
+        out_head(p, &b, meta);
+        out_str(&b, " ");
+        if (strcmp(level, "error") == 0)
+            sgr(p, &b, SGR_ERROR);
+        else if (strcmp(level, "warn") == 0)
+            sgr(p, &b, SGR_WARN);
+        out_esc_str(&b, level, ESC_LINE);
+        out_str(&b, ": ");
+        out_esc_str(&b, text, ESC_LINE);
+        sgr(p, &b, SGR_RESET);
+        out_str(&b, "\n");
+        break;
+    case XS_FORMAT_JSON: {
+        json_t *o = json_head(meta, "note", &bad);
+        char *line = NULL;
+
+        jset(o, "level", jstr(level), &bad);
+        jset(o, "message", jstr(text), &bad);
+        if (!bad)
+            line = json_dumps(o, JSON_COMPACT);
+        if (line == NULL)
+            b.err = XS_ENOMEM;
+        else
+            out_str(&b, line);
+        out_str(&b, "\n");
+        free(line);
+        json_decref(o);
+        break;
+    }
+    case XS_FORMAT_NONE:
+        return 0;
+    }
+    rc = emit(p, &b);
+    free(b.p);
+    return rc;
+}

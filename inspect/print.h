@@ -1,0 +1,119 @@
+/* Printers: parser events and the proxy's notes as text for people or as JSON Lines.
+ *
+ * A printer writes to a FILE it does not own. Each event is formatted whole in memory and written
+ * with one fwrite() followed by fflush(), so a line is never split by another writer of the same
+ * FILE in this process and a watcher sees it at once. Secrets are masked in every format (see
+ * redact.h) unless show_secrets is set.
+ *
+ * Formats:
+ *   pretty   a header line per event, then the XML indented from the tree (2 spaces per level),
+ *            then, for a stanza carrying a SASL or password payload, a line describing it.
+ *            Header: local time HH:MM:SS.mmm, session, direction (C→S, S→C, blank offline),
+ *            [phase] when set, kind (stream-open, the stanza's name, keepalive, stream-close,
+ *            error), size in bytes. Without a tree the (masked) raw text is printed instead.
+ *   compact  exactly one line per event: the header fields, from/to/id/type, the annotation in
+ *            brackets, and the XML squeezed to one line (whitespace between tags dropped,
+ *            newlines shown as \n), cut after 200 characters with "…(+N bytes)".
+ *   json     JSON Lines, the schema below.
+ *   none     nothing.
+ * Colour (ANSI SGR) is used in pretty and compact only when xs_print_options.color is set.
+ *
+ * JSON Lines schema: one object per line, keys in this order, absent keys omitted.
+ *   "time"       string, RFC 3339 UTC with microseconds: "2026-11-24T03:40:00.123456Z"
+ *   "session"    string, the session ("1") or, offline, the input file name
+ *   "dir"        "c2s" or "s2c"; omitted offline
+ *   "phase"      "plain", "tls" or "authed", when known
+ *   "event"      "stream-open", "stanza", "keepalive", "stream-close", "error" or "note"
+ *   For parser events:
+ *   "stream"     integer, 1 for the first stream of the direction, +1 after every restart
+ *   "offset"     integer, byte offset of the event's first byte in the direction's input
+ *   "size"       integer, bytes of the event's span (0 for "error")
+ *   For "stream-open" and "stanza":
+ *   "name"       the element's local name ("message", "stream", "auth")
+ *   "prefix"     the element's prefix ("stream"), when it has one
+ *   "ns"         the element's namespace URI, when it has one
+ *   "from", "to", "id", "type"   the element's attributes of these names, when present
+ *                (on a stanza they need the parser's XS_PARSER_TREE)
+ *   "raw"        the exact bytes of the span (needs XS_PARSER_RAW), as a string: invalid UTF-8
+ *                sequences and NUL bytes are replaced by U+FFFD. When secrets were masked, the
+ *                masked XML of the stanza instead, and:
+ *   "redacted"   true
+ *   "sasl"       the one-line annotation of a secret-bearing payload (SASL, SASL2, FAST token,
+ *                XEP-0077/0078 password), e.g. "PLAIN authzid=\"\" authcid=\"alice\" password=***"
+ *   "gs2"        for a SCRAM client-first message, its channel binding flag: "n", "y" or
+ *                "p=" followed by the binding name ("p=tls-exporter")
+ *   For "stream-open":
+ *   "attrs"      object, attribute name (with its prefix, "xml:lang") -> value
+ *   "namespaces" object, prefix -> namespace URI, "" for the default namespace
+ *   For "error":
+ *   "error"      symbolic code, "XS_ENOTWF"
+ *   "condition"  the stream error condition to send, "not-well-formed"
+ *   "message"    one line of English
+ *   "line", "column"   integers, 1-based position of the offending byte
+ *   For "note" (xs_printer_note):
+ *   "level"      "info", "warn" or "error"
+ *   "message"    the text
+ */
+#ifndef XS_INSPECT_PRINT_H
+#define XS_INSPECT_PRINT_H
+
+#include <stdio.h>
+#include <time.h>
+
+#include "inspect/parser.h"
+
+typedef enum xs_format {
+    XS_FORMAT_PRETTY,
+    XS_FORMAT_COMPACT,
+    XS_FORMAT_JSON,
+    XS_FORMAT_NONE,
+} xs_format;
+
+/* Parses a --format value: "pretty", "compact", "json" or "none". Returns 0 and sets *out, or
+ * XS_EINVAL for anything else. */
+int xs_format_parse(const char *name, xs_format *out);
+
+/* The name of a format, as xs_format_parse() reads it. */
+const char *xs_format_name(xs_format format);
+
+typedef struct xs_print_options {
+    xs_format format;
+    int color;        /* ANSI colours in pretty and compact; see xs_color_wanted() */
+    int show_secrets; /* print SASL and password payloads in clear */
+} xs_print_options;
+
+/* Whether colour suits file descriptor fd: it is a terminal, NO_COLOR is unset or empty, and
+ * TERM is not "dumb". */
+int xs_color_wanted(int fd);
+
+/* Where an event comes from. The strings are borrowed for the duration of the call. */
+typedef struct xs_print_meta {
+    struct timespec time;  /* when the bytes were read (CLOCK_REALTIME) */
+    const char *session;   /* "1", or the file name offline; NULL: none */
+    const char *direction; /* "c2s", "s2c", or NULL offline */
+    const char *phase;     /* "plain", "tls", "authed", or NULL */
+} xs_print_meta;
+
+typedef struct xs_printer xs_printer;
+
+/* Creates a printer writing to `out`, which stays the caller's: it must outlive the printer and
+ * is never closed by it. The options are copied. Returns 0 and sets *printer, or XS_EINVAL /
+ * XS_ENOMEM. Free with xs_printer_free(). */
+int xs_printer_new(FILE *out, const xs_print_options *options, xs_printer **printer);
+
+/* Prints one parser event; call it from the parser callback (the event is only valid there).
+ * `meta` may be NULL (no session, no direction, the current time). Returns 0, XS_EIO when the
+ * FILE fails (disk full, closed pipe; nothing more is tried for that event), XS_ENOMEM, or
+ * XS_ETOOBIG when one event would need more than 64 MiB of output. On an error nothing, or a
+ * truncated line, was written; never an unmasked secret. */
+int xs_printer_event(xs_printer *printer, const xs_print_meta *meta, const xs_event *ev);
+
+/* Prints a diagnostic of the proxy in the same format as the events (JSON: event "note").
+ * level is "info", "warn" or "error" (NULL: "info"); text is one message, newlines are shown
+ * escaped. Returns as xs_printer_event(). */
+int xs_printer_note(xs_printer *printer, const xs_print_meta *meta, const char *level,
+                    const char *text);
+
+void xs_printer_free(xs_printer *printer);
+
+#endif

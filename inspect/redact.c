@@ -1,0 +1,1082 @@
+/* Secrets redaction: see redact.h.
+ *
+ * The tree of the event is never touched. A stanza that may carry a secret is first copied into a
+ * document of our own, under a wrapper element declaring the namespaces the stanza inherited, and
+ * the secrets are masked in that copy. The annotation is built in a fixed buffer, so a hostile
+ * payload can make it long only up to XS_REDACT_NOTE_MAX.
+ */
+#include "inspect/redact.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libxml/parser.h>
+
+#include "inspect/error.h"
+
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_SASL2 "urn:xmpp:sasl:2"
+#define NS_REGISTER "jabber:iq:register"
+#define NS_IQ_AUTH "jabber:iq:auth"
+#define NS_XDATA "jabber:x:data"
+#define NS_FAST "urn:xmpp:fast:0"
+
+/* The wrapper a stanza without a tree is parsed in. The stream's own default namespace is not
+ * known from a stanza event; jabber:client stands in for it (only names matter here). */
+#define RAW_OPEN "<w xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+#define RAW_CLOSE "</w>"
+
+/* Most attributes a SCRAM message may have before we call it something else. */
+#define SCRAM_MAX_ATTRS 16
+
+/* ---- UTF-8 --------------------------------------------------------------------------------- */
+
+size_t xs_utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t v, min;
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        v = c & 0x1fu;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        v = c & 0x0fu;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        v = c & 0x07u;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3fu);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+/* ---- base64 -------------------------------------------------------------------------------- */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+static int b64_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+int xs_base64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t sig = 0, o = 0;
+    unsigned char *buf;
+    uint32_t acc = 0;
+    unsigned nacc = 0, pad = 0;
+    int rc = 0;
+
+    *out = NULL;
+    *out_len = 0;
+    for (size_t i = 0; i < len; i++)
+        if (!b64_space(s[i]))
+            sig++;
+    /* Every 4 characters give at most 3 bytes; one more for the NUL we add. */
+    buf = malloc(sig / 4 * 3 + 1);
+    if (buf == NULL)
+        return XS_ENOMEM;
+    if (sig == 1) {
+        /* The lone "=" of RFC 6120 is the only valid input of one character. */
+        for (size_t i = 0; i < len; i++)
+            if (!b64_space(s[i]) && s[i] != '=')
+                rc = XS_EPARSE;
+        goto out;
+    }
+    if (sig % 4 != 0) {
+        rc = XS_EPARSE;
+        goto out;
+    }
+    for (size_t i = 0; i < len; i++) {
+        int v;
+
+        if (b64_space(s[i]))
+            continue;
+        if (s[i] == '=') {
+            if (++pad > 2) {
+                rc = XS_EPARSE;
+                goto out;
+            }
+            continue;
+        }
+        v = b64_value(s[i]);
+        if (v < 0 || pad > 0) {
+            rc = XS_EPARSE;
+            goto out;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        if (++nacc == 4) {
+            buf[o++] = (unsigned char)(acc >> 16);
+            buf[o++] = (unsigned char)(acc >> 8);
+            buf[o++] = (unsigned char)acc;
+            acc = 0;
+            nacc = 0;
+        }
+    }
+    /* sig % 4 == 0, so the padding completes the last quantum or there is none. */
+    if (nacc == 2 && pad == 2) {
+        buf[o++] = (unsigned char)(acc >> 4);
+    } else if (nacc == 3 && pad == 1) {
+        buf[o++] = (unsigned char)(acc >> 10);
+        buf[o++] = (unsigned char)(acc >> 2);
+    } else if (nacc != 0 || pad != 0) {
+        rc = XS_EPARSE;
+    }
+out:
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    buf[o] = '\0';
+    *out = buf;
+    *out_len = o;
+    return 0;
+}
+
+int xs_base64_encode(const void *in, size_t len, char **out, size_t *out_len)
+{
+    const unsigned char *s = in;
+    size_t o = 0, i = 0;
+    char *buf;
+
+    *out = NULL;
+    *out_len = 0;
+    if (len / 3 >= (SIZE_MAX - 1) / 4 - 1)
+        return XS_ETOOBIG;
+    buf = malloc((len + 2) / 3 * 4 + 1);
+    if (buf == NULL)
+        return XS_ENOMEM;
+    for (; len - i >= 3; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+        buf[o++] = b64_alphabet[v >> 18];
+        buf[o++] = b64_alphabet[(v >> 12) & 63];
+        buf[o++] = b64_alphabet[(v >> 6) & 63];
+        buf[o++] = b64_alphabet[v & 63];
+    }
+    if (len - i > 0) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (len - i == 2)
+            v |= (uint32_t)s[i + 1] << 8;
+        buf[o++] = b64_alphabet[v >> 18];
+        buf[o++] = b64_alphabet[(v >> 12) & 63];
+        buf[o++] = len - i == 2 ? b64_alphabet[(v >> 6) & 63] : '=';
+        buf[o++] = '=';
+    }
+    buf[o] = '\0';
+    *out = buf;
+    *out_len = o;
+    return 0;
+}
+
+/* ---- GS2 header ---------------------------------------------------------------------------- */
+
+/* Parses `gs2-cbind-flag "," [authzid] ","` at the start of d. Returns the header's length, or 0
+ * when there is none; sets *flag and the channel binding name's place in d. */
+static size_t gs2_header(const unsigned char *d, size_t len, int *flag, size_t *cb_off,
+                         size_t *cb_len)
+{
+    size_t i;
+
+    *flag = 0;
+    *cb_off = 0;
+    *cb_len = 0;
+    if (len < 3)
+        return 0;
+    if (d[0] == 'n' || d[0] == 'y') {
+        i = 1;
+    } else if (d[0] == 'p' && d[1] == '=') {
+        /* cb-name = 1*(ALPHA / DIGIT / "." / "-") */
+        for (i = 2; i < len; i++) {
+            unsigned char c = d[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '-'))
+                break;
+        }
+        if (i == 2)
+            return 0;
+        *cb_off = 2;
+        *cb_len = i - 2;
+    } else {
+        return 0;
+    }
+    if (i >= len || d[i] != ',')
+        return 0;
+    i++;
+    if (i < len && d[i] == 'a') {
+        if (i + 1 >= len || d[i + 1] != '=')
+            return 0;
+        for (i += 2; i < len && d[i] != ','; i++)
+            if (d[i] == '\0')
+                return 0;
+    }
+    if (i >= len || d[i] != ',')
+        return 0;
+    *flag = d[0];
+    return i + 1;
+}
+
+int xs_sasl_gs2_flag(const char *decoded, size_t len, char *cb_name_out, size_t cap)
+{
+    int flag;
+    size_t cb_off, cb_len;
+
+    if (cb_name_out != NULL && cap > 0)
+        cb_name_out[0] = '\0';
+    if (decoded == NULL ||
+        gs2_header((const unsigned char *)decoded, len, &flag, &cb_off, &cb_len) == 0)
+        return 0;
+    if (flag == 'p' && cb_name_out != NULL) {
+        if (cb_len >= cap)
+            return 0;
+        memcpy(cb_name_out, decoded + cb_off, cb_len);
+        cb_name_out[cb_len] = '\0';
+    }
+    return flag;
+}
+
+/* ---- the annotation ------------------------------------------------------------------------ */
+
+typedef struct note {
+    char buf[XS_REDACT_NOTE_MAX + 1];
+    size_t len;
+    int full;
+} note;
+
+/* Appends one unit (a character or an escape) whole, or ends the note with "...". */
+static void note_put(note *n, const char *s, size_t len)
+{
+    if (n->full)
+        return;
+    if (len > XS_REDACT_NOTE_MAX - 3 - n->len) {
+        memcpy(n->buf + n->len, "...", 3);
+        n->len += 3;
+        n->full = 1;
+        return;
+    }
+    memcpy(n->buf + n->len, s, len);
+    n->len += len;
+}
+
+static void note_str(note *n, const char *s)
+{
+    /* Our own fixed strings: short, so put whole. */
+    note_put(n, s, strlen(s));
+}
+
+static void note_fmt(note *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note_fmt(note *n, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    int k;
+
+    va_start(ap, fmt);
+    k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        note_put(n, tmp, (size_t)k < sizeof(tmp) ? (size_t)k : sizeof(tmp) - 1);
+}
+
+/* Terminal controls and bidirectional overrides that must not reach a terminal as they are. */
+static int unsafe_cp(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069) || cp == 0x2028 || cp == 0x2029;
+}
+
+/* Appends bytes of a payload for display between double quotes: NUL as \0, other non-printable
+ * or invalid bytes as \xNN, '"' and '\' escaped, valid printable UTF-8 as it is. */
+static void note_bytes(note *n, const void *data, size_t len)
+{
+    const unsigned char *s = data;
+    size_t i = 0;
+
+    while (i < len && !n->full) {
+        uint32_t cp;
+        size_t k = xs_utf8_next(s + i, len - i, &cp);
+        char esc[40];
+        size_t e = 0;
+
+        if (k == 0) {
+            snprintf(esc, sizeof(esc), "\\x%02X", s[i]);
+            note_str(n, esc);
+            i++;
+            continue;
+        }
+        if (cp == 0) {
+            note_str(n, "\\0");
+        } else if (cp == '"' || cp == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)cp;
+            note_put(n, esc, 2);
+        } else if (unsafe_cp(cp)) {
+            for (size_t j = 0; j < k; j++)
+                e += (size_t)snprintf(esc + e, sizeof(esc) - e, "\\x%02X", s[i + j]);
+            note_put(n, esc, e);
+        } else {
+            note_put(n, (const char *)s + i, k);
+        }
+        i += k;
+    }
+}
+
+static void note_sep(note *n)
+{
+    if (n->len > 0)
+        note_str(n, "; ");
+}
+
+/* ---- tree helpers -------------------------------------------------------------------------- */
+
+typedef struct rctx {
+    int show;
+    xs_redaction *out;
+    note note;
+} rctx;
+
+static int is_el(const xmlNode *n, const char *ns, const char *name)
+{
+    return n != NULL && n->type == XML_ELEMENT_NODE && n->ns != NULL && n->ns->href != NULL &&
+           strcmp((const char *)n->ns->href, ns) == 0 &&
+           (name == NULL || strcmp((const char *)n->name, name) == 0);
+}
+
+/* Next node after cur in document order, staying inside root. */
+static xmlNode *walk_next(xmlNode *root, xmlNode *cur)
+{
+    if (cur->type == XML_ELEMENT_NODE && cur->children != NULL)
+        return cur->children;
+    while (cur != root) {
+        if (cur->next != NULL)
+            return cur->next;
+        cur = cur->parent;
+    }
+    return NULL;
+}
+
+/* Reads an attribute without a namespace. *val is NULL when absent; the caller xmlFree()s it. */
+static int get_prop(const xmlNode *n, const char *name, xmlChar **val)
+{
+    *val = NULL;
+    if (xmlHasNsProp(n, (const xmlChar *)name, NULL) == NULL)
+        return 0;
+    *val = xmlGetNoNsProp(n, (const xmlChar *)name);
+    return *val != NULL ? 0 : XS_ENOMEM;
+}
+
+/* Collects the text of el's text and CDATA children into a malloc'd string. *odd is set when el
+ * has children of another kind (elements), which no secret-bearing element should have. */
+static int element_text(const xmlNode *el, char **text, size_t *len, int *odd)
+{
+    size_t total = 0;
+    char *buf;
+
+    *text = NULL;
+    *len = 0;
+    *odd = 0;
+    for (const xmlNode *k = el->children; k != NULL; k = k->next) {
+        if (k->type == XML_TEXT_NODE || k->type == XML_CDATA_SECTION_NODE) {
+            if (k->content != NULL)
+                total += strlen((const char *)k->content);
+        } else {
+            *odd = 1;
+        }
+    }
+    buf = malloc(total + 1);
+    if (buf == NULL)
+        return XS_ENOMEM;
+    for (const xmlNode *k = el->children; k != NULL; k = k->next) {
+        if ((k->type == XML_TEXT_NODE || k->type == XML_CDATA_SECTION_NODE) && k->content != NULL) {
+            size_t l = strlen((const char *)k->content);
+            memcpy(buf + *len, k->content, l);
+            *len += l;
+        }
+    }
+    buf[*len] = '\0';
+    *text = buf;
+    return 0;
+}
+
+/* Replaces everything inside el with the mask. */
+static int mask_children(rctx *c, xmlNode *el)
+{
+    xmlNode *t;
+
+    while (el->children != NULL) {
+        xmlNode *k = el->children;
+        xmlUnlinkNode(k);
+        xmlFreeNode(k);
+    }
+    c->out->masked++;
+    t = xmlNewDocText(el->doc, (const xmlChar *)XS_REDACT_MASK);
+    if (t == NULL)
+        return XS_ENOMEM;
+    if (xmlAddChild(el, t) == NULL) {
+        xmlFreeNode(t);
+        return XS_ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- SASL ---------------------------------------------------------------------------------- */
+
+typedef struct sattr {
+    char key;
+    const unsigned char *val;
+    size_t len;
+} sattr;
+
+/* Splits a SCRAM message into its `k=value` attributes. Returns their count, or 0 when d is not
+ * such a list. */
+static size_t scram_attrs(const unsigned char *d, size_t len, sattr *a, size_t max)
+{
+    size_t n = 0, i = 0;
+
+    while (i <= len) {
+        const unsigned char *end = memchr(d + i, ',', len - i);
+        size_t plen = end != NULL ? (size_t)(end - (d + i)) : len - i;
+
+        if (n == max || plen < 2 || d[i + 1] != '=' ||
+            !((d[i] >= 'a' && d[i] <= 'z') || (d[i] >= 'A' && d[i] <= 'Z')))
+            return 0;
+        a[n].key = (char)d[i];
+        a[n].val = d + i + 2;
+        a[n].len = plen - 2;
+        n++;
+        i += plen + 1;
+    }
+    return n;
+}
+
+static const sattr *scram_find(const sattr *a, size_t n, char key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i].key == key)
+            return &a[i];
+    return NULL;
+}
+
+/* Writes the mechanism (or family) a note is about. */
+static void note_prefix(rctx *c, const char *prefix)
+{
+    note_bytes(&c->note, prefix, strlen(prefix));
+    note_str(&c->note, " ");
+}
+
+/* Writes a SCRAM message attribute by attribute, masking the one keyed `secret`. */
+static void note_scram(rctx *c, const char *prefix, const char *what, const sattr *a, size_t n,
+                       char secret)
+{
+    note_prefix(c, prefix);
+    note_str(&c->note, what);
+    note_str(&c->note, " \"");
+    for (size_t i = 0; i < n; i++) {
+        char k[3] = {a[i].key, '=', '\0'};
+        if (i > 0)
+            note_str(&c->note, ",");
+        note_str(&c->note, k);
+        if (a[i].key == secret && !c->show)
+            note_str(&c->note, XS_REDACT_MASK);
+        else
+            note_bytes(&c->note, a[i].val, a[i].len);
+    }
+    note_str(&c->note, "\"");
+}
+
+/* Annotates a SCRAM message and says whether it carries a secret. Returns 1 when d is a SCRAM
+ * message (with *secret set), 0 (having written nothing) when it is not one. */
+static int scram_payload(rctx *c, const char *prefix, const unsigned char *d, size_t len,
+                         int *secret)
+{
+    sattr a[SCRAM_MAX_ATTRS];
+    size_t n, hlen, cb_off, cb_len;
+    int flag;
+
+    *secret = 0;
+    if (memchr(d, '\0', len) != NULL)
+        return 0;
+    hlen = gs2_header(d, len, &flag, &cb_off, &cb_len);
+    if (hlen > 0) {
+        /* client-first-message-bare = [reserved-mext ","] username "," nonce ["," extensions] */
+        size_t first;
+
+        n = scram_attrs(d + hlen, len - hlen, a, SCRAM_MAX_ATTRS);
+        first = n > 0 && a[0].key == 'm' ? 1 : 0;
+        if (n < first + 2 || a[first].key != 'n' || a[first + 1].key != 'r')
+            return 0;
+        note_prefix(c, prefix);
+        note_str(&c->note, "client-first \"");
+        note_bytes(&c->note, d, len);
+        note_str(&c->note, "\" gs2=");
+        c->out->gs2_flag = flag;
+        if (flag == 'p') {
+            size_t l = cb_len < sizeof(c->out->cb_name) ? cb_len : sizeof(c->out->cb_name) - 1;
+            memcpy(c->out->cb_name, d + cb_off, l);
+            c->out->cb_name[l] = '\0';
+            note_str(&c->note, "p (channel binding ");
+            note_bytes(&c->note, d + cb_off, cb_len);
+            note_str(&c->note, ")");
+        } else if (flag == 'y') {
+            note_str(&c->note, "y (client supports channel binding, thinks the server does not)");
+        } else {
+            note_str(&c->note, "n (no channel binding)");
+        }
+        return 1;
+    }
+    n = scram_attrs(d, len, a, SCRAM_MAX_ATTRS);
+    if (n == 0)
+        return 0;
+    switch (a[0].key) {
+    case 'r':
+        if (scram_find(a, n, 's') == NULL || scram_find(a, n, 'i') == NULL)
+            return 0;
+        note_scram(c, prefix, "server-first", a, n, '\0');
+        return 1;
+    case 'c':
+        /* The proof, with the salt and nonces seen before, allows a dictionary attack on the
+         * password: the whole client-final message is masked in the XML. */
+        note_scram(c, prefix, "client-final", a, n, 'p');
+        *secret = 1;
+        return 1;
+    case 'v':
+        note_scram(c, prefix, "server-final", a, n, 'v');
+        *secret = 1;
+        return 1;
+    case 'e':
+        note_scram(c, prefix, "server-final", a, n, '\0');
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Annotates a PLAIN message (authzid NUL authcid NUL password). Returns 0, having written
+ * nothing, when d is not one. */
+static int plain_payload(rctx *c, const char *prefix, const unsigned char *d, size_t len)
+{
+    const unsigned char *nul1 = memchr(d, '\0', len), *nul2, *pw;
+    size_t l1, l2;
+
+    if (nul1 == NULL)
+        return 0;
+    l1 = (size_t)(nul1 - d);
+    nul2 = memchr(nul1 + 1, '\0', len - l1 - 1);
+    if (nul2 == NULL)
+        return 0;
+    l2 = (size_t)(nul2 - (nul1 + 1));
+    pw = nul2 + 1;
+    if (memchr(pw, '\0', len - l1 - l2 - 2) != NULL)
+        return 0;
+    note_prefix(c, prefix);
+    note_str(&c->note, "authzid=\"");
+    note_bytes(&c->note, d, l1);
+    note_str(&c->note, "\" authcid=\"");
+    note_bytes(&c->note, nul1 + 1, l2);
+    if (c->show) {
+        note_str(&c->note, "\" password=\"");
+        note_bytes(&c->note, pw, len - l1 - l2 - 2);
+        note_str(&c->note, "\"");
+    } else {
+        note_str(&c->note, "\" password=" XS_REDACT_MASK);
+    }
+    return 1;
+}
+
+static size_t count_nul(const unsigned char *d, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += d[i] == '\0';
+    return n;
+}
+
+/* Handles the base64 payload of one SASL element. `mech` is the mechanism when the element
+ * names it, NULL when the content must tell. */
+static int sasl_payload(rctx *c, xmlNode *el, const char *mech)
+{
+    char *text = NULL;
+    unsigned char *dec = NULL;
+    size_t len, dlen, sig = 0;
+    int odd, rc, known, secret = 0, opaque = 0;
+
+    rc = element_text(el, &text, &len, &odd);
+    if (rc != 0)
+        goto out;
+    for (size_t i = 0; i < len; i++)
+        sig += !b64_space((unsigned char)text[i]);
+    if (!odd && sig == 0)
+        goto out; /* no payload at all, as in <auth mechanism='PLAIN'/> */
+    note_sep(&c->note);
+    if (odd) {
+        if (mech != NULL)
+            note_prefix(c, mech);
+        note_str(&c->note, "unexpected child elements");
+        secret = opaque = 1;
+        goto out;
+    }
+    rc = xs_base64_decode(text, len, &dec, &dlen);
+    if (rc == XS_EPARSE) {
+        rc = 0;
+        if (mech != NULL)
+            note_prefix(c, mech);
+        note_fmt(&c->note, "invalid base64 (%zu bytes)", len);
+        secret = opaque = 1;
+        goto out;
+    }
+    if (rc != 0)
+        goto out;
+    if (dlen == 0) {
+        if (mech != NULL)
+            note_prefix(c, mech);
+        note_str(&c->note, "(empty)");
+        goto out;
+    }
+    if (mech != NULL && strcasecmp(mech, "PLAIN") == 0) {
+        known = plain_payload(c, mech, dec, dlen);
+        secret = 1;
+    } else if (mech != NULL && strncasecmp(mech, "SCRAM-", 6) == 0) {
+        known = scram_payload(c, mech, dec, dlen, &secret);
+    } else if (mech != NULL) {
+        known = 0;
+    } else if (count_nul(dec, dlen) == 2) {
+        known = plain_payload(c, "PLAIN", dec, dlen);
+        secret = 1;
+    } else {
+        known = scram_payload(c, "SCRAM", dec, dlen, &secret);
+    }
+    if (!known) {
+        /* OAUTHBEARER and X-OAUTH2 tokens, DIGEST-MD5 responses, FAST HT-* hashes...: any of it
+         * may be secret. */
+        note_prefix(c, mech != NULL ? mech : "SASL");
+        note_fmt(&c->note, "payload (%zu bytes)", dlen);
+        if (c->show) {
+            note_str(&c->note, " \"");
+            note_bytes(&c->note, dec, dlen);
+            note_str(&c->note, "\"");
+        }
+        secret = opaque = 1;
+    }
+out:
+    if (rc == 0 && secret && !c->show) {
+        if (opaque)
+            note_str(&c->note, " masked");
+        rc = mask_children(c, el);
+    }
+    free(text);
+    free(dec);
+    return rc;
+}
+
+/* Masks the token attribute of a XEP-0484 FAST <token/> handed out in a SASL2 <success/>. */
+static int fast_token(rctx *c, xmlNode *el)
+{
+    xmlChar *tok;
+    int rc = get_prop(el, "token", &tok);
+
+    if (rc != 0 || tok == NULL)
+        return rc;
+    note_sep(&c->note);
+    if (c->show) {
+        note_str(&c->note, "FAST token=\"");
+        note_bytes(&c->note, tok, strlen((const char *)tok));
+        note_str(&c->note, "\"");
+    } else {
+        note_str(&c->note, "FAST token=" XS_REDACT_MASK);
+        c->out->masked++;
+        if (xmlSetProp(el, (const xmlChar *)"token", (const xmlChar *)XS_REDACT_MASK) == NULL)
+            rc = XS_ENOMEM;
+    }
+    xmlFree(tok);
+    return rc;
+}
+
+/* SASL (RFC 6120 section 6) and SASL2 (XEP-0388) elements directly inside the stream. */
+static int sasl_stanza(rctx *c, xmlNode *st)
+{
+    xmlChar *mech = NULL;
+    int rc = 0;
+
+    if (is_el(st, NS_SASL, NULL)) {
+        const char *name = (const char *)st->name;
+        if (strcmp(name, "auth") == 0)
+            rc = get_prop(st, "mechanism", &mech);
+        if (rc == 0 && (strcmp(name, "auth") == 0 || strcmp(name, "response") == 0 ||
+                        strcmp(name, "challenge") == 0 || strcmp(name, "success") == 0))
+            rc = sasl_payload(c, st, (const char *)mech);
+        goto out;
+    }
+    if (is_el(st, NS_SASL2, "response") || is_el(st, NS_SASL2, "challenge")) {
+        rc = sasl_payload(c, st, NULL);
+        goto out;
+    }
+    if (is_el(st, NS_SASL2, "authenticate")) {
+        rc = get_prop(st, "mechanism", &mech);
+        for (xmlNode *k = st->children; rc == 0 && k != NULL; k = k->next)
+            if (is_el(k, NS_SASL2, "initial-response"))
+                rc = sasl_payload(c, k, (const char *)mech);
+        goto out;
+    }
+    if (is_el(st, NS_SASL2, "success") || is_el(st, NS_SASL2, "continue")) {
+        for (xmlNode *k = st->children; rc == 0 && k != NULL; k = k->next) {
+            if (is_el(k, NS_SASL2, "additional-data"))
+                rc = sasl_payload(c, k, NULL);
+            else if (is_el(k, NS_FAST, "token"))
+                rc = fast_token(c, k);
+        }
+    }
+out:
+    xmlFree(mech);
+    return rc;
+}
+
+/* ---- XEP-0077 and XEP-0078 ----------------------------------------------------------------- */
+
+/* Masks the text of one secret-bearing element of a registration or legacy auth query. */
+static int mask_field(rctx *c, xmlNode *el, const char *ns, const char *label)
+{
+    char *text = NULL;
+    size_t len;
+    int odd, rc;
+
+    if (el->children == NULL)
+        return 0; /* an empty field, as in the form a server sends: nothing secret */
+    note_sep(&c->note);
+    note_str(&c->note, ns);
+    note_str(&c->note, " ");
+    note_str(&c->note, label);
+    if (!c->show) {
+        note_str(&c->note, "=" XS_REDACT_MASK);
+        return mask_children(c, el);
+    }
+    rc = element_text(el, &text, &len, &odd);
+    if (rc != 0)
+        return rc;
+    note_str(&c->note, "=\"");
+    note_bytes(&c->note, text, len);
+    note_str(&c->note, odd ? "\" (and child elements)" : "\"");
+    free(text);
+    return 0;
+}
+
+/* A data form field that holds a password (XEP-0004 text-private, or var='password'). */
+static int secret_field(const xmlNode *el)
+{
+    xmlAttr *var, *type;
+    const xmlNode *v, *t;
+
+    if (!is_el(el, NS_XDATA, "field"))
+        return 0;
+    var = xmlHasNsProp(el, (const xmlChar *)"var", NULL);
+    type = xmlHasNsProp(el, (const xmlChar *)"type", NULL);
+    v = var != NULL ? var->children : NULL;
+    t = type != NULL ? type->children : NULL;
+    /* Attribute values the parser made are one text node; anything else is treated as secret. */
+    if ((v != NULL && (v->type != XML_TEXT_NODE || v->next != NULL)) ||
+        (t != NULL && (t->type != XML_TEXT_NODE || t->next != NULL)))
+        return 1;
+    return (v != NULL && v->content != NULL && strcmp((const char *)v->content, "password") == 0) ||
+           (t != NULL && t->content != NULL &&
+            strcmp((const char *)t->content, "text-private") == 0);
+}
+
+static int query_secrets(rctx *c, xmlNode *q)
+{
+    const char *ns = (const char *)q->ns->href;
+    int rc = 0;
+
+    for (xmlNode *e = walk_next(q, q); rc == 0 && e != NULL; e = walk_next(q, e)) {
+        if (e->type != XML_ELEMENT_NODE)
+            continue;
+        if (is_el(e, ns, "password"))
+            rc = mask_field(c, e, ns, "password");
+        else if (is_el(e, NS_IQ_AUTH, "digest"))
+            rc = mask_field(c, e, ns, "digest");
+        else if (secret_field(e)) {
+            for (xmlNode *v = e->children; rc == 0 && v != NULL; v = v->next)
+                if (is_el(v, NS_XDATA, "value"))
+                    rc = mask_field(c, v, ns, "form field");
+        }
+    }
+    return rc;
+}
+
+static int iq_secrets(rctx *c, xmlNode *st)
+{
+    int rc = 0;
+
+    for (xmlNode *k = st->children; rc == 0 && k != NULL; k = k->next)
+        if (is_el(k, NS_REGISTER, "query") || is_el(k, NS_IQ_AUTH, "query"))
+            rc = query_secrets(c, k);
+    return rc;
+}
+
+/* ---- the event ----------------------------------------------------------------------------- */
+
+/* Whether a stanza is worth copying: only the authentication elements and iq queries can carry
+ * the secrets we know about, and most stanzas are neither. */
+static int candidate(const xmlNode *st)
+{
+    if (st == NULL || st->type != XML_ELEMENT_NODE)
+        return 0;
+    if (is_el(st, NS_SASL, NULL) || is_el(st, NS_SASL2, NULL))
+        return 1;
+    if (strcmp((const char *)st->name, "iq") != 0)
+        return 0;
+    for (const xmlNode *k = st->children; k != NULL; k = k->next)
+        if (is_el(k, NS_REGISTER, "query") || is_el(k, NS_IQ_AUTH, "query"))
+            return 1;
+    return 0;
+}
+
+static int declared_on(const xmlNode *n, const xmlChar *prefix)
+{
+    for (const xmlNs *ns = n->nsDef; ns != NULL; ns = ns->next)
+        if (xmlStrEqual(ns->prefix, prefix))
+            return 1;
+    return 0;
+}
+
+/* Copies `node` into a new document under a wrapper element that declares what the stanza
+ * inherited, so the copy keeps the same namespaces without repeating their declarations. */
+static int copy_stanza(const xmlNode *node, xmlDoc **doc_out, xmlNode **copy_out)
+{
+    xmlDoc *doc;
+    xmlNode *w, *copy = NULL;
+    int rc = XS_ENOMEM;
+
+    *doc_out = NULL;
+    *copy_out = NULL;
+    doc = xmlNewDoc((const xmlChar *)"1.0");
+    if (doc == NULL)
+        return XS_ENOMEM;
+    w = xmlNewDocNode(doc, NULL, (const xmlChar *)"w", NULL);
+    if (w == NULL)
+        goto out;
+    xmlDocSetRootElement(doc, w);
+    for (const xmlNode *p = node->parent; p != NULL && p->type == XML_ELEMENT_NODE; p = p->parent) {
+        for (const xmlNs *ns = p->nsDef; ns != NULL; ns = ns->next) {
+            /* The innermost declaration of a prefix is the one in scope; the xml prefix is
+             * bound without one (libxml2 refuses to declare it). */
+            if (declared_on(w, ns->prefix) || xmlStrEqual(ns->prefix, (const xmlChar *)"xml"))
+                continue;
+            if (xmlNewNs(w, ns->href, ns->prefix) == NULL)
+                goto out;
+        }
+    }
+    if (xmlDOMWrapCloneNode(NULL, node->doc, (xmlNode *)node, &copy, doc, w, 1, 0) != 0 ||
+        copy == NULL) {
+        xmlFreeNode(copy);
+        goto out;
+    }
+    if (xmlAddChild(w, copy) == NULL) {
+        xmlFreeNode(copy);
+        goto out;
+    }
+    *doc_out = doc;
+    *copy_out = copy;
+    doc = NULL;
+    rc = 0;
+out:
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+/* Parses the raw bytes of a stanza that came without a tree. Returns XS_EPARSE when they are not
+ * one well-formed, namespace-well-formed element. */
+static int parse_raw(const char *raw, size_t len, xmlDoc **doc_out, xmlNode **st_out)
+{
+    size_t lo = sizeof(RAW_OPEN) - 1, lc = sizeof(RAW_CLOSE) - 1;
+    xmlParserCtxt *ctxt = NULL;
+    xmlDoc *doc = NULL;
+    xmlNode *st = NULL;
+    char *buf = NULL;
+    int rc = XS_EPARSE;
+
+    *doc_out = NULL;
+    *st_out = NULL;
+    if (len > (size_t)INT_MAX - lo - lc)
+        return XS_EPARSE;
+    buf = malloc(lo + len + lc);
+    ctxt = xmlNewParserCtxt();
+    if (buf == NULL || ctxt == NULL) {
+        rc = XS_ENOMEM;
+        goto out;
+    }
+    memcpy(buf, RAW_OPEN, lo);
+    memcpy(buf + lo, raw, len);
+    memcpy(buf + lo + len, RAW_CLOSE, lc);
+    /* No network, no DTD loading, no entity substitution: the default options are safe with
+     * these two off. */
+    doc = xmlCtxtReadMemory(ctxt, buf, (int)(lo + len + lc), NULL, "UTF-8",
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (doc == NULL || !ctxt->wellFormed || !ctxt->nsWellFormed) {
+        if (ctxt->errNo == XML_ERR_NO_MEMORY)
+            rc = XS_ENOMEM;
+        goto out;
+    }
+    for (xmlNode *k = xmlDocGetRootElement(doc)->children; k != NULL; k = k->next) {
+        if (k->type == XML_ELEMENT_NODE) {
+            if (st != NULL)
+                goto out;
+            st = k;
+        } else if (k->type != XML_TEXT_NODE || !xmlIsBlankNode(k)) {
+            goto out;
+        }
+    }
+    if (st == NULL)
+        goto out;
+    *doc_out = doc;
+    *st_out = st;
+    doc = NULL;
+    rc = 0;
+out:
+    xmlFreeDoc(doc);
+    xmlFreeParserCtxt(ctxt);
+    free(buf);
+    return rc;
+}
+
+static int serialize(xmlDoc *doc, xmlNode *st, char **xml, size_t *len)
+{
+    xmlBuffer *b = xmlBufferCreate();
+    int rc = XS_ENOMEM;
+
+    if (b == NULL)
+        return XS_ENOMEM;
+    if (xmlNodeDump(b, doc, st, 0, 0) < 0)
+        goto out;
+    *len = (size_t)xmlBufferLength(b);
+    *xml = malloc(*len + 1);
+    if (*xml == NULL)
+        goto out;
+    memcpy(*xml, xmlBufferContent(b), *len);
+    (*xml)[*len] = '\0';
+    rc = 0;
+out:
+    xmlBufferFree(b);
+    return rc;
+}
+
+void xs_redaction_clear(xs_redaction *r)
+{
+    if (r == NULL)
+        return;
+    free(r->xml);
+    free(r->note);
+    xmlFreeDoc(r->doc);
+    memset(r, 0, sizeof(*r));
+}
+
+int xs_redact_event(const xs_event *ev, int show_secrets, xs_redaction *out)
+{
+    rctx *c = NULL;
+    xmlDoc *doc = NULL;
+    xmlNode *st = NULL;
+    int rc = 0;
+
+    if (out == NULL)
+        return XS_EINVAL;
+    memset(out, 0, sizeof(*out));
+    if (ev == NULL)
+        return XS_EINVAL;
+    if (ev->kind != XS_EV_STANZA)
+        return 0;
+    if (ev->node != NULL) {
+        if (!candidate(ev->node))
+            return 0;
+        rc = copy_stanza(ev->node, &doc, &st);
+    } else if (ev->raw != NULL && ev->len > 0) {
+        rc = parse_raw(ev->raw, ev->len, &doc, &st);
+    } else {
+        return 0;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        rc = XS_ENOMEM;
+        goto out;
+    }
+    c->show = show_secrets;
+    c->out = out;
+    if (rc == XS_EPARSE) {
+        /* Without a tree we cannot tell where a secret would be: hide it all. */
+        rc = 0;
+        note_str(&c->note, "stanza could not be parsed to look for secrets");
+        if (!show_secrets) {
+            note_str(&c->note, "; masked whole");
+            out->xml = strdup(XS_REDACT_MASK);
+            out->xml_len = strlen(XS_REDACT_MASK);
+            out->masked = 1;
+            if (out->xml == NULL)
+                rc = XS_ENOMEM;
+        }
+        goto note;
+    }
+    if (rc != 0 || !candidate(st))
+        goto out;
+    rc = sasl_stanza(c, st);
+    if (rc == 0)
+        rc = iq_secrets(c, st);
+    if (rc != 0)
+        goto out;
+    if (out->masked > 0) {
+        rc = serialize(doc, st, &out->xml, &out->xml_len);
+        if (rc != 0)
+            goto out;
+        out->doc = doc;
+        out->node = st;
+        doc = NULL;
+    }
+note:
+    if (c->note.len > 0) {
+        out->note = strndup(c->note.buf, c->note.len);
+        if (out->note == NULL)
+            rc = XS_ENOMEM;
+    }
+out:
+    xmlFreeDoc(doc);
+    free(c);
+    if (rc != 0)
+        xs_redaction_clear(out);
+    return rc;
+}

@@ -1,0 +1,102 @@
+/* Secrets redaction for everything xmppscope shows or logs.
+ *
+ * Stanzas of the authentication phase carry credentials: SASL (RFC 6120 section 6) and SASL2
+ * (XEP-0388) payloads, XEP-0077 registration and XEP-0078 legacy authentication passwords,
+ * XEP-0484 FAST tokens. xs_redact_event() looks at one parser event and, when the stanza carries
+ * such a payload, gives back a copy of the stanza with the secrets replaced by "***" and a
+ * one-line annotation of the decoded payload for a human reader.
+ *
+ * It is stateless: a SASL <response> carries no mechanism, so its payload is recognised from its
+ * content (two NUL bytes: PLAIN; SCRAM attributes: SCRAM). A payload that is recognised as
+ * neither, and any payload of another mechanism (OAUTHBEARER, X-OAUTH2, DIGEST-MD5, ...), is
+ * masked whole. When in doubt, mask: a stanza that cannot be parsed to look for secrets is masked
+ * whole too.
+ */
+#ifndef XS_INSPECT_REDACT_H
+#define XS_INSPECT_REDACT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libxml/tree.h>
+
+#include "inspect/parser.h"
+
+/* What replaces a secret, in the XML and in the annotation. */
+#define XS_REDACT_MASK "***"
+
+/* Upper bound of xs_redaction.note in bytes, without the NUL. A longer annotation ends in "...". */
+#define XS_REDACT_NOTE_MAX 4096u
+
+/* The result of xs_redact_event(). Zero it or let xs_redact_event() do so; release what it holds
+ * with xs_redaction_clear(). */
+typedef struct xs_redaction {
+    /* The stanza serialized with its secrets masked: NUL-terminated, xml_len bytes, malloc'd.
+     * Show it wherever the raw XML would be shown. NULL when nothing was masked (no secret, or
+     * show_secrets was set). */
+    char *xml;
+    size_t xml_len;
+
+    /* The tree of that masked copy: `node` is the stanza, the only child of a wrapper element
+     * (the document's root) that declares the namespaces the original inherited from the stream
+     * element, so `node` shows the same namespace declarations as the original. NULL when xml is
+     * NULL, and when the stanza had to be masked whole because it could not be parsed. */
+    xmlDoc *doc;
+    xmlNode *node;
+
+    /* One line of valid UTF-8 describing the decoded payload, e.g.
+     * `PLAIN authzid="" authcid="alice" password=***`; non-printable bytes appear as \0 or \xNN.
+     * malloc'd; NULL when the stanza carries nothing to describe. Set with show_secrets too,
+     * then with the secrets in clear. */
+    char *note;
+
+    /* Secrets masked (0 when show_secrets was set). */
+    unsigned masked;
+
+    /* For a SCRAM client-first message: the GS2 channel binding flag, 'n' (client does not
+     * support channel binding), 'y' (client supports it but believes the server does not) or
+     * 'p' (client binds to the channel; cb_name says how, e.g. "tls-exporter"). 0 otherwise.
+     * Through a man in the middle 'p' cannot succeed and 'y' makes a server that offers
+     * -PLUS mechanisms refuse the login. */
+    int gs2_flag;
+    char cb_name[32];
+} xs_redaction;
+
+/* Looks for secrets in one parser event. Only XS_EV_STANZA events can carry any; for other
+ * events *out is left empty. The stanza is taken from ev->node, or, when there is no tree, parsed
+ * from ev->raw on its own (then a stanza that cannot be parsed is masked whole). ev and its tree
+ * are not modified. With show_secrets, nothing is masked but the annotation is still made.
+ *
+ * Returns 0 with *out filled (possibly empty), XS_EINVAL when ev or out is NULL, or XS_ENOMEM;
+ * on error *out is empty. The caller releases *out with xs_redaction_clear(). */
+int xs_redact_event(const xs_event *ev, int show_secrets, xs_redaction *out);
+
+/* Frees what *r holds and empties it. Safe on an empty or already cleared redaction. */
+void xs_redaction_clear(xs_redaction *r);
+
+/* Reads the GS2 header (RFC 5801 section 4) at the start of a decoded SASL payload, such as a
+ * SCRAM client-first message "n,,n=alice,r=..." or "p=tls-unique,,n=...". Returns 'n', 'y' or
+ * 'p', or 0 when the payload does not start with a well-formed GS2 header. For 'p' the
+ * channel binding name is copied, NUL-terminated, to cb_name_out (when cb_name_out is not NULL);
+ * a name that does not fit in cap bytes makes the result 0. Binary-safe: `decoded` need not be
+ * NUL-terminated. */
+int xs_sasl_gs2_flag(const char *decoded, size_t len, char *cb_name_out, size_t cap);
+
+/* Decodes base64 (RFC 4648 section 4, padding required) as used by SASL in XMPP: whitespace is
+ * skipped, and a lone "=" is the empty payload (RFC 6120 section 6.4.2). Sets *out to a malloc'd
+ * buffer of *out_len bytes (NUL-terminated for convenience, not counted; the payload may contain
+ * NULs itself) that the caller frees. Returns 0, XS_EPARSE for invalid base64 or XS_ENOMEM. */
+int xs_base64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len);
+
+/* Encodes `len` bytes as padded base64. Sets *out to a malloc'd NUL-terminated string of
+ * *out_len characters that the caller frees; an empty input gives "" (not "="). Returns 0 or
+ * XS_ENOMEM (XS_ETOOBIG when the result would not fit in a size_t). */
+int xs_base64_encode(const void *in, size_t len, char **out, size_t *out_len);
+
+/* Decodes one UTF-8 character at s (len > 0 bytes available). Returns its length (1 to 4) and
+ * sets *cp, or 0 when s does not start a valid, shortest-form sequence of a Unicode scalar value
+ * (no surrogates, nothing above U+10FFFF). Shared with the printers, which must hand jansson
+ * valid UTF-8 and must not pass terminal controls through. */
+size_t xs_utf8_next(const unsigned char *s, size_t len, uint32_t *cp);
+
+#endif

@@ -1,0 +1,1038 @@
+/* The proxy's event loop: listeners, legs, TLS engines, timers and signals. See proxy.h.
+ *
+ * Ownership: a conn embeds both legs' uv_tcp_t and its timer. Every libuv callback into a conn
+ * ends with conn_settle(), which flushes what the session queued, applies backpressure, carries
+ * out close requests and, once every handle of the conn has been closed (the last close
+ * callback), frees the session and the conn. Nothing is freed from a read or write callback
+ * directly. */
+#include "proxy/proxy.h"
+
+#include "filters/features.h"
+#include "inspect/error.h"
+#include "proxy/ca.h"
+#include "proxy/tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#define READ_BUF 65536
+
+typedef struct proxy proxy;
+typedef struct conn conn;
+
+typedef struct outbuf {
+    char *data;
+    size_t len, cap;
+} outbuf;
+
+typedef struct leg {
+    uv_tcp_t tcp;
+    conn *c;
+    xs_side side;
+    xs_tls *tls;
+    bool tls_on;     /* bytes on the wire are TLS records */
+    bool tls_up;     /* handshake finished */
+    bool open;       /* tcp handle initialised: must be closed */
+    bool connected;  /* the socket can be read and written */
+    bool paused;     /* reading stopped by backpressure */
+    bool want_close; /* the session asked to close this leg */
+    bool shut;       /* our FIN was sent (uv_shutdown done) */
+    bool eof;        /* the peer's FIN or an error was read */
+    bool closing;    /* uv_close called */
+    bool writing;
+    bool tls_shut;   /* close_notify queued */
+    outbuf out;      /* queued for the socket */
+    outbuf inflight; /* being written */
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+} leg;
+
+typedef enum timer_kind { T_NONE, T_HANDSHAKE, T_CLOSE, T_LINGER } timer_kind;
+
+struct conn {
+    proxy *p;
+    xs_session *s;
+    xs_session_cfg cfg;
+    leg leg[2];
+    uv_timer_t timer;
+    timer_kind timer_kind;
+    bool timer_open;
+    uv_getaddrinfo_t gai;
+    bool resolving;
+    uv_connect_t creq;
+    unsigned handles; /* handles opened and not yet closed */
+    bool dead;        /* every handle closed: free at the end of the callback */
+    xs_tls_mode server_mode;
+    conn *prev, *next;
+};
+
+typedef struct listener {
+    uv_tcp_t tcp;
+    proxy *p;
+    xs_tls_mode client_mode;
+    bool open;
+    char addr[64];
+} listener;
+
+struct proxy {
+    const xs_proxy_config *cfg;
+    uv_loop_t *loop;
+    listener lst[2];
+    uv_signal_t sigint, sigterm;
+    uv_timer_t stop_timer;
+    bool stopping;
+    xs_ca *ca;
+    xs_tls_ctx *server_ctx, *client_ctx;
+    xs_printer *console, *log;
+    FILE *log_file, *keylog;
+    conn *conns;
+    unsigned n_conns;
+    unsigned next_id;
+    char rbuf[READ_BUF]; /* every read lands here; processed before the next read */
+    char pbuf[READ_BUF]; /* plaintext out of TLS */
+    char up_host[256], up_port[16], upd_host[256], upd_port[16];
+    int status;
+};
+
+static void conn_settle(conn *c);
+
+/* ---- small helpers -------------------------------------------------------------------------- */
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Messages about the proxy itself (not a session) go to stderr, so stdout stays the traffic. */
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "xmppscope: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static int out_reserve(outbuf *b, size_t n)
+{
+    if (b->len + n <= b->cap)
+        return 0;
+    size_t ncap = b->cap ? b->cap : 4096;
+    while (ncap < b->len + n)
+        ncap *= 2;
+    char *nd = realloc(b->data, ncap);
+    if (nd == NULL)
+        return XS_ENOMEM;
+    b->data = nd;
+    b->cap = ncap;
+    return 0;
+}
+
+static void out_free(outbuf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT". */
+static int split_hostport(const char *s, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (end == NULL || end[1] != ':')
+            return XS_EINVAL;
+        if ((size_t)(end - s - 1) >= hcap)
+            return XS_EINVAL;
+        memcpy(host, s + 1, (size_t)(end - s - 1));
+        host[end - s - 1] = 0;
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || (size_t)(colon - s) >= hcap || colon == s)
+            return XS_EINVAL;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = 0;
+    }
+    char *end;
+    long v = strtol(colon + 1, &end, 10);
+    if (*end != 0 || v < 0 || v > 65535 || colon[1] == 0)
+        return XS_EINVAL;
+    snprintf(port, pcap, "%ld", v);
+    return 0;
+}
+
+static size_t queued(const leg *l)
+{
+    return l->out.len + l->inflight.len + (l->tls ? xs_tls_cipher_pending(l->tls) : 0);
+}
+
+/* ---- handles and closing -------------------------------------------------------------------- */
+
+static void handle_gone(conn *c)
+{
+    if (--c->handles == 0)
+        c->dead = true;
+    conn_settle(c);
+}
+
+static void on_leg_closed(uv_handle_t *h)
+{
+    leg *l = h->data;
+    handle_gone(l->c);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    handle_gone(h->data);
+}
+
+static void leg_close_handle(leg *l)
+{
+    if (!l->open || l->closing)
+        return;
+    l->closing = true;
+    l->connected = false;
+    l->tcp.data = l;
+    uv_close((uv_handle_t *)&l->tcp, on_leg_closed);
+}
+
+static void timer_stop(conn *c)
+{
+    if (c->timer_open)
+        uv_timer_stop(&c->timer);
+    c->timer_kind = T_NONE;
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void timer_start(conn *c, timer_kind kind, uint64_t ms)
+{
+    if (!c->timer_open)
+        return;
+    c->timer_kind = kind;
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* ---- writing -------------------------------------------------------------------------------- */
+
+static void drain_cipher(leg *l)
+{
+    size_t n;
+    while (l->tls != NULL && (n = xs_tls_cipher_pending(l->tls)) > 0) {
+        size_t got = 0;
+        if (out_reserve(&l->out, n) < 0)
+            return;
+        xs_tls_take_cipher(l->tls, l->out.data + l->out.len, n, &got);
+        l->out.len += got;
+        if (got == 0)
+            return;
+    }
+}
+
+static void on_write(uv_write_t *req, int status);
+
+static void leg_flush(leg *l)
+{
+    if (l->writing || l->out.len == 0 || !l->connected || l->closing)
+        return;
+    outbuf t = l->inflight;
+    l->inflight = l->out;
+    l->out = t;
+    l->out.len = 0;
+    uv_buf_t b = uv_buf_init(l->inflight.data, (unsigned)l->inflight.len);
+    l->wreq.data = l;
+    int rc = uv_write(&l->wreq, (uv_stream_t *)&l->tcp, &b, 1, on_write);
+    if (rc < 0) {
+        l->inflight.len = 0;
+        l->eof = true;
+        if (!xs_session_closing(l->c->s))
+            xs_session_on_closed(l->c->s, l->side, rc, uv_strerror(rc));
+        return;
+    }
+    l->writing = true;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    leg *l = req->data;
+    conn *c = l->c;
+    l->writing = false;
+    l->inflight.len = 0;
+    if (l->inflight.cap > 4 * READ_BUF) {
+        /* Give memory back after a burst: idle sessions must stay small. */
+        out_free(&l->inflight);
+    }
+    if (status < 0 && status != UV_ECANCELED && !xs_session_closing(c->s))
+        xs_session_on_closed(c->s, l->side, status, uv_strerror(status));
+    conn_settle(c);
+}
+
+/* ---- reading -------------------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    leg *l = h->data;
+    buf->base = l->c->p->rbuf;
+    buf->len = READ_BUF;
+}
+
+static void describe_tls(leg *l, char *out, size_t cap)
+{
+    xs_tls_info info;
+    xs_tls_get_info(l->tls, &info);
+    if (l->side == XS_CLIENT)
+        snprintf(out, cap, "%s %s, SNI %s, certificate for %s%s%s%s", info.version, info.cipher,
+                 info.sni ? info.sni : "(none)", info.cert_name ? info.cert_name : "(fixed --cert)",
+                 info.alpn ? ", ALPN " : "", info.alpn ? info.alpn : "",
+                 info.resumed ? ", resumed" : "");
+    else
+        snprintf(out, cap, "%s %s, server certificate %s (%s)%s", info.version, info.cipher,
+                 info.peer_subject ? info.peer_subject : "?", info.verify ? info.verify : "?",
+                 info.resumed ? ", session resumed" : "");
+}
+
+static void tls_failed(leg *l)
+{
+    char cause[400];
+    snprintf(cause, sizeof(cause), "TLS with the %s failed: %s",
+             l->side == XS_CLIENT ? "client" : "server", xs_tls_last_error(l->tls));
+    drain_cipher(l); /* an alert for the peer, if any */
+    if (!xs_session_closing(l->c->s))
+        xs_session_on_closed(l->c->s, l->side, XS_ETLS, cause);
+}
+
+static void tls_input(leg *l, const char *data, size_t n)
+{
+    conn *c = l->c;
+    proxy *p = c->p;
+    int rc = xs_tls_feed_cipher(l->tls, data, n);
+    if (rc < 0) {
+        tls_failed(l);
+        return;
+    }
+    for (;;) {
+        if (l->want_close)
+            return;
+        if (!l->tls_up) {
+            rc = xs_tls_handshake(l->tls);
+            drain_cipher(l);
+            if (rc < 0) {
+                tls_failed(l);
+                return;
+            }
+            if (!xs_tls_established(l->tls))
+                return;
+            l->tls_up = true;
+            xs_tls_info info;
+            xs_tls_get_info(l->tls, &info);
+            char desc[400];
+            describe_tls(l, desc, sizeof(desc));
+            xs_session_on_tls_up(c->s, l->side, info.sni, desc);
+        }
+        size_t got = 0;
+        rc = xs_tls_read_plain(l->tls, p->pbuf, sizeof(p->pbuf), &got);
+        drain_cipher(l);
+        if (rc == XS_ECLOSED) {
+            if (!xs_session_closing(c->s))
+                xs_session_on_closed(c->s, l->side, 0, "TLS close_notify");
+            return;
+        }
+        if (rc < 0) {
+            tls_failed(l);
+            return;
+        }
+        if (got == 0)
+            return;
+        (void)xs_session_on_data(c->s, l->side, p->pbuf, got);
+    }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    leg *l = stream->data;
+    conn *c = l->c;
+    if (nread > 0) {
+        size_t n = (size_t)nread;
+        if (l->want_close || xs_session_closing(c->s)) {
+            /* Closing: what the peer still sends is read and dropped, so that our last words
+             * are not destroyed by a reset. */
+        } else if (!l->tls_on) {
+            size_t used = xs_session_on_data(c->s, l->side, buf->base, n);
+            if (used < n && l->tls_on)
+                tls_input(l, buf->base + used, n - used);
+        } else {
+            tls_input(l, buf->base, n);
+        }
+    } else if (nread < 0) {
+        l->eof = true;
+        uv_read_stop(stream);
+        if (!l->want_close && !xs_session_closing(c->s)) {
+            if (nread == UV_EOF)
+                xs_session_on_closed(c->s, l->side, 0, "connection closed (EOF)");
+            else
+                xs_session_on_closed(c->s, l->side, (int)nread, uv_strerror((int)nread));
+        }
+    }
+    conn_settle(c);
+}
+
+static void leg_start_reading(leg *l)
+{
+    if (!l->connected || l->eof || l->closing)
+        return;
+    l->tcp.data = l;
+    uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read);
+}
+
+/* ---- the session's view of the legs (xs_session_io) ------------------------------------------ */
+
+static int io_write(void *ctx, xs_side side, const char *data, size_t len)
+{
+    conn *c = ctx;
+    leg *l = &c->leg[side];
+    if (l->shut || l->closing)
+        return 0; /* nothing more goes out on a closed leg */
+    if (l->tls_on) {
+        int rc = xs_tls_write_plain(l->tls, data, len);
+        drain_cipher(l);
+        return rc;
+    }
+    if (out_reserve(&l->out, len) < 0)
+        return XS_ENOMEM;
+    memcpy(l->out.data + l->out.len, data, len);
+    l->out.len += len;
+    return 0;
+}
+
+static int io_start_tls(void *ctx, xs_side side, const char *name)
+{
+    conn *c = ctx;
+    proxy *p = c->p;
+    leg *l = &c->leg[side];
+    int rc;
+    if (side == XS_CLIENT) {
+        rc = xs_tls_new(p->server_ctx, name && name[0] ? name : NULL, &l->tls);
+    } else {
+        const char *host = c->server_mode == XS_TLSMODE_DIRECT ? p->upd_host : p->up_host;
+        const char *port = c->server_mode == XS_TLSMODE_DIRECT ? p->upd_port : p->up_port;
+        if ((name == NULL || name[0] == 0) && !p->cfg->upstream_insecure) {
+            say("session %s: no server name to verify (the client sent no SNI and no stream "
+                "'to'); pass --server-name NAME",
+                xs_session_id(c->s));
+            return XS_EINVAL;
+        }
+        rc = xs_tls_new(p->client_ctx, name && name[0] ? name : host, &l->tls);
+        if (rc == 0) {
+            char key[300];
+            snprintf(key, sizeof(key), "%s:%s", host, port);
+            xs_tls_set_resume_key(l->tls, key);
+            xs_tls_set_alpn(l->tls, c->server_mode == XS_TLSMODE_DIRECT);
+        }
+    }
+    if (rc < 0)
+        return rc;
+    l->tls_on = true;
+    if (side == XS_SERVER) {
+        rc = xs_tls_handshake(l->tls);
+        drain_cipher(l);
+        if (rc < 0)
+            return XS_ETLS;
+    }
+    return 0;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    conn *c = req->data;
+    leg *l = &c->leg[XS_SERVER];
+    if (status == UV_ECANCELED || l->closing) {
+        conn_settle(c);
+        return;
+    }
+    if (status < 0) {
+        char cause[300];
+        const char *hp =
+            c->server_mode == XS_TLSMODE_DIRECT ? c->p->cfg->upstream_direct : c->p->cfg->upstream;
+        snprintf(cause, sizeof(cause), "cannot connect to %s: %s", hp ? hp : c->p->cfg->upstream,
+                 uv_strerror(status));
+        xs_session_on_connected(c->s, status, cause);
+        conn_settle(c);
+        return;
+    }
+    l->connected = true;
+    uv_tcp_nodelay(&l->tcp, 1);
+    leg_start_reading(l);
+    xs_session_on_connected(c->s, 0, NULL);
+    conn_settle(c);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    conn *c = req->data;
+    c->resolving = false;
+    leg *l = &c->leg[XS_SERVER];
+    if (xs_session_closing(c->s) || c->p->stopping) {
+        uv_freeaddrinfo(res);
+        conn_settle(c);
+        return;
+    }
+    if (status < 0) {
+        char cause[400];
+        snprintf(cause, sizeof(cause), "cannot resolve %s: %s",
+                 c->server_mode == XS_TLSMODE_DIRECT ? c->p->upd_host : c->p->up_host,
+                 uv_strerror(status));
+        xs_session_on_connected(c->s, status, cause);
+        conn_settle(c);
+        return;
+    }
+    int rc = uv_tcp_init(c->p->loop, &l->tcp);
+    if (rc == 0) {
+        l->open = true;
+        c->handles++;
+        l->tcp.data = l;
+        c->creq.data = c;
+        rc = uv_tcp_connect(&c->creq, &l->tcp, res->ai_addr, on_connect);
+    }
+    uv_freeaddrinfo(res);
+    if (rc < 0) {
+        char cause[300];
+        snprintf(cause, sizeof(cause), "cannot connect: %s", uv_strerror(rc));
+        xs_session_on_connected(c->s, rc, cause);
+    }
+    conn_settle(c);
+}
+
+static int io_connect(void *ctx)
+{
+    conn *c = ctx;
+    proxy *p = c->p;
+    bool direct = c->server_mode == XS_TLSMODE_DIRECT;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    c->gai.data = c;
+    int rc = uv_getaddrinfo(p->loop, &c->gai, on_resolved, direct ? p->upd_host : p->up_host,
+                            direct ? p->upd_port : p->up_port, &hints);
+    if (rc == 0)
+        c->resolving = true;
+    return rc;
+}
+
+static void io_close(void *ctx, xs_side side)
+{
+    conn *c = ctx;
+    c->leg[side].want_close = true;
+}
+
+static const xs_session_io session_io = {
+    .write = io_write,
+    .start_tls = io_start_tls,
+    .connect = io_connect,
+    .close = io_close,
+};
+
+/* ---- the end of every callback -----------------------------------------------------------------
+ */
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    leg *l = req->data;
+    conn *c = l->c;
+    l->shut = true;
+    if (l->eof || status < 0)
+        leg_close_handle(l);
+    else if (c->timer_kind != T_LINGER)
+        timer_start(c, T_LINGER, XS_PROXY_LINGER_MS);
+    conn_settle(c);
+}
+
+/* Carries out a close request once everything queued for the leg has been written: TLS
+ * close_notify, our FIN, then the handle once the peer's FIN came (or the linger timer fired). */
+static void leg_settle_close(leg *l)
+{
+    if (!l->want_close || l->closing || !l->open)
+        return;
+    if (!l->connected) {
+        /* Still connecting (or never connected): nothing to say politely. */
+        leg_close_handle(l);
+        return;
+    }
+    if (l->sreq.data != NULL) {
+        if (l->shut && l->eof)
+            leg_close_handle(l);
+        return;
+    }
+    if (l->tls_up && !l->tls_shut) {
+        l->tls_shut = true;
+        xs_tls_shutdown(l->tls);
+        drain_cipher(l);
+    }
+    leg_flush(l);
+    if (l->writing || l->out.len > 0)
+        return;
+    if (l->eof) {
+        leg_close_handle(l);
+        return;
+    }
+    l->sreq.data = l;
+    if (uv_shutdown(&l->sreq, (uv_stream_t *)&l->tcp, on_shutdown) < 0)
+        leg_close_handle(l);
+}
+
+static void conn_free(conn *c)
+{
+    proxy *p = c->p;
+    xs_session_free(c->s);
+    for (int i = 0; i < 2; i++) {
+        xs_tls_free(c->leg[i].tls);
+        out_free(&c->leg[i].out);
+        out_free(&c->leg[i].inflight);
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    p->n_conns--;
+    free(c);
+    if (p->stopping && p->n_conns == 0) {
+        uv_close((uv_handle_t *)&p->sigint, NULL);
+        uv_close((uv_handle_t *)&p->sigterm, NULL);
+        uv_close((uv_handle_t *)&p->stop_timer, NULL);
+    }
+}
+
+static void conn_settle(conn *c)
+{
+    if (c->dead) {
+        if (!c->resolving)
+            conn_free(c);
+        return;
+    }
+    bool closing = xs_session_closing(c->s);
+    for (int i = 0; i < 2; i++) {
+        leg *l = &c->leg[i];
+        if (closing)
+            l->want_close = true;
+        leg_settle_close(l);
+        leg_flush(l);
+    }
+    /* Backpressure: a leg with too much queued stops the other from reading. */
+    for (int i = 0; i < 2; i++) {
+        leg *l = &c->leg[i], *o = &c->leg[1 - i];
+        size_t q = queued(l);
+        if (q > XS_PROXY_HIGH_WATER && !o->paused && o->connected) {
+            uv_read_stop((uv_stream_t *)&o->tcp);
+            o->paused = true;
+        } else if (q <= XS_PROXY_LOW_WATER && o->paused) {
+            o->paused = false;
+            leg_start_reading(o);
+        }
+    }
+    if (xs_session_forwarding(c->s) && c->timer_kind == T_HANDSHAKE)
+        timer_stop(c);
+    if (closing) {
+        bool all = true;
+        for (int i = 0; i < 2; i++)
+            all = all && (!c->leg[i].open || c->leg[i].closing);
+        if (all && c->timer_open && !uv_is_closing((uv_handle_t *)&c->timer)) {
+            c->timer_open = false;
+            uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+        }
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    conn *c = t->data;
+    timer_kind k = c->timer_kind;
+    c->timer_kind = T_NONE;
+    if (k == T_HANDSHAKE && !xs_session_forwarding(c->s)) {
+        char what[128];
+        snprintf(what, sizeof(what), "the session was not set up within %u s",
+                 c->p->cfg->handshake_timeout);
+        xs_session_on_timeout(c->s, what);
+    } else if (k == T_LINGER) {
+        for (int i = 0; i < 2; i++)
+            leg_close_handle(&c->leg[i]);
+    }
+    conn_settle(c);
+}
+
+/* ---- accepting --------------------------------------------------------------------------------
+ */
+
+/* Close callback for a conn that never got a session: the last handle frees it. */
+static void on_early_close(uv_handle_t *h)
+{
+    conn *c = h->data;
+    if (--c->handles == 0)
+        free(c);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    listener *ls = server->data;
+    proxy *p = ls->p;
+    if (status < 0) {
+        say("accept on %s failed: %s", ls->addr, uv_strerror(status));
+        return;
+    }
+    conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        say("out of memory: refusing a connection on %s", ls->addr);
+        return;
+    }
+    c->p = p;
+    for (int i = 0; i < 2; i++) {
+        c->leg[i].c = c;
+        c->leg[i].side = (xs_side)i;
+    }
+    leg *cl = &c->leg[XS_CLIENT];
+    if (uv_tcp_init(p->loop, &cl->tcp) < 0) {
+        free(c);
+        return;
+    }
+    cl->open = true;
+    cl->tcp.data = cl;
+    c->handles = 1;
+    int rc = uv_accept(server, (uv_stream_t *)&cl->tcp);
+    if (rc < 0 || (p->cfg->max_sessions && p->n_conns >= p->cfg->max_sessions) || p->stopping) {
+        if (rc < 0)
+            say("accept on %s failed: %s", ls->addr, uv_strerror(rc));
+        else
+            say("refusing a connection on %s: %u sessions open (--max-sessions)", ls->addr,
+                p->n_conns);
+        uv_close((uv_handle_t *)&cl->tcp, (uv_close_cb)free);
+        return;
+    }
+    cl->connected = true;
+    uv_tcp_nodelay(&cl->tcp, 1);
+    uv_timer_init(p->loop, &c->timer);
+    c->timer.data = c;
+    c->timer_open = true;
+    c->handles++;
+    cl->tcp.data = c; /* for on_early_close; leg_start_reading points it at the leg */
+
+    char peer[64] = "?";
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&cl->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        char ip[48];
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+            snprintf(peer, sizeof(peer), "[%s]:%u", ip,
+                     ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+            snprintf(peer, sizeof(peer), "%s:%u", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+        }
+    }
+    c->cfg = (xs_session_cfg){
+        .client_mode = ls->client_mode,
+        .server_mode = p->cfg->upstream_tls,
+        .rewrites = p->cfg->rewrites,
+        .limits = p->cfg->limits,
+        .console = p->console,
+        .log = p->log,
+        .show_secrets = p->cfg->console.show_secrets,
+        .server_name = p->cfg->server_name,
+    };
+    c->server_mode =
+        p->cfg->upstream_tls == XS_TLSMODE_MIRROR ? ls->client_mode : p->cfg->upstream_tls;
+    rc = xs_session_new(&c->cfg, &session_io, c, ++p->next_id, peer, &c->s);
+    if (rc < 0) {
+        say("refusing %s: cannot create a session: %s", peer, xs_strerror(rc));
+        uv_close((uv_handle_t *)&cl->tcp, on_early_close);
+        uv_close((uv_handle_t *)&c->timer, on_early_close);
+        return;
+    }
+    c->next = p->conns;
+    if (p->conns)
+        p->conns->prev = c;
+    p->conns = c;
+    p->n_conns++;
+
+    if (ls->client_mode == XS_TLSMODE_DIRECT) {
+        rc = xs_tls_new(p->server_ctx, p->cfg->server_name, &cl->tls);
+        if (rc < 0) {
+            xs_session_on_closed(c->s, XS_CLIENT, rc, "cannot create a TLS connection");
+            conn_settle(c);
+            return;
+        }
+        cl->tls_on = true;
+    }
+    timer_start(c, T_HANDSHAKE, (uint64_t)p->cfg->handshake_timeout * 1000);
+    xs_session_start(c->s);
+    leg_start_reading(cl);
+    conn_settle(c);
+}
+
+static int listen_on(proxy *p, listener *ls, const char *spec, xs_tls_mode mode)
+{
+    char host[256], port[16];
+    struct sockaddr_storage addr;
+    if (split_hostport(spec, host, sizeof(host), port, sizeof(port)) < 0) {
+        say("cannot read the listen address '%s': expected ADDR:PORT, e.g. 127.0.0.1:5222", spec);
+        return 2;
+    }
+    if (uv_ip4_addr(host, atoi(port), (struct sockaddr_in *)&addr) != 0 &&
+        uv_ip6_addr(host, atoi(port), (struct sockaddr_in6 *)&addr) != 0) {
+        say("the listen address must be an IP address, not '%s' (e.g. 127.0.0.1)", host);
+        return 2;
+    }
+    ls->p = p;
+    ls->client_mode = mode;
+    uv_tcp_init(p->loop, &ls->tcp);
+    ls->tcp.data = ls;
+    ls->open = true;
+    int rc = uv_tcp_bind(&ls->tcp, (struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&ls->tcp, 511, on_connection);
+    if (rc < 0) {
+        say("cannot listen on %s: %s%s", spec, uv_strerror(rc),
+            rc == UV_EADDRINUSE ? " (another program uses it: pick another port)"
+            : rc == UV_EACCES   ? " (ports below 1024 need privileges)"
+                                : "");
+        return 1;
+    }
+    int len = sizeof(addr);
+    uv_tcp_getsockname(&ls->tcp, (struct sockaddr *)&addr, &len);
+    char ip[48];
+    unsigned bound;
+    if (addr.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&addr, ip, sizeof(ip));
+        bound = ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+        snprintf(ls->addr, sizeof(ls->addr), "[%s]:%u", ip, bound);
+    } else {
+        uv_ip4_name((struct sockaddr_in *)&addr, ip, sizeof(ip));
+        bound = ntohs(((struct sockaddr_in *)&addr)->sin_port);
+        snprintf(ls->addr, sizeof(ls->addr), "%s:%u", ip, bound);
+    }
+    if (strcmp(ip, "127.0.0.1") != 0 && strcmp(ip, "::1") != 0)
+        say("warning: listening on %s, which is not loopback: anyone who can reach it can use "
+            "this proxy",
+            ls->addr);
+    return 0;
+}
+
+/* ---- signals ----------------------------------------------------------------------------------
+ */
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    proxy *p = t->data;
+    /* Sessions that did not close in time are cut. */
+    for (conn *c = p->conns; c != NULL; c = c->next)
+        for (int i = 0; i < 2; i++)
+            leg_close_handle(&c->leg[i]);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    proxy *p = h->data;
+    if (p->stopping) {
+        say("second signal: exiting at once");
+        exit(1);
+    }
+    p->stopping = true;
+    say("%s: closing %u session%s, then exiting", signum == SIGINT ? "SIGINT" : "SIGTERM",
+        p->n_conns, p->n_conns == 1 ? "" : "s");
+    for (int i = 0; i < 2; i++)
+        if (p->lst[i].open && !uv_is_closing((uv_handle_t *)&p->lst[i].tcp))
+            uv_close((uv_handle_t *)&p->lst[i].tcp, NULL);
+    if (p->n_conns == 0) {
+        uv_close((uv_handle_t *)&p->sigint, NULL);
+        uv_close((uv_handle_t *)&p->sigterm, NULL);
+        uv_close((uv_handle_t *)&p->stop_timer, NULL);
+        return;
+    }
+    uv_timer_start(&p->stop_timer, on_stop_timer, 5000, 0);
+    conn *next;
+    for (conn *c = p->conns; c != NULL; c = next) {
+        next = c->next;
+        xs_session_shutdown(c->s);
+        conn_settle(c);
+    }
+}
+
+/* ---- set-up -----------------------------------------------------------------------------------
+ */
+
+static void keylog_line(void *user, const char *line)
+{
+    FILE *f = user;
+    fprintf(f, "%s\n", line);
+    fflush(f);
+}
+
+static FILE *open_private(const char *path, const char *what)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        say("cannot open the %s file %s: %s", what, path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0)
+        say("warning: %s is readable by others (mode %03o); it holds secrets: chmod 600 %s", path,
+            (unsigned)(st.st_mode & 0777), path);
+    FILE *f = fdopen(fd, "a");
+    if (f == NULL)
+        close(fd);
+    return f;
+}
+
+static int setup_tls(proxy *p)
+{
+    const xs_proxy_config *cfg = p->cfg;
+    xs_tls_server_opts so = {0};
+    if (cfg->cert_file != NULL) {
+        so.cert_file = cfg->cert_file;
+        so.key_file = cfg->key_file;
+    } else {
+        char dir[1024];
+        const char *d = cfg->ca_dir;
+        if (d == NULL) {
+            if (xs_ca_default_dir(dir, sizeof(dir)) < 0) {
+                say("no CA directory: set HOME or XDG_CONFIG_HOME, or pass --ca-dir DIR");
+                return 1;
+            }
+            d = dir;
+        }
+        if (xs_ca_open(d, 1, &p->ca) < 0) {
+            say("%s", xs_ca_error());
+            return 1;
+        }
+        char fp[XS_CA_FINGERPRINT_LEN];
+        xs_ca_fingerprint(p->ca, fp, sizeof(fp));
+        say("%s CA %s (SHA-256 %s): clients must trust it (see 'xmppscope ca show')",
+            xs_ca_created(p->ca) ? "created the" : "using the", xs_ca_cert_path(p->ca), fp);
+        so.ca = p->ca;
+    }
+    if (xs_tls_server_ctx_new(&so, &p->server_ctx) < 0) {
+        say("TLS for clients: %s", xs_tls_ctx_error());
+        return 1;
+    }
+    xs_tls_client_opts co = {.ca_file = cfg->upstream_ca, .insecure = cfg->upstream_insecure};
+    if (xs_tls_client_ctx_new(&co, &p->client_ctx) < 0) {
+        say("TLS for the server: %s", xs_tls_ctx_error());
+        return 1;
+    }
+    if (cfg->upstream_insecure)
+        say("WARNING: --upstream-insecure: the server's certificate is NOT verified; anyone on "
+            "the path to it can read and change this traffic");
+    const char *kl = cfg->keylog_path ? cfg->keylog_path : getenv("SSLKEYLOGFILE");
+    if (kl != NULL && kl[0]) {
+        p->keylog = open_private(kl, "key log");
+        if (p->keylog == NULL)
+            return 1;
+        xs_tls_ctx_set_keylog(p->server_ctx, keylog_line, p->keylog);
+        xs_tls_ctx_set_keylog(p->client_ctx, keylog_line, p->keylog);
+        say("writing TLS secrets of both legs to %s (NSS key log format, for Wireshark)", kl);
+    }
+    return 0;
+}
+
+int xs_proxy_run(const xs_proxy_config *cfg)
+{
+    proxy *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return 1;
+    p->cfg = cfg;
+    p->loop = uv_default_loop();
+    int status = 1;
+
+    if (split_hostport(cfg->upstream, p->up_host, sizeof(p->up_host), p->up_port,
+                       sizeof(p->up_port)) < 0) {
+        say("cannot read --upstream '%s': expected HOST:PORT", cfg->upstream);
+        status = 2;
+        goto out;
+    }
+    const char *ud = cfg->upstream_direct ? cfg->upstream_direct : cfg->upstream;
+    if (split_hostport(ud, p->upd_host, sizeof(p->upd_host), p->upd_port, sizeof(p->upd_port)) <
+        0) {
+        say("cannot read --upstream-direct '%s': expected HOST:PORT", ud);
+        status = 2;
+        goto out;
+    }
+    if (setup_tls(p) != 0)
+        goto out;
+    if (cfg->write_path != NULL) {
+        p->log_file = open_private(cfg->write_path, "log");
+        if (p->log_file == NULL)
+            goto out;
+        xs_print_options lo = {.format = XS_FORMAT_JSON, .show_secrets = cfg->console.show_secrets};
+        if (xs_printer_new(p->log_file, &lo, &p->log) < 0)
+            goto out;
+    }
+    if (cfg->console.format != XS_FORMAT_NONE &&
+        xs_printer_new(stdout, &cfg->console, &p->console) < 0)
+        goto out;
+
+    if (cfg->listen != NULL) {
+        status = listen_on(p, &p->lst[0], cfg->listen, cfg->client_tls);
+        if (status != 0)
+            goto out;
+    }
+    if (cfg->listen_tls != NULL) {
+        status = listen_on(p, &p->lst[1], cfg->listen_tls, XS_TLSMODE_DIRECT);
+        if (status != 0)
+            goto out;
+    }
+    status = 1;
+    uv_signal_init(p->loop, &p->sigint);
+    uv_signal_init(p->loop, &p->sigterm);
+    p->sigint.data = p->sigterm.data = p;
+    uv_signal_start(&p->sigint, on_signal, SIGINT);
+    uv_signal_start(&p->sigterm, on_signal, SIGTERM);
+    uv_timer_init(p->loop, &p->stop_timer);
+    p->stop_timer.data = p;
+    signal(SIGPIPE, SIG_IGN);
+
+    for (int i = 0; i < 2; i++)
+        if (p->lst[i].open)
+            say("listening on %s (client TLS: %s), upstream %s (server TLS: %s)", p->lst[i].addr,
+                xs_tls_mode_name(p->lst[i].client_mode),
+                p->lst[i].client_mode == XS_TLSMODE_DIRECT || cfg->upstream_tls == XS_TLSMODE_DIRECT
+                    ? ud
+                    : cfg->upstream,
+                xs_tls_mode_name(cfg->upstream_tls));
+    fflush(stderr);
+    uv_run(p->loop, UV_RUN_DEFAULT);
+    status = 0;
+    say("stopped");
+
+out:
+    for (int i = 0; i < 2; i++)
+        if (p->lst[i].open && !uv_is_closing((uv_handle_t *)&p->lst[i].tcp))
+            uv_close((uv_handle_t *)&p->lst[i].tcp, NULL);
+    uv_run(p->loop, UV_RUN_NOWAIT);
+    xs_printer_free(p->console);
+    xs_printer_free(p->log);
+    if (p->log_file != NULL && fclose(p->log_file) != 0 && status == 0) {
+        say("cannot finish writing %s: %s", cfg->write_path, strerror(errno));
+        status = 1;
+    }
+    if (p->keylog != NULL)
+        fclose(p->keylog);
+    xs_tls_ctx_free(p->server_ctx);
+    xs_tls_ctx_free(p->client_ctx);
+    xs_ca_free(p->ca);
+    uv_loop_close(p->loop);
+    fflush(stdout);
+    free(p);
+    return status;
+}

@@ -1,0 +1,48 @@
+/* The proxy: a libuv loop with listeners, and one connection pair (two legs) per session.
+ *
+ * This layer owns every socket and timer. It moves bytes between the sockets, the TLS engines and
+ * the session state machine (session.h), writes with backpressure, and closes politely. */
+#ifndef XS_PROXY_PROXY_H
+#define XS_PROXY_PROXY_H
+
+#include <stddef.h>
+
+#include "inspect/parser.h"
+#include "inspect/print.h"
+#include "proxy/session.h"
+
+/* Defaults, stated in README. */
+#define XS_PROXY_DEFAULT_LISTEN "127.0.0.1:5222"
+#define XS_PROXY_HIGH_WATER (1u << 20)  /* queued bytes on a leg that stop reading the other */
+#define XS_PROXY_LOW_WATER (256u << 10) /* ... and resume it */
+#define XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT 30 /* seconds to secure both legs */
+#define XS_PROXY_DEFAULT_CLOSE_TIMEOUT 10     /* seconds for the other side to close its stream */
+#define XS_PROXY_LINGER_MS 2000               /* reading after our FIN before closing */
+
+typedef struct xs_proxy_config {
+    const char *listen;          /* "ADDR:PORT" for plain TCP (STARTTLS); NULL: none */
+    const char *listen_tls;      /* "ADDR:PORT" for direct TLS (XEP-0368); NULL: none */
+    const char *upstream;        /* "HOST:PORT" of the server (STARTTLS or plain) */
+    const char *upstream_direct; /* "HOST:PORT" for direct TLS to the server; NULL: upstream */
+    xs_tls_mode client_tls;      /* of the --listen socket: starttls, direct or none */
+    xs_tls_mode upstream_tls;    /* mirror, starttls, direct or none */
+    const char *ca_dir;          /* NULL: the default */
+    const char *cert_file, *key_file;
+    const char *upstream_ca;
+    int upstream_insecure;
+    const char *server_name; /* the name the server certificate must have; NULL: the domain */
+    const char *write_path;  /* --write JSON Lines */
+    const char *keylog_path; /* --keylog (SSLKEYLOGFILE is honoured too) */
+    xs_print_options console;
+    unsigned rewrites;
+    xs_parser_limits limits;
+    unsigned handshake_timeout; /* seconds */
+    unsigned close_timeout;     /* seconds */
+    unsigned max_sessions;      /* 0: no limit */
+} xs_proxy_config;
+
+/* Runs the proxy until SIGINT or SIGTERM. Returns 0 after a clean stop, 1 on a runtime failure
+ * (e.g. a listener cannot bind), with the cause on stderr. */
+int xs_proxy_run(const xs_proxy_config *cfg);
+
+#endif

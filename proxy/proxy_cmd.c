@@ -1,0 +1,286 @@
+/* `xmppscope proxy`: the command line of the proxy. */
+#include "proxy/proxy_cmd.h"
+
+#include "filters/features.h"
+#include "inspect/error.h"
+#include "proxy/proxy.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: xmppscope proxy --upstream HOST:PORT [options]\n"
+            "\n"
+            "Sits between XMPP clients and their server: terminates TLS on both legs, shows\n"
+            "every stanza of both directions, logs them, and forwards them byte for byte.\n"
+            "Point the client at the --listen address (and make it trust xmppscope's CA).\n"
+            "\n"
+            "where:\n"
+            "  --listen ADDR:PORT        plain TCP listener, STARTTLS offered (default %s)\n"
+            "  --listen-tls ADDR:PORT    direct TLS listener (XEP-0368, ALPN xmpp-client)\n"
+            "  --upstream HOST:PORT      the real server (its STARTTLS or plain port)\n"
+            "  --upstream-direct HOST:PORT\n"
+            "                            the server's direct TLS port, for server legs in\n"
+            "                            direct mode (default: --upstream)\n"
+            "TLS:\n"
+            "  --client-tls MODE         on the --listen socket: starttls (default; required\n"
+            "                            of the client), direct or none\n"
+            "  --upstream-tls MODE       mirror (default: what the client leg does),\n"
+            "                            starttls, direct or none\n"
+            "  --ca-dir DIR              the CA that signs the certificates forged for clients\n"
+            "                            (default $XDG_CONFIG_HOME/xmppscope or\n"
+            "                            ~/.config/xmppscope; created on first use)\n"
+            "  --cert FILE --key FILE    present this certificate to clients instead\n"
+            "  --upstream-ca FILE        trust these CA certificates for the server (default:\n"
+            "                            the system store)\n"
+            "  --upstream-insecure       do not verify the server's certificate (loud)\n"
+            "  --server-name NAME        the name the server's certificate must carry, and the\n"
+            "                            SNI (default: the domain the client asked for)\n"
+            "  --keylog FILE             append TLS secrets of both legs (NSS key log format,\n"
+            "                            for Wireshark; SSLKEYLOGFILE works too)\n"
+            "output:\n"
+            "  --format FMT              console output: pretty (default), compact, json, none\n"
+            "  --write FILE              append every event as JSON Lines to FILE (mode 0600)\n"
+            "  --show-secrets            show SASL and password payloads in clear\n"
+            "  --color WHEN              auto (default), always or never\n"
+            "limits:\n"
+            "  --max-stanza N            bytes per stanza (default %u); bigger: policy-violation\n"
+            "  --max-depth N             element nesting (default %u)\n"
+            "  --handshake-timeout S     seconds to set a session up (default %u)\n"
+            "  --max-sessions N          refuse connections beyond N sessions (default: none)\n"
+            "rewrites (built in, each shown in the output when it applies):\n"
+            "  --no-rewrite NAME         turn one off: sasl-plus (drop SCRAM -PLUS\n"
+            "                            mechanisms), channel-binding (drop XEP-0440 hints),\n"
+            "                            compression (drop XEP-0138)\n"
+            "  -h, --help                show this help\n"
+            "\n"
+            "Exit status: 0 after SIGINT/SIGTERM, 1 runtime failure, 2 usage error.\n"
+            "\n"
+            "example:\n"
+            "  xmppscope proxy --listen 127.0.0.1:5222 --upstream xmpp.example.org:5222 \\\n"
+            "                  --write session.jsonl\n",
+            XS_PROXY_DEFAULT_LISTEN, XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH,
+            XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "xmppscope proxy: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'xmppscope proxy --help'.\n");
+    va_end(ap);
+    return 2;
+}
+
+static int parse_num(const char *s, unsigned long long min, unsigned long long max,
+                     unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != 0 || s[0] == '-' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int xs_proxy_main(int argc, char **argv)
+{
+    enum {
+        O_LISTEN = 256,
+        O_LISTEN_TLS,
+        O_UPSTREAM,
+        O_UPSTREAM_DIRECT,
+        O_CLIENT_TLS,
+        O_UPSTREAM_TLS,
+        O_CA_DIR,
+        O_CERT,
+        O_KEY,
+        O_UPSTREAM_CA,
+        O_INSECURE,
+        O_SERVER_NAME,
+        O_KEYLOG,
+        O_FORMAT,
+        O_WRITE,
+        O_SECRETS,
+        O_COLOR,
+        O_MAX_STANZA,
+        O_MAX_DEPTH,
+        O_HS_TIMEOUT,
+        O_MAX_SESSIONS,
+        O_NO_REWRITE,
+    };
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"listen-tls", required_argument, NULL, O_LISTEN_TLS},
+        {"upstream", required_argument, NULL, O_UPSTREAM},
+        {"upstream-direct", required_argument, NULL, O_UPSTREAM_DIRECT},
+        {"client-tls", required_argument, NULL, O_CLIENT_TLS},
+        {"upstream-tls", required_argument, NULL, O_UPSTREAM_TLS},
+        {"ca-dir", required_argument, NULL, O_CA_DIR},
+        {"cert", required_argument, NULL, O_CERT},
+        {"key", required_argument, NULL, O_KEY},
+        {"upstream-ca", required_argument, NULL, O_UPSTREAM_CA},
+        {"upstream-insecure", no_argument, NULL, O_INSECURE},
+        {"server-name", required_argument, NULL, O_SERVER_NAME},
+        {"keylog", required_argument, NULL, O_KEYLOG},
+        {"format", required_argument, NULL, O_FORMAT},
+        {"write", required_argument, NULL, O_WRITE},
+        {"show-secrets", no_argument, NULL, O_SECRETS},
+        {"color", required_argument, NULL, O_COLOR},
+        {"colour", required_argument, NULL, O_COLOR},
+        {"max-stanza", required_argument, NULL, O_MAX_STANZA},
+        {"max-depth", required_argument, NULL, O_MAX_DEPTH},
+        {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
+        {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
+        {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    xs_proxy_config cfg = {
+        .client_tls = XS_TLSMODE_STARTTLS,
+        .upstream_tls = XS_TLSMODE_MIRROR,
+        .console = {.format = XS_FORMAT_PRETTY},
+        .rewrites = XS_REWRITE_DEFAULT,
+        .handshake_timeout = XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT,
+        .close_timeout = XS_PROXY_DEFAULT_CLOSE_TIMEOUT,
+    };
+    const char *color = "auto";
+    int listen_given = 0;
+    unsigned long long v;
+    int c;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_LISTEN:
+            cfg.listen = optarg;
+            listen_given = 1;
+            break;
+        case O_LISTEN_TLS:
+            cfg.listen_tls = optarg;
+            break;
+        case O_UPSTREAM:
+            cfg.upstream = optarg;
+            break;
+        case O_UPSTREAM_DIRECT:
+            cfg.upstream_direct = optarg;
+            break;
+        case O_CLIENT_TLS:
+            if (xs_tls_mode_parse(optarg, &cfg.client_tls) < 0 ||
+                cfg.client_tls == XS_TLSMODE_MIRROR)
+                return usage_error("--client-tls takes starttls, direct or none, not '%s'", optarg);
+            break;
+        case O_UPSTREAM_TLS:
+            if (xs_tls_mode_parse(optarg, &cfg.upstream_tls) < 0)
+                return usage_error("--upstream-tls takes mirror, starttls, direct or none, "
+                                   "not '%s'",
+                                   optarg);
+            break;
+        case O_CA_DIR:
+            cfg.ca_dir = optarg;
+            break;
+        case O_CERT:
+            cfg.cert_file = optarg;
+            break;
+        case O_KEY:
+            cfg.key_file = optarg;
+            break;
+        case O_UPSTREAM_CA:
+            cfg.upstream_ca = optarg;
+            break;
+        case O_INSECURE:
+            cfg.upstream_insecure = 1;
+            break;
+        case O_SERVER_NAME:
+            cfg.server_name = optarg;
+            break;
+        case O_KEYLOG:
+            cfg.keylog_path = optarg;
+            break;
+        case O_FORMAT:
+            if (xs_format_parse(optarg, &cfg.console.format) < 0)
+                return usage_error("unknown format '%s' (pretty, compact, json or none)", optarg);
+            break;
+        case O_WRITE:
+            cfg.write_path = optarg;
+            break;
+        case O_SECRETS:
+            cfg.console.show_secrets = 1;
+            break;
+        case O_COLOR:
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "always") != 0 &&
+                strcmp(optarg, "never") != 0)
+                return usage_error("--color takes auto, always or never, not '%s'", optarg);
+            color = optarg;
+            break;
+        case O_MAX_STANZA:
+            if (parse_num(optarg, 1024, 1u << 30, &v) < 0)
+                return usage_error("--max-stanza takes bytes from 1024 to 1073741824, not '%s'",
+                                   optarg);
+            cfg.limits.max_stanza = (size_t)v;
+            break;
+        case O_MAX_DEPTH:
+            if (parse_num(optarg, 2, 200, &v) < 0)
+                return usage_error("--max-depth takes a number from 2 to 200, not '%s'", optarg);
+            cfg.limits.max_depth = (unsigned)v;
+            break;
+        case O_HS_TIMEOUT:
+            if (parse_num(optarg, 1, 86400, &v) < 0)
+                return usage_error("--handshake-timeout takes seconds from 1 to 86400, not '%s'",
+                                   optarg);
+            cfg.handshake_timeout = (unsigned)v;
+            break;
+        case O_MAX_SESSIONS:
+            if (parse_num(optarg, 1, 10000000, &v) < 0)
+                return usage_error("--max-sessions takes a number from 1, not '%s'", optarg);
+            cfg.max_sessions = (unsigned)v;
+            break;
+        case O_NO_REWRITE: {
+            unsigned bit;
+            if (xs_rewrite_parse(optarg, &bit) < 0 || bit == XS_REWRITE_STARTTLS)
+                return usage_error("--no-rewrite takes sasl-plus, channel-binding or "
+                                   "compression, not '%s'",
+                                   optarg);
+            cfg.rewrites &= ~bit;
+            break;
+        }
+        case 'h':
+            usage(stdout);
+            return 0;
+        case ':':
+            return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (cfg.upstream == NULL)
+        return usage_error("--upstream HOST:PORT is required (the real XMPP server)");
+    if ((cfg.cert_file == NULL) != (cfg.key_file == NULL))
+        return usage_error("--cert and --key go together");
+    if (cfg.cert_file != NULL && cfg.ca_dir != NULL)
+        return usage_error("--cert/--key and --ca-dir exclude each other");
+    if (cfg.upstream_ca != NULL && cfg.upstream_insecure)
+        return usage_error("--upstream-ca and --upstream-insecure exclude each other");
+    if (!listen_given && cfg.listen_tls == NULL)
+        cfg.listen = XS_PROXY_DEFAULT_LISTEN;
+    if (strcmp(color, "always") == 0)
+        cfg.console.color = 1;
+    else if (strcmp(color, "auto") == 0)
+        cfg.console.color = xs_color_wanted(STDOUT_FILENO);
+    return xs_proxy_run(&cfg);
+}

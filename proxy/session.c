@@ -1,0 +1,904 @@
+/* One proxied XMPP session: the protocol state machine. See session.h. */
+#include "proxy/session.h"
+
+#include "filters/features.h"
+#include "inspect/error.h"
+#include "inspect/redact.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NS_STREAMS "http://etherx.jabber.org/streams"
+#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_SASL2 "urn:xmpp:sasl:2"
+#define NS_XMPP_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
+
+/* The session as a whole. */
+typedef enum sess_state {
+    SS_NEGOTIATING, /* securing the legs */
+    SS_FORWARDING,  /* both legs secured: the client's stream flows to the server and back */
+    SS_CLOSING,     /* both legs told to close */
+} sess_state;
+
+/* The client leg. */
+typedef enum client_state {
+    CL_TLS_HANDSHAKE, /* direct TLS, or after <proceed/>: waiting for the handshake */
+    CL_WAIT_HEADER,   /* plain, STARTTLS mode: waiting for the client's first stream header */
+    CL_WAIT_STARTTLS, /* we answered with features offering STARTTLS */
+    CL_SECURE,        /* secured (or plain by choice): its stream is forwarded */
+} client_state;
+
+/* The server leg. */
+typedef enum server_state {
+    SL_IDLE,          /* not connected yet: waiting for the client's first stream header */
+    SL_CONNECTING,    /* TCP connect under way */
+    SL_TLS_HANDSHAKE, /* direct TLS, or after <proceed/> */
+    SL_WAIT_FEATURES, /* STARTTLS mode: sent a stream header, waiting for the features */
+    SL_WAIT_PROCEED,  /* sent <starttls/> */
+    SL_SECURE,        /* secured (or plain by choice): forwarding */
+} server_state;
+
+typedef enum phase { PH_PLAIN, PH_TLS, PH_AUTHED } phase;
+
+static const char *const sess_names[] = {"negotiating", "forwarding", "closing"};
+static const char *const client_names[] = {"tls-handshake", "wait-header", "wait-starttls",
+                                           "secure"};
+static const char *const server_names[] = {"idle",          "connecting",   "tls-handshake",
+                                           "wait-features", "wait-proceed", "secure"};
+static const char *const phase_names[] = {"plain", "tls", "authed"};
+
+/* A growable byte buffer with a cap. */
+typedef struct bytes {
+    char *data;
+    size_t len, cap;
+} bytes;
+
+struct xs_session {
+    const xs_session_cfg *cfg;
+    const xs_session_io *io;
+    void *io_ctx;
+    unsigned id;
+    char id_str[16];
+    char peer[64];
+    xs_tls_mode client_mode, server_mode;
+    struct timespec started;
+
+    sess_state state;
+    client_state cst;
+    server_state sst;
+    phase ph[2];
+
+    xs_parser *parser[2]; /* [XS_CLIENT] reads what the client sends */
+    xs_side feeding;      /* the side whose parser is running (for the event callback) */
+    bool switched_tls;    /* start_tls was called while feeding: stop the feed */
+
+    char domain[256];     /* what the client asked for: SNI, else its stream's `to` */
+    char client_ns[128];  /* the client's default namespace (jabber:client) */
+    bytes first_header;   /* the client's first stream header, sent to a STARTTLS server */
+    bytes pending;        /* the client's secured stream, waiting for the server leg */
+    bool client_answered; /* the client's current stream has a stream header from us/server */
+    bool client_opened;   /* the client sent a header in its current stream */
+    bool server_opened;   /* we sent the server a header in its current stream */
+    bool closed_by[2];    /* the side sent </stream:stream> */
+    bool server_binding;  /* the server offered channel binding (-PLUS, XEP-0440) */
+    bool warned_binding;
+
+    /* Namespace declarations of the server's current stream header, for the feature rewrite. */
+    xs_attr s2c_ns[8];
+    size_t n_s2c_ns;
+    char s2c_ns_pool[512];
+
+    xs_session_stats stats;
+    char end_cause[256];
+    size_t max_stanza; /* the effective limit */
+};
+
+static const char *side_dir(xs_side side)
+{
+    return side == XS_CLIENT ? "c2s" : "s2c";
+}
+
+static void bytes_free(bytes *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+static int bytes_append(bytes *b, const char *d, size_t n, size_t limit)
+{
+    if (n > limit || b->len > limit - n)
+        return XS_ETOOBIG;
+    if (b->len + n > b->cap) {
+        size_t ncap = b->cap ? b->cap : 1024;
+        while (ncap < b->len + n)
+            ncap *= 2;
+        char *nd = realloc(b->data, ncap);
+        if (nd == NULL)
+            return XS_ENOMEM;
+        b->data = nd;
+        b->cap = ncap;
+    }
+    memcpy(b->data + b->len, d, n);
+    b->len += n;
+    return 0;
+}
+
+const char *xs_tls_mode_name(xs_tls_mode mode)
+{
+    switch (mode) {
+    case XS_TLSMODE_STARTTLS:
+        return "starttls";
+    case XS_TLSMODE_DIRECT:
+        return "direct";
+    case XS_TLSMODE_NONE:
+        return "none";
+    case XS_TLSMODE_MIRROR:
+        return "mirror";
+    }
+    return "unknown";
+}
+
+int xs_tls_mode_parse(const char *name, xs_tls_mode *out)
+{
+    for (int m = XS_TLSMODE_STARTTLS; m <= XS_TLSMODE_MIRROR; m++) {
+        if (strcmp(name, xs_tls_mode_name((xs_tls_mode)m)) == 0) {
+            *out = (xs_tls_mode)m;
+            return 0;
+        }
+    }
+    return XS_EINVAL;
+}
+
+/* ---- output: console and log ------------------------------------------------------------- */
+
+static xs_print_meta meta_of(const xs_session *s, const char *dir, const char *ph)
+{
+    xs_print_meta m = {.session = s->id_str, .direction = dir, .phase = ph};
+    clock_gettime(CLOCK_REALTIME, &m.time);
+    return m;
+}
+
+static void note(xs_session *s, const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void note(xs_session *s, const char *level, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    xs_print_meta m = meta_of(s, NULL, NULL);
+    /* State changes are for the log; the console shows what a person needs. */
+    if (s->cfg->console != NULL && strcmp(level, "debug") != 0)
+        (void)xs_printer_note(s->cfg->console, &m, level, text);
+    if (s->cfg->log != NULL)
+        (void)xs_printer_note(s->cfg->log, &m, level, text);
+}
+
+static void show(xs_session *s, xs_side from, const xs_event *ev)
+{
+    xs_print_meta m = meta_of(s, side_dir(from), phase_names[s->ph[from]]);
+    if (s->cfg->console != NULL)
+        (void)xs_printer_event(s->cfg->console, &m, ev);
+    if (s->cfg->log != NULL)
+        (void)xs_printer_event(s->cfg->log, &m, ev);
+}
+
+/* Every state change goes through these, and is logged. */
+static void set_state(xs_session *s, sess_state st)
+{
+    if (s->state == st)
+        return;
+    note(s, "debug", "session: %s -> %s", sess_names[s->state], sess_names[st]);
+    s->state = st;
+}
+
+static void set_client(xs_session *s, client_state st)
+{
+    note(s, "debug", "client leg: %s -> %s", client_names[s->cst], client_names[st]);
+    s->cst = st;
+}
+
+static void set_server(xs_session *s, server_state st)
+{
+    note(s, "debug", "server leg: %s -> %s", server_names[s->sst], server_names[st]);
+    s->sst = st;
+}
+
+static void update_forwarding(xs_session *s)
+{
+    if (s->state == SS_NEGOTIATING && s->cst == CL_SECURE && s->sst == SL_SECURE)
+        set_state(s, SS_FORWARDING);
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+static int put(xs_session *s, xs_side to, const char *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    return s->io->write(s->io_ctx, to, data, len);
+}
+
+static int put_str(xs_session *s, xs_side to, const char *str)
+{
+    return put(s, to, str, strlen(str));
+}
+
+/* Escapes a value for an XML attribute or text into `out`. */
+static void xml_escape(char *out, size_t cap, const char *in)
+{
+    size_t o = 0;
+    for (; *in && o + 7 < cap; in++) {
+        const char *e = *in == '&'    ? "&amp;"
+                        : *in == '<'  ? "&lt;"
+                        : *in == '>'  ? "&gt;"
+                        : *in == '\'' ? "&apos;"
+                        : *in == '"'  ? "&quot;"
+                                      : NULL;
+        if (e != NULL) {
+            memcpy(out + o, e, strlen(e));
+            o += strlen(e);
+        } else {
+            out[o++] = *in;
+        }
+    }
+    out[o] = 0;
+}
+
+/* Opens the client's stream from our side, as the server would. */
+static void answer_client_header(xs_session *s)
+{
+    char dom[600], hdr[1024];
+    xml_escape(dom, sizeof(dom), s->domain[0] ? s->domain : "localhost");
+    snprintf(hdr, sizeof(hdr),
+             "<?xml version='1.0'?><stream:stream xmlns='%s' "
+             "xmlns:stream='" NS_STREAMS "' from='%s' id='xmppscope-%u-%ld' version='1.0' "
+             "xml:lang='en'>",
+             s->client_ns[0] ? s->client_ns : "jabber:client", dom, s->id,
+             (long)s->started.tv_nsec);
+    put_str(s, XS_CLIENT, hdr);
+    s->client_answered = true;
+}
+
+static void stream_error_to(xs_session *s, xs_side to, const char *condition, const char *text)
+{
+    char esc[600], buf[1024];
+    if (to == XS_CLIENT && !s->client_answered)
+        answer_client_header(s);
+    xml_escape(esc, sizeof(esc), text);
+    snprintf(buf, sizeof(buf),
+             "<stream:error><%s xmlns='" NS_XMPP_STREAMS "'/><text xmlns='" NS_XMPP_STREAMS
+             "' xml:lang='en'>xmppscope: %s</text></stream:error></stream:stream>",
+             condition, esc);
+    put_str(s, to, buf);
+}
+
+/* A side can take XML now: its leg is not in a TLS handshake. */
+static bool can_speak(const xs_session *s, xs_side side)
+{
+    if (side == XS_CLIENT)
+        return s->cst != CL_TLS_HANDSHAKE;
+    return s->sst != SL_IDLE && s->sst != SL_CONNECTING && s->sst != SL_TLS_HANDSHAKE;
+}
+
+static void close_both(xs_session *s)
+{
+    set_state(s, SS_CLOSING);
+    s->io->close(s->io_ctx, XS_CLIENT);
+    s->io->close(s->io_ctx, XS_SERVER);
+}
+
+/* Ends the session because of `at_fault`: that side gets a stream error with `condition`, the
+ * other a clean close of its stream. */
+static void fail(xs_session *s, xs_side at_fault, const char *condition, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fail(xs_session *s, xs_side at_fault, const char *condition, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (s->state == SS_CLOSING)
+        return;
+    note(s, "error", "%s: <%s/> to the %s: %s", at_fault == XS_CLIENT ? "client" : "server",
+         condition, at_fault == XS_CLIENT ? "client" : "server", text);
+    snprintf(s->end_cause, sizeof(s->end_cause), "%s (%.200s)", condition, text);
+    if (can_speak(s, at_fault))
+        stream_error_to(s, at_fault, condition, text);
+    xs_side other = at_fault == XS_CLIENT ? XS_SERVER : XS_CLIENT;
+    if (can_speak(s, other)) {
+        if (other == XS_SERVER && s->server_opened && !s->closed_by[XS_CLIENT])
+            put_str(s, XS_SERVER, "</stream:stream>");
+        else if (other == XS_CLIENT && s->client_answered && !s->closed_by[XS_SERVER])
+            put_str(s, XS_CLIENT, "</stream:stream>");
+    }
+    close_both(s);
+}
+
+/* The server could not be reached or secured: the client learns it from a stream error. */
+static void upstream_failed(xs_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void upstream_failed(xs_session *s, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (s->state == SS_CLOSING)
+        return;
+    note(s, "error", "upstream: %s: <remote-connection-failed/> to the client", text);
+    snprintf(s->end_cause, sizeof(s->end_cause), "remote-connection-failed (%.200s)", text);
+    if (can_speak(s, XS_CLIENT) && s->client_opened)
+        stream_error_to(s, XS_CLIENT, "remote-connection-failed", text);
+    close_both(s);
+}
+
+/* ---- the server leg ------------------------------------------------------------------------ */
+
+static const char *server_name(const xs_session *s)
+{
+    return s->cfg->server_name != NULL ? s->cfg->server_name : s->domain;
+}
+
+static void connect_server(xs_session *s)
+{
+    if (s->sst != SL_IDLE)
+        return;
+    set_server(s, SL_CONNECTING);
+    int rc = s->io->connect(s->io_ctx);
+    if (rc < 0)
+        upstream_failed(s, "cannot start connecting: %s", xs_strerror(rc));
+}
+
+/* The server leg is secured: send it what the client said so far. */
+static void server_secured(xs_session *s)
+{
+    set_server(s, SL_SECURE);
+    if (s->pending.len > 0) {
+        put(s, XS_SERVER, s->pending.data, s->pending.len);
+        s->server_opened = true;
+        bytes_free(&s->pending);
+    }
+    update_forwarding(s);
+}
+
+static void send_first_header(xs_session *s)
+{
+    /* A STARTTLS server first gets the client's first stream header, byte for byte. */
+    put(s, XS_SERVER, s->first_header.data, s->first_header.len);
+    s->server_opened = true;
+    set_server(s, SL_WAIT_FEATURES);
+}
+
+/* ---- forwarding ---------------------------------------------------------------------------- */
+
+static bool is_el(const xs_event *ev, const char *ns, const char *name)
+{
+    return ev->ns != NULL && strcmp(ev->ns, ns) == 0 && strcmp(ev->name, name) == 0;
+}
+
+/* Sends an event of the client's secured stream to the server, or keeps it until the server leg
+ * is secured. */
+static void to_server(xs_session *s, const char *data, size_t len)
+{
+    if (s->sst == SL_SECURE) {
+        put(s, XS_SERVER, data, len);
+        s->server_opened = true;
+        return;
+    }
+    int rc = bytes_append(&s->pending, data, len, 2 * s->max_stanza + 65536);
+    if (rc < 0)
+        fail(s, XS_CLIENT, "policy-violation",
+             "the client sent more than the limit while the server leg was not ready");
+}
+
+static void remember_s2c_namespaces(xs_session *s, const xs_event *ev)
+{
+    size_t used = 0;
+    s->n_s2c_ns = 0;
+    for (size_t i = 0; i < ev->n_nsdecls && s->n_s2c_ns < 8; i++) {
+        const char *p = ev->nsdecls[i].prefix, *u = ev->nsdecls[i].uri;
+        size_t pl = p ? strlen(p) + 1 : 0, ul = u ? strlen(u) + 1 : 0;
+        if (u == NULL || used + pl + ul > sizeof(s->s2c_ns_pool))
+            continue;
+        xs_attr *a = &s->s2c_ns[s->n_s2c_ns++];
+        memset(a, 0, sizeof(*a));
+        if (p != NULL) {
+            a->prefix = memcpy(s->s2c_ns_pool + used, p, pl);
+            used += pl;
+        }
+        a->uri = memcpy(s->s2c_ns_pool + used, u, ul);
+        used += ul;
+    }
+}
+
+static void check_channel_binding(xs_session *s, const xs_event *ev)
+{
+    if (!is_el(ev, NS_SASL, "auth") && !is_el(ev, NS_SASL2, "authenticate"))
+        return;
+    xs_redaction r = {0};
+    if (xs_redact_event(ev, 1, &r) < 0)
+        return;
+    int flag = r.gs2_flag;
+    char cb[32];
+    snprintf(cb, sizeof(cb), "%s", r.cb_name);
+    xs_redaction_clear(&r);
+    if (s->warned_binding)
+        return;
+    if (flag == 'p') {
+        s->warned_binding = true;
+        note(s, "warn",
+             "channel binding: the client binds its login to the TLS channel (%s), but the "
+             "client and the server see two different TLS channels through xmppscope, so the "
+             "server will refuse this login. To proceed, turn channel binding off in the client "
+             "or use a mechanism without -PLUS (keep the default rewrite 'sasl-plus' on).",
+             cb[0] ? cb : "p=");
+    } else if (flag == 'y' && s->server_binding && (s->cfg->rewrites & XS_REWRITE_SASL_PLUS)) {
+        s->warned_binding = true;
+        note(s, "warn",
+             "channel binding: the server offers SCRAM -PLUS mechanisms, which xmppscope "
+             "removed, and the client's SCRAM header says 'y' (\"I support channel binding but "
+             "the server does not seem to\"). The server will see a downgrade and refuse this "
+             "login (RFC 5802). A man in the middle cannot carry channel binding. To proceed, "
+             "log in with PLAIN for this test, or make the server not offer -PLUS (e.g. TLS "
+             "1.3 on Prosody 0.12).");
+    }
+}
+
+static int on_client_event(xs_session *s, const xs_event *ev)
+{
+    switch (s->cst) {
+    case CL_WAIT_HEADER:
+        if (ev->kind != XS_EV_STREAM_OPEN)
+            break;
+        s->client_opened = true;
+        for (size_t i = 0; i < ev->n_attrs; i++)
+            if (strcmp(ev->attrs[i].name, "to") == 0 && ev->attrs[i].prefix == NULL &&
+                s->domain[0] == 0)
+                snprintf(s->domain, sizeof(s->domain), "%s", ev->attrs[i].value);
+        if (ev->default_ns != NULL)
+            snprintf(s->client_ns, sizeof(s->client_ns), "%s", ev->default_ns);
+        if (bytes_append(&s->first_header, ev->raw, ev->len, s->max_stanza) < 0) {
+            fail(s, XS_CLIENT, "internal-server-error", "out of memory");
+            return 0;
+        }
+        if (s->client_mode == XS_TLSMODE_STARTTLS) {
+            answer_client_header(s);
+            put_str(s, XS_CLIENT,
+                    "<stream:features><starttls xmlns='" NS_TLS
+                    "'><required/></starttls></stream:features>");
+            note(s, "info",
+                 "client leg: xmppscope answers this stream itself and offers STARTTLS "
+                 "(--client-tls starttls)");
+            set_client(s, CL_WAIT_STARTTLS);
+        } else {
+            /* A client without TLS: this stream is the one forwarded. */
+            set_client(s, CL_SECURE);
+            to_server(s, ev->raw, ev->len);
+        }
+        connect_server(s);
+        return 0;
+
+    case CL_WAIT_STARTTLS:
+        if (ev->kind == XS_EV_STANZA && is_el(ev, NS_TLS, "starttls")) {
+            put_str(s, XS_CLIENT, "<proceed xmlns='" NS_TLS "'/>");
+            set_client(s, CL_TLS_HANDSHAKE);
+            int rc = s->io->start_tls(s->io_ctx, XS_CLIENT, s->domain);
+            if (rc < 0) {
+                fail(s, XS_CLIENT, "internal-server-error", "cannot start TLS: %s",
+                     xs_strerror(rc));
+                return 0;
+            }
+            s->switched_tls = true;
+            return XS_PARSER_PAUSE;
+        }
+        if (ev->kind == XS_EV_STANZA) {
+            fail(s, XS_CLIENT, "policy-violation",
+                 "STARTTLS is required on this leg (--client-tls starttls), but the client "
+                 "sent <%s/> before it",
+                 ev->name);
+            return 0;
+        }
+        if (ev->kind == XS_EV_STREAM_CLOSE) {
+            s->closed_by[XS_CLIENT] = true;
+            snprintf(s->end_cause, sizeof(s->end_cause), "the client closed its stream");
+            close_both(s);
+        }
+        return 0;
+
+    case CL_TLS_HANDSHAKE:
+        /* Nothing is parsed from a leg in a handshake. */
+        return 0;
+
+    case CL_SECURE:
+        break;
+    }
+    if (s->cst != CL_SECURE)
+        return 0;
+
+    switch (ev->kind) {
+    case XS_EV_STREAM_OPEN:
+        if (!s->client_opened) {
+            /* The first header of a client that came in with direct TLS. */
+            for (size_t i = 0; i < ev->n_attrs; i++)
+                if (strcmp(ev->attrs[i].name, "to") == 0 && ev->attrs[i].prefix == NULL &&
+                    s->domain[0] == 0)
+                    snprintf(s->domain, sizeof(s->domain), "%s", ev->attrs[i].value);
+            if (ev->default_ns != NULL)
+                snprintf(s->client_ns, sizeof(s->client_ns), "%s", ev->default_ns);
+            if (s->first_header.len == 0 &&
+                bytes_append(&s->first_header, ev->raw, ev->len, s->max_stanza) < 0) {
+                fail(s, XS_CLIENT, "internal-server-error", "out of memory");
+                return 0;
+            }
+        }
+        s->client_opened = true;
+        s->client_answered = false; /* a new stream (after TLS or SASL) awaits its answer */
+        to_server(s, ev->raw, ev->len);
+        connect_server(s);
+        return 0;
+    case XS_EV_STANZA:
+        s->stats.stanzas[XS_CLIENT]++;
+        check_channel_binding(s, ev);
+        to_server(s, ev->raw, ev->len);
+        return 0;
+    case XS_EV_KEEPALIVE:
+        to_server(s, ev->raw, ev->len);
+        return 0;
+    case XS_EV_STREAM_CLOSE:
+        s->closed_by[XS_CLIENT] = true;
+        to_server(s, ev->raw, ev->len);
+        if (s->closed_by[XS_SERVER]) {
+            snprintf(s->end_cause, sizeof(s->end_cause), "both streams closed");
+            close_both(s);
+        }
+        return 0;
+    case XS_EV_ERROR:
+        return 0;
+    }
+    return 0;
+}
+
+static int on_server_event(xs_session *s, const xs_event *ev)
+{
+    switch (s->sst) {
+    case SL_WAIT_FEATURES:
+        if (ev->kind == XS_EV_STREAM_OPEN)
+            return 0;
+        if (ev->kind == XS_EV_STANZA && is_el(ev, NS_STREAMS, "features")) {
+            if (ev->raw != NULL && memmem(ev->raw, ev->len, NS_TLS, strlen(NS_TLS)) != NULL) {
+                put_str(s, XS_SERVER, "<starttls xmlns='" NS_TLS "'/>");
+                set_server(s, SL_WAIT_PROCEED);
+            } else {
+                upstream_failed(s, "the server does not offer STARTTLS; try --upstream-tls "
+                                   "none (plain) or direct");
+            }
+            return 0;
+        }
+        if (ev->kind == XS_EV_STANZA && is_el(ev, NS_STREAMS, "error")) {
+            upstream_failed(s, "the server refused the stream before TLS (see its "
+                               "<stream:error/> above)");
+            return 0;
+        }
+        if (ev->kind == XS_EV_STREAM_CLOSE)
+            upstream_failed(s, "the server closed the stream before TLS");
+        return 0;
+
+    case SL_WAIT_PROCEED:
+        if (ev->kind == XS_EV_STANZA && is_el(ev, NS_TLS, "proceed")) {
+            set_server(s, SL_TLS_HANDSHAKE);
+            int rc = s->io->start_tls(s->io_ctx, XS_SERVER, server_name(s));
+            if (rc < 0) {
+                upstream_failed(s, "cannot start TLS: %s", xs_strerror(rc));
+                return 0;
+            }
+            s->switched_tls = true;
+            return XS_PARSER_PAUSE;
+        }
+        if (ev->kind == XS_EV_STANZA || ev->kind == XS_EV_STREAM_CLOSE)
+            upstream_failed(s, "the server refused STARTTLS (<%s/>)",
+                            ev->name ? ev->name : "stream close");
+        return 0;
+
+    case SL_SECURE:
+        break;
+    default:
+        return 0;
+    }
+
+    switch (ev->kind) {
+    case XS_EV_STREAM_OPEN:
+        remember_s2c_namespaces(s, ev);
+        s->client_answered = true;
+        put(s, XS_CLIENT, ev->raw, ev->len);
+        return 0;
+    case XS_EV_STANZA: {
+        s->stats.stanzas[XS_SERVER]++;
+        if (is_el(ev, NS_STREAMS, "features")) {
+            unsigned which = s->cfg->rewrites;
+            /* A client leg xmppscope secured itself must not be offered STARTTLS again by a
+             * server that speaks plain to us. */
+            if (s->client_mode != XS_TLSMODE_NONE && s->server_mode == XS_TLSMODE_NONE)
+                which |= XS_REWRITE_STARTTLS;
+            xs_features_result fr;
+            int rc = xs_features_rewrite(ev->raw, ev->len, s->s2c_ns, s->n_s2c_ns, which, &fr);
+            if (rc == 0 && fr.offered_binding)
+                s->server_binding = true;
+            if (rc == 0 && fr.xml != NULL) {
+                note(s, "info",
+                     "features rewritten for the client: removed %s (each rewrite can be "
+                     "turned off with --no-rewrite NAME)",
+                     fr.removed);
+                put(s, XS_CLIENT, fr.xml, fr.len);
+                free(fr.xml);
+                return 0;
+            }
+        } else if (is_el(ev, NS_SASL, "success") || is_el(ev, NS_SASL2, "success")) {
+            s->ph[XS_CLIENT] = s->ph[XS_SERVER] = PH_AUTHED;
+        }
+        put(s, XS_CLIENT, ev->raw, ev->len);
+        return 0;
+    }
+    case XS_EV_KEEPALIVE:
+        put(s, XS_CLIENT, ev->raw, ev->len);
+        return 0;
+    case XS_EV_STREAM_CLOSE:
+        s->closed_by[XS_SERVER] = true;
+        put(s, XS_CLIENT, ev->raw, ev->len);
+        if (s->closed_by[XS_CLIENT]) {
+            snprintf(s->end_cause, sizeof(s->end_cause), "both streams closed");
+            close_both(s);
+        }
+        return 0;
+    case XS_EV_ERROR:
+        return 0;
+    }
+    return 0;
+}
+
+static int on_event(void *user, const xs_event *ev)
+{
+    xs_session *s = user;
+    xs_side from = s->feeding;
+
+    if (s->state == SS_CLOSING)
+        return XS_PARSER_PAUSE;
+    show(s, from, ev);
+    s->stats.bytes[from] += ev->len;
+    if (ev->kind == XS_EV_ERROR) {
+        /* The side that sent malformed XML gets the stream error the parser chose. */
+        char where[64];
+        snprintf(where, sizeof(where), "line %u column %u", ev->line, ev->column);
+        fail(s, from, xs_parse_error_condition(ev->error_kind), "%s (%s of the %s's stream)",
+             ev->message, where, from == XS_CLIENT ? "client" : "server");
+        return 0;
+    }
+    return from == XS_CLIENT ? on_client_event(s, ev) : on_server_event(s, ev);
+}
+
+/* ---- public -------------------------------------------------------------------------------- */
+
+int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_ctx, unsigned id,
+                   const char *peer, xs_session **out)
+{
+    xs_session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return XS_ENOMEM;
+    s->cfg = cfg;
+    s->io = io;
+    s->io_ctx = io_ctx;
+    s->id = id;
+    snprintf(s->id_str, sizeof(s->id_str), "%u", id);
+    snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "?");
+    clock_gettime(CLOCK_MONOTONIC, &s->started);
+    s->client_mode = cfg->client_mode;
+    s->server_mode = cfg->server_mode == XS_TLSMODE_MIRROR ? cfg->client_mode : cfg->server_mode;
+    snprintf(s->end_cause, sizeof(s->end_cause), "closed");
+    s->max_stanza = cfg->limits.max_stanza ? cfg->limits.max_stanza : XS_PARSER_DEFAULT_MAX_STANZA;
+
+    unsigned opts = XS_PARSER_RAW | XS_PARSER_AUTO_RESTART;
+    if (cfg->console != NULL || cfg->log != NULL)
+        opts |= XS_PARSER_TREE;
+    for (int i = 0; i < 2; i++) {
+        int rc = xs_parser_new(&cfg->limits, opts, on_event, s, &s->parser[i]);
+        if (rc < 0) {
+            xs_parser_free(s->parser[0]);
+            free(s);
+            return rc;
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+void xs_session_start(xs_session *s)
+{
+    note(s, "info", "client %s connected (client leg %s, server leg %s)", s->peer,
+         xs_tls_mode_name(s->client_mode), xs_tls_mode_name(s->server_mode));
+    switch (s->client_mode) {
+    case XS_TLSMODE_DIRECT:
+        s->cst = CL_TLS_HANDSHAKE;
+        break;
+    case XS_TLSMODE_STARTTLS:
+        s->cst = CL_WAIT_HEADER;
+        break;
+    default:
+        s->cst = CL_WAIT_HEADER;
+        break;
+    }
+    s->sst = SL_IDLE;
+}
+
+size_t xs_session_on_data(xs_session *s, xs_side side, const char *data, size_t len)
+{
+    if (s->state == SS_CLOSING)
+        return len; /* nothing more is read into a closing session */
+    s->feeding = side;
+    s->switched_tls = false;
+    size_t used = 0;
+    int rc = xs_parser_feed(s->parser[side], data, len, &used);
+    if (rc < 0)
+        return len; /* the error event already failed the session */
+    if (s->switched_tls) {
+        /* The next bytes belong to TLS; the parser starts a new stream after the handshake. */
+        (void)xs_parser_reset(s->parser[side]);
+        s->ph[side] = PH_TLS;
+        return used;
+    }
+    return s->state == SS_CLOSING ? len : used;
+}
+
+void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const char *desc)
+{
+    if (s->state == SS_CLOSING)
+        return;
+    s->ph[side] = PH_TLS;
+    if (side == XS_CLIENT) {
+        note(s, "info", "client leg: TLS up: %s", desc ? desc : "");
+        if (sni != NULL && sni[0] && s->domain[0] == 0)
+            snprintf(s->domain, sizeof(s->domain), "%s", sni);
+        set_client(s, CL_SECURE);
+        s->client_opened = false;
+        s->client_answered = false;
+        if (s->pending.len > 0)
+            bytes_free(&s->pending);
+    } else {
+        note(s, "info", "server leg: TLS up: %s", desc ? desc : "");
+        (void)xs_parser_reset(s->parser[XS_SERVER]);
+        s->server_opened = false;
+        server_secured(s);
+    }
+    update_forwarding(s);
+}
+
+void xs_session_on_connected(xs_session *s, int status, const char *cause)
+{
+    if (s->state == SS_CLOSING)
+        return;
+    if (status < 0) {
+        upstream_failed(s, "cannot connect to the server: %s", cause ? cause : xs_strerror(status));
+        return;
+    }
+    note(s, "info", "server leg: connected (%s)", xs_tls_mode_name(s->server_mode));
+    switch (s->server_mode) {
+    case XS_TLSMODE_DIRECT: {
+        set_server(s, SL_TLS_HANDSHAKE);
+        int rc = s->io->start_tls(s->io_ctx, XS_SERVER, server_name(s));
+        if (rc < 0)
+            upstream_failed(s, "cannot start TLS: %s", xs_strerror(rc));
+        break;
+    }
+    case XS_TLSMODE_STARTTLS:
+        send_first_header(s);
+        break;
+    default:
+        server_secured(s);
+        break;
+    }
+}
+
+void xs_session_on_closed(xs_session *s, xs_side side, int status, const char *cause)
+{
+    if (s->state == SS_CLOSING)
+        return;
+    const char *who = side == XS_CLIENT ? "client" : "server";
+    if (side == XS_SERVER && s->state == SS_NEGOTIATING) {
+        upstream_failed(s, "%s", cause && cause[0] ? cause : "the server closed the connection");
+        return;
+    }
+    if (s->closed_by[side])
+        note(s, "info", "%s closed the connection after closing its stream", who);
+    else
+        note(s, status < 0 ? "warn" : "info",
+             "%s closed the connection without closing its "
+             "stream%s%s",
+             who, cause && cause[0] ? ": " : "", cause ? cause : "");
+    snprintf(s->end_cause, sizeof(s->end_cause), "%s %s", who,
+             cause && cause[0] ? cause : "closed the connection");
+    xs_side other = side == XS_CLIENT ? XS_SERVER : XS_CLIENT;
+    if (can_speak(s, other) && !s->closed_by[side]) {
+        /* The other side gets a clean end of its stream. */
+        if (other == XS_SERVER && s->server_opened && !s->closed_by[XS_CLIENT])
+            put_str(s, XS_SERVER, "</stream:stream>");
+        else if (other == XS_CLIENT && s->client_answered && !s->closed_by[XS_SERVER])
+            put_str(s, XS_CLIENT, "</stream:stream>");
+    }
+    close_both(s);
+}
+
+void xs_session_on_timeout(xs_session *s, const char *what)
+{
+    if (s->state == SS_CLOSING)
+        return;
+    if (s->state == SS_NEGOTIATING && s->sst != SL_SECURE && s->client_opened) {
+        upstream_failed(s, "%s", what);
+        return;
+    }
+    fail(s, XS_CLIENT, "connection-timeout", "%s", what);
+}
+
+void xs_session_shutdown(xs_session *s)
+{
+    if (s->state == SS_CLOSING)
+        return;
+    snprintf(s->end_cause, sizeof(s->end_cause), "xmppscope shutting down");
+    if (can_speak(s, XS_CLIENT) && s->client_opened)
+        stream_error_to(s, XS_CLIENT, "system-shutdown", "the proxy is shutting down");
+    if (can_speak(s, XS_SERVER) && s->server_opened && !s->closed_by[XS_CLIENT])
+        put_str(s, XS_SERVER, "</stream:stream>");
+    close_both(s);
+}
+
+int xs_session_forwarding(const xs_session *s)
+{
+    return s->state == SS_FORWARDING;
+}
+
+int xs_session_closing(const xs_session *s)
+{
+    return s->state == SS_CLOSING;
+}
+
+const xs_session_stats *xs_session_get_stats(const xs_session *s)
+{
+    return &s->stats;
+}
+
+const char *xs_session_id(const xs_session *s)
+{
+    return s->id_str;
+}
+
+void xs_session_free(xs_session *s)
+{
+    if (s == NULL)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double secs =
+        (double)(now.tv_sec - s->started.tv_sec) + (double)(now.tv_nsec - s->started.tv_nsec) / 1e9;
+    note(s, "info",
+         "session closed after %.3f s: c2s %llu stanzas %llu bytes, s2c %llu stanzas %llu "
+         "bytes; %s",
+         secs, (unsigned long long)s->stats.stanzas[XS_CLIENT],
+         (unsigned long long)s->stats.bytes[XS_CLIENT],
+         (unsigned long long)s->stats.stanzas[XS_SERVER],
+         (unsigned long long)s->stats.bytes[XS_SERVER], s->end_cause);
+    xs_parser_free(s->parser[0]);
+    xs_parser_free(s->parser[1]);
+    bytes_free(&s->first_header);
+    bytes_free(&s->pending);
+    free(s);
+}

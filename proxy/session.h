@@ -1,0 +1,115 @@
+/* One proxied XMPP session: the protocol state machine, without sockets.
+ *
+ * A session sits between two legs, the client's and the server's. It reads plaintext from each
+ * (the legs decrypt), parses both directions, shows and logs every event, secures each leg the
+ * way it is configured, and forwards what it parsed to the other leg. Everything it does to the
+ * outside goes through xs_session_io, so the whole machine is tested with plain buffers.
+ *
+ * Each leg is secured independently. The client leg: `direct` (TLS from the first byte),
+ * `starttls` (xmppscope answers the client's first stream itself, offers STARTTLS and requires
+ * it) or `none`. The server leg: `direct`, `starttls` (xmppscope sends the client's first stream
+ * header, reads the server's features, does STARTTLS) or `none`. The stream that is forwarded
+ * byte for byte is the one that begins once both legs are secured: the client's stream header
+ * sent over its secured leg goes to the server over the server's secured leg, and the server's
+ * answer comes back. What happens before (the unsecured streams) is shown and logged too.
+ */
+#ifndef XS_PROXY_SESSION_H
+#define XS_PROXY_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "inspect/parser.h"
+#include "inspect/print.h"
+
+typedef enum xs_side { XS_CLIENT = 0, XS_SERVER = 1 } xs_side;
+
+typedef enum xs_tls_mode {
+    XS_TLSMODE_STARTTLS,
+    XS_TLSMODE_DIRECT,
+    XS_TLSMODE_NONE,
+    XS_TLSMODE_MIRROR, /* server leg only: do what the client leg does */
+} xs_tls_mode;
+
+const char *xs_tls_mode_name(xs_tls_mode mode);
+int xs_tls_mode_parse(const char *name, xs_tls_mode *out);
+
+/* What the session asks of the legs. Each call is made from inside an xs_session_* call. */
+typedef struct xs_session_io {
+    /* Queues plaintext for a side; the leg encrypts it if TLS is on. Returns 0 or a negative
+     * code (the session then closes). */
+    int (*write)(void *ctx, xs_side side, const char *data, size_t len);
+    /* From the next byte on, the side speaks TLS: the client leg as a TLS server (forging a
+     * certificate for `name` when the client sends no SNI), the server leg as a TLS client
+     * verifying `name` (and sending it as SNI). Bytes already queued go out in plaintext first.
+     * Bytes the leg read after those handed to xs_session_on_data() are TLS records. */
+    int (*start_tls)(void *ctx, xs_side side, const char *name);
+    /* Connects the server leg. Answered by xs_session_on_connected(). */
+    int (*connect)(void *ctx);
+    /* Sends what is queued for the side, then closes it (TLS close_notify first). */
+    void (*close)(void *ctx, xs_side side);
+} xs_session_io;
+
+typedef struct xs_session_cfg {
+    xs_tls_mode client_mode; /* direct, starttls or none: how this client came in */
+    xs_tls_mode server_mode; /* may be XS_TLSMODE_MIRROR */
+    unsigned rewrites;       /* XS_REWRITE_* bits (filters/features.h) */
+    xs_parser_limits limits;
+    xs_printer *console; /* may be NULL */
+    xs_printer *log;     /* the --write JSON Lines log; may be NULL */
+    int show_secrets;
+    /* The name the server's certificate must have; NULL: the domain the client asked for. */
+    const char *server_name;
+} xs_session_cfg;
+
+typedef struct xs_session xs_session;
+
+/* Per-direction counters for the summary at close. */
+typedef struct xs_session_stats {
+    uint64_t stanzas[2]; /* [XS_CLIENT]: read from the client (c2s) */
+    uint64_t bytes[2];
+} xs_session_stats;
+
+/* Creates a session. `cfg` and `io` are borrowed and must outlive it. Returns 0, XS_ENOMEM. */
+int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_ctx, unsigned id,
+                   const char *peer, xs_session **out);
+
+/* The client is connected. For a direct-TLS client the leg is already in TLS. */
+void xs_session_start(xs_session *s);
+
+/* Plaintext read from a side. Returns the bytes consumed: fewer than `len` only when the side
+ * switched to TLS in the middle (xs_session_io.start_tls was called); the rest are TLS records.
+ * Bytes are never dropped otherwise. */
+size_t xs_session_on_data(xs_session *s, xs_side side, const char *data, size_t len);
+
+/* The TLS handshake on a side finished. `sni` is the name the client asked for (client leg; NULL
+ * when it sent none); `desc` a one-line description for the log. */
+void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const char *desc);
+
+/* The server leg connected (status 0) or failed (negative code, `cause` in words). */
+void xs_session_on_connected(xs_session *s, int status, const char *cause);
+
+/* A side ended: EOF (status 0), a read or TLS error (negative, `cause` in words). */
+void xs_session_on_closed(xs_session *s, xs_side side, int status, const char *cause);
+
+/* A timer of the legs fired: the session did not finish negotiating, or a side went silent
+ * after the other closed. `what` says which, for the log. */
+void xs_session_on_timeout(xs_session *s, const char *what);
+
+/* 1 once both directions are secured and forwarding. */
+int xs_session_forwarding(const xs_session *s);
+
+/* 1 once the session decided to close both legs (an error, a stream close both ways, ...). */
+int xs_session_closing(const xs_session *s);
+
+/* Tells the session it is shutting down (SIGTERM): each side with an open stream gets a clean
+ * </stream:stream> (the client a <system-shutdown/> stream error) and both legs close. */
+void xs_session_shutdown(xs_session *s);
+
+const xs_session_stats *xs_session_get_stats(const xs_session *s);
+const char *xs_session_id(const xs_session *s);
+
+/* Prints the summary line (duration, stanzas and bytes each way, why it ended) and frees. */
+void xs_session_free(xs_session *s);
+
+#endif

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what xmppscope needs to build and test on Debian 12 (run as root, no stdin).
+# Fast and offline-safe when everything is already there: apt-get runs only for missing packages.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  clang libclang-rt-14-dev            # clang's libFuzzer and sanitizer runtimes
+  libuv1-dev libssl-dev openssl libxml2-dev libjansson-dev libpcre2-dev libcmocka-dev
+  prosody                             # lua5.4-unbound (a Recommends) is not needed: s2s is off
+  python3 python3-slixmpp
+  ca-certificates
+  iproute2                            # ss
+)
+
+# One dpkg-query for all; a package it does not know is simply absent from its output.
+declare -A installed=()
+while read -r name status; do
+  if [[ "$status" == "install ok installed" ]]; then installed["${name%%:*}"]=1; fi
+done < <(dpkg-query -W -f='${Package} ${Status}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  [[ -n "${installed[$p]:-}" ]] || missing+=("$p")
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages already installed; nothing to do"
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: missing packages (${missing[*]}) and not root: cannot install" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp /tmp/install-deps.XXXXXX.log)
+if ! apt-get update -qq >"$log" 2>&1; then
+  echo "install-deps: 'apt-get update' failed and packages are missing: ${missing[*]} (log: $log)" >&2
+  tail -n 20 "$log" >&2 || true
+  exit 1
+fi
+if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    </dev/null >"$log" 2>&1; then
+  echo "install-deps: 'apt-get install' failed for: ${missing[*]} (log: $log)" >&2
+  tail -n 30 "$log" >&2 || true
+  exit 1
+fi
+rm -f "$log"
+echo "install-deps: installed ${#missing[@]} missing packages: ${missing[*]}"

@@ -1,0 +1,740 @@
+/* Unit tests of inspect/redact.c: base64, the GS2 header, and the masking of SASL, SASL2, FAST,
+ * XEP-0077 and XEP-0078 secrets. Events are built by hand the way the parser makes them: the
+ * stanza's tree still attached to its stream element. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <libxml/parser.h>
+
+#include "inspect/error.h"
+#include "inspect/redact.h"
+
+#define STREAM_OPEN                                                                                \
+    "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+#define STREAM_CLOSE "</stream:stream>"
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+
+/* A stanza event with its tree, as the parser hands it out. */
+typedef struct fixture {
+    xmlDoc *doc;
+    char *raw;
+    xs_event ev;
+} fixture;
+
+static void fixture_init(fixture *f, const char *stanza)
+{
+    size_t len = strlen(stanza);
+    char *doc = malloc(sizeof(STREAM_OPEN) + len + sizeof(STREAM_CLOSE));
+    xmlNode *root, *node;
+
+    assert_non_null(doc);
+    strcpy(doc, STREAM_OPEN);
+    strcat(doc, stanza);
+    strcat(doc, STREAM_CLOSE);
+    memset(f, 0, sizeof(*f));
+    f->doc = xmlReadMemory(doc, (int)strlen(doc), NULL, "UTF-8", XML_PARSE_NONET);
+    free(doc);
+    assert_non_null(f->doc);
+    root = xmlDocGetRootElement(f->doc);
+    for (node = root->children; node != NULL && node->type != XML_ELEMENT_NODE;)
+        node = node->next;
+    assert_non_null(node);
+    f->raw = strdup(stanza);
+    assert_non_null(f->raw);
+    f->ev.kind = XS_EV_STANZA;
+    f->ev.offset = sizeof(STREAM_OPEN) - 1;
+    f->ev.len = len;
+    f->ev.line = 1;
+    f->ev.column = (unsigned)f->ev.offset + 1;
+    f->ev.stream_no = 1;
+    f->ev.name = (const char *)node->name;
+    f->ev.ns = node->ns != NULL ? (const char *)node->ns->href : NULL;
+    f->ev.prefix = node->ns != NULL ? (const char *)node->ns->prefix : NULL;
+    f->ev.node = node;
+    f->ev.raw = f->raw;
+}
+
+static void fixture_free(fixture *f)
+{
+    xmlFreeDoc(f->doc);
+    free(f->raw);
+}
+
+/* base64 of n bytes, for building payloads. The caller frees. */
+static char *b64(const void *data, size_t n)
+{
+    char *out;
+    size_t len;
+
+    assert_int_equal(xs_base64_encode(data, n, &out, &len), 0);
+    return out;
+}
+
+/* `<el xmlns=ns attrs>base64(payload)</el>` */
+static char *sasl_stanza(const char *el, const char *ns, const char *attrs, const void *payload,
+                         size_t n)
+{
+    char *data = b64(payload, n), *s = NULL;
+
+    assert_true(asprintf(&s, "<%s xmlns='%s'%s>%s</%s>", el, ns, attrs, data, el) > 0);
+    free(data);
+    return s;
+}
+
+/* Redacts `stanza`; the caller clears *r and frees the fixture. */
+static void redact(fixture *f, const char *stanza, int show, xs_redaction *r)
+{
+    fixture_init(f, stanza);
+    assert_int_equal(xs_redact_event(&f->ev, show, r), 0);
+}
+
+static const char plain_alice[] = "\0alice\0s3cr3t!";
+
+static void test_redact_base64_roundtrip(void **state)
+{
+    unsigned char data[64];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (unsigned char)(i * 37 + 1);
+    for (size_t n = 0; n <= sizeof(data); n++) {
+        char *enc = NULL;
+        unsigned char *dec = NULL;
+        size_t elen, dlen;
+
+        assert_int_equal(xs_base64_encode(data, n, &enc, &elen), 0);
+        assert_int_equal(elen, (n + 2) / 3 * 4);
+        assert_int_equal(xs_base64_decode(enc, elen, &dec, &dlen), 0);
+        assert_int_equal(dlen, n);
+        assert_memory_equal(dec, data, n);
+        free(enc);
+        free(dec);
+    }
+}
+
+static void test_redact_base64_rules(void **state)
+{
+    static const char *const bad[] = {"abc", "ab=c", "a===", "QQ==QQ==", "****", "Q",
+                                      "QQ=", "=QQ=", "==",   "Q\001==",  "QUJD="};
+    unsigned char *dec;
+    size_t len;
+
+    assert_int_equal(xs_base64_decode("=", 1, &dec, &len), 0);
+    assert_int_equal(len, 0);
+    free(dec);
+    assert_int_equal(xs_base64_decode(" \r\n=\t", 5, &dec, &len), 0);
+    assert_int_equal(len, 0);
+    free(dec);
+    assert_int_equal(xs_base64_decode("", 0, &dec, &len), 0);
+    assert_int_equal(len, 0);
+    free(dec);
+    assert_int_equal(xs_base64_decode(" QU\nJD\r\nRA= =", 13, &dec, &len), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(dec, "ABCD", 4);
+    free(dec);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        dec = (unsigned char *)"x";
+        assert_int_equal(xs_base64_decode(bad[i], strlen(bad[i]), &dec, &len), XS_EPARSE);
+        assert_null(dec);
+    }
+}
+
+static void test_redact_gs2_flag(void **state)
+{
+    char cb[32];
+
+    assert_int_equal(xs_sasl_gs2_flag("n,,n=alice,r=abc", 16, cb, sizeof(cb)), 'n');
+    assert_string_equal(cb, "");
+    assert_int_equal(xs_sasl_gs2_flag("y,,n=alice,r=abc", 16, cb, sizeof(cb)), 'y');
+    assert_int_equal(xs_sasl_gs2_flag("p=tls-unique,,n=alice,r=abc", 27, cb, sizeof(cb)), 'p');
+    assert_string_equal(cb, "tls-unique");
+    assert_int_equal(xs_sasl_gs2_flag("p=tls-exporter,a=admin,n=a,r=b", 30, NULL, 0), 'p');
+    assert_int_equal(xs_sasl_gs2_flag("n,a=admin@example.com,", 22, cb, sizeof(cb)), 'n');
+    /* The name does not fit: no answer rather than a wrong one. */
+    assert_int_equal(xs_sasl_gs2_flag("p=tls-unique,,", 14, cb, 5), 0);
+    static const char *const bad[] = {"",     "n",   "n,",      "x,,",  "p=,,",    "p=tls-unique",
+                                      "n,b,", "n,a", "p=a b,,", "nn,,", "y,a=x\0,"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(xs_sasl_gs2_flag(bad[i], strlen(bad[i]), cb, sizeof(cb)), 0);
+    assert_int_equal(xs_sasl_gs2_flag("y,a=x\0,", 7, cb, sizeof(cb)), 0);
+    assert_int_equal(xs_sasl_gs2_flag(NULL, 3, cb, sizeof(cb)), 0);
+}
+
+static void test_redact_plain_auth_masked(void **state)
+{
+    fixture f;
+    xs_redaction r;
+    char *st =
+        sasl_stanza("auth", NS_SASL, " mechanism='PLAIN'", plain_alice, sizeof(plain_alice) - 1);
+    char *enc = b64(plain_alice, sizeof(plain_alice) - 1);
+
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 1);
+    assert_string_equal(r.note, "PLAIN authzid=\"\" authcid=\"alice\" password=***");
+    assert_string_equal(r.xml, "<auth xmlns=\"" NS_SASL "\" mechanism=\"PLAIN\">***</auth>");
+    assert_int_equal(r.xml_len, strlen(r.xml));
+    assert_null(strstr(r.xml, enc));
+    assert_non_null(r.node);
+    assert_string_equal((const char *)r.node->name, "auth");
+    /* The parser's tree is left as it was. */
+    assert_non_null(strstr((const char *)f.ev.node->children->content, enc));
+    xs_redaction_clear(&r);
+    assert_null(r.xml);
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(enc);
+    free(st);
+}
+
+static void test_redact_plain_show_secrets(void **state)
+{
+    fixture f;
+    xs_redaction r;
+    char *st =
+        sasl_stanza("auth", NS_SASL, " mechanism='PLAIN'", plain_alice, sizeof(plain_alice) - 1);
+
+    redact(&f, st, 1, &r);
+    assert_int_equal(r.masked, 0);
+    assert_null(r.xml);
+    assert_null(r.node);
+    assert_string_equal(r.note, "PLAIN authzid=\"\" authcid=\"alice\" password=\"s3cr3t!\"");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+}
+
+/* <auth mechanism='PLAIN'/> without an initial response; the credentials follow in a
+ * <response>, which names no mechanism: the content tells. */
+static void test_redact_plain_response_after_empty_auth(void **state)
+{
+    static const char payload[] = "admin\0alice\0pw \"quoted\"";
+    fixture f;
+    xs_redaction r;
+    char *st;
+
+    redact(&f, "<auth xmlns='" NS_SASL "' mechanism='PLAIN'/>", 0, &r);
+    assert_int_equal(r.masked, 0);
+    assert_null(r.note);
+    assert_null(r.xml);
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+
+    redact(&f, "<challenge xmlns='" NS_SASL "'>=</challenge>", 0, &r);
+    assert_int_equal(r.masked, 0);
+    assert_string_equal(r.note, "(empty)");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+
+    st = sasl_stanza("response", NS_SASL, "", payload, sizeof(payload) - 1);
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 1);
+    assert_string_equal(r.note, "PLAIN authzid=\"admin\" authcid=\"alice\" password=***");
+    assert_string_equal(r.xml, "<response xmlns=\"" NS_SASL "\">***</response>");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+
+    redact(&f, st, 1, &r);
+    assert_string_equal(r.note,
+                        "PLAIN authzid=\"admin\" authcid=\"alice\" password=\"pw \\\"quoted\\\"\"");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+}
+
+static void scram_first(const char *msg, int flag, const char *cb)
+{
+    fixture f;
+    xs_redaction r;
+    char *st = sasl_stanza("auth", NS_SASL, " mechanism='SCRAM-SHA-1-PLUS'", msg, strlen(msg));
+
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 0);
+    assert_null(r.xml);
+    assert_int_equal(r.gs2_flag, flag);
+    assert_string_equal(r.cb_name, cb);
+    assert_non_null(strstr(r.note, "SCRAM-SHA-1-PLUS client-first \""));
+    assert_non_null(strstr(r.note, msg));
+    assert_int_equal(xs_sasl_gs2_flag(msg, strlen(msg), NULL, 0), flag);
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+}
+
+static void test_redact_scram_client_first_gs2(void **state)
+{
+    scram_first("n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL", 'n', "");
+    scram_first("y,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL", 'y', "");
+    scram_first("p=tls-unique,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL", 'p', "tls-unique");
+    scram_first("p=tls-exporter,a=admin,m=ext,n=alice,r=x,e=1", 'p', "tls-exporter");
+}
+
+static void test_redact_scram_client_final_proof_masked(void **state)
+{
+    static const char msg[] =
+        "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=";
+    fixture f;
+    xs_redaction r;
+    char *st = sasl_stanza("response", NS_SASL, "", msg, strlen(msg));
+    char *enc = b64(msg, strlen(msg));
+
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 1);
+    assert_string_equal(r.note,
+                        "SCRAM client-final \"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,"
+                        "p=***\"");
+    assert_null(strstr(r.xml, enc));
+    assert_null(strstr(r.xml, "v0X8v3Bz"));
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+
+    redact(&f, st, 1, &r);
+    assert_int_equal(r.masked, 0);
+    assert_non_null(strstr(r.note, "p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=\""));
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(enc);
+    free(st);
+}
+
+static void test_redact_scram_server_messages(void **state)
+{
+    static const char first[] =
+        "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096";
+    static const char final[] = "v=rmF9pqV8S7suAoZWja4dJRkFsKQ=";
+    fixture f;
+    xs_redaction r;
+    char *st = sasl_stanza("challenge", NS_SASL, "", first, strlen(first));
+
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 0);
+    assert_string_equal(r.note, "SCRAM server-first \"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,"
+                                "s=QSXCR+Q6sek8bf92,i=4096\"");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+
+    st = sasl_stanza("success", NS_SASL, "", final, strlen(final));
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 1);
+    assert_string_equal(r.note, "SCRAM server-final \"v=***\"");
+    assert_null(strstr(r.xml, "cm1GOXBx"));
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+
+    st = sasl_stanza("failure", NS_SASL, "", final, strlen(final));
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 0);
+    assert_null(r.note);
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+}
+
+static void test_redact_sasl2(void **state)
+{
+    static const char final[] = "v=rmF9pqV8S7suAoZWja4dJRkFsKQ=";
+    char *pw = b64(plain_alice, sizeof(plain_alice) - 1), *v = b64(final, strlen(final));
+    char *st = NULL;
+    fixture f;
+    xs_redaction r;
+
+    assert_true(asprintf(&st,
+                         "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'>"
+                         "<initial-response>%s</initial-response>"
+                         "<user-agent id='d4565fa7'><software>Dino</software></user-agent>"
+                         "</authenticate>",
+                         pw) > 0);
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 1);
+    assert_string_equal(r.note, "PLAIN authzid=\"\" authcid=\"alice\" password=***");
+    assert_null(strstr(r.xml, pw));
+    assert_non_null(strstr(r.xml, "<initial-response>***</initial-response>"));
+    assert_non_null(strstr(r.xml, "<software>Dino</software>"));
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+
+    assert_true(asprintf(&st,
+                         "<success xmlns='urn:xmpp:sasl:2'>"
+                         "<additional-data>%s</additional-data>"
+                         "<authorization-identifier>alice@example.com/x</authorization-identifier>"
+                         "<token xmlns='urn:xmpp:fast:0' expiry='2026-12-01T00:00:00Z' "
+                         "token='WxPDeYsNqUh9kS2nOjpLfWBb4qDsE+G5QwrMcGc2hXU='/>"
+                         "</success>",
+                         v) > 0);
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 2);
+    assert_string_equal(r.note, "SCRAM server-final \"v=***\"; FAST token=***");
+    assert_null(strstr(r.xml, v));
+    assert_null(strstr(r.xml, "WxPDeYsNqUh9"));
+    assert_non_null(strstr(r.xml, "alice@example.com/x"));
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+    free(pw);
+    free(v);
+}
+
+static void test_redact_unknown_mechanisms_masked(void **state)
+{
+    static const char oauth[] = "n,a=alice@example.com,\001auth=Bearer vF9dft4qmT\001\001";
+    static const char xoauth[] = "\0alice\0ya29.token";
+    fixture f;
+    xs_redaction r;
+    char *st = sasl_stanza("auth", NS_SASL, " mechanism='X-OAUTH2'", xoauth, sizeof(xoauth) - 1);
+
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 1);
+    assert_string_equal(r.note, "X-OAUTH2 payload (17 bytes) masked");
+    assert_null(strstr(r.xml, "ya29"));
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+
+    /* In a <response> with no mechanism: not PLAIN, not SCRAM, so all of it is hidden. */
+    st = sasl_stanza("response", NS_SASL, "", oauth, sizeof(oauth) - 1);
+    redact(&f, st, 0, &r);
+    assert_int_equal(r.masked, 1);
+    assert_string_equal(r.note, "SASL payload (47 bytes) masked");
+    assert_int_equal(r.gs2_flag, 0);
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+
+    redact(&f, st, 1, &r);
+    assert_int_equal(r.masked, 0);
+    assert_string_equal(r.note, "SASL payload (47 bytes) \"n,a=alice@example.com,\\x01auth=Bearer "
+                                "vF9dft4qmT\\x01\\x01\"");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+}
+
+static void test_redact_invalid_base64_masked(void **state)
+{
+    fixture f;
+    xs_redaction r;
+
+    redact(&f, "<auth xmlns='" NS_SASL "' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA=*</auth>", 0, &r);
+    assert_int_equal(r.masked, 1);
+    assert_string_equal(r.note, "PLAIN invalid base64 (20 bytes) masked");
+    assert_null(strstr(r.xml, "AGFsaWNl"));
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+
+    /* Elements inside a SASL element are not allowed; whatever they hold is hidden. */
+    redact(&f, "<response xmlns='" NS_SASL "'>AGFs<x>secret</x></response>", 0, &r);
+    assert_int_equal(r.masked, 1);
+    assert_null(strstr(r.xml, "secret"));
+    assert_null(strstr(r.xml, "AGFs"));
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+}
+
+/* Every prefix of valid payloads, of their base64 and pseudo-random bytes: no crash, no leak,
+ * and the password never shows when masking. */
+static void test_redact_truncated_and_random_payloads(void **state)
+{
+    static const char *const payloads[] = {
+        "\0alice\0s3cr3t!",
+        "n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL",
+        "p=tls-unique,,n=alice,r=abc",
+        "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=",
+        "v=rmF9pqV8S7suAoZWja4dJRkFsKQ=",
+    };
+    static const size_t lens[] = {14, 37, 27, 83, 30};
+    static const char *const wrappers[] = {"auth", "response", "challenge", "success"};
+    uint32_t seed = 12345;
+
+    for (size_t p = 0; p < sizeof(payloads) / sizeof(payloads[0]); p++) {
+        char *full = b64(payloads[p], lens[p]);
+        for (size_t n = 0; n <= lens[p]; n++) {
+            for (size_t w = 0; w < 4; w++) {
+                char *st = sasl_stanza(wrappers[w], NS_SASL, w == 0 ? " mechanism='PLAIN'" : "",
+                                       payloads[p], n);
+                fixture f;
+                xs_redaction r;
+
+                for (int show = 0; show < 2; show++) {
+                    redact(&f, st, show, &r);
+                    if (!show && r.xml != NULL)
+                        assert_null(strstr(r.xml, "s3cr3t"));
+                    if (!show && r.note != NULL)
+                        assert_null(strstr(r.note, "s3cr3t"));
+                    xs_redaction_clear(&r);
+                    fixture_free(&f);
+                }
+                free(st);
+            }
+        }
+        /* Truncated base64 text. */
+        for (size_t n = 0; n <= strlen(full); n++) {
+            char *st = NULL;
+            fixture f;
+            xs_redaction r;
+
+            assert_true(
+                asprintf(&st, "<response xmlns='" NS_SASL "'>%.*s</response>", (int)n, full) > 0);
+            redact(&f, st, 0, &r);
+            if (r.xml != NULL)
+                assert_null(strstr(r.xml, full));
+            xs_redaction_clear(&r);
+            fixture_free(&f);
+            free(st);
+        }
+        free(full);
+    }
+    for (int i = 0; i < 2000; i++) {
+        unsigned char buf[48];
+        size_t n = (size_t)i % sizeof(buf);
+        char *st;
+        fixture f;
+        xs_redaction r;
+
+        for (size_t k = 0; k < n; k++) {
+            seed = seed * 1103515245u + 12345u;
+            /* Mostly SCRAM-ish characters, some NULs and high bytes. */
+            buf[k] = (unsigned char)("n,=rpcvyae\0\xff\x01"[(seed >> 16) % 14]);
+        }
+        st = sasl_stanza(i % 2 ? "response" : "success", NS_SASL, "", buf, n);
+        redact(&f, st, i % 3 == 0, &r);
+        if (r.note != NULL) {
+            assert_true(strlen(r.note) <= XS_REDACT_NOTE_MAX);
+            assert_null(strchr(r.note, '\n'));
+        }
+        xs_redaction_clear(&r);
+        fixture_free(&f);
+        free(st);
+    }
+}
+
+static void test_redact_register_password_masked(void **state)
+{
+    fixture f;
+    xs_redaction r;
+
+    redact(&f,
+           "<iq type='set' id='reg2' xml:lang='en'><query xmlns='jabber:iq:register'>"
+           "<username>bill</username><password>Calliope</password>"
+           "<email>bard@shakespeare.lit</email></query></iq>",
+           0, &r);
+    assert_int_equal(r.masked, 1);
+    assert_string_equal(r.note, "jabber:iq:register password=***");
+    assert_string_equal(r.xml, "<iq type=\"set\" id=\"reg2\" xml:lang=\"en\">"
+                               "<query xmlns=\"jabber:iq:register\"><username>bill</username>"
+                               "<password>***</password><email>bard@shakespeare.lit</email>"
+                               "</query></iq>");
+    /* The masked copy keeps its namespace, inherited from the stream, without declaring it. */
+    assert_non_null(r.node->ns);
+    assert_string_equal((const char *)r.node->ns->href, "jabber:client");
+    assert_null(r.node->nsDef);
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+
+    redact(&f,
+           "<iq type='set' id='reg2'><query xmlns='jabber:iq:register'>"
+           "<username>bill</username><password>Calliope</password></query></iq>",
+           1, &r);
+    assert_int_equal(r.masked, 0);
+    assert_null(r.xml);
+    assert_string_equal(r.note, "jabber:iq:register password=\"Calliope\"");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+
+    /* The server's empty form has nothing to hide. */
+    redact(&f,
+           "<iq type='result' id='reg1'><query xmlns='jabber:iq:register'>"
+           "<instructions>Choose a username and password.</instructions>"
+           "<username/><password/><email/></query></iq>",
+           0, &r);
+    assert_int_equal(r.masked, 0);
+    assert_null(r.note);
+    assert_null(r.xml);
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+}
+
+static void test_redact_register_data_form_masked(void **state)
+{
+    fixture f;
+    xs_redaction r;
+
+    redact(&f,
+           "<iq type='set' id='reg3'><query xmlns='jabber:iq:register'>"
+           "<x xmlns='jabber:x:data' type='submit'>"
+           "<field var='FORM_TYPE'><value>jabber:iq:register</value></field>"
+           "<field var='username'><value>bill</value></field>"
+           "<field var='password'><value>Calliope</value></field>"
+           "<field var='pin' type='text-private'><value>4321</value></field>"
+           "</x></query></iq>",
+           0, &r);
+    assert_int_equal(r.masked, 2);
+    assert_null(strstr(r.xml, "Calliope"));
+    assert_null(strstr(r.xml, "4321"));
+    assert_non_null(strstr(r.xml, "<value>bill</value>"));
+    assert_string_equal(r.note,
+                        "jabber:iq:register form field=***; jabber:iq:register form field=***");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+}
+
+static void test_redact_iq_auth_masked(void **state)
+{
+    fixture f;
+    xs_redaction r;
+
+    redact(&f,
+           "<iq type='set' id='auth2'><query xmlns='jabber:iq:auth'><username>bill</username>"
+           "<password>Calliope</password><digest>48fc78be9ec8f86d8ce1c39c320c97c21d62334d"
+           "</digest><resource>globe</resource></query></iq>",
+           0, &r);
+    assert_int_equal(r.masked, 2);
+    assert_string_equal(r.note, "jabber:iq:auth password=***; jabber:iq:auth digest=***");
+    assert_null(strstr(r.xml, "Calliope"));
+    assert_null(strstr(r.xml, "48fc78be"));
+    assert_non_null(strstr(r.xml, "<resource>globe</resource>"));
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+}
+
+static void test_redact_other_events_untouched(void **state)
+{
+    fixture f;
+    xs_redaction r;
+
+    redact(&f, "<message to='a@b' type='chat'><body>password: hunter2</body></message>", 0, &r);
+    assert_int_equal(r.masked, 0);
+    assert_null(r.xml);
+    assert_null(r.note);
+    assert_null(r.doc);
+    xs_redaction_clear(&r);
+    f.ev.kind = XS_EV_KEEPALIVE;
+    assert_int_equal(xs_redact_event(&f.ev, 0, &r), 0);
+    assert_null(r.xml);
+    fixture_free(&f);
+    assert_int_equal(xs_redact_event(NULL, 0, &r), XS_EINVAL);
+    assert_int_equal(xs_redact_event(&f.ev, 0, NULL), XS_EINVAL);
+}
+
+/* Without XS_PARSER_TREE the stanza is parsed from its raw bytes; what cannot be parsed is
+ * hidden whole. */
+static void test_redact_raw_without_tree(void **state)
+{
+    fixture f;
+    xs_redaction r;
+    char *st =
+        sasl_stanza("auth", NS_SASL, " mechanism='PLAIN'", plain_alice, sizeof(plain_alice) - 1);
+
+    fixture_init(&f, st);
+    f.ev.node = NULL;
+    assert_int_equal(xs_redact_event(&f.ev, 0, &r), 0);
+    assert_int_equal(r.masked, 1);
+    assert_string_equal(r.xml, "<auth xmlns=\"" NS_SASL "\" mechanism=\"PLAIN\">***</auth>");
+    assert_string_equal(r.note, "PLAIN authzid=\"\" authcid=\"alice\" password=***");
+    xs_redaction_clear(&r);
+
+    f.ev.raw = "<message><body>hi</body></message>";
+    f.ev.len = strlen(f.ev.raw);
+    assert_int_equal(xs_redact_event(&f.ev, 0, &r), 0);
+    assert_null(r.xml);
+    assert_null(r.note);
+    xs_redaction_clear(&r);
+
+    /* An undeclared prefix, a truncated element, two elements, a DOCTYPE. */
+    static const char *const bad[] = {"<sasl:auth mechanism='PLAIN'>AGFsaWNlAHM=</sasl:auth>",
+                                      "<auth xmlns='" NS_SASL "'>AGFsaWNl", "<a/><b/>",
+                                      "<!DOCTYPE x [<!ENTITY e 'x'>]><a>&e;</a>", "\xff<a/>"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        f.ev.raw = bad[i];
+        f.ev.len = strlen(bad[i]);
+        assert_int_equal(xs_redact_event(&f.ev, 0, &r), 0);
+        assert_string_equal(r.xml, "***");
+        assert_int_equal(r.masked, 1);
+        assert_non_null(r.note);
+        xs_redaction_clear(&r);
+    }
+    fixture_free(&f);
+    free(st);
+}
+
+static void test_redact_binary_escaped(void **state)
+{
+    static const char plain[] = "\0j\xc3\xbcrgen\x01\xff\x1b[2J\xc2\x9b\xe2\x80\xae\0pw";
+    static const char other[] = "a\0b\x1b[31m";
+    fixture f;
+    xs_redaction r;
+    char *st = sasl_stanza("response", NS_SASL, "", plain, sizeof(plain) - 1);
+
+    redact(&f, st, 0, &r);
+    assert_string_equal(r.note, "PLAIN authzid=\"\" authcid=\"j\xc3\xbcrgen\\x01\\xFF\\x1B[2J"
+                                "\\xC2\\x9B\\xE2\\x80\\xAE\" password=***");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+
+    /* The mechanism name comes from the wire too. */
+    st = sasl_stanza("auth", NS_SASL, " mechanism='X-&quot;'", other, sizeof(other) - 1);
+    redact(&f, st, 1, &r);
+    assert_string_equal(r.note, "X-\\\" payload (8 bytes) \"a\\0b\\x1B[31m\"");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+}
+
+static void test_redact_note_is_bounded(void **state)
+{
+    size_t n = 20000;
+    char *payload = malloc(n), *st;
+    fixture f;
+    xs_redaction r;
+
+    assert_non_null(payload);
+    memset(payload, '\x01', n);
+    payload[0] = '\0';
+    payload[10] = '\0';
+    st = sasl_stanza("response", NS_SASL, "", payload, n);
+    redact(&f, st, 1, &r);
+    assert_true(strlen(r.note) <= XS_REDACT_NOTE_MAX);
+    assert_true(strlen(r.note) > XS_REDACT_NOTE_MAX - 8);
+    assert_string_equal(r.note + strlen(r.note) - 3, "...");
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+    free(st);
+    free(payload);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_redact_base64_roundtrip),
+        cmocka_unit_test(test_redact_base64_rules),
+        cmocka_unit_test(test_redact_gs2_flag),
+        cmocka_unit_test(test_redact_plain_auth_masked),
+        cmocka_unit_test(test_redact_plain_show_secrets),
+        cmocka_unit_test(test_redact_plain_response_after_empty_auth),
+        cmocka_unit_test(test_redact_scram_client_first_gs2),
+        cmocka_unit_test(test_redact_scram_client_final_proof_masked),
+        cmocka_unit_test(test_redact_scram_server_messages),
+        cmocka_unit_test(test_redact_sasl2),
+        cmocka_unit_test(test_redact_unknown_mechanisms_masked),
+        cmocka_unit_test(test_redact_invalid_base64_masked),
+        cmocka_unit_test(test_redact_truncated_and_random_payloads),
+        cmocka_unit_test(test_redact_register_password_masked),
+        cmocka_unit_test(test_redact_register_data_form_masked),
+        cmocka_unit_test(test_redact_iq_auth_masked),
+        cmocka_unit_test(test_redact_other_events_untouched),
+        cmocka_unit_test(test_redact_raw_without_tree),
+        cmocka_unit_test(test_redact_binary_escaped),
+        cmocka_unit_test(test_redact_note_is_bounded),
+    };
+    int rc;
+
+    xmlInitParser();
+    rc = cmocka_run_group_tests_name("redact", tests, NULL, NULL);
+    xmlCleanupParser();
+    return rc;
+}
