@@ -284,7 +284,7 @@ static int read_raw(inspect *in, FILE *f, const xs_parser_limits *lim, const cha
         fprintf(stderr, "xmppscope inspect: %s\n", xs_strerror(rc));
         return 1;
     }
-    in->meta = (xs_print_meta){.session = in->file};
+    in->meta = (xs_print_meta){.session = in->file, .untimed = 1};
     char *buf = malloc(READ_SIZE);
     if (buf == NULL) {
         xs_parser_free(p);

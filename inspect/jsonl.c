@@ -169,6 +169,7 @@ int xs_jsonl_reader_line(xs_jsonl_reader *r, const char *line, size_t len, char 
     const char *session = str_field(o, "session");
     const char *dir = str_field(o, "dir");
     r->meta.time = parse_time(str_field(o, "time"));
+    r->meta.untimed = str_field(o, "time") == NULL;
     r->meta.session = session;
     r->meta.direction = dir;
     r->meta.phase = str_field(o, "phase");

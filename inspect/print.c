@@ -350,14 +350,18 @@ static void out_head(const xs_printer *p, obuf *b, const xs_print_meta *m)
     struct tm tm;
     const char *dir = m != NULL ? m->direction : NULL;
 
-    event_time(m, &ts);
-    if (localtime_r(&ts.tv_sec, &tm) == NULL)
-        memset(&tm, 0, sizeof(tm));
-    sgr(p, b, SGR_TIME);
-    out_fmt(b, "%02d:%02d:%02d.%03ld", tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L);
-    sgr(p, b, SGR_RESET);
+    bool timed = m == NULL || !m->untimed;
+    if (timed) {
+        event_time(m, &ts);
+        if (localtime_r(&ts.tv_sec, &tm) == NULL)
+            memset(&tm, 0, sizeof(tm));
+        sgr(p, b, SGR_TIME);
+        out_fmt(b, "%02d:%02d:%02d.%03ld", tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L);
+        sgr(p, b, SGR_RESET);
+    }
     if (m != NULL && m->session != NULL) {
-        out_str(b, " ");
+        if (timed)
+            out_str(b, " ");
         out_esc_str(b, m->session, ESC_LINE);
     }
     out_str(b, " ");
@@ -818,12 +822,14 @@ static json_t *json_head(const xs_print_meta *m, const char *event, int *bad)
         *bad = 1;
         return NULL;
     }
-    event_time(m, &ts);
-    if (gmtime_r(&ts.tv_sec, &tm) == NULL)
-        memset(&tm, 0, sizeof(tm));
-    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000L);
-    jset(o, "time", json_string(when), bad);
+    if (m == NULL || !m->untimed) {
+        event_time(m, &ts);
+        if (gmtime_r(&ts.tv_sec, &tm) == NULL)
+            memset(&tm, 0, sizeof(tm));
+        snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000L);
+        jset(o, "time", json_string(when), bad);
+    }
     if (m != NULL && m->session != NULL)
         jset(o, "session", jstr(m->session), bad);
     if (m != NULL && m->direction != NULL)

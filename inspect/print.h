@@ -19,7 +19,8 @@
  * Colour (ANSI SGR) is used in pretty and compact only when xs_print_options.color is set.
  *
  * JSON Lines schema: one object per line, keys in this order, absent keys omitted.
- *   "time"       string, RFC 3339 UTC with microseconds: "2026-11-24T03:40:00.123456Z"
+ *   "time"       string, RFC 3339 UTC with microseconds: "2026-11-24T03:40:00.123456Z";
+ *                omitted when unknown (events of a raw capture read offline)
  *   "session"    string, the session ("1") or, offline, the input file name
  *   "dir"        "c2s" or "s2c"; omitted offline
  *   "phase"      "plain", "tls" or "authed", when known
@@ -92,6 +93,7 @@ typedef struct xs_print_meta {
     const char *session;   /* "1", or the file name offline; NULL: none */
     const char *direction; /* "c2s", "s2c", or NULL offline */
     const char *phase;     /* "plain", "tls", "authed", or NULL */
+    int untimed;           /* the time is unknown (a raw capture read offline): none is printed */
 } xs_print_meta;
 
 typedef struct xs_printer xs_printer;

@@ -69,9 +69,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int rc = xs_parser_feed(p, (const char *)data + at, n, &used);
         if (used > n)
             __builtin_trap();
-        at += used;
+        /* After an error the rest of the read is dropped (a proxy closes the stream); after a
+         * pause a new stream starts at the exact byte, as at STARTTLS. */
+        at += rc < 0 ? n : used;
         if (rc < 0 || used < n) {
-            /* An error, or a pause: start a new stream at this exact byte. */
             if (xs_parser_reset(p) != 0)
                 break;
         }

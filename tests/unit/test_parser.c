@@ -35,6 +35,8 @@ typedef struct rec {
     char last_default_ns[64];
 } rec;
 
+static void rec_printf(rec *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void rec_printf(rec *r, const char *fmt, ...)
 {
     char tmp[1024];
