@@ -643,6 +643,10 @@ static void conn_settle(conn *c)
     }
     if (xs_session_forwarding(c->s) && c->timer_kind == T_HANDSHAKE)
         timer_stop(c);
+    /* One side closed its stream: the other gets a deadline to close its own. */
+    if (xs_session_lagging_side(c->s) >= 0 && c->timer_kind != T_CLOSE &&
+        c->timer_kind != T_LINGER)
+        timer_start(c, T_CLOSE, (uint64_t)c->p->cfg->close_timeout * 1000);
     if (closing) {
         bool all = true;
         for (int i = 0; i < 2; i++)
@@ -664,6 +668,13 @@ static void on_timer(uv_timer_t *t)
         snprintf(what, sizeof(what), "the session was not set up within %u s",
                  c->p->cfg->handshake_timeout);
         xs_session_on_timeout(c->s, what);
+    } else if (k == T_CLOSE && xs_session_lagging_side(c->s) >= 0) {
+        xs_side lag = (xs_side)xs_session_lagging_side(c->s);
+        char what[160];
+        snprintf(what, sizeof(what), "the %s did not close its stream within %u s of the %s",
+                 lag == XS_CLIENT ? "client" : "server", c->p->cfg->close_timeout,
+                 lag == XS_CLIENT ? "server" : "client");
+        xs_session_on_closed(c->s, lag, 0, what);
     } else if (k == T_LINGER) {
         for (int i = 0; i < 2; i++)
             leg_close_handle(&c->leg[i]);

@@ -54,6 +54,8 @@ static void usage(FILE *out)
             "  --max-stanza N            bytes per stanza (default %u); bigger: policy-violation\n"
             "  --max-depth N             element nesting (default %u)\n"
             "  --handshake-timeout S     seconds to set a session up (default %u)\n"
+            "  --close-timeout S         seconds a side has to close its stream after the\n"
+            "                            other closed its own (default %u)\n"
             "  --max-sessions N          refuse connections beyond N sessions (default: none)\n"
             "rewrites (built in, each shown in the output when it applies):\n"
             "  --no-rewrite NAME         turn one off: sasl-plus (drop SCRAM -PLUS\n"
@@ -67,7 +69,7 @@ static void usage(FILE *out)
             "  xmppscope proxy --listen 127.0.0.1:5222 --upstream xmpp.example.org:5222 \\\n"
             "                  --write session.jsonl\n",
             XS_PROXY_DEFAULT_LISTEN, XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH,
-            XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT);
+            XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT, XS_PROXY_DEFAULT_CLOSE_TIMEOUT);
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -118,6 +120,7 @@ int xs_proxy_main(int argc, char **argv)
         O_MAX_STANZA,
         O_MAX_DEPTH,
         O_HS_TIMEOUT,
+        O_CLOSE_TIMEOUT,
         O_MAX_SESSIONS,
         O_NO_REWRITE,
     };
@@ -143,6 +146,7 @@ int xs_proxy_main(int argc, char **argv)
         {"max-stanza", required_argument, NULL, O_MAX_STANZA},
         {"max-depth", required_argument, NULL, O_MAX_DEPTH},
         {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
+        {"close-timeout", required_argument, NULL, O_CLOSE_TIMEOUT},
         {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
         {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
         {"help", no_argument, NULL, 'h'},
@@ -242,6 +246,12 @@ int xs_proxy_main(int argc, char **argv)
                 return usage_error("--handshake-timeout takes seconds from 1 to 86400, not '%s'",
                                    optarg);
             cfg.handshake_timeout = (unsigned)v;
+            break;
+        case O_CLOSE_TIMEOUT:
+            if (parse_num(optarg, 1, 3600, &v) < 0)
+                return usage_error("--close-timeout takes seconds from 1 to 3600, not '%s'",
+                                   optarg);
+            cfg.close_timeout = (unsigned)v;
             break;
         case O_MAX_SESSIONS:
             if (parse_num(optarg, 1, 10000000, &v) < 0)

@@ -866,6 +866,13 @@ int xs_session_forwarding(const xs_session *s)
     return s->state == SS_FORWARDING;
 }
 
+int xs_session_lagging_side(const xs_session *s)
+{
+    if (s->state == SS_CLOSING || s->closed_by[XS_CLIENT] == s->closed_by[XS_SERVER])
+        return -1;
+    return s->closed_by[XS_CLIENT] ? XS_SERVER : XS_CLIENT;
+}
+
 int xs_session_closing(const xs_session *s)
 {
     return s->state == SS_CLOSING;

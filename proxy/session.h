@@ -99,6 +99,10 @@ void xs_session_on_timeout(xs_session *s, const char *what);
 /* 1 once both directions are secured and forwarding. */
 int xs_session_forwarding(const xs_session *s);
 
+/* The side that has not closed its stream while the other has, or -1 when there is none (both
+ * open, both closed, or the session is closing anyway). The legs give that side a deadline. */
+int xs_session_lagging_side(const xs_session *s);
+
 /* 1 once the session decided to close both legs (an error, a stream close both ways, ...). */
 int xs_session_closing(const xs_session *s);
 
