@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -644,8 +645,7 @@ static void conn_settle(conn *c)
     if (xs_session_forwarding(c->s) && c->timer_kind == T_HANDSHAKE)
         timer_stop(c);
     /* One side closed its stream: the other gets a deadline to close its own. */
-    if (xs_session_lagging_side(c->s) >= 0 && c->timer_kind != T_CLOSE &&
-        c->timer_kind != T_LINGER)
+    if (xs_session_lagging_side(c->s) >= 0 && c->timer_kind != T_CLOSE && c->timer_kind != T_LINGER)
         timer_start(c, T_CLOSE, (uint64_t)c->p->cfg->close_timeout * 1000);
     if (closing) {
         bool all = true;
@@ -777,7 +777,14 @@ static void on_connection(uv_stream_t *server, int status)
     p->n_conns++;
 
     if (ls->client_mode == XS_TLSMODE_DIRECT) {
-        rc = xs_tls_new(p->server_ctx, p->cfg->server_name, &cl->tls);
+        /* A client that sends no SNI gets a certificate for --server-name, else for the
+         * server's host name when it is a name. */
+        struct in6_addr ip;
+        const char *defname = p->cfg->server_name;
+        if (defname == NULL && inet_pton(AF_INET, p->upd_host, &ip) != 1 &&
+            inet_pton(AF_INET6, p->upd_host, &ip) != 1)
+            defname = p->upd_host;
+        rc = xs_tls_new(p->server_ctx, defname, &cl->tls);
         if (rc < 0) {
             xs_session_on_closed(c->s, XS_CLIENT, rc, "cannot create a TLS connection");
             conn_settle(c);

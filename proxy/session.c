@@ -220,11 +220,23 @@ static void update_forwarding(xs_session *s)
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
+static void close_both(xs_session *s);
+
 static int put(xs_session *s, xs_side to, const char *data, size_t len)
 {
     if (len == 0)
         return 0;
-    return s->io->write(s->io_ctx, to, data, len);
+    int rc = s->io->write(s->io_ctx, to, data, len);
+    if (rc < 0 && s->state != SS_CLOSING) {
+        /* A leg that cannot take more (TLS failed, too much held before a handshake): the
+         * session cannot go on without losing bytes, so it ends here. */
+        note(s, "error", "cannot send to the %s: %s", to == XS_CLIENT ? "client" : "server",
+             xs_strerror(rc));
+        snprintf(s->end_cause, sizeof(s->end_cause), "cannot send to the %s: %s",
+                 to == XS_CLIENT ? "client" : "server", xs_strerror(rc));
+        close_both(s);
+    }
+    return rc;
 }
 
 static int put_str(xs_session *s, xs_side to, const char *str)
