@@ -1069,9 +1069,13 @@ int xs_redact_event(const xs_event *ev, int show_secrets, xs_redaction *out)
     }
 note:
     if (c->note.len > 0) {
-        out->note = strndup(c->note.buf, c->note.len);
-        if (out->note == NULL)
+        out->note = malloc(c->note.len + 1);
+        if (out->note == NULL) {
             rc = XS_ENOMEM;
+        } else {
+            memcpy(out->note, c->note.buf, c->note.len);
+            out->note[c->note.len] = '\0';
+        }
     }
 out:
     xmlFreeDoc(doc);

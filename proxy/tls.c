@@ -696,8 +696,12 @@ static void snapshot_info(xs_tls *t)
             if (bio != NULL &&
                 X509_NAME_print_ex(bio, X509_get_subject_name(peer), 0,
                                    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0 &&
-                (len = BIO_get_mem_data(bio, &data)) >= 0)
-                t->peer_subject = strndup(data, (size_t)len);
+                (len = BIO_get_mem_data(bio, &data)) >= 0 &&
+                (t->peer_subject = malloc((size_t)len + 1)) != NULL) {
+                /* The BIO's data is not NUL-terminated: copy exactly len bytes. */
+                memcpy(t->peer_subject, data, (size_t)len);
+                t->peer_subject[len] = '\0';
+            }
             BIO_free(bio);
         }
     }
