@@ -178,6 +178,9 @@ int xs_features_rewrite(const char *raw, size_t len, const xs_attr *nsdecls, siz
                 changed = true;
             }
         } else if (is(f, NS_TLS, "starttls")) {
+            for (xmlNode *r = f->children; r != NULL; r = r->next)
+                if (is(r, NS_TLS, "required"))
+                    out->starttls_required = 1;
             if (which & XS_REWRITE_STARTTLS) {
                 note_removed(out, "starttls (xmppscope secured this leg itself)");
                 drop(f);

@@ -31,7 +31,8 @@ typedef struct xs_features_result {
     char *xml; /* the rewritten element, malloc'd; NULL when nothing changed */
     size_t len;
     char removed[512]; /* what was removed, for the log: "SCRAM-SHA-1-PLUS, sasl-channel-binding" */
-    int offered_binding; /* the original offered -PLUS mechanisms or channel-binding types */
+    int offered_binding;   /* the original offered -PLUS mechanisms or channel-binding types */
+    int starttls_required; /* the original offered <starttls><required/></starttls> */
 } xs_features_result;
 
 /* Rewrites a <stream:features/> element given as its raw bytes, in the context of the stream

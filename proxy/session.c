@@ -87,6 +87,9 @@ struct xs_session {
     bool closed_by[2];    /* the side sent </stream:stream> */
     bool server_binding;  /* the server offered channel binding (-PLUS, XEP-0440) */
     bool warned_binding;
+    /* The server leg failed while the client could not be told (its TLS handshake was under
+     * way): the stream error waits for the client's next stream header. */
+    char deferred_failure[400];
 
     /* Namespace declarations of the server's current stream header, for the feature rewrite. */
     xs_attr s2c_ns[8];
@@ -348,10 +351,24 @@ static void upstream_failed(xs_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    if (s->state == SS_CLOSING)
+    if (s->state == SS_CLOSING || s->deferred_failure[0])
         return;
-    note(s, "error", "upstream: %s: <remote-connection-failed/> to the client", text);
     snprintf(s->end_cause, sizeof(s->end_cause), "remote-connection-failed (%.200s)", text);
+    if (can_speak(s, XS_SERVER) && s->server_opened && !s->closed_by[XS_CLIENT])
+        put_str(s, XS_SERVER, "</stream:stream>");
+    if (!(can_speak(s, XS_CLIENT) && s->client_opened) &&
+        (s->cst == CL_TLS_HANDSHAKE || s->cst == CL_SECURE)) {
+        /* The client is securing its leg, or has not opened its new stream yet: it learns
+         * of the failure as soon as it does; the handshake timer bounds the wait. */
+        note(s, "error",
+             "upstream: %s: <remote-connection-failed/> to the client once its stream "
+             "opens",
+             text);
+        snprintf(s->deferred_failure, sizeof(s->deferred_failure), "%.390s", text);
+        s->io->close(s->io_ctx, XS_SERVER);
+        return;
+    }
+    note(s, "error", "upstream: %s: <remote-connection-failed/> to the client", text);
     if (can_speak(s, XS_CLIENT) && s->client_opened)
         stream_error_to(s, XS_CLIENT, "remote-connection-failed", text);
     close_both(s);
@@ -558,6 +575,11 @@ static int on_client_event(xs_session *s, const xs_event *ev)
         }
         s->client_opened = true;
         s->client_answered = false; /* a new stream (after TLS or SASL) awaits its answer */
+        if (s->deferred_failure[0]) {
+            stream_error_to(s, XS_CLIENT, "remote-connection-failed", s->deferred_failure);
+            close_both(s);
+            return 0;
+        }
         to_server(s, ev->raw, ev->len);
         connect_server(s);
         return 0;
@@ -640,14 +662,20 @@ static int on_server_event(xs_session *s, const xs_event *ev)
         s->stats.stanzas[XS_SERVER]++;
         if (is_el(ev, NS_STREAMS, "features")) {
             unsigned which = s->cfg->rewrites;
-            /* A client leg xmppscope secured itself must not be offered STARTTLS again by a
-             * server that speaks plain to us. */
-            if (s->client_mode != XS_TLSMODE_NONE && s->server_mode == XS_TLSMODE_NONE)
+            /* A server leg kept plain by choice cannot do STARTTLS through xmppscope (the
+             * proxy would have to follow a TLS session it is not part of): the offer goes. */
+            if (s->server_mode == XS_TLSMODE_NONE)
                 which |= XS_REWRITE_STARTTLS;
             xs_features_result fr;
             int rc = xs_features_rewrite(ev->raw, ev->len, s->s2c_ns, s->n_s2c_ns, which, &fr);
             if (rc == 0 && fr.offered_binding)
                 s->server_binding = true;
+            if (rc == 0 && fr.starttls_required && s->server_mode == XS_TLSMODE_NONE) {
+                free(fr.xml);
+                upstream_failed(s, "the server requires STARTTLS, but the server leg is plain "
+                                   "(--upstream-tls none); use --upstream-tls starttls");
+                return 0;
+            }
             if (rc == 0 && fr.xml != NULL) {
                 note(s, "info",
                      "features rewritten for the client: removed %s (each rewrite can be "

@@ -93,13 +93,18 @@ async def session(jid, password, host="127.0.0.1", port=5222, tls="starttls", ca
         "mechanism": None, "roster": None, "sent": None, "received": [], "message_errors": [],
         "stream_error": None, "clean_close": False, "elapsed": None,
     }
-    if tls not in ("starttls", "direct"):
-        raise ValueError("tls must be 'starttls' or 'direct'")
+    if tls not in ("starttls", "direct", "none"):
+        raise ValueError("tls must be 'starttls', 'direct' or 'none'")
     kw = {"sasl_mech": mech} if mech else {}
     xmpp = _Client(jid, password, result, (domain, host, int(port)), tls == "starttls", **kw)
     xmpp.ssl_context = _ssl_context(ca_file, verify, tls_max)
     if ca_file and verify:
         xmpp.ca_certs = ca_file
+    if tls == "none":
+        # No TLS at all (e.g. through a proxy whose client leg is plain): never STARTTLS, and
+        # allow PLAIN without TLS (slixmpp refuses it by default).
+        xmpp.unregister_feature("starttls", 0)
+        xmpp["feature_mechanisms"].config["unencrypted_plain"] = True
     xmpp.register_plugin("xep_0030")
     xmpp.register_plugin("xep_0199", {"keepalive": False})
     xmpp.whitespace_keepalive = False
@@ -243,7 +248,8 @@ def run_session(jid, password, host="127.0.0.1", port=5222, tls="starttls", ca_f
                 **kw):
     """Run one client session to completion and return a result dict.
 
-    Logs in to exactly host:port (tls "starttls" or "direct" = XEP-0368), with SNI and a
+    Logs in to exactly host:port (tls "starttls", "direct" = XEP-0368, or "none": no TLS
+    at all, STARTTLS ignored and PLAIN allowed in the clear), with SNI and a
     certificate check for the JID's domain against ca_file (verify=False skips the check;
     tls_max="1.2" caps the TLS version), forcing SASL `mech` ("PLAIN", "SCRAM-SHA-1",
     "SCRAM-SHA-1-PLUS"; None lets slixmpp pick), fetches the roster, sends presence, optionally
@@ -316,7 +322,7 @@ def main(argv=None):
     def common(p):
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, required=True)
-        p.add_argument("--tls", choices=("starttls", "direct"), default="starttls")
+        p.add_argument("--tls", choices=("starttls", "direct", "none"), default="starttls")
         p.add_argument("--ca-file")
         p.add_argument("--no-verify", action="store_true", help="skip certificate checks")
         p.add_argument("--tls-max", choices=("1.2", "1.3"))
