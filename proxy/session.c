@@ -41,6 +41,7 @@ typedef enum server_state {
     SL_WAIT_FEATURES, /* STARTTLS mode: sent a stream header, waiting for the features */
     SL_WAIT_PROCEED,  /* sent <starttls/> */
     SL_SECURE,        /* secured (or plain by choice): forwarding */
+    SL_GONE,          /* failed and closed while the client is still being told */
 } server_state;
 
 typedef enum phase { PH_PLAIN, PH_TLS, PH_AUTHED } phase;
@@ -48,8 +49,8 @@ typedef enum phase { PH_PLAIN, PH_TLS, PH_AUTHED } phase;
 static const char *const sess_names[] = {"negotiating", "forwarding", "closing"};
 static const char *const client_names[] = {"tls-handshake", "wait-header", "wait-starttls",
                                            "secure"};
-static const char *const server_names[] = {"idle",          "connecting",   "tls-handshake",
-                                           "wait-features", "wait-proceed", "secure"};
+static const char *const server_names[] = {
+    "idle", "connecting", "tls-handshake", "wait-features", "wait-proceed", "secure", "gone"};
 static const char *const phase_names[] = {"plain", "tls", "authed"};
 
 /* A growable byte buffer with a cap. */
@@ -96,6 +97,7 @@ struct xs_session {
     size_t n_s2c_ns;
     char s2c_ns_pool[512];
 
+    bool leg_closed[2]; /* io->close was called for the side: nothing more goes to it */
     xs_session_stats stats;
     char end_cause[256];
     size_t max_stanza; /* the effective limit */
@@ -227,7 +229,7 @@ static void close_both(xs_session *s);
 
 static int put(xs_session *s, xs_side to, const char *data, size_t len)
 {
-    if (len == 0)
+    if (len == 0 || s->leg_closed[to])
         return 0;
     int rc = s->io->write(s->io_ctx, to, data, len);
     if (rc < 0 && s->state != SS_CLOSING) {
@@ -301,14 +303,23 @@ static bool can_speak(const xs_session *s, xs_side side)
 {
     if (side == XS_CLIENT)
         return s->cst != CL_TLS_HANDSHAKE;
-    return s->sst != SL_IDLE && s->sst != SL_CONNECTING && s->sst != SL_TLS_HANDSHAKE;
+    return s->sst != SL_IDLE && s->sst != SL_CONNECTING && s->sst != SL_TLS_HANDSHAKE &&
+           s->sst != SL_GONE;
+}
+
+static void close_side(xs_session *s, xs_side side)
+{
+    if (s->leg_closed[side])
+        return;
+    s->leg_closed[side] = true;
+    s->io->close(s->io_ctx, side);
 }
 
 static void close_both(xs_session *s)
 {
     set_state(s, SS_CLOSING);
-    s->io->close(s->io_ctx, XS_CLIENT);
-    s->io->close(s->io_ctx, XS_SERVER);
+    close_side(s, XS_CLIENT);
+    close_side(s, XS_SERVER);
 }
 
 /* Ends the session because of `at_fault`: that side gets a stream error with `condition`, the
@@ -365,7 +376,8 @@ static void upstream_failed(xs_session *s, const char *fmt, ...)
              "opens",
              text);
         snprintf(s->deferred_failure, sizeof(s->deferred_failure), "%.390s", text);
-        s->io->close(s->io_ctx, XS_SERVER);
+        set_server(s, SL_GONE);
+        close_side(s, XS_SERVER);
         return;
     }
     note(s, "error", "upstream: %s: <remote-connection-failed/> to the client", text);
@@ -383,7 +395,7 @@ static const char *server_name(const xs_session *s)
 
 static void connect_server(xs_session *s)
 {
-    if (s->sst != SL_IDLE)
+    if (s->sst != SL_IDLE || s->state == SS_CLOSING)
         return;
     set_server(s, SL_CONNECTING);
     int rc = s->io->connect(s->io_ctx);
@@ -541,8 +553,13 @@ static int on_client_event(xs_session *s, const xs_event *ev)
             return 0;
         }
         if (ev->kind == XS_EV_STREAM_CLOSE) {
+            /* Both open streams are closed properly: ours with the client, and the one the
+             * server has with the client's first header. */
             s->closed_by[XS_CLIENT] = true;
             snprintf(s->end_cause, sizeof(s->end_cause), "the client closed its stream");
+            put_str(s, XS_CLIENT, "</stream:stream>");
+            if (can_speak(s, XS_SERVER) && s->server_opened)
+                put_str(s, XS_SERVER, "</stream:stream>");
             close_both(s);
         }
         return 0;
@@ -652,6 +669,12 @@ static int on_server_event(xs_session *s, const xs_event *ev)
         return 0;
     }
 
+    if (!s->server_opened) {
+        /* The server speaks before the client's stream reached it: there is no stream of the
+         * client's to put this in. */
+        upstream_failed(s, "the server sent data before the client's stream header reached it");
+        return 0;
+    }
     switch (ev->kind) {
     case XS_EV_STREAM_OPEN:
         remember_s2c_namespaces(s, ev);
@@ -882,6 +905,14 @@ void xs_session_on_timeout(xs_session *s, const char *what)
 {
     if (s->state == SS_CLOSING)
         return;
+    if (s->deferred_failure[0]) {
+        note(s, "error",
+             "%s: the client never opened its stream to be told that the server "
+             "failed (%s)",
+             what, s->deferred_failure);
+        close_both(s);
+        return;
+    }
     if (s->state == SS_NEGOTIATING && s->sst != SL_SECURE && s->client_opened) {
         upstream_failed(s, "%s", what);
         return;
