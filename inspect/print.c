@@ -579,6 +579,39 @@ static void pretty_stream_tag(const xs_printer *p, obuf *b, const xs_event *ev)
     sgr(p, b, SGR_RESET);
 }
 
+/* The rules that applied to a stanza: one line each, then the verdict and the new XML. */
+static void pretty_rules(const xs_printer *p, obuf *b, const xs_print_meta *m)
+{
+    if (m == NULL || m->n_rules == 0)
+        return;
+    for (size_t i = 0; i < m->n_rules; i++) {
+        out_indent(b, 2);
+        sgr(p, b, SGR_NOTE);
+        out_str(b, "rule \"");
+        out_esc_str(b, m->rules[i].rule, ESC_LINE);
+        out_str(b, "\": ");
+        out_esc_str(b, m->rules[i].action, ESC_LINE);
+        if (m->rules[i].detail != NULL) {
+            out_str(b, " ");
+            out_esc_str(b, m->rules[i].detail, ESC_LINE);
+        }
+        sgr(p, b, SGR_RESET);
+        out_str(b, "\n");
+    }
+    if (m->verdict != NULL) {
+        out_indent(b, 2);
+        sgr(p, b, SGR_NOTE);
+        out_str(b, "=> ");
+        out_esc_str(b, m->verdict, ESC_LINE);
+        if (m->rewritten != NULL) {
+            out_str(b, ": ");
+            out_esc_str(b, m->rewritten, ESC_LINE);
+        }
+        sgr(p, b, SGR_RESET);
+        out_str(b, "\n");
+    }
+}
+
 static void pretty_event(const xs_printer *p, obuf *b, const xs_print_meta *m, const xs_event *ev,
                          const xs_redaction *red)
 {
@@ -618,6 +651,7 @@ static void pretty_event(const xs_printer *p, obuf *b, const xs_print_meta *m, c
             sgr(p, b, SGR_RESET);
             out_str(b, "\n");
         }
+        pretty_rules(p, b, m);
         break;
     case XS_EV_STREAM_CLOSE:
         if (ev->raw != NULL) {
@@ -711,6 +745,22 @@ static void compact_event(const xs_printer *p, obuf *b, const xs_print_meta *m, 
         out_str(b, "[");
         out_esc_str(b, red->note, ESC_LINE);
         out_str(b, "]");
+        sgr(p, b, SGR_RESET);
+    }
+    if (m != NULL && m->n_rules > 0) {
+        sgr(p, b, SGR_NOTE);
+        out_str(b, " {");
+        for (size_t i = 0; i < m->n_rules; i++) {
+            out_str(b, i ? "; " : "");
+            out_esc_str(b, m->rules[i].rule, ESC_LINE);
+            out_str(b, ": ");
+            out_esc_str(b, m->rules[i].action, ESC_LINE);
+        }
+        if (m->verdict != NULL) {
+            out_str(b, " => ");
+            out_esc_str(b, m->verdict, ESC_LINE);
+        }
+        out_str(b, "}");
         sgr(p, b, SGR_RESET);
     }
     tmp.len = 0;
@@ -908,6 +958,27 @@ static void json_event(obuf *b, const xs_print_meta *m, const xs_event *ev, cons
         jset(o, "gs2", json_sprintf("p=%s", red->cb_name), &bad);
     else if (red->gs2_flag != 0)
         jset(o, "gs2", json_string(red->gs2_flag == 'y' ? "y" : "n"), &bad);
+    if (m != NULL && m->n_rules > 0) {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr != NULL && i < m->n_rules; i++) {
+            json_t *r = json_object();
+            if (r == NULL) {
+                bad = 1;
+                break;
+            }
+            jset(r, "rule", jstr(m->rules[i].rule), &bad);
+            jset(r, "action", jstr(m->rules[i].action), &bad);
+            if (m->rules[i].detail != NULL)
+                jset(r, "detail", jstr(m->rules[i].detail), &bad);
+            if (json_array_append_new(arr, r) != 0)
+                bad = 1;
+        }
+        jset(o, "rules", arr, &bad);
+        if (m->verdict != NULL)
+            jset(o, "verdict", jstr(m->verdict), &bad);
+        if (m->rewritten != NULL)
+            jset(o, "rewritten", jstr(m->rewritten), &bad);
+    }
     if (ev->kind == XS_EV_STREAM_OPEN)
         json_stream_header(o, ev, &tmp, &bad);
     if (ev->kind == XS_EV_ERROR) {

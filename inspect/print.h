@@ -46,6 +46,9 @@
  *   For "stream-open":
  *   "attrs"      object, attribute name (with its prefix, "xml:lang") -> value
  *   "namespaces" object, prefix -> namespace URI, "" for the default namespace
+ *   "rules"      array of {"rule", "action", "detail"}: the rules that applied, in order
+ *   "verdict"    "forwarded", "rewritten", "dropped" or "bounced", when a rule applied
+ *   "rewritten"  the XML forwarded instead of the original (raw stays the original)
  *   For "error":
  *   "error"      symbolic code, "XS_ENOTWF"
  *   "condition"  the stream error condition to send, "not-well-formed"
@@ -87,6 +90,13 @@ typedef struct xs_print_options {
  * TERM is not "dumb". */
 int xs_color_wanted(int fd);
 
+/* What one rule did to a stanza (filters/rules.h), for the output. Strings are borrowed. */
+typedef struct xs_print_rule {
+    const char *rule;   /* the rule's name */
+    const char *action; /* "drop", "set-attr", "bounce", ... */
+    const char *detail; /* the action's arguments or what it produced, one line; or NULL */
+} xs_print_rule;
+
 /* Where an event comes from. The strings are borrowed for the duration of the call. */
 typedef struct xs_print_meta {
     struct timespec time;  /* when the bytes were read (CLOCK_REALTIME) */
@@ -94,6 +104,13 @@ typedef struct xs_print_meta {
     const char *direction; /* "c2s", "s2c", or NULL offline */
     const char *phase;     /* "plain", "tls", "authed", or NULL */
     int untimed;           /* the time is unknown (a raw capture read offline): none is printed */
+    /* The rules that applied to a stanza, in order, and what became of it: "forwarded",
+     * "rewritten", "dropped", "bounced" (NULL when no rule applied). For a rewrite, `rewritten`
+     * is the XML that was forwarded instead of the original. */
+    const xs_print_rule *rules;
+    size_t n_rules;
+    const char *verdict;
+    const char *rewritten;
 } xs_print_meta;
 
 typedef struct xs_printer xs_printer;

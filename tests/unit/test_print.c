@@ -148,7 +148,8 @@ static time_t fixed_time(void)
 
 static xs_print_meta meta_c2s(void)
 {
-    xs_print_meta m = {{fixed_time(), 123456789}, "1", "c2s", "tls", 0};
+    xs_print_meta m = {
+        .time = {fixed_time(), 123456789}, .session = "1", .direction = "c2s", .phase = "tls"};
     return m;
 }
 
@@ -447,7 +448,7 @@ static void test_print_json_schema(void **state)
 
     /* Offline: no direction, no phase, the file as the session. */
     {
-        xs_print_meta off = {{fixed_time(), 5000}, "capture.xml", NULL, NULL, 0};
+        xs_print_meta off = {.time = {fixed_time(), 5000}, .session = "capture.xml"};
         xs_event ev = stream_open_event();
 
         capture_open(&c, XS_FORMAT_JSON, 0, 0);
@@ -592,7 +593,7 @@ static void test_print_compact_one_line_per_event(void **state)
 static void test_print_pretty_layout(void **state)
 {
     xs_print_meta m = meta_c2s();
-    xs_print_meta off = {{fixed_time(), 0}, "capture.xml", NULL, NULL, 0};
+    xs_print_meta off = {.time = {fixed_time(), 0}, .session = "capture.xml"};
     xs_event open = stream_open_event();
     capture c;
     char *out;
