@@ -92,14 +92,13 @@ typedef enum xs_rule_dir {
 
 const char *xs_rule_dir_name(xs_rule_dir dir); /* "any", "c2s", "s2c" */
 
-/* ---- compiling --------------------------------------------------------------------------------
- */
+/* ---- compiling ------------------------------------------------------------------------------- */
 
 /* One error found in a rules file. */
 typedef struct xs_rule_error {
-    unsigned line;   /* 1-based; 0 when about the whole file (too big, unreadable) */
-    unsigned column; /* 1-based, in characters (UTF-8 code points); 0 with line 0 */
-    char *message;   /* "FILE:LINE:COL: text" (or "FILE: text"), malloc'd, no newline */
+    unsigned line;    /* 1-based; 0 when about the whole file (too big, unreadable) */
+    unsigned column;  /* 1-based, in characters (UTF-8 code points); 0 with line 0 */
+    char *message;    /* "FILE:LINE:COL: text" (or "FILE: text"), malloc'd, no newline */
     const char *text; /* the part of message after the position */
 } xs_rule_error;
 
@@ -118,7 +117,8 @@ void xs_rule_diag_clear(xs_rule_diag *diag);
  * come first in the set, before the file's rules, and their names are reserved. On success
  * returns 0 and sets *out to a set with one reference (release with xs_rules_unref()). When the
  * text has errors, returns XS_EPARSE, leaves *out NULL and appends every error to `diag` (may be
- * NULL). XS_ENOMEM when out of memory. */
+ * NULL). XS_ETOOBIG (an error at line 0) when `len` is over XS_RULES_MAX_FILE; XS_ENOMEM when
+ * out of memory. */
 int xs_rules_parse(const char *text, size_t len, const char *filename, unsigned builtin,
                    xs_rules **out, xs_rule_diag *diag);
 
@@ -155,15 +155,15 @@ const xs_rules_ns *xs_rules_builtin_namespaces(void);
 xs_rules *xs_rules_ref(xs_rules *rules);
 void xs_rules_unref(xs_rules *rules);
 
-/* ---- reading a set -------------------------------------------------------------------------- */
+/* ---- reading a set --------------------------------------------------------------------------- */
 
 /* What xs_rules_info() tells about rule i. Strings and arrays belong to the set. */
 typedef struct xs_rule_info {
     const char *name;
     xs_rule_dir direction;
-    const char *file; /* the file it comes from, "<builtin>" for a built-in rule */
-    unsigned line;    /* of its `rule` line */
-    unsigned builtin; /* its XS_REWRITE_* bit; 0 for a rule of a file */
+    const char *file;   /* the file it comes from, "<builtin>" for a built-in rule */
+    unsigned line;      /* of its `rule` line */
+    unsigned builtin;   /* its XS_REWRITE_* bit; 0 for a rule of a file */
     unsigned long hits; /* stanzas it matched since the set was compiled */
     size_t n_matches;
     const char *const *matches; /* each XPath as written */
@@ -181,8 +181,7 @@ int xs_rules_info(const xs_rules *rules, size_t i, xs_rule_info *info);
 /* The namespace declarations of the file, in file order (for listings). */
 size_t xs_rules_file_namespaces(const xs_rules *rules, const xs_rules_ns **decls);
 
-/* ---- applying ---------------------------------------------------------------------------------
- */
+/* ---- applying -------------------------------------------------------------------------------- */
 
 enum {
     /* Fill before/after in each applied rewrite (costs a serialization per rewrite). */
@@ -192,7 +191,7 @@ enum {
 /* The context of one stanza. */
 typedef struct xs_rule_ctx {
     xs_rule_dir direction; /* XS_RULE_C2S or XS_RULE_S2C */
-    const char *session;   /* for {session}; NULL is "" */
+    const char *session;   /* for {session}, UTF-8 (control characters are left out); NULL: "" */
     unsigned builtin_off;  /* XS_REWRITE_* bits of built-in rules to skip for this stanza */
     unsigned flags;        /* XS_RULE_EXPLAIN */
 } xs_rule_ctx;

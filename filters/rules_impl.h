@@ -27,7 +27,7 @@
  * when applied it is replaced by the stream's content namespace. */
 #define XS_RULES_FRAGMENT_NS "urn:xmppscope:stanza-namespace"
 
-/* ---- capped string buffer ------------------------------------------------------------------- */
+/* ---- capped string buffer -------------------------------------------------------------------- */
 
 typedef struct xs_sbuf {
     char *s;
@@ -44,7 +44,7 @@ void xs_sbuf_addf(xs_sbuf *b, const char *fmt, ...) __attribute__((format(printf
 char *xs_sbuf_take(xs_sbuf *b, size_t *len);
 void xs_sbuf_free(xs_sbuf *b);
 
-/* ---- XPath prefix rewriting (xpath_ns.c) ---------------------------------------------------- */
+/* ---- XPath prefix rewriting (xpath_ns.c) ----------------------------------------------------- */
 
 /* Resolves a prefix written in an XPath: returns the index of its URI in the set's table, -1 when
  * the prefix is unknown, -2 for `xml` (libxml2 binds it itself). */
@@ -55,6 +55,14 @@ typedef struct xs_xpath_rw {
     /* Token starts: map_new[i] in expr corresponds to map_old[i] in the source. */
     size_t *map_new, *map_old;
     size_t n_map, cap_map;
+    /* When the expression is a location path whose first step is a name test from the root
+     * (`/message[...]/...`, with no operator outside brackets and parentheses), it can only
+     * select something, and so be true, for a stanza of that name: root_local points to the name
+     * in the source (root_local_len bytes) and root_ns is its URI index, or -1 for the stream's
+     * content namespace. NULL otherwise. */
+    const char *root_local;
+    size_t root_local_len;
+    int root_ns;
     /* On XS_EPARSE: where (byte offset in the source) and what. */
     size_t err_offset;
     char err[200];
@@ -71,8 +79,13 @@ size_t xs_xpath_map_offset(const xs_xpath_rw *rw, size_t offset);
 
 void xs_xpath_rw_clear(xs_xpath_rw *rw);
 
-/* ---- the compiled form ------------------------------------------------------------------------
- */
+/* A text for libxml2's XPath error `code` (xmlError.code). */
+const char *xs_xpath_error_text(int code);
+
+/* True when `code` says libxml2 ran out of memory. */
+#define XS_XPATH_OOM(code) ((code) == XML_ERR_NO_MEMORY || (code) == XML_XPATH_MEMORY_ERROR)
+
+/* ---- the compiled form ----------------------------------------------------------------------- */
 
 typedef enum xs_act_kind {
     XS_ACT_DROP,
@@ -98,8 +111,8 @@ typedef struct xs_action {
     char *attr_local;         /* set-attr, remove-attr: the attribute's local name */
     char *attr_prefix;        /* and its prefix and namespace, or NULL */
     char *attr_uri;
-    char *value; /* set-attr VALUE, set-text TEXT, replace-text REPLACEMENT, tag LABEL */
-    bool value_vars; /* value contains a {placeholder} */
+    char *value;           /* set-attr VALUE, set-text TEXT, replace-text REPLACEMENT, tag LABEL */
+    bool value_vars;       /* value contains a {placeholder} */
     const char *condition; /* bounce: static strings */
     const char *error_type;
     pcre2_code *re;
@@ -110,6 +123,14 @@ typedef struct xs_action {
     unsigned long ms;
 } xs_action;
 
+/* What a match needs of the stanza's own name for it to be worth evaluating at all (see
+ * xs_xpath_rw.root_local): most rules start with /message, /iq or /stream:features, and most
+ * stanzas are then decided without copying them. */
+typedef struct xs_root_filter {
+    char *local; /* NULL: no filter */
+    int ns;      /* URI index, or -1 for the stream's content namespace */
+} xs_root_filter;
+
 typedef struct xs_rule {
     char *name;
     xs_rule_dir dir;
@@ -117,6 +138,7 @@ typedef struct xs_rule {
     unsigned builtin; /* XS_REWRITE_* bit, 0 for a rule of the file */
     xmlXPathCompExpr **matches;
     char **match_src;
+    xs_root_filter *filters;
     size_t n_matches;
     xs_action *actions;
     char **action_src;

@@ -10,6 +10,8 @@
 
 #include "inspect/error.h"
 
+#include <libxml/xmlerror.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,22 +21,46 @@
 enum prev { PREV_NONE, PREV_OPERATOR, PREV_OPERAND };
 
 static const char *const functions[] = {
-    "last",          "position",         "count",           "id",
-    "local-name",    "namespace-uri",    "name",            "string",
-    "concat",        "starts-with",      "contains",        "substring-before",
-    "substring-after", "substring",      "string-length",   "normalize-space",
-    "translate",     "boolean",          "not",             "true",
-    "false",         "lang",             "number",          "sum",
-    "floor",         "ceiling",          "round",           NULL,
+    "last",
+    "position",
+    "count",
+    "id",
+    "local-name",
+    "namespace-uri",
+    "name",
+    "string",
+    "concat",
+    "starts-with",
+    "contains",
+    "substring-before",
+    "substring-after",
+    "substring",
+    "string-length",
+    "normalize-space",
+    "translate",
+    "boolean",
+    "not",
+    "true",
+    "false",
+    "lang",
+    "number",
+    "sum",
+    "floor",
+    "ceiling",
+    "round",
+    NULL,
 };
 
-static const char *const node_types[] = {"comment", "text", "processing-instruction", "node",
-                                         NULL};
+static const char *const node_types[] = {"comment", "text", "processing-instruction", "node", NULL};
 
 static const char *const axes[] = {
-    "ancestor",  "ancestor-or-self",  "attribute", "child",          "descendant",
-    "descendant-or-self", "following", "following-sibling", "namespace", "parent",
-    "preceding", "preceding-sibling", "self",      NULL,
+    "ancestor",   "ancestor-or-self",
+    "attribute",  "child",
+    "descendant", "descendant-or-self",
+    "following",  "following-sibling",
+    "namespace",  "parent",
+    "preceding",  "preceding-sibling",
+    "self",       NULL,
 };
 
 static bool in_list(const char *const *list, const char *s, size_t n)
@@ -112,6 +138,11 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
     bool attr_axis = false; /* the next name test names an attribute or namespace */
     int rc = 0;
     size_t i = 0;
+    /* Whether the expression is a location path `/NAME...` with no operator outside brackets
+     * and parentheses (see xs_xpath_rw.root_local). */
+    size_t ntok = 0;
+    unsigned depth = 0;
+    bool path = true, root_seen = false;
 
     while (i < len) {
         unsigned char c = (unsigned char)src[i];
@@ -124,7 +155,11 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
             rc = XS_ENOMEM;
             goto out;
         }
-        size_t start = i;
+        size_t start = i, tok = ntok++;
+        if (tok == 0 && (c != '/' || (i + 1 < len && src[i + 1] == '/')))
+            path = false;
+        if (tok == 2 && !root_seen)
+            path = false;
         if (c == '"' || c == '\'') {
             const char *end = memchr(src + i + 1, c, len - i - 1);
             if (end == NULL) {
@@ -133,6 +168,7 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
             }
             i = (size_t)(end - src) + 1;
             prev = PREV_OPERAND;
+            path = path && depth > 0;
         } else if (digit(c) || (c == '.' && i + 1 < len && digit((unsigned char)src[i + 1]))) {
             while (i < len && digit((unsigned char)src[i]))
                 i++;
@@ -142,16 +178,22 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
                     i++;
             }
             prev = PREV_OPERAND;
+            path = path && depth > 0;
         } else if (c == '.') {
             i += (i + 1 < len && src[i + 1] == '.') ? 2 : 1;
             prev = PREV_OPERAND;
         } else if (c == ')' || c == ']') {
             i++;
             prev = PREV_OPERAND;
+            depth -= depth > 0;
         } else if (c == '(' || c == '[' || c == ',' || c == '|' || c == '+' || c == '=' ||
                    c == '-') {
             i++;
             prev = PREV_OPERATOR;
+            if (c == '(' || c == '[')
+                depth++;
+            else
+                path = path && depth > 0;
         } else if (c == '@') {
             i++;
             prev = PREV_OPERATOR;
@@ -163,11 +205,14 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
             }
             i += 2;
             prev = PREV_OPERATOR;
+            path = path && depth > 0;
         } else if (c == '<' || c == '>' || c == '/') {
             i++;
             if (i < len && ((c == '/' && src[i] == '/') || (c != '/' && src[i] == '=')))
                 i++;
             prev = PREV_OPERATOR;
+            if (c != '/')
+                path = path && depth > 0;
         } else if (c == ':') {
             if (i + 1 >= len || src[i + 1] != ':') {
                 rc = fail(rw, i, "unexpected ':'");
@@ -179,6 +224,7 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
             i++;
             if (prev == PREV_OPERAND) {
                 prev = PREV_OPERATOR; /* multiplication */
+                path = path && depth > 0;
             } else {
                 prev = PREV_OPERAND; /* any element (or attribute after @) */
                 attr_axis = false;
@@ -204,8 +250,8 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
                     while (i < len && name_char((unsigned char)src[i]))
                         i++;
                 } else {
-                    rc = fail(rw, i, "expected a name or '*' after '%.*s:'", SHOW(n1_len),
-                              src + n1);
+                    rc =
+                        fail(rw, i, "expected a name or '*' after '%.*s:'", SHOW(n1_len), src + n1);
                     goto out;
                 }
                 local_len = (size_t)(src + i - local);
@@ -213,12 +259,12 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
             if (prev == PREV_OPERAND) {
                 static const char *const ops[] = {"and", "or", "div", "mod", NULL};
                 if (prefixed || !in_list(ops, src + n1, n1_len)) {
-                    rc = fail(rw, start,
-                              "expected an operator (and, or, =, |, ...) before '%.*s'",
+                    rc = fail(rw, start, "expected an operator (and, or, =, |, ...) before '%.*s'",
                               SHOW(i - start), src + start);
                     goto out;
                 }
                 prev = PREV_OPERATOR;
+                path = path && depth > 0;
                 xs_sbuf_add(&out, src + start, i - start);
                 if (map_add(rw, out.len, i) != 0) {
                     rc = XS_ENOMEM;
@@ -249,8 +295,16 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
                 prev = PREV_OPERATOR;
             } else {
                 /* A name test. */
+                if (tok == 1 && !attr_axis && (!prefixed || *local != '*')) {
+                    root_seen = true;
+                    rw->root_ns = -1;
+                    rw->root_local = prefixed ? local : src + n1;
+                    rw->root_local_len = prefixed ? local_len : n1_len;
+                }
                 if (prefixed) {
                     int idx = resolve(user, src + n1, n1_len);
+                    if (tok == 1)
+                        rw->root_ns = idx;
                     if (idx == -1) {
                         rc = fail(rw, start,
                                   "unknown namespace prefix '%.*s' (declare it with "
@@ -288,6 +342,12 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
             goto out;
         }
     }
+    if (ntok < 2 || !root_seen || rw->root_ns < -1)
+        path = false;
+    if (!path) {
+        rw->root_local = NULL;
+        rw->root_local_len = 0;
+    }
     rw->expr = xs_sbuf_take(&out, NULL);
     if (rw->expr == NULL)
         rc = out.err == XS_ETOOBIG ? fail(rw, 0, "XPath too long") : XS_ENOMEM;
@@ -312,6 +372,45 @@ size_t xs_xpath_map_offset(const xs_xpath_rw *rw, size_t offset)
     }
     size_t mapped = old + (offset - at);
     return mapped > limit ? limit : mapped;
+}
+
+const char *xs_xpath_error_text(int code)
+{
+    /* libxml2 leaves the message out when the context has an error handler; these are its
+     * texts, indexed by code - XML_XPATH_EXPRESSION_OK. */
+    static const char *const texts[] = {
+        "ok",
+        "number encoding",
+        "unfinished literal",
+        "start of literal",
+        "expected $ for variable reference",
+        "undefined variable",
+        "invalid predicate",
+        "invalid expression",
+        "missing closing curly brace",
+        "unregistered function",
+        "invalid operand",
+        "invalid type",
+        "invalid number of arguments",
+        "invalid context size",
+        "invalid context position",
+        "memory allocation error",
+        "syntax error",
+        "resource error",
+        "sub resource error",
+        "undefined namespace prefix",
+        "encoding error",
+        "character out of XML range",
+        "invalid or incomplete context",
+        "stack usage error",
+        "forbidden variable",
+        "operation limit exceeded",
+        "recursion limit exceeded",
+    };
+    int i = code - XML_XPATH_EXPRESSION_OK;
+    if (i >= 0 && (size_t)i < sizeof(texts) / sizeof(texts[0]))
+        return texts[i];
+    return "error";
 }
 
 void xs_xpath_rw_clear(xs_xpath_rw *rw)

@@ -4,6 +4,7 @@
 
 #include <libxml/parser.h>
 
+#include "filters/rules_cmd.h"
 #include "inspect/inspect_cmd.h"
 #include "proxy/ca_cmd.h"
 #include "proxy/proxy_cmd.h"
@@ -24,6 +25,8 @@ static void usage(FILE *out)
                  "                        forward every stanza of live sessions\n"
                  "  inspect [FILE...|-]   read raw XMPP streams or xmppscope JSON Lines logs\n"
                  "                        offline and print them stanza by stanza\n"
+                 "  rules check|list      check a rules file, list its rules or the built-in\n"
+                 "                        ones\n"
                  "  ca init|show          create or show the CA that signs the certificates\n"
                  "                        the proxy presents to clients\n"
                  "\n"
@@ -46,6 +49,8 @@ int main(int argc, char **argv)
         status = xs_proxy_main(argc - 1, argv + 1);
     } else if (strcmp(cmd, "inspect") == 0) {
         status = xs_inspect_main(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "rules") == 0) {
+        status = xs_rules_cmd_main(argc - 1, argv + 1);
     } else if (strcmp(cmd, "ca") == 0) {
         status = xs_ca_cmd_main(argc - 1, argv + 1);
     } else if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {

@@ -20,6 +20,7 @@ for bin in "$build"/tests/fuzz_*; do
   [ -d "tests/fuzz/seeds/$name" ] && seeds+=("tests/fuzz/seeds/$name")
   case $name in
     fuzz_parser|fuzz_session) seeds+=(examples/captures) ;;
+    fuzz_rules) seeds+=(examples/rules) ;;
   esac
   t=$seconds
   [ "$name" = fuzz_parser ] || t=$(( seconds / 2 > 10 ? seconds / 2 : 10 ))

@@ -1,0 +1,1127 @@
+/* Applying compiled rules to stanzas. See rules.h; the compiler is rules_parse.c.
+ *
+ * The rules work on a copy of the stanza in a document of its own (xs_stanza_copy), made when
+ * the first rule of the stanza's direction is tried. Matches and targets are XPaths evaluated on
+ * that copy, so a rule sees what earlier rules did. Only when an action changed the copy is it
+ * serialized; otherwise the verdict is "unchanged" and the caller forwards the original bytes.
+ *
+ * Actions that free nodes must never touch a node they freed: nodes are taken out of the XPath
+ * result first (freeing that result reads every node in it), and handled in reverse document
+ * order, so a node's descendants and attributes are handled before the node itself may free
+ * them. */
+#include "filters/rules_impl.h"
+
+#include "inspect/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/xpathInternals.h>
+
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+/* XPath operations one evaluation may take. A stanza is at most a few hundred kilobytes, so this
+ * is far above what a sensible expression needs and bounds a nested //-expression. */
+#define XPATH_OP_LIMIT 5000000ul
+
+/* PCRE2's limits per match (the defaults are ten million and 20 MB). */
+#define REGEX_MATCH_LIMIT 1000000u
+#define REGEX_HEAP_LIMIT_KB 8192u
+
+static void ignore_xpath_error(void *user, xmlError *error)
+{
+    (void)user;
+    (void)error;
+}
+
+int xs_rules_prepare(xs_rules *set)
+{
+    set->xpath = xmlXPathNewContext(NULL);
+    set->mctx = pcre2_match_context_create(NULL);
+    if (set->xpath == NULL || set->mctx == NULL)
+        return XS_ENOMEM;
+    /* Errors are read from lastError, not printed. */
+    set->xpath->error = ignore_xpath_error;
+    pcre2_set_match_limit(set->mctx, REGEX_MATCH_LIMIT);
+    pcre2_set_heap_limit(set->mctx, REGEX_HEAP_LIMIT_KB);
+    for (size_t i = 0; i < set->n_uris; i++) {
+        char pfx[32];
+        snprintf(pfx, sizeof(pfx), XS_XPATH_NS_PREFIX "%zu", i);
+        if (xmlXPathRegisterNs(set->xpath, BAD_CAST pfx, BAD_CAST set->uris[i]) != 0)
+            return XS_ENOMEM;
+    }
+    return 0;
+}
+
+xs_rules *xs_rules_ref(xs_rules *rules)
+{
+    if (rules != NULL)
+        rules->refs++;
+    return rules;
+}
+
+void xs_rules_unref(xs_rules *rules)
+{
+    if (rules == NULL)
+        return;
+    if (--rules->refs == 0)
+        xs_rules_free(rules);
+}
+
+size_t xs_rules_count(const xs_rules *rules)
+{
+    return rules->n_rules;
+}
+
+size_t xs_rules_count_file(const xs_rules *rules)
+{
+    return rules->n_rules - rules->n_builtin;
+}
+
+int xs_rules_info(const xs_rules *rules, size_t i, xs_rule_info *info)
+{
+    if (i >= rules->n_rules)
+        return XS_EINVAL;
+    const xs_rule *r = &rules->rules[i];
+    info->name = r->name;
+    info->direction = r->dir;
+    info->file = r->builtin ? "<builtin>" : rules->filename;
+    info->line = r->line;
+    info->builtin = r->builtin;
+    info->hits = r->hits;
+    info->n_matches = r->n_matches;
+    info->matches = (const char *const *)r->match_src;
+    info->n_actions = r->n_actions;
+    info->actions = (const char *const *)r->action_src;
+    return 0;
+}
+
+size_t xs_rules_file_namespaces(const xs_rules *rules, const xs_rules_ns **decls)
+{
+    *decls = rules->decls;
+    return rules->n_decls;
+}
+
+const char *xs_rule_verdict_name(xs_rule_verdict verdict)
+{
+    switch (verdict) {
+    case XS_VERDICT_UNCHANGED:
+        return "unchanged";
+    case XS_VERDICT_REWRITTEN:
+        return "rewritten";
+    case XS_VERDICT_DROP:
+        return "drop";
+    case XS_VERDICT_BOUNCE:
+        return "bounce";
+    }
+    return "unknown";
+}
+
+void xs_rule_result_clear(xs_rule_result *res)
+{
+    free(res->xml);
+    free(res->bounce);
+    for (size_t i = 0; i < res->n_injects; i++)
+        free(res->injects[i].xml);
+    free(res->injects);
+    for (size_t i = 0; i < res->n_tags; i++)
+        free(res->tags[i]);
+    free(res->tags);
+    for (size_t i = 0; i < res->n_applied; i++) {
+        free(res->applied[i].rule);
+        free(res->applied[i].detail);
+        free(res->applied[i].before);
+        free(res->applied[i].after);
+    }
+    free(res->applied);
+    free(res->error);
+    memset(res, 0, sizeof(*res));
+}
+
+/* ---- the state of one application ------------------------------------------------------------ */
+
+typedef struct applying {
+    xs_rules *set;
+    const xs_rule_ctx *ctx;
+    const xs_event *ev;
+    xs_rule_result *res;
+    const xs_rule *rule; /* the rule running */
+    xmlDoc *doc;         /* the working copy */
+    xmlNode *root;
+    const char *content_ns; /* the stream's content namespace */
+    xmlChar *orig[3];       /* from, to, id of the stanza as it arrived (NULL until asked) */
+    bool orig_read;
+    size_t budget;  /* bytes the rewrites may still add */
+    bool modified;  /* the copy differs from the original */
+    bool decided;   /* drop or bounce ran */
+    char *last_xml; /* XS_RULE_EXPLAIN: the copy as last serialized */
+    int err;        /* XS_ENOMEM once allocation failed */
+} applying;
+
+static void note_error(applying *ap, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note_error(applying *ap, const char *fmt, ...)
+{
+    if (ap->res->error != NULL)
+        return;
+    char msg[400];
+    va_list ap_list;
+    va_start(ap_list, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap_list);
+    va_end(ap_list);
+    xs_sbuf b;
+    xs_sbuf_init(&b, 0);
+    xs_sbuf_addf(&b, "rule \"%s\": %s", ap->rule ? ap->rule->name : "?", msg);
+    ap->res->error = xs_sbuf_take(&b, NULL);
+    if (ap->res->error == NULL)
+        ap->err = XS_ENOMEM;
+}
+
+static void *oom(applying *ap)
+{
+    ap->err = XS_ENOMEM;
+    return NULL;
+}
+
+static const char *orig_attr(applying *ap, int which)
+{
+    static const char *const names[] = {"from", "to", "id"};
+    if (!ap->orig_read) {
+        ap->orig_read = true;
+        for (int i = 0; i < 3; i++)
+            if (xmlHasNsProp(ap->ev->node, BAD_CAST names[i], NULL) != NULL &&
+                (ap->orig[i] = xmlGetNoNsProp(ap->ev->node, BAD_CAST names[i])) == NULL)
+                ap->err = XS_ENOMEM;
+    }
+    return ap->orig[which] != NULL ? (const char *)ap->orig[which] : "";
+}
+
+/* Expands {from}, {to}, {id} and {session}. With `dollar`, a '$' in an expanded value is doubled
+ * (for a PCRE2 replacement). Returns a malloc'd string or NULL when out of memory or over
+ * `max` bytes. */
+static char *expand(applying *ap, const char *s, bool dollar, size_t max)
+{
+    xs_sbuf b;
+    xs_sbuf_init(&b, max);
+    while (*s != 0) {
+        const char *val = NULL;
+        size_t skip = 0;
+        if (*s == '{') {
+            if (strncmp(s, "{from}", 6) == 0)
+                val = orig_attr(ap, 0), skip = 6;
+            else if (strncmp(s, "{to}", 4) == 0)
+                val = orig_attr(ap, 1), skip = 4;
+            else if (strncmp(s, "{id}", 4) == 0)
+                val = orig_attr(ap, 2), skip = 4;
+            else if (strncmp(s, "{session}", 9) == 0)
+                val = ap->ctx->session != NULL ? ap->ctx->session : "", skip = 9;
+        }
+        if (val != NULL && skip == 9) {
+            /* The caller's text: control characters would make the stanza malformed. */
+            for (s += skip; *val != 0; val++)
+                if ((unsigned char)*val >= 0x20 || *val == '\t')
+                    xs_sbuf_add(&b, *val == '$' && dollar ? "$$" : val,
+                                *val == '$' && dollar ? 2 : 1);
+            continue;
+        }
+        if (val == NULL) {
+            size_t n = strcspn(s + 1, "{") + 1;
+            xs_sbuf_add(&b, s, n);
+            s += n;
+            continue;
+        }
+        for (; dollar && *val != 0; val++)
+            xs_sbuf_add(&b, *val == '$' ? "$$" : val, *val == '$' ? 2 : 1);
+        if (!dollar)
+            xs_sbuf_adds(&b, val);
+        s += skip;
+    }
+    char *out = xs_sbuf_take(&b, NULL);
+    if (out == NULL && b.err == XS_ENOMEM)
+        ap->err = XS_ENOMEM;
+    return out;
+}
+
+/* Takes `n` bytes from the growth budget; false (with a note) when it is spent. */
+static bool spend(applying *ap, size_t n)
+{
+    if (n > ap->budget) {
+        note_error(ap, "the rewrites of this stanza would add more than %u bytes; stopped",
+                   XS_RULES_MAX_GROWTH);
+        ap->budget = 0;
+        return false;
+    }
+    ap->budget -= n;
+    return true;
+}
+
+/* ---- serialization --------------------------------------------------------------------------- */
+
+/* Serializes `node` (of `doc`). With `stream`, namespace declarations on `node` that the stream
+ * element already makes in the same way are left out: the bytes go into that stream. */
+static char *serialize(const xmlNode *stream, xmlDoc *doc, xmlNode *node, size_t *len)
+{
+    enum { MAX_DECLS = 64 };
+    xmlNs *all[MAX_DECLS];
+    size_t n_all = 0;
+    bool strip = stream != NULL && stream->type == XML_ELEMENT_NODE;
+    if (strip) {
+        for (xmlNs *d = node->nsDef; d != NULL; d = d->next)
+            if (n_all < MAX_DECLS)
+                all[n_all++] = d;
+            else
+                strip = false;
+    }
+    if (strip) {
+        xmlNs *kept = NULL, **tail = &kept;
+        for (size_t i = 0; i < n_all; i++) {
+            xmlNs *s = xmlSearchNs(stream->doc, (xmlNode *)stream, all[i]->prefix);
+            if (s != NULL && s->href != NULL && xmlStrEqual(s->href, all[i]->href))
+                continue;
+            *tail = all[i];
+            tail = &all[i]->next;
+        }
+        *tail = NULL;
+        node->nsDef = kept;
+    }
+    char *out = NULL;
+    xmlBuffer *xb = xmlBufferCreate();
+    if (xb != NULL && xmlNodeDump(xb, doc, node, 0, 0) >= 0) {
+        size_t n = (size_t)xmlBufferLength(xb);
+        out = malloc(n + 1);
+        if (out != NULL) {
+            memcpy(out, xmlBufferContent(xb), n);
+            out[n] = 0;
+            if (len != NULL)
+                *len = n;
+        }
+    }
+    if (xb != NULL)
+        xmlBufferFree(xb);
+    if (strip) {
+        for (size_t i = 0; i + 1 < n_all; i++)
+            all[i]->next = all[i + 1];
+        if (n_all > 0)
+            all[n_all - 1]->next = NULL;
+        node->nsDef = n_all > 0 ? all[0] : NULL;
+    }
+    return out;
+}
+
+static const xmlNode *stream_of(const applying *ap)
+{
+    const xmlNode *p = ap->ev->node->parent;
+    return p != NULL && p->type == XML_ELEMENT_NODE ? p : NULL;
+}
+
+/* ---- results --------------------------------------------------------------------------------- */
+
+static xs_rule_applied *add_applied(applying *ap, xs_act_kind kind, unsigned nodes, const char *fmt,
+                                    ...) __attribute__((format(printf, 4, 5)));
+
+static xs_rule_applied *add_applied(applying *ap, xs_act_kind kind, unsigned nodes, const char *fmt,
+                                    ...)
+{
+    xs_rule_result *res = ap->res;
+    if (res->n_applied == XS_RULES_MAX_APPLIED) {
+        res->applied_omitted++;
+        return NULL;
+    }
+    xs_rule_applied *a = realloc(res->applied, (res->n_applied + 1) * sizeof(*a));
+    if (a == NULL)
+        return oom(ap);
+    res->applied = a;
+    a = &res->applied[res->n_applied];
+    memset(a, 0, sizeof(*a));
+    a->action = xs_act_name(kind);
+    a->nodes = nodes;
+    a->rule = strdup(ap->rule->name);
+    if (a->rule == NULL)
+        return oom(ap);
+    if (fmt != NULL) {
+        char detail[300];
+        va_list args;
+        va_start(args, fmt);
+        vsnprintf(detail, sizeof(detail), fmt, args);
+        va_end(args);
+        a->detail = strdup(detail);
+        if (a->detail == NULL) {
+            free(a->rule);
+            return oom(ap);
+        }
+    }
+    res->n_applied++;
+    return a;
+}
+
+/* Records a rewrite that changed `nodes` nodes. */
+static void applied_rewrite(applying *ap, xs_act_kind kind, unsigned nodes)
+{
+    xs_rule_applied *a = add_applied(ap, kind, nodes, nodes == 1 ? "%u node" : "%u nodes", nodes);
+    if (nodes > 0)
+        ap->modified = true;
+    if (a == NULL || nodes == 0 || !(ap->ctx->flags & XS_RULE_EXPLAIN))
+        return;
+    a->before = ap->last_xml;
+    ap->last_xml = serialize(stream_of(ap), ap->doc, ap->root, NULL);
+    if (ap->last_xml != NULL)
+        a->after = strdup(ap->last_xml);
+    if (a->before == NULL || ap->last_xml == NULL || a->after == NULL)
+        ap->err = XS_ENOMEM;
+}
+
+/* ---- XPath ----------------------------------------------------------------------------------- */
+
+static xmlXPathObject *eval(applying *ap, xmlXPathCompExpr *comp)
+{
+    xmlXPathContext *x = ap->set->xpath;
+    x->doc = ap->doc;
+    x->node = ap->root;
+    x->opLimit = XPATH_OP_LIMIT;
+    x->opCount = 0;
+    /* The context is the stanza alone: position() and last() are 1. */
+    x->contextSize = 1;
+    x->proximityPosition = 1;
+    xmlResetError(&x->lastError);
+    xmlXPathObject *obj = xmlXPathCompiledEval(comp, x);
+    if (obj == NULL) {
+        if (XS_XPATH_OOM(x->lastError.code))
+            ap->err = XS_ENOMEM;
+        else
+            note_error(ap, "XPath: %s", xs_xpath_error_text(x->lastError.code));
+    }
+    xmlResetError(&x->lastError);
+    return obj;
+}
+
+/* The nodes an action's XPath selects, in document order, without namespace nodes and the
+ * document node; the XPath result is freed before the caller changes anything. With
+ * `not_root`, the stanza element is left out too. Returns the count (at most
+ * XS_RULES_MAX_NODES) and *out (free()), or 0. */
+static size_t select_nodes(applying *ap, xmlXPathCompExpr *comp, bool not_root, xmlNode ***out)
+{
+    *out = NULL;
+    xmlXPathObject *obj = eval(ap, comp);
+    if (obj == NULL)
+        return 0;
+    size_t n = 0;
+    xmlNodeSet *set = obj->type == XPATH_NODESET ? obj->nodesetval : NULL;
+    if (set != NULL && set->nodeNr > 0) {
+        xmlXPathNodeSetSort(set);
+        *out = malloc((size_t)set->nodeNr * sizeof(**out));
+        if (*out == NULL) {
+            ap->err = XS_ENOMEM;
+        } else {
+            for (int i = 0; i < set->nodeNr; i++) {
+                xmlNode *node = set->nodeTab[i];
+                if (node == NULL || node->type == XML_NAMESPACE_DECL ||
+                    node->type == XML_DOCUMENT_NODE || (not_root && node == ap->root))
+                    continue;
+                if (n == XS_RULES_MAX_NODES) {
+                    note_error(ap, "an action selected more than %u nodes; the rest were left",
+                               XS_RULES_MAX_NODES);
+                    break;
+                }
+                (*out)[n++] = node;
+            }
+        }
+    }
+    xmlXPathFreeObject(obj);
+    if (n == 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return n;
+}
+
+/* ---- namespaces of copied fragments ---------------------------------------------------------- */
+
+/* Next node of `top`'s subtree in document order. */
+static xmlNode *next_in(xmlNode *n, const xmlNode *top)
+{
+    if (n->type == XML_ELEMENT_NODE && n->children != NULL)
+        return n->children;
+    while (n != top && n->next == NULL)
+        n = n->parent;
+    return n == top ? NULL : n->next;
+}
+
+/* The fragment namespace becomes the stream's content namespace, and placeholders in text and
+ * attribute values are expanded. */
+static void fix_fragment(applying *ap, xmlNode *top, bool vars)
+{
+    for (xmlNode *n = top; n != NULL && ap->err == 0; n = next_in(n, top)) {
+        if (n->type == XML_ELEMENT_NODE) {
+            for (xmlNs *d = n->nsDef; d != NULL; d = d->next) {
+                if (d->href == NULL || !xmlStrEqual(d->href, BAD_CAST XS_RULES_FRAGMENT_NS))
+                    continue;
+                xmlChar *h = xmlStrdup(BAD_CAST ap->content_ns);
+                if (h == NULL) {
+                    ap->err = XS_ENOMEM;
+                    return;
+                }
+                xmlFree((xmlChar *)d->href);
+                d->href = h;
+            }
+            if (!vars)
+                continue;
+            for (xmlAttr *a = n->properties; a != NULL; a = a->next) {
+                xmlChar *v = xmlNodeGetContent((xmlNode *)a);
+                if (v == NULL)
+                    continue;
+                char *e = expand(ap, (const char *)v, false, XS_RULES_MAX_GROWTH);
+                xmlFree(v);
+                if (e == NULL || xmlSetNsProp(n, a->ns, a->name, BAD_CAST e) == NULL)
+                    ap->err = XS_ENOMEM;
+                free(e);
+            }
+        } else if (vars && n->type == XML_TEXT_NODE && n->content != NULL) {
+            char *e = expand(ap, (const char *)n->content, false, XS_RULES_MAX_GROWTH);
+            if (e == NULL)
+                ap->err = XS_ENOMEM;
+            else
+                xmlNodeSetContent(n, BAD_CAST e);
+            free(e);
+        }
+    }
+}
+
+/* After `el` was attached: declarations on it that its new ancestors already make the same way
+ * are removed and their users pointed at the ancestors' declarations. */
+static void drop_redundant_decls(xmlDoc *doc, xmlNode *el)
+{
+    xmlNs **link = &el->nsDef;
+    while (*link != NULL) {
+        xmlNs *d = *link;
+        xmlNs *up = el->parent != NULL ? xmlSearchNs(doc, el->parent, d->prefix) : NULL;
+        if (up == NULL || up->href == NULL || d->href == NULL || !xmlStrEqual(up->href, d->href)) {
+            link = &d->next;
+            continue;
+        }
+        for (xmlNode *n = el; n != NULL; n = next_in(n, el)) {
+            if (n->type != XML_ELEMENT_NODE)
+                continue;
+            if (n->ns == d)
+                n->ns = up;
+            for (xmlAttr *a = n->properties; a != NULL; a = a->next)
+                if (a->ns == d)
+                    a->ns = up;
+        }
+        *link = d->next;
+        d->next = NULL;
+        xmlFreeNs(d);
+    }
+}
+
+/* ---- actions --------------------------------------------------------------------------------- */
+
+/* A namespace for a prefixed attribute of `el`: one in scope with the URI, or a new declaration
+ * on `el` with a prefix bound to nothing in scope (the file's own prefix when free), so that no
+ * descendant's use of a prefix is captured. */
+static xmlNs *attr_ns(applying *ap, xmlNode *el, const xs_action *a)
+{
+    xmlNs *ns = xmlSearchNsByHref(ap->doc, el, BAD_CAST a->attr_uri);
+    if (ns != NULL && ns->prefix != NULL)
+        return ns;
+    char prefix[80];
+    if (strlen(a->attr_prefix) < sizeof(prefix))
+        memcpy(prefix, a->attr_prefix, strlen(a->attr_prefix) + 1);
+    else
+        snprintf(prefix, sizeof(prefix), "ns");
+    for (unsigned k = 0; xmlSearchNs(ap->doc, el, BAD_CAST prefix) != NULL; k++) {
+        if (k == 1000) {
+            note_error(ap, "set-attr: no free namespace prefix");
+            return NULL;
+        }
+        snprintf(prefix, sizeof(prefix), "ns%u", k);
+    }
+    ns = xmlNewNs(el, BAD_CAST a->attr_uri, BAD_CAST prefix);
+    if (ns == NULL)
+        ap->err = XS_ENOMEM;
+    return ns;
+}
+
+static void act_set_attr(applying *ap, const xs_action *a)
+{
+    xmlNode **nodes;
+    size_t n = select_nodes(ap, a->target, false, &nodes);
+    unsigned changed = 0;
+    char *value = n > 0 ? expand(ap, a->value, false, XS_RULES_MAX_GROWTH) : NULL;
+    for (size_t i = n; value != NULL && i-- > 0 && ap->err == 0;) {
+        xmlNode *el = nodes[i];
+        if (el->type != XML_ELEMENT_NODE)
+            continue;
+        xmlChar *old = xmlGetNsProp(el, BAD_CAST a->attr_local, BAD_CAST a->attr_uri);
+        bool same = old != NULL && strcmp((const char *)old, value) == 0;
+        xmlFree(old);
+        if (same)
+            continue;
+        if (!spend(ap, strlen(value) + strlen(a->attr_local) + 16))
+            break;
+        xmlNs *ns = NULL;
+        if (a->attr_uri != NULL && (ns = attr_ns(ap, el, a)) == NULL)
+            break;
+        if (xmlSetNsProp(el, ns, BAD_CAST a->attr_local, BAD_CAST value) == NULL) {
+            ap->err = XS_ENOMEM;
+            break;
+        }
+        changed++;
+    }
+    free(value);
+    free(nodes);
+    applied_rewrite(ap, XS_ACT_SET_ATTR, changed);
+}
+
+static void act_remove_attr(applying *ap, const xs_action *a)
+{
+    xmlNode **nodes;
+    size_t n = select_nodes(ap, a->target, false, &nodes);
+    unsigned changed = 0;
+    for (size_t i = n; i-- > 0;) {
+        if (nodes[i]->type != XML_ELEMENT_NODE)
+            continue;
+        xmlAttr *attr = xmlHasNsProp(nodes[i], BAD_CAST a->attr_local, BAD_CAST a->attr_uri);
+        if (attr != NULL && xmlRemoveProp(attr) == 0)
+            changed++;
+    }
+    free(nodes);
+    applied_rewrite(ap, XS_ACT_REMOVE_ATTR, changed);
+}
+
+static void act_set_text(applying *ap, const xs_action *a)
+{
+    xmlNode **nodes;
+    size_t n = select_nodes(ap, a->target, false, &nodes);
+    unsigned changed = 0;
+    char *value = n > 0 ? expand(ap, a->value, false, XS_RULES_MAX_GROWTH) : NULL;
+    size_t vlen = value != NULL ? strlen(value) : 0;
+    for (size_t i = n; value != NULL && i-- > 0 && ap->err == 0;) {
+        xmlNode *node = nodes[i];
+        if (node->type == XML_ELEMENT_NODE) {
+            if (node->children != NULL && node->children == node->last &&
+                node->children->type == XML_TEXT_NODE && node->children->content != NULL &&
+                strcmp((const char *)node->children->content, value) == 0)
+                continue;
+            if (!spend(ap, vlen))
+                break;
+            xmlNode *text = vlen > 0 ? xmlNewDocTextLen(ap->doc, BAD_CAST value, (int)vlen) : NULL;
+            if (vlen > 0 && text == NULL) {
+                ap->err = XS_ENOMEM;
+                break;
+            }
+            xmlFreeNodeList(node->children);
+            node->children = node->last = NULL;
+            if (text != NULL)
+                xmlAddChild(node, text);
+        } else if (node->type == XML_ATTRIBUTE_NODE) {
+            xmlAttr *attr = (xmlAttr *)node;
+            xmlChar *old = xmlNodeGetContent(node);
+            bool same = old != NULL && strcmp((const char *)old, value) == 0;
+            xmlFree(old);
+            if (same)
+                continue;
+            if (!spend(ap, vlen))
+                break;
+            if (xmlSetNsProp(attr->parent, attr->ns, attr->name, BAD_CAST value) == NULL) {
+                ap->err = XS_ENOMEM;
+                break;
+            }
+        } else if (node->type == XML_TEXT_NODE || node->type == XML_CDATA_SECTION_NODE) {
+            if (node->content != NULL && strcmp((const char *)node->content, value) == 0)
+                continue;
+            if (!spend(ap, vlen))
+                break;
+            xmlNodeSetContent(node, BAD_CAST value);
+        } else {
+            continue;
+        }
+        changed++;
+    }
+    free(value);
+    free(nodes);
+    applied_rewrite(ap, XS_ACT_SET_TEXT, changed);
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Adds the text nodes a selected node stands for to `texts` (capped). */
+static void collect_texts(xmlNode *node, xmlNode **texts, size_t *n, bool *capped)
+{
+    xmlNode *top = node;
+    if (node->type == XML_TEXT_NODE || node->type == XML_CDATA_SECTION_NODE) {
+        if (*n < XS_RULES_MAX_NODES)
+            texts[(*n)++] = node;
+        else
+            *capped = true;
+        return;
+    }
+    if (node->type == XML_ATTRIBUTE_NODE) {
+        for (xmlNode *c = node->children; c != NULL; c = c->next)
+            collect_texts(c, texts, n, capped);
+        return;
+    }
+    if (node->type != XML_ELEMENT_NODE)
+        return;
+    for (xmlNode *c = next_in(top, top); c != NULL; c = next_in(c, top)) {
+        if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE)
+            continue;
+        if (*n == XS_RULES_MAX_NODES) {
+            *capped = true;
+            return;
+        }
+        texts[(*n)++] = c;
+    }
+}
+
+static void act_replace_text(applying *ap, const xs_action *a)
+{
+    xmlNode **nodes;
+    size_t n = select_nodes(ap, a->target, false, &nodes);
+    unsigned changed = 0;
+    xmlNode **texts = NULL;
+    size_t nt = 0;
+    bool capped = false;
+    char *repl = NULL;
+    PCRE2_UCHAR *buf = NULL;
+    size_t cap = 0;
+
+    if (n == 0)
+        goto out;
+    texts = malloc(XS_RULES_MAX_NODES * sizeof(*texts));
+    repl = expand(ap, a->value, true, XS_RULES_MAX_GROWTH);
+    if (texts == NULL || repl == NULL) {
+        ap->err = XS_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n && !capped; i++)
+        collect_texts(nodes[i], texts, &nt, &capped);
+    if (capped)
+        note_error(ap, "replace-text: more than %u text nodes; the rest were left",
+                   XS_RULES_MAX_NODES);
+    /* An element and a text node inside it may both be selected: each text once. */
+    qsort(texts, nt, sizeof(*texts), cmp_ptr);
+    size_t u = 0;
+    for (size_t i = 0; i < nt; i++)
+        if (u == 0 || texts[u - 1] != texts[i])
+            texts[u++] = texts[i];
+    nt = u;
+    for (size_t i = 0; i < nt && ap->err == 0; i++) {
+        xmlNode *t = texts[i];
+        const char *subject = t->content != NULL ? (const char *)t->content : "";
+        size_t slen = strlen(subject);
+        /* Room for the subject plus what the budget allows to grow. */
+        size_t want = slen + (ap->budget < 4096 ? ap->budget : 4096) + 1;
+        for (;;) {
+            if (want > cap) {
+                PCRE2_UCHAR *nb = realloc(buf, want);
+                if (nb == NULL) {
+                    ap->err = XS_ENOMEM;
+                    goto out;
+                }
+                buf = nb;
+                cap = want;
+            }
+            PCRE2_SIZE olen = cap;
+            int rc = pcre2_substitute(a->re, (PCRE2_SPTR)subject, slen, 0,
+                                      PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_UNSET_EMPTY |
+                                          PCRE2_SUBSTITUTE_OVERFLOW_LENGTH,
+                                      NULL, ap->set->mctx, (PCRE2_SPTR)repl, PCRE2_ZERO_TERMINATED,
+                                      buf, &olen);
+            if (rc == PCRE2_ERROR_NOMEMORY) {
+                /* olen is the length needed, without the NUL. */
+                if (olen + 1 <= cap || olen > slen + ap->budget) {
+                    spend(ap, olen - slen);
+                    goto out;
+                }
+                want = olen + 1;
+                continue;
+            }
+            if (rc < 0) {
+                PCRE2_UCHAR msg[120];
+                pcre2_get_error_message(rc, msg, sizeof(msg));
+                note_error(ap, "replace-text: %s", (const char *)msg);
+                break;
+            }
+            if (rc > 0 && (olen != slen || memcmp(buf, subject, slen) != 0)) {
+                if (olen > slen && !spend(ap, olen - slen))
+                    goto out;
+                xmlNodeSetContentLen(t, buf, (int)olen);
+                changed++;
+            }
+            break;
+        }
+    }
+out:
+    free(buf);
+    free(repl);
+    free(texts);
+    free(nodes);
+    applied_rewrite(ap, XS_ACT_REPLACE_TEXT, changed);
+}
+
+static void act_remove(applying *ap, const xs_action *a)
+{
+    xmlNode **nodes;
+    size_t n = select_nodes(ap, a->target, true, &nodes);
+    /* Unlink everything first: then no selected node is inside another, and each is freed
+     * once. */
+    for (size_t i = n; i-- > 0;)
+        xmlUnlinkNode(nodes[i]);
+    for (size_t i = 0; i < n; i++)
+        xmlFreeNode(nodes[i]);
+    free(nodes);
+    applied_rewrite(ap, XS_ACT_REMOVE, (unsigned)n);
+}
+
+static void act_insert(applying *ap, const xs_action *a)
+{
+    xmlNode **nodes;
+    size_t n = select_nodes(ap, a->target, false, &nodes);
+    unsigned changed = 0;
+    xmlNode *frag = xmlDocGetRootElement(a->fragment);
+    for (size_t i = 0; i < n && ap->err == 0; i++) {
+        xmlNode *el = nodes[i];
+        if (el->type != XML_ELEMENT_NODE)
+            continue;
+        if (!spend(ap, a->fragment_size))
+            break;
+        for (xmlNode *c = frag->children; c != NULL && ap->err == 0; c = c->next) {
+            xmlNode *copy = xmlDocCopyNode(c, ap->doc, 1);
+            if (copy == NULL) {
+                ap->err = XS_ENOMEM;
+                break;
+            }
+            fix_fragment(ap, copy, a->fragment_vars);
+            bool element = copy->type == XML_ELEMENT_NODE;
+            /* A text node may be merged into the last text child and freed. */
+            xmlNode *added = xmlAddChild(el, copy);
+            if (added == NULL) {
+                xmlFreeNode(copy);
+                ap->err = XS_ENOMEM;
+                break;
+            }
+            if (element)
+                drop_redundant_decls(ap->doc, added);
+        }
+        changed++;
+    }
+    free(nodes);
+    applied_rewrite(ap, XS_ACT_INSERT, changed);
+}
+
+static void act_inject(applying *ap, const xs_action *a)
+{
+    xmlNode *el = xmlDocGetRootElement(a->fragment)->children;
+    while (el != NULL && el->type != XML_ELEMENT_NODE)
+        el = el->next;
+    xmlDoc *doc = xmlNewDoc(BAD_CAST "1.0");
+    xmlNode *copy = doc != NULL && el != NULL ? xmlDocCopyNode(el, doc, 1) : NULL;
+    char *xml = NULL;
+    size_t len = 0;
+    if (copy == NULL)
+        goto out;
+    xmlDocSetRootElement(doc, copy);
+    fix_fragment(ap, copy, a->fragment_vars);
+    if (ap->err != 0)
+        goto out;
+    xml = serialize(NULL, doc, copy, &len);
+    if (xml == NULL)
+        goto out;
+    xs_rule_inject *inj = realloc(ap->res->injects, (ap->res->n_injects + 1) * sizeof(*inj));
+    if (inj == NULL)
+        goto out;
+    ap->res->injects = inj;
+    inj[ap->res->n_injects].direction = a->inject_dir;
+    inj[ap->res->n_injects].xml = xml;
+    inj[ap->res->n_injects].len = len;
+    ap->res->n_injects++;
+    xml = NULL;
+    add_applied(ap, XS_ACT_INJECT, 0, "%s", xs_rule_dir_name(a->inject_dir));
+    xmlFreeDoc(doc);
+    return;
+out:
+    ap->err = XS_ENOMEM;
+    free(xml);
+    if (doc != NULL)
+        xmlFreeDoc(doc);
+}
+
+static bool is_stanza_ns(const xmlNode *n)
+{
+    return n->ns != NULL && n->ns->href != NULL &&
+           (xmlStrEqual(n->ns->href, BAD_CAST "jabber:client") ||
+            xmlStrEqual(n->ns->href, BAD_CAST "jabber:server"));
+}
+
+static void act_bounce(applying *ap, const xs_action *a)
+{
+    const xmlNode *orig = ap->ev->node;
+    const char *name = (const char *)orig->name;
+    xmlChar *type = xmlGetNoNsProp(orig, BAD_CAST "type");
+    const char *why = NULL;
+    xmlDoc *doc = NULL;
+
+    if (ap->decided)
+        goto out;
+    ap->decided = true;
+    if (!is_stanza_ns(orig) ||
+        (strcmp(name, "message") != 0 && strcmp(name, "presence") != 0 && strcmp(name, "iq") != 0))
+        why = "not a stanza";
+    else if (type != NULL && xmlStrEqual(type, BAD_CAST "error"))
+        why = "an error is never bounced";
+    else if (type != NULL && strcmp(name, "iq") == 0 && xmlStrEqual(type, BAD_CAST "result"))
+        why = "a result is never bounced";
+    if (why != NULL) {
+        ap->res->verdict = XS_VERDICT_DROP;
+        add_applied(ap, XS_ACT_BOUNCE, 0, "dropped instead: %s", why);
+        goto out;
+    }
+
+    const char *from = orig_attr(ap, 0), *to = orig_attr(ap, 1), *id = orig_attr(ap, 2);
+    doc = xmlNewDoc(BAD_CAST "1.0");
+    xmlNode *root = doc != NULL ? xmlNewDocNode(doc, NULL, BAD_CAST name, NULL) : NULL;
+    if (root == NULL)
+        goto oom;
+    xmlDocSetRootElement(doc, root);
+    xmlNs *ns = xmlNewNs(root, orig->ns->href, NULL);
+    if (ns == NULL)
+        goto oom;
+    xmlSetNs(root, ns);
+    if ((ap->orig[1] != NULL && xmlNewProp(root, BAD_CAST "from", BAD_CAST to) == NULL) ||
+        (ap->orig[0] != NULL && xmlNewProp(root, BAD_CAST "to", BAD_CAST from) == NULL) ||
+        (ap->orig[2] != NULL && xmlNewProp(root, BAD_CAST "id", BAD_CAST id) == NULL) ||
+        xmlNewProp(root, BAD_CAST "type", BAD_CAST "error") == NULL)
+        goto oom;
+    xmlNode *err = xmlNewChild(root, ns, BAD_CAST "error", NULL);
+    if (err == NULL || xmlNewProp(err, BAD_CAST "type", BAD_CAST a->error_type) == NULL)
+        goto oom;
+    xmlNode *cond = xmlNewChild(err, NULL, BAD_CAST a->condition, NULL);
+    xmlNode *text = xmlNewChild(err, NULL, BAD_CAST "text", NULL);
+    xmlNs *sns = cond != NULL ? xmlNewNs(cond, BAD_CAST NS_STANZAS, NULL) : NULL;
+    xmlNs *tns = text != NULL ? xmlNewNs(text, BAD_CAST NS_STANZAS, NULL) : NULL;
+    if (sns == NULL || tns == NULL)
+        goto oom;
+    xmlSetNs(cond, sns);
+    xmlSetNs(text, tns);
+    char msg[300];
+    snprintf(msg, sizeof(msg), "bounced by xmppscope rule \"%s\"", ap->rule->name);
+    xmlNodeAddContent(text, BAD_CAST msg);
+    ap->res->bounce = serialize(NULL, doc, root, &ap->res->bounce_len);
+    if (ap->res->bounce == NULL)
+        goto oom;
+    ap->res->verdict = XS_VERDICT_BOUNCE;
+    add_applied(ap, XS_ACT_BOUNCE, 0, "%s", a->condition);
+    goto out;
+oom:
+    ap->err = XS_ENOMEM;
+out:
+    if (doc != NULL)
+        xmlFreeDoc(doc);
+    xmlFree(type);
+}
+
+static void act_tag(applying *ap, const char *label)
+{
+    xs_rule_result *res = ap->res;
+    for (size_t i = 0; i < res->n_tags; i++)
+        if (strcmp(res->tags[i], label) == 0)
+            goto applied;
+    char **t = realloc(res->tags, (res->n_tags + 1) * sizeof(*t));
+    if (t == NULL) {
+        ap->err = XS_ENOMEM;
+        return;
+    }
+    res->tags = t;
+    if ((t[res->n_tags] = strdup(label)) == NULL) {
+        ap->err = XS_ENOMEM;
+        return;
+    }
+    res->n_tags++;
+applied:
+    add_applied(ap, XS_ACT_TAG, 0, "%s", label);
+}
+
+/* Runs one action. Returns true when no later rule should be tried. */
+static bool run_action(applying *ap, const xs_action *a)
+{
+    switch (a->kind) {
+    case XS_ACT_DROP:
+        if (!ap->decided) {
+            ap->decided = true;
+            ap->res->verdict = XS_VERDICT_DROP;
+            add_applied(ap, XS_ACT_DROP, 0, NULL);
+        }
+        return true;
+    case XS_ACT_BOUNCE:
+        act_bounce(ap, a);
+        return true;
+    case XS_ACT_SET_ATTR:
+        act_set_attr(ap, a);
+        break;
+    case XS_ACT_REMOVE_ATTR:
+        act_remove_attr(ap, a);
+        break;
+    case XS_ACT_SET_TEXT:
+        act_set_text(ap, a);
+        break;
+    case XS_ACT_REPLACE_TEXT:
+        act_replace_text(ap, a);
+        break;
+    case XS_ACT_REMOVE:
+        act_remove(ap, a);
+        break;
+    case XS_ACT_INSERT:
+        act_insert(ap, a);
+        break;
+    case XS_ACT_INJECT:
+        act_inject(ap, a);
+        break;
+    case XS_ACT_DELAY:
+        ap->res->delay_ms += a->ms;
+        if (ap->res->delay_ms > XS_RULES_MAX_DELAY_MS)
+            ap->res->delay_ms = XS_RULES_MAX_DELAY_MS;
+        add_applied(ap, XS_ACT_DELAY, 0, "%lu ms", a->ms);
+        break;
+    case XS_ACT_TAG:
+        act_tag(ap, a->value);
+        break;
+    case XS_ACT_PASS:
+        add_applied(ap, XS_ACT_PASS, 0, NULL);
+        return true;
+    }
+    return false;
+}
+
+/* The default namespace the stream element declares: what a stanza's unprefixed names mean. */
+static const char *content_ns(const xmlNode *node)
+{
+    const xmlNode *stream = node->parent;
+    if (stream != NULL && stream->type == XML_ELEMENT_NODE) {
+        xmlNs *ns = xmlSearchNs(stream->doc, (xmlNode *)stream, NULL);
+        if (ns != NULL && ns->href != NULL && ns->href[0] != 0)
+            return (const char *)ns->href;
+    }
+    if (is_stanza_ns(node))
+        return (const char *)node->ns->href;
+    return "jabber:client";
+}
+
+/* True when no match of `r` is ruled out by the stanza's own name (no copy needed for that). */
+static bool rule_may_match(applying *ap, const xs_rule *r)
+{
+    const xmlNode *n = ap->ev->node;
+    const char *href = n->ns != NULL && n->ns->href != NULL ? (const char *)n->ns->href : "";
+    for (size_t i = 0; i < r->n_matches; i++) {
+        const xs_root_filter *f = &r->filters[i];
+        if (f->local == NULL)
+            continue;
+        if (strcmp(f->local, (const char *)n->name) != 0)
+            return false;
+        const char *want = f->ns < 0 ? ap->content_ns : ap->set->uris[f->ns];
+        if (strcmp(want, href) != 0)
+            return false;
+    }
+    return true;
+}
+
+static bool rule_matches(applying *ap, const xs_rule *r)
+{
+    xmlXPathContext *x = ap->set->xpath;
+    for (size_t i = 0; i < r->n_matches; i++) {
+        /* Evaluated straight to a boolean: libxml2 stops at the first node found. */
+        x->doc = ap->doc;
+        x->node = ap->root;
+        x->opLimit = XPATH_OP_LIMIT;
+        x->opCount = 0;
+        x->contextSize = 1;
+        x->proximityPosition = 1;
+        xmlResetError(&x->lastError);
+        int yes = xmlXPathCompiledEvalToBoolean(r->matches[i], x);
+        if (yes < 0) {
+            if (XS_XPATH_OOM(x->lastError.code))
+                ap->err = XS_ENOMEM;
+            else
+                note_error(ap, "XPath: %s", xs_xpath_error_text(x->lastError.code));
+            xmlResetError(&x->lastError);
+        }
+        if (yes != 1)
+            return false;
+    }
+    return true;
+}
+
+int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, xs_rule_result *res)
+{
+    applying ap;
+    memset(res, 0, sizeof(*res));
+    if (ev->kind != XS_EV_STANZA || ev->node == NULL ||
+        (ctx->direction != XS_RULE_C2S && ctx->direction != XS_RULE_S2C))
+        return XS_EINVAL;
+    memset(&ap, 0, sizeof(ap));
+    ap.set = rules;
+    ap.ctx = ctx;
+    ap.ev = ev;
+    ap.res = res;
+    ap.budget = XS_RULES_MAX_GROWTH;
+    ap.content_ns = content_ns(ev->node);
+
+    for (size_t i = 0; i < rules->n_rules && ap.err == 0; i++) {
+        xs_rule *r = &rules->rules[i];
+        if ((r->builtin & ctx->builtin_off) != 0)
+            continue;
+        if (r->dir != XS_RULE_ANY && r->dir != ctx->direction)
+            continue;
+        if (!rule_may_match(&ap, r))
+            continue;
+        if (ap.doc == NULL) {
+            ap.doc = xs_stanza_copy(ev->node);
+            if (ap.doc == NULL || xmlXPathRegisterNs(rules->xpath, BAD_CAST XS_XPATH_STANZA_PREFIX,
+                                                     BAD_CAST ap.content_ns) != 0) {
+                ap.err = XS_ENOMEM;
+                break;
+            }
+            ap.root = xmlDocGetRootElement(ap.doc);
+            if (ctx->flags & XS_RULE_EXPLAIN) {
+                ap.last_xml = serialize(stream_of(&ap), ap.doc, ap.root, NULL);
+                if (ap.last_xml == NULL) {
+                    ap.err = XS_ENOMEM;
+                    break;
+                }
+            }
+        }
+        ap.rule = r;
+        if (!rule_matches(&ap, r))
+            continue;
+        r->hits++;
+        res->rules_matched++;
+        bool stop = false;
+        for (size_t k = 0; k < r->n_actions && ap.err == 0; k++)
+            stop |= run_action(&ap, &r->actions[k]);
+        if (stop)
+            break;
+    }
+
+    if (ap.err == 0 && !ap.decided && ap.modified) {
+        res->xml = serialize(stream_of(&ap), ap.doc, ap.root, &res->len);
+        if (res->xml == NULL)
+            ap.err = XS_ENOMEM;
+        else
+            res->verdict = XS_VERDICT_REWRITTEN;
+    }
+    for (int i = 0; i < 3; i++)
+        xmlFree(ap.orig[i]);
+    free(ap.last_xml);
+    if (ap.doc != NULL)
+        xmlFreeDoc(ap.doc);
+    if (ap.err != 0) {
+        xs_rule_result_clear(res);
+        return ap.err;
+    }
+    return 0;
+}

@@ -1,0 +1,1618 @@
+/* The rules-file compiler: text in, a compiled rule set or every error with its position out.
+ * See rules.h for the language. Everything that can be checked is checked here, once, so that
+ * applying a rule to a stanza never meets a syntax error: XPaths are rewritten for namespaces,
+ * compiled and tried on a dummy stanza; regexes and their replacements are compiled and checked;
+ * XML fragments are parsed. */
+#include "filters/features.h"
+#include "filters/rules_impl.h"
+
+#include "inspect/error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/xpathInternals.h>
+
+/* ---- tables ---------------------------------------------------------------------------------- */
+
+static const xs_rules_ns builtin_ns[] = {
+    {"client", "jabber:client"},
+    {"server", "jabber:server"},
+    {"stream", "http://etherx.jabber.org/streams"},
+    {"stream-error", "urn:ietf:params:xml:ns:xmpp-streams"},
+    {"stanza-error", "urn:ietf:params:xml:ns:xmpp-stanzas"},
+    {"tls", "urn:ietf:params:xml:ns:xmpp-tls"},
+    {"sasl", "urn:ietf:params:xml:ns:xmpp-sasl"},
+    {"sasl2", "urn:xmpp:sasl:2"},
+    {"sasl-cb", "urn:xmpp:sasl-cb:0"},
+    {"fast", "urn:xmpp:fast:0"},
+    {"bind", "urn:ietf:params:xml:ns:xmpp-bind"},
+    {"bind2", "urn:xmpp:bind:0"},
+    {"session", "urn:ietf:params:xml:ns:xmpp-session"},
+    {"compress", "http://jabber.org/features/compress"},
+    {"sm", "urn:xmpp:sm:3"},
+    {"csi", "urn:xmpp:csi:0"},
+    {"roster", "jabber:iq:roster"},
+    {"disco-info", "http://jabber.org/protocol/disco#info"},
+    {"disco-items", "http://jabber.org/protocol/disco#items"},
+    {"caps", "http://jabber.org/protocol/caps"},
+    {"muc", "http://jabber.org/protocol/muc"},
+    {"muc-user", "http://jabber.org/protocol/muc#user"},
+    {"muc-admin", "http://jabber.org/protocol/muc#admin"},
+    {"muc-owner", "http://jabber.org/protocol/muc#owner"},
+    {"cs", "http://jabber.org/protocol/chatstates"},
+    {"chatstates", "http://jabber.org/protocol/chatstates"},
+    {"receipts", "urn:xmpp:receipts"},
+    {"markers", "urn:xmpp:chat-markers:0"},
+    {"correct", "urn:xmpp:message-correct:0"},
+    {"reply", "urn:xmpp:reply:0"},
+    {"hints", "urn:xmpp:hints"},
+    {"sid", "urn:xmpp:sid:0"},
+    {"carbons", "urn:xmpp:carbons:2"},
+    {"forward", "urn:xmpp:forward:0"},
+    {"mam", "urn:xmpp:mam:2"},
+    {"ping", "urn:xmpp:ping"},
+    {"delay", "urn:xmpp:delay"},
+    {"time", "urn:xmpp:time"},
+    {"version", "jabber:iq:version"},
+    {"last", "jabber:iq:last"},
+    {"private", "jabber:iq:private"},
+    {"register", "jabber:iq:register"},
+    {"blocking", "urn:xmpp:blocking"},
+    {"pubsub", "http://jabber.org/protocol/pubsub"},
+    {"pubsub-event", "http://jabber.org/protocol/pubsub#event"},
+    {"pubsub-owner", "http://jabber.org/protocol/pubsub#owner"},
+    {"vcard", "vcard-temp"},
+    {"vcard4", "urn:ietf:params:xml:ns:vcard-4.0"},
+    {"nick", "http://jabber.org/protocol/nick"},
+    {"xdata", "jabber:x:data"},
+    {"oob", "jabber:x:oob"},
+    {"commands", "http://jabber.org/protocol/commands"},
+    {"xhtml-im", "http://jabber.org/protocol/xhtml-im"},
+    {"xhtml", "http://www.w3.org/1999/xhtml"},
+    {"http-upload", "urn:xmpp:http:upload:0"},
+    {"jingle", "urn:xmpp:jingle:1"},
+    {"push", "urn:xmpp:push:0"},
+    {"omemo", "eu.siacs.conversations.axolotl"},
+    {NULL, NULL},
+};
+
+const xs_rules_ns *xs_rules_builtin_namespaces(void)
+{
+    return builtin_ns;
+}
+
+/* The XPath that selects the -PLUS mechanisms of SASL and SASL2 features, as features.c does:
+ * any child named mechanism whose text is longer than "-PLUS" and ends in it. */
+#define PLUS_XPATH                                                                                 \
+    "/stream:features/*[self::sasl:mechanisms or self::sasl2:authentication]"                      \
+    "/*[local-name() = 'mechanism' and string-length(.) > 5 and "                                  \
+    "substring(., string-length(.) - 4) = '-PLUS']"
+
+static const struct {
+    unsigned bit;
+    const char *text;
+} builtin_rules[] = {
+    {XS_REWRITE_SASL_PLUS, "# A man in the middle cannot carry channel binding.\n"
+                           "rule \"sasl-plus\"\n"
+                           "    direction s2c\n"
+                           "    match " PLUS_XPATH "\n"
+                           "    then remove \"" PLUS_XPATH "\"\n"
+                           "    then tag channel-binding-offered\n"
+                           "end\n"},
+    {XS_REWRITE_CHANNEL_BINDING, "# XEP-0440: the server's list of channel-binding types.\n"
+                                 "rule \"channel-binding\"\n"
+                                 "    direction s2c\n"
+                                 "    match /stream:features/sasl-cb:sasl-channel-binding\n"
+                                 "    then remove /stream:features/sasl-cb:sasl-channel-binding\n"
+                                 "    then tag channel-binding-offered\n"
+                                 "end\n"},
+    {XS_REWRITE_COMPRESSION, "# XEP-0138: xmppscope cannot read a compressed stream.\n"
+                             "rule \"compression\"\n"
+                             "    direction s2c\n"
+                             "    match /stream:features/compress:compression\n"
+                             "    then remove /stream:features/compress:compression\n"
+                             "end\n"},
+    {XS_REWRITE_STARTTLS, "# For a client leg that xmppscope secured itself.\n"
+                          "rule \"starttls\"\n"
+                          "    direction s2c\n"
+                          "    match /stream:features/tls:starttls\n"
+                          "    then remove /stream:features/tls:starttls\n"
+                          "end\n"},
+};
+
+#define N_BUILTIN (sizeof(builtin_rules) / sizeof(builtin_rules[0]))
+
+const char *xs_rules_builtin_text(unsigned bit)
+{
+    for (size_t i = 0; i < N_BUILTIN; i++)
+        if (builtin_rules[i].bit == bit)
+            return builtin_rules[i].text;
+    return NULL;
+}
+
+static const struct {
+    const char *condition;
+    const char *type;
+} conditions[] = {
+    {"bad-request", "modify"},
+    {"conflict", "cancel"},
+    {"feature-not-implemented", "cancel"},
+    {"forbidden", "auth"},
+    {"gone", "cancel"},
+    {"internal-server-error", "cancel"},
+    {"item-not-found", "cancel"},
+    {"jid-malformed", "modify"},
+    {"not-acceptable", "modify"},
+    {"not-allowed", "cancel"},
+    {"not-authorized", "auth"},
+    {"policy-violation", "modify"},
+    {"recipient-unavailable", "wait"},
+    {"redirect", "modify"},
+    {"registration-required", "auth"},
+    {"remote-server-not-found", "cancel"},
+    {"remote-server-timeout", "wait"},
+    {"resource-constraint", "wait"},
+    {"service-unavailable", "cancel"},
+    {"subscription-required", "auth"},
+    {"undefined-condition", "cancel"},
+    {"unexpected-request", "wait"},
+};
+
+static const char *const error_types[] = {"auth", "cancel", "continue", "modify", "wait", NULL};
+
+const char *xs_bounce_type(const char *condition)
+{
+    for (size_t i = 0; i < sizeof(conditions) / sizeof(conditions[0]); i++)
+        if (strcmp(conditions[i].condition, condition) == 0)
+            return conditions[i].type;
+    return NULL;
+}
+
+static const char *condition_static(const char *s)
+{
+    for (size_t i = 0; i < sizeof(conditions) / sizeof(conditions[0]); i++)
+        if (strcmp(conditions[i].condition, s) == 0)
+            return conditions[i].condition;
+    return NULL;
+}
+
+static const char *const act_names[] = {
+    [XS_ACT_DROP] = "drop",         [XS_ACT_BOUNCE] = "bounce",
+    [XS_ACT_SET_ATTR] = "set-attr", [XS_ACT_REMOVE_ATTR] = "remove-attr",
+    [XS_ACT_SET_TEXT] = "set-text", [XS_ACT_REPLACE_TEXT] = "replace-text",
+    [XS_ACT_REMOVE] = "remove",     [XS_ACT_INSERT] = "insert",
+    [XS_ACT_INJECT] = "inject",     [XS_ACT_DELAY] = "delay",
+    [XS_ACT_TAG] = "tag",           [XS_ACT_PASS] = "pass",
+};
+
+#define N_ACTS (sizeof(act_names) / sizeof(act_names[0]))
+
+const char *xs_act_name(xs_act_kind kind)
+{
+    return (size_t)kind < N_ACTS ? act_names[kind] : "unknown";
+}
+
+/* Usage of each action, for messages: its arguments after the name. */
+static const char *const act_usage[] = {
+    [XS_ACT_DROP] = "",
+    [XS_ACT_BOUNCE] = " [CONDITION [TYPE]]",
+    [XS_ACT_SET_ATTR] = " XPATH NAME VALUE",
+    [XS_ACT_REMOVE_ATTR] = " XPATH NAME",
+    [XS_ACT_SET_TEXT] = " XPATH TEXT",
+    [XS_ACT_REPLACE_TEXT] = " XPATH REGEX REPLACEMENT",
+    [XS_ACT_REMOVE] = " XPATH",
+    [XS_ACT_INSERT] = " XPATH XML-FRAGMENT",
+    [XS_ACT_INJECT] = " c2s|s2c XML-STANZA",
+    [XS_ACT_DELAY] = " MILLISECONDS",
+    [XS_ACT_TAG] = " LABEL",
+    [XS_ACT_PASS] = "",
+};
+
+/* Arguments: minimum and maximum. */
+static const unsigned char act_args[][2] = {
+    [XS_ACT_DROP] = {0, 0},        [XS_ACT_BOUNCE] = {0, 2},   [XS_ACT_SET_ATTR] = {3, 3},
+    [XS_ACT_REMOVE_ATTR] = {2, 2}, [XS_ACT_SET_TEXT] = {2, 2}, [XS_ACT_REPLACE_TEXT] = {3, 3},
+    [XS_ACT_REMOVE] = {1, 1},      [XS_ACT_INSERT] = {2, 2},   [XS_ACT_INJECT] = {2, 2},
+    [XS_ACT_DELAY] = {1, 1},       [XS_ACT_TAG] = {1, 1},      [XS_ACT_PASS] = {0, 0},
+};
+
+const char *xs_rule_dir_name(xs_rule_dir dir)
+{
+    switch (dir) {
+    case XS_RULE_C2S:
+        return "c2s";
+    case XS_RULE_S2C:
+        return "s2c";
+    case XS_RULE_ANY:
+        break;
+    }
+    return "any";
+}
+
+/* ---- diagnostics ----------------------------------------------------------------------------- */
+
+void xs_rule_diag_clear(xs_rule_diag *diag)
+{
+    if (diag == NULL)
+        return;
+    for (size_t i = 0; i < diag->n; i++)
+        free(diag->errors[i].message);
+    free(diag->errors);
+    memset(diag, 0, sizeof(*diag));
+}
+
+/* The compiler's state while it reads one text. */
+typedef struct pstate {
+    xs_rules *set;
+    xs_rule_diag *diag;
+    const char *filename; /* of the text being read */
+    unsigned builtin;     /* the XS_REWRITE_* bit of the text being read, 0 for the file */
+    size_t errors;        /* counted even without a diag */
+    bool oom;
+    /* Prefixes in force for the text being read: its declarations (set->decls from
+     * first_decl on), then the built-in table. */
+    size_t first_decl;
+    unsigned *decl_lines;
+    xmlXPathContext *cctx; /* compiles XPaths and tries them on `dummy` */
+    xmlDoc *dummy;
+    char *wrapper; /* start tag declaring the prefixes, for parsing fragments */
+    size_t wrapper_len;
+    /* The line being compiled, for positions. */
+    const char *line;
+    size_t line_len;
+    unsigned line_no;
+    bool line_failed; /* one error per line is enough */
+} pstate;
+
+static size_t columns(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            c++;
+    return c;
+}
+
+static void diag_add(pstate *ps, unsigned line, unsigned col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void diag_add(pstate *ps, unsigned line, unsigned col, const char *fmt, ...)
+{
+    ps->errors++;
+    xs_rule_diag *d = ps->diag;
+    if (d == NULL)
+        return;
+    if (d->n == XS_RULES_MAX_ERRORS) {
+        d->omitted++;
+        return;
+    }
+    if (d->n == d->cap) {
+        size_t ncap = d->cap ? d->cap * 2 : 8;
+        xs_rule_error *e = realloc(d->errors, ncap * sizeof(*e));
+        if (e == NULL) {
+            ps->oom = true;
+            return;
+        }
+        d->errors = e;
+        d->cap = ncap;
+    }
+    char text[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    xs_sbuf b;
+    xs_sbuf_init(&b, 0);
+    size_t head;
+    if (line > 0)
+        xs_sbuf_addf(&b, "%s:%u:%u: ", ps->filename, line, col);
+    else
+        xs_sbuf_addf(&b, "%s: ", ps->filename);
+    head = b.len;
+    xs_sbuf_adds(&b, text);
+    char *msg = xs_sbuf_take(&b, NULL);
+    if (msg == NULL) {
+        ps->oom = true;
+        return;
+    }
+    xs_rule_error *e = &d->errors[d->n++];
+    e->line = line;
+    e->column = line > 0 ? col : 0;
+    e->message = msg;
+    e->text = msg + head;
+}
+
+/* Reports an error at byte offset `off` of the current line; only the first of a line counts. */
+static void err_at(pstate *ps, size_t off, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void err_at(pstate *ps, size_t off, const char *fmt, ...)
+{
+    if (ps->line_failed)
+        return;
+    ps->line_failed = true;
+    char text[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (off > ps->line_len)
+        off = ps->line_len;
+    diag_add(ps, ps->line_no, (unsigned)(1 + columns(ps->line, off)), "%s", text);
+}
+
+static int cmp_errors(const void *a, const void *b)
+{
+    const xs_rule_error *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->column != y->column)
+        return x->column < y->column ? -1 : 1;
+    return 0;
+}
+
+/* ---- words ----------------------------------------------------------------------------------- */
+
+#define MAX_WORDS 6
+
+typedef struct word {
+    char *s; /* unescaped, NUL-terminated, in the line's scratch buffer */
+    size_t len;
+    size_t off; /* byte offset of its first character (the quote, if quoted) in the line */
+    bool quoted;
+} word;
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Splits the current line into at most `max` words (at most MAX_WORDS). Stops at a comment.
+ * `scratch` has room for the line plus a NUL per word. Returns the number of words, or -1 after
+ * reporting an error (when `report`). */
+static int split_words(pstate *ps, size_t max, char *scratch, word *w, bool report)
+{
+    const char *l = ps->line;
+    size_t n = ps->line_len, i = 0, nw = 0;
+    char *o = scratch;
+    for (;;) {
+        while (i < n && is_blank(l[i]))
+            i++;
+        if (i >= n || l[i] == '#')
+            break;
+        if (nw == max) {
+            if (!report)
+                break;
+            err_at(ps, i, "too many arguments (quote text that contains blanks)");
+            return -1;
+        }
+        word *cur = &w[nw++];
+        cur->off = i;
+        cur->s = o;
+        cur->quoted = l[i] == '"';
+        if (cur->quoted) {
+            i++;
+            for (;;) {
+                if (i >= n) {
+                    if (report)
+                        err_at(ps, cur->off, "unterminated string (a string ends on its line)");
+                    return -1;
+                }
+                if (l[i] == '"')
+                    break;
+                if (l[i] == '\\' && i + 1 < n && (l[i + 1] == '"' || l[i + 1] == '\\'))
+                    i++;
+                *o++ = l[i++];
+            }
+            i++;
+            if (i < n && !is_blank(l[i])) {
+                if (report)
+                    err_at(ps, i, "expected a blank after the closing quote");
+                return -1;
+            }
+        } else {
+            while (i < n && !is_blank(l[i]))
+                *o++ = l[i++];
+        }
+        cur->len = (size_t)(o - cur->s);
+        *o++ = 0;
+    }
+    return (int)nw;
+}
+
+/* The column offset of byte `k` of a word's unescaped text, as a byte offset in the line
+ * (escapes before it make it approximate). */
+static size_t word_off(const word *w, size_t k)
+{
+    return w->off + (w->quoted ? 1 : 0) + k;
+}
+
+static bool is(const word *w, const char *s)
+{
+    return !w->quoted && strcmp(w->s, s) == 0;
+}
+
+/* ---- namespaces ------------------------------------------------------------------------------ */
+
+static const char *prefix_uri(pstate *ps, const char *p, size_t n)
+{
+    for (size_t i = ps->first_decl; i < ps->set->n_decls; i++)
+        if (strlen(ps->set->decls[i].prefix) == n && memcmp(ps->set->decls[i].prefix, p, n) == 0)
+            return ps->set->decls[i].uri;
+    for (size_t i = 0; builtin_ns[i].prefix != NULL; i++)
+        if (strlen(builtin_ns[i].prefix) == n && memcmp(builtin_ns[i].prefix, p, n) == 0)
+            return builtin_ns[i].uri;
+    return NULL;
+}
+
+/* Index of `uri` in the set's table, added (and bound in the compile context) if new; -1 when
+ * out of memory. */
+static int uri_index(pstate *ps, const char *uri)
+{
+    xs_rules *set = ps->set;
+    for (size_t i = 0; i < set->n_uris; i++)
+        if (strcmp(set->uris[i], uri) == 0)
+            return (int)i;
+    char **u = realloc(set->uris, (set->n_uris + 1) * sizeof(*u));
+    if (u == NULL)
+        goto oom;
+    set->uris = u;
+    set->uris[set->n_uris] = strdup(uri);
+    if (set->uris[set->n_uris] == NULL)
+        goto oom;
+    char pfx[32];
+    snprintf(pfx, sizeof(pfx), XS_XPATH_NS_PREFIX "%zu", set->n_uris);
+    if (xmlXPathRegisterNs(ps->cctx, BAD_CAST pfx, BAD_CAST uri) != 0)
+        goto oom;
+    return (int)set->n_uris++;
+oom:
+    ps->oom = true;
+    return -1;
+}
+
+static int resolve_prefix(void *user, const char *prefix, size_t len)
+{
+    pstate *ps = user;
+    if (len == 3 && memcmp(prefix, "xml", 3) == 0)
+        return -2;
+    const char *uri = prefix_uri(ps, prefix, len);
+    if (uri == NULL)
+        return -1;
+    int idx = uri_index(ps, uri);
+    return idx < 0 ? -3 : idx; /* out of memory: a non-index that is not "unknown" */
+}
+
+static void declare(pstate *ps, const word *w, int nw)
+{
+    if (nw != 3) {
+        err_at(ps, nw > 3 ? w[3].off : 0, "namespace needs PREFIX URI");
+        return;
+    }
+    const word *p = &w[1], *u = &w[2];
+    if (xmlValidateNCName(BAD_CAST p->s, 0) != 0) {
+        err_at(ps, p->off, "'%s' is not a valid namespace prefix", p->s);
+        return;
+    }
+    if (strcmp(p->s, "xml") == 0 || strcmp(p->s, "xmlns") == 0) {
+        err_at(ps, p->off, "the prefix '%s' is reserved by XML", p->s);
+        return;
+    }
+    if (u->len == 0 || strcmp(u->s, XS_RULES_FRAGMENT_NS) == 0 ||
+        strcmp(u->s, "http://www.w3.org/2000/xmlns/") == 0) {
+        err_at(ps, u->off, "'%s' cannot be used as a namespace URI", u->s);
+        return;
+    }
+    xs_rules *set = ps->set;
+    for (size_t i = ps->first_decl; i < set->n_decls; i++) {
+        if (strcmp(set->decls[i].prefix, p->s) != 0)
+            continue;
+        if (strcmp(set->decls[i].uri, u->s) != 0)
+            err_at(ps, p->off, "prefix '%s' is already bound to %s (line %u)", p->s,
+                   set->decls[i].uri, ps->decl_lines[i - ps->first_decl]);
+        return;
+    }
+    size_t k = set->n_decls - ps->first_decl;
+    xs_rules_ns *d = realloc(set->decls, (set->n_decls + 1) * sizeof(*d));
+    if (d != NULL)
+        set->decls = d;
+    unsigned *dl = realloc(ps->decl_lines, (k + 1) * sizeof(*dl));
+    if (dl != NULL)
+        ps->decl_lines = dl;
+    char *pc = strdup(p->s), *uc = strdup(u->s);
+    if (d == NULL || dl == NULL || pc == NULL || uc == NULL) {
+        free(pc);
+        free(uc);
+        ps->oom = true;
+        return;
+    }
+    set->decls[set->n_decls].prefix = pc;
+    set->decls[set->n_decls].uri = uc;
+    set->n_decls++;
+    ps->decl_lines[k] = ps->line_no;
+}
+
+/* Builds the start tag that fragments are parsed in: the fragment namespace as default and every
+ * prefix in force. */
+static int build_wrapper(pstate *ps)
+{
+    xs_sbuf b;
+    xs_sbuf_init(&b, 0);
+    xs_sbuf_adds(&b, "<xs-fragment xmlns='" XS_RULES_FRAGMENT_NS "'");
+    for (int pass = 0; pass < 2; pass++) {
+        size_t n = pass == 0 ? ps->set->n_decls : sizeof(builtin_ns) / sizeof(builtin_ns[0]) - 1;
+        for (size_t i = pass == 0 ? ps->first_decl : 0; i < n; i++) {
+            const xs_rules_ns *d = pass == 0 ? &ps->set->decls[i] : &builtin_ns[i];
+            if (pass == 1 && prefix_uri(ps, d->prefix, strlen(d->prefix)) != d->uri)
+                continue; /* rebound by the file */
+            xs_sbuf_addf(&b, " xmlns:%s='", d->prefix);
+            for (const char *c = d->uri; *c; c++) {
+                if (*c == '\'')
+                    xs_sbuf_adds(&b, "&apos;");
+                else if (*c == '&')
+                    xs_sbuf_adds(&b, "&amp;");
+                else if (*c == '<')
+                    xs_sbuf_adds(&b, "&lt;");
+                else
+                    xs_sbuf_add(&b, c, 1);
+            }
+            xs_sbuf_adds(&b, "'");
+        }
+    }
+    xs_sbuf_adds(&b, ">");
+    free(ps->wrapper);
+    ps->wrapper = xs_sbuf_take(&b, &ps->wrapper_len);
+    if (ps->wrapper == NULL) {
+        ps->oom = true;
+        return XS_ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- compiling arguments --------------------------------------------------------------------- */
+
+static void ignore_xpath_error(void *user, xmlError *error)
+{
+    (void)user;
+    (void)error;
+}
+
+static void trim_message(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '.'))
+        s[--n] = 0;
+}
+
+/* Compiles the XPath `src` found at byte `off` of the line (unescaped, as in a quoted word when
+ * `quoted`). With `nodes`, it must select nodes (an action's target). */
+static xmlXPathCompExpr *compile_xpath(pstate *ps, const char *src, size_t len, size_t off,
+                                       bool nodes, const char *what, xs_root_filter *filter)
+{
+    xs_xpath_rw rw;
+    xmlXPathCompExpr *comp = NULL;
+    xmlXPathObject *obj = NULL;
+    if (len == 0) {
+        err_at(ps, off, "%s: empty XPath", what);
+        return NULL;
+    }
+    int rc = xs_xpath_rewrite(src, len, resolve_prefix, ps, &rw);
+    if (rc == XS_ENOMEM || ps->oom) {
+        ps->oom = true;
+        goto out;
+    }
+    if (rc != 0) {
+        err_at(ps, off + rw.err_offset, "%s: %s", what, rw.err);
+        goto out;
+    }
+    xmlResetError(&ps->cctx->lastError);
+    comp = xmlXPathCtxtCompile(ps->cctx, BAD_CAST rw.expr);
+    if (comp == NULL) {
+        int code = ps->cctx->lastError.code;
+        size_t at = ps->cctx->lastError.int1 > 0 ? (size_t)ps->cctx->lastError.int1 : 0;
+        if (XS_XPATH_OOM(code))
+            ps->oom = true;
+        else
+            err_at(ps, off + xs_xpath_map_offset(&rw, at), "%s: bad XPath: %s", what,
+                   xs_xpath_error_text(code));
+        goto out;
+    }
+    if (filter != NULL && rw.root_local != NULL) {
+        filter->local = strndup(rw.root_local, rw.root_local_len);
+        filter->ns = rw.root_ns;
+        if (filter->local == NULL) {
+            ps->oom = true;
+            xmlXPathFreeCompExpr(comp);
+            comp = NULL;
+            goto out;
+        }
+    }
+    /* Some errors (a function given the wrong type) show only when evaluated: try it on a
+     * stanza that has nothing in it. */
+    xmlResetError(&ps->cctx->lastError);
+    ps->cctx->doc = ps->dummy;
+    ps->cctx->node = xmlDocGetRootElement(ps->dummy);
+    ps->cctx->contextSize = 1;
+    ps->cctx->proximityPosition = 1;
+    ps->cctx->opLimit = 100000;
+    ps->cctx->opCount = 0;
+    obj = xmlXPathCompiledEval(comp, ps->cctx);
+    if (obj == NULL) {
+        int code = ps->cctx->lastError.code;
+        if (XS_XPATH_OOM(code))
+            ps->oom = true;
+        else
+            err_at(ps, off, "%s: bad XPath: %s", what, xs_xpath_error_text(code));
+        xmlXPathFreeCompExpr(comp);
+        comp = NULL;
+    } else if (nodes && obj->type != XPATH_NODESET) {
+        err_at(ps, off, "%s: the XPath must select nodes (it gives a %s)", what,
+               obj->type == XPATH_BOOLEAN  ? "boolean"
+               : obj->type == XPATH_NUMBER ? "number"
+                                           : "string");
+        xmlXPathFreeCompExpr(comp);
+        comp = NULL;
+    }
+out:
+    if (obj != NULL)
+        xmlXPathFreeObject(obj);
+    xmlResetError(&ps->cctx->lastError);
+    xs_xpath_rw_clear(&rw);
+    return comp;
+}
+
+static bool has_placeholder(const char *s)
+{
+    static const char *const names[] = {"{from}", "{to}", "{id}", "{session}", NULL};
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strstr(s, names[i]) != NULL)
+            return true;
+    return false;
+}
+
+/* Checks a PCRE2 replacement string against the groups of `re`. */
+static bool check_replacement(pstate *ps, pcre2_code *re, const word *w)
+{
+    uint32_t groups = 0;
+    pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &groups);
+    const char *s = w->s;
+    for (size_t i = 0; i < w->len; i++) {
+        if (s[i] != '$')
+            continue;
+        size_t at = i++;
+        if (i < w->len && s[i] == '$')
+            continue;
+        bool braced = i < w->len && s[i] == '{';
+        if (braced)
+            i++;
+        size_t start = i;
+        if (i < w->len && s[i] >= '0' && s[i] <= '9') {
+            unsigned long n = 0;
+            while (i < w->len && s[i] >= '0' && s[i] <= '9' && n < 100000)
+                n = n * 10 + (unsigned long)(s[i++] - '0');
+            if (n > groups) {
+                err_at(ps, word_off(w, at), "replace-text: the regex has no group %lu (it has %u)",
+                       n, groups);
+                return false;
+            }
+        } else {
+            while (i < w->len && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+                                  (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+                i++;
+            if (i == start) {
+                err_at(ps, word_off(w, at),
+                       "replace-text: '$' must be followed by a group number, a group name, "
+                       "{NUMBER or NAME} or '$'");
+                return false;
+            }
+            char name[64];
+            size_t n = i - start < sizeof(name) - 1 ? i - start : sizeof(name) - 1;
+            memcpy(name, s + start, n);
+            name[n] = 0;
+            if (pcre2_substring_number_from_name(re, (PCRE2_SPTR)name) < 0) {
+                err_at(ps, word_off(w, at), "replace-text: the regex has no group named '%s'",
+                       name);
+                return false;
+            }
+        }
+        if (braced) {
+            if (i >= w->len || s[i] != '}') {
+                err_at(ps, word_off(w, at), "replace-text: '${' without its '}'");
+                return false;
+            }
+        } else {
+            i--;
+        }
+    }
+    return true;
+}
+
+static pcre2_code *compile_regex(pstate *ps, const word *w)
+{
+    int code;
+    PCRE2_SIZE erroff;
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)w->s, w->len, PCRE2_UTF | PCRE2_UCP, &code, &erroff, NULL);
+    if (re == NULL) {
+        PCRE2_UCHAR msg[160];
+        if (pcre2_get_error_message(code, msg, sizeof(msg)) < 0)
+            snprintf((char *)msg, sizeof(msg), "error %d", code);
+        if (code == PCRE2_ERROR_HEAPLIMIT || code == PCRE2_ERROR_NOMEMORY)
+            ps->oom = true;
+        else
+            err_at(ps, word_off(w, erroff), "replace-text: bad regex: %s", (const char *)msg);
+        return NULL;
+    }
+    /* JIT makes matching several times faster; without it (no JIT on this platform, or no
+     * memory for it) the interpreter does the same work. */
+    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    return re;
+}
+
+/* libxml2 reports the errors of a parse through this; the first one is the one to show (later
+ * ones are consequences, such as "premature end of data"). */
+typedef struct first_error {
+    int code;
+    int column;
+    char message[200];
+} first_error;
+
+static void keep_first_error(void *user, xmlError *e)
+{
+    xmlParserCtxt *pc = user;
+    first_error *fe = pc->_private;
+    if (fe == NULL || fe->code != 0 || e == NULL || e->level < XML_ERR_ERROR)
+        return;
+    fe->code = e->code != 0 ? e->code : -1;
+    fe->column = e->int2;
+    snprintf(fe->message, sizeof(fe->message), "%s", e->message ? e->message : "not well-formed");
+    trim_message(fe->message);
+}
+
+/* Parses an XML fragment (insert, inject). `one_element`: exactly one element, and nothing but
+ * blanks around it. */
+static xmlDoc *parse_fragment(pstate *ps, const word *w, bool one_element, const char *what,
+                              bool *vars)
+{
+    xmlDoc *doc = NULL;
+    xmlParserCtxt *pc = NULL;
+    xs_sbuf b;
+    xs_sbuf_init(&b, 0);
+    if (ps->wrapper == NULL && build_wrapper(ps) != 0)
+        goto out;
+    xs_sbuf_add(&b, ps->wrapper, ps->wrapper_len);
+    xs_sbuf_add(&b, w->s, w->len);
+    xs_sbuf_adds(&b, "</xs-fragment>");
+    if (b.err != 0) {
+        ps->oom = true;
+        goto out;
+    }
+    pc = xmlNewParserCtxt();
+    if (pc == NULL) {
+        ps->oom = true;
+        goto out;
+    }
+    first_error fe = {0};
+    pc->_private = &fe;
+    pc->sax->serror = keep_first_error;
+    doc = xmlCtxtReadMemory(pc, b.s, (int)b.len, NULL, "UTF-8",
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
+                                XML_PARSE_NOCDATA);
+    if (doc == NULL || !pc->wellFormed || fe.code != 0) {
+        const char *msg = fe.code != 0 ? fe.message : "not well-formed";
+        size_t col = fe.column > 0 ? (size_t)fe.column : 0;
+        size_t wrap = columns(ps->wrapper, ps->wrapper_len);
+        /* libxml2 counts columns in characters; the wrapper is ASCII. */
+        size_t k = col > wrap + 1 ? col - wrap - 1 : 0;
+        /* Back from characters to bytes of the word. */
+        size_t byte = 0;
+        while (byte < w->len && k > 0) {
+            byte++;
+            while (byte < w->len && ((unsigned char)w->s[byte] & 0xC0) == 0x80)
+                byte++;
+            k--;
+        }
+        if (fe.code == XML_ERR_NO_MEMORY)
+            ps->oom = true;
+        else
+            err_at(ps, word_off(w, byte), "%s: bad XML: %s", what, msg);
+        if (doc != NULL)
+            xmlFreeDoc(doc);
+        doc = NULL;
+        goto out;
+    }
+    xmlNode *root = xmlDocGetRootElement(doc);
+    size_t elements = 0;
+    bool other = false;
+    *vars = false;
+    /* Walk the fragment: no comments or processing instructions (RFC 6120 section 11), and note
+     * whether a placeholder is used. */
+    for (xmlNode *n = root->children; n != NULL;) {
+        if (n->type == XML_COMMENT_NODE || n->type == XML_PI_NODE ||
+            n->type == XML_ENTITY_REF_NODE || n->type == XML_DTD_NODE) {
+            err_at(ps, w->off,
+                   "%s: comments, processing instructions and entities are not "
+                   "allowed in XMPP",
+                   what);
+            xmlFreeDoc(doc);
+            doc = NULL;
+            goto out;
+        }
+        if (n->parent == root) {
+            if (n->type == XML_ELEMENT_NODE)
+                elements++;
+            else if (n->type == XML_TEXT_NODE && n->content != NULL &&
+                     strspn((const char *)n->content, " \t\r\n") != strlen((char *)n->content))
+                other = true;
+        }
+        if (n->type == XML_TEXT_NODE && n->content != NULL &&
+            has_placeholder((const char *)n->content))
+            *vars = true;
+        if (n->type == XML_ELEMENT_NODE)
+            for (xmlAttr *a = n->properties; a != NULL; a = a->next)
+                if (a->children != NULL && a->children->content != NULL &&
+                    has_placeholder((const char *)a->children->content))
+                    *vars = true;
+        /* Next in document order, without recursion. */
+        if (n->type == XML_ELEMENT_NODE && n->children != NULL) {
+            n = n->children;
+            continue;
+        }
+        while (n != root && n->next == NULL)
+            n = n->parent;
+        n = n == root ? NULL : n->next;
+    }
+    if (root->children == NULL) {
+        err_at(ps, w->off, "%s: empty XML fragment", what);
+        xmlFreeDoc(doc);
+        doc = NULL;
+    } else if (one_element && (elements != 1 || other)) {
+        err_at(ps, w->off, "%s: needs exactly one element (a stanza)", what);
+        xmlFreeDoc(doc);
+        doc = NULL;
+    }
+out:
+    if (pc != NULL)
+        xmlFreeParserCtxt(pc);
+    xs_sbuf_free(&b);
+    return doc;
+}
+
+/* An attribute name for set-attr and remove-attr: NAME or PREFIX:NAME. */
+static bool attr_name(pstate *ps, const word *w, xs_action *a)
+{
+    if (xmlValidateQName(BAD_CAST w->s, 0) != 0) {
+        err_at(ps, w->off, "'%s' is not a valid attribute name", w->s);
+        return false;
+    }
+    const char *colon = strchr(w->s, ':');
+    if (strcmp(w->s, "xmlns") == 0 || strncmp(w->s, "xmlns:", 6) == 0) {
+        err_at(ps, w->off, "namespace declarations are not attributes to set or remove");
+        return false;
+    }
+    if (colon != NULL) {
+        size_t plen = (size_t)(colon - w->s);
+        const char *uri = plen == 3 && memcmp(w->s, "xml", 3) == 0 ? (const char *)XML_XML_NAMESPACE
+                                                                   : prefix_uri(ps, w->s, plen);
+        if (uri == NULL) {
+            err_at(ps, w->off, "unknown namespace prefix '%.*s'", (int)plen, w->s);
+            return false;
+        }
+        a->attr_prefix = strndup(w->s, plen);
+        a->attr_uri = strdup(uri);
+        a->attr_local = strdup(colon + 1);
+        if (a->attr_prefix == NULL || a->attr_uri == NULL)
+            ps->oom = true;
+    } else {
+        a->attr_local = strdup(w->s);
+    }
+    if (a->attr_local == NULL)
+        ps->oom = true;
+    return !ps->oom;
+}
+
+static bool label_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+static char *dup_word(pstate *ps, const word *w)
+{
+    char *s = strndup(w->s, w->len);
+    if (s == NULL)
+        ps->oom = true;
+    return s;
+}
+
+static void action_free(xs_action *a)
+{
+    if (a->target != NULL)
+        xmlXPathFreeCompExpr(a->target);
+    free(a->attr_local);
+    free(a->attr_prefix);
+    free(a->attr_uri);
+    free(a->value);
+    if (a->re != NULL)
+        pcre2_code_free(a->re);
+    if (a->fragment != NULL)
+        xmlFreeDoc(a->fragment);
+    memset(a, 0, sizeof(*a));
+}
+
+/* Compiles `then ACTION ARGS` (w[0] is "then"). Returns false after an error. */
+static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->line = ps->line_no;
+    if (nw < 2) {
+        err_at(ps, ps->line_len,
+               "then needs an action (drop, bounce, set-attr, remove-attr, "
+               "set-text, replace-text, remove, insert, inject, delay, tag, "
+               "pass)");
+        return false;
+    }
+    size_t k;
+    for (k = 0; k < N_ACTS; k++)
+        if (is(&w[1], act_names[k]))
+            break;
+    if (k == N_ACTS) {
+        err_at(ps, w[1].off,
+               "unknown action '%s' (drop, bounce, set-attr, remove-attr, set-text, replace-text, "
+               "remove, insert, inject, delay, tag, pass)",
+               w[1].s);
+        return false;
+    }
+    a->kind = (xs_act_kind)k;
+    unsigned nargs = (unsigned)nw - 2;
+    if (nargs < act_args[k][0] || nargs > act_args[k][1]) {
+        size_t at = nargs > act_args[k][1] ? w[2 + act_args[k][1]].off : ps->line_len;
+        err_at(ps, at, "%s %s: usage: %s%s%s",
+               nargs > act_args[k][1] ? "too many arguments for" : "missing arguments for",
+               act_names[k], act_names[k], act_usage[k],
+               nargs > act_args[k][1] ? " (quote text that contains blanks)" : "");
+        return false;
+    }
+    word *arg = &w[2];
+    const char *what = act_names[k];
+    switch (a->kind) {
+    case XS_ACT_DROP:
+    case XS_ACT_PASS:
+        break;
+    case XS_ACT_BOUNCE:
+        a->condition = "service-unavailable";
+        if (nargs >= 1) {
+            a->condition = condition_static(arg[0].s);
+            if (a->condition == NULL) {
+                err_at(ps, arg[0].off,
+                       "unknown stanza error condition '%s' (RFC 6120 section 8.3.3, e.g. "
+                       "service-unavailable, item-not-found, not-allowed, forbidden)",
+                       arg[0].s);
+                return false;
+            }
+        }
+        a->error_type = xs_bounce_type(a->condition);
+        if (nargs == 2) {
+            size_t t;
+            for (t = 0; error_types[t] != NULL; t++)
+                if (strcmp(error_types[t], arg[1].s) == 0)
+                    break;
+            if (error_types[t] == NULL) {
+                err_at(ps, arg[1].off,
+                       "unknown error type '%s' (auth, cancel, continue, modify or wait)",
+                       arg[1].s);
+                return false;
+            }
+            a->error_type = error_types[t];
+        }
+        break;
+    case XS_ACT_SET_ATTR:
+    case XS_ACT_REMOVE_ATTR:
+    case XS_ACT_SET_TEXT:
+    case XS_ACT_REPLACE_TEXT:
+    case XS_ACT_REMOVE:
+    case XS_ACT_INSERT:
+        a->target = compile_xpath(ps, arg[0].s, arg[0].len, word_off(&arg[0], 0), true, what, NULL);
+        if (a->target == NULL)
+            return false;
+        if (a->kind == XS_ACT_SET_ATTR || a->kind == XS_ACT_REMOVE_ATTR) {
+            if (!attr_name(ps, &arg[1], a))
+                return false;
+            if (a->kind == XS_ACT_SET_ATTR && (a->value = dup_word(ps, &arg[2])) == NULL)
+                return false;
+        } else if (a->kind == XS_ACT_SET_TEXT) {
+            if ((a->value = dup_word(ps, &arg[1])) == NULL)
+                return false;
+        } else if (a->kind == XS_ACT_REPLACE_TEXT) {
+            if (arg[1].len == 0) {
+                err_at(ps, arg[1].off, "replace-text: empty regex");
+                return false;
+            }
+            a->re = compile_regex(ps, &arg[1]);
+            if (a->re == NULL || !check_replacement(ps, a->re, &arg[2]))
+                return false;
+            if ((a->value = dup_word(ps, &arg[2])) == NULL)
+                return false;
+        } else if (a->kind == XS_ACT_INSERT) {
+            a->fragment = parse_fragment(ps, &arg[1], false, what, &a->fragment_vars);
+            a->fragment_size = arg[1].len;
+            if (a->fragment == NULL)
+                return false;
+        }
+        break;
+    case XS_ACT_INJECT:
+        if (is(&arg[0], "c2s"))
+            a->inject_dir = XS_RULE_C2S;
+        else if (is(&arg[0], "s2c"))
+            a->inject_dir = XS_RULE_S2C;
+        else {
+            err_at(ps, arg[0].off, "inject: direction must be c2s or s2c, not '%s'", arg[0].s);
+            return false;
+        }
+        a->fragment = parse_fragment(ps, &arg[1], true, what, &a->fragment_vars);
+        a->fragment_size = arg[1].len;
+        if (a->fragment == NULL)
+            return false;
+        break;
+    case XS_ACT_DELAY: {
+        const char *s = arg[0].s;
+        unsigned long ms = 0;
+        bool ok = arg[0].len > 0 && arg[0].len <= 7;
+        for (size_t i = 0; ok && i < arg[0].len; i++) {
+            if (s[i] < '0' || s[i] > '9')
+                ok = false;
+            else
+                ms = ms * 10 + (unsigned long)(s[i] - '0');
+        }
+        if (!ok || ms > XS_RULES_MAX_DELAY_MS) {
+            err_at(ps, arg[0].off, "delay: '%s' is not a number of milliseconds from 0 to %u", s,
+                   XS_RULES_MAX_DELAY_MS);
+            return false;
+        }
+        a->ms = ms;
+        break;
+    }
+    case XS_ACT_TAG:
+        if (!label_ok(arg[0].s, arg[0].len)) {
+            err_at(ps, arg[0].off, "tag: a label is 1 to 128 bytes without control characters");
+            return false;
+        }
+        if ((a->value = dup_word(ps, &arg[0])) == NULL)
+            return false;
+        break;
+    }
+    if (a->value != NULL && a->kind != XS_ACT_TAG)
+        a->value_vars = has_placeholder(a->value);
+    return true;
+}
+
+/* ---- rules ----------------------------------------------------------------------------------- */
+
+static void rule_free(xs_rule *r)
+{
+    free(r->name);
+    for (size_t i = 0; i < r->n_matches; i++) {
+        xmlXPathFreeCompExpr(r->matches[i]);
+        free(r->match_src[i]);
+        free(r->filters[i].local);
+    }
+    free(r->matches);
+    free(r->match_src);
+    free(r->filters);
+    for (size_t i = 0; i < r->n_actions; i++) {
+        action_free(&r->actions[i]);
+        free(r->action_src[i]);
+    }
+    free(r->actions);
+    free(r->action_src);
+    memset(r, 0, sizeof(*r));
+}
+
+static char *dup_trimmed(pstate *ps, const char *s, size_t n)
+{
+    while (n > 0 && is_blank(s[n - 1]))
+        n--;
+    char *d = strndup(s, n);
+    if (d == NULL)
+        ps->oom = true;
+    return d;
+}
+
+static bool add_match(pstate *ps, xs_rule *r, size_t from)
+{
+    const char *l = ps->line;
+    size_t n = ps->line_len, i = from;
+    while (i < n && is_blank(l[i]))
+        i++;
+    /* The rest of the line, up to a comment: a '#' after a blank, outside XPath literals. */
+    size_t end = i;
+    char quote = 0;
+    for (; end < n; end++) {
+        if (quote != 0) {
+            if (l[end] == quote)
+                quote = 0;
+        } else if (l[end] == '"' || l[end] == '\'') {
+            quote = l[end];
+        } else if (l[end] == '#' && end > 0 && is_blank(l[end - 1])) {
+            break;
+        }
+    }
+    size_t len = end;
+    while (len > i && is_blank(l[len - 1]))
+        len--;
+    if (r->n_matches == XS_RULES_MAX_MATCHES) {
+        err_at(ps, 0, "too many match lines in one rule (at most %u)", XS_RULES_MAX_MATCHES);
+        return false;
+    }
+    xs_root_filter filter = {NULL, -1};
+    xmlXPathCompExpr *comp = compile_xpath(ps, l + i, len - i, i, false, "match", &filter);
+    if (comp == NULL) {
+        free(filter.local);
+        return false;
+    }
+    xmlXPathCompExpr **m = realloc(r->matches, (r->n_matches + 1) * sizeof(*m));
+    if (m != NULL)
+        r->matches = m;
+    char **s = realloc(r->match_src, (r->n_matches + 1) * sizeof(*s));
+    if (s != NULL)
+        r->match_src = s;
+    xs_root_filter *f = realloc(r->filters, (r->n_matches + 1) * sizeof(*f));
+    if (f != NULL)
+        r->filters = f;
+    char *src = dup_trimmed(ps, l + i, len - i);
+    if (m == NULL || s == NULL || f == NULL || src == NULL) {
+        ps->oom = true;
+        free(src);
+        free(filter.local);
+        xmlXPathFreeCompExpr(comp);
+        return false;
+    }
+    r->matches[r->n_matches] = comp;
+    r->match_src[r->n_matches] = src;
+    r->filters[r->n_matches] = filter;
+    r->n_matches++;
+    return true;
+}
+
+static bool add_action(pstate *ps, xs_rule *r, word *w, int nw)
+{
+    if (r->n_actions == XS_RULES_MAX_ACTIONS) {
+        err_at(ps, 0, "too many actions in one rule (at most %u)", XS_RULES_MAX_ACTIONS);
+        return false;
+    }
+    xs_action a;
+    if (!compile_action(ps, w, nw, &a)) {
+        action_free(&a);
+        return false;
+    }
+    xs_action *acts = realloc(r->actions, (r->n_actions + 1) * sizeof(*acts));
+    if (acts != NULL)
+        r->actions = acts;
+    char **s = realloc(r->action_src, (r->n_actions + 1) * sizeof(*s));
+    if (s != NULL)
+        r->action_src = s;
+    /* The action as written: from the action's name to the end of the line or a comment. */
+    size_t end = w[nw - 1].off;
+    if (w[nw - 1].quoted) {
+        end++;
+        while (end < ps->line_len && ps->line[end] != '"') {
+            if (ps->line[end] == '\\' && end + 1 < ps->line_len)
+                end++;
+            end++;
+        }
+        end++;
+    } else {
+        end += w[nw - 1].len;
+    }
+    char *src = dup_trimmed(ps, ps->line + w[1].off, end - w[1].off);
+    if (acts == NULL || s == NULL || src == NULL) {
+        ps->oom = true;
+        free(src);
+        action_free(&a);
+        return false;
+    }
+    r->actions[r->n_actions] = a;
+    r->action_src[r->n_actions] = src;
+    r->n_actions++;
+    return true;
+}
+
+static const xs_rule *find_rule(const xs_rules *set, const char *name)
+{
+    for (size_t i = 0; i < set->n_rules; i++)
+        if (strcmp(set->rules[i].name, name) == 0)
+            return &set->rules[i];
+    return NULL;
+}
+
+static bool reserved_name(const char *name)
+{
+    static const char *const names[] = {"sasl-plus", "channel-binding", "compression", "starttls",
+                                        NULL};
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Ends the rule being read: kept if it had no error. */
+static void finish_rule(pstate *ps, xs_rule *r, bool bad)
+{
+    if (!bad && !ps->oom) {
+        if (r->n_matches == 0 || r->n_actions == 0) {
+            diag_add(ps, r->line, 1, "rule \"%s\" has no %s line", r->name,
+                     r->n_matches == 0 ? "match" : "then");
+        } else if (ps->set->n_rules == XS_RULES_MAX_RULES) {
+            diag_add(ps, r->line, 1, "too many rules (at most %u)", XS_RULES_MAX_RULES);
+        } else {
+            xs_rule *rules =
+                realloc(ps->set->rules, (ps->set->n_rules + 1) * sizeof(*ps->set->rules));
+            if (rules == NULL) {
+                ps->oom = true;
+            } else {
+                ps->set->rules = rules;
+                r->builtin = ps->builtin;
+                rules[ps->set->n_rules++] = *r;
+                memset(r, 0, sizeof(*r));
+                return;
+            }
+        }
+    }
+    rule_free(r);
+}
+
+/* ---- lines ----------------------------------------------------------------------------------- */
+
+/* Checks UTF-8 (no overlong forms, surrogates or values above U+10FFFF) and that every
+ * character may appear in XML 1.0 (no control character but tab, no U+FFFE or U+FFFF): what a
+ * rule writes into a stanza must serialize to well-formed XML. Returns the offset of the first
+ * bad byte, or n. */
+static size_t utf8_check(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = u[i];
+        if (c < 0x20 && c != '\t')
+            return i;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        uint32_t cp, min;
+        if (c >= 0xC2 && c <= 0xDF) {
+            k = 1, cp = c & 0x1F, min = 0x80;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            k = 2, cp = c & 0x0F, min = 0x800;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            k = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return i;
+        }
+        if (n - i <= k)
+            return i;
+        for (size_t j = 1; j <= k; j++) {
+            if ((u[i + j] & 0xC0) != 0x80)
+                return i;
+            cp = (cp << 6) | (u[i + j] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE ||
+            cp == 0xFFFF)
+            return i;
+        i += k + 1;
+    }
+    return n;
+}
+
+/* Moves to the next line of `text`; false at the end. */
+static bool next_line(pstate *ps, const char *text, size_t len, size_t *pos)
+{
+    if (*pos >= len)
+        return false;
+    const char *s = text + *pos;
+    const char *nl = memchr(s, '\n', len - *pos);
+    size_t n = nl != NULL ? (size_t)(nl - s) : len - *pos;
+    *pos += n + (nl != NULL ? 1 : 0);
+    if (n > 0 && s[n - 1] == '\r')
+        n--;
+    ps->line = s;
+    ps->line_len = n;
+    ps->line_no++;
+    ps->line_failed = false;
+    return true;
+}
+
+/* Compiles one text (a file or a built-in rule) into ps->set. */
+static void compile_text(pstate *ps, const char *text, size_t len)
+{
+    char *scratch = malloc(XS_RULES_MAX_LINE + MAX_WORDS + 1);
+    word w[MAX_WORDS];
+    xs_rule cur;
+    bool in_rule = false, bad = false, dir_seen = false;
+    size_t pos;
+
+    memset(&cur, 0, sizeof(cur));
+    if (scratch == NULL) {
+        ps->oom = true;
+        return;
+    }
+    /* First pass: namespace declarations, so that they hold for the whole file. */
+    pos = 0;
+    ps->line_no = 0;
+    while (next_line(ps, text, len, &pos)) {
+        if (ps->line_len > XS_RULES_MAX_LINE || utf8_check(ps->line, ps->line_len) != ps->line_len)
+            continue;
+        int nw = split_words(ps, 1, scratch, w, false);
+        if (nw == 1 && is(&w[0], "namespace")) {
+            nw = split_words(ps, MAX_WORDS, scratch, w, true);
+            if (nw > 0)
+                declare(ps, w, nw);
+        }
+    }
+    /* Second pass: everything else. */
+    pos = 0;
+    ps->line_no = 0;
+    while (!ps->oom && next_line(ps, text, len, &pos)) {
+        if (ps->line_len > XS_RULES_MAX_LINE) {
+            err_at(ps, 0, "line longer than %u bytes", XS_RULES_MAX_LINE);
+            bad = true;
+            continue;
+        }
+        size_t badbyte = utf8_check(ps->line, ps->line_len);
+        if (badbyte != ps->line_len) {
+            unsigned char b = (unsigned char)ps->line[badbyte];
+            if (b < 0x20)
+                err_at(ps, badbyte, "control character 0x%02x (not allowed in XML)", b);
+            else
+                err_at(ps, badbyte, "invalid UTF-8, or a character not allowed in XML");
+            bad = true;
+            continue;
+        }
+        /* A match line is the keyword and an XPath, which has its own syntax. A namespace line
+         * was read in the first pass. */
+        int nw = split_words(ps, 1, scratch, w, false);
+        if (nw == 1 && is(&w[0], "namespace") && !in_rule)
+            continue;
+        if (nw == 1 && is(&w[0], "match")) {
+            if (!in_rule)
+                err_at(ps, w[0].off, "'match' outside a rule (start one with: rule \"NAME\")");
+            else if (!add_match(ps, &cur, w[0].off + 5))
+                bad = true;
+            continue;
+        }
+        nw = split_words(ps, MAX_WORDS, scratch, w, true);
+        if (nw < 0) {
+            bad = true;
+            continue;
+        }
+        if (nw == 0)
+            continue;
+        if (is(&w[0], "namespace")) {
+            if (in_rule) {
+                err_at(ps, w[0].off, "namespace declarations go outside rules");
+                bad = true;
+            }
+        } else if (is(&w[0], "rule")) {
+            if (in_rule) {
+                err_at(ps, w[0].off, "missing 'end' of rule \"%s\" (line %u) before this rule",
+                       cur.name ? cur.name : "?", cur.line);
+                finish_rule(ps, &cur, true);
+            }
+            ps->line_failed = false;
+            in_rule = true;
+            bad = false;
+            dir_seen = false;
+            memset(&cur, 0, sizeof(cur));
+            cur.line = ps->line_no;
+            if (nw != 2 || !label_ok(w[1].s, w[1].len)) {
+                err_at(ps, nw >= 2 ? w[1].off : ps->line_len,
+                       nw > 2 ? "a rule name with blanks must be quoted"
+                              : "rule needs a name of 1 to 128 bytes: rule \"NAME\"");
+                cur.name = strdup("?");
+                bad = true;
+            } else {
+                cur.name = dup_word(ps, &w[1]);
+                const xs_rule *dup = cur.name ? find_rule(ps->set, cur.name) : NULL;
+                if (dup != NULL) {
+                    err_at(ps, w[1].off, "duplicate rule name \"%s\" (first at line %u)", cur.name,
+                           dup->line);
+                    bad = true;
+                } else if (ps->builtin == 0 && cur.name != NULL && reserved_name(cur.name)) {
+                    err_at(ps, w[1].off, "the rule name \"%s\" is reserved for a built-in rule",
+                           cur.name);
+                    bad = true;
+                }
+            }
+            if (cur.name == NULL)
+                ps->oom = true;
+        } else if (is(&w[0], "end") || is(&w[0], "direction") || is(&w[0], "then")) {
+            if (!in_rule) {
+                err_at(ps, w[0].off, "'%s' outside a rule (start one with: rule \"NAME\")", w[0].s);
+                continue;
+            }
+            if (is(&w[0], "end")) {
+                if (nw > 1) {
+                    err_at(ps, w[1].off, "nothing may follow 'end'");
+                    bad = true;
+                }
+                finish_rule(ps, &cur, bad);
+                in_rule = false;
+            } else if (is(&w[0], "direction")) {
+                xs_rule_dir d = XS_RULE_ANY;
+                if (nw != 2) {
+                    err_at(ps, nw > 2 ? w[2].off : ps->line_len,
+                           "direction needs one of c2s, s2c, any");
+                    bad = true;
+                } else if (is(&w[1], "c2s") || is(&w[1], "s2c") || is(&w[1], "any")) {
+                    d = is(&w[1], "c2s")   ? XS_RULE_C2S
+                        : is(&w[1], "s2c") ? XS_RULE_S2C
+                                           : XS_RULE_ANY;
+                    if (dir_seen) {
+                        err_at(ps, w[0].off, "direction given twice in one rule");
+                        bad = true;
+                    }
+                    dir_seen = true;
+                    cur.dir = d;
+                } else {
+                    err_at(ps, w[1].off, "unknown direction '%s' (c2s, s2c or any)", w[1].s);
+                    bad = true;
+                }
+            } else {
+                if (!add_action(ps, &cur, w, nw))
+                    bad = true;
+            }
+        } else {
+            err_at(ps, w[0].off,
+                   "unknown keyword '%s' (namespace, rule, direction, match, then, end)", w[0].s);
+            bad = true;
+        }
+    }
+    if (in_rule) {
+        diag_add(ps, cur.line, 1, "missing 'end' of rule \"%s\"", cur.name ? cur.name : "?");
+        finish_rule(ps, &cur, true);
+    }
+    free(scratch);
+}
+
+/* ---- entry points ---------------------------------------------------------------------------- */
+
+void xs_rules_free(xs_rules *set)
+{
+    if (set == NULL)
+        return;
+    for (size_t i = 0; i < set->n_rules; i++)
+        rule_free(&set->rules[i]);
+    free(set->rules);
+    for (size_t i = 0; i < set->n_uris; i++)
+        free(set->uris[i]);
+    free(set->uris);
+    for (size_t i = 0; i < set->n_decls; i++) {
+        free((char *)set->decls[i].prefix);
+        free((char *)set->decls[i].uri);
+    }
+    free(set->decls);
+    if (set->xpath != NULL)
+        xmlXPathFreeContext(set->xpath);
+    if (set->mctx != NULL)
+        pcre2_match_context_free(set->mctx);
+    free(set->filename);
+    free(set);
+}
+
+int xs_rules_parse(const char *text, size_t len, const char *filename, unsigned builtin,
+                   xs_rules **out, xs_rule_diag *diag)
+{
+    pstate ps;
+    int rc = XS_ENOMEM;
+
+    *out = NULL;
+    memset(&ps, 0, sizeof(ps));
+    ps.diag = diag;
+    ps.filename = filename != NULL ? filename : "<rules>";
+    if (len > XS_RULES_MAX_FILE) {
+        diag_add(&ps, 0, 0, "larger than %u bytes", XS_RULES_MAX_FILE);
+        return XS_ETOOBIG;
+    }
+    ps.set = calloc(1, sizeof(*ps.set));
+    if (ps.set == NULL)
+        goto out;
+    ps.set->refs = 1;
+    ps.set->filename = strdup(ps.filename);
+    ps.cctx = xmlXPathNewContext(NULL);
+    static const char dummy[] = "<message xmlns='jabber:client'/>";
+    ps.dummy = xmlReadMemory(dummy, sizeof(dummy) - 1, NULL, "UTF-8", XML_PARSE_NONET);
+    if (ps.set->filename == NULL || ps.cctx == NULL || ps.dummy == NULL)
+        goto out;
+    ps.cctx->error = ignore_xpath_error;
+    if (xmlXPathRegisterNs(ps.cctx, BAD_CAST XS_XPATH_STANZA_PREFIX, BAD_CAST "jabber:client") != 0)
+        goto out;
+
+    for (size_t i = 0; i < N_BUILTIN && !ps.oom; i++) {
+        if (!(builtin & builtin_rules[i].bit))
+            continue;
+        ps.filename = "<builtin>";
+        ps.builtin = builtin_rules[i].bit;
+        ps.first_decl = ps.set->n_decls;
+        compile_text(&ps, builtin_rules[i].text, strlen(builtin_rules[i].text));
+        ps.set->n_builtin = ps.set->n_rules;
+    }
+    ps.filename = filename != NULL ? filename : "<rules>";
+    ps.builtin = 0;
+    ps.first_decl = ps.set->n_decls;
+    free(ps.wrapper);
+    ps.wrapper = NULL;
+    if (!ps.oom)
+        compile_text(&ps, text, len);
+    if (ps.oom)
+        goto out;
+    if (ps.errors > 0) {
+        rc = XS_EPARSE;
+        goto out;
+    }
+    rc = xs_rules_prepare(ps.set);
+    if (rc != 0)
+        goto out;
+    *out = ps.set;
+    ps.set = NULL;
+out:
+    if (diag != NULL && diag->n > 1)
+        qsort(diag->errors, diag->n, sizeof(diag->errors[0]), cmp_errors);
+    xs_rules_free(ps.set);
+    if (ps.cctx != NULL)
+        xmlXPathFreeContext(ps.cctx);
+    if (ps.dummy != NULL)
+        xmlFreeDoc(ps.dummy);
+    free(ps.wrapper);
+    free(ps.decl_lines);
+    return rc;
+}
+
+int xs_rules_load(const char *path, unsigned builtin, xs_rules **out, xs_rule_diag *diag)
+{
+    pstate ps;
+    memset(&ps, 0, sizeof(ps));
+    ps.diag = diag;
+    ps.filename = path;
+    *out = NULL;
+
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        int e = errno;
+        diag_add(&ps, 0, 0, "cannot open: %s", strerror(e));
+        return XS_EIO;
+    }
+    char *buf = malloc(XS_RULES_MAX_FILE + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return XS_ENOMEM;
+    }
+    size_t n = fread(buf, 1, XS_RULES_MAX_FILE + 1, f);
+    int rc;
+    if (ferror(f)) {
+        int e = errno;
+        diag_add(&ps, 0, 0, "cannot read: %s", strerror(e));
+        rc = XS_EIO;
+    } else if (n > XS_RULES_MAX_FILE) {
+        diag_add(&ps, 0, 0, "larger than %u bytes", XS_RULES_MAX_FILE);
+        rc = XS_ETOOBIG;
+    } else {
+        rc = xs_rules_parse(buf, n, path, builtin, out, diag);
+    }
+    fclose(f);
+    free(buf);
+    return rc;
+}
+
+int xs_rules_builtin(unsigned builtin, xs_rules **out)
+{
+    return xs_rules_parse("", 0, "<builtin>", builtin, out, NULL);
+}
