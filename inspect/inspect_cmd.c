@@ -1,6 +1,8 @@
 /* `xmppscope inspect`: offline reading of raw XMPP streams and of xmppscope's JSON Lines logs. */
 #include "inspect/inspect_cmd.h"
 
+#include "filters/rules.h"
+
 #include "inspect/error.h"
 #include "inspect/jsonl.h"
 #include "inspect/parser.h"
@@ -38,8 +40,10 @@ typedef struct inspect {
     stat_table kinds, payloads;
     unsigned long events, stanzas, streams, errors, keepalives;
     unsigned long long stanza_bytes;
-    int print_rc; /* first output failure */
-    bool failed;  /* the current input had an error */
+    int print_rc;        /* first output failure */
+    xs_rules *rules;     /* --rules: applied to every stanza as a dry run */
+    xs_rule_dir raw_dir; /* --direction: the direction of raw captures */
+    bool failed;         /* the current input had an error */
 } inspect;
 
 static void usage(FILE *out)
@@ -58,6 +62,10 @@ static void usage(FILE *out)
             "  -s, --stats          print counts and bytes by stanza kind and by payload\n"
             "                       namespace after the input\n"
             "      --show-secrets   show SASL and password payloads in clear (masked by default)\n"
+            "      --rules FILE     dry run: show what the rules in FILE would do to each\n"
+            "                       stanza (nothing is changed), and the hits per rule\n"
+            "      --direction DIR  c2s or s2c: the direction of raw captures, for rules\n"
+            "                       that name one (default: only 'direction any' rules)\n"
             "      --color WHEN     auto (default: only on a terminal, never with NO_COLOR),\n"
             "                       always or never\n"
             "      --max-stanza N   refuse stanzas larger than N bytes (default %u)\n"
@@ -244,9 +252,36 @@ static int handle_event(inspect *in, const xs_print_meta *meta, const xs_event *
                 xs_parse_error_condition(ev->error_kind), ev->message);
         break;
     }
-    int rc = xs_printer_event(in->printer, meta, ev);
+    xs_print_meta m = *meta;
+    xs_rule_result res;
+    xs_print_rule pr[32];
+    bool applied = false;
+    if (in->rules != NULL && ev->kind == XS_EV_STANZA) {
+        xs_rule_ctx ctx = {.session = meta->session};
+        ctx.direction = meta->direction == NULL               ? in->raw_dir
+                        : strcmp(meta->direction, "c2s") == 0 ? XS_RULE_C2S
+                        : strcmp(meta->direction, "s2c") == 0 ? XS_RULE_S2C
+                                                              : XS_RULE_ANY;
+        if (xs_rules_apply(in->rules, &ctx, ev, &res) == 0) {
+            applied = true;
+            size_t n = res.n_applied < 32 ? res.n_applied : 32;
+            for (size_t i = 0; i < n; i++)
+                pr[i] = (xs_print_rule){.rule = res.applied[i].rule,
+                                        .action = res.applied[i].action,
+                                        .detail = res.applied[i].detail};
+            if (n > 0) {
+                m.rules = pr;
+                m.n_rules = n;
+                m.verdict = xs_rule_verdict_name(res.verdict);
+                m.rewritten = res.verdict == XS_VERDICT_REWRITTEN ? res.xml : NULL;
+            }
+        }
+    }
+    int rc = xs_printer_event(in->printer, &m, ev);
     if (rc < 0 && in->print_rc == 0)
         in->print_rc = rc;
+    if (applied)
+        xs_rule_result_clear(&res);
     return 0;
 }
 
@@ -449,12 +484,15 @@ int xs_inspect_main(int argc, char **argv)
         {"colour", required_argument, NULL, 'C'},
         {"max-stanza", required_argument, NULL, 'M'},
         {"max-depth", required_argument, NULL, 'D'},
+        {"rules", required_argument, NULL, 'R'},
+        {"direction", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     xs_print_options popt = {.format = XS_FORMAT_PRETTY};
     xs_parser_limits lim = {0};
     const char *color = "auto";
+    const char *rules_path = NULL;
     inspect in = {0};
     int c;
     unsigned long long v;
@@ -491,6 +529,17 @@ int xs_inspect_main(int argc, char **argv)
                 return usage_error("--max-depth takes a number from 1 to 10000, not '%s'", optarg);
             lim.max_depth = (unsigned)v;
             break;
+        case 'R':
+            rules_path = optarg;
+            break;
+        case 'd':
+            if (strcmp(optarg, "c2s") == 0)
+                in.raw_dir = XS_RULE_C2S;
+            else if (strcmp(optarg, "s2c") == 0)
+                in.raw_dir = XS_RULE_S2C;
+            else
+                return usage_error("--direction takes c2s or s2c, not '%s'", optarg);
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -505,6 +554,18 @@ int xs_inspect_main(int argc, char **argv)
     else if (strcmp(color, "auto") == 0)
         popt.color = xs_color_wanted(STDOUT_FILENO);
 
+    if (rules_path != NULL) {
+        xs_rule_diag diag = {0};
+        int rc = xs_rules_load(rules_path, 0, &in.rules, &diag);
+        for (size_t i = 0; i < diag.n; i++)
+            fprintf(stderr, "%s\n", diag.errors[i].message);
+        xs_rule_diag_clear(&diag);
+        if (rc < 0) {
+            fprintf(stderr, "xmppscope inspect: cannot use the rules in %s (%s)\n", rules_path,
+                    xs_strerror(rc));
+            return 2;
+        }
+    }
     if (xs_printer_new(stdout, &popt, &in.printer) < 0) {
         fprintf(stderr, "xmppscope inspect: out of memory\n");
         return 1;
@@ -523,6 +584,15 @@ int xs_inspect_main(int argc, char **argv)
     }
     if (in.stats)
         print_stats(&in, popt.format);
+    if (in.rules != NULL && popt.format != XS_FORMAT_JSON) {
+        printf("\n%-52s %10s\n", "rule (dry run)", "hits");
+        for (size_t i = 0; i < xs_rules_count(in.rules); i++) {
+            xs_rule_info info;
+            if (xs_rules_info(in.rules, i, &info) == 0)
+                printf("  %-50s %10lu\n", info.name, info.hits);
+        }
+    }
+    xs_rules_unref(in.rules);
     if (fflush(stdout) != 0 || in.print_rc < 0) {
         fprintf(stderr, "xmppscope inspect: cannot write the output: %s\n",
                 in.print_rc < 0 ? xs_strerror(in.print_rc) : strerror(errno));

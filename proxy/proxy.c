@@ -36,6 +36,14 @@ typedef struct outbuf {
     size_t len, cap;
 } outbuf;
 
+/* A stanza a rule delayed, and everything written to the same leg after it. */
+typedef struct delayed {
+    struct delayed *next;
+    uint64_t at; /* uv_now() when it may go */
+    size_t len;
+    char data[];
+} delayed;
+
 typedef struct leg {
     uv_tcp_t tcp;
     conn *c;
@@ -56,6 +64,9 @@ typedef struct leg {
     outbuf inflight; /* being written */
     uv_write_t wreq;
     uv_shutdown_t sreq;
+    delayed *dq_head, *dq_tail; /* plaintext waiting for its time, in order */
+    uv_timer_t dtimer;          /* fires when the head of dq may go */
+    bool dtimer_open;
 } leg;
 
 typedef enum timer_kind { T_NONE, T_HANDSHAKE, T_CLOSE, T_LINGER } timer_kind;
@@ -103,6 +114,8 @@ struct proxy {
     char pbuf[READ_BUF]; /* plaintext out of TLS */
     char up_host[256], up_port[16], upd_host[256], upd_port[16];
     int status;
+    xs_rules *rules; /* --rules, swapped on SIGHUP; sessions read it at every stanza */
+    uv_signal_t sighup;
 };
 
 static void conn_settle(conn *c);
@@ -397,10 +410,20 @@ static void leg_start_reading(leg *l)
 
 /* ---- the session's view of the legs (xs_session_io) ------------------------------------------ */
 
+static int leg_write(leg *l, const char *data, size_t len);
+static int delay_push(leg *l, const char *data, size_t len, uint64_t at);
+
 static int io_write(void *ctx, xs_side side, const char *data, size_t len)
 {
     conn *c = ctx;
     leg *l = &c->leg[side];
+    if (l->dq_tail != NULL) /* order within a direction: behind what a rule delayed */
+        return delay_push(l, data, len, l->dq_tail->at);
+    return leg_write(l, data, len);
+}
+
+static int leg_write(leg *l, const char *data, size_t len)
+{
     if (l->shut || l->closing)
         return 0; /* nothing more goes out on a closed leg */
     if (l->tls_on) {
@@ -413,6 +436,72 @@ static int io_write(void *ctx, xs_side side, const char *data, size_t len)
     memcpy(l->out.data + l->out.len, data, len);
     l->out.len += len;
     return 0;
+}
+
+/* Writes every delayed chunk whose time has come (all of them when `all`). */
+static void delay_release(leg *l, bool all)
+{
+    uint64_t now = uv_now(l->c->p->loop);
+    while (l->dq_head != NULL && (all || l->dq_head->at <= now)) {
+        delayed *d = l->dq_head;
+        l->dq_head = d->next;
+        if (l->dq_head == NULL)
+            l->dq_tail = NULL;
+        (void)leg_write(l, d->data, d->len);
+        free(d);
+    }
+}
+
+static void on_delay_timer(uv_timer_t *t)
+{
+    leg *l = t->data;
+    delay_release(l, false);
+    if (l->dq_head != NULL) {
+        uint64_t now = uv_now(l->c->p->loop);
+        uv_timer_start(&l->dtimer, on_delay_timer, l->dq_head->at > now ? l->dq_head->at - now : 0,
+                       0);
+    }
+    conn_settle(l->c);
+}
+
+static int delay_push(leg *l, const char *data, size_t len, uint64_t at)
+{
+    if (l->shut || l->closing)
+        return 0;
+    delayed *d = malloc(sizeof(*d) + len);
+    if (d == NULL)
+        return XS_ENOMEM;
+    d->next = NULL;
+    d->at = l->dq_tail != NULL && l->dq_tail->at > at ? l->dq_tail->at : at;
+    d->len = len;
+    memcpy(d->data, data, len);
+    if (!l->dtimer_open) {
+        if (uv_timer_init(l->c->p->loop, &l->dtimer) < 0) {
+            free(d);
+            return XS_ENOMEM;
+        }
+        l->dtimer.data = l;
+        l->dtimer_open = true;
+        l->c->handles++;
+    }
+    bool was_empty = l->dq_head == NULL;
+    if (l->dq_tail != NULL)
+        l->dq_tail->next = d;
+    else
+        l->dq_head = d;
+    l->dq_tail = d;
+    if (was_empty) {
+        uint64_t now = uv_now(l->c->p->loop);
+        uv_timer_start(&l->dtimer, on_delay_timer, d->at > now ? d->at - now : 0, 0);
+    }
+    return 0;
+}
+
+static int io_write_delayed(void *ctx, xs_side side, const char *data, size_t len, unsigned long ms)
+{
+    conn *c = ctx;
+    leg *l = &c->leg[side];
+    return delay_push(l, data, len, uv_now(c->p->loop) + ms);
 }
 
 static int io_start_tls(void *ctx, xs_side side, const char *name)
@@ -541,6 +630,7 @@ static const xs_session_io session_io = {
     .start_tls = io_start_tls,
     .connect = io_connect,
     .close = io_close,
+    .write_delayed = io_write_delayed,
 };
 
 /* ---- the end of every callback -----------------------------------------------------------------
@@ -564,6 +654,8 @@ static void leg_settle_close(leg *l)
 {
     if (!l->want_close || l->closing || !l->open)
         return;
+    /* What a rule delayed was accepted: it goes out before the leg closes. */
+    delay_release(l, true);
     if (!l->connected) {
         /* Still connecting (or never connected): nothing to say politely. */
         leg_close_handle(l);
@@ -591,11 +683,24 @@ static void leg_settle_close(leg *l)
         leg_close_handle(l);
 }
 
+static void close_signals(proxy *p)
+{
+    uv_close((uv_handle_t *)&p->sigint, NULL);
+    uv_close((uv_handle_t *)&p->sigterm, NULL);
+    uv_close((uv_handle_t *)&p->stop_timer, NULL);
+    if (p->cfg->rules_path != NULL)
+        uv_close((uv_handle_t *)&p->sighup, NULL);
+}
+
 static void conn_free(conn *c)
 {
     proxy *p = c->p;
     xs_session_free(c->s);
     for (int i = 0; i < 2; i++) {
+        for (delayed *d = c->leg[i].dq_head, *n; d != NULL; d = n) {
+            n = d->next;
+            free(d);
+        }
         xs_tls_free(c->leg[i].tls);
         out_free(&c->leg[i].out);
         out_free(&c->leg[i].inflight);
@@ -608,11 +713,8 @@ static void conn_free(conn *c)
         c->next->prev = c->prev;
     p->n_conns--;
     free(c);
-    if (p->stopping && p->n_conns == 0) {
-        uv_close((uv_handle_t *)&p->sigint, NULL);
-        uv_close((uv_handle_t *)&p->sigterm, NULL);
-        uv_close((uv_handle_t *)&p->stop_timer, NULL);
-    }
+    if (p->stopping && p->n_conns == 0)
+        close_signals(p);
 }
 
 static void conn_settle(conn *c)
@@ -654,6 +756,14 @@ static void conn_settle(conn *c)
         if (all && c->timer_open && !uv_is_closing((uv_handle_t *)&c->timer)) {
             c->timer_open = false;
             uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+        }
+        for (int i = 0; all && i < 2; i++) {
+            leg *l = &c->leg[i];
+            if (l->dtimer_open) {
+                l->dtimer_open = false;
+                l->dtimer.data = c;
+                uv_close((uv_handle_t *)&l->dtimer, on_timer_closed);
+            }
         }
     }
 }
@@ -760,6 +870,7 @@ static void on_connection(uv_stream_t *server, int status)
         .log = p->log,
         .show_secrets = p->cfg->console.show_secrets,
         .server_name = p->cfg->server_name,
+        .rules = p->cfg->rules_path != NULL ? &p->rules : NULL,
     };
     c->server_mode =
         p->cfg->upstream_tls == XS_TLSMODE_MIRROR ? ls->client_mode : p->cfg->upstream_tls;
@@ -872,9 +983,7 @@ static void on_signal(uv_signal_t *h, int signum)
         if (p->lst[i].open && !uv_is_closing((uv_handle_t *)&p->lst[i].tcp))
             uv_close((uv_handle_t *)&p->lst[i].tcp, NULL);
     if (p->n_conns == 0) {
-        uv_close((uv_handle_t *)&p->sigint, NULL);
-        uv_close((uv_handle_t *)&p->sigterm, NULL);
-        uv_close((uv_handle_t *)&p->stop_timer, NULL);
+        close_signals(p);
         return;
     }
     uv_timer_start(&p->stop_timer, on_stop_timer, 5000, 0);
@@ -883,6 +992,56 @@ static void on_signal(uv_signal_t *h, int signum)
         next = c->next;
         xs_session_shutdown(c->s);
         conn_settle(c);
+    }
+}
+
+/* ---- rules: loading and SIGHUP ---- */
+
+/* Loads --rules. On failure every error is reported and *out is left alone. */
+static int load_rules(proxy *p, xs_rules **out)
+{
+    xs_rule_diag diag = {0};
+    xs_rules *r = NULL;
+    int rc = xs_rules_load(p->cfg->rules_path, 0, &r, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        say("%s", diag.errors[i].message);
+    if (diag.omitted > 0)
+        say("%s: %zu more errors not shown", p->cfg->rules_path, diag.omitted);
+    xs_rule_diag_clear(&diag);
+    if (rc < 0) {
+        if (diag.n == 0)
+            say("cannot load the rules %s: %s", p->cfg->rules_path, xs_strerror(rc));
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    proxy *p = h->data;
+    xs_rules *r = NULL;
+    if (load_rules(p, &r) < 0) {
+        say("SIGHUP: %s has errors; keeping the %zu rules in use", p->cfg->rules_path,
+            p->rules ? xs_rules_count(p->rules) : (size_t)0);
+        return;
+    }
+    /* Sessions read the set at every stanza; results own their data, so the old set can go. */
+    xs_rules_unref(p->rules);
+    p->rules = r;
+    say("SIGHUP: reloaded %s: %zu rules, in effect for every session from its next stanza",
+        p->cfg->rules_path, xs_rules_count(r));
+}
+
+static void print_rule_hits(proxy *p)
+{
+    if (p->rules == NULL)
+        return;
+    say("rule hits:");
+    for (size_t i = 0; i < xs_rules_count(p->rules); i++) {
+        xs_rule_info info;
+        if (xs_rules_info(p->rules, i, &info) == 0)
+            fprintf(stderr, "  %8lu  %s\n", info.hits, info.name);
     }
 }
 
@@ -988,6 +1147,13 @@ int xs_proxy_run(const xs_proxy_config *cfg)
     }
     if (setup_tls(p) != 0)
         goto out;
+    if (cfg->rules_path != NULL) {
+        if (load_rules(p, &p->rules) < 0) {
+            status = 2;
+            goto out;
+        }
+        say("rules: %zu from %s (SIGHUP reloads them)", xs_rules_count(p->rules), cfg->rules_path);
+    }
     if (cfg->write_path != NULL) {
         p->log_file = open_private(cfg->write_path, "log");
         if (p->log_file == NULL)
@@ -1018,6 +1184,11 @@ int xs_proxy_run(const xs_proxy_config *cfg)
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_timer_init(p->loop, &p->stop_timer);
     p->stop_timer.data = p;
+    if (cfg->rules_path != NULL) {
+        uv_signal_init(p->loop, &p->sighup);
+        p->sighup.data = p;
+        uv_signal_start(&p->sighup, on_sighup, SIGHUP);
+    }
     signal(SIGPIPE, SIG_IGN);
 
     for (int i = 0; i < 2; i++)
@@ -1031,6 +1202,7 @@ int xs_proxy_run(const xs_proxy_config *cfg)
     fflush(stderr);
     uv_run(p->loop, UV_RUN_DEFAULT);
     status = 0;
+    print_rule_hits(p);
     say("stopped");
 
 out:
@@ -1046,6 +1218,7 @@ out:
     }
     if (p->keylog != NULL)
         fclose(p->keylog);
+    xs_rules_unref(p->rules);
     xs_tls_ctx_free(p->server_ctx);
     xs_tls_ctx_free(p->client_ctx);
     xs_ca_free(p->ca);

@@ -33,6 +33,7 @@ typedef struct xs_proxy_config {
     const char *server_name; /* the name the server certificate must have; NULL: the domain */
     const char *write_path;  /* --write JSON Lines */
     const char *keylog_path; /* --keylog (SSLKEYLOGFILE is honoured too) */
+    const char *rules_path;  /* --rules FILE; NULL: none */
     xs_print_options console;
     unsigned rewrites;
     xs_parser_limits limits;

@@ -57,6 +57,9 @@ static void usage(FILE *out)
             "  --close-timeout S         seconds a side has to close its stream after the\n"
             "                            other closed its own (default %u)\n"
             "  --max-sessions N          refuse connections beyond N sessions (default: none)\n"
+            "rules:\n"
+            "  --rules FILE              apply the rules in FILE to both directions (see\n"
+            "                            'xmppscope rules --help'); SIGHUP reloads it\n"
             "rewrites (built in, each shown in the output when it applies):\n"
             "  --no-rewrite NAME         turn one off: sasl-plus (drop SCRAM -PLUS\n"
             "                            mechanisms), channel-binding (drop XEP-0440 hints),\n"
@@ -123,6 +126,7 @@ int xs_proxy_main(int argc, char **argv)
         O_CLOSE_TIMEOUT,
         O_MAX_SESSIONS,
         O_NO_REWRITE,
+        O_RULES,
     };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -149,6 +153,7 @@ int xs_proxy_main(int argc, char **argv)
         {"close-timeout", required_argument, NULL, O_CLOSE_TIMEOUT},
         {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
         {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
+        {"rules", required_argument, NULL, O_RULES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -267,6 +272,9 @@ int xs_proxy_main(int argc, char **argv)
             cfg.rewrites &= ~bit;
             break;
         }
+        case O_RULES:
+            cfg.rules_path = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;

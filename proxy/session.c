@@ -97,7 +97,8 @@ struct xs_session {
     size_t n_s2c_ns;
     char s2c_ns_pool[512];
 
-    bool leg_closed[2]; /* io->close was called for the side: nothing more goes to it */
+    bool leg_closed[2];  /* io->close was called for the side: nothing more goes to it */
+    xs_rule_result *res; /* what the rules decided for the stanza being handled, or NULL */
     xs_session_stats stats;
     char end_cause[256];
     size_t max_stanza; /* the effective limit */
@@ -190,6 +191,20 @@ static void note(xs_session *s, const char *level, const char *fmt, ...)
 static void show(xs_session *s, xs_side from, const xs_event *ev)
 {
     xs_print_meta m = meta_of(s, side_dir(from), phase_names[s->ph[from]]);
+    xs_print_rule pr[32];
+    const xs_rule_result *res = s->res;
+    if (res != NULL && res->n_applied > 0) {
+        size_t n = res->n_applied < 32 ? res->n_applied : 32;
+        for (size_t i = 0; i < n; i++)
+            pr[i] = (xs_print_rule){.rule = res->applied[i].rule,
+                                    .action = res->applied[i].action,
+                                    .detail = res->applied[i].detail};
+        m.rules = pr;
+        m.n_rules = n;
+        m.verdict = xs_rule_verdict_name(res->verdict);
+        if (res->verdict == XS_VERDICT_REWRITTEN)
+            m.rewritten = res->xml;
+    }
     if (s->cfg->console != NULL)
         (void)xs_printer_event(s->cfg->console, &m, ev);
     if (s->cfg->log != NULL)
@@ -445,6 +460,75 @@ static void to_server(xs_session *s, const char *data, size_t len)
              "the client sent more than the limit while the server leg was not ready");
 }
 
+/* What goes on in place of a stanza of a secured stream: the original bytes, the rewritten
+ * ones, or nothing; a bounce goes back to the sender and injected stanzas where they were sent.
+ * `out`/`out_len` receive the bytes to forward (NULL: none). */
+static void rules_verdict(xs_session *s, xs_side from, const xs_event *ev, const char **out,
+                          size_t *out_len)
+{
+    const xs_rule_result *res = s->res;
+    *out = ev->raw;
+    *out_len = ev->len;
+    if (res == NULL)
+        return;
+    switch (res->verdict) {
+    case XS_VERDICT_UNCHANGED:
+        break;
+    case XS_VERDICT_REWRITTEN:
+        *out = res->xml;
+        *out_len = res->len;
+        break;
+    case XS_VERDICT_DROP:
+        *out = NULL;
+        *out_len = 0;
+        break;
+    case XS_VERDICT_BOUNCE:
+        *out = NULL;
+        *out_len = 0;
+        if (res->bounce != NULL) {
+            if (from == XS_CLIENT)
+                put(s, XS_CLIENT, res->bounce, res->bounce_len);
+            else
+                to_server(s, res->bounce, res->bounce_len);
+        }
+        break;
+    }
+}
+
+/* Sends a stanza of a secured stream on, after the rules: delayed when a rule said so. */
+static void forward(xs_session *s, xs_side to, const char *data, size_t len)
+{
+    if (data == NULL || len == 0)
+        return;
+    unsigned long ms = s->res != NULL ? s->res->delay_ms : 0;
+    if (ms > 0 && s->io->write_delayed != NULL && !s->leg_closed[to]) {
+        int rc = s->io->write_delayed(s->io_ctx, to, data, len, ms);
+        if (rc < 0 && s->state != SS_CLOSING) {
+            note(s, "error", "cannot delay a stanza: %s", xs_strerror(rc));
+            close_both(s);
+        }
+        if (to == XS_SERVER)
+            s->server_opened = true;
+        return;
+    }
+    if (to == XS_SERVER)
+        to_server(s, data, len);
+    else
+        put(s, XS_CLIENT, data, len);
+}
+
+/* Stanzas the rules inject go out after the stanza that triggered them. */
+static void rules_inject(xs_session *s)
+{
+    const xs_rule_result *res = s->res;
+    for (size_t i = 0; res != NULL && i < res->n_injects && s->state != SS_CLOSING; i++) {
+        if (res->injects[i].direction == XS_RULE_S2C)
+            put(s, XS_CLIENT, res->injects[i].xml, res->injects[i].len);
+        else
+            to_server(s, res->injects[i].xml, res->injects[i].len);
+    }
+}
+
 static void remember_s2c_namespaces(xs_session *s, const xs_event *ev)
 {
     size_t used = 0;
@@ -600,11 +684,16 @@ static int on_client_event(xs_session *s, const xs_event *ev)
         to_server(s, ev->raw, ev->len);
         connect_server(s);
         return 0;
-    case XS_EV_STANZA:
+    case XS_EV_STANZA: {
         s->stats.stanzas[XS_CLIENT]++;
         check_channel_binding(s, ev);
-        to_server(s, ev->raw, ev->len);
+        const char *out;
+        size_t out_len;
+        rules_verdict(s, XS_CLIENT, ev, &out, &out_len);
+        forward(s, XS_SERVER, out, out_len);
+        rules_inject(s);
         return 0;
+    }
     case XS_EV_KEEPALIVE:
         to_server(s, ev->raw, ev->len);
         return 0;
@@ -683,6 +772,13 @@ static int on_server_event(xs_session *s, const xs_event *ev)
         return 0;
     case XS_EV_STANZA: {
         s->stats.stanzas[XS_SERVER]++;
+        const char *out;
+        size_t out_len;
+        rules_verdict(s, XS_SERVER, ev, &out, &out_len);
+        if (out == NULL) {
+            rules_inject(s);
+            return 0;
+        }
         if (is_el(ev, NS_STREAMS, "features")) {
             unsigned which = s->cfg->rewrites;
             /* A server leg kept plain by choice cannot do STARTTLS through xmppscope (the
@@ -690,7 +786,7 @@ static int on_server_event(xs_session *s, const xs_event *ev)
             if (s->server_mode == XS_TLSMODE_NONE)
                 which |= XS_REWRITE_STARTTLS;
             xs_features_result fr;
-            int rc = xs_features_rewrite(ev->raw, ev->len, s->s2c_ns, s->n_s2c_ns, which, &fr);
+            int rc = xs_features_rewrite(out, out_len, s->s2c_ns, s->n_s2c_ns, which, &fr);
             if (rc == 0 && fr.offered_binding)
                 s->server_binding = true;
             if (rc == 0 && fr.starttls_required && s->server_mode == XS_TLSMODE_NONE) {
@@ -704,14 +800,16 @@ static int on_server_event(xs_session *s, const xs_event *ev)
                      "features rewritten for the client: removed %s (each rewrite can be "
                      "turned off with --no-rewrite NAME)",
                      fr.removed);
-                put(s, XS_CLIENT, fr.xml, fr.len);
+                forward(s, XS_CLIENT, fr.xml, fr.len);
                 free(fr.xml);
+                rules_inject(s);
                 return 0;
             }
         } else if (is_el(ev, NS_SASL, "success") || is_el(ev, NS_SASL2, "success")) {
             s->ph[XS_CLIENT] = s->ph[XS_SERVER] = PH_AUTHED;
         }
-        put(s, XS_CLIENT, ev->raw, ev->len);
+        forward(s, XS_CLIENT, out, out_len);
+        rules_inject(s);
         return 0;
     }
     case XS_EV_KEEPALIVE:
@@ -738,7 +836,28 @@ static int on_event(void *user, const xs_event *ev)
 
     if (s->state == SS_CLOSING)
         return XS_PARSER_PAUSE;
+    xs_rule_result res;
+    bool secured = from == XS_CLIENT ? s->cst == CL_SECURE : s->sst == SL_SECURE;
+    xs_rules *rules = s->cfg->rules != NULL ? *s->cfg->rules : NULL;
+    s->res = NULL;
+    if (rules != NULL && secured && ev->kind == XS_EV_STANZA) {
+        xs_rule_ctx rc = {.direction = from == XS_CLIENT ? XS_RULE_C2S : XS_RULE_S2C,
+                          .session = s->id_str};
+        if (xs_rules_apply(rules, &rc, ev, &res) == 0) {
+            s->res = &res;
+            if (res.error != NULL)
+                note(s, "warn", "rules: %s", res.error);
+        } else {
+            note(s, "error", "rules: out of memory; the stanza is forwarded unchanged");
+        }
+    }
     show(s, from, ev);
+    if (s->res != NULL) {
+        int r = from == XS_CLIENT ? on_client_event(s, ev) : on_server_event(s, ev);
+        s->res = NULL;
+        xs_rule_result_clear(&res);
+        return r;
+    }
     s->stats.bytes[from] += ev->len;
     if (ev->kind == XS_EV_ERROR) {
         /* The side that sent malformed XML gets the stream error the parser chose. */
@@ -772,7 +891,7 @@ int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_
     s->max_stanza = cfg->limits.max_stanza ? cfg->limits.max_stanza : XS_PARSER_DEFAULT_MAX_STANZA;
 
     unsigned opts = XS_PARSER_RAW | XS_PARSER_AUTO_RESTART;
-    if (cfg->console != NULL || cfg->log != NULL)
+    if (cfg->console != NULL || cfg->log != NULL || cfg->rules != NULL)
         opts |= XS_PARSER_TREE;
     for (int i = 0; i < 2; i++) {
         int rc = xs_parser_new(&cfg->limits, opts, on_event, s, &s->parser[i]);

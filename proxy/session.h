@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "filters/rules.h"
 #include "inspect/parser.h"
 #include "inspect/print.h"
 
@@ -48,6 +49,10 @@ typedef struct xs_session_io {
     int (*connect)(void *ctx);
     /* Sends what is queued for the side, then closes it (TLS close_notify first). */
     void (*close)(void *ctx, xs_side side);
+    /* Like write, but the bytes go out `ms` milliseconds from now, and everything written to
+     * the side after them waits behind them (order within a direction is kept). NULL: the
+     * legs cannot delay; the bytes are written at once. */
+    int (*write_delayed)(void *ctx, xs_side side, const char *data, size_t len, unsigned long ms);
 } xs_session_io;
 
 typedef struct xs_session_cfg {
@@ -60,6 +65,9 @@ typedef struct xs_session_cfg {
     int show_secrets;
     /* The name the server's certificate must have; NULL: the domain the client asked for. */
     const char *server_name;
+    /* The user's rules (--rules), read at every stanza so a reload (SIGHUP) takes effect at
+     * once: *rules may change between calls; NULL or *rules NULL: no rules. Borrowed. */
+    xs_rules *const *rules;
 } xs_session_cfg;
 
 typedef struct xs_session xs_session;
