@@ -1,6 +1,8 @@
 /* `xmppscope rules`: check and list rule files. See rules_cmd.h. */
 #include "filters/rules_cmd.h"
 
+#include "inspect/cli.h"
+
 #include "filters/features.h"
 #include "filters/rules.h"
 #include "inspect/error.h"
@@ -44,19 +46,6 @@ static void usage(FILE *out)
             "  remove-attr XPATH NAME, set-text XPATH TEXT, replace-text XPATH REGEX REPL,\n"
             "  remove XPATH, insert XPATH XML, inject c2s|s2c XML, delay MS, tag LABEL, pass.\n"
             "Examples are in examples/rules/.\n");
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "xmppscope rules: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nTry 'xmppscope rules --help'.\n");
-    va_end(ap);
-    return 2;
 }
 
 static void print_diag(const xs_rule_diag *diag)
@@ -135,11 +124,11 @@ int xs_rules_cmd_main(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            return xs_cli_usage_error("rules", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind >= argc)
-        return usage_error("a command is needed: check, list or namespaces");
+        return xs_cli_usage_error("rules", "a command is needed: check, list or namespaces");
     const char *cmd = argv[optind++];
     /* Options may also follow the command. */
     while ((c = getopt_long(argc, argv, "bh", opts, NULL)) != -1) {
@@ -151,7 +140,7 @@ int xs_rules_cmd_main(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            return xs_cli_usage_error("rules", "unknown option '%s'", argv[optind - 1]);
         }
     }
     int nargs = argc - optind;
@@ -159,7 +148,7 @@ int xs_rules_cmd_main(int argc, char **argv)
 
     if (strcmp(cmd, "check") == 0) {
         if (nargs != 1 || builtin)
-            return usage_error("usage: xmppscope rules check FILE");
+            return xs_cli_usage_error("rules", "usage: xmppscope rules check FILE");
         xs_rules *set = NULL;
         int rc = load(args[0], 0, &set);
         if (rc != 0)
@@ -171,7 +160,7 @@ int xs_rules_cmd_main(int argc, char **argv)
     }
     if (strcmp(cmd, "list") == 0) {
         if (nargs > 1 || (nargs == 0 && !builtin))
-            return usage_error("usage: xmppscope rules list [--builtin] [FILE]");
+            return xs_cli_usage_error("rules", "usage: xmppscope rules list [--builtin] [FILE]");
         if (builtin) {
             xs_rules *b = NULL;
             unsigned all = XS_REWRITE_SASL_PLUS | XS_REWRITE_CHANNEL_BINDING |
@@ -204,11 +193,11 @@ int xs_rules_cmd_main(int argc, char **argv)
     }
     if (strcmp(cmd, "namespaces") == 0) {
         if (nargs != 0 || builtin)
-            return usage_error("usage: xmppscope rules namespaces");
+            return xs_cli_usage_error("rules", "usage: xmppscope rules namespaces");
         printf("# built-in prefixes (a rules file may rebind them with namespace PREFIX URI)\n");
         for (const xs_rules_ns *ns = xs_rules_builtin_namespaces(); ns->prefix != NULL; ns++)
             printf("%-14s %s\n", ns->prefix, ns->uri);
         return 0;
     }
-    return usage_error("unknown command '%s' (check, list or namespaces)", cmd);
+    return xs_cli_usage_error("rules", "unknown command '%s' (check, list or namespaces)", cmd);
 }

@@ -3,6 +3,7 @@
 
 #include "filters/rules.h"
 
+#include "inspect/cli.h"
 #include "inspect/error.h"
 #include "inspect/jsonl.h"
 #include "inspect/parser.h"
@@ -80,19 +81,6 @@ static void usage(FILE *out)
             "  xmppscope inspect --format compact --stats session.jsonl\n"
             "  xmppscope inspect --format json capture.xml > capture.jsonl\n",
             XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH);
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "xmppscope inspect: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nTry 'xmppscope inspect --help'.\n");
-    va_end(ap);
-    return 2;
 }
 
 /* ---- statistics ---------------------------------------------------------------------------- */
@@ -462,18 +450,6 @@ static int inspect_file(inspect *in, const char *path, const xs_parser_limits *l
     return status;
 }
 
-static int parse_size(const char *s, unsigned long long min, unsigned long long max,
-                      unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != 0 || s[0] == '-' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int xs_inspect_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -503,7 +479,8 @@ int xs_inspect_main(int argc, char **argv)
         switch (c) {
         case 'f':
             if (xs_format_parse(optarg, &popt.format) < 0)
-                return usage_error("unknown format '%s' (pretty, compact, json or none)", optarg);
+                return xs_cli_usage_error(
+                    "inspect", "unknown format '%s' (pretty, compact, json or none)", optarg);
             break;
         case 's':
             in.stats = true;
@@ -514,19 +491,22 @@ int xs_inspect_main(int argc, char **argv)
         case 'C':
             if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "always") != 0 &&
                 strcmp(optarg, "never") != 0)
-                return usage_error("--color takes auto, always or never, not '%s'", optarg);
+                return xs_cli_usage_error("inspect",
+                                          "--color takes auto, always or never, not '%s'", optarg);
             color = optarg;
             break;
         case 'M':
-            if (parse_size(optarg, 64, 1u << 30, &v) < 0)
-                return usage_error("--max-stanza takes a byte count from 64 to 1073741824, "
-                                   "not '%s'",
-                                   optarg);
+            if (xs_cli_parse_uint(optarg, 64, 1u << 30, &v) < 0)
+                return xs_cli_usage_error("inspect",
+                                          "--max-stanza takes a byte count from 64 to 1073741824, "
+                                          "not '%s'",
+                                          optarg);
             lim.max_stanza = (size_t)v;
             break;
         case 'D':
-            if (parse_size(optarg, 1, 10000, &v) < 0)
-                return usage_error("--max-depth takes a number from 1 to 10000, not '%s'", optarg);
+            if (xs_cli_parse_uint(optarg, 1, 10000, &v) < 0)
+                return xs_cli_usage_error(
+                    "inspect", "--max-depth takes a number from 1 to 10000, not '%s'", optarg);
             lim.max_depth = (unsigned)v;
             break;
         case 'R':
@@ -538,15 +518,16 @@ int xs_inspect_main(int argc, char **argv)
             else if (strcmp(optarg, "s2c") == 0)
                 in.raw_dir = XS_RULE_S2C;
             else
-                return usage_error("--direction takes c2s or s2c, not '%s'", optarg);
+                return xs_cli_usage_error("inspect", "--direction takes c2s or s2c, not '%s'",
+                                          optarg);
             break;
         case 'h':
             usage(stdout);
             return 0;
         case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
+            return xs_cli_usage_error("inspect", "option '%s' needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            return xs_cli_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (strcmp(color, "always") == 0)

@@ -210,23 +210,6 @@ static void sgr(const xs_printer *p, obuf *b, const char *code)
         out_str(b, code);
 }
 
-static const char *kind_name(xs_event_kind kind)
-{
-    switch (kind) {
-    case XS_EV_STREAM_OPEN:
-        return "stream-open";
-    case XS_EV_STANZA:
-        return "stanza";
-    case XS_EV_KEEPALIVE:
-        return "keepalive";
-    case XS_EV_STREAM_CLOSE:
-        return "stream-close";
-    case XS_EV_ERROR:
-        return "error";
-    }
-    return "unknown";
-}
-
 static int xml_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -268,7 +251,7 @@ static void event_qname(obuf *b, const xs_event *ev, const xs_redaction *red)
     else if (n != NULL)
         out_qname(b, n->ns != NULL ? (const char *)n->ns->prefix : NULL, (const char *)n->name);
     else
-        out_str(b, kind_name(ev->kind));
+        out_str(b, xs_event_kind_name(ev->kind));
 }
 
 /* The value of an attribute without a namespace, appended to t. Returns 0 when absent. */
@@ -393,7 +376,7 @@ static void out_kind(const xs_printer *p, obuf *b, const xs_event *ev, const xs_
     if (ev->kind == XS_EV_STANZA)
         event_qname(b, ev, red);
     else
-        out_str(b, kind_name(ev->kind));
+        out_str(b, xs_event_kind_name(ev->kind));
     sgr(p, b, SGR_RESET);
     if (ev->kind == XS_EV_STREAM_OPEN)
         out_fmt(b, " #%u", ev->stream_no);
@@ -936,7 +919,7 @@ static void json_event(obuf *b, const xs_print_meta *m, const xs_event *ev, cons
 {
     obuf tmp = {0};
     int bad = 0;
-    json_t *o = json_head(m, kind_name(ev->kind), &bad);
+    json_t *o = json_head(m, xs_event_kind_name(ev->kind), &bad);
     char *line = NULL;
 
     if (o == NULL)

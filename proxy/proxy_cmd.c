@@ -2,6 +2,7 @@
 #include "proxy/proxy_cmd.h"
 
 #include "filters/features.h"
+#include "inspect/cli.h"
 #include "inspect/error.h"
 #include "proxy/proxy.h"
 
@@ -73,31 +74,6 @@ static void usage(FILE *out)
             "                  --write session.jsonl\n",
             XS_PROXY_DEFAULT_LISTEN, XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH,
             XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT, XS_PROXY_DEFAULT_CLOSE_TIMEOUT);
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "xmppscope proxy: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nTry 'xmppscope proxy --help'.\n");
-    va_end(ap);
-    return 2;
-}
-
-static int parse_num(const char *s, unsigned long long min, unsigned long long max,
-                     unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != 0 || s[0] == '-' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 int xs_proxy_main(int argc, char **argv)
@@ -190,13 +166,15 @@ int xs_proxy_main(int argc, char **argv)
         case O_CLIENT_TLS:
             if (xs_tls_mode_parse(optarg, &cfg.client_tls) < 0 ||
                 cfg.client_tls == XS_TLSMODE_MIRROR)
-                return usage_error("--client-tls takes starttls, direct or none, not '%s'", optarg);
+                return xs_cli_usage_error(
+                    "proxy", "--client-tls takes starttls, direct or none, not '%s'", optarg);
             break;
         case O_UPSTREAM_TLS:
             if (xs_tls_mode_parse(optarg, &cfg.upstream_tls) < 0)
-                return usage_error("--upstream-tls takes mirror, starttls, direct or none, "
-                                   "not '%s'",
-                                   optarg);
+                return xs_cli_usage_error("proxy",
+                                          "--upstream-tls takes mirror, starttls, direct or none, "
+                                          "not '%s'",
+                                          optarg);
             break;
         case O_CA_DIR:
             cfg.ca_dir = optarg;
@@ -221,7 +199,8 @@ int xs_proxy_main(int argc, char **argv)
             break;
         case O_FORMAT:
             if (xs_format_parse(optarg, &cfg.console.format) < 0)
-                return usage_error("unknown format '%s' (pretty, compact, json or none)", optarg);
+                return xs_cli_usage_error(
+                    "proxy", "unknown format '%s' (pretty, compact, json or none)", optarg);
             break;
         case O_WRITE:
             cfg.write_path = optarg;
@@ -232,43 +211,47 @@ int xs_proxy_main(int argc, char **argv)
         case O_COLOR:
             if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "always") != 0 &&
                 strcmp(optarg, "never") != 0)
-                return usage_error("--color takes auto, always or never, not '%s'", optarg);
+                return xs_cli_usage_error("proxy", "--color takes auto, always or never, not '%s'",
+                                          optarg);
             color = optarg;
             break;
         case O_MAX_STANZA:
-            if (parse_num(optarg, 1024, 1u << 30, &v) < 0)
-                return usage_error("--max-stanza takes bytes from 1024 to 1073741824, not '%s'",
-                                   optarg);
+            if (xs_cli_parse_uint(optarg, 1024, 1u << 30, &v) < 0)
+                return xs_cli_usage_error(
+                    "proxy", "--max-stanza takes bytes from 1024 to 1073741824, not '%s'", optarg);
             cfg.limits.max_stanza = (size_t)v;
             break;
         case O_MAX_DEPTH:
-            if (parse_num(optarg, 2, 200, &v) < 0)
-                return usage_error("--max-depth takes a number from 2 to 200, not '%s'", optarg);
+            if (xs_cli_parse_uint(optarg, 2, 200, &v) < 0)
+                return xs_cli_usage_error(
+                    "proxy", "--max-depth takes a number from 2 to 200, not '%s'", optarg);
             cfg.limits.max_depth = (unsigned)v;
             break;
         case O_HS_TIMEOUT:
-            if (parse_num(optarg, 1, 86400, &v) < 0)
-                return usage_error("--handshake-timeout takes seconds from 1 to 86400, not '%s'",
-                                   optarg);
+            if (xs_cli_parse_uint(optarg, 1, 86400, &v) < 0)
+                return xs_cli_usage_error(
+                    "proxy", "--handshake-timeout takes seconds from 1 to 86400, not '%s'", optarg);
             cfg.handshake_timeout = (unsigned)v;
             break;
         case O_CLOSE_TIMEOUT:
-            if (parse_num(optarg, 1, 3600, &v) < 0)
-                return usage_error("--close-timeout takes seconds from 1 to 3600, not '%s'",
-                                   optarg);
+            if (xs_cli_parse_uint(optarg, 1, 3600, &v) < 0)
+                return xs_cli_usage_error(
+                    "proxy", "--close-timeout takes seconds from 1 to 3600, not '%s'", optarg);
             cfg.close_timeout = (unsigned)v;
             break;
         case O_MAX_SESSIONS:
-            if (parse_num(optarg, 1, 10000000, &v) < 0)
-                return usage_error("--max-sessions takes a number from 1, not '%s'", optarg);
+            if (xs_cli_parse_uint(optarg, 1, 10000000, &v) < 0)
+                return xs_cli_usage_error("proxy", "--max-sessions takes a number from 1, not '%s'",
+                                          optarg);
             cfg.max_sessions = (unsigned)v;
             break;
         case O_NO_REWRITE: {
             unsigned bit;
             if (xs_rewrite_parse(optarg, &bit) < 0 || bit == XS_REWRITE_STARTTLS)
-                return usage_error("--no-rewrite takes sasl-plus, channel-binding or "
-                                   "compression, not '%s'",
-                                   optarg);
+                return xs_cli_usage_error("proxy",
+                                          "--no-rewrite takes sasl-plus, channel-binding or "
+                                          "compression, not '%s'",
+                                          optarg);
             cfg.rewrites &= ~bit;
             break;
         }
@@ -279,21 +262,23 @@ int xs_proxy_main(int argc, char **argv)
             usage(stdout);
             return 0;
         case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
+            return xs_cli_usage_error("proxy", "option '%s' needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            return xs_cli_usage_error("proxy", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+        return xs_cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
     if (cfg.upstream == NULL)
-        return usage_error("--upstream HOST:PORT is required (the real XMPP server)");
+        return xs_cli_usage_error("proxy",
+                                  "--upstream HOST:PORT is required (the real XMPP server)");
     if ((cfg.cert_file == NULL) != (cfg.key_file == NULL))
-        return usage_error("--cert and --key go together");
+        return xs_cli_usage_error("proxy", "--cert and --key go together");
     if (cfg.cert_file != NULL && cfg.ca_dir != NULL)
-        return usage_error("--cert/--key and --ca-dir exclude each other");
+        return xs_cli_usage_error("proxy", "--cert/--key and --ca-dir exclude each other");
     if (cfg.upstream_ca != NULL && cfg.upstream_insecure)
-        return usage_error("--upstream-ca and --upstream-insecure exclude each other");
+        return xs_cli_usage_error("proxy",
+                                  "--upstream-ca and --upstream-insecure exclude each other");
     if (!listen_given && cfg.listen_tls == NULL)
         cfg.listen = XS_PROXY_DEFAULT_LISTEN;
     if (strcmp(color, "always") == 0)

@@ -582,6 +582,24 @@ static void check_channel_binding(xs_session *s, const xs_event *ev)
     }
 }
 
+/* The client's first stream header: the domain it asks for, its default namespace, and its
+ * bytes (a STARTTLS server leg gets them first). Returns 0, or -1 after failing the session. */
+static int learn_client_header(xs_session *s, const xs_event *ev)
+{
+    for (size_t i = 0; i < ev->n_attrs; i++)
+        if (strcmp(ev->attrs[i].name, "to") == 0 && ev->attrs[i].prefix == NULL &&
+            s->domain[0] == 0)
+            snprintf(s->domain, sizeof(s->domain), "%s", ev->attrs[i].value);
+    if (ev->default_ns != NULL)
+        snprintf(s->client_ns, sizeof(s->client_ns), "%s", ev->default_ns);
+    if (s->first_header.len == 0 &&
+        bytes_append(&s->first_header, ev->raw, ev->len, s->max_stanza) < 0) {
+        fail(s, XS_CLIENT, "internal-server-error", "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int on_client_event(xs_session *s, const xs_event *ev)
 {
     switch (s->cst) {
@@ -589,16 +607,8 @@ static int on_client_event(xs_session *s, const xs_event *ev)
         if (ev->kind != XS_EV_STREAM_OPEN)
             break;
         s->client_opened = true;
-        for (size_t i = 0; i < ev->n_attrs; i++)
-            if (strcmp(ev->attrs[i].name, "to") == 0 && ev->attrs[i].prefix == NULL &&
-                s->domain[0] == 0)
-                snprintf(s->domain, sizeof(s->domain), "%s", ev->attrs[i].value);
-        if (ev->default_ns != NULL)
-            snprintf(s->client_ns, sizeof(s->client_ns), "%s", ev->default_ns);
-        if (bytes_append(&s->first_header, ev->raw, ev->len, s->max_stanza) < 0) {
-            fail(s, XS_CLIENT, "internal-server-error", "out of memory");
+        if (learn_client_header(s, ev) < 0)
             return 0;
-        }
         if (s->client_mode == XS_TLSMODE_STARTTLS) {
             answer_client_header(s);
             put_str(s, XS_CLIENT,
@@ -662,17 +672,8 @@ static int on_client_event(xs_session *s, const xs_event *ev)
     case XS_EV_STREAM_OPEN:
         if (!s->client_opened) {
             /* The first header of a client that came in with direct TLS. */
-            for (size_t i = 0; i < ev->n_attrs; i++)
-                if (strcmp(ev->attrs[i].name, "to") == 0 && ev->attrs[i].prefix == NULL &&
-                    s->domain[0] == 0)
-                    snprintf(s->domain, sizeof(s->domain), "%s", ev->attrs[i].value);
-            if (ev->default_ns != NULL)
-                snprintf(s->client_ns, sizeof(s->client_ns), "%s", ev->default_ns);
-            if (s->first_header.len == 0 &&
-                bytes_append(&s->first_header, ev->raw, ev->len, s->max_stanza) < 0) {
-                fail(s, XS_CLIENT, "internal-server-error", "out of memory");
+            if (learn_client_header(s, ev) < 0)
                 return 0;
-            }
         }
         s->client_opened = true;
         s->client_answered = false; /* a new stream (after TLS or SASL) awaits its answer */
