@@ -8,6 +8,7 @@ tearDown, which must exit 0 with no sanitizer report); each class with real sess
 Prosody. On a failure the proxy's stderr and stdout are printed.
 """
 
+import ssl
 import base64
 import json
 import os
@@ -102,6 +103,15 @@ def raw(port, **kw):
     c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return c
 
+
+
+def proc_rss_kib(pid):
+    """VmRSS of a process in KiB (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 class ProxyCase(unittest.TestCase):
     """Starts proxies and fake servers and cleans them up; tearDown stops each proxy with
@@ -581,6 +591,64 @@ class ErrorCases(ProxyCase):
         self.assertEqual(conn.received[before:], forwarded + b"</stream:stream>")
         self.assertTrue(x.wait_for_log(lambda e: e.get("level") == "error"
                                        and f"<{condition}/>" in e.get("message", "")))
+
+    # -- half-open streams and backpressure --------------------------------------------------------
+    def test_close_timeout_when_server_never_closes_its_stream(self):
+        """The client closes its stream; the server never closes its own: after --close-timeout
+        the client still gets a clean </stream:stream> and both connections are closed."""
+        srv, x = self.plain_pair(extra=["--close-timeout", "1"])
+        c, conn = self.open_session(x, srv)
+        with c:
+            c.send(b"</stream:stream>")
+            conn.wait_for(b"</stream:stream>")
+            t0 = time.monotonic()
+            got = c.read_all(timeout=5)
+            waited = time.monotonic() - t0
+            self.assertTrue(got.endswith(b"</stream:stream>"), got)
+            self.assertTrue(c.closed_by_peer)
+            self.assertGreater(waited, 0.7)
+            self.assertLess(waited, 4.0)
+        self.assertTrue(conn.wait_closed(3))
+        self.assertTrue(x.wait_for_log(lambda e: "did not close its stream within 1 s"
+                                       in e.get("message", "")))
+
+    def test_backpressure_stops_reading_a_client_when_the_server_does_not_read(self):
+        """A server that stops reading makes the proxy stop reading the client: what the client
+        can push is bounded by socket buffers and the proxy's high-water mark (1 MiB), and the
+        proxy's memory does not grow with what the client tries to send."""
+        srv, x = self.plain_pair()
+        c, conn = self.open_session(x, srv)
+        conn.stop_reading = True          # the fake server's reader thread stops consuming
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stanza = (b"<message to='bob@example.test' type='chat'><body>" + b"x" * 4000 +
+                  b"</body></message>")
+        rss_before = proc_rss_kib(x.pid)
+        sock = c.sock
+        sock.setblocking(False)
+        sent, stalled_since, at = 0, None, 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                n = sock.send(stanza[at:])  # partial writes continue the same stanza
+                sent += n
+                at = (at + n) % len(stanza)
+                stalled_since = None
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                stalled_since = stalled_since or time.monotonic()
+                if time.monotonic() - stalled_since > 1.5:
+                    break
+                time.sleep(0.01)
+        self.assertIsNotNone(stalled_since, "the client was never stopped")
+        # Kernel buffers on both sides plus the proxy's 1 MiB high-water mark and one read:
+        # a few MiB. Without backpressure the proxy would take all the client sends.
+        self.assertLess(sent, 24 << 20, f"the client pushed {sent} bytes into the proxy")
+        # RSS is only a loose check: the ASan build keeps freed memory in quarantine.
+        grown = proc_rss_kib(x.pid) - rss_before
+        self.assertLess(grown, 512 << 10, f"the proxy grew by {grown} KiB")
+        self.assertTrue(x.running)
+        print(f"backpressure: the client could push {sent >> 10} KiB; proxy RSS +{grown} KiB",
+              file=sys.stderr)
+        c.close()
 
     # -- unreachable / untrusted upstream ---------------------------------------------------------
     def test_upstream_unreachable(self):

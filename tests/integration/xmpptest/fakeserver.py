@@ -50,6 +50,7 @@ class FakeConn:
         self.tls_version = None
         self.sni = None
         self.answered = False
+        self.stop_reading = False  # set by a test: stop consuming what arrives
 
     # -- for tests ----------------------------------------------------------------------------
     def send(self, data, chunks=None, pause=0.0):
@@ -112,6 +113,10 @@ class FakeConn:
 
     # -- the connection's thread ----------------------------------------------------------------
     def _recv(self):
+        if self.stop_reading:
+            # A server that stops reading: the test checks the proxy's backpressure.
+            time.sleep(0.05)
+            return None
         try:
             data = self.sock.recv(65536)
         except (socket.timeout, TimeoutError):
