@@ -282,8 +282,11 @@ static void on_write(uv_write_t *req, int status)
     conn *c = l->c;
     l->writing = false;
     l->inflight.len = 0;
-    if (l->inflight.cap > 4 * READ_BUF) {
-        /* Give memory back after a burst: idle sessions must stay small. */
+    if (l->out.len == 0) {
+        /* Nothing more to send: give the buffers back, idle sessions must stay small. */
+        out_free(&l->inflight);
+        out_free(&l->out);
+    } else if (l->inflight.cap > 4 * READ_BUF) {
         out_free(&l->inflight);
     }
     if (status < 0 && status != UV_ECANCELED && !xs_session_closing(c->s))
