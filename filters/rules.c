@@ -1061,7 +1061,8 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
     applying ap;
     memset(res, 0, sizeof(*res));
     if (ev->kind != XS_EV_STANZA || ev->node == NULL ||
-        (ctx->direction != XS_RULE_C2S && ctx->direction != XS_RULE_S2C))
+        (ctx->direction != XS_RULE_C2S && ctx->direction != XS_RULE_S2C &&
+         ctx->direction != XS_RULE_ANY))
         return XS_EINVAL;
     memset(&ap, 0, sizeof(ap));
     ap.set = rules;

@@ -190,7 +190,8 @@ enum {
 
 /* The context of one stanza. */
 typedef struct xs_rule_ctx {
-    xs_rule_dir direction; /* XS_RULE_C2S or XS_RULE_S2C */
+    xs_rule_dir direction; /* XS_RULE_C2S or XS_RULE_S2C; XS_RULE_ANY when unknown (a raw
+                            * capture read offline): only rules with `direction any` apply */
     const char *session;   /* for {session}, UTF-8 (control characters are left out); NULL: "" */
     unsigned builtin_off;  /* XS_REWRITE_* bits of built-in rules to skip for this stanza */
     unsigned flags;        /* XS_RULE_EXPLAIN */

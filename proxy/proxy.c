@@ -1006,13 +1006,14 @@ static int load_rules(proxy *p, xs_rules **out)
     xs_rule_diag diag = {0};
     xs_rules *r = NULL;
     int rc = xs_rules_load(p->cfg->rules_path, 0, &r, &diag);
+    size_t reported = diag.n;
     for (size_t i = 0; i < diag.n; i++)
         say("%s", diag.errors[i].message);
     if (diag.omitted > 0)
         say("%s: %zu more errors not shown", p->cfg->rules_path, diag.omitted);
     xs_rule_diag_clear(&diag);
     if (rc < 0) {
-        if (diag.n == 0)
+        if (reported == 0)
             say("cannot load the rules %s: %s", p->cfg->rules_path, xs_strerror(rc));
         return rc;
     }

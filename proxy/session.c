@@ -853,13 +853,13 @@ static int on_event(void *user, const xs_event *ev)
         }
     }
     show(s, from, ev);
+    s->stats.bytes[from] += ev->len;
     if (s->res != NULL) {
         int r = from == XS_CLIENT ? on_client_event(s, ev) : on_server_event(s, ev);
         s->res = NULL;
         xs_rule_result_clear(&res);
         return r;
     }
-    s->stats.bytes[from] += ev->len;
     if (ev->kind == XS_EV_ERROR) {
         /* The side that sent malformed XML gets the stream error the parser chose. */
         char where[64];

@@ -2,6 +2,7 @@
 
   xmpptest.prosody    Prosody: a private Prosody 0.12 on 127.0.0.1 in a temporary folder
   xmpptest.client     slixmpp sessions (run_session, alice_to_bob) and a CLI
+  xmpptest.live       logged-in slixmpp clients a test drives step by step (LiveClient)
   xmpptest.rawclient  a raw-socket client for error cases (manual STARTTLS, exact bytes)
 
 Run with Debian's interpreter (/usr/bin/python3), which sees python3-slixmpp, and
