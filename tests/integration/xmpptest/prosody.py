@@ -276,7 +276,9 @@ class Prosody:
                 self.proc = None
                 raise ProsodyError(f"prosody exited with {rc} while starting\n"
                                    f"{self._stdout_tail()}{self.log_tail()}")
-            if want <= _listening_ports(self.host):
+            # Ready means listening on both ports and its pid file written (Prosody writes it
+            # a moment after it starts listening; under load the gap is visible).
+            if want <= _listening_ports(self.host) and os.path.exists(self.pidfile):
                 return self
             if time.monotonic() > deadline:
                 self.stop()
