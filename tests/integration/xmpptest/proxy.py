@@ -5,7 +5,7 @@
         ... connect to x.port (--listen) or x.tls_port (--listen-tls); trust x.ca_file ...
     x.stop()  -> exit status; x.stderr_text(), x.stdout_text(), x.log_events()
 
-The binary comes from $XMPPSCOPE (ctest sets it), else /work/main/build/proxy/xmppscope.
+The binary comes from $XMPPSCOPE (ctest sets it), else build/proxy/xmppscope in the checkout.
 stdout and stderr go to files in the proxy's temporary folder; the bound ports are read from
 the "listening on ADDR:PORT (client TLS: MODE)" lines on stderr. Only 127.0.0.1 is used.
 """
@@ -22,7 +22,8 @@ import time
 __all__ = ["Proxy", "ProxyError", "xmppscope_binary", "SANITIZER_PATTERN"]
 
 HOST = "127.0.0.1"
-DEFAULT_BINARY = "/work/main/build/proxy/xmppscope"
+DEFAULT_BINARY = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                              "..", "..", "..", "build", "proxy", "xmppscope"))
 LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(client TLS: (\w+)\)")
 # What AddressSanitizer, LeakSanitizer and UBSan print when they find something.
 SANITIZER_PATTERN = re.compile(r"ERROR: (?:Address|Leak|Memory|Thread)Sanitizer|"
