@@ -839,7 +839,8 @@ static void on_connection(uv_stream_t *server, int status)
         else
             say("refusing a connection on %s: %u sessions open (--max-sessions)", ls->addr,
                 p->n_conns);
-        uv_close((uv_handle_t *)&cl->tcp, (uv_close_cb)free);
+        cl->tcp.data = c; /* the close callback frees the conn, which embeds the handle */
+        uv_close((uv_handle_t *)&cl->tcp, on_early_close);
         return;
     }
     cl->connected = true;

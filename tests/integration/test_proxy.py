@@ -788,6 +788,29 @@ class ErrorCases(ProxyCase):
         self.assertEqual(srv.conns, [], "a silent client never makes the proxy connect")
         self.assert_serves(x, srv)
 
+    def test_max_sessions_refuses_extra_connections(self):
+        """Beyond --max-sessions a new connection is closed at once with a log line; the open
+        session is unharmed and, once it ends, a new one is served."""
+        srv, x = self.plain_pair(extra=["--max-sessions", "1"])
+        c, conn = self.open_session(x, srv)
+        with c:
+            for _ in range(3):
+                with raw(x.port, timeout=3) as extra:
+                    got = extra.read_all(timeout=3)
+                self.assertEqual(got, b"")
+                self.assertTrue(extra.closed_by_peer)
+            msg = b"<message to='bob@example.test'><body>still here</body></message>"
+            c.send(msg)
+            conn.wait_for(msg)
+            self.assertTrue(x.running)
+            c.send(b"</stream:stream>")
+            conn.wait_for(b"</stream:stream>")
+            conn.send(b"</stream:stream>")
+            c.read_all(timeout=3)
+        self.assertTrue(x.wait_for_stderr(re.escape("sessions open (--max-sessions)")))
+        self.assertTrue(x.wait_for_log(lambda e: "session closed" in e.get("message", "")))
+        self.assert_serves(x, srv)
+
     def test_garbage_instead_of_client_hello(self):
         srv, x = self.plain_pair()
         for junk in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", H, bytes(range(256)) * 4):
