@@ -614,14 +614,22 @@ static const char *span_bytes(xs_parser *p, uint64_t from, uint64_t to)
     return p->pend.data + (from - p->pend_start);
 }
 
+/* Empties the pending buffer; a large one is given back, so a session that once carried a big
+ * stanza does not keep its memory while idle. */
+static void pend_clear(xs_parser *p, uint64_t at)
+{
+    p->pend.len = 0;
+    p->pend_start = at;
+    if (p->pend.cap > 16384)
+        buf_free(&p->pend);
+}
+
 /* Forgets pending bytes before `at` (they were all delivered). */
 static void pend_drop_before(xs_parser *p, uint64_t at)
 {
     uint64_t pend_end = p->pend_start + p->pend.len;
-    if (at >= pend_end) {
-        p->pend.len = 0;
-        p->pend_start = at;
-    }
+    if (at >= pend_end)
+        pend_clear(p, at);
 }
 
 static int emit_keepalive(xs_parser *p, uint64_t end)
@@ -1198,8 +1206,7 @@ static int finish_read(xs_parser *p)
     if ((p->opts & XS_PARSER_RAW) && p->in_elem && p->elem_start < keep)
         keep = p->elem_start;
     if (keep >= end) {
-        p->pend.len = 0;
-        p->pend_start = end;
+        pend_clear(p, end);
         return 0;
     }
     uint64_t pend_end = p->pend_start + p->pend.len;
