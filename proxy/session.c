@@ -232,9 +232,13 @@ static void set_server(xs_session *s, server_state st)
     s->sst = st;
 }
 
+/* Forwarding begins when both legs are secured and the server has answered the client's
+ * secured stream with its header: until then the handshake timer runs, and a server that fails
+ * or stays silent is reported to the client as <remote-connection-failed/>. */
 static void update_forwarding(xs_session *s)
 {
-    if (s->state == SS_NEGOTIATING && s->cst == CL_SECURE && s->sst == SL_SECURE)
+    if (s->state == SS_NEGOTIATING && s->cst == CL_SECURE && s->sst == SL_SECURE &&
+        s->client_answered)
         set_state(s, SS_FORWARDING);
 }
 
@@ -667,6 +671,12 @@ static int on_client_event(xs_session *s, const xs_event *ev)
     }
     if (s->cst != CL_SECURE)
         return 0;
+    if (s->closed_by[XS_CLIENT] && ev->kind != XS_EV_KEEPALIVE) {
+        /* After </stream:stream> nothing may follow: a second root element. */
+        fail(s, XS_CLIENT, "not-well-formed",
+             "data after the client closed its stream (a second root element)");
+        return 0;
+    }
 
     switch (ev->kind) {
     case XS_EV_STREAM_OPEN:
@@ -770,6 +780,7 @@ static int on_server_event(xs_session *s, const xs_event *ev)
         remember_s2c_namespaces(s, ev);
         s->client_answered = true;
         put(s, XS_CLIENT, ev->raw, ev->len);
+        update_forwarding(s);
         return 0;
     case XS_EV_STANZA: {
         s->stats.stanzas[XS_SERVER]++;
@@ -1001,6 +1012,16 @@ void xs_session_on_closed(xs_session *s, xs_side side, int status, const char *c
         upstream_failed(s, "%s", cause && cause[0] ? cause : "the server closed the connection");
         return;
     }
+    xs_side peer = side == XS_CLIENT ? XS_SERVER : XS_CLIENT;
+    if (s->closed_by[side] && !s->closed_by[peer] && status == 0 && can_speak(s, peer)) {
+        /* A half-close after a clean end of stream: the other side may still finish its
+         * stream, and its last stanzas are delivered (--close-timeout bounds the wait). */
+        note(s, "info",
+             "%s closed its side of the connection after closing its stream; "
+             "waiting for the %s to close its stream",
+             who, side == XS_CLIENT ? "server" : "client");
+        return;
+    }
     if (s->closed_by[side])
         note(s, "info", "%s closed the connection after closing its stream", who);
     else
@@ -1033,8 +1054,10 @@ void xs_session_on_timeout(xs_session *s, const char *what)
         close_both(s);
         return;
     }
-    if (s->state == SS_NEGOTIATING && s->sst != SL_SECURE && s->client_opened) {
-        upstream_failed(s, "%s", what);
+    if (s->state == SS_NEGOTIATING && s->client_opened &&
+        (s->sst != SL_SECURE || !s->client_answered)) {
+        /* The client did its part; the server did not answer in time. */
+        upstream_failed(s, "%s (the server did not answer)", what);
         return;
     }
     fail(s, XS_CLIENT, "connection-timeout", "%s", what);

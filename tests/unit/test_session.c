@@ -453,7 +453,7 @@ static void scen_starttls_both(tctx *t)
     t_tls_up(t, XS_SERVER, NULL);
     assert_false(xs_session_forwarding(t->s));
     t_tls_up(t, XS_CLIENT, "example.test");
-    assert_true(xs_session_forwarding(t->s));
+    assert_false(xs_session_forwarding(t->s)); /* until the server answers */
 
     /* The secured stream: forwarded byte for byte both ways. */
     size_t sm = t_mark(t, XS_SERVER);
@@ -461,6 +461,7 @@ static void scen_starttls_both(tctx *t)
     t_send(t, XS_CLIENT, C_HDR2);
     assert_string_equal(t_out(t, XS_SERVER, sm), C_HDR2);
     t_send(t, XS_SERVER, S_HDR2 S_FEAT_SASL);
+    assert_true(xs_session_forwarding(t->s));
     assert_string_equal(t_out(t, XS_CLIENT, cm), S_HDR2 S_FEAT_SASL);
 
     /* SASL, then the restart: new headers both ways, still forwarded. */
@@ -507,9 +508,10 @@ static void scen_starttls_client_first(tctx *t)
     assert_int_equal(t_feed(t, XS_SERVER, PROCEED), strlen(PROCEED));
     size_t sm = t_mark(t, XS_SERVER);
     t_tls_up(t, XS_SERVER, NULL);
-    assert_true(xs_session_forwarding(t->s));
+    assert_false(xs_session_forwarding(t->s)); /* until the server answers */
     assert_string_equal(t_out(t, XS_SERVER, sm), C_HDR2 C_AUTH_PLAIN);
     t_send(t, XS_SERVER, S_HDR2 S_FEAT_SASL S_SUCCESS);
+    assert_true(xs_session_forwarding(t->s));
     assert_string_equal(t_out(t, XS_CLIENT, cm), S_HDR2 S_FEAT_SASL S_SUCCESS);
     /* No SNI, so the name comes from the stream's 'to'. */
     assert_string_equal(t->f.tls_name[XS_CLIENT], "example.test");
@@ -580,10 +582,11 @@ static void run_modes(tctx *t, xs_tls_mode cmode, xs_tls_mode smode, bool client
             assert_int_equal(t->f.start_tls[XS_SERVER], 0);
         }
     }
-    assert_true(xs_session_forwarding(t->s));
+    assert_false(xs_session_forwarding(t->s)); /* until the server answers */
     assert_string_equal(t_out(t, XS_SERVER, sm), C_HDR2);
 
     t_send(t, XS_SERVER, S_HDR2 S_FEAT_SASL);
+    assert_true(xs_session_forwarding(t->s));
     t_send(t, XS_CLIENT, C_MSG);
     t_send(t, XS_SERVER, S_MSG);
     t_send(t, XS_SERVER, END);
@@ -624,8 +627,9 @@ static void plain_until_features(tctx *t, const char *features, size_t *cm, size
     *sm = t_mark(t, XS_SERVER);
     t_send(t, XS_CLIENT, C_HDR2);
     xs_session_on_connected(t->s, 0, NULL);
-    assert_true(xs_session_forwarding(t->s));
+    assert_false(xs_session_forwarding(t->s)); /* until the server answers */
     t_send(t, XS_SERVER, S_HDR2);
+    assert_true(xs_session_forwarding(t->s));
     t_send(t, XS_SERVER, features);
 }
 
@@ -936,6 +940,10 @@ static void scen_client_closed_after_end(tctx *t)
     xs_session_on_closed(t->s, XS_CLIENT, 0, "connection closed (EOF)");
     assert_string_equal(t_out(t, XS_SERVER, sm), END);
     assert_int_equal(t_mark(t, XS_CLIENT), cm);
+    /* A half-close after a clean end of stream: the server may still finish its own. */
+    assert_false(xs_session_closing(t->s));
+    t_send(t, XS_SERVER, S_MSG END);
+    assert_string_equal(t_out(t, XS_CLIENT, cm), S_MSG END);
     assert_closed_cleanly(t);
 }
 

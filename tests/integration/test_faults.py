@@ -1,0 +1,472 @@
+"""Faults and hostile input through the real proxy (issue 6): each side disconnecting at every
+phase, resets and half-closes, hostile streams, slow and idle peers, an unwritable log.
+
+    cd tests/integration
+    XMPPSCOPE=../../build/proxy/xmppscope /usr/bin/python3 -m unittest -v test_faults
+
+Each test checks what each side gets, that the proxy logs the cause and the per-session
+"session closed" summary (the session was freed), and that it serves the next client.
+Only 127.0.0.1 is used.
+"""
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import test_proxy as tp  # noqa: E402  (not "from": its test classes would run here too)
+from xmpptest import rawclient  # noqa: E402
+from xmpptest.faults import ScriptServer, client_hello, closed_notes, rst_close  # noqa: E402
+from xmpptest.prosody import make_ca, make_server_cert  # noqa: E402
+from xmpptest.proxy import SANITIZER_PATTERN, xmppscope_binary  # noqa: E402
+
+DOMAIN, HOST, H = tp.DOMAIN, tp.HOST, tp.H
+END = rawclient.STREAM_END
+raw = tp.raw
+
+
+class FaultCase(tp.ProxyCase):
+    plain_pair = tp.ErrorCases.plain_pair
+    open_session = tp.ErrorCases.open_session
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.srv_ca, cls.srv_ca_key = make_ca(cls.tmp, name="fake-ca", cn="fake server CA")
+        cls.srv_cert, cls.srv_key = make_server_cert(cls.tmp, cls.srv_ca, cls.srv_ca_key,
+                                                     [DOMAIN], name="fake-server")
+
+    def assert_closed(self, x, n=1, cause=None, timeout=5.0):
+        """At least n "session closed" notes; the last one names `cause` (a substring)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            notes = closed_notes(x)
+            if len(notes) >= n and (cause is None or cause in notes[n - 1]):
+                return notes
+            if time.monotonic() > deadline:
+                self.fail(f"expected {n} session-closed notes, the last with {cause!r}: {notes}")
+            time.sleep(0.02)
+
+    def assert_logged(self, x, text, timeout=5.0):
+        ev = x.wait_for_log(lambda e: text in e.get("message", ""), timeout)
+        self.assertIsNotNone(ev, f"no log event with {text!r}")
+        return ev
+
+
+# =================================================================================================
+# Disconnects at every phase
+# =================================================================================================
+class Disconnects(FaultCase):
+
+    def test_client_closes_before_stream_header(self):
+        srv, x = self.plain_pair()
+        with raw(x.port) as c:
+            c.send(b"<?xml version='1.0'?><stream:str")
+        self.assert_closed(x, 1, "client")
+        self.assertEqual(srv.conns, [], "the server is not contacted for half a header")
+        self.assert_serves(x, srv)
+
+    def test_client_closes_after_stream_header(self):
+        srv, x = self.plain_pair()
+        c, conn = self.open_session(x, srv)
+        c.close()
+        self.assertTrue(conn.wait_closed(3))
+        self.assertEqual(conn.received, H + END, "the server gets a clean end of stream")
+        self.assert_closed(x, 1, "client")
+        self.assert_logged(x, "client closed the connection without closing its stream")
+        self.assert_serves(x, srv)
+
+    def test_client_closes_mid_stanza(self):
+        srv, x = self.plain_pair()
+        c, conn = self.open_session(x, srv)
+        c.send(b"<message><body>complete</body></message><message><bo")
+        conn.wait_for(b"complete</body></message>")
+        c.close()
+        self.assertTrue(conn.wait_closed(3))
+        self.assertEqual(conn.received, H + b"<message><body>complete</body></message>" + END,
+                         "half a stanza is never forwarded")
+        self.assert_closed(x, 1, "client")
+        self.assert_serves(x, srv)
+
+    def test_client_closes_after_stream_end(self):
+        srv, x = self.plain_pair()
+        c, conn = self.open_session(x, srv)
+        c.send(END)
+        conn.wait_for(END)
+        c.close()
+        # The client's FIN could be a half-close: the proxy waits for the server's end of
+        # stream (bounded by --close-timeout), which a real server sends at once.
+        conn.send(END)
+        self.assertTrue(conn.wait_closed(3))
+        self.assertEqual(conn.received, H + END, "exactly one </stream:stream>")
+        self.assert_closed(x, 1)
+        self.assert_serves(x, srv)
+
+    def test_client_half_close_after_stream_end_still_gets_server_end(self):
+        srv, x = self.plain_pair()
+        c, conn = self.open_session(x, srv)
+        with c:
+            mark = len(c.received)
+            c.send(END)
+            c.sock.shutdown(socket.SHUT_WR)
+            conn.wait_for(END)
+            conn.send(b"<message><body>last</body></message>" + END)
+            c.read_all(timeout=3)
+            self.assertEqual(c.received[mark:], b"<message><body>last</body></message>" + END,
+                             "after its half-close the client still gets the server's end")
+            self.assertTrue(c.closed_by_peer)
+        self.assertTrue(conn.wait_closed(3))
+        self.assertEqual(conn.received, H + END)
+        self.assert_closed(x, 1)
+        self.assert_serves(x, srv)
+
+    def test_client_rst(self):
+        srv, x = self.plain_pair()
+        c, conn = self.open_session(x, srv)
+        c.send(b"<presence/>")
+        conn.wait_for(b"<presence/>")
+        rst_close(c.sock)
+        self.assertTrue(conn.wait_closed(3))
+        self.assertEqual(conn.received, H + b"<presence/>" + END)
+        self.assert_closed(x, 1, "client")
+        self.assert_serves(x, srv)
+
+    def test_client_closes_mid_tls_handshake(self):
+        srv, x = self.plain_pair()
+        hello = client_hello(DOMAIN.encode())
+        for port in (x.tls_port,):
+            with raw(port) as c:
+                c.send(hello[:len(hello) // 2])
+                time.sleep(0.2)
+        self.assert_closed(x, 1, "client")
+        self.assertEqual(srv.conns, [])
+        self.assert_serves(x, srv, port=x.tls_port, tls=True)
+        self.assert_serves(x, srv)
+
+    def test_client_closes_mid_starttls_handshake(self):
+        srv = self.fake_server(mode="starttls", cert=self.srv_cert, key=self.srv_key)
+        x = self.start_proxy(upstream=srv.address, upstream_ca=self.srv_ca)
+        with raw(x.port) as c:
+            c.send(H)
+            c.read_features()
+            c.send(rawclient.STARTTLS)
+            c.read_until(rawclient.PROCEED)
+            hello = client_hello(DOMAIN.encode())
+            c.send(hello[:len(hello) // 2])
+            time.sleep(0.2)
+        self.assert_closed(x, 1, "client")
+        self.assertTrue(x.running)
+        # The next client gets a whole session up to the server's features.
+        with raw(x.port) as c:
+            c.starttls(DOMAIN, ca_file=x.ca_file)
+            c.send(H)
+            self.assertIn(b"id='fake-1'", c.read_features())
+
+    def test_client_rst_mid_tls_handshake(self):
+        srv, x = self.plain_pair()
+        hello = client_hello(DOMAIN.encode())
+        with raw(x.tls_port) as c:
+            c.send(hello)
+            time.sleep(0.2)
+            rst_close(c.sock)
+        self.assert_closed(x, 1, "client")
+        self.assert_serves(x, srv, port=x.tls_port, tls=True)
+
+    # -- the server side --------------------------------------------------------------------------
+    def test_server_closes_before_answering(self):
+        srv = self.fake_server(mode="none", answer=False)
+        x = self.start_proxy(upstream=srv.address, client_tls="none", upstream_tls="none")
+        with raw(x.port) as c:
+            c.send(H)
+            conn = srv.wait_connection()
+            conn.wait_for(H)
+            conn.close()
+            got = c.read_all(timeout=3)
+        self.assertStreamError(got, "remote-connection-failed")
+        self.assertTrue(c.closed_by_peer)
+        self.assert_closed(x, 1, "remote-connection-failed")
+        srv.answer = True
+        self.assert_serves(x, srv)
+
+    def test_server_closes_mid_stanza(self):
+        srv, x = self.plain_pair()
+        c, conn = self.open_session(x, srv)
+        with c:
+            mark = len(c.received)
+            conn.send(b"<message><body>whole</body></message><message><bo")
+            c.read_until(b"whole</body></message>")
+            conn.close()
+            c.read_all(timeout=3)
+            self.assertEqual(c.received[mark:], b"<message><body>whole</body></message>" + END,
+                             "half a stanza is never forwarded; the client gets a clean end")
+            self.assertTrue(c.closed_by_peer)
+        self.assert_closed(x, 1, "server")
+        self.assert_logged(x, "server closed the connection without closing its stream")
+        self.assert_serves(x, srv)
+
+    def test_server_rst(self):
+        srv, x = self.plain_pair()
+        c, conn = self.open_session(x, srv)
+        with c:
+            mark = len(c.received)
+            conn.send(b"<presence/>")
+            c.read_until(b"<presence/>")
+            rst_close(conn.sock)
+            c.read_all(timeout=3)
+            self.assertEqual(c.received[mark:], b"<presence/>" + END)
+            self.assertTrue(c.closed_by_peer)
+        self.assert_closed(x, 1, "server")
+        self.assert_serves(x, srv)
+
+    def test_server_closes_mid_tls_handshake(self):
+        def handler(s, sock, i):
+            s.recv_some(sock, i)          # the ClientHello (or part of it)
+            sock.sendall(b"\x16\x03\x03\x00\x40\x02")   # the start of a ServerHello
+            time.sleep(0.1)
+            sock.close()
+        with ScriptServer(handler) as ss:
+            x = self.start_proxy(upstream=ss.address, upstream_direct=ss.address,
+                                 upstream_ca=self.srv_ca, upstream_tls="direct")
+            for _ in range(2):   # twice: the next client gets the same
+                with raw(x.tls_port, direct_tls=True, domain=DOMAIN, ca_file=x.ca_file) as c:
+                    c.send(H)
+                    got = c.read_all(timeout=3)
+                self.assertStreamError(got, "remote-connection-failed")
+                self.assertTrue(c.closed_by_peer)
+            self.assertEqual(ss.accepted, 2)
+            self.assertTrue(ss.received[0].startswith(b"\x16\x03"), ss.received[0][:10])
+            self.assertEqual(ss.errors, [])
+        self.assert_closed(x, 2, "remote-connection-failed")
+        self.assertTrue(x.running)
+
+
+# =================================================================================================
+# Hostile streams
+# =================================================================================================
+class HostileStreams(FaultCase):
+    client_fault = tp.ErrorCases.client_fault
+
+    def test_invalid_utf8(self):
+        srv, x = self.plain_pair()
+        for bad in (b"\xff\xfe", b"\xc3\x28", b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80"):
+            with self.subTest(bad=bad):
+                self.client_fault(x, srv, b"<message><body>a" + bad + b"</body></message>",
+                                  "not-well-formed")
+        self.assert_closed(x, 5, "not-well-formed")
+        self.assert_serves(x, srv)
+
+    def test_nul_byte(self):
+        srv, x = self.plain_pair()
+        self.client_fault(x, srv, b"<message><body>a\x00b</body></message>", "not-well-formed")
+        # Between stanzas a NUL is text at depth 1: bad-format.
+        self.client_fault(x, srv, b"<presence/>\x00", "bad-format", forwarded=b"<presence/>")
+        self.assert_closed(x, 2, "bad-format")
+        self.assert_serves(x, srv)
+
+    def test_second_root_element_after_stream_end(self):
+        srv = self.fake_server(mode="none", answer=True)
+        x = self.start_proxy(upstream=srv.address, client_tls="none", upstream_tls="none",
+                             extra=["--close-timeout", "1"])
+        c, conn = self.open_session(x, srv)
+        with c:
+            c.send(END + H + b"<presence/>")
+            got = c.read_all(timeout=4)
+            self.assertTrue(c.closed_by_peer)
+        self.assertTrue(conn.wait_closed(3))
+        self.assertEqual(conn.received, H + END, "nothing after the first root is forwarded")
+        self.assertNotIn(b"<presence/>", got)
+        self.assert_closed(x, 1)
+        self.assert_serves(x, srv)
+
+    def test_nesting_10000_deep(self):
+        srv, x = self.plain_pair()
+        self.client_fault(x, srv, b"<message>" + b"<a>" * 10000, "policy-violation")
+        self.assert_closed(x, 1, "policy-violation")
+        self.assert_serves(x, srv)
+
+    def test_100mb_stanza_is_cut_off_early(self):
+        srv, x = self.plain_pair()
+        c, conn = self.open_session(x, srv)
+        before = len(conn.received)
+        sock = c.sock
+        sock.setblocking(False)
+        total = 100 << 20
+        chunk = b"x" * 65536
+        sent, got, at = 0, b"", 0
+        data = b"<message><body>"
+        deadline = time.monotonic() + 20
+        closed = False
+        while sent < total and time.monotonic() < deadline and not closed:
+            r, w, _ = select.select([sock], [sock], [], 0.5)
+            if r:
+                try:
+                    d = sock.recv(65536)
+                except OSError:
+                    closed = True
+                    break
+                if not d:
+                    closed = True
+                    break
+                got += d
+            if w:
+                try:
+                    n = sock.send(data[at:] if at < len(data) else chunk)
+                except OSError:
+                    closed = True
+                    break
+                if at < len(data):
+                    at += n
+                sent += n
+        # Whatever is still on its way to the client.
+        sock.setblocking(True)
+        c._pending = b""
+        got += c.read_all(timeout=2)
+        c.close()
+        self.assertTrue(closed or c.closed_by_peer, f"never cut off after {sent} bytes")
+        self.assertLess(sent, 16 << 20, "the client could push far past --max-stanza")
+        self.assertStreamError(got, "policy-violation")
+        self.assertTrue(conn.wait_closed(3))
+        self.assertEqual(conn.received[before:], END, "nothing of the huge stanza forwarded")
+        self.assert_closed(x, 1, "policy-violation")
+        print(f"100 MB stanza: cut off after {sent >> 10} KiB", file=sys.stderr)
+        self.assert_serves(x, srv)
+
+    def test_5000_stanzas_without_reading_replies(self):
+        srv, x = self.plain_pair()
+        c, conn = self.open_session(x, srv)
+        with c:
+            mark = len(c.received)
+            stanzas = b"".join(b"<message id='m%d' to='bob@example.test'><body>%d</body></message>"
+                               % (i, i) for i in range(5000))
+            replies = b"".join(b"<message id='r%d'><body>%d</body></message>" % (i, i)
+                               for i in range(5000))
+            # The server answers everything while the client writes and reads nothing.
+            conn.send(replies)
+            c.send(stanzas)
+            self.assertEqual(conn.wait_len(len(H) + len(stanzas), timeout=15), H + stanzas)
+            c.read_until(b"<message id='r4999'><body>4999</body></message>", timeout=15)
+            self.assertEqual(c.received[mark:], replies)
+            c.send(END)
+            conn.wait_for(END)
+            conn.send(END)
+            c.read_all(timeout=3)
+            self.assertTrue(c.closed_by_peer)
+        notes = self.assert_closed(x, 1)
+        self.assertIn("c2s 5000 stanzas", notes[0])
+        self.assertIn("s2c 5001 stanzas", notes[0])   # the features count as one
+        self.assert_serves(x, srv)
+
+    def test_absurd_sni(self):
+        srv, x = self.plain_pair()
+        for sni in (b"a" * 300 + b".example.test", b"bad name\x00<&>.test", b"\xff" * 40,
+                    b"." * 255, b"a." * 127, b""):
+            with self.subTest(sni=sni[:20]):
+                with raw(x.tls_port) as c:
+                    c.send(client_hello(sni))
+                    c.read_all(timeout=1)
+                self.assertTrue(x.running)
+        self.assertEqual(srv.conns, [])
+        self.assert_closed(x, 6)          # every one of them was freed
+        self.assert_serves(x, srv, port=x.tls_port, tls=True)
+        self.assert_serves(x, srv)
+
+
+# =================================================================================================
+# Slow and idle peers
+# =================================================================================================
+class SlowPeers(FaultCase):
+
+    def test_slowloris_client_cut_off_by_handshake_timeout(self):
+        srv, x = self.plain_pair(extra=["--handshake-timeout", "2"])
+        t = time.monotonic()
+        sent = 0
+        with raw(x.port, timeout=6) as c:
+            try:
+                for b in H:
+                    c.send(bytes([b]))
+                    sent += 1
+                    r, _, _ = select.select([c.sock], [], [], 0.2)
+                    if r:
+                        break
+            except OSError:
+                pass
+            got = c.read_all(timeout=3)
+            elapsed = time.monotonic() - t
+        self.assertLess(sent, len(H), "the header was finished")
+        self.assertTrue(1.8 <= elapsed < 4, elapsed)
+        self.assertStreamError(got, "connection-timeout")
+        self.assertTrue(c.closed_by_peer)
+        self.assert_closed(x, 1, "connection-timeout")
+        self.assert_serves(x, srv)
+
+    def test_server_never_answers(self):
+        srv = self.fake_server(mode="none", answer=False)
+        x = self.start_proxy(upstream=srv.address, client_tls="none", upstream_tls="none",
+                             extra=["--handshake-timeout", "2"])
+        t = time.monotonic()
+        with raw(x.port, timeout=6) as c:
+            c.send(H)
+            got = c.read_all(timeout=5)
+        elapsed = time.monotonic() - t
+        self.assertIn(tp.stream_error(got), ("remote-connection-failed", "connection-timeout"),
+                      got)
+        self.assertTrue(c.closed_by_peer)
+        self.assertTrue(1.8 <= elapsed < 3.5, elapsed)
+        self.assertTrue(srv.conns[0].wait_closed(3))
+        self.assert_closed(x, 1)
+        srv.answer = True
+        self.assert_serves(x, srv)
+
+
+# =================================================================================================
+# The log file
+# =================================================================================================
+class UnwritableLog(unittest.TestCase):
+
+    def run_proxy(self, path):
+        ca = tempfile.mkdtemp(prefix="xmpptest-faults-ca-")
+        r = subprocess.run([xmppscope_binary(), "proxy", "--upstream", "127.0.0.1:1",
+                            "--listen", "127.0.0.1:0", "--ca-dir", ca, "--write", path],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=15,
+                           env=dict(os.environ, NO_COLOR="1"))
+        return r.returncode, r.stderr.decode("utf-8", "replace")
+
+    def check(self, path, cause):
+        rc, err = self.run_proxy(path)
+        self.assertEqual(rc, 1, err)
+        self.assertIn(path, err)
+        self.assertIn(cause, err)
+        self.assertNotIn("listening on", err)
+        self.assertNotRegex(err, SANITIZER_PATTERN)
+
+    def test_nonexistent_directory(self):
+        self.check("/nonexistent-xmppscope-dir/log.jsonl", "No such file or directory")
+
+    def test_read_only_location(self):
+        # sysfs refuses new files even to root.
+        self.check(f"/sys/xmppscope-{os.getpid()}.jsonl", "Permission denied")
+
+    @unittest.skipIf(os.geteuid() == 0, "root ignores directory permissions")
+    def test_read_only_directory(self):
+        d = tempfile.mkdtemp(prefix="xmpptest-ro-")
+        os.chmod(d, 0o500)
+        try:
+            self.check(os.path.join(d, "log.jsonl"), "Permission denied")
+        finally:
+            os.chmod(d, 0o700)
+            os.rmdir(d)
+
+    def test_path_through_a_file(self):
+        with tempfile.NamedTemporaryFile() as f:
+            self.check(os.path.join(f.name, "log.jsonl"), "Not a directory")
+
+
+if __name__ == "__main__":
+    unittest.main()
