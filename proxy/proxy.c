@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -114,7 +116,9 @@ struct proxy {
     char pbuf[READ_BUF]; /* plaintext out of TLS */
     char up_host[256], up_port[16], upd_host[256], upd_port[16];
     int status;
-    xs_rules *rules; /* --rules, swapped on SIGHUP; sessions read it at every stanza */
+    xs_rules *rules;      /* --rules, swapped on SIGHUP; sessions read it at every stanza */
+    unsigned fd_sessions; /* sessions the open-files limit allows (two descriptors each) */
+    unsigned long nofile; /* that limit */
     uv_signal_t sighup;
 };
 
@@ -833,10 +837,16 @@ static void on_connection(uv_stream_t *server, int status)
     cl->tcp.data = cl;
     c->handles = 1;
     int rc = uv_accept(server, (uv_stream_t *)&cl->tcp);
-    if (rc < 0 || (p->cfg->max_sessions && p->n_conns >= p->cfg->max_sessions) || p->stopping) {
+    bool over_fds = p->n_conns >= p->fd_sessions;
+    if (rc < 0 || (p->cfg->max_sessions && p->n_conns >= p->cfg->max_sessions) || over_fds ||
+        p->stopping) {
         if (rc < 0)
             say("accept on %s failed: %s", ls->addr, uv_strerror(rc));
-        else
+        else if (over_fds)
+            say("refusing a connection on %s: %u sessions open, the most the open-files limit "
+                "(%lu) allows; raise it (ulimit -n) for more",
+                ls->addr, p->n_conns, p->nofile);
+        else if (!p->stopping)
             say("refusing a connection on %s: %u sessions open (--max-sessions)", ls->addr,
                 p->n_conns);
         cl->tcp.data = c; /* the close callback frees the conn, which embeds the handle */
@@ -1149,6 +1159,21 @@ int xs_proxy_run(const xs_proxy_config *cfg)
         say("cannot read --upstream-direct '%s': expected HOST:PORT", ud);
         status = 2;
         goto out;
+    }
+    /* Each session needs two descriptors: raise the soft open-files limit to the hard one and
+     * refuse sessions beyond what it allows, with a log line, rather than fail at random. */
+    struct rlimit rl;
+    p->fd_sessions = UINT_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur != RLIM_INFINITY) {
+            p->nofile = (unsigned long)rl.rlim_cur;
+            p->fd_sessions = rl.rlim_cur > 48 ? (unsigned)((rl.rlim_cur - 32) / 2) : 8;
+        }
     }
     if (setup_tls(p) != 0)
         goto out;

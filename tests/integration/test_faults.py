@@ -427,6 +427,56 @@ class SlowPeers(FaultCase):
 # =================================================================================================
 # The log file
 # =================================================================================================
+class ResourceExhaustion(FaultCase):
+    def test_more_connections_than_the_fd_limit(self):
+        """With a limit of 64 open files, a flood of connections: new ones are refused with a
+        log line (the accept error), the session already open goes on unharmed, and once the
+        flood is gone new clients are served again."""
+        srv = self.fake_server(mode="none")
+        x = tp.Proxy(upstream=srv.address, client_tls="none", upstream_tls="none",
+                     ca_dir=self.ca_dir, start=False)
+        self.proxies.append(x)
+        x.argv = ["prlimit", "--nofile=64:64", "--"] + x.argv
+        x.start()
+        c, conn = self.open_session(x, srv)
+        flood = []
+        try:
+            for _ in range(80):
+                try:
+                    s = socket.create_connection((tp.HOST, x.port), timeout=2)
+                    s.sendall(H)  # each accepted one wants a server leg too
+                    flood.append(s)
+                except OSError:
+                    break
+            self.assertTrue(x.wait_for_stderr(r"refusing a connection on .*: \d+ sessions open, "
+                                              r"the most the open-files limit \(64\) allows",
+                                              timeout=10), x.dump())
+            msg = b"<message to='bob@example.test'><body>unharmed</body></message>"
+            c.send(msg)
+            conn.wait_for(msg)
+            reply = b"<message from='bob@example.test'><body>still here</body></message>"
+            conn.send(reply)
+            c.read_until(reply, timeout=5)
+        finally:
+            for s in flood:
+                s.close()
+        with c:
+            c.send(END)
+            conn.wait_for(END)
+            conn.send(END)
+            c.read_all(timeout=3)
+        self.assertTrue(x.running)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                self.assert_serves(x, srv)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline - 0.5:
+                    raise
+                time.sleep(0.3)
+
+
 class UnwritableLog(unittest.TestCase):
 
     def run_proxy(self, path):
