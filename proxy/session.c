@@ -88,6 +88,7 @@ struct xs_session {
     bool closed_by[2];    /* the side sent </stream:stream> */
     bool server_binding;  /* the server offered channel binding (-PLUS, XEP-0440) */
     bool warned_binding;
+    bool log_warned; /* the --write log failed once: said, not repeated */
     /* The server leg failed while the client could not be told (its TLS handshake was under
      * way): the stream error waits for the client's next stream header. */
     char deferred_failure[400];
@@ -207,8 +208,26 @@ static void show(xs_session *s, xs_side from, const xs_event *ev)
     }
     if (s->cfg->console != NULL)
         (void)xs_printer_event(s->cfg->console, &m, ev);
-    if (s->cfg->log != NULL)
-        (void)xs_printer_event(s->cfg->log, &m, ev);
+    if (s->cfg->log != NULL) {
+        int rc = xs_printer_event(s->cfg->log, &m, ev);
+        if (rc < 0 && !s->log_warned) {
+            /* Forwarding goes on: the traffic matters more than its record. Said once per
+             * session, on the console. */
+            s->log_warned = true;
+            if (s->cfg->console != NULL) {
+                char text[200];
+                snprintf(text, sizeof(text),
+                         "cannot write the --write log (%s): this session goes on unlogged",
+                         xs_strerror(rc));
+                (void)xs_printer_note(s->cfg->console, &m, "error", text);
+            } else {
+                fprintf(stderr,
+                        "xmppscope: session %s: cannot write the --write log (%s): the session "
+                        "goes on unlogged\n",
+                        s->id_str, xs_strerror(rc));
+            }
+        }
+    }
 }
 
 /* Every state change goes through these, and is logged. */

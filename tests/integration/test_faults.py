@@ -477,6 +477,32 @@ class ResourceExhaustion(FaultCase):
                 time.sleep(0.3)
 
 
+class LogDiskFull(FaultCase):
+    def test_log_on_a_full_disk_forwarding_goes_on(self):
+        """--write to a device that is always full (/dev/full): the session is forwarded
+        byte for byte all the same, and the console says once that the log cannot be written."""
+        srv = self.fake_server(mode="none")
+        x = self.start_proxy(upstream=srv.address, client_tls="none", upstream_tls="none",
+                             write=False, extra=["--write", "/dev/full"])
+        c, conn = self.open_session(x, srv)
+        with c:
+            msg = b"<message to='bob@example.test'><body>logged nowhere</body></message>"
+            c.send(msg)
+            conn.wait_for(msg)
+            conn.send(msg)
+            c.read_until(msg, timeout=5)
+            c.send(END)
+            conn.wait_for(END)
+            conn.send(END)
+            c.read_all(timeout=3)
+        deadline = time.monotonic() + 5
+        while "cannot write the --write log" not in x.stdout_text():
+            self.assertLess(time.monotonic(), deadline, x.dump())
+            time.sleep(0.05)
+        self.assertEqual(x.stdout_text().count("cannot write the --write log"), 1)
+        self.assertTrue(x.running)
+
+
 class UnwritableLog(unittest.TestCase):
 
     def run_proxy(self, path):
