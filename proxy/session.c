@@ -345,6 +345,17 @@ static bool can_speak(const xs_session *s, xs_side side)
            s->sst != SL_GONE;
 }
 
+/* Ends the stream xmppscope carries towards `to` with </stream:stream>, if that stream is open
+ * and was not ended already (its peer, the other side, did not close it through us). */
+static void end_stream_to(xs_session *s, xs_side to)
+{
+    if (!can_speak(s, to))
+        return;
+    if (to == XS_SERVER ? s->server_opened && !s->closed_by[XS_CLIENT]
+                        : s->client_answered && !s->closed_by[XS_SERVER])
+        put_str(s, to, "</stream:stream>");
+}
+
 static void close_side(xs_session *s, xs_side side)
 {
     if (s->leg_closed[side])
@@ -379,13 +390,7 @@ static void fail(xs_session *s, xs_side at_fault, const char *condition, const c
     snprintf(s->end_cause, sizeof(s->end_cause), "%s (%.200s)", condition, text);
     if (can_speak(s, at_fault))
         stream_error_to(s, at_fault, condition, text);
-    xs_side other = at_fault == XS_CLIENT ? XS_SERVER : XS_CLIENT;
-    if (can_speak(s, other)) {
-        if (other == XS_SERVER && s->server_opened && !s->closed_by[XS_CLIENT])
-            put_str(s, XS_SERVER, "</stream:stream>");
-        else if (other == XS_CLIENT && s->client_answered && !s->closed_by[XS_SERVER])
-            put_str(s, XS_CLIENT, "</stream:stream>");
-    }
+    end_stream_to(s, at_fault == XS_CLIENT ? XS_SERVER : XS_CLIENT);
     close_both(s);
 }
 
@@ -403,8 +408,7 @@ static void upstream_failed(xs_session *s, const char *fmt, ...)
     if (s->state == SS_CLOSING || s->deferred_failure[0])
         return;
     snprintf(s->end_cause, sizeof(s->end_cause), "remote-connection-failed (%.200s)", text);
-    if (can_speak(s, XS_SERVER) && s->server_opened && !s->closed_by[XS_CLIENT])
-        put_str(s, XS_SERVER, "</stream:stream>");
+    end_stream_to(s, XS_SERVER);
     if (!(can_speak(s, XS_CLIENT) && s->client_opened) &&
         (s->cst == CL_TLS_HANDSHAKE || s->cst == CL_SECURE)) {
         /* The client is securing its leg, or has not opened its new stream yet: it learns
@@ -1050,14 +1054,8 @@ void xs_session_on_closed(xs_session *s, xs_side side, int status, const char *c
              who, cause && cause[0] ? ": " : "", cause ? cause : "");
     snprintf(s->end_cause, sizeof(s->end_cause), "%s %s", who,
              cause && cause[0] ? cause : "closed the connection");
-    xs_side other = side == XS_CLIENT ? XS_SERVER : XS_CLIENT;
-    if (can_speak(s, other) && !s->closed_by[side]) {
-        /* The other side gets a clean end of its stream. */
-        if (other == XS_SERVER && s->server_opened && !s->closed_by[XS_CLIENT])
-            put_str(s, XS_SERVER, "</stream:stream>");
-        else if (other == XS_CLIENT && s->client_answered && !s->closed_by[XS_SERVER])
-            put_str(s, XS_CLIENT, "</stream:stream>");
-    }
+    /* The other side gets a clean end of its stream. */
+    end_stream_to(s, peer);
     close_both(s);
 }
 
@@ -1089,8 +1087,7 @@ void xs_session_shutdown(xs_session *s)
     snprintf(s->end_cause, sizeof(s->end_cause), "xmppscope shutting down");
     if (can_speak(s, XS_CLIENT) && s->client_opened)
         stream_error_to(s, XS_CLIENT, "system-shutdown", "the proxy is shutting down");
-    if (can_speak(s, XS_SERVER) && s->server_opened && !s->closed_by[XS_CLIENT])
-        put_str(s, XS_SERVER, "</stream:stream>");
+    end_stream_to(s, XS_SERVER);
     close_both(s);
 }
 
