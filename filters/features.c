@@ -4,6 +4,7 @@
 #include "inspect/error.h"
 
 #include <stdbool.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,48 +115,79 @@ static int append_decl(char **buf, size_t *len, size_t *cap, const xs_attr *d)
     return 0;
 }
 
+int xs_element_parse(const char *raw, size_t len, const xs_attr *nsdecls, size_t n_nsdecls,
+                     xmlDoc **doc, xmlNode **element)
+{
+    int rc = XS_ENOMEM;
+    char *text = NULL;
+    size_t tlen = 0, tcap = len + 64;
+
+    *doc = NULL;
+    *element = NULL;
+    if (len > INT_MAX - 4096)
+        return XS_ETOOBIG;
+    /* The element is parsed inside a wrapper that declares what the stream header declared. */
+    text = malloc(tcap);
+    if (text == NULL)
+        goto out;
+    tlen = (size_t)sprintf(text, "<w");
+    for (size_t i = 0; i < n_nsdecls; i++)
+        if (nsdecls[i].uri != NULL && append_decl(&text, &tlen, &tcap, &nsdecls[i]) < 0)
+            goto out;
+    if (tlen + len + 8 > tcap) {
+        char *n = realloc(text, tlen + len + 8);
+        if (n == NULL)
+            goto out;
+        text = n;
+    }
+    text[tlen++] = '>';
+    memcpy(text + tlen, raw, len);
+    tlen += len;
+    memcpy(text + tlen, "</w>", 4);
+    tlen += 4;
+
+    xmlDoc *d = xmlReadMemory(text, (int)tlen, NULL, "UTF-8",
+                              XML_PARSE_NONET | XML_PARSE_NOWARNING | XML_PARSE_NOERROR);
+    rc = XS_ENOTWF;
+    if (d == NULL)
+        goto out;
+    xmlNode *el = xmlDocGetRootElement(d)->children;
+    while (el != NULL && el->type != XML_ELEMENT_NODE)
+        el = el->next;
+    if (el == NULL) {
+        xmlFreeDoc(d);
+        goto out;
+    }
+    *doc = d;
+    *element = el;
+    rc = 0;
+out:
+    free(text);
+    return rc;
+}
+
+int xs_features_starttls_required(const xmlNode *features)
+{
+    for (const xmlNode *f = features->children; f != NULL; f = f->next)
+        if (is(f, NS_TLS, "starttls"))
+            for (const xmlNode *r = f->children; r != NULL; r = r->next)
+                if (is(r, NS_TLS, "required"))
+                    return 1;
+    return 0;
+}
+
 int xs_features_rewrite(const char *raw, size_t len, const xs_attr *nsdecls, size_t n_nsdecls,
                         unsigned which, xs_features_result *out)
 {
-    int rc = XS_ENOMEM;
-    char *doc_text = NULL;
-    size_t dlen = 0, dcap = 0;
     xmlDoc *doc = NULL;
+    xmlNode *features = NULL;
     xmlBuffer *xb = NULL;
 
     memset(out, 0, sizeof(*out));
-    /* The element is parsed inside a wrapper that declares what the stream header declared. */
-    dcap = len + 64;
-    doc_text = malloc(dcap);
-    if (doc_text == NULL)
-        goto out;
-    dlen = (size_t)sprintf(doc_text, "<w");
-    for (size_t i = 0; i < n_nsdecls; i++)
-        if (nsdecls[i].uri != NULL && append_decl(&doc_text, &dlen, &dcap, &nsdecls[i]) < 0)
-            goto out;
-    if (dlen + len + 8 > dcap) {
-        char *n = realloc(doc_text, dlen + len + 8);
-        if (n == NULL)
-            goto out;
-        doc_text = n;
-    }
-    doc_text[dlen++] = '>';
-    memcpy(doc_text + dlen, raw, len);
-    dlen += len;
-    memcpy(doc_text + dlen, "</w>", 4);
-    dlen += 4;
-
-    doc = xmlReadMemory(doc_text, (int)dlen, NULL, "UTF-8",
-                        XML_PARSE_NONET | XML_PARSE_NOWARNING | XML_PARSE_NOERROR);
-    if (doc == NULL) {
-        rc = XS_ENOTWF;
-        goto out;
-    }
-    xmlNode *features = xmlDocGetRootElement(doc)->children;
-    while (features != NULL && features->type != XML_ELEMENT_NODE)
-        features = features->next;
-    rc = 0;
-    if (features == NULL || !is(features, NS_STREAMS, "features"))
+    int rc = xs_element_parse(raw, len, nsdecls, n_nsdecls, &doc, &features);
+    if (rc < 0)
+        return rc;
+    if (!is(features, NS_STREAMS, "features"))
         goto out;
 
     bool changed = false;
@@ -204,8 +236,6 @@ int xs_features_rewrite(const char *raw, size_t len, const xs_attr *nsdecls, siz
 out:
     if (xb != NULL)
         xmlBufferFree(xb);
-    if (doc != NULL)
-        xmlFreeDoc(doc);
-    free(doc_text);
+    xmlFreeDoc(doc);
     return rc;
 }

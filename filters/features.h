@@ -13,6 +13,8 @@
 
 #include "inspect/parser.h"
 
+#include <libxml/tree.h>
+
 enum {
     XS_REWRITE_SASL_PLUS = 1u << 0,       /* <mechanism>…-PLUS</mechanism> (SASL and SASL2) */
     XS_REWRITE_CHANNEL_BINDING = 1u << 1, /* <sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'/> */
@@ -42,5 +44,17 @@ typedef struct xs_features_result {
  * alone (out->xml NULL). */
 int xs_features_rewrite(const char *raw, size_t len, const xs_attr *nsdecls, size_t n_nsdecls,
                         unsigned which, xs_features_result *out);
+
+/* Parses one depth-1 element given as its raw bytes (a stanza, stream features) in the context
+ * of the stream header's namespace declarations (`nsdecls`, as in the stream-open event): the
+ * element comes back attached to a wrapper element that makes those declarations, as a parser
+ * tree (XS_PARSER_TREE) is attached to its stream element, so it can go to xs_rules_apply().
+ * Returns 0 and sets *doc (free it with xmlFreeDoc()) and *element; XS_ENOTWF when the bytes do
+ * not parse, XS_ETOOBIG, XS_ENOMEM. */
+int xs_element_parse(const char *raw, size_t len, const xs_attr *nsdecls, size_t n_nsdecls,
+                     xmlDoc **doc, xmlNode **element);
+
+/* Whether <stream:features/> offers <starttls><required/></starttls>. */
+int xs_features_starttls_required(const xmlNode *features);
 
 #endif

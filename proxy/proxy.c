@@ -116,7 +116,8 @@ struct proxy {
     char pbuf[READ_BUF]; /* plaintext out of TLS */
     char up_host[256], up_port[16], upd_host[256], upd_port[16];
     int status;
-    xs_rules *rules;      /* --rules, swapped on SIGHUP; sessions read it at every stanza */
+    /* The built-in rewrites and --rules, swapped on SIGHUP; sessions read it at every stanza */
+    xs_rules *rules;
     unsigned fd_sessions; /* sessions the open-files limit allows (two descriptors each) */
     unsigned long nofile; /* that limit */
     uv_signal_t sighup;
@@ -884,7 +885,9 @@ static void on_connection(uv_stream_t *server, int status)
         .log = p->log,
         .show_secrets = p->cfg->console.show_secrets,
         .server_name = p->cfg->server_name,
-        .rules = p->cfg->rules_path != NULL ? &p->rules : NULL,
+        .rules = &p->rules,
+        .user_rules = p->cfg->rules_path != NULL,
+        .log_required = p->cfg->log_stop,
     };
     c->server_mode =
         p->cfg->upstream_tls == XS_TLSMODE_MIRROR ? ls->client_mode : p->cfg->upstream_tls;
@@ -1011,12 +1014,28 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- rules: loading and SIGHUP ---- */
 
-/* Loads --rules. On failure every error is reported and *out is left alone. */
+/* The built-in rewrites the sessions may use. */
+static unsigned builtin_bits(const proxy *p)
+{
+    return p->cfg->rewrites | XS_REWRITE_STARTTLS;
+}
+
+/* Loads the built-in rewrites and --rules after them. On failure every error is reported and
+ * *out is left alone. */
 static int load_rules(proxy *p, xs_rules **out)
 {
     xs_rule_diag diag = {0};
     xs_rules *r = NULL;
-    int rc = xs_rules_load(p->cfg->rules_path, 0, &r, &diag);
+    if (p->cfg->rules_path == NULL) {
+        int rc = xs_rules_builtin(builtin_bits(p), &r);
+        if (rc < 0) {
+            say("cannot compile the built-in rewrites: %s", xs_strerror(rc));
+            return rc;
+        }
+        *out = r;
+        return 0;
+    }
+    int rc = xs_rules_load(p->cfg->rules_path, builtin_bits(p), &r, &diag);
     size_t reported = diag.n;
     for (size_t i = 0; i < diag.n; i++)
         say("%s", diag.errors[i].message);
@@ -1038,24 +1057,33 @@ static void on_sighup(uv_signal_t *h, int signum)
     xs_rules *r = NULL;
     if (load_rules(p, &r) < 0) {
         say("SIGHUP: %s has errors; keeping the %zu rules in use", p->cfg->rules_path,
-            p->rules ? xs_rules_count(p->rules) : (size_t)0);
+            p->rules ? xs_rules_count_file(p->rules) : (size_t)0);
         return;
     }
     /* Sessions read the set at every stanza; results own their data, so the old set can go. */
     xs_rules_unref(p->rules);
     p->rules = r;
     say("SIGHUP: reloaded %s: %zu rules, in effect for every session from its next stanza",
-        p->cfg->rules_path, xs_rules_count(r));
+        p->cfg->rules_path, xs_rules_count_file(r));
 }
 
 static void print_rule_hits(proxy *p)
 {
-    if (p->rules == NULL)
+    if (p->rules == NULL || p->cfg->rules_path == NULL)
         return;
+    char builtin[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < xs_rules_count(p->rules); i++) {
+        xs_rule_info info;
+        if (xs_rules_info(p->rules, i, &info) == 0 && info.builtin != 0 && used < sizeof(builtin))
+            used += (size_t)snprintf(builtin + used, sizeof(builtin) - used, "%s%s %lu",
+                                     used ? ", " : "", info.name, info.hits);
+    }
+    say("built-in rewrite hits: %s", builtin);
     say("rule hits:");
     for (size_t i = 0; i < xs_rules_count(p->rules); i++) {
         xs_rule_info info;
-        if (xs_rules_info(p->rules, i, &info) == 0)
+        if (xs_rules_info(p->rules, i, &info) == 0 && info.builtin == 0)
             fprintf(stderr, "  %8lu  %s\n", info.hits, info.name);
     }
 }
@@ -1177,13 +1205,13 @@ int xs_proxy_run(const xs_proxy_config *cfg)
     }
     if (setup_tls(p) != 0)
         goto out;
-    if (cfg->rules_path != NULL) {
-        if (load_rules(p, &p->rules) < 0) {
-            status = 2;
-            goto out;
-        }
-        say("rules: %zu from %s (SIGHUP reloads them)", xs_rules_count(p->rules), cfg->rules_path);
+    if (load_rules(p, &p->rules) < 0) {
+        status = 2;
+        goto out;
     }
+    if (cfg->rules_path != NULL)
+        say("rules: %zu from %s after the built-in rewrites (SIGHUP reloads them)",
+            xs_rules_count_file(p->rules), cfg->rules_path);
     if (cfg->write_path != NULL) {
         p->log_file = open_private(cfg->write_path, "log");
         if (p->log_file == NULL)

@@ -32,6 +32,7 @@ typedef struct xs_proxy_config {
     int upstream_insecure;
     const char *server_name; /* the name the server certificate must have; NULL: the domain */
     const char *write_path;  /* --write JSON Lines */
+    int log_stop;            /* --on-log-error stop: a session whose log fails ends */
     const char *keylog_path; /* --keylog (SSLKEYLOGFILE is honoured too) */
     const char *rules_path;  /* --rules FILE; NULL: none */
     xs_print_options console;

@@ -49,6 +49,9 @@ static void usage(FILE *out)
             "output:\n"
             "  --format FMT              console output: pretty (default), compact, json, none\n"
             "  --write FILE              append every event as JSON Lines to FILE (mode 0600)\n"
+            "  --on-log-error WHAT        when --write fails (disk full): continue (default;\n"
+            "                            said once per session, forwarding goes on) or stop\n"
+            "                            (the session ends: nothing unlogged is forwarded)\n"
             "  --show-secrets            show SASL and password payloads in clear\n"
             "  --color WHEN              auto (default), always or never\n"
             "limits:\n"
@@ -103,6 +106,7 @@ int xs_proxy_main(int argc, char **argv)
         O_MAX_SESSIONS,
         O_NO_REWRITE,
         O_RULES,
+        O_ON_LOG_ERROR,
     };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -130,6 +134,7 @@ int xs_proxy_main(int argc, char **argv)
         {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
         {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
         {"rules", required_argument, NULL, O_RULES},
+        {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -258,6 +263,12 @@ int xs_proxy_main(int argc, char **argv)
         case O_RULES:
             cfg.rules_path = optarg;
             break;
+        case O_ON_LOG_ERROR:
+            if (strcmp(optarg, "continue") != 0 && strcmp(optarg, "stop") != 0)
+                return xs_cli_usage_error(
+                    "proxy", "--on-log-error takes continue or stop, not '%s'", optarg);
+            cfg.log_stop = strcmp(optarg, "stop") == 0;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -279,6 +290,8 @@ int xs_proxy_main(int argc, char **argv)
     if (cfg.upstream_ca != NULL && cfg.upstream_insecure)
         return xs_cli_usage_error("proxy",
                                   "--upstream-ca and --upstream-insecure exclude each other");
+    if (cfg.log_stop && cfg.write_path == NULL)
+        return xs_cli_usage_error("proxy", "--on-log-error goes with --write FILE");
     if (!listen_given && cfg.listen_tls == NULL)
         cfg.listen = XS_PROXY_DEFAULT_LISTEN;
     if (strcmp(color, "always") == 0)

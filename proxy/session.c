@@ -100,6 +100,10 @@ struct xs_session {
 
     bool leg_closed[2];  /* io->close was called for the side: nothing more goes to it */
     xs_rule_result *res; /* what the rules decided for the stanza being handled, or NULL */
+    /* The tree of the server's <stream:features/> being handled (the parser's, or one parsed
+     * from its bytes when the parser builds none), or NULL. */
+    const xmlNode *features;
+    xmlDoc *features_doc; /* the document of `features` when parsed from its bytes */
     xs_session_stats stats;
     char end_cause[256];
     size_t max_stanza; /* the effective limit */
@@ -189,7 +193,11 @@ static void note(xs_session *s, const char *level, const char *fmt, ...)
         (void)xs_printer_note(s->cfg->log, &m, level, text);
 }
 
-static void show(xs_session *s, xs_side from, const xs_event *ev)
+static void fail_unlogged(xs_session *s, int rc);
+
+/* Shows and logs an event. Returns false when the log failed and the session ends for it
+ * (--on-log-error stop). */
+static bool show(xs_session *s, xs_side from, const xs_event *ev)
 {
     xs_print_meta m = meta_of(s, side_dir(from), phase_names[s->ph[from]]);
     xs_print_rule pr[32];
@@ -210,6 +218,10 @@ static void show(xs_session *s, xs_side from, const xs_event *ev)
         (void)xs_printer_event(s->cfg->console, &m, ev);
     if (s->cfg->log != NULL) {
         int rc = xs_printer_event(s->cfg->log, &m, ev);
+        if (rc < 0 && s->cfg->log_required) {
+            fail_unlogged(s, rc);
+            return false;
+        }
         if (rc < 0 && !s->log_warned) {
             /* Forwarding goes on: the traffic matters more than its record. Said once per
              * session, on the console. */
@@ -228,6 +240,7 @@ static void show(xs_session *s, xs_side from, const xs_event *ev)
             }
         }
     }
+    return true;
 }
 
 /* Every state change goes through these, and is logged. */
@@ -391,6 +404,30 @@ static void fail(xs_session *s, xs_side at_fault, const char *condition, const c
     if (can_speak(s, at_fault))
         stream_error_to(s, at_fault, condition, text);
     end_stream_to(s, at_fault == XS_CLIENT ? XS_SERVER : XS_CLIENT);
+    close_both(s);
+}
+
+/* The log cannot be written and --on-log-error stop: the session ends before anything unlogged
+ * is forwarded. The client gets <internal-server-error/>, the server a clean close. */
+static void fail_unlogged(xs_session *s, int rc)
+{
+    if (s->state == SS_CLOSING)
+        return;
+    char text[200];
+    snprintf(text, sizeof(text),
+             "cannot write the --write log (%s): the session ends (--on-log-error stop)",
+             xs_strerror(rc));
+    if (s->cfg->console != NULL) {
+        xs_print_meta m = meta_of(s, NULL, NULL);
+        (void)xs_printer_note(s->cfg->console, &m, "error", text);
+    } else {
+        fprintf(stderr, "xmppscope: session %s: %s\n", s->id_str, text);
+    }
+    snprintf(s->end_cause, sizeof(s->end_cause), "%s", text);
+    if (can_speak(s, XS_CLIENT))
+        stream_error_to(s, XS_CLIENT, "internal-server-error",
+                        "xmppscope cannot write its log; the session ends");
+    end_stream_to(s, XS_SERVER);
     close_both(s);
 }
 
@@ -574,6 +611,43 @@ static void remember_s2c_namespaces(xs_session *s, const xs_event *ev)
         a->uri = memcpy(s->s2c_ns_pool + used, u, ul);
         used += ul;
     }
+}
+
+/* The server's <stream:features/>, after the rules (the built-in rewrites among them) ran:
+ * remembers whether it offered channel binding, says what the built-in rules removed, and fails
+ * the server leg when it requires STARTTLS that a plain leg cannot do. Returns whether the leg
+ * failed. */
+static bool server_features(xs_session *s)
+{
+    const xs_rule_result *res = s->res;
+    char removed[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; res != NULL && i < res->n_tags; i++)
+        if (strcmp(res->tags[i], "channel-binding-offered") == 0)
+            s->server_binding = true;
+    for (size_t i = 0; res != NULL && i < res->n_applied; i++) {
+        const xs_rule_applied *a = &res->applied[i];
+        unsigned bit;
+        if (a->nodes == 0 || xs_rewrite_parse(a->rule, &bit) < 0 || used >= sizeof(removed))
+            continue;
+        used += (size_t)snprintf(removed + used, sizeof(removed) - used, "%s%s (%s)",
+                                 used ? ", " : "", a->rule, a->detail ? a->detail : "");
+    }
+    /* A server leg kept plain by choice cannot do STARTTLS through xmppscope (the proxy would
+     * have to follow a TLS session it is not part of): the offer goes (built-in rule
+     * "starttls"), and a server that insists cannot be used. */
+    if (s->server_mode == XS_TLSMODE_NONE && s->features != NULL &&
+        xs_features_starttls_required(s->features)) {
+        upstream_failed(s, "the server requires STARTTLS, but the server leg is plain "
+                           "(--upstream-tls none); use --upstream-tls starttls");
+        return true;
+    }
+    if (used > 0)
+        note(s, "info",
+             "features rewritten for the client by built-in rules: %s (each can be turned off "
+             "with --no-rewrite NAME)",
+             removed);
+    return false;
 }
 
 static void check_channel_binding(xs_session *s, const xs_event *ev)
@@ -815,31 +889,8 @@ static int on_server_event(xs_session *s, const xs_event *ev)
             return 0;
         }
         if (is_el(ev, NS_STREAMS, "features")) {
-            unsigned which = s->cfg->rewrites;
-            /* A server leg kept plain by choice cannot do STARTTLS through xmppscope (the
-             * proxy would have to follow a TLS session it is not part of): the offer goes. */
-            if (s->server_mode == XS_TLSMODE_NONE)
-                which |= XS_REWRITE_STARTTLS;
-            xs_features_result fr;
-            int rc = xs_features_rewrite(out, out_len, s->s2c_ns, s->n_s2c_ns, which, &fr);
-            if (rc == 0 && fr.offered_binding)
-                s->server_binding = true;
-            if (rc == 0 && fr.starttls_required && s->server_mode == XS_TLSMODE_NONE) {
-                free(fr.xml);
-                upstream_failed(s, "the server requires STARTTLS, but the server leg is plain "
-                                   "(--upstream-tls none); use --upstream-tls starttls");
+            if (server_features(s))
                 return 0;
-            }
-            if (rc == 0 && fr.xml != NULL) {
-                note(s, "info",
-                     "features rewritten for the client: removed %s (each rewrite can be "
-                     "turned off with --no-rewrite NAME)",
-                     fr.removed);
-                forward(s, XS_CLIENT, fr.xml, fr.len);
-                free(fr.xml);
-                rules_inject(s);
-                return 0;
-            }
         } else if (is_el(ev, NS_SASL, "success") || is_el(ev, NS_SASL2, "success")) {
             s->ph[XS_CLIENT] = s->ph[XS_SERVER] = PH_AUTHED;
         }
@@ -864,6 +915,44 @@ static int on_server_event(xs_session *s, const xs_event *ev)
     return 0;
 }
 
+/* Runs the rules for a stanza of a secured stream; fills *res and sets s->res when they ran.
+ * Without the parser's tree (no console, log or rules of the user's: the parser builds none),
+ * only the server's <stream:features/> is parsed from its bytes, for the built-in rewrites. */
+static void run_rules(xs_session *s, xs_side from, const xs_event *ev, xs_rule_result *res)
+{
+    xs_rules *rules = s->cfg->rules != NULL ? *s->cfg->rules : NULL;
+    bool features = from == XS_SERVER && is_el(ev, NS_STREAMS, "features");
+    xmlDoc *doc = NULL;
+    xs_event tree_ev = *ev;
+
+    if (ev->node == NULL && features && ev->raw != NULL) {
+        xmlNode *el = NULL;
+        if (xs_element_parse(ev->raw, ev->len, s->s2c_ns, s->n_s2c_ns, &doc, &el) == 0)
+            tree_ev.node = el;
+    }
+    if (features)
+        s->features = tree_ev.node;
+    if (rules == NULL || tree_ev.node == NULL)
+        goto out;
+    xs_rule_ctx rc = {
+        .direction = from == XS_CLIENT ? XS_RULE_C2S : XS_RULE_S2C,
+        .session = s->id_str,
+        /* The STARTTLS offer goes only on a plain server leg (see server_features()). */
+        .builtin_off = s->server_mode == XS_TLSMODE_NONE ? 0u : (unsigned)XS_REWRITE_STARTTLS,
+    };
+    if (xs_rules_apply(rules, &rc, &tree_ev, res) == 0) {
+        s->res = res;
+        if (res->error != NULL)
+            note(s, "warn", "rules: %s", res->error);
+    } else {
+        xs_rule_result_clear(res);
+        note(s, "error", "rules: out of memory; the stanza is forwarded unchanged");
+    }
+out:
+    /* The result owns its data; a parsed features tree lives while the event is handled. */
+    s->features_doc = doc;
+}
+
 static int on_event(void *user, const xs_event *ev)
 {
     xs_session *s = user;
@@ -873,36 +962,32 @@ static int on_event(void *user, const xs_event *ev)
         return XS_PARSER_PAUSE;
     xs_rule_result res;
     bool secured = from == XS_CLIENT ? s->cst == CL_SECURE : s->sst == SL_SECURE;
-    xs_rules *rules = s->cfg->rules != NULL ? *s->cfg->rules : NULL;
     s->res = NULL;
-    if (rules != NULL && secured && ev->kind == XS_EV_STANZA) {
-        xs_rule_ctx rc = {.direction = from == XS_CLIENT ? XS_RULE_C2S : XS_RULE_S2C,
-                          .session = s->id_str};
-        if (xs_rules_apply(rules, &rc, ev, &res) == 0) {
-            s->res = &res;
-            if (res.error != NULL)
-                note(s, "warn", "rules: %s", res.error);
-        } else {
-            note(s, "error", "rules: out of memory; the stanza is forwarded unchanged");
-        }
-    }
-    show(s, from, ev);
+    s->features = NULL;
+    s->features_doc = NULL;
+    if (secured && ev->kind == XS_EV_STANZA)
+        run_rules(s, from, ev, &res);
+    bool shown = show(s, from, ev);
     s->stats.bytes[from] += ev->len;
-    if (s->res != NULL) {
-        int r = from == XS_CLIENT ? on_client_event(s, ev) : on_server_event(s, ev);
-        s->res = NULL;
-        xs_rule_result_clear(&res);
-        return r;
-    }
-    if (ev->kind == XS_EV_ERROR) {
+    int r = 0;
+    if (!shown) {
+        r = XS_PARSER_PAUSE; /* the session ended: the event goes nowhere */
+    } else if (ev->kind == XS_EV_ERROR) {
         /* The side that sent malformed XML gets the stream error the parser chose. */
         char where[64];
         snprintf(where, sizeof(where), "line %u column %u", ev->line, ev->column);
         fail(s, from, xs_parse_error_condition(ev->error_kind), "%s (%s of the %s's stream)",
              ev->message, where, from == XS_CLIENT ? "client" : "server");
-        return 0;
+    } else {
+        r = from == XS_CLIENT ? on_client_event(s, ev) : on_server_event(s, ev);
     }
-    return from == XS_CLIENT ? on_client_event(s, ev) : on_server_event(s, ev);
+    if (s->res != NULL)
+        xs_rule_result_clear(&res);
+    s->res = NULL;
+    s->features = NULL;
+    xmlFreeDoc(s->features_doc);
+    s->features_doc = NULL;
+    return r;
 }
 
 /* ---- public -------------------------------------------------------------------------------- */
@@ -926,7 +1011,7 @@ int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_
     s->max_stanza = cfg->limits.max_stanza ? cfg->limits.max_stanza : XS_PARSER_DEFAULT_MAX_STANZA;
 
     unsigned opts = XS_PARSER_RAW | XS_PARSER_AUTO_RESTART;
-    if (cfg->console != NULL || cfg->log != NULL || cfg->rules != NULL)
+    if (cfg->console != NULL || cfg->log != NULL || cfg->user_rules)
         opts |= XS_PARSER_TREE;
     for (int i = 0; i < 2; i++) {
         int rc = xs_parser_new(&cfg->limits, opts, on_event, s, &s->parser[i]);

@@ -62,12 +62,21 @@ typedef struct xs_session_cfg {
     xs_parser_limits limits;
     xs_printer *console; /* may be NULL */
     xs_printer *log;     /* the --write JSON Lines log; may be NULL */
+    /* When the log cannot be written: 0 goes on unlogged (said once), 1 ends the session
+     * before the event that could not be logged is forwarded. */
+    int log_required;
     int show_secrets;
     /* The name the server's certificate must have; NULL: the domain the client asked for. */
     const char *server_name;
-    /* The user's rules (--rules), read at every stanza so a reload (SIGHUP) takes effect at
-     * once: *rules may change between calls; NULL or *rules NULL: no rules. Borrowed. */
+    /* The rules applied to the stanzas of secured streams: the built-in rewrites selected by
+     * `rewrites` plus XS_REWRITE_STARTTLS (which the session turns off unless the server leg is
+     * plain), then the user's (--rules); see xs_rules_load() and xs_rules_builtin(). Read at
+     * every stanza so a reload (SIGHUP) takes effect at once: *rules may change between calls.
+     * NULL or *rules NULL: no rules, not even the built-in rewrites. Borrowed. */
     xs_rules *const *rules;
+    /* The set holds rules of the user's: every stanza needs its tree (without, only the
+     * server's stream features get one, parsed from their bytes). */
+    int user_rules;
 } xs_session_cfg;
 
 typedef struct xs_session xs_session;

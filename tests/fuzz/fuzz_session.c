@@ -303,6 +303,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .limits = {.max_stanza = (data[0] & 0x40) ? 512 : 0, .max_depth = (data[0] & 0x40) ? 8 : 0},
         .server_name = (data[0] & 0x80) ? "xmpp.example.net" : NULL,
     };
+    /* The built-in rewrites, as the proxy gives them; compiled once per process. */
+    static xs_rules *builtin[2];
+    int b = (data[0] & 0x10) ? 0 : 1;
+    if (builtin[b] == NULL && xs_rules_builtin(cfg.rewrites | XS_REWRITE_STARTTLS, &builtin[b]) < 0)
+        return 0;
+    cfg.rules = &builtin[b];
     xs_printer *printer = NULL;
     if ((data[0] & 0x20) && devnull() != NULL) {
         xs_print_options po = {.format = (data[1] & 1) ? XS_FORMAT_JSON : XS_FORMAT_PRETTY};

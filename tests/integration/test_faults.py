@@ -502,6 +502,38 @@ class LogDiskFull(FaultCase):
         self.assertEqual(x.stdout_text().count("cannot write the --write log"), 1)
         self.assertTrue(x.running)
 
+    def test_log_on_a_full_disk_stop(self):
+        """--on-log-error stop with a log that cannot be written: the client gets
+        <internal-server-error/>, nothing of its stream reaches the server (the first event
+        could not be logged), the console says why, and the proxy goes on serving."""
+        srv = self.fake_server(mode="none")
+        x = self.start_proxy(upstream=srv.address, client_tls="none", upstream_tls="none",
+                             write=False, extra=["--write", "/dev/full", "--on-log-error", "stop"])
+        for _ in range(2):
+            c = raw(x.port)
+            with c:
+                c.send(H)
+                got = c.read_all(timeout=5)
+                self.assertStreamError(got, "internal-server-error")
+                self.assertIn(b"cannot write its log", got)
+                self.assertTrue(c.closed_by_peer)
+        self.assertEqual(len(srv.conns), 0)
+        self.assertEqual(x.stdout_text().count("error: cannot write the --write log"), 2,
+                         x.dump())
+        self.assertTrue(x.running)
+
+    def test_on_log_error_needs_write(self):
+        r = subprocess.run([xmppscope_binary(), "proxy", "--upstream", "127.0.0.1:1",
+                            "--on-log-error", "stop"], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=15)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"--on-log-error goes with --write FILE", r.stderr)
+        r = subprocess.run([xmppscope_binary(), "proxy", "--upstream", "127.0.0.1:1",
+                            "--write", "/dev/null", "--on-log-error", "maybe"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=15)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"--on-log-error takes continue or stop, not 'maybe'", r.stderr)
+
 
 class UnwritableLog(unittest.TestCase):
 

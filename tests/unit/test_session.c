@@ -231,6 +231,7 @@ typedef struct tctx {
     char *mem_buf;
     size_t mem_len;
     xs_printer *printer;
+    xs_rules *builtin; /* the built-in rewrites of cfg.rewrites, as the proxy gives them */
 } tctx;
 
 /* Live contexts, freed by the teardown when an assertion jumped out of a test. */
@@ -264,6 +265,10 @@ static void t_start(tctx *t, xs_tls_mode client, xs_tls_mode server)
 {
     t->cfg.client_mode = client;
     t->cfg.server_mode = server;
+    if (t->cfg.rules == NULL) {
+        assert_int_equal(xs_rules_builtin(t->cfg.rewrites | XS_REWRITE_STARTTLS, &t->builtin), 0);
+        t->cfg.rules = &t->builtin;
+    }
     assert_int_equal(xs_session_new(&t->cfg, &fake_io, &t->f, 7, "127.0.0.1:40000", &t->s), 0);
     xs_session_start(t->s);
     /* A direct-TLS client leg is in its handshake from the first byte (proxy.c does that
@@ -284,6 +289,8 @@ static void t_free(tctx *t)
 {
     xs_session_free(t->s);
     t->s = NULL;
+    xs_rules_unref(t->builtin);
+    t->builtin = NULL;
     if (t->printer != NULL)
         xs_printer_free(t->printer);
     if (t->mem != NULL)
