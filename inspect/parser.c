@@ -111,6 +111,8 @@ struct xs_parser {
     bool have_lx_err;
 
     /* The stream header, copied out of libxml2's buffers. */
+    buf hdr_raw;    /* its bytes, to rebuild libxml2's context after xs_parser_trim() */
+    bool replaying; /* hdr_raw is being given to a rebuilt context: no header capture */
     buf hdr_strings;
     xs_attr *hdr_attrs;
     size_t hdr_n_attrs, hdr_cap_attrs;
@@ -295,7 +297,8 @@ static void sax_start_element(void *ctx, const xmlChar *localname, const xmlChar
 
     if (p->sax_depth == 0) {
         p->sax_root = true;
-        capture_header(p, localname, prefix, uri, nb_ns, ns, nb_attrs, attrs);
+        if (!p->replaying)
+            capture_header(p, localname, prefix, uri, nb_ns, ns, nb_attrs, attrs);
     } else if (p->sax_depth == 1) {
         p->sax_name = localname;
         p->sax_prefix = prefix;
@@ -458,6 +461,31 @@ static void clear_lx_err(xs_parser *p)
     p->have_lx_err = false;
 }
 
+/* After xs_parser_trim(): a new libxml2 context, given the stream header again so that its
+ * namespace declarations are in scope (and, with XS_PARSER_TREE, the stream element exists
+ * for the stanzas to hang from). No event fires. The header parsed before, so only memory can
+ * fail here. */
+static int ctxt_rebuild(xs_parser *p)
+{
+    if (p->ctxt != NULL)
+        return 0;
+    int rc = ctxt_create(p);
+    if (rc < 0)
+        return rc;
+    p->replaying = true;
+    p->sax_depth = 0;
+    p->sax_root = false;
+    int lx = xmlParseChunk(p->ctxt, p->hdr_raw.data, (int)p->hdr_raw.len, 0);
+    p->replaying = false;
+    if (lx != 0 || !p->sax_root || p->sax_depth != 1 || p->have_lx_err || p->sax_oom) {
+        ctxt_destroy(p);
+        clear_lx_err(p);
+        p->sax_oom = false;
+        return XS_ENOMEM;
+    }
+    return 0;
+}
+
 /* Puts the scanner and libxml2 at the start of a new stream beginning at offset `at`. */
 static int stream_begin(xs_parser *p, uint64_t at)
 {
@@ -571,6 +599,8 @@ static int fail_lx(xs_parser *p)
  * the current read. */
 static int feed_xml_to(xs_parser *p, uint64_t to)
 {
+    if (p->fed < to && p->ctxt == NULL && ctxt_rebuild(p) < 0)
+        return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
     while (p->fed < to) {
         const char *chunk;
         size_t n;
@@ -690,6 +720,11 @@ static int emit_stream_open(xs_parser *p, uint64_t end)
         if (ev.raw == NULL)
             return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
     }
+    /* Kept for ctxt_rebuild(); the item is within the stanza limit. */
+    const char *hdr = span_bytes(p, p->elem_start, end);
+    p->hdr_raw.len = 0;
+    if (hdr == NULL || buf_append(&p->hdr_raw, hdr, ev.len, p->lim.max_stanza + 8) < 0)
+        return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
     p->in_elem = false;
     rc = emit(p, &ev);
     pend_drop_before(p, end);
@@ -772,8 +807,10 @@ static void begin_item(xs_parser *p)
     p->elem_start = p->tag_start;
     p->elem_line = p->line;
     p->elem_col = col_of(p, p->tag_start);
-    p->lx_line = (unsigned)(p->ctxt->input ? p->ctxt->input->line : 1);
-    p->lx_col = (unsigned)(p->ctxt->input ? p->ctxt->input->col : 1);
+    /* A trimmed parser gets its context back here (on failure feed_xml_to() reports it). */
+    (void)ctxt_rebuild(p);
+    p->lx_line = (unsigned)(p->ctxt && p->ctxt->input ? p->ctxt->input->line : 1);
+    p->lx_col = (unsigned)(p->ctxt && p->ctxt->input ? p->ctxt->input->col : 1);
 }
 
 /* A new stream header begins at tag_start while inside (or after) a stream: restart in place.
@@ -1327,6 +1364,20 @@ uint64_t xs_parser_offset(const xs_parser *p)
     return p->off;
 }
 
+int xs_parser_trim(xs_parser *p)
+{
+    if (p->ctxt == NULL || p->in_callback || p->st != S_TEXT || p->depth != 1 || p->in_elem ||
+        p->closed || p->fed != p->off || p->sax_depth != 1 || p->hdr_raw.len == 0 ||
+        p->have_lx_err || p->sax_node != NULL)
+        return 0;
+    ctxt_destroy(p);
+    if (p->pend.len == 0) {
+        buf_free(&p->pend);
+        p->pend_start = p->off;
+    }
+    return 1;
+}
+
 void xs_parser_free(xs_parser *p)
 {
     if (p == NULL)
@@ -1334,6 +1385,7 @@ void xs_parser_free(xs_parser *p)
     ctxt_destroy(p);
     clear_lx_err(p);
     buf_free(&p->pend);
+    buf_free(&p->hdr_raw);
     buf_free(&p->hdr_strings);
     free(p->hdr_attrs);
     free(p->hdr_ns);

@@ -13,6 +13,7 @@
 #include "proxy/tls.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,6 +30,8 @@
 #include <uv.h>
 
 #define READ_BUF 65536
+/* Plaintext gathered for a TLS leg before it is encrypted anyway (four full TLS records). */
+#define PLAIN_BATCH 65536
 
 typedef struct proxy proxy;
 typedef struct conn conn;
@@ -62,6 +65,8 @@ typedef struct leg {
     bool closing;    /* uv_close called */
     bool writing;
     bool tls_shut;   /* close_notify queued */
+    bool active;     /* read something since the last idle tick */
+    outbuf plain;    /* TLS legs: plaintext gathered during a callback, encrypted at its end */
     outbuf out;      /* queued for the socket */
     outbuf inflight; /* being written */
     uv_write_t wreq;
@@ -104,6 +109,7 @@ struct proxy {
     listener lst[2];
     uv_signal_t sigint, sigterm;
     uv_timer_t stop_timer;
+    uv_timer_t idle_timer; /* every XS_PROXY_IDLE_MS: quiet legs give their memory back */
     bool stopping;
     xs_ca *ca;
     xs_tls_ctx *server_ctx, *client_ctx;
@@ -192,7 +198,8 @@ static int split_hostport(const char *s, char *host, size_t hcap, char *port, si
 
 static size_t queued(const leg *l)
 {
-    return l->out.len + l->inflight.len + (l->tls ? xs_tls_cipher_pending(l->tls) : 0);
+    return l->plain.len + l->out.len + l->inflight.len +
+           (l->tls ? xs_tls_cipher_pending(l->tls) : 0);
 }
 
 /* ---- handles and closing -------------------------------------------------------------------- */
@@ -260,8 +267,26 @@ static void drain_cipher(leg *l)
 
 static void on_write(uv_write_t *req, int status);
 
+/* Encrypts the plaintext gathered for a TLS leg: the stanzas forwarded during one callback go
+ * into as few TLS records as their size allows (one SSL_write, not one per stanza). */
+static void leg_encrypt(leg *l)
+{
+    if (l->plain.len == 0)
+        return;
+    int rc = xs_tls_write_plain(l->tls, l->plain.data, l->plain.len);
+    l->plain.len = 0;
+    drain_cipher(l);
+    if (rc < 0 && !xs_session_closing(l->c->s)) {
+        char cause[400];
+        snprintf(cause, sizeof(cause), "cannot send to the %s over TLS: %s",
+                 l->side == XS_CLIENT ? "client" : "server", xs_strerror(rc));
+        xs_session_on_closed(l->c->s, l->side, rc, cause);
+    }
+}
+
 static void leg_flush(leg *l)
 {
+    leg_encrypt(l);
     if (l->writing || l->out.len == 0 || !l->connected || l->closing)
         return;
     outbuf t = l->inflight;
@@ -291,6 +316,8 @@ static void on_write(uv_write_t *req, int status)
         /* Nothing more to send: give the buffers back, idle sessions must stay small. */
         out_free(&l->inflight);
         out_free(&l->out);
+        if (l->plain.len == 0)
+            out_free(&l->plain);
     } else if (l->inflight.cap > 4 * READ_BUF) {
         out_free(&l->inflight);
     }
@@ -385,6 +412,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     conn *c = l->c;
     if (nread > 0) {
         size_t n = (size_t)nread;
+        l->active = true;
         if (l->want_close || xs_session_closing(c->s)) {
             /* Closing: what the peer still sends is read and dropped, so that our last words
              * are not destroyed by a reset. */
@@ -435,9 +463,19 @@ static int leg_write(leg *l, const char *data, size_t len)
     if (l->shut || l->closing)
         return 0; /* nothing more goes out on a closed leg */
     if (l->tls_on) {
-        int rc = xs_tls_write_plain(l->tls, data, len);
-        drain_cipher(l);
-        return rc;
+        /* Gathered until the end of the callback (leg_flush()), up to a bound. */
+        if (l->plain.len + len > PLAIN_BATCH)
+            leg_encrypt(l);
+        if (len >= PLAIN_BATCH) {
+            int rc = xs_tls_write_plain(l->tls, data, len);
+            drain_cipher(l);
+            return rc;
+        }
+        if (out_reserve(&l->plain, len) < 0)
+            return XS_ENOMEM;
+        memcpy(l->plain.data + l->plain.len, data, len);
+        l->plain.len += len;
+        return 0;
     }
     if (out_reserve(&l->out, len) < 0)
         return XS_ENOMEM;
@@ -674,6 +712,7 @@ static void leg_settle_close(leg *l)
             leg_close_handle(l);
         return;
     }
+    leg_encrypt(l); /* what was gathered goes before close_notify */
     if (l->tls_up && !l->tls_shut) {
         l->tls_shut = true;
         xs_tls_shutdown(l->tls);
@@ -696,6 +735,7 @@ static void close_signals(proxy *p)
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->stop_timer, NULL);
+    uv_close((uv_handle_t *)&p->idle_timer, NULL);
     if (p->cfg->rules_path != NULL)
         uv_close((uv_handle_t *)&p->sighup, NULL);
 }
@@ -710,6 +750,7 @@ static void conn_free(conn *c)
             free(d);
         }
         xs_tls_free(c->leg[i].tls);
+        out_free(&c->leg[i].plain);
         out_free(&c->leg[i].out);
         out_free(&c->leg[i].inflight);
     }
@@ -977,6 +1018,26 @@ static int listen_on(proxy *p, listener *ls, const char *spec, xs_tls_mode mode)
 /* ---- signals ----------------------------------------------------------------------------------
  */
 
+/* Legs that read nothing since the last tick: their parser gives back its libxml2 context
+ * (rebuilt when the next stanza comes). Idle sessions then cost their TLS state and little else. */
+static void on_idle_timer(uv_timer_t *t)
+{
+    proxy *p = t->data;
+    unsigned trimmed = 0;
+    for (conn *c = p->conns; c != NULL; c = c->next) {
+        for (int i = 0; i < 2; i++) {
+            leg *l = &c->leg[i];
+            if (!l->active && l->open && !c->dead)
+                trimmed += (unsigned)xs_session_trim(c->s, l->side);
+            l->active = false;
+        }
+    }
+    /* What was given back lies between live allocations; hand its pages to the system when it
+     * is worth a walk of the heap (a few milliseconds for thousands of sessions). */
+    if (trimmed >= 64)
+        malloc_trim(0);
+}
+
 static void on_stop_timer(uv_timer_t *t)
 {
     proxy *p = t->data;
@@ -1242,6 +1303,9 @@ int xs_proxy_run(const xs_proxy_config *cfg)
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_timer_init(p->loop, &p->stop_timer);
     p->stop_timer.data = p;
+    uv_timer_init(p->loop, &p->idle_timer);
+    p->idle_timer.data = p;
+    uv_timer_start(&p->idle_timer, on_idle_timer, XS_PROXY_IDLE_MS, XS_PROXY_IDLE_MS);
     if (cfg->rules_path != NULL) {
         uv_signal_init(p->loop, &p->sighup);
         p->sighup.data = p;

@@ -1203,6 +1203,11 @@ const char *xs_session_id(const xs_session *s)
     return s->id_str;
 }
 
+int xs_session_trim(xs_session *s, xs_side side)
+{
+    return s->state != SS_CLOSING ? xs_parser_trim(s->parser[side]) : 0;
+}
+
 void xs_session_free(xs_session *s)
 {
     if (s == NULL)

@@ -130,6 +130,10 @@ void xs_session_shutdown(xs_session *s);
 const xs_session_stats *xs_session_get_stats(const xs_session *s);
 const char *xs_session_id(const xs_session *s);
 
+/* The side has been quiet for a while: its parser gives back what it can (xs_parser_trim()),
+ * so that idle sessions stay small. Returns 1 when memory was given back, else 0. */
+int xs_session_trim(xs_session *s, xs_side side);
+
 /* Prints the summary line (duration, stanzas and bytes each way, why it ended) and frees. */
 void xs_session_free(xs_session *s);
 

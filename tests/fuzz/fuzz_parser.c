@@ -75,6 +75,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc < 0 || used < n) {
             if (xs_parser_reset(p) != 0)
                 break;
+        } else if ((step(&f.seed) & 3) == 0) {
+            (void)xs_parser_trim(p); /* as the proxy does for a quiet direction */
         }
     }
     xs_parser_free(p);

@@ -133,6 +133,11 @@ static int on_event(void *user, const xs_event *ev)
     return 0;
 }
 
+/* When set, feed_with() calls xs_parser_trim() after every read, as the proxy does for a quiet
+ * direction; the events must not change. trims counts the times it gave memory back. */
+static bool trim_after_feed;
+static unsigned trims;
+
 /* Feeds `in` in reads whose sizes come from `next_size`; returns the first nonzero feed result. */
 static int feed_with(xs_parser *p, const char *in, size_t len, size_t (*next_size)(size_t, void *),
                      void *arg)
@@ -148,6 +153,8 @@ static int feed_with(xs_parser *p, const char *in, size_t len, size_t (*next_siz
             return rc;
         assert_int_equal(used, n);
         at += n;
+        if (trim_after_feed)
+            trims += (unsigned)xs_parser_trim(p);
     }
     return 0;
 }
@@ -219,6 +226,27 @@ static char *check_all_splits(const char *in, size_t len, unsigned opts,
         assert_string_equal(rr.log, whole.log);
         free(rr.log);
     }
+    /* The same with the parser trimmed after every read (libxml2's context given back and
+     * rebuilt from the stream header), with and without trees. */
+    trim_after_feed = true;
+    for (int tree = 0; tree < 2; tree++) {
+        unsigned o = (opts | XS_PARSER_RAW) & ~(unsigned)XS_PARSER_TREE;
+        if (tree)
+            o |= XS_PARSER_TREE;
+        run_result ref = run_one(in, len, o, lim, size_whole, NULL);
+        run_result t1 = run_one(in, len, o, lim, size_one, NULL);
+        assert_string_equal(t1.log, ref.log);
+        assert_int_equal(t1.rc, ref.rc);
+        free(t1.log);
+        for (uint32_t seed = 1; seed < 6; seed++) {
+            uint32_t s = seed;
+            run_result rr = run_one(in, len, o, lim, size_random, &s);
+            assert_string_equal(rr.log, ref.log);
+            free(rr.log);
+        }
+        free(ref.log);
+    }
+    trim_after_feed = false;
     if (rc_out != NULL)
         *rc_out = whole.rc;
     return whole.log;
@@ -680,6 +708,67 @@ static void test_parser_error_position(void **state)
     rec_free(&r2);
 }
 
+/* A trimmed parser gives libxml2's context back between stanzas and rebuilds it for the next
+ * one: trees keep their inherited namespaces, errors keep their positions, and memory drops. */
+static void test_parser_trim_between_stanzas(void **state)
+{
+    static const char hdr[] = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                              "xmlns:stream='http://etherx.jabber.org/streams' "
+                              "xmlns:x='urn:example:x' to='example.test' version='1.0'>";
+    rec r = {0};
+    xs_parser *p = NULL;
+    assert_int_equal(xs_parser_new(NULL, XS_PARSER_TREE | XS_PARSER_RAW, on_event, &r, &p), 0);
+    assert_int_equal(xs_parser_trim(p), 0); /* before the header: nothing to rebuild from */
+    assert_int_equal(xs_parser_feed(p, hdr, strlen(hdr), NULL), 0);
+    assert_int_equal(xs_parser_feed(p, "<message id='1'><x:y/>", 22, NULL), 0);
+    assert_int_equal(xs_parser_trim(p), 0); /* inside a stanza */
+    assert_int_equal(xs_parser_feed(p, "</message>\n", 11, NULL), 0);
+    assert_int_equal(xs_parser_trim(p), 1);
+    assert_int_equal(xs_parser_trim(p), 0); /* already */
+    const char st[] = "<message id='2'><x:y>t</x:y></message>";
+    assert_int_equal(xs_parser_feed(p, st, sizeof(st) - 1, NULL), 0);
+    assert_int_equal(r.n_stanza, 2);
+    assert_int_equal(r.n_open, 1); /* the rebuild emits nothing */
+    /* The copy declares the namespaces the stanza inherited from the rebuilt stream element. */
+    assert_non_null(strstr(r.last_tree, "xmlns=\"jabber:client\""));
+    assert_non_null(strstr(r.last_tree, "xmlns:x=\"urn:example:x\""));
+    assert_non_null(strstr(r.log, "text=[t]"));
+    /* An error after a trim is placed as without one (r2 below). */
+    assert_int_equal(xs_parser_trim(p), 1);
+    assert_int_equal(xs_parser_feed(p, "\n  <iq><x:z>&bogus;</x:z></iq>", 29, NULL),
+                     XS_ERESTRICTED);
+    xs_parser_free(p);
+
+    rec r2 = {0};
+    assert_int_equal(xs_parser_new(NULL, XS_PARSER_TREE | XS_PARSER_RAW, on_event, &r2, &p), 0);
+    assert_int_equal(xs_parser_feed(p, hdr, strlen(hdr), NULL), 0);
+    assert_int_equal(xs_parser_feed(p, "<message id='1'><x:y/></message>\n", 33, NULL), 0);
+    assert_int_equal(xs_parser_feed(p, st, sizeof(st) - 1, NULL), 0);
+    assert_int_equal(xs_parser_feed(p, "\n  <iq><x:z>&bogus;</x:z></iq>", 29, NULL),
+                     XS_ERESTRICTED);
+    assert_int_equal(r.err_line, 3);
+    assert_int_equal(r.err_line, r2.err_line);
+    assert_int_equal(r.err_col, r2.err_col);
+    assert_int_equal(r.err_offset, r2.err_offset);
+    assert_string_equal(r.last_message, r2.last_message);
+    xs_parser_free(p);
+    rec_free(&r);
+    rec_free(&r2);
+
+    /* check_all_splits() compares runs trimmed after every read with the plain run; make sure
+     * those trims happen. */
+    char in[512];
+    snprintf(in, sizeof(in), "%s%s %s\n<x:q/>%s</stream:stream>", hdr, st, st, st);
+    trims = 0;
+    int rc = -1;
+    char *log = check_all_splits(in, strlen(in), XS_PARSER_AUTO_RESTART, NULL, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_lines(log, "stanza #1 "), 4);
+    /* At least after each of the 4 stanzas in the two byte-by-byte runs. */
+    assert_true(trims >= 8);
+    free(log);
+}
+
 static void test_parser_sasl2_does_not_restart(void **state)
 {
     /* XEP-0388: authentication without a stream restart; stanzas continue in the same stream. */
@@ -748,6 +837,7 @@ int main(void)
         cmocka_unit_test(test_parser_default_stanza_limit_is_bounded),
         cmocka_unit_test(test_parser_depth_limit),
         cmocka_unit_test(test_parser_error_position),
+        cmocka_unit_test(test_parser_trim_between_stanzas),
         cmocka_unit_test(test_parser_sasl2_does_not_restart),
         cmocka_unit_test(test_parser_restart_without_declaration),
         cmocka_unit_test(test_parser_many_unique_names_bounded),
