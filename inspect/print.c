@@ -1,10 +1,17 @@
 /* Printers: see print.h.
  *
- * Every event is formatted into one capped buffer first and written with a single fwrite(), so a
- * failing FILE is noticed at one place and a line is never half built from the formatter's side.
- * Everything that comes from the wire goes through one escaper (out_esc) that knows the output's
- * context: XML text, XML attribute value, one line, or a block of lines. Terminal controls and
- * invalid UTF-8 never reach the FILE as they are.
+ * Every event is formatted into the printer's one output buffer first, after the whole lines a
+ * buffered printer still holds, and written with a single fwrite(), so a failing FILE is noticed
+ * at one place and a line is never half built from the formatter's side: an event that fails is
+ * cut off the buffer again. Everything that comes from the wire goes through one escaper
+ * (out_esc) that knows the output's context: XML text, XML attribute value, one line, or a block
+ * of lines; JSON strings go through json_str. Terminal controls and invalid UTF-8 never reach the
+ * FILE as they are.
+ *
+ * JSON Lines are written directly, not through a jansson tree: building and dumping one tree per
+ * stanza cost more than everything else the proxy does for it. The output is byte for byte what
+ * json_dumps(JSON_COMPACT) made of the same tree (tests/unit/test_print.c keeps that tree as the
+ * reference); jansson is still used for the stream header's attribute maps, once per stream.
  */
 #include "inspect/print.h"
 
@@ -23,6 +30,8 @@
 
 /* Output of one event at most; a stanza is limited by the parser far below this. */
 #define OUT_MAX ((size_t)64 << 20)
+/* A buffer that one large event made bigger than this is freed once written. */
+#define OUT_KEEP ((size_t)1 << 20)
 /* Characters of XML shown on a compact line. */
 #define COMPACT_XML_CHARS 200
 /* Deeper elements are elided by the pretty printer (the parser allows 64 by default). */
@@ -42,43 +51,71 @@
 
 #define UTF8_REPLACEMENT "\xEF\xBF\xBD"
 
-struct xs_printer {
-    FILE *out;
-    xs_print_options o;
-};
-
 /* ---- output buffer ------------------------------------------------------------------------- */
 
 typedef struct obuf {
     char *p;
     size_t len, cap;
-    int err; /* sticky: XS_ENOMEM or XS_ETOOBIG; later writes are ignored */
+    size_t start; /* where the event being formatted begins; OUT_MAX counts from here */
+    int err;      /* sticky: XS_ENOMEM or XS_ETOOBIG; later writes are ignored */
 } obuf;
+
+struct xs_printer {
+    FILE *out;
+    xs_print_options o;
+    obuf buf;     /* whole lines not yet written, then the event being formatted */
+    obuf scratch; /* one event's attribute values and serialized XML; reused */
+    /* The JSON time up to the seconds ("2026-11-24T03:40:00"), for time_sec: only the
+     * microseconds change from one event to the next under load. */
+    time_t time_sec;
+    int time_ok;
+    size_t time_len;
+    char time_text[80];
+};
+
+/* Makes room for n more bytes, or sets b->err. */
+static int out_grow(obuf *b, size_t n)
+{
+    size_t limit = b->start + OUT_MAX, cap = b->cap > 0 ? b->cap : 256;
+    char *q;
+
+    if (n > OUT_MAX - (b->len - b->start)) {
+        b->err = XS_ETOOBIG;
+        return -1;
+    }
+    while (cap < b->len + n)
+        cap = cap > limit / 2 ? limit : cap * 2;
+    q = realloc(b->p, cap);
+    if (q == NULL) {
+        b->err = XS_ENOMEM;
+        return -1;
+    }
+    b->p = q;
+    b->cap = cap;
+    return 0;
+}
 
 static void out_put(obuf *b, const void *s, size_t n)
 {
     if (b->err != 0 || n == 0)
         return;
-    if (n > OUT_MAX - b->len) {
-        b->err = XS_ETOOBIG;
+    if (n > b->cap - b->len && out_grow(b, n) != 0)
         return;
-    }
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap > 0 ? b->cap : 256;
-        char *q;
-
-        while (cap < b->len + n)
-            cap = cap > OUT_MAX / 2 ? OUT_MAX : cap * 2;
-        q = realloc(b->p, cap);
-        if (q == NULL) {
-            b->err = XS_ENOMEM;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
     memcpy(b->p + b->len, s, n);
     b->len += n;
+}
+
+/* Empties the buffer for reuse, freeing it when one large event made it big. */
+static void out_reset(obuf *b)
+{
+    b->len = 0;
+    b->start = 0;
+    b->err = 0;
+    if (b->cap > OUT_KEEP) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
 }
 
 static void out_str(obuf *b, const char *s)
@@ -311,6 +348,8 @@ static void event_xml(const xs_event *ev, const xs_redaction *red, obuf *tmp, co
         *len = ev->len;
     } else if (ev->kind == XS_EV_STANZA && ev->node != NULL) {
         xmlBuffer *xb = xmlBufferCreate();
+
+        tmp->len = 0;
         if (xb == NULL) {
             tmp->err = XS_ENOMEM;
             return;
@@ -595,10 +634,9 @@ static void pretty_rules(const xs_printer *p, obuf *b, const xs_print_meta *m)
     }
 }
 
-static void pretty_event(const xs_printer *p, obuf *b, const xs_print_meta *m, const xs_event *ev,
-                         const xs_redaction *red)
+static void pretty_event(const xs_printer *p, obuf *b, obuf *tmp, const xs_print_meta *m,
+                         const xs_event *ev, const xs_redaction *red)
 {
-    obuf tmp = {0};
     const char *xml;
     size_t len;
 
@@ -617,7 +655,7 @@ static void pretty_event(const xs_printer *p, obuf *b, const xs_print_meta *m, c
         if (ev->node != NULL) {
             pretty_element(p, b, red->node != NULL ? red->node : ev->node, 0);
         } else {
-            event_xml(ev, red, &tmp, &xml, &len);
+            event_xml(ev, red, tmp, &xml, &len);
             if (xml != NULL) {
                 while (len > 0 && xml_space(xml[len - 1]))
                     len--;
@@ -651,9 +689,8 @@ static void pretty_event(const xs_printer *p, obuf *b, const xs_print_meta *m, c
     case XS_EV_KEEPALIVE:
         break;
     }
-    if (tmp.err != 0 && b->err == 0)
-        b->err = tmp.err;
-    free(tmp.p);
+    if (tmp->err != 0 && b->err == 0)
+        b->err = tmp->err;
 }
 
 /* ---- compact ------------------------------------------------------------------------------- */
@@ -692,10 +729,9 @@ static void compact_xml(obuf *b, const char *s, size_t n)
         out_fmt(b, "…(+%zu bytes)", end - i);
 }
 
-static void compact_event(const xs_printer *p, obuf *b, const xs_print_meta *m, const xs_event *ev,
-                          const xs_redaction *red)
+static void compact_event(const xs_printer *p, obuf *b, obuf *tmp, const xs_print_meta *m,
+                          const xs_event *ev, const xs_redaction *red)
 {
-    obuf tmp = {0};
     const char *xml;
     size_t len;
 
@@ -708,17 +744,17 @@ static void compact_event(const xs_printer *p, obuf *b, const xs_print_meta *m, 
         return;
     }
     for (size_t i = 0; i < sizeof(key_attrs) / sizeof(key_attrs[0]); i++) {
-        if (!key_attr(ev, red, key_attrs[i], &tmp))
+        if (!key_attr(ev, red, key_attrs[i], tmp))
             continue;
         out_str(b, " ");
         out_str(b, key_attrs[i]);
         out_str(b, "=");
-        if (tmp.len == 0 || memchr(tmp.p, ' ', tmp.len) != NULL) {
+        if (tmp->len == 0 || memchr(tmp->p, ' ', tmp->len) != NULL) {
             out_str(b, "'");
-            out_esc(b, tmp.p, tmp.len, ESC_LINE, 0);
+            out_esc(b, tmp->p, tmp->len, ESC_LINE, 0);
             out_str(b, "'");
         } else {
-            out_esc(b, tmp.p, tmp.len, ESC_LINE, 0);
+            out_esc(b, tmp->p, tmp->len, ESC_LINE, 0);
         }
     }
     out_fmt(b, " %zuB", ev->len);
@@ -746,24 +782,239 @@ static void compact_event(const xs_printer *p, obuf *b, const xs_print_meta *m, 
         out_str(b, "}");
         sgr(p, b, SGR_RESET);
     }
-    tmp.len = 0;
-    event_xml(ev, red, &tmp, &xml, &len);
+    tmp->len = 0;
+    event_xml(ev, red, tmp, &xml, &len);
     if (xml != NULL && ev->kind != XS_EV_KEEPALIVE) {
         out_str(b, " ");
         compact_xml(b, xml, len);
     } else if (ev->kind == XS_EV_STREAM_OPEN) {
-        xs_printer plain = {p->out, p->o};
+        xs_printer plain = {.out = p->out, .o = p->o};
         plain.o.color = 0;
         out_str(b, " ");
         pretty_stream_tag(&plain, b, ev);
     }
     out_str(b, "\n");
-    if (tmp.err != 0 && b->err == 0)
-        b->err = tmp.err;
-    free(tmp.p);
+    if (tmp->err != 0 && b->err == 0)
+        b->err = tmp->err;
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------- */
+
+#define WORD_ONES UINT64_C(0x0101010101010101)
+#define WORD_HIGH UINT64_C(0x8080808080808080)
+
+/* Whether one of the eight bytes of v needs more than a copy into a JSON string: a control
+ * character, '"', '\\', or a byte of a non-ASCII character (whose UTF-8 must be checked). The
+ * tests for a byte below 0x20 and for a byte equal to '"' or '\\' are exact while no byte has
+ * its high bit set, and a byte that has it answers on its own. */
+static int json_word_special(uint64_t v)
+{
+    uint64_t quote = v ^ (WORD_ONES * '"'), bslash = v ^ (WORD_ONES * '\\');
+    uint64_t hits = ((v - WORD_ONES * 0x20) & ~v) | ((quote - WORD_ONES) & ~quote) |
+                    ((bslash - WORD_ONES) & ~bslash) | v;
+
+    return (hits & WORD_HIGH) != 0;
+}
+
+/* Appends the escape of a byte json_str() stopped at: '"', '\\' and the control characters as
+ * jansson writes them, NUL and the first byte of an invalid UTF-8 sequence as U+FFFD. */
+static void json_escape(obuf *b, unsigned char c)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
+    switch (c) {
+    case '"':
+        out_put(b, "\\\"", 2);
+        break;
+    case '\\':
+        out_put(b, "\\\\", 2);
+        break;
+    case '\b':
+        out_put(b, "\\b", 2);
+        break;
+    case '\f':
+        out_put(b, "\\f", 2);
+        break;
+    case '\n':
+        out_put(b, "\\n", 2);
+        break;
+    case '\r':
+        out_put(b, "\\r", 2);
+        break;
+    case '\t':
+        out_put(b, "\\t", 2);
+        break;
+    default:
+        if (c == '\0' || c >= 0x80)
+            out_put(b, UTF8_REPLACEMENT, 3);
+        else
+            out_put(b, u, sizeof(u));
+        break;
+    }
+}
+
+/* Appends n bytes as a JSON string, escaped and made valid UTF-8 as print.h says. Runs of bytes
+ * that need nothing, valid non-ASCII characters included, are copied whole, eight bytes are
+ * looked at a time, and nothing is allocated but the output: most of a stanza is one run. */
+static void json_str(obuf *b, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, run = 0;
+
+    out_put(b, "\"", 1);
+    while (i < n) {
+        unsigned char c;
+
+        if (n - i >= 8) {
+            uint64_t v;
+            memcpy(&v, s + i, sizeof(v));
+            if (!json_word_special(v)) {
+                i += 8;
+                continue;
+            }
+        }
+        c = s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            uint32_t cp;
+            size_t k = xs_utf8_next(s + i, n - i, &cp);
+            if (k > 0) {
+                i += k;
+                continue;
+            }
+        }
+        out_put(b, s + run, i - run);
+        json_escape(b, c);
+        run = ++i;
+    }
+    out_put(b, s + run, n - run);
+    out_put(b, "\"", 1);
+}
+
+/* A NUL-terminated string; NULL is written as "". */
+static void json_cstr(obuf *b, const char *s)
+{
+    json_str(b, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+}
+
+/* Starts the next member of the object being written: a comma unless it is the first (*n counts
+ * the members), then the key, an ASCII name that needs no escaping. */
+static void json_key(obuf *b, int *n, const char *key)
+{
+    if ((*n)++ > 0)
+        out_put(b, ",", 1);
+    out_put(b, "\"", 1);
+    out_str(b, key);
+    out_put(b, "\":", 2);
+}
+
+/* An integer, capped at the largest json_int_t as before. */
+static void json_uint(obuf *b, uint64_t v)
+{
+    char d[20];
+    size_t i = sizeof(d);
+
+    if (v > (uint64_t)INT64_MAX)
+        v = (uint64_t)INT64_MAX;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    out_put(b, d + i, sizeof(d) - i);
+}
+
+/* The event's time as a JSON string, RFC 3339 UTC with microseconds. The date and the time of day
+ * are formatted once per second; the microseconds are written by hand. */
+static void json_time(xs_printer *p, obuf *b, const xs_print_meta *m)
+{
+    struct timespec ts;
+    char frac[8];
+    long us;
+
+    event_time(m, &ts);
+    if (!p->time_ok || ts.tv_sec != p->time_sec) {
+        struct tm tm;
+        int k;
+
+        if (gmtime_r(&ts.tv_sec, &tm) == NULL)
+            memset(&tm, 0, sizeof(tm));
+        k = snprintf(p->time_text, sizeof(p->time_text), "%04d-%02d-%02dT%02d:%02d:%02d",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec);
+        p->time_len = k > 0 && (size_t)k < sizeof(p->time_text) ? (size_t)k : 0;
+        p->time_sec = ts.tv_sec;
+        p->time_ok = 1;
+    }
+    us = ts.tv_nsec / 1000L;
+    frac[0] = '.';
+    for (int i = 6; i >= 1; i--) {
+        frac[i] = (char)('0' + us % 10);
+        us /= 10;
+    }
+    frac[7] = 'Z';
+    out_put(b, "\"", 1);
+    out_put(b, p->time_text, p->time_len);
+    out_put(b, frac, sizeof(frac));
+    out_put(b, "\"", 1);
+}
+
+/* The start of every JSON line: time, session, direction, phase, event. */
+static void json_head(xs_printer *p, obuf *b, const xs_print_meta *m, const char *event, int *n)
+{
+    out_put(b, "{", 1);
+    if (m == NULL || !m->untimed) {
+        json_key(b, n, "time");
+        json_time(p, b, m);
+    }
+    if (m != NULL && m->session != NULL) {
+        json_key(b, n, "session");
+        json_cstr(b, m->session);
+    }
+    if (m != NULL && m->direction != NULL) {
+        json_key(b, n, "dir");
+        json_cstr(b, m->direction);
+    }
+    if (m != NULL && m->phase != NULL) {
+        json_key(b, n, "phase");
+        json_cstr(b, m->phase);
+    }
+    json_key(b, n, "event");
+    json_cstr(b, event);
+}
+
+static void json_element(obuf *b, obuf *tmp, int *n, const xs_event *ev, const xs_redaction *red)
+{
+    const xmlNode *node = event_node(ev, red);
+    const char *name = ev->name, *prefix = ev->prefix, *ns = ev->ns;
+
+    if (name == NULL && node != NULL) {
+        name = (const char *)node->name;
+        prefix = node->ns != NULL ? (const char *)node->ns->prefix : NULL;
+        ns = node->ns != NULL ? (const char *)node->ns->href : NULL;
+    }
+    if (name != NULL) {
+        json_key(b, n, "name");
+        json_cstr(b, name);
+    }
+    if (prefix != NULL) {
+        json_key(b, n, "prefix");
+        json_cstr(b, prefix);
+    }
+    if (ns != NULL) {
+        json_key(b, n, "ns");
+        json_cstr(b, ns);
+    }
+    for (size_t i = 0; i < sizeof(key_attrs) / sizeof(key_attrs[0]); i++) {
+        if (key_attr(ev, red, key_attrs[i], tmp)) {
+            json_key(b, n, key_attrs[i]);
+            json_str(b, tmp->p != NULL ? tmp->p : "", tmp->len);
+        }
+    }
+}
 
 /* Appends n bytes as valid UTF-8 without NUL: invalid sequences and NUL become U+FFFD. jansson
  * takes valid UTF-8 only, and NUL in a JSON string trips up many readers. */
@@ -785,30 +1036,17 @@ static void out_utf8(obuf *t, const char *s, size_t n)
     }
 }
 
-/* A JSON string of n bytes, made valid as by out_utf8(). Returns NULL when out of memory. */
-static json_t *jstrn(const char *s, size_t n)
+/* A jansson string, made valid as by out_utf8(). Returns NULL when out of memory. */
+static json_t *jstr(obuf *tmp, const char *s)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    obuf t = {0};
-    json_t *j;
-    size_t i = 0;
-
-    while (i < n) {
-        uint32_t cp;
-        size_t k = xs_utf8_next(u + i, n - i, &cp);
-        if (k == 0 || cp == 0)
-            break;
-        i += k;
-    }
-    if (i == n)
-        return json_stringn_nocheck(s, n);
-    out_utf8(&t, s, n);
-    j = t.err == 0 ? json_stringn_nocheck(t.p, t.len) : NULL;
-    free(t.p);
-    return j;
+    tmp->len = 0;
+    out_utf8(tmp, s, strlen(s));
+    if (tmp->err != 0)
+        return NULL;
+    return json_stringn_nocheck(tmp->p != NULL ? tmp->p : "", tmp->len);
 }
 
-/* Sets o[key] = v with the key made valid as by out_utf8(). */
+/* Sets o[prefix:name] = v with the key made valid as by out_utf8(). Takes v, also on failure. */
 static void jset_key(json_t *o, obuf *tmp, const char *prefix, const char *name, json_t *v,
                      int *bad)
 {
@@ -819,176 +1057,154 @@ static void jset_key(json_t *o, obuf *tmp, const char *prefix, const char *name,
     }
     out_utf8(tmp, name, strlen(name));
     out_put(tmp, "", 1);
-    if (tmp->err != 0 || json_object_set_new_nocheck(o, tmp->p, v) != 0) {
-        if (tmp->err != 0)
-            json_decref(v);
+    if (v == NULL || tmp->err != 0) {
+        json_decref(v);
+        *bad = 1;
+    } else if (json_object_set_new_nocheck(o, tmp->p, v) != 0) {
         *bad = 1;
     }
 }
 
-static json_t *jstr(const char *s)
+/* Appends a jansson value, compact, as it dumps it. */
+static void json_dump_into(obuf *b, const json_t *v)
 {
-    return jstrn(s, strlen(s));
+    char *text = json_dumps(v, JSON_COMPACT);
+
+    if (text == NULL && b->err == 0)
+        b->err = XS_ENOMEM;
+    else if (text != NULL)
+        out_str(b, text);
+    free(text);
 }
 
-/* Adds key: v to o; remembers a failure (v NULL from an allocation, or the set failing). */
-static void jset(json_t *o, const char *key, json_t *v, int *bad)
-{
-    if (json_object_set_new(o, key, v) != 0)
-        *bad = 1;
-}
-
-static json_t *jint(uint64_t v)
-{
-    return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
-}
-
-/* The start of every JSON line: time, session, direction, phase, event. */
-static json_t *json_head(const xs_print_meta *m, const char *event, int *bad)
-{
-    json_t *o = json_object();
-    struct timespec ts;
-    struct tm tm;
-    char when[64];
-
-    if (o == NULL) {
-        *bad = 1;
-        return NULL;
-    }
-    if (m == NULL || !m->untimed) {
-        event_time(m, &ts);
-        if (gmtime_r(&ts.tv_sec, &tm) == NULL)
-            memset(&tm, 0, sizeof(tm));
-        snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000L);
-        jset(o, "time", json_string(when), bad);
-    }
-    if (m != NULL && m->session != NULL)
-        jset(o, "session", jstr(m->session), bad);
-    if (m != NULL && m->direction != NULL)
-        jset(o, "dir", jstr(m->direction), bad);
-    if (m != NULL && m->phase != NULL)
-        jset(o, "phase", jstr(m->phase), bad);
-    jset(o, "event", json_string(event), bad);
-    return o;
-}
-
-static void json_element(json_t *o, const xs_event *ev, const xs_redaction *red, obuf *tmp,
-                         int *bad)
-{
-    const xmlNode *n = event_node(ev, red);
-    const char *name = ev->name, *prefix = ev->prefix, *ns = ev->ns;
-
-    if (name == NULL && n != NULL) {
-        name = (const char *)n->name;
-        prefix = n->ns != NULL ? (const char *)n->ns->prefix : NULL;
-        ns = n->ns != NULL ? (const char *)n->ns->href : NULL;
-    }
-    if (name != NULL)
-        jset(o, "name", jstr(name), bad);
-    if (prefix != NULL)
-        jset(o, "prefix", jstr(prefix), bad);
-    if (ns != NULL)
-        jset(o, "ns", jstr(ns), bad);
-    for (size_t i = 0; i < sizeof(key_attrs) / sizeof(key_attrs[0]); i++)
-        if (key_attr(ev, red, key_attrs[i], tmp))
-            jset(o, key_attrs[i], jstrn(tmp->p != NULL ? tmp->p : "", tmp->len), bad);
-    if (tmp->err != 0)
-        *bad = 1;
-}
-
-static void json_stream_header(json_t *o, const xs_event *ev, obuf *tmp, int *bad)
+/* The stream header's "attrs" and "namespaces" maps. These still go through jansson, once per
+ * stream, for its rule on a repeated key (the later value, at the earlier key's place): names
+ * that differ only in invalid UTF-8 are equal once it is replaced. */
+static void json_stream_header(obuf *b, obuf *tmp, int *n, const xs_event *ev)
 {
     json_t *attrs = json_object(), *nss = json_object();
+    int bad = attrs == NULL || nss == NULL;
 
-    for (size_t i = 0; attrs != NULL && ev->attrs != NULL && i < ev->n_attrs; i++) {
+    for (size_t i = 0; !bad && ev->attrs != NULL && i < ev->n_attrs; i++) {
         const xs_attr *a = &ev->attrs[i];
-        if (a->name != NULL)
-            jset_key(attrs, tmp, a->prefix, a->name, jstr(a->value != NULL ? a->value : ""), bad);
+        json_t *v;
+
+        if (a->name == NULL)
+            continue;
+        /* The value is made before the key, which reuses tmp. */
+        v = jstr(tmp, a->value != NULL ? a->value : "");
+        jset_key(attrs, tmp, a->prefix, a->name, v, &bad);
     }
-    for (size_t i = 0; nss != NULL && ev->nsdecls != NULL && i < ev->n_nsdecls; i++) {
+    for (size_t i = 0; !bad && ev->nsdecls != NULL && i < ev->n_nsdecls; i++) {
         const xs_attr *d = &ev->nsdecls[i];
-        jset_key(nss, tmp, NULL, d->prefix != NULL ? d->prefix : "",
-                 jstr(d->uri != NULL ? d->uri : ""), bad);
+        json_t *v = jstr(tmp, d->uri != NULL ? d->uri : "");
+
+        jset_key(nss, tmp, NULL, d->prefix != NULL ? d->prefix : "", v, &bad);
     }
-    jset(o, "attrs", attrs, bad);
-    jset(o, "namespaces", nss, bad);
+    if (bad) {
+        if (b->err == 0)
+            b->err = tmp->err != 0 ? tmp->err : XS_ENOMEM;
+    } else {
+        json_key(b, n, "attrs");
+        json_dump_into(b, attrs);
+        json_key(b, n, "namespaces");
+        json_dump_into(b, nss);
+    }
+    json_decref(attrs);
+    json_decref(nss);
 }
 
-static void json_event(obuf *b, const xs_print_meta *m, const xs_event *ev, const xs_redaction *red)
+static void json_rules(obuf *b, int *n, const xs_print_meta *m)
 {
-    obuf tmp = {0};
-    int bad = 0;
-    json_t *o = json_head(m, xs_event_kind_name(ev->kind), &bad);
-    char *line = NULL;
+    json_key(b, n, "rules");
+    out_put(b, "[", 1);
+    for (size_t i = 0; i < m->n_rules; i++) {
+        int k = 0;
 
-    if (o == NULL)
-        goto out;
-    jset(o, "stream", json_integer(ev->stream_no), &bad);
-    jset(o, "offset", jint(ev->offset), &bad);
-    jset(o, "size", jint(ev->len), &bad);
-    if (ev->kind == XS_EV_STREAM_OPEN || ev->kind == XS_EV_STANZA)
-        json_element(o, ev, red, &tmp, &bad);
-    if (red->xml != NULL) {
-        jset(o, "raw", jstrn(red->xml, red->xml_len), &bad);
-        jset(o, "redacted", json_true(), &bad);
-    } else if (ev->raw != NULL && ev->kind != XS_EV_ERROR) {
-        jset(o, "raw", jstrn(ev->raw, ev->len), &bad);
-    }
-    if (red->note != NULL)
-        jset(o, "sasl", jstr(red->note), &bad);
-    if (red->gs2_flag == 'p')
-        jset(o, "gs2", json_sprintf("p=%s", red->cb_name), &bad);
-    else if (red->gs2_flag != 0)
-        jset(o, "gs2", json_string(red->gs2_flag == 'y' ? "y" : "n"), &bad);
-    if (m != NULL && m->n_rules > 0) {
-        json_t *arr = json_array();
-        for (size_t i = 0; arr != NULL && i < m->n_rules; i++) {
-            json_t *r = json_object();
-            if (r == NULL) {
-                bad = 1;
-                break;
-            }
-            jset(r, "rule", jstr(m->rules[i].rule), &bad);
-            jset(r, "action", jstr(m->rules[i].action), &bad);
-            if (m->rules[i].detail != NULL)
-                jset(r, "detail", jstr(m->rules[i].detail), &bad);
-            if (json_array_append_new(arr, r) != 0)
-                bad = 1;
+        out_str(b, i > 0 ? ",{" : "{");
+        json_key(b, &k, "rule");
+        json_cstr(b, m->rules[i].rule);
+        json_key(b, &k, "action");
+        json_cstr(b, m->rules[i].action);
+        if (m->rules[i].detail != NULL) {
+            json_key(b, &k, "detail");
+            json_cstr(b, m->rules[i].detail);
         }
-        jset(o, "rules", arr, &bad);
-        if (m->verdict != NULL)
-            jset(o, "verdict", jstr(m->verdict), &bad);
-        if (m->rewritten != NULL)
-            jset(o, "rewritten", jstr(m->rewritten), &bad);
+        out_put(b, "}", 1);
     }
+    out_put(b, "]", 1);
+    if (m->verdict != NULL) {
+        json_key(b, n, "verdict");
+        json_cstr(b, m->verdict);
+    }
+    if (m->rewritten != NULL) {
+        json_key(b, n, "rewritten");
+        json_cstr(b, m->rewritten);
+    }
+}
+
+static void json_event(xs_printer *p, obuf *b, obuf *tmp, const xs_print_meta *m,
+                       const xs_event *ev, const xs_redaction *red)
+{
+    int n = 0;
+
+    json_head(p, b, m, xs_event_kind_name(ev->kind), &n);
+    json_key(b, &n, "stream");
+    json_uint(b, ev->stream_no);
+    json_key(b, &n, "offset");
+    json_uint(b, ev->offset);
+    json_key(b, &n, "size");
+    json_uint(b, ev->len);
+    if (ev->kind == XS_EV_STREAM_OPEN || ev->kind == XS_EV_STANZA)
+        json_element(b, tmp, &n, ev, red);
+    if (red->xml != NULL) {
+        json_key(b, &n, "raw");
+        json_str(b, red->xml, red->xml_len);
+        json_key(b, &n, "redacted");
+        out_str(b, "true");
+    } else if (ev->raw != NULL && ev->kind != XS_EV_ERROR) {
+        json_key(b, &n, "raw");
+        json_str(b, ev->raw, ev->len);
+    }
+    if (red->note != NULL) {
+        json_key(b, &n, "sasl");
+        json_cstr(b, red->note);
+    }
+    if (red->gs2_flag != 0) {
+        json_key(b, &n, "gs2");
+        tmp->len = 0;
+        if (red->gs2_flag == 'p') {
+            out_str(tmp, "p=");
+            out_str(tmp, red->cb_name);
+        } else {
+            out_str(tmp, red->gs2_flag == 'y' ? "y" : "n");
+        }
+        json_str(b, tmp->p != NULL ? tmp->p : "", tmp->len);
+    }
+    if (m != NULL && m->n_rules > 0)
+        json_rules(b, &n, m);
     if (ev->kind == XS_EV_STREAM_OPEN)
-        json_stream_header(o, ev, &tmp, &bad);
+        json_stream_header(b, tmp, &n, ev);
     if (ev->kind == XS_EV_ERROR) {
         const char *cond = xs_parse_error_condition(ev->error_kind);
-        jset(o, "error", json_string(xs_errname(ev->error)), &bad);
-        if (cond != NULL)
-            jset(o, "condition", jstr(cond), &bad);
-        if (ev->message != NULL)
-            jset(o, "message", jstr(ev->message), &bad);
-        jset(o, "line", json_integer(ev->line), &bad);
-        jset(o, "column", json_integer(ev->column), &bad);
+        json_key(b, &n, "error");
+        json_cstr(b, xs_errname(ev->error));
+        if (cond != NULL) {
+            json_key(b, &n, "condition");
+            json_cstr(b, cond);
+        }
+        if (ev->message != NULL) {
+            json_key(b, &n, "message");
+            json_cstr(b, ev->message);
+        }
+        json_key(b, &n, "line");
+        json_uint(b, ev->line);
+        json_key(b, &n, "column");
+        json_uint(b, ev->column);
     }
-    if (bad)
-        goto out;
-    line = json_dumps(o, JSON_COMPACT);
-    if (line == NULL) {
-        bad = 1;
-        goto out;
-    }
-    out_str(b, line);
-    out_str(b, "\n");
-out:
-    if (bad && b->err == 0)
-        b->err = XS_ENOMEM;
-    free(line);
-    json_decref(o);
-    free(tmp.p);
+    out_put(b, "}\n", 2);
+    if (tmp->err != 0 && b->err == 0)
+        b->err = tmp->err;
 }
 
 /* ---- public -------------------------------------------------------------------------------- */
@@ -1051,27 +1267,75 @@ int xs_printer_new(FILE *out, const xs_print_options *options, xs_printer **prin
     return 0;
 }
 
-void xs_printer_free(xs_printer *printer)
+/* Writes the whole lines the buffer holds with one fwrite() and one fflush(), so the FILE holds
+ * no part of a line afterwards, and empties the buffer whatever happens: lines a FILE failed to
+ * take are not tried again. */
+static int write_out(xs_printer *p)
 {
-    free(printer);
+    obuf *b = &p->buf;
+    int rc = 0;
+
+    if (b->len > 0 && fwrite(b->p, 1, b->len, p->out) != b->len)
+        rc = XS_EIO;
+    else if (fflush(p->out) != 0)
+        rc = XS_EIO;
+    out_reset(b);
+    return rc;
 }
 
-/* Writes one formatted event. */
-static int emit(xs_printer *p, const obuf *b)
+/* Starts one event, after the lines a buffered printer holds. Returns the buffer to format into. */
+static obuf *event_begin(xs_printer *p)
 {
-    if (b->err != 0)
-        return b->err;
-    if (b->len > 0 && fwrite(b->p, 1, b->len, p->out) != b->len)
-        return XS_EIO;
-    if (fflush(p->out) != 0)
-        return XS_EIO;
+    p->buf.start = p->buf.len;
+    p->buf.err = 0;
+    p->scratch.len = 0;
+    p->scratch.err = 0;
+    return &p->buf;
+}
+
+/* Ends one event: cuts it off the buffer again when it could not be formatted whole, else writes
+ * it at once (unbuffered) or with the lines held once they are enough. */
+static int event_end(xs_printer *p)
+{
+    obuf *b = &p->buf;
+    int rc = b->err;
+
+    out_reset(&p->scratch);
+    if (rc != 0) {
+        b->len = b->start;
+        b->err = 0;
+        if (b->len == 0)
+            out_reset(b);
+        return rc;
+    }
+    if (!p->o.buffered || b->len >= XS_PRINT_BUFFER_MAX)
+        return write_out(p);
     return 0;
+}
+
+int xs_printer_flush(xs_printer *p)
+{
+    if (p == NULL)
+        return XS_EINVAL;
+    if (p->buf.len == 0)
+        return 0;
+    return write_out(p);
+}
+
+void xs_printer_free(xs_printer *p)
+{
+    if (p == NULL)
+        return;
+    (void)xs_printer_flush(p);
+    free(p->buf.p);
+    free(p->scratch.p);
+    free(p);
 }
 
 int xs_printer_event(xs_printer *p, const xs_print_meta *meta, const xs_event *ev)
 {
     xs_redaction red;
-    obuf b = {0};
+    obuf *b;
     int rc;
 
     if (p == NULL || ev == NULL)
@@ -1081,72 +1345,64 @@ int xs_printer_event(xs_printer *p, const xs_print_meta *meta, const xs_event *e
     rc = xs_redact_event(ev, p->o.show_secrets, &red);
     if (rc != 0)
         return rc;
+    b = event_begin(p);
     switch (p->o.format) {
     case XS_FORMAT_PRETTY:
-        pretty_event(p, &b, meta, ev, &red);
+        pretty_event(p, b, &p->scratch, meta, ev, &red);
         break;
     case XS_FORMAT_COMPACT:
-        compact_event(p, &b, meta, ev, &red);
+        compact_event(p, b, &p->scratch, meta, ev, &red);
         break;
     case XS_FORMAT_JSON:
-        json_event(&b, meta, ev, &red);
+        json_event(p, b, &p->scratch, meta, ev, &red);
         break;
     case XS_FORMAT_NONE:
         break;
     }
-    rc = emit(p, &b);
-    free(b.p);
+    rc = event_end(p);
     xs_redaction_clear(&red);
     return rc;
 }
 
 int xs_printer_note(xs_printer *p, const xs_print_meta *meta, const char *level, const char *text)
 {
-    obuf b = {0};
-    int rc, bad = 0;
+    obuf *b;
+    int n = 0;
 
     if (p == NULL)
         return XS_EINVAL;
+    if (p->o.format == XS_FORMAT_NONE)
+        return 0;
     if (level == NULL)
         level = "info";
     if (text == NULL)
         text = "";
+    b = event_begin(p);
     switch (p->o.format) {
     case XS_FORMAT_PRETTY:
     case XS_FORMAT_COMPACT:
-        out_head(p, &b, meta);
-        out_str(&b, " ");
+        out_head(p, b, meta);
+        out_str(b, " ");
         if (strcmp(level, "error") == 0)
-            sgr(p, &b, SGR_ERROR);
+            sgr(p, b, SGR_ERROR);
         else if (strcmp(level, "warn") == 0)
-            sgr(p, &b, SGR_WARN);
-        out_esc_str(&b, level, ESC_LINE);
-        out_str(&b, ": ");
-        out_esc_str(&b, text, ESC_LINE);
-        sgr(p, &b, SGR_RESET);
-        out_str(&b, "\n");
+            sgr(p, b, SGR_WARN);
+        out_esc_str(b, level, ESC_LINE);
+        out_str(b, ": ");
+        out_esc_str(b, text, ESC_LINE);
+        sgr(p, b, SGR_RESET);
+        out_str(b, "\n");
         break;
-    case XS_FORMAT_JSON: {
-        json_t *o = json_head(meta, "note", &bad);
-        char *line = NULL;
-
-        jset(o, "level", jstr(level), &bad);
-        jset(o, "message", jstr(text), &bad);
-        if (!bad)
-            line = json_dumps(o, JSON_COMPACT);
-        if (line == NULL)
-            b.err = XS_ENOMEM;
-        else
-            out_str(&b, line);
-        out_str(&b, "\n");
-        free(line);
-        json_decref(o);
+    case XS_FORMAT_JSON:
+        json_head(p, b, meta, "note", &n);
+        json_key(b, &n, "level");
+        json_cstr(b, level);
+        json_key(b, &n, "message");
+        json_cstr(b, text);
+        out_put(b, "}\n", 2);
         break;
-    }
     case XS_FORMAT_NONE:
-        return 0;
+        break;
     }
-    rc = emit(p, &b);
-    free(b.p);
-    return rc;
+    return event_end(p);
 }

@@ -2,8 +2,11 @@
  *
  * A printer writes to a FILE it does not own. Each event is formatted whole in memory and written
  * with one fwrite() followed by fflush(), so a line is never split by another writer of the same
- * FILE in this process and a watcher sees it at once. Secrets are masked in every format (see
- * redact.h) unless show_secrets is set.
+ * FILE in this process and a watcher sees it at once. A buffered printer
+ * (xs_print_options.buffered) keeps whole lines instead and writes them, again with one fwrite()
+ * and one fflush(), when its owner calls xs_printer_flush() or when it holds XS_PRINT_BUFFER_MAX
+ * bytes: one write for many events, for a log file under load. Secrets are masked in every format
+ * (see redact.h) unless show_secrets is set.
  *
  * Formats:
  *   pretty   a header line per event, then the XML indented from the tree (2 spaces per level),
@@ -18,7 +21,12 @@
  *   none     nothing.
  * Colour (ANSI SGR) is used in pretty and compact only when xs_print_options.color is set.
  *
- * JSON Lines schema: one object per line, keys in this order, absent keys omitted.
+ * JSON Lines schema: one object per line, keys in this order, absent keys omitted. No whitespace
+ * outside strings. In strings, '"' and '\' are escaped with a backslash, the control characters
+ * U+0001 to U+001F as \b, \f, \n, \r, \t or \u00XX (upper-case hex), and nothing else: other
+ * characters, U+007F and non-ASCII ones included, appear as UTF-8. Invalid UTF-8 sequences and NUL
+ * become U+FFFD, one per byte, so every line is valid UTF-8 and valid JSON (RFC 8259), as jansson
+ * writes it (JSON_COMPACT) and reads it back (inspect/jsonl.c).
  *   "time"       string, RFC 3339 UTC with microseconds: "2026-11-24T03:40:00.123456Z";
  *                omitted when unknown (events of a raw capture read offline)
  *   "session"    string, the session ("1") or, offline, the input file name
@@ -84,7 +92,15 @@ typedef struct xs_print_options {
     xs_format format;
     int color;        /* ANSI colours in pretty and compact; see xs_color_wanted() */
     int show_secrets; /* print SASL and password payloads in clear */
+    /* 0: every event is written and flushed at once. 1: lines are kept until xs_printer_flush()
+     * or until XS_PRINT_BUFFER_MAX bytes are held; for a log file written under load, whose
+     * owner flushes after each batch of input (a socket read). */
+    int buffered;
 } xs_print_options;
+
+/* A buffered printer writes what it holds as soon as it holds this many bytes or more, so it never
+ * holds more than this and one event. */
+#define XS_PRINT_BUFFER_MAX ((size_t)256 << 10)
 
 /* Whether colour suits file descriptor fd: it is a terminal, NO_COLOR is unset or empty, and
  * TERM is not "dumb". */
@@ -124,7 +140,11 @@ int xs_printer_new(FILE *out, const xs_print_options *options, xs_printer **prin
  * `meta` may be NULL (no session, no direction, the current time). Returns 0, XS_EIO when the
  * FILE fails (disk full, closed pipe; nothing more is tried for that event), XS_ENOMEM, or
  * XS_ETOOBIG when one event would need more than 64 MiB of output. On an error nothing, or a
- * truncated line, was written; never an unmasked secret. */
+ * truncated line, was written; never an unmasked secret.
+ *
+ * A buffered printer returns XS_EIO only when this event made it write what it held and that
+ * failed; the lines it held are then dropped, this event's included. An XS_ENOMEM or XS_ETOOBIG
+ * drops this event only: the lines held before it stay whole. */
 int xs_printer_event(xs_printer *printer, const xs_print_meta *meta, const xs_event *ev);
 
 /* Prints a diagnostic of the proxy in the same format as the events (JSON: event "note").
@@ -133,6 +153,15 @@ int xs_printer_event(xs_printer *printer, const xs_print_meta *meta, const xs_ev
 int xs_printer_note(xs_printer *printer, const xs_print_meta *meta, const char *level,
                     const char *text);
 
+/* Writes the lines a buffered printer holds with one fwrite() and one fflush(), so that the FILE
+ * never holds part of a line afterwards. Returns 0 (also when nothing was held, and always for
+ * an unbuffered printer, which holds nothing), XS_EINVAL for a NULL printer, or XS_EIO when the
+ * FILE fails (disk full): the lines held are dropped then, and the printer goes on with the next
+ * event. */
+int xs_printer_flush(xs_printer *printer);
+
+/* Frees the printer; a buffered printer first writes what it holds, ignoring errors (call
+ * xs_printer_flush() before to see them). The FILE stays open. NULL is allowed. */
 void xs_printer_free(xs_printer *printer);
 
 #endif

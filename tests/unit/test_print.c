@@ -4,11 +4,14 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -164,7 +167,7 @@ typedef struct capture {
 
 static void capture_open(capture *c, xs_format format, int color, int show)
 {
-    xs_print_options o = {format, color, show};
+    xs_print_options o = {.format = format, .color = color, .show_secrets = show};
 
     c->buf = NULL;
     c->len = 0;
@@ -196,7 +199,7 @@ static const xs_format formats[] = {XS_FORMAT_PRETTY, XS_FORMAT_COMPACT, XS_FORM
 static void test_print_format_parse(void **state)
 {
     xs_format f = XS_FORMAT_NONE;
-    xs_print_options o = {XS_FORMAT_JSON, 0, 0};
+    xs_print_options o = {.format = XS_FORMAT_JSON};
     xs_printer *p = NULL;
 
     assert_int_equal(xs_format_parse("pretty", &f), 0);
@@ -712,7 +715,7 @@ static void test_print_none_prints_nothing(void **state)
 
 static void test_print_write_error_is_eio(void **state)
 {
-    xs_print_options o = {XS_FORMAT_PRETTY, 0, 0};
+    xs_print_options o = {.format = XS_FORMAT_PRETTY};
     xs_print_meta m = meta_c2s();
     xs_event open = stream_open_event();
     xs_printer *p;
@@ -774,6 +777,891 @@ static void test_print_hostile_raw(void **state)
             assert_null(strchr(out, '\033'));
         free(out);
     }
+}
+
+/* ---- the jansson reference ----------------------------------------------------------------- */
+
+/* The JSON printer as it was built on jansson: a tree per event, dumped with JSON_COMPACT. The
+ * printer now writes its lines by hand; they must stay byte for byte what this makes, which is
+ * also what inspect/jsonl.c reads back. */
+
+/* n bytes made valid UTF-8 without NUL: invalid sequences and NUL become U+FFFD, one per byte. */
+static json_t *ref_str(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char *t = malloc(3 * n + 1);
+    size_t i = 0, k = 0;
+    json_t *j;
+
+    assert_non_null(t);
+    while (i < n) {
+        uint32_t cp;
+        size_t c = xs_utf8_next(u + i, n - i, &cp);
+        if (c == 0 || cp == 0) {
+            memcpy(t + k, "\xef\xbf\xbd", 3);
+            k += 3;
+            i++;
+        } else {
+            memcpy(t + k, s + i, c);
+            k += c;
+            i += c;
+        }
+    }
+    t[k] = '\0';
+    j = json_stringn(t, k);
+    assert_non_null(j);
+    free(t);
+    return j;
+}
+
+static json_t *ref_cstr(const char *s)
+{
+    return ref_str(s, strlen(s));
+}
+
+static void ref_set(json_t *o, const char *key, json_t *v)
+{
+    assert_non_null(v);
+    assert_int_equal(json_object_set_new(o, key, v), 0);
+}
+
+/* o[prefix:name] = v, the key made valid like a string. */
+static void ref_set_key(json_t *o, const char *prefix, const char *name, json_t *v)
+{
+    char *key = NULL;
+    json_t *k;
+
+    assert_true(asprintf(&key, "%s%s%s", prefix != NULL ? prefix : "", prefix != NULL ? ":" : "",
+                         name) >= 0);
+    k = ref_cstr(key);
+    ref_set(o, json_string_value(k), v);
+    json_decref(k);
+    free(key);
+}
+
+static json_t *ref_int(uint64_t v)
+{
+    return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+static json_t *ref_head(const xs_print_meta *m, const char *event)
+{
+    json_t *o = json_object();
+    char when[80];
+
+    assert_non_null(o);
+    /* The reference needs a fixed time: the printer reads the clock itself otherwise. */
+    assert_non_null(m);
+    if (!m->untimed) {
+        struct tm tm;
+        long ns = m->time.tv_nsec >= 0 && m->time.tv_nsec < 1000000000L ? m->time.tv_nsec : 0;
+
+        assert_true(m->time.tv_sec != 0 || m->time.tv_nsec != 0);
+        assert_non_null(gmtime_r(&m->time.tv_sec, &tm));
+        snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ns / 1000L);
+        ref_set(o, "time", json_string(when));
+    }
+    if (m->session != NULL)
+        ref_set(o, "session", ref_cstr(m->session));
+    if (m->direction != NULL)
+        ref_set(o, "dir", ref_cstr(m->direction));
+    if (m->phase != NULL)
+        ref_set(o, "phase", ref_cstr(m->phase));
+    ref_set(o, "event", json_string(event));
+    return o;
+}
+
+/* An attribute without a namespace of the stanza's tree, as the printer reads it. */
+static json_t *ref_tree_attr(const xmlNode *n, const char *name)
+{
+    for (const xmlAttr *a = n->properties; a != NULL; a = a->next) {
+        char *v = NULL;
+        json_t *j;
+
+        if (a->ns != NULL || strcmp((const char *)a->name, name) != 0)
+            continue;
+        v = strdup("");
+        assert_non_null(v);
+        for (const xmlNode *k = a->children; k != NULL; k = k->next) {
+            char *w = NULL;
+            if (k->type == XML_TEXT_NODE && k->content != NULL)
+                assert_true(asprintf(&w, "%s%s", v, (const char *)k->content) >= 0);
+            else if (k->type == XML_ENTITY_REF_NODE)
+                assert_true(asprintf(&w, "%s&%s;", v, (const char *)k->name) >= 0);
+            if (w != NULL) {
+                free(v);
+                v = w;
+            }
+        }
+        j = ref_cstr(v);
+        free(v);
+        return j;
+    }
+    return NULL;
+}
+
+static json_t *ref_key_attr(const xs_event *ev, const xs_redaction *red, const char *name)
+{
+    const xmlNode *n = ev->node != NULL ? ev->node : red->node;
+
+    if (ev->kind == XS_EV_STREAM_OPEN) {
+        for (size_t i = 0; ev->attrs != NULL && i < ev->n_attrs; i++) {
+            const xs_attr *a = &ev->attrs[i];
+            if (a->prefix == NULL && a->name != NULL && strcmp(a->name, name) == 0)
+                return ref_cstr(a->value != NULL ? a->value : "");
+        }
+        return NULL;
+    }
+    return ev->kind == XS_EV_STANZA && n != NULL ? ref_tree_attr(n, name) : NULL;
+}
+
+/* The line the jansson printer made for one event, newline included; the caller frees it. */
+static char *ref_event(const xs_print_meta *m, const xs_event *ev, int show_secrets)
+{
+    static const char *const keys[] = {"from", "to", "id", "type"};
+    json_t *o = ref_head(m, xs_event_kind_name(ev->kind));
+    xs_redaction red;
+    char *text, *line = NULL;
+
+    assert_int_equal(xs_redact_event(ev, show_secrets, &red), 0);
+    ref_set(o, "stream", json_integer(ev->stream_no));
+    ref_set(o, "offset", ref_int(ev->offset));
+    ref_set(o, "size", ref_int(ev->len));
+    if (ev->kind == XS_EV_STREAM_OPEN || ev->kind == XS_EV_STANZA) {
+        const xmlNode *n = ev->node != NULL ? ev->node : red.node;
+        const char *name = ev->name, *prefix = ev->prefix, *ns = ev->ns;
+
+        if (name == NULL && n != NULL) {
+            name = (const char *)n->name;
+            prefix = n->ns != NULL ? (const char *)n->ns->prefix : NULL;
+            ns = n->ns != NULL ? (const char *)n->ns->href : NULL;
+        }
+        if (name != NULL)
+            ref_set(o, "name", ref_cstr(name));
+        if (prefix != NULL)
+            ref_set(o, "prefix", ref_cstr(prefix));
+        if (ns != NULL)
+            ref_set(o, "ns", ref_cstr(ns));
+        for (size_t i = 0; i < 4; i++) {
+            json_t *v = ref_key_attr(ev, &red, keys[i]);
+            if (v != NULL)
+                ref_set(o, keys[i], v);
+        }
+    }
+    if (red.xml != NULL) {
+        ref_set(o, "raw", ref_str(red.xml, red.xml_len));
+        ref_set(o, "redacted", json_true());
+    } else if (ev->raw != NULL && ev->kind != XS_EV_ERROR) {
+        ref_set(o, "raw", ref_str(ev->raw, ev->len));
+    }
+    if (red.note != NULL)
+        ref_set(o, "sasl", ref_cstr(red.note));
+    if (red.gs2_flag == 'p')
+        ref_set(o, "gs2", json_sprintf("p=%s", red.cb_name));
+    else if (red.gs2_flag != 0)
+        ref_set(o, "gs2", json_string(red.gs2_flag == 'y' ? "y" : "n"));
+    if (m->n_rules > 0) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < m->n_rules; i++) {
+            json_t *r = json_object();
+            ref_set(r, "rule", ref_cstr(m->rules[i].rule));
+            ref_set(r, "action", ref_cstr(m->rules[i].action));
+            if (m->rules[i].detail != NULL)
+                ref_set(r, "detail", ref_cstr(m->rules[i].detail));
+            assert_int_equal(json_array_append_new(arr, r), 0);
+        }
+        ref_set(o, "rules", arr);
+        if (m->verdict != NULL)
+            ref_set(o, "verdict", ref_cstr(m->verdict));
+        if (m->rewritten != NULL)
+            ref_set(o, "rewritten", ref_cstr(m->rewritten));
+    }
+    if (ev->kind == XS_EV_STREAM_OPEN) {
+        json_t *attrs = json_object(), *nss = json_object();
+        for (size_t i = 0; ev->attrs != NULL && i < ev->n_attrs; i++) {
+            const xs_attr *a = &ev->attrs[i];
+            if (a->name != NULL)
+                ref_set_key(attrs, a->prefix, a->name, ref_cstr(a->value != NULL ? a->value : ""));
+        }
+        for (size_t i = 0; ev->nsdecls != NULL && i < ev->n_nsdecls; i++) {
+            const xs_attr *d = &ev->nsdecls[i];
+            ref_set_key(nss, NULL, d->prefix != NULL ? d->prefix : "",
+                        ref_cstr(d->uri != NULL ? d->uri : ""));
+        }
+        ref_set(o, "attrs", attrs);
+        ref_set(o, "namespaces", nss);
+    }
+    if (ev->kind == XS_EV_ERROR) {
+        const char *cond = xs_parse_error_condition(ev->error_kind);
+        ref_set(o, "error", json_string(xs_errname(ev->error)));
+        if (cond != NULL)
+            ref_set(o, "condition", ref_cstr(cond));
+        if (ev->message != NULL)
+            ref_set(o, "message", ref_cstr(ev->message));
+        ref_set(o, "line", json_integer(ev->line));
+        ref_set(o, "column", json_integer(ev->column));
+    }
+    text = json_dumps(o, JSON_COMPACT);
+    assert_non_null(text);
+    assert_true(asprintf(&line, "%s\n", text) > 0);
+    free(text);
+    json_decref(o);
+    xs_redaction_clear(&red);
+    return line;
+}
+
+static char *ref_note(const xs_print_meta *m, const char *level, const char *msg)
+{
+    json_t *o = ref_head(m, "note");
+    char *text, *line = NULL;
+
+    ref_set(o, "level", ref_cstr(level));
+    ref_set(o, "message", ref_cstr(msg));
+    text = json_dumps(o, JSON_COMPACT);
+    assert_non_null(text);
+    assert_true(asprintf(&line, "%s\n", text) > 0);
+    free(text);
+    json_decref(o);
+    return line;
+}
+
+/* What the JSON printer prints for one event, alone; the caller frees it. */
+static char *print_one(const xs_print_meta *m, const xs_event *ev, int show_secrets)
+{
+    capture c;
+
+    capture_open(&c, XS_FORMAT_JSON, 0, show_secrets);
+    assert_int_equal(xs_printer_event(c.p, m, ev), 0);
+    return capture_close(&c);
+}
+
+/* Prints events on one printer, so that state kept between events (the time of the last second,
+ * the buffer) is exercised, and keeps the reference's lines for them. */
+typedef struct seq {
+    capture c;
+    char *want;
+    size_t want_len, want_cap;
+    int show_secrets;
+} seq;
+
+static void seq_open(seq *q, int show_secrets)
+{
+    capture_open(&q->c, XS_FORMAT_JSON, 0, show_secrets);
+    q->want = NULL;
+    q->want_len = q->want_cap = 0;
+    q->show_secrets = show_secrets;
+}
+
+static void seq_append(seq *q, char *line)
+{
+    size_t n = strlen(line);
+
+    if (q->want_len + n + 1 > q->want_cap) {
+        q->want_cap = 2 * (q->want_len + n + 1);
+        q->want = realloc(q->want, q->want_cap);
+        assert_non_null(q->want);
+    }
+    memcpy(q->want + q->want_len, line, n + 1);
+    q->want_len += n;
+    free(line);
+}
+
+static void seq_event(seq *q, const xs_print_meta *m, const xs_event *ev)
+{
+    assert_int_equal(xs_printer_event(q->c.p, m, ev), 0);
+    seq_append(q, ref_event(m, ev, q->show_secrets));
+}
+
+static void seq_note(seq *q, const xs_print_meta *m, const char *level, const char *text)
+{
+    assert_int_equal(xs_printer_note(q->c.p, m, level, text), 0);
+    seq_append(q, ref_note(m, level, text));
+}
+
+/* Everything printed is the reference, byte for byte, and every line reads back. */
+static void seq_check(seq *q)
+{
+    char *got = capture_close(&q->c), *cur = got;
+    size_t lines = count_char(got, '\n');
+
+    if (strcmp(got, q->want) != 0) {
+        size_t i = 0;
+        while (got[i] != '\0' && got[i] == q->want[i])
+            i++;
+        fail_msg("differs from the reference at byte %zu:\nprinted:   %.300s\nreference: %.300s", i,
+                 got + (i > 60 ? i - 60 : 0), q->want + (i > 60 ? i - 60 : 0));
+    }
+    for (size_t i = 0; i < lines; i++)
+        json_decref(json_line(&cur));
+    free(got);
+    free(q->want);
+}
+
+static void test_print_json_matches_reference(void **state)
+{
+    /* "n,,n=alice,r=abc", "y,,n=alice,r=abc", "p=tls-exporter,,n=alice,r=abc" */
+    static const char *const stanzas[] = {
+        "<auth xmlns='" NS_SASL "' mechanism='PLAIN'>" PLAIN_B64 "</auth>",
+        "<response xmlns='" NS_SASL "'>" SCRAM_FINAL_B64 "</response>",
+        "<auth xmlns='" NS_SASL "' mechanism='SCRAM-SHA-1'>biwsbj1hbGljZSxyPWFiYw==</auth>",
+        "<auth xmlns='" NS_SASL "' mechanism='SCRAM-SHA-1'>eSwsbj1hbGljZSxyPWFiYw==</auth>",
+        "<auth xmlns='" NS_SASL "' mechanism='SCRAM-SHA-1-PLUS'>"
+        "cD10bHMtZXhwb3J0ZXIsLG49YWxpY2Uscj1hYmM=</auth>",
+        "<iq type='set' id='reg2'><query xmlns='jabber:iq:register'><username>bill</username>"
+        "<password>Calliope</password></query></iq>",
+        "<message from='a&amp;b@example.com/\"q\"' to='c\\\\d@example.com' id='x&#x9;y' "
+        "type='chat'><body>tab\there &lt;b&gt; \xc3\xa9\xe2\x80\xa8 "
+        "\xf0\x9f\x98\x80</body></message>",
+        "<presence xmlns:p='urn:x' p:from='not-this' from=''/>",
+        "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>",
+    };
+    static const xs_print_rule rules[] = {
+        {"strip-\"receipts\"", "drop", NULL},
+        {"rename", "set-attr", "to=\"x\\y\"\n\x01"},
+    };
+    static const xs_attr dup_attrs[] = {
+        {NULL, "b\xc3", NULL, "first"},  {NULL, "to", NULL, "x\x01y"},
+        {NULL, "b\xc4", NULL, "second"}, {"xml", "lang", NS_XML, "en\""},
+        {NULL, "nameless", NULL, NULL},
+    };
+    static const xs_attr dup_ns[] = {
+        {NULL, NULL, "jabber:client", NULL},
+        {"", NULL, "jabber:server", NULL},
+        {"s\"t", NULL, NULL, NULL},
+    };
+    xs_print_meta metas[6];
+    xs_event open = stream_open_event(), odd_open = stream_open_event(), err = error_event();
+    xs_event ka = simple_event(XS_EV_KEEPALIVE, 300, " \n"),
+             none = simple_event(XS_EV_KEEPALIVE, 0, NULL);
+    xs_event close = simple_event(XS_EV_STREAM_CLOSE, 302, STREAM_CLOSE);
+
+    metas[0] = meta_c2s();
+    metas[1] = (xs_print_meta){.time = {fixed_time(), 5000}, .session = "capture.xml"};
+    metas[2] = (xs_print_meta){.untimed = 1};
+    metas[3] = meta_c2s();
+    metas[3].direction = "s2c";
+    metas[3].phase = "au\"th\x1b";
+    metas[3].rules = rules;
+    metas[3].n_rules = 2;
+    metas[3].verdict = "rewritten";
+    metas[3].rewritten = "<message to='x\\y'>\n\t<body/></message>";
+    metas[4] = meta_c2s();
+    metas[4].rules = rules;
+    metas[4].n_rules = 1;
+    metas[5] = (xs_print_meta){.time = {-1, 999999999}, .session = "caf\xe9\0"};
+
+    odd_open.name = NULL;
+    odd_open.prefix = NULL;
+    odd_open.attrs = dup_attrs;
+    odd_open.n_attrs = sizeof(dup_attrs) / sizeof(dup_attrs[0]);
+    odd_open.nsdecls = dup_ns;
+    odd_open.n_nsdecls = sizeof(dup_ns) / sizeof(dup_ns[0]);
+    none.len = SIZE_MAX;
+    none.offset = UINT64_MAX;
+    none.stream_no = UINT_MAX;
+    err.line = err.column = UINT_MAX;
+    err.message = "bad \"byte\" \x01\xff\n";
+
+    for (int show = 0; show < 2; show++) {
+        for (size_t mi = 0; mi < sizeof(metas) / sizeof(metas[0]); mi++) {
+            const xs_print_meta *m = &metas[mi];
+            seq q;
+
+            seq_open(&q, show);
+            seq_event(&q, m, &open);
+            seq_event(&q, m, &odd_open);
+            for (size_t i = 0; i < sizeof(stanzas) / sizeof(stanzas[0]); i++) {
+                for (int tree = 0; tree < 2; tree++) {
+                    stanza_fx f;
+                    stanza_init(&f, stanzas[i]);
+                    if (!tree)
+                        f.ev.node = NULL;
+                    seq_event(&q, m, &f.ev);
+                    /* Neither a name nor raw text: what the tree says, or nothing. */
+                    f.ev.name = f.ev.prefix = f.ev.ns = NULL;
+                    f.ev.raw = NULL;
+                    seq_event(&q, m, &f.ev);
+                    stanza_free(&f);
+                }
+            }
+            seq_event(&q, m, &ka);
+            seq_event(&q, m, &none);
+            seq_event(&q, m, &close);
+            seq_event(&q, m, &err);
+            err.error = -9999;
+            err.error_kind = (xs_parse_error_kind)0;
+            err.message = NULL;
+            seq_event(&q, m, &err);
+            err = error_event();
+            seq_note(&q, m, "warn", "client offered channel binding\nsecond line");
+            seq_note(&q, m, "error", "bad \xff\0");
+            seq_check(&q);
+        }
+    }
+}
+
+/* Times: the date is formatted once per second by the printer, the microseconds every time. */
+static void test_print_json_times(void **state)
+{
+    static const struct timespec times[] = {
+        {1, 0},
+        {1, 1},
+        {1, 999999999},
+        {2, 0},
+        {2, 1000},
+        {1, 5},
+        {-1, 0},
+        {-1, 999000},
+        {0, 1},
+        {86399, 999999000},
+        {86400, 0},
+        {2, -5},
+        {2, 1000000000},
+        {253402300799, 0},
+        {253402300800, 7},
+        {4102444800, 0},
+        {4102444800, 0},
+    };
+    seq q;
+    xs_event ka = simple_event(XS_EV_KEEPALIVE, 0, " ");
+
+    seq_open(&q, 0);
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+        xs_print_meta m = {.time = times[i]};
+        seq_event(&q, &m, &ka);
+        seq_note(&q, &m, "info", "x");
+    }
+    seq_check(&q);
+
+    /* Without a time the printer reads the clock: a well-formed time of today. */
+    {
+        capture c;
+        char *out, *cur;
+        json_t *j;
+        const char *t;
+
+        capture_open(&c, XS_FORMAT_JSON, 0, 0);
+        assert_int_equal(xs_printer_event(c.p, NULL, &ka), 0);
+        out = capture_close(&c);
+        cur = out;
+        j = json_line(&cur);
+        t = json_string_value(json_object_get(j, "time"));
+        assert_non_null(t);
+        assert_int_equal(strlen(t), strlen("2026-11-24T03:40:00.123456Z"));
+        assert_true(t[4] == '-' && t[10] == 'T' && t[19] == '.' && t[26] == 'Z');
+        json_decref(j);
+        free(out);
+    }
+}
+
+/* A line with only the raw text: the JSON string of raw as printed. */
+static char *raw_value(const char *raw, size_t len)
+{
+    xs_print_meta m = {.untimed = 1};
+    xs_event ev = simple_event(XS_EV_KEEPALIVE, 0, NULL);
+    char *out, *value, *end;
+    const char *head = "{\"event\":\"keepalive\",\"stream\":1,\"offset\":0,\"size\":";
+
+    ev.raw = raw;
+    ev.len = len;
+    out = print_one(&m, &ev, 0);
+    assert_true(strncmp(out, head, strlen(head)) == 0);
+    value = strstr(out, ",\"raw\":");
+    assert_non_null(value);
+    value += strlen(",\"raw\":");
+    end = out + strlen(out);
+    assert_true(end - value >= 3);
+    assert_memory_equal(end - 2, "}\n", 2);
+    end[-2] = '\0';
+    memmove(out, value, strlen(value) + 1);
+    return out;
+}
+
+static void assert_raw_value(const char *raw, size_t len, const char *want)
+{
+    char *got = raw_value(raw, len);
+
+    if (strcmp(got, want) != 0)
+        fail_msg("printed %s, want %s", got, want);
+    free(got);
+}
+
+#define RAW(s) s, sizeof(s) - 1
+#define FFFD "\xef\xbf\xbd"
+
+static void test_print_json_escapes(void **state)
+{
+    char ctl[32];
+
+    /* Every control character: the short escapes where JSON has them, \u00XX otherwise. */
+    for (int c = 1; c < 32; c++)
+        ctl[c - 1] = (char)c;
+    assert_raw_value(ctl, 31,
+                     "\"\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000B\\f\\r"
+                     "\\u000E\\u000F\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017"
+                     "\\u0018\\u0019\\u001A\\u001B\\u001C\\u001D\\u001E\\u001F\"");
+    /* Quotes and backslashes escaped; '/', DEL, U+2028 and other characters as they are. */
+    assert_raw_value(RAW("\"a\\\"b\\\\/'<>&\x7f\xe2\x80\xa8\xc2\x80\xf4\x8f\xbf\xbf"),
+                     "\"\\\"a\\\\\\\"b\\\\\\\\/'<>&\x7f\xe2\x80\xa8\xc2\x80\xf4\x8f\xbf\xbf\"");
+    assert_raw_value(RAW(""), "\"\"");
+    /* NUL and invalid UTF-8: one U+FFFD per byte. */
+    assert_raw_value(RAW("a\0b"), "\"a" FFFD "b\"");
+    assert_raw_value(RAW("\0\0"), "\"" FFFD FFFD "\"");
+    assert_raw_value(RAW("\xc0\xaf"), "\"" FFFD FFFD "\"");                   /* overlong '/' */
+    assert_raw_value(RAW("\xe0\x80\xaf"), "\"" FFFD FFFD FFFD "\"");          /* overlong */
+    assert_raw_value(RAW("\xed\xa0\x80"), "\"" FFFD FFFD FFFD "\"");          /* surrogate */
+    assert_raw_value(RAW("\xf4\x90\x80\x80"), "\"" FFFD FFFD FFFD FFFD "\""); /* > U+10FFFF */
+    assert_raw_value(RAW("\xf8\x88\x80\x80\x80"), "\"" FFFD FFFD FFFD FFFD FFFD "\"");
+    assert_raw_value(RAW("x\xe2\x82"), "\"x" FFFD FFFD "\"");       /* cut at the end */
+    assert_raw_value(RAW("\xe2\x82x\""), "\"" FFFD FFFD "x\\\"\""); /* cut inside */
+    assert_raw_value(RAW("\x80\xbf"), "\"" FFFD FFFD "\"");         /* continuations */
+    assert_raw_value(RAW("\xff\xfe\xc1\xf5"), "\"" FFFD FFFD FFFD FFFD "\"");
+    assert_raw_value(RAW("\xf0\x9f\x98\x80\xf0\x9f\x98"), "\"\xf0\x9f\x98\x80" FFFD FFFD FFFD "\"");
+
+    /* Every byte on its own, and each at every place of an eight-byte word, against jansson. */
+    for (int c = 0; c < 256; c++) {
+        char one = (char)c, *ref;
+        xs_print_meta m = {.untimed = 1};
+        xs_event ev = simple_event(XS_EV_STREAM_CLOSE, 0, NULL);
+        char *got;
+
+        ev.raw = &one;
+        ev.len = 1;
+        got = print_one(&m, &ev, 0);
+        ref = ref_event(&m, &ev, 0);
+        assert_string_equal(got, ref);
+        free(got);
+        free(ref);
+    }
+}
+
+/* Special bytes at every offset of strings around the eight-byte word the escaper reads at once,
+ * and long values: the same as jansson's output. */
+static void test_print_json_word_boundaries(void **state)
+{
+    static const char *const specials[] = {
+        "\0",   "\x01", "\x1f", "\"", "\\", "\x7f",         "\xc3\xa9",         "\xff",
+        "\xe2", "\x80", "\n",   "/",  " ",  "\xe2\x80\xa8", "\xf0\x9f\x98\x80", "\xed\xbf\xbf",
+    };
+    xs_print_meta m = {.time = {fixed_time(), 1}, .session = "1"};
+    seq q;
+
+    seq_open(&q, 0);
+    for (size_t len = 0; len <= 25; len++) {
+        for (size_t pos = 0; pos <= len; pos++) {
+            for (size_t si = 0; si < sizeof(specials) / sizeof(specials[0]); si++) {
+                char buf[64];
+                size_t sl = si == 0 ? 1 : strlen(specials[si]);
+                xs_event ev = simple_event(XS_EV_STREAM_CLOSE, 0, NULL);
+
+                memset(buf, 'a', sizeof(buf));
+                memcpy(buf + pos, specials[si], sl);
+                ev.raw = buf;
+                ev.len = len + sl;
+                seq_event(&q, &m, &ev);
+            }
+        }
+    }
+    seq_check(&q);
+}
+
+static void test_print_json_long_values(void **state)
+{
+    static const char alphabet[] = "abcdefghijklmnop <>/='&;\"\\\n\t\r\x01\x7f\xc3\xa9\xe2\x82\xac"
+                                   "\xf0\x9f\x98\x80\xff\x80";
+    size_t big = (size_t)1 << 20;
+    char *raw = malloc(big), *attr = malloc(300001), *xml = NULL;
+    xs_print_meta m = meta_c2s();
+    uint32_t seed = 7;
+    stanza_fx f;
+    seq q;
+
+    assert_non_null(raw);
+    assert_non_null(attr);
+    seq_open(&q, 0);
+    /* Mostly plain text with something to escape now and then, and all of it to escape. */
+    for (int round = 0; round < 3; round++) {
+        xs_event ev = simple_event(XS_EV_STANZA, 0, NULL);
+        for (size_t i = 0; i < big; i++) {
+            seed = seed * 1103515245u + 12345u;
+            if (round == 0)
+                raw[i] = (seed >> 16) % 64 == 0 ? alphabet[(seed >> 8) % (sizeof(alphabet) - 1)]
+                                                : (char)('a' + (seed >> 16) % 26);
+            else if (round == 1)
+                raw[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+            else
+                raw[i] = (char)(seed >> 16);
+        }
+        ev.raw = raw;
+        ev.len = big;
+        ev.name = "message";
+        seq_event(&q, &m, &ev);
+    }
+    /* A long attribute value read from the tree, and long meta strings. */
+    for (size_t i = 0; i < 300000; i++)
+        attr[i] = "ab\"c\\d\xc3\xa9"[i % 8];
+    attr[300000] = '\0';
+    assert_true(asprintf(&xml, "<message to='%s' id='long'><body>x</body></message>", attr) > 0);
+    stanza_init(&f, xml);
+    seq_event(&q, &m, &f.ev);
+    stanza_free(&f);
+    m.session = attr;
+    seq_note(&q, &m, attr, attr);
+    seq_check(&q);
+    free(xml);
+    free(attr);
+    free(raw);
+}
+
+/* The keys of every kind of line, in the order print.h gives. */
+static void test_print_json_key_order(void **state)
+{
+    static const xs_print_rule rules[] = {{"r1", "drop", NULL}, {"r2", "set-attr", "to=x"}};
+    xs_print_meta m = meta_c2s();
+    xs_event open = stream_open_event(), err = error_event();
+    stanza_fx msg, auth;
+    capture c;
+    char *out;
+
+    stanza_init(&msg,
+                "<message from='a@b/c' to='d@e' id='m1' type='chat'><body>hi</body></message>");
+    stanza_init(&auth, "<auth xmlns='" NS_SASL "' mechanism='PLAIN'>" PLAIN_B64 "</auth>");
+    capture_open(&c, XS_FORMAT_JSON, 0, 0);
+    assert_int_equal(xs_printer_event(c.p, &m, &open), 0);
+    assert_int_equal(xs_printer_event(c.p, &m, &auth.ev), 0);
+    m.rules = rules;
+    m.n_rules = 2;
+    m.verdict = "rewritten";
+    m.rewritten = "<message to='x'/>";
+    assert_int_equal(xs_printer_event(c.p, &m, &msg.ev), 0);
+    m = meta_c2s();
+    assert_int_equal(xs_printer_event(c.p, &m, &err), 0);
+    assert_int_equal(xs_printer_note(c.p, &m, "info", "hello"), 0);
+    out = capture_close(&c);
+    assert_string_equal(
+        out,
+        "{\"time\":\"2026-11-24T03:40:00.123456Z\",\"session\":\"1\",\"dir\":\"c2s\","
+        "\"phase\":\"tls\",\"event\":\"stream-open\",\"stream\":1,\"offset\":0,\"size\":130,"
+        "\"name\":\"stream\",\"prefix\":\"stream\",\"ns\":\"" NS_STREAMS
+        "\",\"to\":\"example.com\","
+        "\"raw\":\"" STREAM_HEADER "\",\"attrs\":{\"to\":\"example.com\",\"version\":\"1.0\","
+        "\"xml:lang\":\"en\"},\"namespaces\":{\"\":\"jabber:client\",\"stream\":\"" NS_STREAMS
+        "\"}}\n"
+        "{\"time\":\"2026-11-24T03:40:00.123456Z\",\"session\":\"1\",\"dir\":\"c2s\","
+        "\"phase\":\"tls\",\"event\":\"stanza\",\"stream\":1,\"offset\":130,\"size\":92,"
+        "\"name\":\"auth\",\"ns\":\"" NS_SASL "\",\"raw\":\"<auth xmlns=\\\"" NS_SASL
+        "\\\" mechanism=\\\"PLAIN\\\">***</auth>\",\"redacted\":true,"
+        "\"sasl\":\"PLAIN authzid=\\\"\\\" authcid=\\\"alice\\\" password=***\"}\n"
+        "{\"time\":\"2026-11-24T03:40:00.123456Z\",\"session\":\"1\",\"dir\":\"c2s\","
+        "\"phase\":\"tls\",\"event\":\"stanza\",\"stream\":1,\"offset\":130,\"size\":76,"
+        "\"name\":\"message\",\"ns\":\"jabber:client\",\"from\":\"a@b/c\",\"to\":\"d@e\","
+        "\"id\":\"m1\",\"type\":\"chat\",\"raw\":\"<message from='a@b/c' to='d@e' id='m1' "
+        "type='chat'><body>hi</body></message>\",\"rules\":[{\"rule\":\"r1\",\"action\":\"drop\"},"
+        "{\"rule\":\"r2\",\"action\":\"set-attr\",\"detail\":\"to=x\"}],\"verdict\":\"rewritten\","
+        "\"rewritten\":\"<message to='x'/>\"}\n"
+        "{\"time\":\"2026-11-24T03:40:00.123456Z\",\"session\":\"1\",\"dir\":\"c2s\","
+        "\"phase\":\"tls\",\"event\":\"error\",\"stream\":1,\"offset\":120,\"size\":0,"
+        "\"error\":\"XS_ENOTWF\",\"condition\":\"not-well-formed\",\"message\":\"mismatched end "
+        "tag\",\"line\":3,\"column\":14}\n"
+        "{\"time\":\"2026-11-24T03:40:00.123456Z\",\"session\":\"1\",\"dir\":\"c2s\","
+        "\"phase\":\"tls\",\"event\":\"note\",\"level\":\"info\",\"message\":\"hello\"}\n");
+    free(out);
+    stanza_free(&msg);
+    stanza_free(&auth);
+}
+
+/* ---- buffered printers --------------------------------------------------------------------- */
+
+/* The size of the file behind f, and its last byte (0 when empty), without touching the FILE. */
+static size_t file_size(FILE *f, char *last)
+{
+    struct stat st;
+
+    assert_int_equal(fstat(fileno(f), &st), 0);
+    *last = 0;
+    if (st.st_size > 0)
+        assert_int_equal(pread(fileno(f), last, 1, st.st_size - 1), 1);
+    return (size_t)st.st_size;
+}
+
+/* What the file behind f holds, read without touching the FILE; the caller frees it. */
+static char *file_text(FILE *f, size_t *len)
+{
+    struct stat st;
+    char *s;
+
+    assert_int_equal(fstat(fileno(f), &st), 0);
+    s = malloc((size_t)st.st_size + 1);
+    assert_non_null(s);
+    assert_int_equal(pread(fileno(f), s, (size_t)st.st_size, 0), st.st_size);
+    s[st.st_size] = '\0';
+    *len = (size_t)st.st_size;
+    return s;
+}
+
+static void test_print_buffered(void **state)
+{
+    xs_print_options o = {.format = XS_FORMAT_JSON, .buffered = 1};
+    xs_print_meta m = meta_c2s();
+    FILE *f = tmpfile();
+    xs_printer *p, *plain;
+    capture c;
+    char *want, *got;
+    size_t len, events = 0, writes = 0, last = 0;
+    char end;
+    stanza_fx msg;
+
+    assert_non_null(f);
+    assert_int_equal(xs_printer_flush(NULL), XS_EINVAL);
+    assert_int_equal(xs_printer_new(f, &o, &p), 0);
+    /* An unbuffered printer holds nothing: flushing it does nothing. */
+    capture_open(&c, XS_FORMAT_JSON, 0, 0);
+    plain = c.p;
+    assert_int_equal(xs_printer_flush(plain), 0);
+    assert_int_equal(xs_printer_flush(p), 0);
+
+    /* Nothing reaches the file before a flush, then everything, as an unbuffered printer. */
+    print_session(p, &m);
+    print_session(plain, &m);
+    got = file_text(f, &len);
+    assert_int_equal(len, 0);
+    free(got);
+    assert_int_equal(xs_printer_flush(p), 0);
+    assert_int_equal(xs_printer_flush(p), 0);
+    assert_int_equal(fflush(c.f), 0);
+    got = file_text(f, &len);
+    assert_int_equal(len, c.len);
+    assert_memory_equal(got, c.buf, len);
+    free(got);
+    last = len;
+
+    /* Without flushes, it writes by itself once it holds XS_PRINT_BUFFER_MAX bytes, whole lines
+     * only, with one write. */
+    stanza_init(&msg, "<message to='romeo@example.net' id='m'><body>0123456789012345678901234567"
+                      "8901234567890123456789</body></message>");
+    while (writes < 3) {
+        assert_int_equal(xs_printer_event(p, &m, &msg.ev), 0);
+        assert_int_equal(xs_printer_event(plain, &m, &msg.ev), 0);
+        events++;
+        len = file_size(f, &end);
+        assert_true(len >= last);
+        if (len > last) {
+            writes++;
+            assert_int_equal(end, '\n');
+            assert_true(len - last >= XS_PRINT_BUFFER_MAX);
+            assert_true(len - last < XS_PRINT_BUFFER_MAX + 1000);
+            last = len;
+        }
+    }
+    assert_true(events > 3 * XS_PRINT_BUFFER_MAX / 1000);
+    /* A note goes in the same buffer, in order; freeing writes what is left. */
+    assert_int_equal(xs_printer_note(p, &m, "info", "last"), 0);
+    assert_int_equal(xs_printer_note(plain, &m, "info", "last"), 0);
+    xs_printer_free(p);
+    want = capture_close(&c);
+    got = file_text(f, &len);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(got, want, len);
+    free(got);
+    free(want);
+    stanza_free(&msg);
+    fclose(f);
+
+    /* Pretty and compact buffer the same way. */
+    for (size_t fi = 0; fi < 2; fi++) {
+        f = tmpfile();
+        assert_non_null(f);
+        o.format = formats[fi];
+        assert_int_equal(xs_printer_new(f, &o, &p), 0);
+        capture_open(&c, formats[fi], 0, 0);
+        print_session(p, &m);
+        print_session(c.p, &m);
+        got = file_text(f, &len);
+        assert_int_equal(len, 0);
+        free(got);
+        assert_int_equal(xs_printer_flush(p), 0);
+        want = capture_close(&c);
+        got = file_text(f, &len);
+        assert_string_equal(got, want);
+        free(got);
+        free(want);
+        xs_printer_free(p);
+        fclose(f);
+    }
+}
+
+/* A FILE that fails: the flush says so, drops what was held, and the printer goes on. */
+static void test_print_buffered_write_error(void **state)
+{
+    xs_print_options o = {.format = XS_FORMAT_JSON, .buffered = 1};
+    xs_print_meta m = meta_c2s();
+    xs_event open = stream_open_event();
+    xs_printer *p;
+    FILE *f = fopen("/dev/full", "w");
+    int rc = 0;
+    size_t n = 0;
+
+    if (f == NULL)
+        skip();
+    assert_int_equal(xs_printer_new(f, &o, &p), 0);
+    assert_int_equal(xs_printer_event(p, &m, &open), 0);
+    assert_int_equal(xs_printer_note(p, &m, "info", "x"), 0);
+    assert_int_equal(xs_printer_flush(p), XS_EIO);
+    assert_int_equal(xs_printer_flush(p), 0);
+    clearerr(f);
+    /* The write it makes by itself when it holds enough fails the event that made it. */
+    while (rc == 0 && n < 100000) {
+        rc = xs_printer_event(p, &m, &open);
+        n++;
+    }
+    assert_int_equal(rc, XS_EIO);
+    assert_true(n > 100 && n < 100000);
+    assert_int_equal(xs_printer_flush(p), 0);
+    clearerr(f);
+    assert_int_equal(xs_printer_event(p, &m, &open), 0);
+    xs_printer_free(p); /* the failure of its last write is not seen here */
+    fclose(f);
+}
+
+/* An event that cannot be printed leaves nothing of itself and keeps the lines held before. */
+static void test_print_event_error_writes_nothing(void **state)
+{
+    size_t big = (size_t)11 << 20; /* \u0001 for every byte: over the 64 MiB of one event */
+    xs_print_meta m = meta_c2s();
+    xs_event ka = simple_event(XS_EV_KEEPALIVE, 0, " ");
+    xs_event huge = simple_event(XS_EV_STREAM_CLOSE, 0, NULL);
+    char *raw = malloc(big), *got, *want;
+    size_t len;
+
+    assert_non_null(raw);
+    memset(raw, 1, big);
+    huge.raw = raw;
+    huge.len = big;
+    want = ref_event(&m, &ka, 0);
+    for (int buffered = 0; buffered < 2; buffered++) {
+        xs_print_options o = {.format = XS_FORMAT_JSON, .buffered = buffered};
+        FILE *f = tmpfile();
+        xs_printer *p;
+
+        assert_non_null(f);
+        assert_int_equal(xs_printer_new(f, &o, &p), 0);
+        assert_int_equal(xs_printer_event(p, &m, &ka), 0);
+        assert_int_equal(xs_printer_event(p, &m, &huge), XS_ETOOBIG);
+        assert_int_equal(xs_printer_flush(p), 0);
+        got = file_text(f, &len);
+        assert_string_equal(got, want);
+        free(got);
+        /* And the printer goes on. */
+        assert_int_equal(xs_printer_event(p, &m, &ka), 0);
+        xs_printer_free(p);
+        got = file_text(f, &len);
+        assert_int_equal(len, 2 * strlen(want));
+        free(got);
+        fclose(f);
+    }
+    free(want);
+    free(raw);
 }
 
 /* ---- end to end through the parser --------------------------------------------------------- */
@@ -896,6 +1784,15 @@ int main(void)
         cmocka_unit_test(test_print_write_error_is_eio),
         cmocka_unit_test(test_print_hostile_raw),
         cmocka_unit_test(test_print_parser_end_to_end),
+        cmocka_unit_test(test_print_json_matches_reference),
+        cmocka_unit_test(test_print_json_times),
+        cmocka_unit_test(test_print_json_escapes),
+        cmocka_unit_test(test_print_json_word_boundaries),
+        cmocka_unit_test(test_print_json_long_values),
+        cmocka_unit_test(test_print_json_key_order),
+        cmocka_unit_test(test_print_buffered),
+        cmocka_unit_test(test_print_buffered_write_error),
+        cmocka_unit_test(test_print_event_error_writes_nothing),
     };
     int rc;
 
