@@ -13,6 +13,7 @@
 #include "inspect/parser.h"
 
 #include "inspect/error.h"
+#include "inspect/wf.h"
 
 #include <assert.h>
 #include <stdbool.h>
@@ -119,6 +120,12 @@ struct xs_parser {
     xs_attr *hdr_ns;
     size_t hdr_n_ns, hdr_cap_ns;
     size_t hdr_name, hdr_prefix, hdr_uri, hdr_default_ns; /* offsets into hdr_strings + 1 */
+
+    /* Without trees, complete stanzas go through xs_wf_element() first and libxml2 only sees
+     * those it is not sure about. fast_str holds the event's names for the callback. */
+    bool fast;
+    buf fast_str;
+    uint64_t n_fast;
 
     bool in_callback;
     int failed; /* the error code once the parser stopped */
@@ -505,6 +512,7 @@ static int stream_begin(xs_parser *p, uint64_t at)
     p->sax_restricted = 0;
     p->sax_oom = false;
     p->root_len = 0;
+    p->hdr_raw.len = 0;
     clear_lx_err(p);
     return 0;
 }
@@ -719,22 +727,60 @@ static int emit_stream_open(xs_parser *p, uint64_t end)
         ev.raw = span_bytes(p, p->elem_start, end);
         if (ev.raw == NULL)
             return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
+        /* Kept for ctxt_rebuild() (so only a parser with XS_PARSER_RAW can be trimmed); the
+         * header is within the stanza limit. */
+        p->hdr_raw.len = 0;
+        if (buf_append(&p->hdr_raw, ev.raw, ev.len, p->lim.max_stanza + 8) < 0)
+            return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
     }
-    /* Kept for ctxt_rebuild(); the item is within the stanza limit. */
-    const char *hdr = span_bytes(p, p->elem_start, end);
-    p->hdr_raw.len = 0;
-    if (hdr == NULL || buf_append(&p->hdr_raw, hdr, ev.len, p->lim.max_stanza + 8) < 0)
-        return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
     p->in_elem = false;
     rc = emit(p, &ev);
     pend_drop_before(p, end);
     return rc;
 }
 
+/* The fast path of emit_stanza(): the well-formedness check of wf.c on the stanza's bytes, none
+ * of which libxml2 has seen. Returns 1 when it passed (the event's names set), 0 when libxml2
+ * must decide, or a negative error. */
+static int fast_stanza(xs_parser *p, uint64_t end, xs_event *ev)
+{
+    if (!p->fast || p->fed > p->elem_start)
+        return 0;
+    size_t len = (size_t)(end - p->elem_start);
+    const char *bytes = span_bytes(p, p->elem_start, end);
+    if (bytes == NULL)
+        return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
+    xs_wf_root root;
+    if (!xs_wf_element(bytes, len, p->hdr_ns, p->hdr_n_ns, pool_ptr(p, POOL_REF(p->hdr_default_ns)),
+                       &root))
+        return 0;
+    p->fast_str.len = 0;
+    if (buf_append(&p->fast_str, root.name, root.name_len, SIZE_MAX / 2) < 0 ||
+        buf_append(&p->fast_str, "", 1, SIZE_MAX / 2) < 0 ||
+        buf_append(&p->fast_str, root.prefix, root.prefix_len, SIZE_MAX / 2) < 0 ||
+        buf_append(&p->fast_str, "", 1, SIZE_MAX / 2) < 0 ||
+        buf_append(&p->fast_str, root.ns, root.ns_len, SIZE_MAX / 2) < 0 ||
+        buf_append(&p->fast_str, "", 1, SIZE_MAX / 2) < 0)
+        return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
+    ev->name = p->fast_str.data;
+    ev->prefix = root.prefix ? ev->name + root.name_len + 1 : NULL;
+    ev->ns = root.ns ? ev->name + root.name_len + 1 + root.prefix_len + 1 : NULL;
+    ev->raw = bytes;
+    skip_xml_to(p, end);
+    p->n_fast++;
+    return 1;
+}
+
 static int emit_stanza(xs_parser *p, uint64_t end)
 {
+    xs_event ev = {0};
+    int rc = fast_stanza(p, end, &ev);
+    if (rc < 0)
+        return rc;
+    if (rc == 1)
+        goto emit;
     p->sax_done = false;
-    int rc = feed_xml_to(p, end);
+    rc = feed_xml_to(p, end);
     if (rc < 0)
         return rc;
     if (!p->sax_done) {
@@ -746,12 +792,6 @@ static int emit_stanza(xs_parser *p, uint64_t end)
                                             .message = (char *)"element not finished"});
         return fail_lx(p);
     }
-    xs_event ev = {0};
-    ev.kind = XS_EV_STANZA;
-    ev.offset = p->elem_start;
-    ev.len = (size_t)(end - p->elem_start);
-    ev.line = p->elem_line;
-    ev.column = p->elem_col;
     ev.name = (const char *)p->sax_name;
     ev.prefix = (const char *)p->sax_prefix;
     ev.ns = (const char *)p->sax_uri;
@@ -761,6 +801,14 @@ static int emit_stanza(xs_parser *p, uint64_t end)
         if (ev.raw == NULL)
             return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
     }
+emit:
+    ev.kind = XS_EV_STANZA;
+    ev.offset = p->elem_start;
+    ev.len = (size_t)(end - p->elem_start);
+    ev.line = p->elem_line;
+    ev.column = p->elem_col;
+    if (!(p->opts & XS_PARSER_RAW))
+        ev.raw = NULL;
     p->in_elem = false;
     rc = emit(p, &ev);
     if (p->sax_node != NULL) {
@@ -1232,6 +1280,8 @@ static int finish_read(xs_parser *p)
     }
     if (safe < p->fed)
         safe = p->fed;
+    /* An unfinished stanza goes to libxml2 now (so that a fault in it is found before it ends,
+     * as a peer waiting for an answer needs); the fast path is for stanzas whole in one read. */
     if (p->depth >= 2 || p->in_elem) {
         int rc = feed_xml_to(p, safe);
         if (rc < 0)
@@ -1287,6 +1337,7 @@ int xs_parser_new(const xs_parser_limits *limits, unsigned options, xs_parser_cb
         return XS_EINVAL;
     }
     p->opts = options;
+    p->fast = !(options & (XS_PARSER_TREE | XS_PARSER_LIBXML2_ONLY));
     p->cb = cb;
     p->user = user;
     p->line = 1;
@@ -1364,6 +1415,11 @@ uint64_t xs_parser_offset(const xs_parser *p)
     return p->off;
 }
 
+uint64_t xs_parser_fast_stanzas(const xs_parser *p)
+{
+    return p->n_fast;
+}
+
 int xs_parser_trim(xs_parser *p)
 {
     if (p->ctxt == NULL || p->in_callback || p->st != S_TEXT || p->depth != 1 || p->in_elem ||
@@ -1386,6 +1442,7 @@ void xs_parser_free(xs_parser *p)
     clear_lx_err(p);
     buf_free(&p->pend);
     buf_free(&p->hdr_raw);
+    buf_free(&p->fast_str);
     buf_free(&p->hdr_strings);
     free(p->hdr_attrs);
     free(p->hdr_ns);

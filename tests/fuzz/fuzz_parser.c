@@ -3,9 +3,18 @@
  * The first bytes choose the parser's options, its limits and a seed for the read sizes; the rest
  * is the stream. Reads of random size are fed; a pause is requested on some stanzas and followed
  * by a reset, as the proxy does at STARTTLS and SASL success. After an error the parser is reset
- * and fed the rest. Nothing may crash, leak, or report a span outside the input. */
+ * and fed the rest. Nothing may crash, leak, or report a span outside the input.
+ *
+ * Then a differential run: the same stream through a parser on the fast path (no trees: the
+ * check of inspect/wf.c first) and one giving every stanza to libxml2 (XS_PARSER_LIBXML2_ONLY)
+ * must give the same events: kinds, spans, names, namespaces, and the same error at the same
+ * position. A stanza the fast check accepts and libxml2 refuses traps. */
 #include <stddef.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "inspect/error.h"
@@ -45,6 +54,77 @@ static int on_event(void *user, const xs_event *ev)
     return 0;
 }
 
+/* The differential run: each parser's events as text. */
+typedef struct dlog {
+    char buf[8192];
+    size_t len;
+    int truncated;
+} dlog;
+
+static void dlog_add(dlog *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void dlog_add(dlog *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(d->buf + d->len, sizeof(d->buf) - d->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(d->buf) - d->len)
+        d->truncated = 1;
+    else
+        d->len += (size_t)n;
+}
+
+static int on_diff_event(void *user, const xs_event *ev)
+{
+    dlog *d = user;
+    if (ev->kind == XS_EV_KEEPALIVE)
+        return 0; /* cut differently by reads */
+    dlog_add(d, "%d %llu+%zu %s|%s|%s", (int)ev->kind, (unsigned long long)ev->offset, ev->len,
+             ev->name ? ev->name : "-", ev->prefix ? ev->prefix : "-", ev->ns ? ev->ns : "-");
+    if (ev->kind == XS_EV_ERROR)
+        dlog_add(d, " %d %d %u:%u", ev->error, (int)ev->error_kind, ev->line, ev->column);
+    dlog_add(d, "\n");
+    return 0;
+}
+
+static void differential(const uint8_t *data, size_t size, uint32_t seed)
+{
+    static dlog a, b;
+    xs_parser *pa = NULL, *pb = NULL;
+    a.len = b.len = 0;
+    a.truncated = b.truncated = 0;
+    if (xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_AUTO_RESTART, on_diff_event, &a, &pa) != 0)
+        return;
+    if (xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_AUTO_RESTART | XS_PARSER_LIBXML2_ONLY,
+                      on_diff_event, &b, &pb) != 0) {
+        xs_parser_free(pa);
+        return;
+    }
+    /* The same reads for both: only the fast path differs. */
+    int ra = 0, rb = 0;
+    size_t at = 0;
+    while (at < size && (ra == 0 || rb == 0)) {
+        size_t n = 1 + step(&seed) % 97;
+        if (n > size - at)
+            n = size - at;
+        if (ra == 0)
+            ra = xs_parser_feed(pa, (const char *)data + at, n, NULL);
+        if (rb == 0)
+            rb = xs_parser_feed(pb, (const char *)data + at, n, NULL);
+        at += n;
+    }
+    bool same = ra == rb && a.truncated == b.truncated && a.len == b.len &&
+                memcmp(a.buf, b.buf, a.len) == 0;
+    if (!same) {
+        fprintf(stderr, "fast path and libxml2 differ (%d, %d)\n--- fast\n%.*s--- libxml2\n%.*s",
+                ra, rb, (int)a.len, a.buf, (int)b.len, b.buf);
+        __builtin_trap();
+    }
+    xs_parser_free(pa);
+    xs_parser_free(pb);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -80,5 +160,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     xs_parser_free(p);
+    differential(data, size, f.seed);
     return 0;
 }

@@ -1,0 +1,524 @@
+/* The fast, conservative well-formedness check of one stanza. See wf.h. */
+#include "inspect/wf.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+typedef struct span {
+    const char *p;
+    size_t n;
+} span;
+
+typedef struct nsdecl {
+    span prefix; /* n == 0: the default namespace */
+    span uri;
+} nsdecl;
+
+typedef struct frame {
+    span qname;
+    size_t ns_mark; /* n_ns before the element's own declarations */
+} frame;
+
+typedef struct attr {
+    span qname, prefix, local;
+} attr;
+
+typedef struct wf {
+    const unsigned char *s;
+    size_t n, i;
+    nsdecl ns[XS_WF_MAX_NS];
+    size_t n_ns;
+    frame st[XS_WF_MAX_DEPTH];
+    size_t depth;
+    const xs_attr *decls;
+    size_t n_decls;
+    const char *default_ns;
+} wf;
+
+/* Bytes of text and attribute values that need no further look (0): printable ASCII but '<',
+ * '&' and ']', and tab, LF, CR. */
+static const unsigned char text_class[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* Name characters: 1 may start a name (ASCII letters, '_'), 2 may follow. */
+static const unsigned char name_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0,
+    0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 3,
+    0, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+/* The first byte from i on that is not plain text (text_class), or n. */
+static size_t skip_plain(const unsigned char *s, size_t i, size_t n)
+{
+#if defined(__SSE2__)
+    /* Sixteen bytes at a time: '<', '&', ']', and (signed compare) everything below ' ' or
+     * above 0x7F stop the run. Tab, LF and CR stop it too; the caller steps over them. */
+    const __m128i lt = _mm_set1_epi8('<'), amp = _mm_set1_epi8('&'), br = _mm_set1_epi8(']');
+    const __m128i space = _mm_set1_epi8(' ');
+    while (n - i >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lt), _mm_cmpeq_epi8(v, amp)),
+                                    _mm_or_si128(_mm_cmpeq_epi8(v, br), _mm_cmplt_epi8(v, space)));
+        int m = _mm_movemask_epi8(stop);
+        if (m != 0)
+            return i + (size_t)__builtin_ctz((unsigned)m);
+        i += 16;
+    }
+#endif
+    while (i < n && text_class[s[i]] == 0)
+        i++;
+    return i;
+}
+
+static bool is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static bool name_start(unsigned char c)
+{
+    return name_class[c] & 1;
+}
+
+static bool name_char(unsigned char c)
+{
+    return name_class[c] & 2;
+}
+
+static bool span_eq(span a, const char *b, size_t bn)
+{
+    return a.n == bn && (bn == 0 || memcmp(a.p, b, bn) == 0);
+}
+
+static bool starts_xml(span name)
+{
+    return name.n >= 3 && (name.p[0] | 0x20) == 'x' && (name.p[1] | 0x20) == 'm' &&
+           (name.p[2] | 0x20) == 'l';
+}
+
+/* Whether code point c is an XML 1.0 Char. */
+static bool xml_char(uint32_t c)
+{
+    return c == 0x9 || c == 0xA || c == 0xD || (c >= 0x20 && c <= 0xD7FF) ||
+           (c >= 0xE000 && c <= 0xFFFD) || (c >= 0x10000 && c <= 0x10FFFF);
+}
+
+static bool hex_digit(char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+/* A namespace name libxml2 surely takes as a URI (it refuses the declaration otherwise): an
+ * absolute URI of a restricted form, scheme ":" ["//" host [":" port]] path ["?" query]
+ * ["#" fragment], in ASCII, with only unreserved characters, sub-delimiters but '&' and '\'',
+ * ':', '@', '/', '?' and percent escapes; and not one of the two names XML reserves. */
+static bool plain_uri(span v)
+{
+    static const char ok[] = "-._~!$()*+,;=:@/";
+    size_t k = 0;
+    if (span_eq(v, "http://www.w3.org/XML/1998/namespace", 36) ||
+        span_eq(v, "http://www.w3.org/2000/xmlns/", 29))
+        return false;
+    if (v.n == 0 || !((v.p[0] | 0x20) >= 'a' && (v.p[0] | 0x20) <= 'z'))
+        return false;
+    while (k < v.n && (name_char((unsigned char)v.p[k]) || v.p[k] == '+') && v.p[k] != '_')
+        k++;
+    if (k >= v.n || v.p[k] != ':')
+        return false;
+    k++;
+    if (v.n - k >= 2 && v.p[k] == '/' && v.p[k + 1] == '/') {
+        size_t host = k += 2;
+        while (k < v.n && (name_char((unsigned char)v.p[k]) && v.p[k] != '_'))
+            k++;
+        if (k == host)
+            return false;
+        if (k < v.n && v.p[k] == ':') {
+            size_t port = ++k;
+            while (k < v.n && v.p[k] >= '0' && v.p[k] <= '9')
+                k++;
+            if (k == port)
+                return false;
+        }
+        if (k < v.n && v.p[k] != '/' && v.p[k] != '?' && v.p[k] != '#')
+            return false;
+    }
+    bool fragment = false;
+    for (; k < v.n; k++) {
+        char c = v.p[k];
+        if (c == '%') {
+            if (k + 2 >= v.n || !hex_digit(v.p[k + 1]) || !hex_digit(v.p[k + 2]))
+                return false;
+            k += 2;
+        } else if (c == '#') {
+            if (fragment)
+                return false;
+            fragment = true;
+        } else if (!(name_char((unsigned char)c) || c == '?' ||
+                     (c != 0 && strchr(ok, c) != NULL))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One UTF-8 sequence of two to four bytes at w->i, valid and an XML Char. */
+static bool utf8_char(wf *w)
+{
+    const unsigned char *s = w->s + w->i;
+    size_t left = w->n - w->i;
+    uint32_t c;
+    size_t len;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        len = 2;
+        c = s[0] & 0x1Fu;
+    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        len = 3;
+        c = s[0] & 0x0Fu;
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        len = 4;
+        c = s[0] & 0x07u;
+    } else {
+        return false;
+    }
+    if (left < len)
+        return false;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80)
+            return false;
+        c = (c << 6) | (s[k] & 0x3Fu);
+    }
+    /* Overlong forms and surrogates are not Chars of the right length. */
+    if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || !xml_char(c))
+        return false;
+    w->i += len;
+    return true;
+}
+
+/* A reference at w->i ('&'): one of the five predefined entities or a character reference to
+ * an XML Char. */
+static bool reference(wf *w)
+{
+    static const char *const ents[] = {"lt;", "gt;", "amp;", "quot;", "apos;"};
+    const char *s = (const char *)w->s + w->i + 1;
+    size_t left = w->n - w->i - 1;
+    if (left > 0 && s[0] == '#') {
+        bool hex = left > 1 && s[1] == 'x';
+        size_t k = hex ? 2 : 1;
+        uint32_t c = 0;
+        size_t digits = 0;
+        for (; k < left && s[k] != ';'; k++, digits++) {
+            unsigned d;
+            if (s[k] >= '0' && s[k] <= '9')
+                d = (unsigned)(s[k] - '0');
+            else if (hex && (s[k] | 0x20) >= 'a' && (s[k] | 0x20) <= 'f')
+                d = (unsigned)((s[k] | 0x20) - 'a' + 10);
+            else
+                return false;
+            if (digits >= 8)
+                return false;
+            c = c * (hex ? 16u : 10u) + d;
+        }
+        if (k >= left || digits == 0 || !xml_char(c))
+            return false;
+        w->i += 1 + k + 1;
+        return true;
+    }
+    for (size_t e = 0; e < sizeof(ents) / sizeof(ents[0]); e++) {
+        size_t len = strlen(ents[e]);
+        if (left >= len && memcmp(s, ents[e], len) == 0) {
+            w->i += 1 + len;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Character data up to the next '<' (or the end). */
+static bool text(wf *w)
+{
+    while (w->i < w->n) {
+        size_t i = skip_plain(w->s, w->i, w->n);
+        w->i = i;
+        if (i == w->n)
+            break;
+        unsigned char c = w->s[i];
+        if (text_class[c] == 0) {
+            w->i++; /* tab, LF, CR */
+        } else if (c == '<') {
+            return true;
+        } else if (c == '&') {
+            if (!reference(w))
+                return false;
+        } else if (c == ']') {
+            if (w->n - w->i >= 3 && w->s[w->i + 1] == ']' && w->s[w->i + 2] == '>')
+                return false;
+            w->i++;
+        } else if (c >= 0x80) {
+            if (!utf8_char(w))
+                return false;
+        } else {
+            return false; /* a C0 control */
+        }
+    }
+    return true;
+}
+
+/* A qualified name at w->i: prefix and local part (prefix.n == 0 when none). */
+static bool qname(wf *w, span *q, span *prefix, span *local)
+{
+    size_t start = w->i, colon = 0;
+    if (w->i >= w->n || !name_start(w->s[w->i]))
+        return false;
+    w->i++;
+    while (w->i < w->n) {
+        unsigned char c = w->s[w->i];
+        if (name_char(c)) {
+            w->i++;
+        } else if (c == ':' && colon == 0 && w->i + 1 < w->n && name_start(w->s[w->i + 1])) {
+            colon = w->i;
+            w->i++;
+        } else {
+            break;
+        }
+    }
+    const char *p = (const char *)w->s;
+    *q = (span){p + start, w->i - start};
+    if (q->n > XS_WF_MAX_NAME)
+        return false;
+    if (colon != 0) {
+        *prefix = (span){p + start, colon - start};
+        *local = (span){p + colon + 1, w->i - colon - 1};
+    } else {
+        *prefix = (span){NULL, 0};
+        *local = *q;
+    }
+    return true;
+}
+
+static void skip_space(wf *w)
+{
+    while (w->i < w->n && is_space(w->s[w->i]))
+        w->i++;
+}
+
+/* A quoted attribute value at w->i; its bytes without the quotes go to *v. */
+static bool att_value(wf *w, span *v)
+{
+    if (w->i >= w->n || (w->s[w->i] != '"' && w->s[w->i] != '\''))
+        return false;
+    unsigned char q = w->s[w->i++];
+    size_t start = w->i;
+    while (w->i < w->n) {
+        size_t i = w->i;
+        while (i < w->n && text_class[w->s[i]] == 0 && w->s[i] != q)
+            i++;
+        w->i = i;
+        if (i == w->n)
+            break;
+        unsigned char c = w->s[i];
+        if (c == q) {
+            *v = (span){(const char *)w->s + start, w->i - start};
+            w->i++;
+            return true;
+        }
+        if (text_class[c] == 0 || c == ']') {
+            w->i++;
+        } else if (c == '&') {
+            if (!reference(w))
+                return false;
+        } else if (c >= 0x80) {
+            if (!utf8_char(w))
+                return false;
+        } else {
+            return false; /* '<' or a C0 control */
+        }
+    }
+    return false;
+}
+
+/* The namespace a prefix (n == 0: the default namespace) is bound to, innermost first; false
+ * when unbound. A default namespace may be unbound: then *uri is empty and the result true. */
+static bool resolve(const wf *w, span prefix, span *uri)
+{
+    for (size_t k = w->n_ns; k-- > 0;) {
+        if (span_eq(w->ns[k].prefix, prefix.p, prefix.n)) {
+            *uri = w->ns[k].uri;
+            return true;
+        }
+    }
+    if (prefix.n == 0) {
+        *uri = (span){w->default_ns, w->default_ns ? strlen(w->default_ns) : 0};
+        return true;
+    }
+    for (size_t k = 0; k < w->n_decls; k++) {
+        const xs_attr *d = &w->decls[k];
+        if (d->prefix != NULL && d->uri != NULL && span_eq(prefix, d->prefix, strlen(d->prefix))) {
+            *uri = (span){d->uri, strlen(d->uri)};
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A start tag at w->i ('<' already passed): name, attributes, namespace declarations. Sets
+ * *empty for "/>". */
+static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
+{
+    attr at[XS_WF_MAX_ATTRS];
+    size_t n_at = 0;
+    span q, prefix, local;
+    size_t ns_mark = w->n_ns;
+    if (!qname(w, &q, &prefix, &local) || starts_xml(q))
+        return false;
+    for (;;) {
+        size_t before = w->i;
+        skip_space(w);
+        if (w->i >= w->n)
+            return false;
+        unsigned char c = w->s[w->i];
+        if (c == '>' || c == '/')
+            break;
+        if (w->i == before || n_at == XS_WF_MAX_ATTRS)
+            return false; /* attributes are separated by whitespace */
+        attr *a = &at[n_at++];
+        span v;
+        if (!qname(w, &a->qname, &a->prefix, &a->local))
+            return false;
+        skip_space(w);
+        if (w->i >= w->n || w->s[w->i] != '=')
+            return false;
+        w->i++;
+        skip_space(w);
+        if (!att_value(w, &v))
+            return false;
+        bool decl_default = span_eq(a->qname, "xmlns", 5);
+        bool decl_prefix = span_eq(a->prefix, "xmlns", 5);
+        if (decl_default || decl_prefix) {
+            if (!plain_uri(v) || w->n_ns == XS_WF_MAX_NS || (decl_prefix && starts_xml(a->local)))
+                return false;
+            w->ns[w->n_ns++] = (nsdecl){decl_default ? (span){NULL, 0} : a->local, v};
+        } else if (starts_xml(a->qname) &&
+                   !(span_eq(a->prefix, "xml", 3) && span_eq(a->local, "lang", 4))) {
+            return false; /* of the xml: attributes only xml:lang, which XMPP uses */
+        }
+    }
+    if (w->s[w->i] == '/') {
+        if (w->i + 1 >= w->n || w->s[w->i + 1] != '>')
+            return false;
+        *empty = true;
+        w->i += 2;
+    } else {
+        *empty = false;
+        w->i++;
+    }
+    /* Attributes: distinct local names (distinct expanded names, conservatively), every
+     * prefix bound. Declarations: distinct prefixes. */
+    for (size_t k = 0; k < n_at; k++) {
+        bool decl = span_eq(at[k].qname, "xmlns", 5) || span_eq(at[k].prefix, "xmlns", 5);
+        for (size_t j = 0; j < k; j++) {
+            bool decl_j = span_eq(at[j].qname, "xmlns", 5) || span_eq(at[j].prefix, "xmlns", 5);
+            if (decl == decl_j && span_eq(at[k].local, at[j].local.p, at[j].local.n))
+                return false;
+        }
+        span uri;
+        if (!decl && at[k].prefix.n > 0 && !span_eq(at[k].prefix, "xml", 3) &&
+            !resolve(w, at[k].prefix, &uri))
+            return false;
+    }
+    span uri;
+    if (!resolve(w, prefix, &uri))
+        return false;
+    if (root != NULL) {
+        root->name = local.p;
+        root->name_len = local.n;
+        root->prefix = prefix.n ? prefix.p : NULL;
+        root->prefix_len = prefix.n;
+        root->ns = uri.n ? uri.p : NULL;
+        root->ns_len = uri.n;
+    }
+    if (*empty) {
+        w->n_ns = ns_mark;
+        return true;
+    }
+    if (w->depth == XS_WF_MAX_DEPTH)
+        return false;
+    w->st[w->depth++] = (frame){q, ns_mark};
+    return true;
+}
+
+/* An end tag at w->i ("</" already passed). */
+static bool end_tag(wf *w)
+{
+    span q, prefix, local;
+    if (w->depth == 0 || !qname(w, &q, &prefix, &local))
+        return false;
+    skip_space(w);
+    if (w->i >= w->n || w->s[w->i] != '>')
+        return false;
+    w->i++;
+    frame *f = &w->st[--w->depth];
+    if (!span_eq(q, f->qname.p, f->qname.n))
+        return false;
+    w->n_ns = f->ns_mark;
+    return true;
+}
+
+int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
+                  const char *default_ns, xs_wf_root *root)
+{
+    wf w; /* not zeroed: its stacks are only read below their counts */
+    w.s = (const unsigned char *)s;
+    w.n = n;
+    w.i = 0;
+    w.n_ns = 0;
+    w.depth = 0;
+    w.decls = decls;
+    w.n_decls = n_decls;
+    w.default_ns = default_ns;
+    bool first = true;
+    if (n < 3 || s[0] != '<')
+        return 0;
+    while (w.i < w.n) {
+        if (w.s[w.i] != '<') {
+            if (!text(&w))
+                return 0;
+            continue;
+        }
+        w.i++;
+        if (w.i >= w.n)
+            return 0;
+        if (w.s[w.i] == '/') {
+            w.i++;
+            if (!end_tag(&w))
+                return 0;
+        } else {
+            bool empty;
+            if (!start_tag(&w, &empty, first ? root : NULL))
+                return 0;
+            first = false;
+            if (empty && w.depth == 0)
+                return w.i == w.n;
+        }
+        if (w.depth == 0)
+            return w.i == w.n;
+    }
+    return 0;
+}

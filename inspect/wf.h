@@ -1,0 +1,54 @@
+/* A fast, conservative well-formedness check of one complete depth-1 element (a stanza).
+ *
+ * The stream parser (parser.c) feeds every stanza to libxml2 when it builds trees. When it does
+ * not (plain forwarding: no console, no log, no rules), a stanza that arrives whole in one read
+ * is checked here instead, at a fraction of libxml2's cost, and libxml2 never sees it (one
+ * split across reads goes to libxml2 as it arrives, so that a fault is found before its end). The
+ * check only ever says "surely well-formed" or "not sure": it accepts a subset of XML 1.0 with
+ * namespaces that covers what XMPP peers send, and hands everything else (a non-ASCII name, an
+ * entity other than the five predefined, CDATA, a namespace undeclared, more than XS_WF_MAX_ATTRS
+ * attributes, ...) back to libxml2, which then decides and reports the error with its position. So
+ * an element it accepts is one libxml2 accepts too; the fuzz target fuzz_parser checks that the two
+ * paths agree.
+ *
+ * Accepted:
+ * - UTF-8 that is valid and made of XML Chars (no C0 controls but tab, LF and CR; no U+FFFE,
+ *   U+FFFF; no surrogates);
+ * - names of ASCII letters, digits, '_', '-', '.', starting with a letter or '_', with at most
+ *   one ':' separating a non-empty prefix and local part; element names not starting with "xml";
+ * - attributes NAME S? = S? 'VALUE' or "VALUE", separated by whitespace, pairwise distinct local
+ *   names, values without '<';
+ * - references &lt; &gt; &amp; &quot; &apos; &#N; &#xH; to an XML Char, in text and values;
+ * - namespace declarations xmlns='URI' and xmlns:P='URI' with a non-empty URI made of ASCII
+ *   URI characters (RFC 3986), not one of the two names XML reserves; of the xml: attributes
+ *   only xml:lang;
+ *   every prefix used (on elements and attributes; "xml" is bound) declared on the element, an
+ *   ancestor in the stanza, or the stream header;
+ * - end tags matching their start tag, optional whitespace before '>'; text without "]]>".
+ */
+#ifndef XS_INSPECT_WF_H
+#define XS_INSPECT_WF_H
+
+#include <stddef.h>
+
+#include "inspect/parser.h"
+
+#define XS_WF_MAX_ATTRS 32 /* attributes (namespace declarations included) of one element */
+#define XS_WF_MAX_NS 32    /* namespace declarations in scope within one stanza */
+#define XS_WF_MAX_DEPTH 64 /* element depth within the stanza */
+#define XS_WF_MAX_NAME 256 /* bytes of a qualified name */
+
+/* The stanza's root element, when the check accepted it. Pointers are into the checked bytes
+ * or the stream's declarations, with lengths (not NUL-terminated). */
+typedef struct xs_wf_root {
+    const char *name, *prefix, *ns;
+    size_t name_len, prefix_len, ns_len; /* prefix and ns: NULL and 0 when none */
+} xs_wf_root;
+
+/* Checks the element in s[0, n) (its first byte '<', its last '>', nothing after it) in the
+ * scope of the stream header's namespace declarations (`decls`, `default_ns` may be NULL).
+ * Returns 1 when it is surely well-formed (and fills *root), 0 when not sure. */
+int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
+                  const char *default_ns, xs_wf_root *root);
+
+#endif
