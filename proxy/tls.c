@@ -32,7 +32,6 @@ static const unsigned char alpn_wire[] = "\x0bxmpp-client";
 
 /* An empty memory BIO whose buffer grew past this (a burst of traffic) is replaced by a new,
  * unallocated one, so idle connections hold no large buffers. */
-#define IDLE_BIO_KEEP (32u * 1024u)
 
 struct session_entry {
     char *key; /* "host:port" */
@@ -214,7 +213,8 @@ static int ctx_new(const SSL_METHOD *method, int min_version, int max_version, x
     /* Renegotiation has no use in XMPP and a history of attacks; compression leaks plaintext
      * (CRIME). Release the record buffers of idle connections. */
     SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(ctx->ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* No SSL_MODE_RELEASE_BUFFERS: it frees (and wipes) the record buffers after every record,
+     * which costs a busy connection dearly; xs_tls_trim() frees them once a connection is idle. */
     *out = ctx;
     return 0;
 }
@@ -648,8 +648,8 @@ static int write_all(xs_tls *t, const unsigned char *p, size_t len)
     return 0;
 }
 
-/* Replaces an empty memory BIO whose buffer grew large by a new one, which allocates nothing
- * until it is written to. Only after the handshake, when OpenSSL's own buffering BIO is gone. */
+/* Replaces an empty memory BIO whose buffer grew by a new one, which allocates nothing until it
+ * is written to. Only after the handshake, when OpenSSL's own buffering BIO is gone. */
 static void release_idle_bio(xs_tls *t, int write_side)
 {
     BIO *b = write_side ? SSL_get_wbio(t->ssl) : SSL_get_rbio(t->ssl);
@@ -659,7 +659,7 @@ static void release_idle_bio(xs_tls *t, int write_side)
     if (!t->established || BIO_ctrl_pending(b) != 0)
         return;
     BIO_get_mem_ptr(b, &m);
-    if (m == NULL || m->max <= IDLE_BIO_KEEP)
+    if (m == NULL || m->max == 0)
         return;
     fresh = BIO_new(BIO_s_mem());
     if (fresh == NULL)
@@ -799,13 +799,11 @@ int xs_tls_read_plain(xs_tls *t, void *buf, size_t cap, size_t *got)
     r = SSL_read_ex(t->ssl, buf, cap, &n);
     if (r == 1) {
         *got = n;
-        release_idle_bio(t, 0);
         return 0;
     }
     switch (SSL_get_error(t->ssl, r)) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE:
-        release_idle_bio(t, 0);
         return 0;
     case SSL_ERROR_ZERO_RETURN:
         t->peer_closed = 1;
@@ -868,8 +866,16 @@ int xs_tls_take_cipher(xs_tls *t, void *buf, size_t cap, size_t *got)
     n = BIO_read(wbio, buf, cap > INT_MAX ? INT_MAX : (int)cap);
     if (n > 0)
         *got = (size_t)n;
-    release_idle_bio(t, 1);
     return 0;
+}
+
+int xs_tls_trim(xs_tls *t)
+{
+    if (t == NULL || !t->established || t->failed)
+        return 0;
+    release_idle_bio(t, 0);
+    release_idle_bio(t, 1);
+    return SSL_free_buffers(t->ssl);
 }
 
 int xs_tls_shutdown(xs_tls *t)
