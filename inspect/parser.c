@@ -124,8 +124,13 @@ struct xs_parser {
     /* Without trees, complete stanzas go through xs_wf_element() first and libxml2 only sees
      * those it is not sure about. fast_str holds the event's names for the callback. */
     bool fast;
-    buf fast_str;
     uint64_t n_fast;
+
+    /* The current stanza's names and attributes (xs_event.attrs), copied into st_strings as
+     * offsets + 1 until the event is emitted. */
+    buf st_strings;
+    xs_attr *st_attrs;
+    size_t st_n_attrs, st_cap_attrs;
 
     bool in_callback;
     int failed; /* the error code once the parser stopped */
@@ -295,6 +300,128 @@ static const char *pool_ptr(const xs_parser *p, const char *ref)
     return off ? p->hdr_strings.data + off - 1 : NULL;
 }
 
+/* Decodes the reference r[0, n) ("&...;"): one of the five predefined entities or a character
+ * reference of at most 8 digits. */
+static bool decode_ref(const char *r, size_t n, uint32_t *c)
+{
+    static const struct {
+        const char *ref;
+        char c;
+    } ents[] = {{"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]); i++) {
+        if (n == strlen(ents[i].ref) && memcmp(r, ents[i].ref, n) == 0) {
+            *c = (uint32_t)ents[i].c;
+            return true;
+        }
+    }
+    if (n < 4 || r[1] != '#')
+        return false;
+    bool hex = r[2] == 'x';
+    size_t from = hex ? 3 : 2;
+    if (n - 1 - from == 0 || n - 1 - from > 8)
+        return false;
+    uint32_t v = 0;
+    for (size_t i = from; i < n - 1; i++) {
+        char d = r[i];
+        if (d >= '0' && d <= '9')
+            v = v * (hex ? 16u : 10u) + (uint32_t)(d - '0');
+        else if (hex && (d | 0x20) >= 'a' && (d | 0x20) <= 'f')
+            v = v * 16u + (uint32_t)((d | 0x20) - 'a' + 10);
+        else
+            return false;
+    }
+    if (v == 0 || v > 0x10FFFF)
+        return false;
+    *c = v;
+    return true;
+}
+
+/* What st_intern() does to the bytes it copies. */
+typedef enum st_kind {
+    ST_PLAIN,     /* nothing */
+    ST_RAW_VALUE, /* an attribute value as written (checked by wf.c): normalized, references
+                   * replaced */
+    ST_LX_VALUE,  /* an attribute value from libxml2: its &#38; (a '&') replaced */
+} st_kind;
+
+/* Copies n bytes (NULL: absent) into the stanza's string pool, transformed as `unescape` says.
+ * Returns the offset + 1, or 0 when absent or out of memory (then sax_oom is set). */
+static size_t st_intern(xs_parser *p, const char *s, size_t n, st_kind unescape)
+{
+    if (s == NULL)
+        return 0;
+    size_t at = p->st_strings.len;
+    if (buf_reserve(&p->st_strings, n + 1, SIZE_MAX / 2) < 0) {
+        p->sax_oom = true;
+        return 0;
+    }
+    char *o = p->st_strings.data + at;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (unescape == ST_RAW_VALUE && (s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) {
+            /* Attribute-value normalization (XML 1.0 section 3.3.3), after line ends became
+             * LF (2.11): each whitespace character is one space. */
+            o[k++] = ' ';
+            if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
+                i++;
+            continue;
+        }
+        if (unescape == ST_PLAIN || s[i] != '&') {
+            o[k++] = s[i];
+            continue;
+        }
+        /* One of &lt; &gt; &amp; &quot; &apos; &#N; &#xH; (wf.c checked them; libxml2 writes
+         * a '&' of the value as &#38;): never longer than the reference itself. Anything else
+         * is copied as it is. */
+        const char *e = memchr(s + i, ';', n - i);
+        uint32_t c = 0;
+        if (e == NULL || !decode_ref(s + i, (size_t)(e - (s + i)) + 1, &c)) {
+            o[k++] = s[i];
+            continue;
+        }
+        size_t rl = (size_t)(e - (s + i)) + 1;
+        if (c < 0x80) {
+            o[k++] = (char)c;
+        } else if (c < 0x800) {
+            o[k++] = (char)(0xC0 | (c >> 6));
+            o[k++] = (char)(0x80 | (c & 0x3F));
+        } else if (c < 0x10000) {
+            o[k++] = (char)(0xE0 | (c >> 12));
+            o[k++] = (char)(0x80 | ((c >> 6) & 0x3F));
+            o[k++] = (char)(0x80 | (c & 0x3F));
+        } else {
+            o[k++] = (char)(0xF0 | (c >> 18));
+            o[k++] = (char)(0x80 | ((c >> 12) & 0x3F));
+            o[k++] = (char)(0x80 | ((c >> 6) & 0x3F));
+            o[k++] = (char)(0x80 | (c & 0x3F));
+        }
+        i += rl - 1;
+    }
+    o[k] = 0;
+    p->st_strings.len = at + k + 1;
+    return at + 1;
+}
+
+static const char *st_ptr(const xs_parser *p, size_t ref)
+{
+    return ref ? p->st_strings.data + ref - 1 : NULL;
+}
+
+/* Appends an attribute of the stanza (strings as pool offsets until the event). */
+static void st_attr(xs_parser *p, const xs_wf_str *name, const xs_wf_str *prefix,
+                    const xs_wf_str *uri, const xs_wf_str *value, st_kind kind)
+{
+    if (grow_attrs(&p->st_attrs, &p->st_cap_attrs, p->st_n_attrs + 1) < 0) {
+        p->sax_oom = true;
+        return;
+    }
+    xs_attr *a = &p->st_attrs[p->st_n_attrs++];
+    a->name = POOL_REF(st_intern(p, name->p, name->n, ST_PLAIN));
+    a->prefix = POOL_REF(st_intern(p, prefix->p, prefix->n, ST_PLAIN));
+    a->uri = POOL_REF(st_intern(p, uri->p, uri->n, ST_PLAIN));
+    a->value = POOL_REF(st_intern(p, value->p ? value->p : "", value->n, kind));
+}
+
 static void sax_start_element(void *ctx, const xmlChar *localname, const xmlChar *prefix,
                               const xmlChar *uri, int nb_ns, const xmlChar **ns, int nb_attrs,
                               int nb_defaulted, const xmlChar **attrs)
@@ -311,6 +438,16 @@ static void sax_start_element(void *ctx, const xmlChar *localname, const xmlChar
         p->sax_prefix = prefix;
         p->sax_uri = uri;
         p->sax_node = NULL;
+        p->st_strings.len = 0;
+        p->st_n_attrs = 0;
+        for (int i = 0; i < nb_attrs; i++) {
+            const xmlChar **at = &attrs[5 * i];
+            xs_wf_str n = {(const char *)at[0], strlen((const char *)at[0])};
+            xs_wf_str pf = {(const char *)at[1], at[1] ? strlen((const char *)at[1]) : 0};
+            xs_wf_str u = {(const char *)at[2], at[2] ? strlen((const char *)at[2]) : 0};
+            xs_wf_str v = {(const char *)at[3], (size_t)(at[4] - at[3])};
+            st_attr(p, &n, &pf, &u, &v, ST_LX_VALUE);
+        }
     }
     p->sax_depth++;
     if (p->opts & XS_PARSER_TREE) {
@@ -750,21 +887,25 @@ static int fast_stanza(xs_parser *p, uint64_t end, xs_event *ev)
     const char *bytes = span_bytes(p, p->elem_start, end);
     if (bytes == NULL)
         return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
-    xs_wf_root root;
+    xs_wf_root rbuf, *root = &rbuf;
     if (!xs_wf_element(bytes, len, p->hdr_ns, p->hdr_n_ns, pool_ptr(p, POOL_REF(p->hdr_default_ns)),
-                       &root))
+                       root))
         return 0;
-    p->fast_str.len = 0;
-    if (buf_append(&p->fast_str, root.name, root.name_len, SIZE_MAX / 2) < 0 ||
-        buf_append(&p->fast_str, "", 1, SIZE_MAX / 2) < 0 ||
-        buf_append(&p->fast_str, root.prefix, root.prefix_len, SIZE_MAX / 2) < 0 ||
-        buf_append(&p->fast_str, "", 1, SIZE_MAX / 2) < 0 ||
-        buf_append(&p->fast_str, root.ns, root.ns_len, SIZE_MAX / 2) < 0 ||
-        buf_append(&p->fast_str, "", 1, SIZE_MAX / 2) < 0)
+    p->st_strings.len = 0;
+    p->st_n_attrs = 0;
+    size_t name = st_intern(p, root->name.p, root->name.n, ST_PLAIN);
+    size_t prefix = st_intern(p, root->prefix.p, root->prefix.n, ST_PLAIN);
+    size_t uri = st_intern(p, root->ns.p, root->ns.n, ST_PLAIN);
+    for (size_t i = 0; i < root->n_attrs; i++)
+        st_attr(p, &root->attrs[i].name, &root->attrs[i].prefix, &root->attrs[i].ns,
+                &root->attrs[i].value, ST_RAW_VALUE);
+    if (p->sax_oom) {
+        p->sax_oom = false;
         return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
-    ev->name = p->fast_str.data;
-    ev->prefix = root.prefix ? ev->name + root.name_len + 1 : NULL;
-    ev->ns = root.ns ? ev->name + root.name_len + 1 + root.prefix_len + 1 : NULL;
+    }
+    ev->name = st_ptr(p, name);
+    ev->prefix = st_ptr(p, prefix);
+    ev->ns = st_ptr(p, uri);
     ev->raw = bytes;
     skip_xml_to(p, end);
     p->n_fast++;
@@ -796,12 +937,24 @@ static int emit_stanza(xs_parser *p, uint64_t end)
     ev.prefix = (const char *)p->sax_prefix;
     ev.ns = (const char *)p->sax_uri;
     ev.node = p->sax_node;
+    if (p->sax_oom)
+        return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
     if (p->opts & XS_PARSER_RAW) {
         ev.raw = span_bytes(p, p->elem_start, end);
         if (ev.raw == NULL)
             return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
     }
 emit:
+    /* The stanza's attributes: pool offsets become pointers now that the pool is complete. */
+    for (size_t i = 0; i < p->st_n_attrs; i++) {
+        xs_attr *a = &p->st_attrs[i];
+        a->name = st_ptr(p, (size_t)(uintptr_t)a->name);
+        a->prefix = st_ptr(p, (size_t)(uintptr_t)a->prefix);
+        a->uri = st_ptr(p, (size_t)(uintptr_t)a->uri);
+        a->value = st_ptr(p, (size_t)(uintptr_t)a->value);
+    }
+    ev.attrs = p->st_attrs;
+    ev.n_attrs = p->st_n_attrs;
     ev.kind = XS_EV_STANZA;
     ev.offset = p->elem_start;
     ev.len = (size_t)(end - p->elem_start);
@@ -1442,7 +1595,8 @@ void xs_parser_free(xs_parser *p)
     clear_lx_err(p);
     buf_free(&p->pend);
     buf_free(&p->hdr_raw);
-    buf_free(&p->fast_str);
+    buf_free(&p->st_strings);
+    free(p->st_attrs);
     buf_free(&p->hdr_strings);
     free(p->hdr_attrs);
     free(p->hdr_ns);

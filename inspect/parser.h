@@ -97,7 +97,9 @@ typedef struct xs_event {
     const char *prefix;
     const char *ns;
 
-    /* XS_EV_STREAM_OPEN: attributes and namespace declarations of the stream header. */
+    /* XS_EV_STREAM_OPEN: attributes and namespace declarations of the stream header.
+     * XS_EV_STANZA: the stanza element's own attributes (not its namespace declarations), values
+     * with references replaced, with or without XS_PARSER_TREE. */
     const xs_attr *attrs;
     size_t n_attrs;
     const xs_attr *nsdecls;

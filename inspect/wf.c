@@ -25,8 +25,10 @@ typedef struct frame {
 } frame;
 
 typedef struct attr {
-    span qname, prefix, local;
+    span qname, prefix, local, value;
 } attr;
+
+#define XML_NS "http://www.w3.org/XML/1998/namespace"
 
 typedef struct wf {
     const unsigned char *s;
@@ -386,6 +388,8 @@ static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
     size_t n_at = 0;
     span q, prefix, local;
     size_t ns_mark = w->n_ns;
+    if (root != NULL)
+        root->n_attrs = 0;
     if (!qname(w, &q, &prefix, &local) || starts_xml(q))
         return false;
     for (;;) {
@@ -399,7 +403,7 @@ static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
         if (w->i == before || n_at == XS_WF_MAX_ATTRS)
             return false; /* attributes are separated by whitespace */
         attr *a = &at[n_at++];
-        span v;
+        span v = {NULL, 0};
         if (!qname(w, &a->qname, &a->prefix, &a->local))
             return false;
         skip_space(w);
@@ -409,6 +413,7 @@ static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
         skip_space(w);
         if (!att_value(w, &v))
             return false;
+        a->value = v;
         bool decl_default = span_eq(a->qname, "xmlns", 5);
         bool decl_prefix = span_eq(a->prefix, "xmlns", 5);
         if (decl_default || decl_prefix) {
@@ -438,21 +443,27 @@ static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
             if (decl == decl_j && span_eq(at[k].local, at[j].local.p, at[j].local.n))
                 return false;
         }
-        span uri;
-        if (!decl && at[k].prefix.n > 0 && !span_eq(at[k].prefix, "xml", 3) &&
-            !resolve(w, at[k].prefix, &uri))
+        span uri = {NULL, 0};
+        if (span_eq(at[k].prefix, "xml", 3))
+            uri = (span){XML_NS, sizeof(XML_NS) - 1};
+        else if (!decl && at[k].prefix.n > 0 && !resolve(w, at[k].prefix, &uri))
             return false;
+        if (root != NULL && !decl) {
+            size_t r = root->n_attrs++;
+            root->attrs[r].name = (xs_wf_str){at[k].local.p, at[k].local.n};
+            root->attrs[r].prefix =
+                (xs_wf_str){at[k].prefix.n ? at[k].prefix.p : NULL, at[k].prefix.n};
+            root->attrs[r].ns = (xs_wf_str){uri.n ? uri.p : NULL, uri.n};
+            root->attrs[r].value = (xs_wf_str){at[k].value.p, at[k].value.n};
+        }
     }
     span uri;
     if (!resolve(w, prefix, &uri))
         return false;
     if (root != NULL) {
-        root->name = local.p;
-        root->name_len = local.n;
-        root->prefix = prefix.n ? prefix.p : NULL;
-        root->prefix_len = prefix.n;
-        root->ns = uri.n ? uri.p : NULL;
-        root->ns_len = uri.n;
+        root->name = (xs_wf_str){local.p, local.n};
+        root->prefix = (xs_wf_str){prefix.n ? prefix.p : NULL, prefix.n};
+        root->ns = (xs_wf_str){uri.n ? uri.p : NULL, uri.n};
     }
     if (*empty) {
         w->n_ns = ns_mark;

@@ -38,11 +38,20 @@
 #define XS_WF_MAX_DEPTH 64 /* element depth within the stanza */
 #define XS_WF_MAX_NAME 256 /* bytes of a qualified name */
 
-/* The stanza's root element, when the check accepted it. Pointers are into the checked bytes
- * or the stream's declarations, with lengths (not NUL-terminated). */
+/* A string of the checked bytes or of the stream's declarations (not NUL-terminated). */
+typedef struct xs_wf_str {
+    const char *p; /* NULL when absent */
+    size_t n;
+} xs_wf_str;
+
+/* The stanza's root element, when the check accepted it: its name, and its attributes but for
+ * namespace declarations. Attribute values are as written (references not replaced). */
 typedef struct xs_wf_root {
-    const char *name, *prefix, *ns;
-    size_t name_len, prefix_len, ns_len; /* prefix and ns: NULL and 0 when none */
+    xs_wf_str name, prefix, ns;
+    size_t n_attrs;
+    struct {
+        xs_wf_str name, prefix, ns, value;
+    } attrs[XS_WF_MAX_ATTRS];
 } xs_wf_root;
 
 /* Checks the element in s[0, n) (its first byte '<', its last '>', nothing after it) in the

@@ -84,6 +84,11 @@ static int on_diff_event(void *user, const xs_event *ev)
              ev->name ? ev->name : "-", ev->prefix ? ev->prefix : "-", ev->ns ? ev->ns : "-");
     if (ev->kind == XS_EV_ERROR)
         dlog_add(d, " %d %d %u:%u", ev->error, (int)ev->error_kind, ev->line, ev->column);
+    if (ev->kind == XS_EV_STANZA)
+        for (size_t i = 0; i < ev->n_attrs; i++)
+            dlog_add(d, " %s|%s|%s=%s", ev->attrs[i].prefix ? ev->attrs[i].prefix : "-",
+                     ev->attrs[i].uri ? ev->attrs[i].uri : "-", ev->attrs[i].name,
+                     ev->attrs[i].value);
     dlog_add(d, "\n");
     return 0;
 }

@@ -90,6 +90,10 @@ static int on_event(void *user, const xs_event *ev)
                    (unsigned long long)ev->offset, ev->len, ev->line, ev->column,
                    ev->prefix ? ev->prefix : "-", ev->name, ev->ns ? ev->ns : "-", (int)ev->len,
                    ev->raw ? ev->raw : "");
+        for (size_t i = 0; i < ev->n_attrs; i++)
+            rec_printf(r, " attr:%s|%s|%s=[%s]", ev->attrs[i].prefix ? ev->attrs[i].prefix : "-",
+                       ev->attrs[i].uri ? ev->attrs[i].uri : "-", ev->attrs[i].name,
+                       ev->attrs[i].value);
         if (ev->node != NULL) {
             /* The tree must agree with the event and serialize with its namespaces. */
             assert_string_equal((const char *)ev->node->name, ev->name);
@@ -791,6 +795,9 @@ static void test_parser_fast_path_agrees_with_libxml2(void **state)
         {1, "<message><a p:b='1' xmlns:p='urn:p'/></message>"},
         {1, "<iq\n type='set'\tid='1' ><c xmlns='urn:xmpp:carbons:2'/></iq>"},
         {1, "<message><body a='&#x3c;'>x&gt;y</body></message>"},
+        {1, "<message id='&lt;&amp;&#233;&#x1F600;&quot;&apos;&gt;' xml:lang='de' "
+            "xmlns:q='urn:q' q:x=\"a'b\" to='\xc3\xa9'/>"},
+        {1, "<message id='a\tb\r\nc\rd&#10;e&#9;f\n'/>"},
         /* not sure: libxml2 decides (some are fine, most are errors) */
         {0, "<message><undeclared:x/></message>"},
         {0, "<message><a x='1' x='2'/></message>"},
