@@ -1322,6 +1322,11 @@ int xs_printer_flush(xs_printer *p)
     return write_out(p);
 }
 
+int xs_printer_needs_tree(const xs_printer *p)
+{
+    return p != NULL;
+}
+
 void xs_printer_free(xs_printer *p)
 {
     if (p == NULL)

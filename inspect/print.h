@@ -162,6 +162,10 @@ int xs_printer_flush(xs_printer *printer);
 
 /* Frees the printer; a buffered printer first writes what it holds, ignoring errors (call
  * xs_printer_flush() before to see them). The FILE stays open. NULL is allowed. */
+/* Whether the printer needs the stanza's tree (XS_PARSER_TREE) for its output; without one it
+ * prints what the event carries (name, attributes, raw bytes). */
+int xs_printer_needs_tree(const xs_printer *printer);
+
 void xs_printer_free(xs_printer *printer);
 
 #endif

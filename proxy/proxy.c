@@ -110,6 +110,8 @@ struct proxy {
     uv_signal_t sigint, sigterm;
     uv_timer_t stop_timer;
     uv_timer_t idle_timer; /* every XS_PROXY_IDLE_MS: quiet legs give their memory back */
+    uv_prepare_t flush;    /* before the loop waits: the buffered log goes out */
+    bool log_failed;
     bool stopping;
     xs_ca *ca;
     xs_tls_ctx *server_ctx, *client_ctx;
@@ -746,6 +748,7 @@ static void close_signals(proxy *p)
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->stop_timer, NULL);
     uv_close((uv_handle_t *)&p->idle_timer, NULL);
+    uv_close((uv_handle_t *)&p->flush, NULL);
     if (p->cfg->rules_path != NULL)
         uv_close((uv_handle_t *)&p->sighup, NULL);
 }
@@ -1051,6 +1054,28 @@ static void on_idle_timer(uv_timer_t *t)
         malloc_trim(0);
 }
 
+/* Once per loop iteration, before it waits: what the sessions logged during it goes out in one
+ * write. A failure is said once (forwarding goes on, as for a log write error in a session). */
+static void on_prepare(uv_prepare_t *h)
+{
+    proxy *p = h->data;
+    if (p->log == NULL)
+        return;
+    int rc = xs_printer_flush(p->log);
+    if (rc < 0 && !p->log_failed) {
+        p->log_failed = true;
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "cannot write the --write log %s (%s): sessions go on, what they do is lost "
+                 "from the log (said once)",
+                 p->cfg->write_path, xs_strerror(rc));
+        if (p->console != NULL)
+            (void)xs_printer_note(p->console, NULL, "error", text);
+        else
+            say("%s", text);
+    }
+}
+
 static void on_stop_timer(uv_timer_t *t)
 {
     proxy *p = t->data;
@@ -1290,7 +1315,11 @@ int xs_proxy_run(const xs_proxy_config *cfg)
         p->log_file = open_private(cfg->write_path, "log");
         if (p->log_file == NULL)
             goto out;
-        xs_print_options lo = {.format = XS_FORMAT_JSON, .show_secrets = cfg->console.show_secrets};
+        /* Buffered: lines go out once per loop iteration (on_prepare), unless every line
+         * must be on disk before what it logs is forwarded (--on-log-error stop). */
+        xs_print_options lo = {.format = XS_FORMAT_JSON,
+                               .show_secrets = cfg->console.show_secrets,
+                               .buffered = !cfg->log_stop};
         if (xs_printer_new(p->log_file, &lo, &p->log) < 0)
             goto out;
     }
@@ -1316,6 +1345,10 @@ int xs_proxy_run(const xs_proxy_config *cfg)
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_timer_init(p->loop, &p->stop_timer);
     p->stop_timer.data = p;
+    uv_prepare_init(p->loop, &p->flush);
+    p->flush.data = p;
+    uv_prepare_start(&p->flush, on_prepare);
+    uv_unref((uv_handle_t *)&p->flush);
     uv_timer_init(p->loop, &p->idle_timer);
     p->idle_timer.data = p;
     uv_timer_start(&p->idle_timer, on_idle_timer, XS_PROXY_IDLE_MS, XS_PROXY_IDLE_MS);
@@ -1345,9 +1378,13 @@ out:
         if (p->lst[i].open && !uv_is_closing((uv_handle_t *)&p->lst[i].tcp))
             uv_close((uv_handle_t *)&p->lst[i].tcp, NULL);
     uv_run(p->loop, UV_RUN_NOWAIT);
+    if (p->log != NULL && xs_printer_flush(p->log) < 0 && status == 0 && !p->log_failed) {
+        say("cannot finish writing %s: %s", cfg->write_path, strerror(errno));
+        status = 1;
+    }
     xs_printer_free(p->console);
     xs_printer_free(p->log);
-    if (p->log_file != NULL && fclose(p->log_file) != 0 && status == 0) {
+    if (p->log_file != NULL && fclose(p->log_file) != 0 && status == 0 && !p->log_failed) {
         say("cannot finish writing %s: %s", cfg->write_path, strerror(errno));
         status = 1;
     }

@@ -1011,7 +1011,7 @@ int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_
     s->max_stanza = cfg->limits.max_stanza ? cfg->limits.max_stanza : XS_PARSER_DEFAULT_MAX_STANZA;
 
     unsigned opts = XS_PARSER_RAW | XS_PARSER_AUTO_RESTART;
-    if (cfg->console != NULL || cfg->log != NULL || cfg->user_rules)
+    if (xs_printer_needs_tree(cfg->console) || xs_printer_needs_tree(cfg->log) || cfg->user_rules)
         opts |= XS_PARSER_TREE;
     for (int i = 0; i < 2; i++) {
         int rc = xs_parser_new(&cfg->limits, opts, on_event, s, &s->parser[i]);
