@@ -1,9 +1,14 @@
 /* Applying compiled rules to stanzas. See rules.h; the compiler is rules_parse.c.
  *
- * The rules work on a copy of the stanza in a document of its own (xs_stanza_copy), made when
- * the first rule of the stanza's direction is tried. Matches and targets are XPaths evaluated on
- * that copy, so a rule sees what earlier rules did. Only when an action changed the copy is it
- * serialized; otherwise the verdict is "unchanged" and the caller forwards the original bytes.
+ * Rules see the stanza as the root element of a document of its own. Most stanzas are only
+ * looked at, so that document is the parser's own element, lent to an empty shell document while
+ * libxml2 evaluates an XPath on it (see lend()), until an action is about to change something:
+ * then the stanza is copied into a document of its own (xs_stanza_copy) and every later match
+ * and target is evaluated on the copy, so a rule sees what earlier rules did. Only when an action
+ * changed the copy is it serialized; otherwise the verdict is "unchanged" and the caller
+ * forwards the original bytes. Most XPaths never reach libxml2: a rule whose match names another
+ * stanza is skipped by name (rule_may_match()), and the quick evaluator (xpath_ns.c) computes the
+ * common ones on the tree. A replace-text first looks for what its regex needs (xs_re_run).
  *
  * Actions that free nodes must never touch a node they freed: nodes are taken out of the XPath
  * result first (freeing that result reads every node in it), and handled in reverse document
@@ -39,8 +44,14 @@ static void ignore_xpath_error(void *user, xmlError *error)
 int xs_rules_prepare(xs_rules *set)
 {
     set->xpath = xmlXPathNewContext(NULL);
+    set->shell = xmlNewDoc(BAD_CAST "1.0");
     set->mctx = pcre2_match_context_create(NULL);
-    if (set->xpath == NULL || set->mctx == NULL)
+    /* Only whether a regex matches is asked with it (see act_replace_text()). */
+    set->mdata = pcre2_match_data_create(1, NULL);
+    set->selected = malloc((XS_RULES_MAX_NODES + 1) * sizeof(*set->selected));
+    set->texts = malloc(XS_RULES_MAX_NODES * sizeof(*set->texts));
+    if (set->xpath == NULL || set->shell == NULL || set->mctx == NULL || set->mdata == NULL ||
+        set->selected == NULL || set->texts == NULL)
         return XS_ENOMEM;
     /* Errors are read from lastError, not printed. */
     set->xpath->error = ignore_xpath_error;
@@ -148,9 +159,16 @@ typedef struct applying {
     const xs_event *ev;
     xs_rule_result *res;
     const xs_rule *rule; /* the rule running */
-    xmlDoc *doc;         /* the working copy */
-    xmlNode *root;
+    /* The stanza the rules see (see lend()): the parser's element until an action is about to
+     * change it, then a copy of it in a document of its own. */
+    xmlDoc *doc;   /* the copy, or NULL */
+    xmlNode *root; /* the copy's root element, or the parser's element */
+    bool lent;     /* the parser's element is lent to the set's shell document */
+    xmlNode *lent_parent, *lent_prev, *lent_next; /* what it had before */
+    bool want_copy;         /* an action stopped before its first change (need_copy()) */
+    bool ns_bound;          /* XS_XPATH_STANZA_PREFIX is bound to content_ns */
     const char *content_ns; /* the stream's content namespace */
+    xs_qx_env qenv;         /* for the quick evaluator */
     xmlChar *orig[3];       /* from, to, id of the stanza as it arrived (NULL until asked) */
     bool orig_read;
     size_t budget;  /* bytes the rewrites may still add */
@@ -318,11 +336,9 @@ static const xmlNode *stream_of(const applying *ap)
 
 /* ---- results --------------------------------------------------------------------------------- */
 
-static xs_rule_applied *add_applied(applying *ap, xs_act_kind kind, unsigned nodes, const char *fmt,
-                                    ...) __attribute__((format(printf, 4, 5)));
-
-static xs_rule_applied *add_applied(applying *ap, xs_act_kind kind, unsigned nodes, const char *fmt,
-                                    ...)
+/* Records an action that ran, with `detail` (copied; may be NULL). */
+static xs_rule_applied *add_applied(applying *ap, xs_act_kind kind, unsigned nodes,
+                                    const char *detail)
 {
     xs_rule_result *res = ap->res;
     if (res->n_applied == XS_RULES_MAX_APPLIED) {
@@ -340,26 +356,34 @@ static xs_rule_applied *add_applied(applying *ap, xs_act_kind kind, unsigned nod
     a->rule = strdup(ap->rule->name);
     if (a->rule == NULL)
         return oom(ap);
-    if (fmt != NULL) {
-        char detail[300];
-        va_list args;
-        va_start(args, fmt);
-        vsnprintf(detail, sizeof(detail), fmt, args);
-        va_end(args);
-        a->detail = strdup(detail);
-        if (a->detail == NULL) {
-            free(a->rule);
-            return oom(ap);
-        }
+    if (detail != NULL && (a->detail = strdup(detail)) == NULL) {
+        free(a->rule);
+        return oom(ap);
     }
     res->n_applied++;
     return a;
 }
 
+static xs_rule_applied *add_appliedf(applying *ap, xs_act_kind kind, unsigned nodes,
+                                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static xs_rule_applied *add_appliedf(applying *ap, xs_act_kind kind, unsigned nodes,
+                                     const char *fmt, ...)
+{
+    char detail[300];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, args);
+    va_end(args);
+    return add_applied(ap, kind, nodes, detail);
+}
+
 /* Records a rewrite that changed `nodes` nodes. */
 static void applied_rewrite(applying *ap, xs_act_kind kind, unsigned nodes)
 {
-    xs_rule_applied *a = add_applied(ap, kind, nodes, nodes == 1 ? "%u node" : "%u nodes", nodes);
+    if (ap->want_copy)
+        return; /* it runs again on the copy and is recorded then */
+    xs_rule_applied *a = add_appliedf(ap, kind, nodes, nodes == 1 ? "%u node" : "%u nodes", nodes);
     if (nodes > 0)
         ap->modified = true;
     if (a == NULL || nodes == 0 || !(ap->ctx->flags & XS_RULE_EXPLAIN))
@@ -372,12 +396,87 @@ static void applied_rewrite(applying *ap, xs_act_kind kind, unsigned nodes)
         ap->err = XS_ENOMEM;
 }
 
+/* ---- the stanza the rules see ---------------------------------------------------------------- */
+
+/* The rules see the stanza as the root element of a document of its own. Copying it there for
+ * every stanza was most of what rules cost, and most stanzas are only looked at; so until an
+ * action is about to change it (need_copy()), XPaths look at the parser's own element, lent to
+ * the set's empty shell document for the time of one evaluation. Lending swaps the element's
+ * parent and sibling pointers for the shell's, so that `/` is the shell, `..` of the stanza is
+ * `/`, and no axis leads into the stream element or to other stanzas; give_back() puts the three
+ * pointers back exactly, and nothing else of the parser's tree is written. Namespaces the stanza
+ * inherits from the stream element still resolve: name tests compare the xmlNs each node points
+ * to, and those stay where they are. Only id() and the namespace axis look at the document or
+ * walk up for declarations, so an XPath that uses them is evaluated on the copy
+ * (xs_xpath_rw.own_doc). Returns the document to evaluate in. */
+static xmlDoc *lend(applying *ap)
+{
+    if (ap->doc != NULL)
+        return ap->doc;
+    xmlDoc *shell = ap->set->shell;
+    xmlNode *n = ap->root;
+    ap->lent = true;
+    ap->lent_parent = n->parent;
+    ap->lent_prev = n->prev;
+    ap->lent_next = n->next;
+    n->parent = (xmlNode *)shell;
+    n->prev = n->next = NULL;
+    shell->children = shell->last = n;
+    return shell;
+}
+
+static void give_back(applying *ap)
+{
+    if (!ap->lent)
+        return;
+    xmlDoc *shell = ap->set->shell;
+    xmlNode *n = ap->root;
+    n->parent = ap->lent_parent;
+    n->prev = ap->lent_prev;
+    n->next = ap->lent_next;
+    shell->children = shell->last = NULL;
+    ap->lent = false;
+}
+
+/* Makes the copy the rules work on from now on. False when out of memory. */
+static bool ensure_copy(applying *ap)
+{
+    if (ap->doc != NULL)
+        return true;
+    ap->doc = xs_stanza_copy(ap->ev->node);
+    if (ap->doc == NULL) {
+        ap->err = XS_ENOMEM;
+        return false;
+    }
+    ap->root = xmlDocGetRootElement(ap->doc);
+    if (ap->ctx->flags & XS_RULE_EXPLAIN) {
+        ap->last_xml = serialize(stream_of(ap), ap->doc, ap->root, NULL);
+        if (ap->last_xml == NULL) {
+            ap->err = XS_ENOMEM;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Called by an action right before its first change: true when the stanza is still the
+ * parser's, and the action must stop changing nothing, to be run again on a copy (see
+ * run_rewrite()). */
+static bool need_copy(applying *ap)
+{
+    if (ap->doc != NULL)
+        return false;
+    ap->want_copy = true;
+    return true;
+}
+
 /* ---- XPath ----------------------------------------------------------------------------------- */
 
-static xmlXPathObject *eval(applying *ap, xmlXPathCompExpr *comp)
+/* Evaluates `comp` on the stanza, which the caller has lent (lend() gave `doc`). */
+static xmlXPathObject *eval(applying *ap, xmlDoc *doc, xmlXPathCompExpr *comp)
 {
     xmlXPathContext *x = ap->set->xpath;
-    x->doc = ap->doc;
+    x->doc = doc;
     x->node = ap->root;
     x->opLimit = XPATH_OP_LIMIT;
     x->opCount = 0;
@@ -396,16 +495,47 @@ static xmlXPathObject *eval(applying *ap, xmlXPathCompExpr *comp)
     return obj;
 }
 
+/* What the quick evaluator selects (see select_nodes()); false when it gave up. */
+static bool select_quick(applying *ap, const xs_xpath *xp, bool not_root, xmlNode ***out, size_t *n)
+{
+    xmlNode **sel = ap->set->selected;
+    size_t found = 0, k = 0;
+    int rc = xs_qx_select(xp->quick, &ap->qenv, ap->root, sel, XS_RULES_MAX_NODES + 1, &found);
+    if (rc < 0)
+        return false;
+    for (size_t i = 0; i < found; i++)
+        if (!not_root || sel[i] != ap->root)
+            sel[k++] = sel[i];
+    if (k > XS_RULES_MAX_NODES || rc == 1) {
+        note_error(ap, "an action selected more than %u nodes; the rest were left",
+                   XS_RULES_MAX_NODES);
+        k = XS_RULES_MAX_NODES;
+    }
+    *n = k;
+    if (k > 0 && (*out = malloc(k * sizeof(**out))) == NULL) {
+        ap->err = XS_ENOMEM;
+        *n = 0;
+    } else if (k > 0) {
+        memcpy(*out, sel, k * sizeof(**out));
+    }
+    return true;
+}
+
 /* The nodes an action's XPath selects, in document order, without namespace nodes and the
  * document node; the XPath result is freed before the caller changes anything. With
  * `not_root`, the stanza element is left out too. Returns the count (at most
  * XS_RULES_MAX_NODES) and *out (free()), or 0. */
-static size_t select_nodes(applying *ap, xmlXPathCompExpr *comp, bool not_root, xmlNode ***out)
+static size_t select_nodes(applying *ap, const xs_xpath *xp, bool not_root, xmlNode ***out)
 {
     *out = NULL;
-    xmlXPathObject *obj = eval(ap, comp);
-    if (obj == NULL)
+    size_t nq;
+    if (xp->quick != NULL && !ap->set->reference && select_quick(ap, xp, not_root, out, &nq))
+        return nq;
+    xmlXPathObject *obj = eval(ap, lend(ap), xp->comp);
+    if (obj == NULL) {
+        give_back(ap);
         return 0;
+    }
     size_t n = 0;
     xmlNodeSet *set = obj->type == XPATH_NODESET ? obj->nodesetval : NULL;
     if (set != NULL && set->nodeNr > 0) {
@@ -429,6 +559,7 @@ static size_t select_nodes(applying *ap, xmlXPathCompExpr *comp, bool not_root, 
         }
     }
     xmlXPathFreeObject(obj);
+    give_back(ap);
     if (n == 0) {
         free(*out);
         *out = NULL;
@@ -546,7 +677,7 @@ static xmlNs *attr_ns(applying *ap, xmlNode *el, const xs_action *a)
 static void act_set_attr(applying *ap, const xs_action *a)
 {
     xmlNode **nodes;
-    size_t n = select_nodes(ap, a->target, false, &nodes);
+    size_t n = select_nodes(ap, &a->target, false, &nodes);
     unsigned changed = 0;
     char *value = n > 0 ? expand(ap, a->value, false, XS_RULES_MAX_GROWTH) : NULL;
     for (size_t i = n; value != NULL && i-- > 0 && ap->err == 0;) {
@@ -558,7 +689,7 @@ static void act_set_attr(applying *ap, const xs_action *a)
         xmlFree(old);
         if (same)
             continue;
-        if (!spend(ap, strlen(value) + strlen(a->attr_local) + 16))
+        if (need_copy(ap) || !spend(ap, strlen(value) + strlen(a->attr_local) + 16))
             break;
         xmlNs *ns = NULL;
         if (a->attr_uri != NULL && (ns = attr_ns(ap, el, a)) == NULL)
@@ -577,12 +708,14 @@ static void act_set_attr(applying *ap, const xs_action *a)
 static void act_remove_attr(applying *ap, const xs_action *a)
 {
     xmlNode **nodes;
-    size_t n = select_nodes(ap, a->target, false, &nodes);
+    size_t n = select_nodes(ap, &a->target, false, &nodes);
     unsigned changed = 0;
     for (size_t i = n; i-- > 0;) {
         if (nodes[i]->type != XML_ELEMENT_NODE)
             continue;
         xmlAttr *attr = xmlHasNsProp(nodes[i], BAD_CAST a->attr_local, BAD_CAST a->attr_uri);
+        if (attr != NULL && need_copy(ap))
+            break;
         if (attr != NULL && xmlRemoveProp(attr) == 0)
             changed++;
     }
@@ -593,7 +726,7 @@ static void act_remove_attr(applying *ap, const xs_action *a)
 static void act_set_text(applying *ap, const xs_action *a)
 {
     xmlNode **nodes;
-    size_t n = select_nodes(ap, a->target, false, &nodes);
+    size_t n = select_nodes(ap, &a->target, false, &nodes);
     unsigned changed = 0;
     char *value = n > 0 ? expand(ap, a->value, false, XS_RULES_MAX_GROWTH) : NULL;
     size_t vlen = value != NULL ? strlen(value) : 0;
@@ -604,7 +737,7 @@ static void act_set_text(applying *ap, const xs_action *a)
                 node->children->type == XML_TEXT_NODE && node->children->content != NULL &&
                 strcmp((const char *)node->children->content, value) == 0)
                 continue;
-            if (!spend(ap, vlen))
+            if (need_copy(ap) || !spend(ap, vlen))
                 break;
             xmlNode *text = vlen > 0 ? xmlNewDocTextLen(ap->doc, BAD_CAST value, (int)vlen) : NULL;
             if (vlen > 0 && text == NULL) {
@@ -622,7 +755,7 @@ static void act_set_text(applying *ap, const xs_action *a)
             xmlFree(old);
             if (same)
                 continue;
-            if (!spend(ap, vlen))
+            if (need_copy(ap) || !spend(ap, vlen))
                 break;
             if (xmlSetNsProp(attr->parent, attr->ns, attr->name, BAD_CAST value) == NULL) {
                 ap->err = XS_ENOMEM;
@@ -631,7 +764,7 @@ static void act_set_text(applying *ap, const xs_action *a)
         } else if (node->type == XML_TEXT_NODE || node->type == XML_CDATA_SECTION_NODE) {
             if (node->content != NULL && strcmp((const char *)node->content, value) == 0)
                 continue;
-            if (!spend(ap, vlen))
+            if (need_copy(ap) || !spend(ap, vlen))
                 break;
             xmlNodeSetContent(node, BAD_CAST value);
         } else {
@@ -642,6 +775,35 @@ static void act_set_text(applying *ap, const xs_action *a)
     free(value);
     free(nodes);
     applied_rewrite(ap, XS_ACT_SET_TEXT, changed);
+}
+
+bool xs_re_may_match(const xs_re_run *f, const char *s, size_t n)
+{
+    if (f->run == 0)
+        return true;
+    size_t need = f->run, i = 0;
+    while (i < n) {
+        /* No run under way: a run of `need` characters starting anywhere in [i, i + need) takes
+         * at least `need` bytes, so it holds byte i + need - 1. When that byte breaks runs, none
+         * starts before the byte after it: most bytes of a text are never looked at. */
+        if (need > n - i)
+            return false;
+        if (f->step[(unsigned char)s[i + need - 1]] == XS_RE_BREAK) {
+            i += need;
+            continue;
+        }
+        size_t run = 0;
+        for (; i < n; i++) {
+            unsigned step = f->step[(unsigned char)s[i]];
+            if (step == XS_RE_BREAK)
+                break;
+            run += step == XS_RE_COUNT;
+            if (run == need)
+                return true;
+        }
+        i++;
+    }
+    return false;
 }
 
 static int cmp_ptr(const void *a, const void *b)
@@ -682,7 +844,7 @@ static void collect_texts(xmlNode *node, xmlNode **texts, size_t *n, bool *cappe
 static void act_replace_text(applying *ap, const xs_action *a)
 {
     xmlNode **nodes;
-    size_t n = select_nodes(ap, a->target, false, &nodes);
+    size_t n = select_nodes(ap, &a->target, false, &nodes);
     unsigned changed = 0;
     xmlNode **texts = NULL;
     size_t nt = 0;
@@ -693,17 +855,34 @@ static void act_replace_text(applying *ap, const xs_action *a)
 
     if (n == 0)
         goto out;
-    texts = malloc(XS_RULES_MAX_NODES * sizeof(*texts));
-    repl = expand(ap, a->value, true, XS_RULES_MAX_GROWTH);
-    if (texts == NULL || repl == NULL) {
-        ap->err = XS_ENOMEM;
-        goto out;
-    }
+    texts = ap->set->texts;
     for (size_t i = 0; i < n && !capped; i++)
         collect_texts(nodes[i], texts, &nt, &capped);
     if (capped)
         note_error(ap, "replace-text: more than %u text nodes; the rest were left",
                    XS_RULES_MAX_NODES);
+    if (ap->doc == NULL) {
+        /* On the parser's stanza, only whether the regex matches anywhere: usually it does
+         * not, and then nothing is copied or substituted. A match (or a failure, which the run
+         * on the copy reports) asks for the copy. */
+        for (size_t i = 0; i < nt && !ap->want_copy; i++) {
+            const char *subject = texts[i]->content != NULL ? (const char *)texts[i]->content : "";
+            size_t slen = strlen(subject);
+            if (!ap->set->reference && !xs_re_may_match(&a->re_run, subject, slen))
+                continue;
+            /* libxml2 checked that the parser's text is UTF-8. */
+            int rc = pcre2_match(a->re, (PCRE2_SPTR)subject, slen, 0, PCRE2_NO_UTF_CHECK,
+                                 ap->set->mdata, ap->set->mctx);
+            if (rc != PCRE2_ERROR_NOMATCH)
+                need_copy(ap);
+        }
+        goto out;
+    }
+    repl = expand(ap, a->value, true, XS_RULES_MAX_GROWTH);
+    if (repl == NULL) {
+        ap->err = XS_ENOMEM;
+        goto out;
+    }
     /* An element and a text node inside it may both be selected: each text once. */
     qsort(texts, nt, sizeof(*texts), cmp_ptr);
     size_t u = 0;
@@ -715,6 +894,8 @@ static void act_replace_text(applying *ap, const xs_action *a)
         xmlNode *t = texts[i];
         const char *subject = t->content != NULL ? (const char *)t->content : "";
         size_t slen = strlen(subject);
+        if (!ap->set->reference && !xs_re_may_match(&a->re_run, subject, slen))
+            continue;
         /* Room for the subject plus what the budget allows to grow. */
         size_t want = slen + (ap->budget < 4096 ? ap->budget : 4096) + 1;
         for (;;) {
@@ -760,7 +941,6 @@ static void act_replace_text(applying *ap, const xs_action *a)
 out:
     free(buf);
     free(repl);
-    free(texts);
     free(nodes);
     applied_rewrite(ap, XS_ACT_REPLACE_TEXT, changed);
 }
@@ -768,7 +948,9 @@ out:
 static void act_remove(applying *ap, const xs_action *a)
 {
     xmlNode **nodes;
-    size_t n = select_nodes(ap, a->target, true, &nodes);
+    size_t n = select_nodes(ap, &a->target, true, &nodes);
+    if (n > 0 && need_copy(ap))
+        n = 0;
     /* Unlink everything first: then no selected node is inside another, and each is freed
      * once. */
     for (size_t i = n; i-- > 0;)
@@ -782,14 +964,14 @@ static void act_remove(applying *ap, const xs_action *a)
 static void act_insert(applying *ap, const xs_action *a)
 {
     xmlNode **nodes;
-    size_t n = select_nodes(ap, a->target, false, &nodes);
+    size_t n = select_nodes(ap, &a->target, false, &nodes);
     unsigned changed = 0;
     xmlNode *frag = xmlDocGetRootElement(a->fragment);
     for (size_t i = 0; i < n && ap->err == 0; i++) {
         xmlNode *el = nodes[i];
         if (el->type != XML_ELEMENT_NODE)
             continue;
-        if (!spend(ap, a->fragment_size))
+        if (need_copy(ap) || !spend(ap, a->fragment_size))
             break;
         for (xmlNode *c = frag->children; c != NULL && ap->err == 0; c = c->next) {
             xmlNode *copy = xmlDocCopyNode(c, ap->doc, 1);
@@ -842,7 +1024,7 @@ static void act_inject(applying *ap, const xs_action *a)
     inj[ap->res->n_injects].len = len;
     ap->res->n_injects++;
     xml = NULL;
-    add_applied(ap, XS_ACT_INJECT, 0, "%s", xs_rule_dir_name(a->inject_dir));
+    add_applied(ap, XS_ACT_INJECT, 0, xs_rule_dir_name(a->inject_dir));
     xmlFreeDoc(doc);
     return;
 out:
@@ -879,7 +1061,7 @@ static void act_bounce(applying *ap, const xs_action *a)
         why = "a result is never bounced";
     if (why != NULL) {
         ap->res->verdict = XS_VERDICT_DROP;
-        add_applied(ap, XS_ACT_BOUNCE, 0, "dropped instead: %s", why);
+        add_appliedf(ap, XS_ACT_BOUNCE, 0, "dropped instead: %s", why);
         goto out;
     }
 
@@ -916,7 +1098,7 @@ static void act_bounce(applying *ap, const xs_action *a)
     if (ap->res->bounce == NULL)
         goto oom;
     ap->res->verdict = XS_VERDICT_BOUNCE;
-    add_applied(ap, XS_ACT_BOUNCE, 0, "%s", a->condition);
+    add_applied(ap, XS_ACT_BOUNCE, 0, a->condition);
     goto out;
 oom:
     ap->err = XS_ENOMEM;
@@ -944,7 +1126,23 @@ static void act_tag(applying *ap, const char *label)
     }
     res->n_tags++;
 applied:
-    add_applied(ap, XS_ACT_TAG, 0, "%s", label);
+    add_applied(ap, XS_ACT_TAG, 0, label);
+}
+
+/* Runs an action that changes the stanza. It finds its nodes on the stanza the rules see; when
+ * that is still the parser's and a node would change, the action stops before the change
+ * (need_copy()) and runs again on a copy. */
+static void run_rewrite(applying *ap, const xs_action *a,
+                        void (*act)(applying *ap, const xs_action *a))
+{
+    if (a->target.own_doc && !ensure_copy(ap))
+        return;
+    act(ap, a);
+    if (ap->want_copy) {
+        ap->want_copy = false;
+        if (ensure_copy(ap))
+            act(ap, a);
+    }
 }
 
 /* Runs one action. Returns true when no later rule should be tried. */
@@ -962,22 +1160,22 @@ static bool run_action(applying *ap, const xs_action *a)
         act_bounce(ap, a);
         return true;
     case XS_ACT_SET_ATTR:
-        act_set_attr(ap, a);
+        run_rewrite(ap, a, act_set_attr);
         break;
     case XS_ACT_REMOVE_ATTR:
-        act_remove_attr(ap, a);
+        run_rewrite(ap, a, act_remove_attr);
         break;
     case XS_ACT_SET_TEXT:
-        act_set_text(ap, a);
+        run_rewrite(ap, a, act_set_text);
         break;
     case XS_ACT_REPLACE_TEXT:
-        act_replace_text(ap, a);
+        run_rewrite(ap, a, act_replace_text);
         break;
     case XS_ACT_REMOVE:
-        act_remove(ap, a);
+        run_rewrite(ap, a, act_remove);
         break;
     case XS_ACT_INSERT:
-        act_insert(ap, a);
+        run_rewrite(ap, a, act_insert);
         break;
     case XS_ACT_INJECT:
         act_inject(ap, a);
@@ -986,7 +1184,7 @@ static bool run_action(applying *ap, const xs_action *a)
         ap->res->delay_ms += a->ms;
         if (ap->res->delay_ms > XS_RULES_MAX_DELAY_MS)
             ap->res->delay_ms = XS_RULES_MAX_DELAY_MS;
-        add_applied(ap, XS_ACT_DELAY, 0, "%lu ms", a->ms);
+        add_appliedf(ap, XS_ACT_DELAY, 0, "%lu ms", a->ms);
         break;
     case XS_ACT_TAG:
         act_tag(ap, a->value);
@@ -1018,14 +1216,35 @@ static bool rule_may_match(applying *ap, const xs_rule *r)
     const xmlNode *n = ap->ev->node;
     const char *href = n->ns != NULL && n->ns->href != NULL ? (const char *)n->ns->href : "";
     for (size_t i = 0; i < r->n_matches; i++) {
-        const xs_root_filter *f = &r->filters[i];
-        if (f->local == NULL)
+        const xs_xpath *f = &r->matches[i];
+        if (f->root_local == NULL)
             continue;
-        if (strcmp(f->local, (const char *)n->name) != 0)
+        if (f->root_local[0] != n->name[0] || strcmp(f->root_local, (const char *)n->name) != 0)
             return false;
-        const char *want = f->ns < 0 ? ap->content_ns : ap->set->uris[f->ns];
-        if (strcmp(want, href) != 0)
+        /* The content namespace is usually the very string the stanza's namespace points to. */
+        const char *want = f->root_ns < 0 ? ap->content_ns : ap->set->uris[f->root_ns];
+        if (want != href && strcmp(want, href) != 0)
             return false;
+    }
+    return true;
+}
+
+/* Binds XS_XPATH_STANZA_PREFIX to the stanza's content namespace in the set's XPath context,
+ * unless the previous stanza had it bound already (it nearly always did). */
+static bool bind_stanza_ns(applying *ap)
+{
+    xs_rules *set = ap->set;
+    ap->ns_bound = true;
+    if (set->stanza_ns != NULL && strcmp(set->stanza_ns, ap->content_ns) == 0)
+        return true;
+    free(set->stanza_ns);
+    set->stanza_ns = strdup(ap->content_ns);
+    if (set->stanza_ns == NULL || xmlXPathRegisterNs(set->xpath, BAD_CAST XS_XPATH_STANZA_PREFIX,
+                                                     BAD_CAST ap->content_ns) != 0) {
+        free(set->stanza_ns);
+        set->stanza_ns = NULL;
+        ap->err = XS_ENOMEM;
+        return false;
     }
     return true;
 }
@@ -1034,15 +1253,26 @@ static bool rule_matches(applying *ap, const xs_rule *r)
 {
     xmlXPathContext *x = ap->set->xpath;
     for (size_t i = 0; i < r->n_matches; i++) {
+        const xs_xpath *m = &r->matches[i];
+        if (m->own_doc && !ensure_copy(ap))
+            return false;
+        int quick = m->quick != NULL && !ap->set->reference
+                        ? xs_qx_bool(m->quick, &ap->qenv, ap->root)
+                        : -1;
+        if (quick == 0)
+            return false;
+        if (quick == 1)
+            continue;
         /* Evaluated straight to a boolean: libxml2 stops at the first node found. */
-        x->doc = ap->doc;
+        x->doc = lend(ap);
         x->node = ap->root;
         x->opLimit = XPATH_OP_LIMIT;
         x->opCount = 0;
         x->contextSize = 1;
         x->proximityPosition = 1;
         xmlResetError(&x->lastError);
-        int yes = xmlXPathCompiledEvalToBoolean(r->matches[i], x);
+        int yes = xmlXPathCompiledEvalToBoolean(m->comp, x);
+        give_back(ap);
         if (yes < 0) {
             if (XS_XPATH_OOM(x->lastError.code))
                 ap->err = XS_ENOMEM;
@@ -1071,6 +1301,10 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
     ap.res = res;
     ap.budget = XS_RULES_MAX_GROWTH;
     ap.content_ns = content_ns(ev->node);
+    ap.root = ev->node;
+    ap.qenv.uris = rules->uris;
+    ap.qenv.stanza_ns = ap.content_ns;
+    ap.qenv.op_limit = XPATH_OP_LIMIT;
 
     for (size_t i = 0; i < rules->n_rules && ap.err == 0; i++) {
         xs_rule *r = &rules->rules[i];
@@ -1080,22 +1314,10 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
             continue;
         if (!rule_may_match(&ap, r))
             continue;
-        if (ap.doc == NULL) {
-            ap.doc = xs_stanza_copy(ev->node);
-            if (ap.doc == NULL || xmlXPathRegisterNs(rules->xpath, BAD_CAST XS_XPATH_STANZA_PREFIX,
-                                                     BAD_CAST ap.content_ns) != 0) {
-                ap.err = XS_ENOMEM;
-                break;
-            }
-            ap.root = xmlDocGetRootElement(ap.doc);
-            if (ctx->flags & XS_RULE_EXPLAIN) {
-                ap.last_xml = serialize(stream_of(&ap), ap.doc, ap.root, NULL);
-                if (ap.last_xml == NULL) {
-                    ap.err = XS_ENOMEM;
-                    break;
-                }
-            }
-        }
+        if (!ap.ns_bound && !bind_stanza_ns(&ap))
+            break;
+        if (rules->reference && !ensure_copy(&ap))
+            break;
         ap.rule = r;
         if (!rule_matches(&ap, r))
             continue;

@@ -60,8 +60,9 @@
  * limit hit while applying is reported in xs_rule_result.error and the stanza goes on with what
  * was done until then.
  *
- * Threads: a set is compiled once and then only read, except for its hit counters and a scratch
- * XPath context used by xs_rules_apply(); so one thread (the proxy's loop) applies a given set.
+ * Threads: a set is compiled once and then only read, except for its hit counters and the scratch
+ * objects xs_rules_apply() uses (an XPath context, a shell document the stanza is lent to); so
+ * one thread (the proxy's loop) applies a given set.
  */
 #ifndef XS_FILTERS_RULES_H
 #define XS_FILTERS_RULES_H
@@ -255,7 +256,10 @@ typedef struct xs_rule_result {
  * (which need not be initialized; clear it with xs_rule_result_clear() afterwards, also after an
  * error). Rules are tried in order; an untouched stanza yields XS_VERDICT_UNCHANGED so that the
  * caller forwards the original bytes. Returns 0, XS_EINVAL (not a stanza event, no tree, a
- * direction other than C2S/S2C), or XS_ENOMEM (then the caller should forward the original). */
+ * direction other than C2S/S2C), or XS_ENOMEM (then the caller should forward the original).
+ * The parser's tree is left as it was; during the call the stanza element's parent and sibling
+ * pointers are lent to the set's shell document for a while (nothing else may read that tree
+ * meanwhile). */
 int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev,
                    xs_rule_result *res);
 

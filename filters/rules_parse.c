@@ -17,6 +17,9 @@
 #include <libxml/parser.h>
 #include <libxml/xpathInternals.h>
 
+/* replace-text regexes are UTF-8 with Unicode properties (\d is any decimal digit). */
+#define REGEX_OPTIONS (PCRE2_UTF | PCRE2_UCP)
+
 /* ---- tables ---------------------------------------------------------------------------------- */
 
 static const xs_rules_ns builtin_ns[] = {
@@ -588,17 +591,28 @@ static void trim_message(char *s)
         s[--n] = 0;
 }
 
+static void xpath_free(xs_xpath *x)
+{
+    if (x->comp != NULL)
+        xmlXPathFreeCompExpr(x->comp);
+    xs_qx_free(x->quick);
+    free(x->root_local);
+    memset(x, 0, sizeof(*x));
+}
+
 /* Compiles the XPath `src` found at byte `off` of the line (unescaped, as in a quoted word when
- * `quoted`). With `nodes`, it must select nodes (an action's target). */
-static xmlXPathCompExpr *compile_xpath(pstate *ps, const char *src, size_t len, size_t off,
-                                       bool nodes, const char *what, xs_root_filter *filter)
+ * `quoted`) into *out (zeroed when it fails). With `nodes`, it must select nodes (an action's
+ * target). Returns false on an error (reported) or out of memory (ps->oom). */
+static bool compile_xpath(pstate *ps, const char *src, size_t len, size_t off, bool nodes,
+                          const char *what, xs_xpath *out)
 {
     xs_xpath_rw rw;
     xmlXPathCompExpr *comp = NULL;
     xmlXPathObject *obj = NULL;
+    memset(out, 0, sizeof(*out));
     if (len == 0) {
         err_at(ps, off, "%s: empty XPath", what);
-        return NULL;
+        return false;
     }
     int rc = xs_xpath_rewrite(src, len, resolve_prefix, ps, &rw);
     if (rc == XS_ENOMEM || ps->oom) {
@@ -621,15 +635,17 @@ static xmlXPathCompExpr *compile_xpath(pstate *ps, const char *src, size_t len, 
                    xs_xpath_error_text(code));
         goto out;
     }
-    if (filter != NULL && rw.root_local != NULL) {
-        filter->local = strndup(rw.root_local, rw.root_local_len);
-        filter->ns = rw.root_ns;
-        if (filter->local == NULL) {
-            ps->oom = true;
-            xmlXPathFreeCompExpr(comp);
-            comp = NULL;
-            goto out;
-        }
+    out->own_doc = rw.own_doc;
+    out->root_ns = rw.root_ns;
+    if (!nodes && rw.root_local != NULL &&
+        (out->root_local = strndup(rw.root_local, rw.root_local_len)) == NULL)
+        ps->oom = true;
+    if (!ps->oom && xs_qx_compile(rw.expr, nodes, &out->quick) != 0)
+        ps->oom = true;
+    if (ps->oom) {
+        xmlXPathFreeCompExpr(comp);
+        comp = NULL;
+        goto out;
     }
     /* Some errors (a function given the wrong type) show only when evaluated: try it on a
      * stanza that has nothing in it. */
@@ -662,7 +678,10 @@ out:
         xmlXPathFreeObject(obj);
     xmlResetError(&ps->cctx->lastError);
     xs_xpath_rw_clear(&rw);
-    return comp;
+    out->comp = comp;
+    if (comp == NULL)
+        xpath_free(out);
+    return comp != NULL;
 }
 
 static bool has_placeholder(const char *s)
@@ -735,8 +754,7 @@ static pcre2_code *compile_regex(pstate *ps, const word *w)
 {
     int code;
     PCRE2_SIZE erroff;
-    pcre2_code *re =
-        pcre2_compile((PCRE2_SPTR)w->s, w->len, PCRE2_UTF | PCRE2_UCP, &code, &erroff, NULL);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)w->s, w->len, REGEX_OPTIONS, &code, &erroff, NULL);
     if (re == NULL) {
         PCRE2_UCHAR msg[160];
         if (pcre2_get_error_message(code, msg, sizeof(msg)) < 0)
@@ -751,6 +769,116 @@ static pcre2_code *compile_regex(pstate *ps, const word *w)
      * memory for it) the interpreter does the same work. */
     (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
     return re;
+}
+
+static bool ascii_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* Finds what every match of the regex `p` (`len` bytes, compiled with `options`) needs in a
+ * subject (see xs_re_run), or leaves *out empty. It skips the zero-width items a pattern may
+ * start with (\b, \B, \A, \G, ^), then takes the first item when it matches exactly one
+ * character: an ASCII letter or digit, `.`, \d \D \w \W \s \S \h \H \v \V, \p and \P
+ * with a property, or a bracket class without a `[` in it; and its quantifier's minimum (none
+ * or `+`: 1, `{n}`, `{n,}`, `{n,m}` with n at least 1). A `|` anywhere in the pattern (an
+ * alternative might not start so), anything else first, or any other quantifier gives
+ * nothing. */
+static void regex_run(const char *p, size_t len, uint32_t options, xs_re_run *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (memchr(p, '|', len) != NULL)
+        return;
+    size_t i = 0;
+    for (;;) {
+        if (i < len && p[i] == '^')
+            i++;
+        else if (i + 1 < len && p[i] == '\\' && p[i + 1] != 0 && strchr("bBAG", p[i + 1]) != NULL)
+            i += 2;
+        else
+            break;
+    }
+    if (i >= len)
+        return;
+    size_t start = i;
+    if (p[i] == '\\') {
+        char e = i + 1 < len ? p[i + 1] : 0;
+        if (e != 0 && strchr("dDwWsShHvV", e) != NULL) {
+            i += 2;
+        } else if ((e == 'p' || e == 'P') && i + 2 < len && p[i + 2] == '{') {
+            const char *end = memchr(p + i + 3, '}', len - i - 3);
+            if (end == NULL)
+                return;
+            i = (size_t)(end - p) + 1;
+        } else if ((e == 'p' || e == 'P') && i + 2 < len && ascii_alnum(p[i + 2])) {
+            i += 3;
+        } else {
+            return;
+        }
+    } else if (p[i] == '.' || ascii_alnum(p[i])) {
+        i++;
+    } else if (p[i] == '[') {
+        size_t k = i + 1;
+        if (k < len && p[k] == '^')
+            k++;
+        if (k < len && p[k] == ']')
+            k++;
+        for (; k < len && p[k] != ']'; k++) {
+            if (p[k] == '[' || (p[k] == '\\' && k + 1 < len && p[k + 1] == 'Q'))
+                return;
+            if (p[k] == '\\')
+                k++;
+        }
+        if (k >= len)
+            return;
+        i = k + 1;
+    } else {
+        return;
+    }
+    size_t end = i;
+    unsigned run = 1;
+    if (i < len && (p[i] == '?' || p[i] == '*'))
+        return;
+    if (i < len && p[i] == '{') {
+        size_t k = i + 1;
+        unsigned n = 0;
+        while (k < len && p[k] >= '0' && p[k] <= '9' && n < 65536)
+            n = n * 10 + (unsigned)(p[k++] - '0');
+        if (k == i + 1 || n == 0 || k >= len)
+            return;
+        if (p[k] == ',')
+            for (k++; k < len && p[k] >= '0' && p[k] <= '9';)
+                k++;
+        if (k >= len || p[k] != '}')
+            return;
+        run = n;
+    }
+    /* Sort the ASCII characters with the item alone. */
+    int code;
+    PCRE2_SIZE erroff;
+    pcre2_code *item =
+        pcre2_compile((PCRE2_SPTR)p + start, end - start, options, &code, &erroff, NULL);
+    pcre2_match_data *md = item != NULL ? pcre2_match_data_create(1, NULL) : NULL;
+    uint32_t min = 0;
+    if (md == NULL || pcre2_pattern_info(item, PCRE2_INFO_MINLENGTH, &min) != 0 || min != 1)
+        goto out;
+    for (unsigned c = 0; c < 128; c++) {
+        PCRE2_UCHAR one = (PCRE2_UCHAR)c;
+        int rc = pcre2_match(item, &one, 1, 0, PCRE2_ANCHORED, md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            continue;
+        if (rc < 0)
+            goto out;
+        out->step[c] = XS_RE_COUNT;
+    }
+    for (unsigned c = 0x80; c < 0x100; c++)
+        out->step[c] = c < 0xC0 ? XS_RE_SAME : XS_RE_COUNT;
+    out->run = run;
+out:
+    pcre2_match_data_free(md);
+    pcre2_code_free(item);
+    if (out->run == 0)
+        memset(out, 0, sizeof(*out));
 }
 
 /* libxml2 reports the errors of a parse through this; the first one is the one to show (later
@@ -935,8 +1063,7 @@ static char *dup_word(pstate *ps, const word *w)
 
 static void action_free(xs_action *a)
 {
-    if (a->target != NULL)
-        xmlXPathFreeCompExpr(a->target);
+    xpath_free(&a->target);
     free(a->attr_local);
     free(a->attr_prefix);
     free(a->attr_uri);
@@ -1020,8 +1147,7 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
     case XS_ACT_REPLACE_TEXT:
     case XS_ACT_REMOVE:
     case XS_ACT_INSERT:
-        a->target = compile_xpath(ps, arg[0].s, arg[0].len, word_off(&arg[0], 0), true, what, NULL);
-        if (a->target == NULL)
+        if (!compile_xpath(ps, arg[0].s, arg[0].len, word_off(&arg[0], 0), true, what, &a->target))
             return false;
         if (a->kind == XS_ACT_SET_ATTR || a->kind == XS_ACT_REMOVE_ATTR) {
             if (!attr_name(ps, &arg[1], a))
@@ -1039,6 +1165,7 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
             a->re = compile_regex(ps, &arg[1]);
             if (a->re == NULL || !check_replacement(ps, a->re, &arg[2]))
                 return false;
+            regex_run(arg[1].s, arg[1].len, REGEX_OPTIONS, &a->re_run);
             if ((a->value = dup_word(ps, &arg[2])) == NULL)
                 return false;
         } else if (a->kind == XS_ACT_INSERT) {
@@ -1100,13 +1227,11 @@ static void rule_free(xs_rule *r)
 {
     free(r->name);
     for (size_t i = 0; i < r->n_matches; i++) {
-        xmlXPathFreeCompExpr(r->matches[i]);
+        xpath_free(&r->matches[i]);
         free(r->match_src[i]);
-        free(r->filters[i].local);
     }
     free(r->matches);
     free(r->match_src);
-    free(r->filters);
     for (size_t i = 0; i < r->n_actions; i++) {
         action_free(&r->actions[i]);
         free(r->action_src[i]);
@@ -1152,32 +1277,24 @@ static bool add_match(pstate *ps, xs_rule *r, size_t from)
         err_at(ps, 0, "too many match lines in one rule (at most %u)", XS_RULES_MAX_MATCHES);
         return false;
     }
-    xs_root_filter filter = {NULL, -1};
-    xmlXPathCompExpr *comp = compile_xpath(ps, l + i, len - i, i, false, "match", &filter);
-    if (comp == NULL) {
-        free(filter.local);
+    xs_xpath x;
+    if (!compile_xpath(ps, l + i, len - i, i, false, "match", &x))
         return false;
-    }
-    xmlXPathCompExpr **m = realloc(r->matches, (r->n_matches + 1) * sizeof(*m));
+    xs_xpath *m = realloc(r->matches, (r->n_matches + 1) * sizeof(*m));
     if (m != NULL)
         r->matches = m;
     char **s = realloc(r->match_src, (r->n_matches + 1) * sizeof(*s));
     if (s != NULL)
         r->match_src = s;
-    xs_root_filter *f = realloc(r->filters, (r->n_matches + 1) * sizeof(*f));
-    if (f != NULL)
-        r->filters = f;
     char *src = dup_trimmed(ps, l + i, len - i);
-    if (m == NULL || s == NULL || f == NULL || src == NULL) {
+    if (m == NULL || s == NULL || src == NULL) {
         ps->oom = true;
         free(src);
-        free(filter.local);
-        xmlXPathFreeCompExpr(comp);
+        xpath_free(&x);
         return false;
     }
-    r->matches[r->n_matches] = comp;
+    r->matches[r->n_matches] = x;
     r->match_src[r->n_matches] = src;
-    r->filters[r->n_matches] = filter;
     r->n_matches++;
     return true;
 }
@@ -1502,8 +1619,18 @@ void xs_rules_free(xs_rules *set)
     free(set->decls);
     if (set->xpath != NULL)
         xmlXPathFreeContext(set->xpath);
+    free(set->stanza_ns);
+    if (set->shell != NULL) {
+        /* It never keeps a lent stanza; make sure freeing it cannot reach one. */
+        set->shell->children = set->shell->last = NULL;
+        xmlFreeDoc(set->shell);
+    }
     if (set->mctx != NULL)
         pcre2_match_context_free(set->mctx);
+    if (set->mdata != NULL)
+        pcre2_match_data_free(set->mdata);
+    free(set->selected);
+    free(set->texts);
     free(set->filename);
     free(set);
 }

@@ -5,14 +5,20 @@
  * built-in rules, chosen by the input's length), the set is applied in both directions to a few
  * fixed stanzas that exercise every action: a chat message, a version request, a result, stream
  * features and SASL, all parsed by xs_parser as the proxy parses them. Rewritten output must parse
- * back inside its stream. */
+ * back inside its stream. Applying must leave the parser's tree as it was, and give what the slow
+ * reference way gives (xs_rules.reference: a copy of every stanza, libxml2 for every XPath, every
+ * regex tried), unless that one met a limit. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libxml/tree.h>
+
 #include "filters/features.h"
 #include "filters/rules.h"
+#include "filters/rules_impl.h"
 #include "inspect/error.h"
 #include "inspect/parser.h"
 
@@ -24,6 +30,8 @@ static const char c2s[] =
     "<x:e xmlns:x='urn:x' x:a='1'>t<y/>u</x:e></message>"
     "<iq type='get' id='v1' to='example.org'><query xmlns='jabber:iq:version'/></iq>"
     "<iq type='result' id='r1'/>"
+    "<message type='normal' xmlns:x='urn:x' x:a='1'><n> 5 </n><x:y x:a='2'>t<c><![CDATA[a<b]]>"
+    "</c>u</x:y><body>\xd9\xa0\xd9\xa1\xd9\xa2\xd9\xa3 12</body></message>"
     "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>"
     "<presence/>";
 
@@ -72,14 +80,78 @@ static void check_reparses(const char *header, size_t header_len, const char *xm
     xs_parser_free(p);
 }
 
+/* The parser's tree of a stanza, serialized, with the pointers that tie it to its stream. */
+typedef struct tree_state {
+    char *xml;
+    const void *ptr[6];
+} tree_state;
+
+static bool take_state(const xmlNode *node, tree_state *t)
+{
+    xmlBuffer *b = xmlBufferCreate();
+    t->xml = NULL;
+    if (b != NULL && xmlNodeDump(b, node->doc, (xmlNode *)node, 0, 0) >= 0)
+        t->xml = strdup((const char *)xmlBufferContent(b));
+    if (b != NULL)
+        xmlBufferFree(b);
+    t->ptr[0] = node->parent;
+    t->ptr[1] = node->prev;
+    t->ptr[2] = node->next;
+    t->ptr[3] = node->doc;
+    t->ptr[4] = node->parent != NULL ? node->parent->children : NULL;
+    t->ptr[5] = node->parent != NULL ? node->parent->last : NULL;
+    return t->xml != NULL;
+}
+
+static bool same(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void check_same(const xs_rule_result *a, const xs_rule_result *b)
+{
+    if (a->error != NULL || b->error != NULL)
+        return; /* a limit may stop one way and not the other */
+    if (a->verdict != b->verdict || !same(a->xml, b->xml) || !same(a->bounce, b->bounce) ||
+        a->n_injects != b->n_injects || a->n_tags != b->n_tags || a->n_applied != b->n_applied ||
+        a->rules_matched != b->rules_matched || a->delay_ms != b->delay_ms)
+        __builtin_trap();
+    for (size_t i = 0; i < a->n_injects; i++)
+        if (!same(a->injects[i].xml, b->injects[i].xml))
+            __builtin_trap();
+    for (size_t i = 0; i < a->n_tags; i++)
+        if (!same(a->tags[i], b->tags[i]))
+            __builtin_trap();
+    for (size_t i = 0; i < a->n_applied; i++)
+        if (a->applied[i].nodes != b->applied[i].nodes ||
+            !same(a->applied[i].detail, b->applied[i].detail) ||
+            !same(a->applied[i].before, b->applied[i].before) ||
+            !same(a->applied[i].after, b->applied[i].after))
+            __builtin_trap();
+}
+
 static int on_event(void *user, const xs_event *ev)
 {
     fz *f = user;
     if (ev->kind != XS_EV_STANZA)
         return 0;
     xs_rule_ctx ctx = {.direction = f->dir, .session = "fuzz{id}$1", .flags = f->flags};
-    xs_rule_result res;
+    xs_rule_result res, ref;
+    tree_state before, after;
+    bool snap = take_state(ev->node, &before);
     int rc = xs_rules_apply(f->rules, &ctx, ev, &res);
+    if (snap && take_state(ev->node, &after)) {
+        if (strcmp(before.xml, after.xml) != 0 || memcmp(before.ptr, after.ptr, sizeof(before.ptr)))
+            __builtin_trap();
+        free(after.xml);
+    }
+    free(before.xml);
+    f->rules->reference = true;
+    int rc_ref = xs_rules_apply(f->rules, &ctx, ev, &ref);
+    f->rules->reference = false;
+    if (rc == 0 && rc_ref == 0)
+        check_same(&res, &ref);
+    xs_rule_result_clear(&ref);
     if (rc == 0) {
         if (res.verdict == XS_VERDICT_REWRITTEN) {
             if (res.xml == NULL || strlen(res.xml) != res.len)

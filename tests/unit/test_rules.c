@@ -3,7 +3,10 @@
  * Stanzas are real parser events: a stream header and the stanza are fed to xs_parser with
  * XS_PARSER_TREE | XS_PARSER_RAW, and the rules are applied from the event callback, exactly as
  * the proxy does. Every application is done twice, once with the stream fed whole and once one
- * byte at a time, and both must give the same result. */
+ * byte at a time, and both must give the same result; and once more the slow reference way
+ * (xs_rules.reference: a copy of every stanza, libxml2 for every XPath, every regex tried),
+ * which the fast paths must agree with. Every application must leave the parser's tree as it
+ * was. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -22,6 +25,7 @@
 #include "filters/features.h"
 #include "filters/rules.h"
 #include "filters/rules_cmd.h"
+#include "filters/rules_impl.h"
 #include "inspect/error.h"
 #include "inspect/parser.h"
 
@@ -64,6 +68,53 @@ typedef struct run {
     int applied;
 } run;
 
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* What the parser's tree of a stanza looks like: its serialization and the pointers that tie it
+ * to the stream element. */
+typedef struct tree_state {
+    char *xml;
+    xmlNode *parent, *prev, *next, *first, *last;
+    xmlDoc *doc;
+    xmlNs *stream_ns;
+} tree_state;
+
+static void tree_state_take(const xmlNode *node, tree_state *t)
+{
+    xmlBuffer *b = xmlBufferCreate();
+    assert_non_null(b);
+    assert_true(xmlNodeDump(b, node->doc, (xmlNode *)node, 0, 0) >= 0);
+    t->xml = strdup((const char *)xmlBufferContent(b));
+    xmlBufferFree(b);
+    t->parent = node->parent;
+    t->prev = node->prev;
+    t->next = node->next;
+    t->doc = node->doc;
+    t->first = node->parent != NULL ? node->parent->children : NULL;
+    t->last = node->parent != NULL ? node->parent->last : NULL;
+    t->stream_ns = node->parent != NULL ? node->parent->nsDef : NULL;
+}
+
+/* Applying rules leaves the parser's tree exactly as it was. */
+static void assert_tree_untouched(const xmlNode *node, tree_state *before)
+{
+    tree_state after;
+    tree_state_take(node, &after);
+    assert_string_equal(after.xml, before->xml);
+    assert_ptr_equal(after.parent, before->parent);
+    assert_ptr_equal(after.prev, before->prev);
+    assert_ptr_equal(after.next, before->next);
+    assert_ptr_equal(after.doc, before->doc);
+    assert_ptr_equal(after.first, before->first);
+    assert_ptr_equal(after.last, before->last);
+    assert_ptr_equal(after.stream_ns, before->stream_ns);
+    free(after.xml);
+    free(before->xml);
+}
+
 static int on_event(void *user, const xs_event *ev)
 {
     run *r = user;
@@ -73,7 +124,10 @@ static int on_event(void *user, const xs_event *ev)
     r->stanzas++;
     /* The last stanza of the input is the one under test; earlier results are replaced. */
     xs_rule_result_clear(&r->res);
+    tree_state before;
+    tree_state_take(ev->node, &before);
     r->rc = xs_rules_apply(r->rules, &r->ctx, ev, &r->res);
+    assert_tree_untouched(ev->node, &before);
     r->applied++;
     return 0;
 }
@@ -99,9 +153,49 @@ static void feed(run *r, const char *header, const char *stanza, size_t step)
     xs_parser_free(p);
 }
 
-static bool same_str(const char *a, const char *b)
+/* Two results are the same (the fast paths against the reference). */
+static void assert_same_result(const xs_rule_result *a, const xs_rule_result *b)
 {
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+    assert_int_equal(a->verdict, b->verdict);
+    assert_true(same_str(a->xml, b->xml));
+    assert_true(same_str(a->bounce, b->bounce));
+    assert_true(same_str(a->error, b->error));
+    assert_int_equal(a->n_injects, b->n_injects);
+    for (size_t i = 0; i < a->n_injects; i++)
+        assert_string_equal(a->injects[i].xml, b->injects[i].xml);
+    assert_int_equal(a->n_tags, b->n_tags);
+    for (size_t i = 0; i < a->n_tags; i++)
+        assert_string_equal(a->tags[i], b->tags[i]);
+    assert_int_equal(a->n_applied, b->n_applied);
+    for (size_t i = 0; i < a->n_applied; i++) {
+        assert_string_equal(a->applied[i].action, b->applied[i].action);
+        assert_int_equal(a->applied[i].nodes, b->applied[i].nodes);
+        assert_true(same_str(a->applied[i].detail, b->applied[i].detail));
+        assert_true(same_str(a->applied[i].before, b->applied[i].before));
+        assert_true(same_str(a->applied[i].after, b->applied[i].after));
+    }
+    assert_int_equal(a->delay_ms, b->delay_ms);
+    assert_int_equal(a->rules_matched, b->rules_matched);
+}
+
+/* Feeds `stanza` as feed() does and again the reference way, and checks both agree. The hit
+ * counters are left as the first run made them. */
+static void feed_checked(run *r, const char *header, const char *stanza, size_t step)
+{
+    feed(r, header, stanza, step);
+    unsigned long hits[64];
+    size_t n = r->rules->n_rules < 64 ? r->rules->n_rules : 64;
+    for (size_t i = 0; i < n; i++)
+        hits[i] = r->rules->rules[i].hits;
+    run ref = {.rules = r->rules, .ctx = r->ctx};
+    r->rules->reference = true;
+    feed(&ref, header, stanza, step);
+    r->rules->reference = false;
+    for (size_t i = 0; i < n; i++)
+        r->rules->rules[i].hits = hits[i];
+    assert_int_equal(ref.rc, r->rc);
+    assert_same_result(&r->res, &ref.res);
+    xs_rule_result_clear(&ref.res);
 }
 
 /* Applies `rules` to the (last) stanza of `stanza`, sent in `dir` after a stream header. */
@@ -110,7 +204,7 @@ static void apply_full(xs_rules *rules, xs_rule_dir dir, const char *header, con
 {
     run whole = {.rules = rules, .ctx = {.direction = dir, .session = session, .flags = flags}};
     run bytes = whole;
-    feed(&whole, header, stanza, 0);
+    feed_checked(&whole, header, stanza, 0);
     assert_int_equal(whole.rc, 0);
     assert_true(whole.applied >= 1);
     /* Byte by byte: the same events, the same result. */
@@ -1270,6 +1364,356 @@ static void test_rules_split_reads(void **state)
     xs_rules_unref(r);
 }
 
+/* ---- the fast paths -------------------------------------------------------------------------- */
+
+#define DB_HEADER                                                                                  \
+    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "                                   \
+    "xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "           \
+    "to='example.org' version='1.0'>"
+
+static void test_rules_copy_on_write(void **state)
+{
+    /* Rules that match and only tag, and rewrites that change nothing, make no copy and leave
+     * the parser's tree as it was (on_event() checks that for every test); a rewrite after them
+     * works on a copy made then. Namespaces the stanza inherits from the stream element (db:)
+     * resolve in matches and targets, by the quick evaluator and by libxml2 (//, a union). */
+    xs_rules *r = compile("namespace db jabber:server:dialback\n"
+                          "rule \"tag\"\n match /message[body]\n then tag seen\nend\n"
+                          "rule \"no-op\"\n match /message\n then remove /message/nothing\n"
+                          " then replace-text /message/body \"\\d{4}\" x\n"
+                          " then set-text /message/body hello\n then set-attr /message to x@y\n"
+                          " then remove-attr /message nothing\nend\n"
+                          "rule \"inherited\"\n match /message/db:x[@a = '1']\n then tag db\nend\n"
+                          "rule \"libxml2\"\n match count(//db:x | /iq) = 1\n then tag lib\nend\n"
+                          "rule \"own doc\"\n match count(namespace::*) = 3\n then tag ns\nend\n");
+    assert_non_null(r->rules[2].matches[0].quick);
+    assert_null(r->rules[3].matches[0].quick);
+    assert_true(r->rules[4].matches[0].own_doc);
+    xs_rule_result res;
+    const char stanza[] = "<message to='x@y'><body>hello</body><db:x a='1'/></message>";
+    apply_full(r, XS_RULE_C2S, DB_HEADER, stanza, NULL, XS_RULE_EXPLAIN, &res);
+    assert_int_equal(res.verdict, XS_VERDICT_UNCHANGED);
+    assert_null(res.xml);
+    const char *want[] = {"seen", "db", "lib", "ns"};
+    assert_int_equal(res.n_tags, 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(res.tags[i], want[i]);
+    for (size_t i = 0; i < res.n_applied; i++) {
+        assert_int_equal(res.applied[i].nodes, 0);
+        assert_null(res.applied[i].before);
+    }
+    xs_rule_result_clear(&res);
+    xs_rules_unref(r);
+
+    /* A rewrite after a rule that only looked: the copy is made for it, and the tree it writes
+     * is the stanza's, inherited namespaces and all. */
+    r = compile("namespace db jabber:server:dialback\n"
+                "rule \"look\"\n match /message/db:x\n then tag seen\nend\n"
+                "rule \"write\"\n match /message/body = 'hello'\n then set-attr /message/db:x b 2\n"
+                " then replace-text /message/body l+ L\nend\n"
+                "rule \"after\"\n match /message/db:x/@b = '2' and //db:x[@b = 2]\n"
+                " then tag after\nend\n");
+    apply_full(r, XS_RULE_C2S, DB_HEADER, stanza, NULL, XS_RULE_EXPLAIN, &res);
+    assert_int_equal(res.verdict, XS_VERDICT_REWRITTEN);
+    assert_string_equal(res.xml, "<message to=\"x@y\"><body>heLo</body><db:x a=\"1\" b=\"2\"/>"
+                                 "</message>");
+    assert_int_equal(res.n_tags, 2);
+    assert_string_equal(res.tags[1], "after");
+    assert_string_equal(res.applied[1].before, "<message to=\"x@y\"><body>hello</body><db:x "
+                                               "a=\"1\"/></message>");
+    assert_same_tree(DB_HEADER, res.xml,
+                     "<message to='x@y'><body>heLo</body><db:x a='1' b='2'/></message>");
+    xs_rule_result_clear(&res);
+    xs_rules_unref(r);
+}
+
+/* Applies `r` to `node`, a stanza of a tree made by hand, and checks the tree is as it was. */
+static void apply_to_node(xs_rules *r, xmlNode *node, xs_rule_result *res)
+{
+    xs_event ev = {.kind = XS_EV_STANZA, .node = node, .name = (const char *)node->name};
+    xs_rule_ctx ctx = {.direction = XS_RULE_C2S};
+    for (int reference = 1; reference >= 0; reference--) {
+        tree_state before;
+        tree_state_take(node, &before);
+        r->reference = reference;
+        if (reference) {
+            assert_int_equal(xs_rules_apply(r, &ctx, &ev, res), 0);
+            xs_rule_result ref = *res;
+            assert_tree_untouched(node, &before);
+            tree_state_take(node, &before);
+            assert_int_equal(xs_rules_apply(r, &ctx, &ev, res), 0);
+            r->reference = false;
+            assert_same_result(res, &ref);
+            xs_rule_result_clear(&ref);
+        }
+        assert_tree_untouched(node, &before);
+    }
+}
+
+static void test_rules_stanza_is_its_own_document(void **state)
+{
+    /* A stanza with siblings in its stream: `/` is the stanza's own document, whose only child
+     * it is; no axis leads to the stream element or the other stanzas. */
+    static const char stream[] =
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns:db='jabber:server:dialback'><presence/><message id='m'><body>b</body><db:x/>"
+        "</message><iq/></stream:stream>";
+    xmlDoc *doc = xmlReadMemory(stream, sizeof(stream) - 1, NULL, NULL, XML_PARSE_NONET);
+    assert_non_null(doc);
+    xmlNode *message = xmlDocGetRootElement(doc)->children->next;
+    assert_string_equal((const char *)message->name, "message");
+    static const char *const exprs[] = {
+        "count(/*) = 1",
+        "/message and not(/stream:stream) and not(/presence)",
+        "count(//*) = 3",
+        "count(/message/../*) = 1 and not(/message/../self::*)",
+        "not(preceding-sibling::*) and not(following-sibling::*)",
+        "not(preceding::*) and not(following::*) and count(ancestor::*) = 0",
+        "count(/message/ancestor::node()) = 1 and name(/*) = 'message'",
+        "/message/db:x and count(/message/db:x) = 1 and //db:x",
+        "count(namespace::*) = 3",
+        "count(//node()) = 4 and string(/) = 'b'",
+    };
+    xs_sbuf text;
+    xs_sbuf_init(&text, 0);
+    xs_sbuf_adds(&text, "namespace db jabber:server:dialback\n");
+    for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++)
+        xs_sbuf_addf(&text, "rule \"r%zu\"\n match %s\n then tag t%zu\nend\n", i, exprs[i], i);
+    xs_sbuf_adds(&text, "rule \"w\"\n match /message\n then set-attr //db:x a 1\nend\n");
+    char *t = xs_sbuf_take(&text, NULL);
+    assert_non_null(t);
+    xs_rules *r = compile(t);
+    free(t);
+    xs_rule_result res;
+    apply_to_node(r, message, &res);
+    for (size_t i = 0; i < res.n_tags || i < sizeof(exprs) / sizeof(exprs[0]); i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "t%zu", i);
+        if (i >= res.n_tags || strcmp(res.tags[i], want) != 0)
+            print_message("false: %s\n", exprs[i]);
+        assert_true(i < res.n_tags);
+        assert_string_equal(res.tags[i], want);
+    }
+    assert_int_equal(res.verdict, XS_VERDICT_REWRITTEN);
+    assert_string_equal(res.xml, "<message id=\"m\"><body>b</body><db:x a=\"1\"/></message>");
+    xs_rule_result_clear(&res);
+    xs_rules_unref(r);
+    xmlFreeDoc(doc);
+}
+
+static void test_rules_quick_evaluator_agrees(void **state)
+{
+    /* Each expression gives what libxml2 gives, on each stanza; `quick` says whether it is in the
+     * quick evaluator's subset (so that both paths are really compared). */
+    static const struct {
+        const char *expr;
+        bool quick;
+    } cases[] = {
+        {"/message/n = 5", true},
+        {"/message/n > 4.5 and /message/n <= 5 and 5 >= /message/n and 4 < /message/n", true},
+        {"number(/message/n) = 5 and number() != number()", true},
+        {"/message/n != 5", true},
+        {"/message/missing != 5 or /message/missing = 5", true},
+        {"/message/body > 1 or /message/body < 1 or /message/body = 1", true},
+        {"/message/body != 1 and number('x') != number('x')", true},
+        {"number(/message/body) or boolean(number('x')) or count(/message/missing)", true},
+        {"/message/@type = 'chat' and 'chat' = /message/@type", true},
+        {"/message/@type != 'chat'", true},
+        {"/message/@missing != 'x'", true},
+        {"/message/body = true() and /message/missing = false() and true() = 'x'", true},
+        {"/message/body < true() or /message/missing >= true()", true},
+        {"'2' > '10' or '10' = 10.0 or 1 = true() or '' = false()", true},
+        {"string-length(/message/body) = 5 and string-length('caf\xc3\xa9') = 4", true},
+        {"string-length() > 10 and string-length(/message/missing) = 0", true},
+        {"contains(/message/body, 'ell') and starts-with(., 'hel') and contains(., '')", true},
+        {"contains(/message, 'a<b') and contains(string(/message), 'hello 5')", true},
+        {"local-name(/message/*) = 'body' and local-name() = 'message'", true},
+        {"namespace-uri(/message/x:y) = 'urn:x' and namespace-uri(/message/x:y/@x:a) = 'urn:x'",
+         true},
+        {"count(/message/*) = 3 and count(/message/@*) = 2 and count(/message/x:*) = 1", true},
+        {"/message/body/text() = 'hello' and /message/text()", true},
+        {"/message/x:y/c = 'a<b' and /message/x:y/c/text() = 'a<b'", true},
+        {"/message/*[@x:a] and /message/*[@x:a = '2'] and not(/message/*[@x:a = 2.5])", true},
+        {"/*/client:body and /*/body and /message/./body", true},
+        {"/message[@type='chat'][body] and /message[body[. = 'hello']]", true},
+        {"/message/body[contains(., 'password:')]", true},
+        {"/message/*[local-name()='body' and namespace-uri()='jabber:client']", true},
+        {"/message/n[number(.) > 100] or /message/n[. > 4]", true},
+        {"boolean(/message/n) and not(/message/body[. = 'x']) and (true() or false())", true},
+        {"/message/x:y[contains(., 'tu')] and /message/x:y = 'ta<bu'", true},
+        {"/*[@type='error'] or /iq/error", true},
+        {"/iq[@type='get']/*[local-name()='query' and namespace-uri()='jabber:iq:last']", true},
+        {"string(/message/x:y/@x:a) = '2' and string() = string(/)", false},
+        {"//body", false},
+        {"/message/*[1]", false},
+        {"count(/message/*) * 2 = 6", false},
+        {"/message/body | /iq", false},
+        {"name() = 'message'", false},
+        {"/message/..", false},
+        {"-1 < 0", false},
+        {"/message/n = /message/n", false},
+        {"string(1) = '1'", false},
+        {"/message/@xml:lang = 'en' or lang('en')", false},
+        {"1 = 1 = 1", false},
+    };
+    static const char *const stanzas[] = {
+        ("<message type='chat' xmlns:x='urn:x' x:a='1'><body>hello</body><n> 5 </n>"
+         "<x:y x:a='2'>t<c><![CDATA[a<b]]></c>u</x:y></message>"),
+        "<message xml:lang='en'><body>password: 1234</body><n>-0.5e1</n></message>",
+        "<iq type='error' id='1'><error type='cancel'/></iq>",
+        "<iq type='get'><query xmlns='jabber:iq:last'/></iq>",
+        "<message><body/><n/><x:y xmlns:x='urn:x' x:a=''/></message>",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[600];
+        snprintf(text, sizeof(text),
+                 "namespace x urn:x\nrule \"x\"\n match %s\n then tag yes\nend\n"
+                 "rule \"t\"\n match /message\n then set-attr %s q 1\nend\n",
+                 cases[i].expr, cases[i].quick ? "/message/*[@x:a]" : "//x:y");
+        xs_rules *r = compile(text);
+        if ((r->rules[0].matches[0].quick != NULL) != cases[i].quick)
+            print_message("%s: quick form %s\n", cases[i].expr,
+                          r->rules[0].matches[0].quick ? "made" : "not made");
+        assert_true((r->rules[0].matches[0].quick != NULL) == cases[i].quick);
+        for (size_t k = 0; k < sizeof(stanzas) / sizeof(stanzas[0]); k++) {
+            xs_rule_result res;
+            /* apply() compares with the reference. */
+            apply(r, XS_RULE_C2S, stanzas[k], &res);
+            xs_rule_result_clear(&res);
+        }
+        xs_rules_unref(r);
+    }
+    /* The first cases are true on the first stanza. */
+    xs_rules *r = compile("namespace x urn:x\n"
+                          "rule \"x\"\n match /message/n = 5 and /message/n != 6 and "
+                          "/message/x:y = 'ta<bu' and string-length(/message/body) = 5\n"
+                          " then tag yes\nend\n");
+    xs_rule_result res;
+    apply(r, XS_RULE_C2S, stanzas[0], &res);
+    assert_int_equal(res.n_tags, 1);
+    xs_rule_result_clear(&res);
+    xs_rules_unref(r);
+
+    /* Expressions too large or too deep for the quick form are left to libxml2. */
+    xs_sbuf big;
+    xs_sbuf_init(&big, 0);
+    xs_sbuf_adds(&big, "rule \"big\"\n match /message/body");
+    for (int i = 0; i < 200; i++)
+        xs_sbuf_adds(&big, " and /message/n");
+    xs_sbuf_adds(&big, "\n then tag big\nend\nrule \"deep\"\n match ");
+    for (int i = 0; i < 40; i++)
+        xs_sbuf_adds(&big, "not(");
+    xs_sbuf_adds(&big, "/message/body");
+    for (int i = 0; i < 40; i++)
+        xs_sbuf_adds(&big, ")");
+    xs_sbuf_adds(&big, "\n then tag deep\nend\n");
+    char *big_text = xs_sbuf_take(&big, NULL);
+    assert_non_null(big_text);
+    r = compile(big_text);
+    free(big_text);
+    assert_null(r->rules[0].matches[0].quick);
+    assert_null(r->rules[1].matches[0].quick);
+    apply(r, XS_RULE_C2S, stanzas[0], &res);
+    assert_int_equal(res.n_tags, 2);
+    xs_rule_result_clear(&res);
+    xs_rules_unref(r);
+
+    /* Targets the quick evaluator selects, against libxml2's. */
+    static const char *const targets[] = {
+        "/message/*",
+        "/message/x:y/c",
+        "/message/@type",
+        "/message/x:y/text()",
+        "/message",
+        "body",
+        ".",
+        "/message/*[not(@x:a)]",
+        "/message/x:y/@*",
+    };
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        char text[600];
+        snprintf(text, sizeof(text),
+                 "namespace x urn:x\nrule \"t\"\n match /message\n then set-attr %s q 1\n"
+                 " then set-text %s \"new\"\n then remove %s\nend\n",
+                 targets[i], targets[i], targets[i]);
+        r = compile(text);
+        assert_non_null(r->rules[0].actions[0].target.quick);
+        apply(r, XS_RULE_C2S, stanzas[0], &res);
+        assert_int_equal(res.verdict, XS_VERDICT_REWRITTEN);
+        xs_rule_result_clear(&res);
+        xs_rules_unref(r);
+    }
+}
+
+static void test_rules_regex_prefilter(void **state)
+{
+    /* What a regex needs before it is tried (xs_re_run), and that texts without it are left
+     * alone as the regex would leave them; digits beyond ASCII are digits to \d. */
+    static const struct {
+        const char *re;
+        unsigned run;
+    } cases[] = {
+        {"\\b\\d{4}( ?\\d{4}){3}\\b", 4},
+        {"[a-c]+", 1},
+        {"x{2,}", 2},
+        {"\\d{3,5}", 3},
+        {"^\\b.{2}", 2},
+        {"\\p{Nd}{2}", 2},
+        {"[^]a]b", 1},
+        {"a?b", 0},
+        {"a|b", 0},
+        {"(ab)", 0},
+        {"\\d*", 0},
+        {"[[:digit:]]", 0},
+        {"a{,3}", 0},
+        {"a{0}b", 0},
+        {"\xc3\xa9", 0},
+        {"\\Qa\\E", 0},
+        {"(?i)a", 0},
+    };
+    static const char *const texts[] = {
+        "card 4111 1111 1111 1111 here",
+        "digits \xd9\xa0\xd9\xa1\xd9\xa2\xd9\xa3 and \xef\xbc\x91\xef\xbc\x92\xef\xbc\x93",
+        "abc xx xxx 12 123 12345 \xc3\xa9 A]b bb",
+        "nothing to see &lt;3 caf\xc3\xa9 \xf0\x9f\x9a\x80\xf0\x9f\x98\x80",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[300];
+        snprintf(text, sizeof(text),
+                 "rule \"r\"\n match /message\n then replace-text //body \"%s\" "
+                 "\"<$0>\"\nend\n",
+                 cases[i].re);
+        xs_rules *r = compile(text);
+        const xs_re_run *f = &r->rules[0].actions[0].re_run;
+        if (f->run != cases[i].run)
+            print_message("%s: run %u\n", cases[i].re, f->run);
+        assert_int_equal(f->run, cases[i].run);
+        for (size_t k = 0; k < sizeof(texts) / sizeof(texts[0]); k++) {
+            char stanza[300];
+            snprintf(stanza, sizeof(stanza), "<message><body>%s</body></message>", texts[k]);
+            xs_rule_result res;
+            apply(r, XS_RULE_C2S, stanza, &res);
+            xs_rule_result_clear(&res);
+        }
+        xs_rules_unref(r);
+    }
+    xs_rules *r = compile("rule \"r\"\n match /message\n then replace-text //body \"\\d{4}\" X\n"
+                          "end\n");
+    const xs_re_run *f = &r->rules[0].actions[0].re_run;
+    assert_false(xs_re_may_match(f, "12 345 <3 caf\xc3\xa9", 13));
+    assert_false(xs_re_may_match(f, "\xf0\x9f\x9a\x80\xf0\x9f\x98\x80\xf0\x9f\x9a\x80", 12));
+    assert_true(xs_re_may_match(f, "ab 1234", 7));
+    assert_true(xs_re_may_match(f, "\xd9\xa0\xd9\xa1\xd9\xa2\xd9\xa3", 8));
+    assert_true(xs_re_may_match(f, "1\xc3\xa9\x32\x33", 5));
+    xs_rule_result res;
+    apply(r, XS_RULE_C2S, "<message><body>x \xd9\xa0\xd9\xa1\xd9\xa2\xd9\xa3 y</body></message>",
+          &res);
+    assert_string_equal(res.xml, "<message><body>x X y</body></message>");
+    xs_rule_result_clear(&res);
+    xs_rules_unref(r);
+}
+
 /* ---- counters, references, limits, misuse ---------------------------------------------------- */
 
 static void test_rules_hit_counters_and_refs(void **state)
@@ -1312,14 +1756,24 @@ static void test_rules_limits_when_applying(void **state)
     for (size_t i = 0; i < n; i++)
         strcat(stanza, "<x a='1'/>");
     strcat(stanza, "</message>");
-    xs_rules *r = compile("rule \"n\"\n match /message\n then remove-attr //x a\nend\n");
-    run run1 = {.rules = r, .ctx = {.direction = XS_RULE_C2S}};
-    feed(&run1, C2S_HEADER, stanza, 0);
-    assert_int_equal(run1.res.verdict, XS_VERDICT_REWRITTEN);
-    assert_int_equal(run1.res.applied[0].nodes, XS_RULES_MAX_NODES);
-    assert_non_null(strstr(run1.res.error, "more than 1024 nodes"));
-    xs_rule_result_clear(&run1.res);
-    xs_rules_unref(r);
+    /* By libxml2 and by the quick evaluator. */
+    static const char *const many[] = {
+        "rule \"n\"\n match /message\n then remove-attr //x a\nend\n",
+        "rule \"n\"\n match /message\n then remove-attr /message/x a\nend\n",
+        "rule \"n\"\n match /message\n then remove-attr /message/*[@a] a\nend\n",
+    };
+    xs_rules *r;
+    for (size_t i = 0; i < sizeof(many) / sizeof(many[0]); i++) {
+        r = compile(many[i]);
+        assert_true((r->rules[0].actions[0].target.quick != NULL) == (i > 0));
+        run run1 = {.rules = r, .ctx = {.direction = XS_RULE_C2S}};
+        feed_checked(&run1, C2S_HEADER, stanza, 0);
+        assert_int_equal(run1.res.verdict, XS_VERDICT_REWRITTEN);
+        assert_int_equal(run1.res.applied[0].nodes, XS_RULES_MAX_NODES);
+        assert_non_null(strstr(run1.res.error, "more than 1024 nodes"));
+        xs_rule_result_clear(&run1.res);
+        xs_rules_unref(r);
+    }
     free(stanza);
 
     /* Growth: a replacement that would add more than the budget. */
@@ -1536,6 +1990,10 @@ int main(void)
         cmocka_unit_test(test_rules_explain_before_after),
         cmocka_unit_test(test_rules_builtin_equivalent_to_features),
         cmocka_unit_test(test_rules_split_reads),
+        cmocka_unit_test(test_rules_copy_on_write),
+        cmocka_unit_test(test_rules_stanza_is_its_own_document),
+        cmocka_unit_test(test_rules_quick_evaluator_agrees),
+        cmocka_unit_test(test_rules_regex_prefilter),
         cmocka_unit_test(test_rules_hit_counters_and_refs),
         cmocka_unit_test(test_rules_limits_when_applying),
         cmocka_unit_test(test_rules_apply_refuses_misuse),
