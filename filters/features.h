@@ -37,7 +37,11 @@ typedef struct xs_features_result {
     int starttls_required; /* the original offered <starttls><required/></starttls> */
 } xs_features_result;
 
-/* Rewrites a <stream:features/> element given as its raw bytes, in the context of the stream
+/* The proxy applies these rewrites as built-in rules of the rule engine (xs_rules_builtin());
+ * this direct implementation stays as an independent reference that test_features and
+ * test_rules compare the engine's output with.
+ *
+ * Rewrites a <stream:features/> element given as its raw bytes, in the context of the stream
  * header's namespace declarations (`nsdecls`, as in the stream-open event). `which` selects the
  * rewrites. On success fills *out (free out->xml with free()) and returns 0; returns XS_ENOTWF if
  * the bytes do not parse, XS_ENOMEM when out of memory. Elements other than features are left
