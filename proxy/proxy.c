@@ -775,6 +775,10 @@ static void conn_free(conn *c)
         c->next->prev = c->prev;
     p->n_conns--;
     free(c);
+    /* The last session gone: what the sessions used goes back to the system, so that an idle
+     * proxy is as small as it started (glibc keeps freed pages otherwise). */
+    if (p->n_conns == 0)
+        malloc_trim(0);
     if (p->stopping && p->n_conns == 0)
         close_signals(p);
 }
