@@ -891,6 +891,17 @@ static int fast_stanza(xs_parser *p, uint64_t end, xs_event *ev)
     if (!xs_wf_element(bytes, len, p->hdr_ns, p->hdr_n_ns, pool_ptr(p, POOL_REF(p->hdr_default_ns)),
                        root))
         return 0;
+    if (p->opts & XS_PARSER_TREE) {
+        /* The tree, built as libxml2's SAX2 builder would, under the stream element. */
+        if (ctxt_rebuild(p) < 0)
+            return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
+        xmlNode *stream = p->ctxt->myDoc ? xmlDocGetRootElement(p->ctxt->myDoc) : NULL;
+        xmlNode *node = NULL;
+        if (stream == NULL || !xs_wf_build(bytes, len, stream, &node))
+            return 0; /* libxml2 decides (and reports a refused name or no memory) */
+        p->sax_node = node;
+        ev->node = node;
+    }
     p->st_strings.len = 0;
     p->st_n_attrs = 0;
     size_t name = st_intern(p, root->name.p, root->name.n, ST_PLAIN);
@@ -1490,7 +1501,7 @@ int xs_parser_new(const xs_parser_limits *limits, unsigned options, xs_parser_cb
         return XS_EINVAL;
     }
     p->opts = options;
-    p->fast = !(options & (XS_PARSER_TREE | XS_PARSER_LIBXML2_ONLY));
+    p->fast = !(options & XS_PARSER_LIBXML2_ONLY);
     p->cb = cb;
     p->user = user;
     p->line = 1;

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -532,4 +533,251 @@ int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
             return w.i == w.n;
     }
     return 0;
+}
+
+/* ---- building the tree of an accepted element ---------------------------------------------- */
+
+/* A scratch buffer for NUL-terminated names and decoded text. */
+typedef struct scratch {
+    char *p;
+    size_t cap;
+} scratch;
+
+static char *scratch_get(scratch *sc, size_t n)
+{
+    if (n + 1 > sc->cap) {
+        size_t cap = sc->cap ? sc->cap : 256;
+        while (cap < n + 1)
+            cap *= 2;
+        char *p = realloc(sc->p, cap);
+        if (p == NULL)
+            return NULL;
+        sc->p = p;
+        sc->cap = cap;
+    }
+    return sc->p;
+}
+
+/* The UTF-8 of code point c at o; returns its length. */
+static size_t put_utf8(char *o, uint32_t c)
+{
+    if (c < 0x80) {
+        o[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        o[0] = (char)(0xC0 | (c >> 6));
+        o[1] = (char)(0x80 | (c & 0x3F));
+        return 2;
+    }
+    if (c < 0x10000) {
+        o[0] = (char)(0xE0 | (c >> 12));
+        o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (c >> 18));
+    o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+/* Decodes text or an attribute value that xs_wf_element() accepted: references replaced, and
+ * for a value (`is_attr`) whitespace normalized as XML 1.0 section 3.3.3 says (line ends first
+ * become LF). NUL-terminated in the scratch buffer; NULL when out of memory. */
+static const char *decode(scratch *sc, const char *s, size_t n, bool is_attr, size_t *len)
+{
+    char *o = scratch_get(sc, n);
+    if (o == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '\r') {
+            /* Line ends: CR LF and a lone CR are LF (2.11). */
+            o[k++] = is_attr ? ' ' : '\n';
+            if (i + 1 < n && s[i + 1] == '\n')
+                i++;
+        } else if (is_attr && (c == '\t' || c == '\n')) {
+            o[k++] = ' ';
+        } else if (c != '&') {
+            o[k++] = c;
+        } else if (s[i + 1] == '#') {
+            bool hex = s[i + 2] == 'x';
+            uint32_t v = 0;
+            for (i += hex ? 3 : 2; s[i] != ';'; i++)
+                v = v * (hex ? 16u : 10u) +
+                    (uint32_t)(s[i] <= '9' ? s[i] - '0' : (s[i] | 0x20) - 'a' + 10);
+            k += put_utf8(o + k, v);
+        } else {
+            static const struct {
+                const char *ref;
+                char c;
+            } ents[] = {{"lt;", '<'}, {"gt;", '>'}, {"amp;", '&'}, {"quot;", '"'}, {"apos;", '\''}};
+            for (size_t e = 0; e < sizeof(ents) / sizeof(ents[0]); e++) {
+                size_t el = strlen(ents[e].ref);
+                if (n - i - 1 >= el && memcmp(s + i + 1, ents[e].ref, el) == 0) {
+                    o[k++] = ents[e].c;
+                    i += el;
+                    break;
+                }
+            }
+        }
+    }
+    o[k] = 0;
+    *len = k;
+    return o;
+}
+
+/* The namespace for prefix (NULL: the default namespace) in scope at node: its own
+ * declarations, its ancestors', up through the stream element (libxml2's lookup). */
+static xmlNs *find_ns(xmlNode *node, const char *prefix)
+{
+    return xmlSearchNs(node->doc, node, (const xmlChar *)prefix);
+}
+
+int xs_wf_build(const char *s, size_t n, xmlNode *parent, xmlNode **out)
+{
+    wf w;
+    w.s = (const unsigned char *)s;
+    w.n = n;
+    w.i = 0;
+    w.n_ns = 0;
+    w.depth = 0;
+    w.decls = NULL;
+    w.n_decls = 0;
+    w.default_ns = NULL;
+    scratch sc = {NULL, 0};
+    xmlDoc *doc = parent->doc;
+    xmlNode *cur = parent, *root = NULL;
+    int ok = 0;
+
+    *out = NULL;
+    while (w.i < w.n) {
+        if (w.s[w.i] != '<') {
+            size_t start = w.i, len;
+            while (w.i < w.n && w.s[w.i] != '<')
+                w.i++;
+            const char *t = decode(&sc, s + start, w.i - start, false, &len);
+            xmlNode *tn = t != NULL ? xmlNewDocTextLen(doc, (const xmlChar *)t, (int)len) : NULL;
+            if (tn == NULL)
+                goto out;
+            if (xmlAddChild(cur, tn) == NULL) {
+                xmlFreeNode(tn);
+                goto out;
+            }
+            continue;
+        }
+        w.i++;
+        if (w.s[w.i] == '/') {
+            while (w.s[w.i] != '>')
+                w.i++;
+            w.i++;
+            cur = cur->parent;
+            if (cur == parent)
+                break;
+            continue;
+        }
+        span q, prefix, local;
+        attr at[XS_WF_MAX_ATTRS];
+        size_t n_at = 0;
+        (void)qname(&w, &q, &prefix, &local);
+        char *name = scratch_get(&sc, local.n);
+        if (name == NULL)
+            goto out;
+        memcpy(name, local.p, local.n);
+        name[local.n] = 0;
+        xmlNode *el = xmlNewDocNode(doc, NULL, (const xmlChar *)name, NULL);
+        if (el == NULL)
+            goto out;
+        if (xmlAddChild(cur, el) == NULL) {
+            xmlFreeNode(el);
+            goto out;
+        }
+        if (root == NULL)
+            root = el;
+        /* Attributes; namespace declarations go on the element at once. */
+        for (;;) {
+            skip_space(&w);
+            if (w.s[w.i] == '>' || w.s[w.i] == '/')
+                break;
+            attr *a = &at[n_at++];
+            span v;
+            (void)qname(&w, &a->qname, &a->prefix, &a->local);
+            skip_space(&w);
+            w.i++; /* '=' */
+            skip_space(&w);
+            (void)att_value(&w, &v);
+            a->value = v;
+            bool decl_default = span_eq(a->qname, "xmlns", 5);
+            if (decl_default || span_eq(a->prefix, "xmlns", 5)) {
+                /* The URI is plain (no references), the prefix a name. */
+                char *buf = scratch_get(&sc, v.n + a->local.n + 1);
+                if (buf == NULL)
+                    goto out;
+                memcpy(buf, v.p, v.n);
+                buf[v.n] = 0;
+                char *pfx = NULL;
+                if (!decl_default) {
+                    pfx = buf + v.n + 1;
+                    memcpy(pfx, a->local.p, a->local.n);
+                    pfx[a->local.n] = 0;
+                }
+                if (xmlNewNs(el, (const xmlChar *)buf, (const xmlChar *)pfx) == NULL)
+                    goto out;
+                n_at--;
+            }
+        }
+        bool empty = w.s[w.i] == '/';
+        w.i += empty ? 2 : 1;
+        char *pfx = NULL;
+        if (prefix.n > 0) {
+            pfx = scratch_get(&sc, prefix.n);
+            if (pfx == NULL)
+                goto out;
+            memcpy(pfx, prefix.p, prefix.n);
+            pfx[prefix.n] = 0;
+        }
+        xmlNs *ns = find_ns(el, pfx);
+        if (pfx != NULL && ns == NULL)
+            goto out;
+        xmlSetNs(el, ns);
+        for (size_t k = 0; k < n_at; k++) {
+            attr *a = &at[k];
+            xmlNs *ans = NULL;
+            size_t len;
+            char names[2 * XS_WF_MAX_NAME + 2]; /* local part, NUL, prefix, NUL */
+            memcpy(names, a->local.p, a->local.n);
+            names[a->local.n] = 0;
+            if (a->prefix.n > 0) {
+                char *ap = names + a->local.n + 1;
+                memcpy(ap, a->prefix.p, a->prefix.n);
+                ap[a->prefix.n] = 0;
+                ans = find_ns(el, ap);
+            }
+            const char *v = decode(&sc, a->value.p, a->value.n, true, &len);
+            xmlAttr *prop = (v != NULL && (a->prefix.n == 0 || ans != NULL))
+                                ? xmlNewNsProp(el, ans, (const xmlChar *)names, (const xmlChar *)v)
+                                : NULL;
+            if (prop == NULL)
+                goto out;
+        }
+        if (!empty)
+            cur = el;
+        else if (cur == parent)
+            break;
+    }
+    ok = root != NULL;
+out:
+    free(sc.p);
+    if (!ok) {
+        if (root != NULL) {
+            xmlUnlinkNode(root);
+            xmlFreeNode(root);
+        }
+        return 0;
+    }
+    *out = root;
+    return 1;
 }

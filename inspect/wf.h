@@ -31,6 +31,8 @@
 
 #include <stddef.h>
 
+#include <libxml/tree.h>
+
 #include "inspect/parser.h"
 
 #define XS_WF_MAX_ATTRS 32 /* attributes (namespace declarations included) of one element */
@@ -59,5 +61,13 @@ typedef struct xs_wf_root {
  * Returns 1 when it is surely well-formed (and fills *root), 0 when not sure. */
 int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
                   const char *default_ns, xs_wf_root *root);
+
+/* Builds the libxml2 tree of an element that xs_wf_element() accepted, as the last child of
+ * `parent` (the stream element of the parser's document), the way libxml2's SAX2 tree builder
+ * would: the same nodes, names from the document's dictionary, namespace declarations on their
+ * elements, namespaces resolved through the ancestors, references replaced, attribute values
+ * normalized, one text node per run of text. Returns 1 and sets *out, or 0 when out of memory
+ * (or a name the dictionary refuses): nothing is left attached then. */
+int xs_wf_build(const char *s, size_t n, xmlNode *parent, xmlNode **out);
 
 #endif

@@ -5,10 +5,11 @@
  * by a reset, as the proxy does at STARTTLS and SASL success. After an error the parser is reset
  * and fed the rest. Nothing may crash, leak, or report a span outside the input.
  *
- * Then a differential run: the same stream through a parser on the fast path (no trees: the
- * check of inspect/wf.c first) and one giving every stanza to libxml2 (XS_PARSER_LIBXML2_ONLY)
- * must give the same events: kinds, spans, names, namespaces, and the same error at the same
- * position. A stanza the fast check accepts and libxml2 refuses traps. */
+ * Then a differential run, with or without trees: the same stream through a parser on the
+ * fast path (the check and tree builder of inspect/wf.c first) and one giving every stanza to
+ * libxml2 (XS_PARSER_LIBXML2_ONLY) must give the same events: kinds, spans, names, namespaces,
+ * attributes, serialized trees, and the same error at the same position. A stanza the fast
+ * check accepts and libxml2 refuses, or a tree built differently, traps. */
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -84,6 +85,17 @@ static int on_diff_event(void *user, const xs_event *ev)
              ev->name ? ev->name : "-", ev->prefix ? ev->prefix : "-", ev->ns ? ev->ns : "-");
     if (ev->kind == XS_EV_ERROR)
         dlog_add(d, " %d %d %u:%u", ev->error, (int)ev->error_kind, ev->line, ev->column);
+    if (ev->kind == XS_EV_STANZA && ev->node != NULL) {
+        /* The tree, as serialized: wf.c's builder and libxml2's SAX2 must agree. */
+        xmlDoc *copy = xs_stanza_copy(ev->node);
+        xmlChar *out = NULL;
+        int n = 0;
+        if (copy != NULL)
+            xmlDocDumpMemory(copy, &out, &n);
+        dlog_add(d, " tree=%.*s", n, out ? (const char *)out : "");
+        xmlFree(out);
+        xmlFreeDoc(copy);
+    }
     if (ev->kind == XS_EV_STANZA)
         for (size_t i = 0; i < ev->n_attrs; i++)
             dlog_add(d, " %s|%s|%s=%s", ev->attrs[i].prefix ? ev->attrs[i].prefix : "-",
@@ -97,12 +109,12 @@ static void differential(const uint8_t *data, size_t size, uint32_t seed)
 {
     static dlog a, b;
     xs_parser *pa = NULL, *pb = NULL;
+    unsigned opts = XS_PARSER_RAW | XS_PARSER_AUTO_RESTART | ((seed & 1) ? XS_PARSER_TREE : 0);
     a.len = b.len = 0;
     a.truncated = b.truncated = 0;
-    if (xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_AUTO_RESTART, on_diff_event, &a, &pa) != 0)
+    if (xs_parser_new(NULL, opts, on_diff_event, &a, &pa) != 0)
         return;
-    if (xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_AUTO_RESTART | XS_PARSER_LIBXML2_ONLY,
-                      on_diff_event, &b, &pb) != 0) {
+    if (xs_parser_new(NULL, opts | XS_PARSER_LIBXML2_ONLY, on_diff_event, &b, &pb) != 0) {
         xs_parser_free(pa);
         return;
     }
