@@ -300,42 +300,6 @@ static const char *pool_ptr(const xs_parser *p, const char *ref)
     return off ? p->hdr_strings.data + off - 1 : NULL;
 }
 
-/* Decodes the reference r[0, n) ("&...;"): one of the five predefined entities or a character
- * reference of at most 8 digits. */
-static bool decode_ref(const char *r, size_t n, uint32_t *c)
-{
-    static const struct {
-        const char *ref;
-        char c;
-    } ents[] = {{"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}, {"&quot;", '"'}, {"&apos;", '\''}};
-    for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]); i++) {
-        if (n == strlen(ents[i].ref) && memcmp(r, ents[i].ref, n) == 0) {
-            *c = (uint32_t)ents[i].c;
-            return true;
-        }
-    }
-    if (n < 4 || r[1] != '#')
-        return false;
-    bool hex = r[2] == 'x';
-    size_t from = hex ? 3 : 2;
-    if (n - 1 - from == 0 || n - 1 - from > 8)
-        return false;
-    uint32_t v = 0;
-    for (size_t i = from; i < n - 1; i++) {
-        char d = r[i];
-        if (d >= '0' && d <= '9')
-            v = v * (hex ? 16u : 10u) + (uint32_t)(d - '0');
-        else if (hex && (d | 0x20) >= 'a' && (d | 0x20) <= 'f')
-            v = v * 16u + (uint32_t)((d | 0x20) - 'a' + 10);
-        else
-            return false;
-    }
-    if (v == 0 || v > 0x10FFFF)
-        return false;
-    *c = v;
-    return true;
-}
-
 /* What st_intern() does to the bytes it copies. */
 typedef enum st_kind {
     ST_PLAIN,     /* nothing */
@@ -344,9 +308,9 @@ typedef enum st_kind {
     ST_LX_VALUE,  /* an attribute value from libxml2: its &#38; (a '&') replaced */
 } st_kind;
 
-/* Copies n bytes (NULL: absent) into the stanza's string pool, transformed as `unescape` says.
+/* Copies n bytes (NULL: absent) into the stanza's string pool, transformed as `kind` says.
  * Returns the offset + 1, or 0 when absent or out of memory (then sax_oom is set). */
-static size_t st_intern(xs_parser *p, const char *s, size_t n, st_kind unescape)
+static size_t st_intern(xs_parser *p, const char *s, size_t n, st_kind kind)
 {
     if (s == NULL)
         return 0;
@@ -356,48 +320,14 @@ static size_t st_intern(xs_parser *p, const char *s, size_t n, st_kind unescape)
         return 0;
     }
     char *o = p->st_strings.data + at;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (unescape == ST_RAW_VALUE && (s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) {
-            /* Attribute-value normalization (XML 1.0 section 3.3.3), after line ends became
-             * LF (2.11): each whitespace character is one space. */
-            o[k++] = ' ';
-            if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
-                i++;
-            continue;
-        }
-        if (unescape == ST_PLAIN || s[i] != '&') {
-            o[k++] = s[i];
-            continue;
-        }
-        /* One of &lt; &gt; &amp; &quot; &apos; &#N; &#xH; (wf.c checked them; libxml2 writes
-         * a '&' of the value as &#38;): never longer than the reference itself. Anything else
-         * is copied as it is. */
-        const char *e = memchr(s + i, ';', n - i);
-        uint32_t c = 0;
-        if (e == NULL || !decode_ref(s + i, (size_t)(e - (s + i)) + 1, &c)) {
-            o[k++] = s[i];
-            continue;
-        }
-        size_t rl = (size_t)(e - (s + i)) + 1;
-        if (c < 0x80) {
-            o[k++] = (char)c;
-        } else if (c < 0x800) {
-            o[k++] = (char)(0xC0 | (c >> 6));
-            o[k++] = (char)(0x80 | (c & 0x3F));
-        } else if (c < 0x10000) {
-            o[k++] = (char)(0xE0 | (c >> 12));
-            o[k++] = (char)(0x80 | ((c >> 6) & 0x3F));
-            o[k++] = (char)(0x80 | (c & 0x3F));
-        } else {
-            o[k++] = (char)(0xF0 | (c >> 18));
-            o[k++] = (char)(0x80 | ((c >> 12) & 0x3F));
-            o[k++] = (char)(0x80 | ((c >> 6) & 0x3F));
-            o[k++] = (char)(0x80 | (c & 0x3F));
-        }
-        i += rl - 1;
+    size_t k;
+    if (kind == ST_PLAIN) {
+        memcpy(o, s, n);
+        o[n] = 0;
+        k = n;
+    } else {
+        k = xs_wf_decode(o, s, n, kind == ST_RAW_VALUE ? XS_WF_VALUE : XS_WF_REFS);
     }
-    o[k] = 0;
     p->st_strings.len = at + k + 1;
     return at + 1;
 }

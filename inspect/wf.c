@@ -583,50 +583,76 @@ static size_t put_utf8(char *o, uint32_t c)
     return 4;
 }
 
-/* Decodes text or an attribute value that xs_wf_element() accepted: references replaced, and
- * for a value (`is_attr`) whitespace normalized as XML 1.0 section 3.3.3 says (line ends first
- * become LF). NUL-terminated in the scratch buffer; NULL when out of memory. */
-static const char *decode(scratch *sc, const char *s, size_t n, bool is_attr, size_t *len)
+/* The length of the reference at r[0, n) ("&...;": one of the five predefined entities or a
+ * character reference of at most 8 digits to a code point up to U+10FFFF) and its code point,
+ * or 0 when r does not start with one. */
+static size_t ref_value(const char *r, size_t n, uint32_t *c)
+{
+    static const struct {
+        const char *ref;
+        char c;
+    } ents[] = {{"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    for (size_t e = 0; e < sizeof(ents) / sizeof(ents[0]); e++) {
+        size_t len = strlen(ents[e].ref);
+        if (n >= len && memcmp(r, ents[e].ref, len) == 0) {
+            *c = (uint32_t)ents[e].c;
+            return len;
+        }
+    }
+    if (n < 4 || r[1] != '#')
+        return 0;
+    bool hex = r[2] == 'x';
+    size_t k = hex ? 3 : 2, digits = 0;
+    uint32_t v = 0;
+    for (; k < n && r[k] != ';'; k++, digits++) {
+        char d = r[k];
+        if (digits == 8)
+            return 0;
+        if (d >= '0' && d <= '9')
+            v = v * (hex ? 16u : 10u) + (uint32_t)(d - '0');
+        else if (hex && (d | 0x20) >= 'a' && (d | 0x20) <= 'f')
+            v = v * 16u + (uint32_t)((d | 0x20) - 'a' + 10);
+        else
+            return 0;
+    }
+    if (k == n || digits == 0 || v == 0 || v > 0x10FFFF)
+        return 0;
+    *c = v;
+    return k + 1;
+}
+
+size_t xs_wf_decode(char *out, const char *s, size_t n, xs_wf_decode_mode mode)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        uint32_t v;
+        size_t rl;
+        if (c == '\r' && mode != XS_WF_REFS) {
+            /* Line ends: CR LF and a lone CR are LF (XML 1.0 section 2.11). */
+            out[k++] = mode == XS_WF_VALUE ? ' ' : '\n';
+            if (i + 1 < n && s[i + 1] == '\n')
+                i++;
+        } else if (mode == XS_WF_VALUE && (c == '\t' || c == '\n')) {
+            out[k++] = ' '; /* attribute-value normalization, section 3.3.3 */
+        } else if (c == '&' && (rl = ref_value(s + i, n - i, &v)) > 0) {
+            k += put_utf8(out + k, v); /* never longer than the reference */
+            i += rl - 1;
+        } else {
+            out[k++] = c;
+        }
+    }
+    out[k] = 0;
+    return k;
+}
+
+/* xs_wf_decode() into the scratch buffer; NULL when out of memory. */
+static const char *decode(scratch *sc, const char *s, size_t n, xs_wf_decode_mode mode, size_t *len)
 {
     char *o = scratch_get(sc, n);
     if (o == NULL)
         return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '\r') {
-            /* Line ends: CR LF and a lone CR are LF (2.11). */
-            o[k++] = is_attr ? ' ' : '\n';
-            if (i + 1 < n && s[i + 1] == '\n')
-                i++;
-        } else if (is_attr && (c == '\t' || c == '\n')) {
-            o[k++] = ' ';
-        } else if (c != '&') {
-            o[k++] = c;
-        } else if (s[i + 1] == '#') {
-            bool hex = s[i + 2] == 'x';
-            uint32_t v = 0;
-            for (i += hex ? 3 : 2; s[i] != ';'; i++)
-                v = v * (hex ? 16u : 10u) +
-                    (uint32_t)(s[i] <= '9' ? s[i] - '0' : (s[i] | 0x20) - 'a' + 10);
-            k += put_utf8(o + k, v);
-        } else {
-            static const struct {
-                const char *ref;
-                char c;
-            } ents[] = {{"lt;", '<'}, {"gt;", '>'}, {"amp;", '&'}, {"quot;", '"'}, {"apos;", '\''}};
-            for (size_t e = 0; e < sizeof(ents) / sizeof(ents[0]); e++) {
-                size_t el = strlen(ents[e].ref);
-                if (n - i - 1 >= el && memcmp(s + i + 1, ents[e].ref, el) == 0) {
-                    o[k++] = ents[e].c;
-                    i += el;
-                    break;
-                }
-            }
-        }
-    }
-    o[k] = 0;
-    *len = k;
+    *len = xs_wf_decode(o, s, n, mode);
     return o;
 }
 
@@ -659,7 +685,7 @@ int xs_wf_build(const char *s, size_t n, xmlNode *parent, xmlNode **out)
             size_t start = w.i, len;
             while (w.i < w.n && w.s[w.i] != '<')
                 w.i++;
-            const char *t = decode(&sc, s + start, w.i - start, false, &len);
+            const char *t = decode(&sc, s + start, w.i - start, XS_WF_TEXT, &len);
             xmlNode *tn = t != NULL ? xmlNewDocTextLen(doc, (const xmlChar *)t, (int)len) : NULL;
             if (tn == NULL)
                 goto out;
@@ -756,7 +782,7 @@ int xs_wf_build(const char *s, size_t n, xmlNode *parent, xmlNode **out)
                 ap[a->prefix.n] = 0;
                 ans = find_ns(el, ap);
             }
-            const char *v = decode(&sc, a->value.p, a->value.n, true, &len);
+            const char *v = decode(&sc, a->value.p, a->value.n, XS_WF_VALUE, &len);
             xmlAttr *prop = (v != NULL && (a->prefix.n == 0 || ans != NULL))
                                 ? xmlNewNsProp(el, ans, (const xmlChar *)names, (const xmlChar *)v)
                                 : NULL;

@@ -62,6 +62,18 @@ typedef struct xs_wf_root {
 int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
                   const char *default_ns, xs_wf_root *root);
 
+/* How xs_wf_decode() treats what it copies. */
+typedef enum xs_wf_decode_mode {
+    XS_WF_TEXT,  /* character data as written: line ends become LF, references replaced */
+    XS_WF_VALUE, /* an attribute value as written: also each whitespace character a space */
+    XS_WF_REFS,  /* only references replaced (libxml2's attribute values, where a '&' of the
+                  * value is written &#38;) */
+} xs_wf_decode_mode;
+
+/* Copies s[0, n) to out (room for n + 1 bytes: the result is never longer), decoded as `mode`
+ * says, NUL-terminated; returns its length. A '&' that starts no valid reference is copied. */
+size_t xs_wf_decode(char *out, const char *s, size_t n, xs_wf_decode_mode mode);
+
 /* Builds the libxml2 tree of an element that xs_wf_element() accepted, as the last child of
  * `parent` (the stream element of the parser's document), the way libxml2's SAX2 tree builder
  * would: the same nodes, names from the document's dictionary, namespace declarations on their
