@@ -313,24 +313,38 @@ static int plain_attr(const xmlNode *n, const char *name, obuf *t)
 
 static const char *const key_attrs[] = {"from", "to", "id", "type"};
 
-/* Looks up one of key_attrs on the event: from the stanza's tree or the stream header. */
+/* The value of an attribute without a namespace (unprefixed: attributes do not take the default
+ * namespace) from the event's list, appended to t. Returns 0 when absent. */
+static int plain_event_attr(const xs_event *ev, const char *name, obuf *t)
+{
+    for (size_t i = 0; i < ev->n_attrs; i++) {
+        const xs_attr *a = &ev->attrs[i];
+        if (a->prefix == NULL && a->name != NULL && strcmp(a->name, name) == 0) {
+            out_str(t, a->value != NULL ? a->value : "");
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Looks up one of key_attrs on the event: for a stanza from its tree when it has one, else from
+ * the attributes the parser gives with every stanza event (the same values: libxml2 keeps an
+ * entity reference in an attribute's tree only for an entity it does not know, which the parser
+ * refuses); for the stream header from its attributes. */
 static int key_attr(const xs_event *ev, const xs_redaction *red, const char *name, obuf *t)
 {
-    const xmlNode *n;
-
     t->len = 0;
-    if (ev->kind == XS_EV_STREAM_OPEN) {
-        for (size_t i = 0; ev->attrs != NULL && i < ev->n_attrs; i++) {
-            const xs_attr *a = &ev->attrs[i];
-            if (a->prefix == NULL && a->name != NULL && strcmp(a->name, name) == 0) {
-                out_str(t, a->value != NULL ? a->value : "");
-                return 1;
-            }
-        }
+    if (ev->kind == XS_EV_STREAM_OPEN)
+        return ev->attrs != NULL && plain_event_attr(ev, name, t);
+    if (ev->kind != XS_EV_STANZA)
         return 0;
-    }
-    n = event_node(ev, red);
-    return ev->kind == XS_EV_STANZA && n != NULL && plain_attr(n, name, t);
+    if (ev->node != NULL)
+        return plain_attr(ev->node, name, t);
+    if (ev->attrs != NULL)
+        return plain_event_attr(ev, name, t);
+    /* An event made without the parser's attributes: the masked copy, when there is one, has
+     * the stanza's own. */
+    return red->node != NULL && plain_attr(red->node, name, t);
 }
 
 /* The XML text of an event: the masked copy, the raw span, or, without either, the tree
@@ -1324,7 +1338,7 @@ int xs_printer_flush(xs_printer *p)
 
 int xs_printer_needs_tree(const xs_printer *p)
 {
-    return p != NULL;
+    return p != NULL && p->o.format == XS_FORMAT_PRETTY;
 }
 
 void xs_printer_free(xs_printer *p)

@@ -41,8 +41,8 @@
  *   "name"       the element's local name ("message", "stream", "auth")
  *   "prefix"     the element's prefix ("stream"), when it has one
  *   "ns"         the element's namespace URI, when it has one
- *   "from", "to", "id", "type"   the element's attributes of these names, when present
- *                (on a stanza they need the parser's XS_PARSER_TREE)
+ *   "from", "to", "id", "type"   the element's attributes of these names in no namespace
+ *                (unprefixed), when present; the same with or without the parser's trees
  *   "raw"        the exact bytes of the span (needs XS_PARSER_RAW), as a string: invalid UTF-8
  *                sequences and NUL bytes are replaced by U+FFFD. When secrets were masked, the
  *                masked XML of the stanza instead, and:
@@ -160,12 +160,18 @@ int xs_printer_note(xs_printer *printer, const xs_print_meta *meta, const char *
  * event. */
 int xs_printer_flush(xs_printer *printer);
 
-/* Frees the printer; a buffered printer first writes what it holds, ignoring errors (call
- * xs_printer_flush() before to see them). The FILE stays open. NULL is allowed. */
-/* Whether the printer needs the stanza's tree (XS_PARSER_TREE) for its output; without one it
- * prints what the event carries (name, attributes, raw bytes). */
+/* Whether the printer needs the stanzas' trees (XS_PARSER_TREE) for its output: 1 for pretty,
+ * which indents the XML from the tree (without one it shows the raw text as it came); 0 for
+ * json, compact and none, and for a NULL printer. json prints a stanza event without a tree
+ * byte for byte as with it: its name, namespace and from/to/id/type come from the event
+ * (xs_event.attrs), and redaction parses the raw bytes of the few stanzas that may carry a
+ * secret (see redact.h). So does compact, as long as the parser keeps the raw bytes
+ * (XS_PARSER_RAW); without them and without a tree it shows no XML. Trees are costly to build,
+ * so the proxy asks the parser for them only when a printer or a rule needs them. */
 int xs_printer_needs_tree(const xs_printer *printer);
 
+/* Frees the printer; a buffered printer first writes what it holds, ignoring errors (call
+ * xs_printer_flush() before to see them). The FILE stays open. NULL is allowed. */
 void xs_printer_free(xs_printer *printer);
 
 #endif

@@ -4,6 +4,12 @@
  * document of our own, under a wrapper element declaring the namespaces the stanza inherited, and
  * the secrets are masked in that copy. The annotation is built in a fixed buffer, so a hostile
  * payload can make it long only up to XS_REDACT_NOTE_MAX.
+ *
+ * A stanza without a tree (the parser builds none unless asked) is looked at from its names and
+ * bytes first (may_be_candidate), which rules out nearly every stanza of a session at the cost
+ * of a few comparisons; the rest are parsed from their raw bytes, under a wrapper declaring what
+ * the event tells of the namespaces in scope, and masked as with a tree. The tests compare the
+ * two ways stanza by stanza (tests/unit/test_redact.c, test_print.c).
  */
 #include "inspect/redact.h"
 
@@ -25,10 +31,14 @@
 #define NS_XDATA "jabber:x:data"
 #define NS_FAST "urn:xmpp:fast:0"
 
-/* The wrapper a stanza without a tree is parsed in. The stream's own default namespace is not
- * known from a stanza event; jabber:client stands in for it (only names matter here). */
-#define RAW_OPEN "<w xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+/* The wrapper a stanza without a tree is parsed in: "<w" and the namespace declarations the
+ * event tells of (see wrapper_decls), ">", the stanza, "</w>". */
+#define RAW_OPEN "<w"
 #define RAW_CLOSE "</w>"
+/* Prefixes of the stanza's attributes declared on the wrapper at most; the others must be
+ * declared by the stanza itself, else it cannot be parsed and is masked whole. A bound, so that a
+ * stanza with thousands of prefixed attributes costs no more than one with a few. */
+#define RAW_MAX_ATTR_PREFIXES 8
 
 /* Most attributes a SCRAM message may have before we call it something else. */
 #define SCRAM_MAX_ATTRS 16
@@ -869,12 +879,122 @@ static int candidate(const xmlNode *st)
     return 0;
 }
 
+/* Whether the n bytes at s start with the string w. */
+static int starts(const char *s, size_t n, const char *w)
+{
+    size_t k = strlen(w);
+
+    return n >= k && memcmp(s, w, k) == 0;
+}
+
+/* Whether the n bytes at s hold the string w, whose first character is rare in XML ('q'):
+ * memchr() to each of those, cheaper here than memmem(), which prepares its search first. */
+static int contains(const char *s, size_t n, const char *w)
+{
+    const char *end = s + n;
+
+    for (const char *c = memchr(s, w[0], n); c != NULL;
+         c = memchr(c + 1, w[0], (size_t)(end - c - 1)))
+        if (starts(c, (size_t)(end - c), w))
+            return 1;
+    return 0;
+}
+
+/* Whether the bytes of an iq may hold a query in the XEP-0077 or XEP-0078 namespace whose name
+ * does not depend on the stream (see may_be_candidate): the name "query", and "&" (a reference
+ * may spell a namespace), a prefixed ":query" (the prefix may be the stream's), or one of the two
+ * namespaces written out. One pass over the colons, which are few outside namespace names, finds
+ * the last two. */
+static int iq_may_hold_query(const char *raw, size_t len)
+{
+    static const char *const nss[] = {NS_REGISTER, NS_IQ_AUTH};
+    const char *end = raw + len;
+
+    if (!contains(raw, len, "query"))
+        return 0;
+    if (memchr(raw, '&', len) != NULL)
+        return 1;
+    for (const char *c = memchr(raw, ':', len); c != NULL;
+         c = memchr(c + 1, ':', (size_t)(end - c - 1))) {
+        if (starts(c + 1, (size_t)(end - c - 1), "query"))
+            return 1;
+        for (size_t i = 0; i < sizeof(nss) / sizeof(nss[0]); i++) {
+            /* The namespace written out, found from its first colon. */
+            size_t k = (size_t)(strchr(nss[i], ':') - nss[i]);
+            if ((size_t)(c - raw) >= k && starts(c - k, (size_t)(end - (c - k)), nss[i]))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* For a stanza that came without a tree: whether candidate() might accept it, told from the
+ * event's names and a search of its bytes, so that ordinary stanzas are not parsed. It must
+ * never say no where candidate() would say yes on the stanza's tree, so it errs towards yes.
+ *
+ * The root's name and namespace are the event's. An iq is a candidate only with a child named
+ * "query" in one of the two namespaces, and the name is written as it is in the bytes. So is the
+ * namespace, unless it is spelled with references ('&'), or comes from outside the stanza: from
+ * a prefix the stream element declares (a prefixed query), or from the default namespace in
+ * scope at the iq (its own when it is unprefixed, which the event tells; unknown when it is
+ * prefixed). */
+static int may_be_candidate(const xs_event *ev)
+{
+    if (ev->name == NULL)
+        return 1;
+    if (ev->ns != NULL && (strcmp(ev->ns, NS_SASL) == 0 || strcmp(ev->ns, NS_SASL2) == 0))
+        return 1;
+    if (strcmp(ev->name, "iq") != 0)
+        return 0;
+    if (ev->prefix != NULL ||
+        (ev->ns != NULL && (strcmp(ev->ns, NS_REGISTER) == 0 || strcmp(ev->ns, NS_IQ_AUTH) == 0)))
+        return contains(ev->raw, ev->len, "query");
+    return iq_may_hold_query(ev->raw, ev->len);
+}
+
 static int declared_on(const xmlNode *n, const xmlChar *prefix)
 {
     for (const xmlNs *ns = n->nsDef; ns != NULL; ns = ns->next)
         if (xmlStrEqual(ns->prefix, prefix))
             return 1;
     return 0;
+}
+
+/* Binds *ns, a name's namespace in the copy, to the declaration in scope at el with the prefix
+ * of `orig`, the original's, when that one declares the same namespace. */
+static void same_prefix(xmlNode *el, xmlNs **ns, const xmlNs *orig)
+{
+    xmlNs *want;
+
+    if (*ns == NULL || xmlStrEqual((*ns)->prefix, orig->prefix))
+        return;
+    want = xmlSearchNs(el->doc, el, orig->prefix);
+    if (want != NULL && xmlStrEqual(want->href, orig->href))
+        *ns = want;
+}
+
+/* xmlDOMWrapCloneNode() binds each name of the copy to some declaration of its namespace in
+ * scope, which need not have the original's prefix when the stream element declares one
+ * namespace twice (as the default namespace and with a prefix). Puts the original's prefixes
+ * back, so that the masked copy reads as the stanza did, and as the same stanza parsed from its
+ * raw bytes (parse_raw). The two trees have the same shape. */
+static void keep_prefixes(xmlNode *orig, xmlNode *copy)
+{
+    xmlNode *o = orig, *c = copy;
+
+    while (o != NULL && c != NULL) {
+        if (o->type == XML_ELEMENT_NODE && c->type == XML_ELEMENT_NODE) {
+            xmlAttr *oa = o->properties, *ca = c->properties;
+
+            if (o->ns != NULL)
+                same_prefix(c, &c->ns, o->ns);
+            for (; oa != NULL && ca != NULL; oa = oa->next, ca = ca->next)
+                if (oa->ns != NULL)
+                    same_prefix(c, &ca->ns, oa->ns);
+        }
+        o = walk_next(orig, o);
+        c = walk_next(copy, c);
+    }
 }
 
 /* Copies `node` into a new document under a wrapper element that declares what the stanza
@@ -913,6 +1033,7 @@ static int copy_stanza(const xmlNode *node, xmlDoc **doc_out, xmlNode **copy_out
         xmlFreeNode(copy);
         goto out;
     }
+    keep_prefixes((xmlNode *)node, copy);
     *doc_out = doc;
     *copy_out = copy;
     doc = NULL;
@@ -922,33 +1043,142 @@ out:
     return rc;
 }
 
-/* Parses the raw bytes of a stanza that came without a tree. Returns XS_EPARSE when they are not
- * one well-formed, namespace-well-formed element. */
-static int parse_raw(const char *raw, size_t len, xmlDoc **doc_out, xmlNode **st_out)
+/* Copies n bytes to out + *at when out is not NULL, and counts them. */
+static void put_bytes(char *out, size_t *at, const char *s, size_t n)
 {
-    size_t lo = sizeof(RAW_OPEN) - 1, lc = sizeof(RAW_CLOSE) - 1;
+    if (out != NULL)
+        memcpy(out + *at, s, n);
+    *at += n;
+}
+
+/* Appends ` xmlns[:prefix]='uri'` at out + *at (or only counts it when out is NULL): the URI
+ * escaped so that it reads back the same, whitespace too, which attribute-value normalization
+ * would otherwise turn into spaces. */
+static void put_decl(char *out, size_t *at, const char *prefix, const char *uri)
+{
+    put_bytes(out, at, " xmlns", 6);
+    if (prefix != NULL) {
+        put_bytes(out, at, ":", 1);
+        put_bytes(out, at, prefix, strlen(prefix));
+    }
+    put_bytes(out, at, "='", 2);
+    for (const char *u = uri; *u != '\0'; u++) {
+        const char *e = *u == '&'    ? "&amp;"
+                        : *u == '<'  ? "&lt;"
+                        : *u == '\'' ? "&apos;"
+                        : *u == '\t' ? "&#9;"
+                        : *u == '\n' ? "&#10;"
+                        : *u == '\r' ? "&#13;"
+                                     : NULL;
+        if (e != NULL)
+            put_bytes(out, at, e, strlen(e));
+        else
+            put_bytes(out, at, u, 1);
+    }
+    put_bytes(out, at, "'", 1);
+}
+
+static int declared_prefix(const char *prefix, const char *const *seen, size_t n_seen)
+{
+    for (size_t i = 0; i < n_seen; i++)
+        if (strcmp(seen[i], prefix) == 0)
+            return 1;
+    return 0;
+}
+
+/* Writes (out not NULL) or measures the namespace declarations of the wrapper a stanza without a
+ * tree is parsed in: what the event says the stanza inherited, nothing more. That is the binding
+ * of the root's prefix, or for an unprefixed root the default namespace (the root's own), and
+ * the bindings of the root's attribute prefixes. Anything else the stanza takes from the stream
+ * element is left undeclared: an undeclared prefix makes the parse fail, and reliance on the
+ * stream's default namespace is found by relies_on_stream_default(). The xml prefix needs no
+ * declaration. Returns the length, or 0 with *unknown set when the event names a prefix without
+ * its namespace. */
+static size_t wrapper_decls(const xs_event *ev, char *out, int *unknown)
+{
+    const char *seen[RAW_MAX_ATTR_PREFIXES + 1];
+    size_t n = 0, n_seen = 0, n_attr_decls = 0;
+
+    *unknown = 0;
+    if (ev->prefix == NULL) {
+        if (ev->ns != NULL)
+            put_decl(out, &n, NULL, ev->ns);
+    } else if (strcmp(ev->prefix, "xml") != 0) {
+        if (ev->ns == NULL) {
+            *unknown = 1;
+            return 0;
+        }
+        put_decl(out, &n, ev->prefix, ev->ns);
+        seen[n_seen++] = ev->prefix;
+    }
+    for (size_t i = 0; ev->attrs != NULL && i < ev->n_attrs; i++) {
+        const xs_attr *a = &ev->attrs[i];
+
+        if (n_attr_decls == RAW_MAX_ATTR_PREFIXES)
+            break;
+        if (a->prefix == NULL || a->uri == NULL || strcmp(a->prefix, "xml") == 0 ||
+            declared_prefix(a->prefix, seen, n_seen))
+            continue;
+        put_decl(out, &n, a->prefix, a->uri);
+        seen[n_seen++] = a->prefix;
+        n_attr_decls++;
+    }
+    return n;
+}
+
+/* Whether an element of the stanza is in the stream's default namespace, which the event does not
+ * tell: in no namespace, with no default namespace declared on it or above it in the stanza.
+ * Only for a prefixed root; an unprefixed root's default namespace is declared on the wrapper. */
+static int relies_on_stream_default(xmlNode *st)
+{
+    for (xmlNode *e = st; e != NULL; e = walk_next(st, e)) {
+        const xmlNode *a;
+
+        if (e->type != XML_ELEMENT_NODE || e->ns != NULL)
+            continue;
+        for (a = e; a != st->parent; a = a->parent)
+            if (declared_on(a, NULL))
+                break;
+        if (a == st->parent)
+            return 1;
+    }
+    return 0;
+}
+
+/* Parses the raw bytes of a stanza that came without a tree, in a wrapper declaring the
+ * namespaces the event tells of, so that its names resolve as in the stream. Returns XS_EPARSE
+ * when they are not one well-formed, namespace-well-formed element in that wrapper, or when the
+ * names of its elements depend on the stream's default namespace, which the event does not tell:
+ * then the names could not be known, and the caller masks the stanza whole. */
+static int parse_raw(const xs_event *ev, xmlDoc **doc_out, xmlNode **st_out)
+{
+    size_t lo = sizeof(RAW_OPEN) - 1, lc = sizeof(RAW_CLOSE) - 1, ld, len = ev->len, total;
     xmlParserCtxt *ctxt = NULL;
     xmlDoc *doc = NULL;
     xmlNode *st = NULL;
     char *buf = NULL;
-    int rc = XS_EPARSE;
+    int rc = XS_EPARSE, unknown;
 
     *doc_out = NULL;
     *st_out = NULL;
-    if (len > (size_t)INT_MAX - lo - lc)
+    ld = wrapper_decls(ev, NULL, &unknown);
+    if (unknown || len > (size_t)INT_MAX - lo - ld - 1 - lc)
         return XS_EPARSE;
-    buf = malloc(lo + len + lc);
+    total = lo + ld + 1 + len + lc;
+    buf = malloc(total);
     ctxt = xmlNewParserCtxt();
     if (buf == NULL || ctxt == NULL) {
         rc = XS_ENOMEM;
         goto out;
     }
     memcpy(buf, RAW_OPEN, lo);
-    memcpy(buf + lo, raw, len);
-    memcpy(buf + lo + len, RAW_CLOSE, lc);
+    (void)wrapper_decls(ev, buf + lo, &unknown);
+    buf[lo + ld] = '>';
+    memcpy(buf + lo + ld + 1, ev->raw, len);
+    memcpy(buf + lo + ld + 1 + len, RAW_CLOSE, lc);
     /* No network, no DTD loading, no entity substitution: the default options are safe with
      * these two off. */
-    doc = xmlCtxtReadMemory(ctxt, buf, (int)(lo + len + lc), NULL, "UTF-8",
+    doc = xmlCtxtReadMemory(ctxt, buf, (int)total, NULL, "UTF-8",
                             XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
     if (doc == NULL || !ctxt->wellFormed || !ctxt->nsWellFormed) {
         if (ctxt->errNo == XML_ERR_NO_MEMORY)
@@ -964,8 +1194,12 @@ static int parse_raw(const char *raw, size_t len, xmlDoc **doc_out, xmlNode **st
             goto out;
         }
     }
-    if (st == NULL)
+    if (st == NULL || (ev->prefix != NULL && relies_on_stream_default(st)))
         goto out;
+    /* Serialized like the copy of a tree (copy_stanza), in a document without an encoding:
+     * non-ASCII characters of attribute values then come out as character references. */
+    xmlFree((xmlChar *)doc->encoding);
+    doc->encoding = NULL;
     *doc_out = doc;
     *st_out = st;
     doc = NULL;
@@ -1027,7 +1261,10 @@ int xs_redact_event(const xs_event *ev, int show_secrets, xs_redaction *out)
             return 0;
         rc = copy_stanza(ev->node, &doc, &st);
     } else if (ev->raw != NULL && ev->len > 0) {
-        rc = parse_raw(ev->raw, ev->len, &doc, &st);
+        if (!may_be_candidate(ev))
+            return 0;
+        out->parsed = 1;
+        rc = parse_raw(ev, &doc, &st);
     } else {
         return 0;
     }
@@ -1041,7 +1278,7 @@ int xs_redact_event(const xs_event *ev, int show_secrets, xs_redaction *out)
     if (rc == XS_EPARSE) {
         /* Without a tree we cannot tell where a secret would be: hide it all. */
         rc = 0;
-        note_str(&c->note, "stanza could not be parsed to look for secrets");
+        note_str(&c->note, "stanza could not be parsed on its own to look for secrets");
         if (!show_secrets) {
             note_str(&c->note, "; masked whole");
             out->xml = strdup(XS_REDACT_MASK);

@@ -53,6 +53,10 @@ typedef struct xs_redaction {
     /* Secrets masked (0 when show_secrets was set). */
     unsigned masked;
 
+    /* 1 when the stanza came without a tree and its raw bytes were parsed to look for secrets;
+     * 0 when it had a tree or was told apart from its names and bytes alone. */
+    int parsed;
+
     /* For a SCRAM client-first message: the GS2 channel binding flag, 'n' (client does not
      * support channel binding), 'y' (client supports it but believes the server does not) or
      * 'p' (client binds to the channel; cb_name says how, e.g. "tls-exporter"). 0 otherwise.
@@ -63,9 +67,15 @@ typedef struct xs_redaction {
 } xs_redaction;
 
 /* Looks for secrets in one parser event. Only XS_EV_STANZA events can carry any; for other
- * events *out is left empty. The stanza is taken from ev->node, or, when there is no tree, parsed
- * from ev->raw on its own (then a stanza that cannot be parsed is masked whole). ev and its tree
- * are not modified. With show_secrets, nothing is masked but the annotation is still made.
+ * events *out is left empty. The stanza is taken from ev->node. Without a tree, a stanza that may
+ * carry a secret is parsed from ev->raw on its own: one in the SASL or SASL2 namespace (ev->ns),
+ * or an iq whose bytes may hold a XEP-0077 or XEP-0078 query. The others, nearly all, are told
+ * apart from ev->name, ev->prefix, ev->ns and a search of ev->raw, without parsing, and come out
+ * as they would with a tree. A parsed stanza is masked exactly as with a tree, its names resolved
+ * with the namespaces the event tells of (the root's and its attributes'); one that cannot be
+ * parsed that way (it uses a prefix declared on the stream element, or depends on the stream's
+ * default namespace under a prefixed root) is masked whole. ev and its tree are not modified.
+ * With show_secrets, nothing is masked but the annotation is still made.
  *
  * Returns 0 with *out filled (possibly empty), XS_EINVAL when ev or out is NULL, or XS_ENOMEM;
  * on error *out is empty. The caller releases *out with xs_redaction_clear(). */

@@ -1,6 +1,6 @@
 /* Unit tests of inspect/print.c: the pretty, compact and JSON Lines printers, and that no
- * secret reaches any of them. Events are built by hand like the parser makes them; one test runs
- * the real parser end to end. */
+ * secret reaches any of them. Events are built by hand like the parser makes them; the tests at
+ * the end run the real parser, end to end and with and without the stanzas' trees. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1766,6 +1766,270 @@ static void test_print_parser_end_to_end(void **state)
     free(whole);
 }
 
+/* ---- with and without the stanza's tree ---------------------------------------------------- */
+
+/* Payloads of the hand-written streams below. */
+#define SCRAM_FIRST_B64 "biwsbj1hbGljZSxyPWZ5a28rZDJsYmJGZ09OUnY5cWt4ZGF3TA=="
+#define SCRAM_SERVER_FIRST_B64                                                                     \
+    "cj1meWtvK2QybGJiRmdPTlJ2OXFreGRhd0wzcmZjTkhZSlkxWlZ2V1ZzN2oscz1RU1hDUitRNnNlazhiZjkyLGk9"     \
+    "NDA5Ng=="
+#define SCRAM_SERVER_FINAL_B64 "dj1ybUY5cHFWOFM3c3VBb1pXamE0ZEpSa0ZzS1E9"
+/* "user=alice\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01" */
+#define OAUTH_B64                                                                                  \
+    "dXNlcj1hbGljZQFhdXRoPUJlYXJlciB2RjlkZnQ0cW1UYzJOdmIzUmxja0JoYkhSaGRtbHpkR0V1WTI5dENnPT0B"     \
+    "AQ=="
+
+/* A client's stream with every kind of stanza the printer and the redaction tell apart: secrets
+ * of every family, attributes with references, whitespace, prefixes and none, prefixed roots. */
+static const char twin_client[] =
+    "<?xml version='1.0'?>" STREAM_HEADER "<auth xmlns='" NS_SASL "' mechanism='PLAIN'>" PLAIN_B64
+    "</auth>\n"
+    "<auth xmlns='" NS_SASL "' mechanism='SCRAM-SHA-1'>" SCRAM_FIRST_B64 "</auth>"
+    "<challenge xmlns='" NS_SASL "'>" SCRAM_SERVER_FIRST_B64 "</challenge>"
+    "<response xmlns='" NS_SASL "'>" SCRAM_FINAL_B64 "</response>"
+    "<success xmlns='" NS_SASL "'>" SCRAM_SERVER_FINAL_B64 "</success>"
+    "<auth xmlns='" NS_SASL "' mechanism='X-&quot;OAUTH2&#233;'>" OAUTH_B64 "</auth>"
+    "<response xmlns='" NS_SASL "'><![CDATA[" PLAIN_B64 "]]></response>"
+    "<failure xmlns='" NS_SASL "'><not-authorized/><text xml:lang='en'>no</text></failure>"
+    "<s:auth xmlns:s='" NS_SASL "' mechanism='PLAIN'>" PLAIN_B64 "</s:auth>"
+    "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>" PLAIN_B64
+    "</initial-response><user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'><software>xs"
+    "</software></user-agent></authenticate>"
+    "<s2:authenticate xmlns:s2='urn:xmpp:sasl:2' mechanism='PLAIN'><s2:initial-response>" PLAIN_B64
+    "</s2:initial-response></s2:authenticate>"
+    "<success xmlns='urn:xmpp:sasl:2'><additional-data>" SCRAM_SERVER_FINAL_B64
+    "</additional-data><authorization-identifier>alice@example.com/r</authorization-identifier>"
+    "<token xmlns='urn:xmpp:fast:0' expiry='2026-12-01T00:00:00Z' token='WXZzciBwYmFmdmZnZiBq'/>"
+    "</success>\n \n"
+    "<iq type='set' id='reg2'><query xmlns='jabber:iq:register'><username>bill</username>"
+    "<password>Calliope</password><email>bard@example.lit</email></query></iq>"
+    "<iq type='set' id='reg3'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' "
+    "type='submit'><field var='username'><value>juliet</value></field><field var='password' "
+    "type='text-private'><value>s3cr3t-form</value></field></x></query></iq>"
+    "<iq type='result' id='reg0'><query xmlns='jabber:iq:register'><instructions>Choose"
+    "</instructions><username/><password/></query></iq>"
+    "<iq type='set' id='auth1'><query xmlns='jabber:iq:auth'><username>bill</username>"
+    "<password>Calliope</password><resource>globe</resource></query></iq>"
+    "<iq type='set' id='auth2'><query xmlns='jabber:iq:auth'><username>bill</username>"
+    "<digest>48fc78be9ec8f86d8ce1c39c320c97c21d62334d</digest></query></iq>"
+    "<iq type='set' id='reg4'><query xmlns='jabber&#x3A;iq&#58;register'><username>u</username>"
+    "<password>s3cr3t-ref</password></query></iq>"
+    "<iq type='set' id='r&amp;1'><query xmlns='jabber:iq:roster'><item jid='a@example.com' "
+    "name='A &amp; B'/></query></iq>"
+    "<iq type='get' id='' to='example.com' xml:lang='en'><ping xmlns='urn:xmpp:ping'/></iq>"
+    "<iq type='get' id='ver1'><query xmlns='jabber:iq:version'/></iq>"
+    "<message to='a&amp;b@example.com' from='&lt;x&gt;@example.com/&#233;' "
+    "id='&#x1F600;&quot;&apos;' type='chat' xml:lang='fr'><body>caf&#233; &lt;3</body></message>"
+    "<message to='a\tb\nc\r\nd' id='x&#9;y&#10;z&#13;w' type=' chat '><body/></message>"
+    "<message xmlns:p='urn:example:p' p:to='evil' to='good@example.com' p:id='pid' "
+    "xml:lang='en'><body>hi</body></message>"
+    "<presence xmlns:p='urn:example:p' p:from='evil' p:type='unavailable'/>"
+    "<presence/>"
+    "<presence from='j\xc3\xbcrgen@example.com' to=\"double@example.com\"><show>away</show>"
+    "</presence>"
+    "<cl:message xmlns:cl='jabber:client' to='pfx@example.com' type='normal'><cl:body>x"
+    "</cl:body></cl:message>"
+    "<stream:features><mechanisms xmlns='" NS_SASL "'><mechanism>PLAIN</mechanism></mechanisms>"
+    "</stream:features>" STREAM_CLOSE;
+
+/* A server-to-server stream: a prefix declared on the stream element and used by stanzas. */
+static const char twin_server[] =
+    "<stream:stream xmlns='jabber:server' xmlns:stream='" NS_STREAMS "' "
+    "xmlns:db='jabber:server:dialback' from='a.example' to='b.example' version='1.0'>"
+    "<db:result from='a.example' to='b.example'>b4835385f37fe2895af6c196b59097b1</db:result>"
+    "<db:verify from='a.example' to='b.example' id='417GAF25'>b4835385f37fe28</db:verify>"
+    "<message from='a@a.example' to='b@b.example' type='chat'><body>s2s</body></message>"
+    "<iq type='get' id='v1' from='a.example' to='b.example'><query xmlns='jabber:iq:version'/>"
+    "</iq>" STREAM_CLOSE;
+
+/* Names that resolve only with the stream element's declarations: the default namespace is
+ * SASL's, and a prefix bound to it. */
+static const char twin_context[] =
+    "<stream:stream xmlns='" NS_SASL "' xmlns:stream='" NS_STREAMS "' xmlns:sasl='" NS_SASL
+    "' to='example.com'>"
+    "<auth mechanism='PLAIN'>" PLAIN_B64 "</auth>"
+    "<response>" SCRAM_FINAL_B64 "</response>"
+    "<sasl:auth mechanism='PLAIN'>" PLAIN_B64 "</sasl:auth>" STREAM_CLOSE;
+
+typedef struct twin {
+    xs_printer *p;
+    xs_print_meta m;
+    int events, trees;
+} twin;
+
+static int twin_cb(void *user, const xs_event *ev)
+{
+    twin *t = user;
+
+    t->events++;
+    t->trees += ev->node != NULL;
+    return xs_printer_event(t->p, &t->m, ev);
+}
+
+/* Parses `len` bytes of `input` with the parser options `opts` (fed in two reads split at
+ * `split`, or in one when 0) and returns what a printer of `format` printed of the events. */
+static char *twin_print(const char *input, size_t len, unsigned opts, xs_format format, int show,
+                        size_t split)
+{
+    xs_parser *parser;
+    capture c;
+    twin t = {0};
+    size_t used;
+
+    capture_open(&c, format, 0, show);
+    t.p = c.p;
+    t.m = meta_c2s();
+    assert_int_equal(xs_parser_new(NULL, opts | XS_PARSER_AUTO_RESTART, twin_cb, &t, &parser), 0);
+    if (split > 0) {
+        assert_int_equal(xs_parser_feed(parser, input, split, &used), 0);
+        assert_int_equal(used, split);
+    }
+    assert_int_equal(xs_parser_feed(parser, input + split, len - split, &used), 0);
+    assert_int_equal(used, len - split);
+    xs_parser_free(parser);
+    assert_true(t.events > 0);
+    if (opts & XS_PARSER_TREE)
+        assert_true(t.trees > 0);
+    else
+        assert_int_equal(t.trees, 0);
+    return capture_close(&c);
+}
+
+/* Fails, showing the first line that differs, unless the two outputs are the same. */
+static void assert_same_lines(const char *what, const char *with, const char *without)
+{
+    const char *a = with, *b = without;
+
+    if (strcmp(with, without) == 0)
+        return;
+    while (*a != '\0' && *a == *b) {
+        a++;
+        b++;
+    }
+    while (a > with && a[-1] != '\n') {
+        a--;
+        b--;
+    }
+    fail_msg("%s: with a tree\n%.*s\nwithout\n%.*s", what, (int)strcspn(a, "\n"), a,
+             (int)strcspn(b, "\n"), b);
+}
+
+/* Prints `input` parsed with and without trees and compares. */
+static void assert_twins(const char *what, const char *input, size_t len, xs_format format,
+                         int show)
+{
+    char *with = twin_print(input, len, XS_PARSER_RAW | XS_PARSER_TREE, format, show, 0);
+    char *without = twin_print(input, len, XS_PARSER_RAW, format, show, 0);
+    char label[256];
+
+    snprintf(label, sizeof(label), "%s (%s, show_secrets %d)", what, xs_format_name(format), show);
+    assert_same_lines(label, with, without);
+    free(with);
+    free(without);
+}
+
+static char *read_text(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *s;
+    long n;
+
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    assert_true(n > 0);
+    rewind(f);
+    s = malloc((size_t)n + 1);
+    assert_non_null(s);
+    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
+    s[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return s;
+}
+
+/* JSON Lines and compact lines are the same byte for byte whether the parser built trees or not:
+ * the key attributes come from the event, redaction parses only what may carry a secret and
+ * masks it the same. The captures shipped in examples/ and streams written for the cases that
+ * differ in how they are looked at. */
+static void test_print_same_without_tree(void **state)
+{
+    static const char *const captures[] = {"c2s-plain.xml", "s2c-plain.xml", "scram-both.xml"};
+    static const struct {
+        const char *name, *text;
+        size_t len;
+    } streams[] = {
+        {"client", twin_client, sizeof(twin_client) - 1},
+        {"server", twin_server, sizeof(twin_server) - 1},
+        {"context", twin_context, sizeof(twin_context) - 1},
+    };
+    static const xs_format twin_formats[] = {XS_FORMAT_JSON, XS_FORMAT_COMPACT};
+
+    for (size_t i = 0; i < sizeof(captures) / sizeof(captures[0]); i++) {
+        char path[4096];
+        size_t len;
+        char *text;
+
+        snprintf(path, sizeof(path), "%s/examples/captures/%s", XS_SOURCE_DIR, captures[i]);
+        text = read_text(path, &len);
+        for (size_t fi = 0; fi < sizeof(twin_formats) / sizeof(twin_formats[0]); fi++)
+            for (int show = 0; show < 2; show++)
+                assert_twins(captures[i], text, len, twin_formats[fi], show);
+        free(text);
+    }
+    for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++)
+        for (size_t fi = 0; fi < sizeof(twin_formats) / sizeof(twin_formats[0]); fi++)
+            for (int show = 0; show < 2; show++)
+                assert_twins(streams[i].name, streams[i].text, streams[i].len, twin_formats[fi],
+                             show);
+}
+
+/* The same at every split of the client's stream into two reads: a stanza cut in two goes
+ * through libxml2 instead of the parser's fast check, and its attributes come from SAX. (The
+ * events themselves may differ from split to split: whitespace between stanzas is reported read
+ * by read.) */
+static void test_print_same_without_tree_split(void **state)
+{
+    size_t len = sizeof(twin_client) - 1;
+
+    for (size_t at = 1; at < len; at++) {
+        char *with =
+            twin_print(twin_client, len, XS_PARSER_RAW | XS_PARSER_TREE, XS_FORMAT_JSON, 0, at);
+        char *without = twin_print(twin_client, len, XS_PARSER_RAW, XS_FORMAT_JSON, 0, at);
+        char label[64];
+
+        for (size_t k = 0; k < sizeof(secrets) / sizeof(secrets[0]); k++)
+            if (strstr(without, secrets[k]) != NULL)
+                fail_msg("split at %zu: secret %s printed", at, secrets[k]);
+        snprintf(label, sizeof(label), "split at %zu", at);
+        assert_same_lines(label, with, without);
+        free(with);
+        free(without);
+    }
+}
+
+/* Only the pretty format, which indents the XML from the tree, asks the parser for trees. */
+static void test_print_needs_tree(void **state)
+{
+    static const struct {
+        xs_format format;
+        int needs;
+    } cases[] = {
+        {XS_FORMAT_PRETTY, 1},
+        {XS_FORMAT_COMPACT, 0},
+        {XS_FORMAT_JSON, 0},
+        {XS_FORMAT_NONE, 0},
+    };
+
+    assert_int_equal(xs_printer_needs_tree(NULL), 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        capture c;
+        capture_open(&c, cases[i].format, 0, 0);
+        assert_int_equal(xs_printer_needs_tree(c.p), cases[i].needs);
+        free(capture_close(&c));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1793,6 +2057,9 @@ int main(void)
         cmocka_unit_test(test_print_buffered),
         cmocka_unit_test(test_print_buffered_write_error),
         cmocka_unit_test(test_print_event_error_writes_nothing),
+        cmocka_unit_test(test_print_same_without_tree),
+        cmocka_unit_test(test_print_same_without_tree_split),
+        cmocka_unit_test(test_print_needs_tree),
     };
     int rc;
 

@@ -1,6 +1,7 @@
 /* Unit tests of inspect/redact.c: base64, the GS2 header, and the masking of SASL, SASL2, FAST,
  * XEP-0077 and XEP-0078 secrets. Events are built by hand the way the parser makes them: the
- * stanza's tree still attached to its stream element. */
+ * stanza's tree still attached to its stream element. The tests at the end run the real parser
+ * with and without trees and compare. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <libxml/parser.h>
 
 #include "inspect/error.h"
+#include "inspect/parser.h"
 #include "inspect/redact.h"
 
 #define STREAM_OPEN                                                                                \
@@ -707,6 +709,210 @@ static void test_redact_note_is_bounded(void **state)
     free(payload);
 }
 
+/* ---- without the stanza's tree -------------------------------------------------------------- */
+
+#define NS_STREAMS "http://etherx.jabber.org/streams"
+
+/* What xs_redact_event() said about each stanza of a stream, one line each. */
+typedef struct outcome {
+    char *text;
+    size_t len;
+    FILE *f;
+    unsigned parsed; /* stanzas whose raw bytes were parsed */
+    int show;
+} outcome;
+
+static int outcome_cb(void *user, const xs_event *ev)
+{
+    outcome *o = user;
+    xs_redaction r;
+
+    if (ev->kind != XS_EV_STANZA)
+        return 0;
+    assert_int_equal(xs_redact_event(ev, o->show, &r), 0);
+    o->parsed += (unsigned)r.parsed;
+    if (ev->node != NULL)
+        assert_int_equal(r.parsed, 0);
+    fprintf(o->f, "%s masked=%u gs2=%c cb=%s note=%s xml=%s\n", ev->name, r.masked,
+            r.gs2_flag != 0 ? r.gs2_flag : '-', r.cb_name, r.note != NULL ? r.note : "-",
+            r.xml != NULL ? r.xml : "-");
+    xs_redaction_clear(&r);
+    return 0;
+}
+
+/* Parses `stream` with the parser options `opts` and redacts every stanza. The caller frees
+ * o->text. */
+static void outcome_run(const char *stream, unsigned opts, int show, outcome *o)
+{
+    xs_parser *p;
+    size_t used;
+
+    memset(o, 0, sizeof(*o));
+    o->show = show;
+    o->f = open_memstream(&o->text, &o->len);
+    assert_non_null(o->f);
+    assert_int_equal(xs_parser_new(NULL, opts, outcome_cb, o, &p), 0);
+    assert_int_equal(xs_parser_feed(p, stream, strlen(stream), &used), 0);
+    xs_parser_free(p);
+    assert_int_equal(fclose(o->f), 0);
+}
+
+/* Redaction gives the same result with the stanza's tree and from its raw bytes alone, and
+ * parses exactly the stanzas that may carry a secret. */
+static void test_redact_same_without_tree(void **state)
+{
+    static const struct {
+        const char *stanza;
+        int parsed; /* without a tree */
+    } cases[] = {
+        {"<auth xmlns='" NS_SASL "' mechanism='PLAIN'>AGFsaWNlAHMzY3IzdCE=</auth>", 1},
+        {"<auth xmlns='" NS_SASL "' mechanism='SCRAM-SHA-1-PLUS'>"
+         "cD10bHMtZXhwb3J0ZXIsLG49YWxpY2Uscj1meWtvK2QybGJiRmdPTlJ2OXFreGRhd0w=</auth>",
+         1},
+        {"<response xmlns='" NS_SASL
+         "'>Yz1iaXdzLHI9ZnlrbyxwPXYwWDh2M0J6MlQwQ0pHYkpReUYwWCtISTRUcz0="
+         "</response>",
+         1},
+        {"<success xmlns='" NS_SASL "'/>", 1},
+        {"<p:challenge xmlns:p='" NS_SASL "' xml:lang='en'>=</p:challenge>", 1},
+        {"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>"
+         "AGFsaWNlAHMzY3IzdCE=</initial-response></authenticate>",
+         1},
+        {"<success xmlns='urn:xmpp:sasl:2'><token xmlns='urn:xmpp:fast:0' token='s3cr3t-fast'/>"
+         "</success>",
+         1},
+        {"<iq type='set' id='r1'><query xmlns='jabber:iq:register'><username>bill</username>"
+         "<password>s3cr3t-reg</password></query></iq>",
+         1},
+        {"<iq type='set' id='a1'><query xmlns='jabber:iq:auth'><username>bill</username>"
+         "<password>s3cr3t-auth</password></query></iq>",
+         1},
+        {"<iq type='set' id='r2'><q:query xmlns:q='jabber&#x3a;iq:register'><q:password>"
+         "s3cr3t-ref</q:password></q:query></iq>",
+         1},
+        {"<iq type='get' id='q&amp;1'><query xmlns='jabber:iq:roster'/></iq>", 1},
+        {"<iq type='get' id='x1'><x:query xmlns:x='jabber:iq:roster'/></iq>", 1},
+        {"<iq type='result' id='x2'><query xmlns='jabber:iq:private'><note>see "
+         "jabber:iq:auth</note></query></iq>",
+         1},
+        {"<message to='a@b' type='chat' id='m1'><body>password: hunter2 jabber:iq:register "
+         "&amp; " NS_SASL "</body></message>",
+         0},
+        {"<message xmlns='" NS_SASL "x' to='a@b'/>", 0},
+        {"<presence from='a@b/c' xml:lang='en'><status>&lt;query&gt;</status></presence>", 0},
+        {"<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>", 0},
+        {"<iq type='result' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'>"
+         "<feature var='jabber:iq:version'/></query></iq>",
+         0},
+        {"<iq type='result' id='r1'><query xmlns='jabber:iq:roster'><item jid='a@b' name='A'/>"
+         "</query></iq>",
+         0},
+        {"<iq type='set' id='v1'><register xmlns='jabber:iq:register'/></iq>", 0},
+        {"<stream:features><mechanisms xmlns='" NS_SASL "'><mechanism>PLAIN</mechanism>"
+         "</mechanisms><register xmlns='http://jabber.org/features/iq-register'/>"
+         "</stream:features>",
+         0},
+        {"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int show = 0; show < 2; show++) {
+            char *stream = NULL;
+            outcome with, without;
+
+            assert_true(asprintf(&stream, "%s%s%s", STREAM_OPEN, cases[i].stanza, STREAM_CLOSE) >
+                        0);
+            outcome_run(stream, XS_PARSER_RAW | XS_PARSER_TREE, show, &with);
+            outcome_run(stream, XS_PARSER_RAW, show, &without);
+            if (strcmp(with.text, without.text) != 0)
+                fail_msg("%s (show %d): with a tree\n%swithout\n%s", cases[i].stanza, show,
+                         with.text, without.text);
+            if (without.parsed != (unsigned)cases[i].parsed)
+                fail_msg("%s: parsed %u", cases[i].stanza, without.parsed);
+            assert_int_equal(with.parsed, 0);
+            if (!show)
+                assert_null(strstr(without.text, "s3cr3t"));
+            free(with.text);
+            free(without.text);
+            free(stream);
+        }
+    }
+}
+
+/* Without a tree, a stanza's names may depend on declarations of the stream element that the
+ * event does not carry. Where the event tells them (the root's own prefix and namespace), the
+ * result is the same as with the tree; where it does not, the stanza is masked whole. Never is a
+ * secret shown that the tree would have hidden. */
+static void test_redact_stream_context_without_tree(void **state)
+{
+    static const struct {
+        const char *stream;
+        int same; /* the same result as with the tree */
+    } cases[] = {
+        /* The root's prefix is declared on the stream element. */
+        {"<stream:stream xmlns='jabber:client' xmlns:stream='" NS_STREAMS "' xmlns:sasl='" NS_SASL
+         "'><sasl:auth mechanism='PLAIN'>AGFsaWNlAHMzY3IzdCE=</sasl:auth>" STREAM_CLOSE,
+         1},
+        /* The stream's default namespace is SASL's, or XEP-0077's, and the root takes it. */
+        {"<stream:stream xmlns='" NS_SASL "' xmlns:stream='" NS_STREAMS "'>"
+         "<auth mechanism='PLAIN'>AGFsaWNlAHMzY3IzdCE=</auth>" STREAM_CLOSE,
+         1},
+        {"<stream:stream xmlns='jabber:iq:register' xmlns:stream='" NS_STREAMS "'>"
+         "<iq type='set'><query><password>s3cr3t-dflt</password></query></iq>" STREAM_CLOSE,
+         1},
+        /* The same namespace declared twice on the stream element: the masked copy keeps the
+         * stanza's prefixes. */
+        {"<stream:stream xmlns='" NS_SASL "' xmlns:stream='" NS_STREAMS "' xmlns:s='" NS_SASL "'>"
+         "<auth mechanism='PLAIN'>AGFsaWNlAHMzY3IzdCE=</auth>"
+         "<s:auth mechanism='PLAIN'>AGFsaWNlAHMzY3IzdCE=</s:auth>" STREAM_CLOSE,
+         1},
+        /* Prefixes of the root's attributes declared on the stream element: a few are
+         * declared for the parse, more than RAW_MAX_ATTR_PREFIXES (8) are not. */
+        {"<stream:stream xmlns='jabber:client' xmlns:stream='" NS_STREAMS "' xmlns:a='urn:a' "
+         "xmlns:b='urn:b'><auth xmlns='" NS_SASL "' mechanism='PLAIN' a:x='1' b:x='2' a:y='3'>"
+         "AGFsaWNlAHMzY3IzdCE=</auth>" STREAM_CLOSE,
+         1},
+        {"<stream:stream xmlns='jabber:client' xmlns:stream='" NS_STREAMS "' xmlns:a0='urn:0' "
+         "xmlns:a1='urn:1' xmlns:a2='urn:2' xmlns:a3='urn:3' xmlns:a4='urn:4' xmlns:a5='urn:5' "
+         "xmlns:a6='urn:6' xmlns:a7='urn:7' xmlns:a8='urn:8'><auth xmlns='" NS_SASL
+         "' mechanism='PLAIN' a0:x='' a1:x='' a2:x='' a3:x='' a4:x='' a5:x='' a6:x='' a7:x='' "
+         "a8:x=''>AGFsaWNlAHMzY3IzdCE=</auth>" STREAM_CLOSE,
+         0},
+        /* A descendant's prefix is declared on the stream element. */
+        {"<stream:stream xmlns='jabber:client' xmlns:stream='" NS_STREAMS
+         "' xmlns:reg='jabber:iq:register'><iq type='set' id='p1'><reg:query><reg:password>"
+         "s3cr3t-pfx</reg:password></reg:query></iq>" STREAM_CLOSE,
+         0},
+        /* Under a prefixed root, a descendant takes the stream's default namespace. */
+        {"<stream:stream xmlns='jabber:iq:register' xmlns:stream='" NS_STREAMS
+         "' xmlns:cl='jabber:client'><cl:iq type='set' id='p2'><query><password>s3cr3t-under"
+         "</password></query></cl:iq>" STREAM_CLOSE,
+         0},
+        {"<stream:stream xmlns='jabber:client' xmlns:stream='" NS_STREAMS "' xmlns:s2='"
+         "urn:xmpp:sasl:2'><s2:authenticate mechanism='PLAIN'><initial-response>"
+         "AGFsaWNlAHMzY3IzdCE=</initial-response></s2:authenticate>" STREAM_CLOSE,
+         0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        outcome with, without;
+
+        outcome_run(cases[i].stream, XS_PARSER_RAW | XS_PARSER_TREE, 0, &with);
+        outcome_run(cases[i].stream, XS_PARSER_RAW, 0, &without);
+        assert_true(without.parsed > 0);
+        if (cases[i].same && strcmp(with.text, without.text) != 0)
+            fail_msg("case %zu: with a tree\n%swithout\n%s", i, with.text, without.text);
+        if (!cases[i].same) {
+            assert_non_null(strstr(without.text, "masked whole"));
+            assert_non_null(strstr(without.text, "xml=***\n"));
+        }
+        assert_null(strstr(without.text, "s3cr3t"));
+        assert_null(strstr(without.text, "AGFsaWNl"));
+        free(with.text);
+        free(without.text);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -730,6 +936,8 @@ int main(void)
         cmocka_unit_test(test_redact_raw_without_tree),
         cmocka_unit_test(test_redact_binary_escaped),
         cmocka_unit_test(test_redact_note_is_bounded),
+        cmocka_unit_test(test_redact_same_without_tree),
+        cmocka_unit_test(test_redact_stream_context_without_tree),
     };
     int rc;
 
