@@ -60,7 +60,6 @@ struct xs_parser {
     void *user;
 
     xmlParserCtxtPtr ctxt;
-    xmlSAXHandler sax;
 
     /* Scanner. Offsets are absolute: bytes since xs_parser_new(). */
     enum scan_state st;
@@ -483,28 +482,25 @@ static void sax_serror(void *ctx, xmlErrorPtr err)
     p->lx_err.message = err->message ? strdup(err->message) : NULL;
 }
 
+/* The SAX handlers, the same for every parser (libxml2 copies them into each context); the
+ * second also builds trees. */
+#define SAX_HANDLERS                                                                               \
+    .startElementNs = sax_start_element, .endElementNs = sax_end_element,                          \
+    .characters = sax_characters, .ignorableWhitespace = sax_characters, .cdataBlock = sax_cdata,  \
+    .comment = sax_comment, .processingInstruction = sax_pi,                                       \
+    .internalSubset = sax_internal_subset, .externalSubset = sax_internal_subset,                  \
+    .reference = sax_reference, .getEntity = sax_get_entity, .getParameterEntity = sax_get_entity, \
+    .entityDecl = sax_entity_decl, .serror = sax_serror, .initialized = XML_SAX2_MAGIC
+static const xmlSAXHandler sax_plain = {SAX_HANDLERS};
+static const xmlSAXHandler sax_tree = {SAX_HANDLERS, .startDocument = xmlSAX2StartDocument};
+#undef SAX_HANDLERS
+
 static int ctxt_create(xs_parser *p)
 {
-    memset(&p->sax, 0, sizeof(p->sax));
-    p->sax.initialized = XML_SAX2_MAGIC;
-    p->sax.startElementNs = sax_start_element;
-    p->sax.endElementNs = sax_end_element;
-    p->sax.characters = sax_characters;
-    p->sax.ignorableWhitespace = sax_characters;
-    p->sax.cdataBlock = sax_cdata;
-    p->sax.comment = sax_comment;
-    p->sax.processingInstruction = sax_pi;
-    p->sax.internalSubset = sax_internal_subset;
-    p->sax.externalSubset = sax_internal_subset;
-    p->sax.reference = sax_reference;
-    p->sax.getEntity = sax_get_entity;
-    p->sax.getParameterEntity = sax_get_entity;
-    p->sax.entityDecl = sax_entity_decl;
-    p->sax.serror = sax_serror;
-    if (p->opts & XS_PARSER_TREE)
-        p->sax.startDocument = xmlSAX2StartDocument;
-
-    p->ctxt = xmlCreatePushParserCtxt(&p->sax, NULL, NULL, 0, NULL);
+    /* libxml2 copies the handler into the context. */
+    p->ctxt = xmlCreatePushParserCtxt(
+        (xmlSAXHandler *)((p->opts & XS_PARSER_TREE) ? &sax_tree : &sax_plain), NULL, NULL, 0,
+        NULL);
     if (p->ctxt == NULL)
         return XS_ENOMEM;
     p->ctxt->_private = p;
@@ -1525,6 +1521,10 @@ int xs_parser_trim(xs_parser *p)
         buf_free(&p->pend);
         p->pend_start = p->off;
     }
+    buf_free(&p->st_strings); /* the last stanza's names and attributes, no longer referenced */
+    free(p->st_attrs);
+    p->st_attrs = NULL;
+    p->st_n_attrs = p->st_cap_attrs = 0;
     return 1;
 }
 

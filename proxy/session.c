@@ -78,15 +78,16 @@ struct xs_session {
     xs_side feeding;      /* the side whose parser is running (for the event callback) */
     bool switched_tls;    /* start_tls was called while feeding: stop the feed */
 
-    char domain[256];     /* what the client asked for: SNI, else its stream's `to` */
-    char client_ns[128];  /* the client's default namespace (jabber:client) */
-    bytes first_header;   /* the client's first stream header, sent to a STARTTLS server */
-    bytes pending;        /* the client's secured stream, waiting for the server leg */
-    bool client_answered; /* the client's current stream has a stream header from us/server */
-    bool client_opened;   /* the client sent a header in its current stream */
-    bool server_opened;   /* we sent the server a header in its current stream */
-    bool closed_by[2];    /* the side sent </stream:stream> */
-    bool server_binding;  /* the server offered channel binding (-PLUS, XEP-0440) */
+    char domain[256];       /* what the client asked for: SNI, else its stream's `to` */
+    char client_ns[128];    /* the client's default namespace (jabber:client) */
+    bytes first_header;     /* the client's first stream header, sent to a STARTTLS server */
+    bool have_first_header; /* first_header was taken (and, once sent, freed) */
+    bytes pending;          /* the client's secured stream, waiting for the server leg */
+    bool client_answered;   /* the client's current stream has a stream header from us/server */
+    bool client_opened;     /* the client sent a header in its current stream */
+    bool server_opened;     /* we sent the server a header in its current stream */
+    bool closed_by[2];      /* the side sent </stream:stream> */
+    bool server_binding;    /* the server offered channel binding (-PLUS, XEP-0440) */
     bool warned_binding;
     bool log_warned; /* the --write log failed once: said, not repeated */
     /* The server leg failed while the client could not be told (its TLS handshake was under
@@ -498,6 +499,7 @@ static void send_first_header(xs_session *s)
 {
     /* A STARTTLS server first gets the client's first stream header, byte for byte. */
     put(s, XS_SERVER, s->first_header.data, s->first_header.len);
+    bytes_free(&s->first_header); /* needed once: idle sessions stay small */
     s->server_opened = true;
     set_server(s, SL_WAIT_FEATURES);
 }
@@ -693,10 +695,12 @@ static int learn_client_header(xs_session *s, const xs_event *ev)
             snprintf(s->domain, sizeof(s->domain), "%s", ev->attrs[i].value);
     if (ev->default_ns != NULL)
         snprintf(s->client_ns, sizeof(s->client_ns), "%s", ev->default_ns);
-    if (s->first_header.len == 0 &&
-        bytes_append(&s->first_header, ev->raw, ev->len, s->max_stanza) < 0) {
-        fail(s, XS_CLIENT, "internal-server-error", "out of memory");
-        return -1;
+    if (!s->have_first_header) {
+        s->have_first_header = true;
+        if (bytes_append(&s->first_header, ev->raw, ev->len, s->max_stanza) < 0) {
+            fail(s, XS_CLIENT, "internal-server-error", "out of memory");
+            return -1;
+        }
     }
     return 0;
 }

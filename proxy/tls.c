@@ -74,8 +74,28 @@ struct xs_tls {
     unsigned char *early; /* plaintext written before the handshake finished */
     size_t early_len;
     size_t early_cap;
-    char err[512];
+    char *err;      /* why it failed (err_buf()); NULL until then */
+    int err_static; /* err is the shared fallback buffer, not ours to free */
 };
+
+#define TLS_ERR_LEN 512
+
+/* The buffer for the failure text, allocated when the first is written: most connections never
+ * fail, and idle ones must stay small. Out of memory: a shared buffer (the text may then be
+ * another connection's, never a crash). */
+static char *err_buf(xs_tls *t)
+{
+    static char fallback[TLS_ERR_LEN];
+    if (t->err == NULL) {
+        t->err = malloc(TLS_ERR_LEN);
+        if (t->err == NULL) {
+            t->err = fallback;
+            t->err_static = 1;
+        }
+        t->err[0] = 0;
+    }
+    return t->err;
+}
 
 static _Thread_local char ctx_err[512];
 
@@ -253,7 +273,7 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
     if (name == NULL)
         return SSL_TLSEXT_ERR_NOACK;
     if (!sni_ok(name)) {
-        snprintf(t->err, sizeof(t->err), "the client sent an invalid server name (SNI)");
+        snprintf(err_buf(t), TLS_ERR_LEN, "the client sent an invalid server name (SNI)");
         t->err_set = 1;
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -261,7 +281,7 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
     free(t->sni);
     t->sni = strdup(name);
     if (t->sni == NULL) {
-        snprintf(t->err, sizeof(t->err), "out of memory");
+        snprintf(err_buf(t), TLS_ERR_LEN, "out of memory");
         t->err_set = 1;
         *alert = SSL_AD_INTERNAL_ERROR;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -280,14 +300,14 @@ static int cert_cb(SSL *ssl, void *arg)
     int ok;
 
     if (name == NULL) {
-        snprintf(t->err, sizeof(t->err),
+        snprintf(err_buf(t), TLS_ERR_LEN,
                  "the client sent no server name (SNI) and no default name was set, so there is "
                  "no name to make a certificate for");
         t->err_set = 1;
         return 0;
     }
     if (xs_ca_forge(ctx->ca, name, &cert) != 0) {
-        snprintf(t->err, sizeof(t->err), "%s", xs_ca_error());
+        snprintf(err_buf(t), TLS_ERR_LEN, "%s", xs_ca_error());
         t->err_set = 1;
         return 0;
     }
@@ -295,8 +315,8 @@ static int cert_cb(SSL *ssl, void *arg)
          SSL_use_PrivateKey(ssl, xs_ca_leaf_key(ctx->ca)) == 1;
     X509_free(cert);
     if (!ok) {
-        snprintf(t->err, sizeof(t->err), "cannot use the certificate forged for %s", name);
-        append_openssl_errors(t->err, sizeof(t->err));
+        snprintf(err_buf(t), TLS_ERR_LEN, "cannot use the certificate forged for %s", name);
+        append_openssl_errors(err_buf(t), TLS_ERR_LEN);
         t->err_set = 1;
         return 0;
     }
@@ -551,6 +571,8 @@ void xs_tls_free(xs_tls *t)
     free(t->cert_name);
     free(t->resume_key);
     free(t->peer_subject);
+    if (!t->err_static)
+        free(t->err);
     if (t->early != NULL) {
         OPENSSL_cleanse(t->early, t->early_cap);
         free(t->early);
@@ -615,16 +637,16 @@ static int fail(xs_tls *t, const char *what)
     if (t->err_set) {
         ERR_clear_error();
     } else {
-        snprintf(t->err, sizeof(t->err), "%s", what);
-        if (!append_openssl_errors(t->err, sizeof(t->err)))
-            snprintf(t->err + strlen(t->err), sizeof(t->err) - strlen(t->err),
+        snprintf(err_buf(t), TLS_ERR_LEN, "%s", what);
+        if (!append_openssl_errors(err_buf(t), TLS_ERR_LEN))
+            snprintf(t->err + strlen(t->err), TLS_ERR_LEN - strlen(t->err),
                      ": no details from OpenSSL");
     }
     if (!t->ctx->server) {
         long v = SSL_get_verify_result(t->ssl);
         if (v != X509_V_OK) {
-            size_t len = strlen(t->err);
-            snprintf(t->err + len, sizeof(t->err) - len, " (%s)", X509_verify_cert_error_string(v));
+            size_t len = strlen(err_buf(t));
+            snprintf(t->err + len, TLS_ERR_LEN - len, " (%s)", X509_verify_cert_error_string(v));
         }
     }
     if (t->resume_key != NULL)
@@ -926,5 +948,5 @@ void xs_tls_get_info(const xs_tls *t, xs_tls_info *info)
 
 const char *xs_tls_last_error(const xs_tls *t)
 {
-    return t->err;
+    return t->err != NULL ? t->err : "";
 }
