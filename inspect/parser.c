@@ -369,7 +369,7 @@ static void sax_start_element(void *ctx, const xmlChar *localname, const xmlChar
         p->sax_node = NULL;
         p->st_strings.len = 0;
         p->st_n_attrs = 0;
-        for (int i = 0; i < nb_attrs; i++) {
+        for (int i = 0; i < nb_attrs && !(p->opts & XS_PARSER_NO_ATTRS); i++) {
             const xmlChar **at = &attrs[5 * i];
             xs_wf_str n = {(const char *)at[0], strlen((const char *)at[0])};
             xs_wf_str pf = {(const char *)at[1], at[1] ? strlen((const char *)at[1]) : 0};
@@ -833,7 +833,7 @@ static int fast_stanza(xs_parser *p, uint64_t end, xs_event *ev)
     size_t name = st_intern(p, root->name.p, root->name.n, ST_PLAIN);
     size_t prefix = st_intern(p, root->prefix.p, root->prefix.n, ST_PLAIN);
     size_t uri = st_intern(p, root->ns.p, root->ns.n, ST_PLAIN);
-    for (size_t i = 0; i < root->n_attrs; i++)
+    for (size_t i = 0; i < root->n_attrs && !(p->opts & XS_PARSER_NO_ATTRS); i++)
         st_attr(p, &root->attrs[i].name, &root->attrs[i].prefix, &root->attrs[i].ns,
                 &root->attrs[i].value, ST_RAW_VALUE);
     if (p->sax_oom) {
@@ -1158,19 +1158,25 @@ static int scan(xs_parser *p)
             p->off++;
             continue;
 
-        case S_NAME:
-            if (is_ws(c) || c == '>' || c == '/') {
-                rc = start_name_done(p);
-                if (rc < 0)
-                    return rc;
-                p->st = S_ATTRS;
-                continue;
+        case S_NAME: {
+            const unsigned char *s = &AT(p->off);
+            const unsigned char *e = s + (lim - p->off);
+            const unsigned char *q = s;
+            while (q < e && !is_ws(*q) && *q != '>' && *q != '/') {
+                if (p->name_len < NAME_CAP)
+                    p->name[p->name_len] = (char)*q;
+                p->name_len++;
+                q++;
             }
-            if (p->name_len < NAME_CAP)
-                p->name[p->name_len] = (char)c;
-            p->name_len++;
-            p->off++;
+            p->off += (uint64_t)(q - s);
+            if (q == e)
+                continue;
+            rc = start_name_done(p);
+            if (rc < 0)
+                return rc;
+            p->st = S_ATTRS;
             continue;
+        }
 
         case S_ATTRS: {
             /* Find the next byte that matters. */
@@ -1219,16 +1225,25 @@ static int scan(xs_parser *p)
             continue;
         }
 
-        case S_ENDTAG:
-            if (c == '>') {
+        case S_ENDTAG: {
+            const unsigned char *s = &AT(p->off);
+            const unsigned char *e = s + (lim - p->off);
+            const unsigned char *q = s;
+            while (q < e && *q != '>' && *q != '\n')
+                q++;
+            p->off += (uint64_t)(q - s);
+            if (q == e)
+                continue;
+            if (*q == '>') {
                 p->st = S_TEXT;
                 rc = end_tag_done(p);
-            } else if (c == '\n') {
+            } else {
                 p->line++;
                 p->line_start = p->off + 1;
             }
             p->off++;
             continue;
+        }
 
         case S_PI_TARGET: {
             /* Only the XML declaration, and only as the first thing of a stream. */

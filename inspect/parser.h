@@ -50,6 +50,8 @@ enum {
      * through the fast, conservative check of inspect/wf.h first and libxml2 sees only those it
      * is not sure about: same events, same errors, a fraction of the time. For tests. */
     XS_PARSER_LIBXML2_ONLY = 1u << 3,
+    /* Leave xs_event.attrs of stanzas empty (nobody reads them: saves decoding them). */
+    XS_PARSER_NO_ATTRS = 1u << 4,
 };
 
 typedef enum xs_event_kind {

@@ -1015,6 +1015,8 @@ int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_
     s->max_stanza = cfg->limits.max_stanza ? cfg->limits.max_stanza : XS_PARSER_DEFAULT_MAX_STANZA;
 
     unsigned opts = XS_PARSER_RAW | XS_PARSER_AUTO_RESTART;
+    if (cfg->console == NULL && cfg->log == NULL)
+        opts |= XS_PARSER_NO_ATTRS; /* the printers are their only readers */
     if (xs_printer_needs_tree(cfg->console) || xs_printer_needs_tree(cfg->log) || cfg->user_rules)
         opts |= XS_PARSER_TREE;
     for (int i = 0; i < 2; i++) {
