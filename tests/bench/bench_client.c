@@ -3,6 +3,7 @@
 
 #include "bench_conn.h"
 #include "bench_server.h"
+#include "bench_stream.h"
 #include "bench_tls.h"
 #include "bench_xml.h"
 
@@ -11,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
 #define CHUNK (64u * 1024u)         /* bulk: bytes handed to TLS per write */
 #define QUEUE_TARGET (512u * 1024u) /* bulk: bytes kept queued for the socket */
 #define MAX_STALLS 5000u            /* stalled sessions replaced before a run fails */
@@ -136,12 +136,10 @@ static int send_bytes(csess *s, const char *p, size_t n)
 static void send_header(csess *s)
 {
     char hdr[512];
-    snprintf(hdr, sizeof(hdr),
-             "<?xml version='1.0'?><stream:stream to='%s' xmlns='jabber:client' "
-             "xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en'%s>",
-             s->run->cl->domain,
-             s->run->sink ? " xmlns:bench='" BN_NS_BENCH "' bench:mode='sink'" : "");
-    send_bytes(s, hdr, strlen(hdr));
+    size_t n =
+        bn_stream_header(hdr, sizeof(hdr), s->run->cl->domain,
+                         s->run->sink ? " xmlns:bench='" BN_NS_BENCH "' bench:mode='sink'" : "");
+    send_bytes(s, hdr, n);
 }
 
 static void send_close(csess *s)
@@ -299,30 +297,15 @@ static void on_stream_closed(csess *s)
 /* ---- the session -----------------------------------------------------------------------------
  */
 
-static int starts_with(const char *el, size_t n, const char *name)
-{
-    size_t k = strlen(name);
-    return n > k + 1 && memcmp(el + 1, name, k) == 0 &&
-           (el[k + 1] == ' ' || el[k + 1] == '>' || el[k + 1] == '/');
-}
-
 /* A stanza came back: it must be the next stanza of the corpus, byte for byte. */
 static void got_stanza(csess *s, const char *el, size_t n)
 {
     crun *run = s->run;
     const bn_corpus *c = run->cl->corpus;
-    if (starts_with(el, n, "count") && memmem(el, n, BN_NS_BENCH, strlen(BN_NS_BENCH)) != NULL) {
+    if (bn_el_is_count(el, n)) {
         char tmp[256];
-        size_t k = n < sizeof(tmp) - 1 ? n : sizeof(tmp) - 1;
-        memcpy(tmp, el, k);
-        tmp[k] = 0;
-        const char *st = strstr(tmp, "stanzas='"), *by = strstr(tmp, "bytes='");
-        if (st == NULL || by == NULL) {
+        if (bn_count_read(el, n, &s->srv_stanzas, &s->srv_bytes, tmp, sizeof(tmp)) < 0)
             run_fail(run, "unreadable count from the server: %s", tmp);
-            return;
-        }
-        s->srv_stanzas = strtoll(st + 9, NULL, 10);
-        s->srv_bytes = strtoll(by + 7, NULL, 10);
         return;
     }
     size_t at = (size_t)(s->recv_bytes % c->len);
@@ -366,38 +349,36 @@ static size_t on_data(bn_conn *c, const char *data, size_t len)
             keep = (size_t)(ev.end - s->base);
             continue;
         }
-        if (starts_with(el, n, "stream:error")) {
+        if (bn_el_is(el, n, "stream:error")) {
             run_fail(run, "stream error from the server in state %s: %.*s", state_names[s->state],
                      (int)(n > 400 ? 400 : n), el);
             return len;
         }
         switch (s->state) {
         case CS_FEAT1:
-            if (!starts_with(el, n, "stream:features"))
+            if (!bn_el_is(el, n, "stream:features"))
                 break;
-            if (memmem(el, n, NS_TLS, strlen(NS_TLS)) == NULL) {
+            if (memmem(el, n, BN_NS_TLS, strlen(BN_NS_TLS)) == NULL) {
                 run_fail(run, "the server offers no STARTTLS: %.*s", (int)n, el);
                 return len;
             }
-            send_bytes(s, "<starttls xmlns='" NS_TLS "'/>", 51);
+            send_bytes(s, BN_STARTTLS, strlen(BN_STARTTLS));
             s->state = CS_PROCEED;
             break;
         case CS_PROCEED: {
-            if (!starts_with(el, n, "proceed")) {
+            if (!bn_el_is(el, n, "proceed")) {
                 run_fail(run, "expected <proceed/>, got %.*s", (int)n, el);
                 return len;
             }
             size_t used = (size_t)(ev.end - s->base);
             s->state = CS_TLS;
-            bx_reset(&s->scan);
-            s->base = 0;
-            int rc = bn_conn_start_tls(c, run->cl->ctx, 0, run->cl->domain);
+            int rc = bn_stream_starttls(c, &s->scan, &s->base, run->cl->ctx, run->cl->domain);
             if (rc < 0)
                 run_fail(run, "cannot start TLS: %s", bn_strerror(rc));
             return used;
         }
         case CS_FEAT2:
-            if (!starts_with(el, n, "stream:features"))
+            if (!bn_el_is(el, n, "stream:features"))
                 break;
             s->state = CS_READY;
             on_ready(s);

@@ -4,10 +4,11 @@
  * The pieces are the proxy benchmark's: a test CA and server certificate made at start
  * (bench_tls.c), the synthetic server in a child process (bench_server.c: STARTTLS and direct
  * TLS, echoes every stanza byte for byte, reports its own count at the stream's close), the
- * stanza corpus (bench_corpus.c), and a session driver of our own (bench_load_run.c) on one
- * libuv loop in this process. xmppscope is spawned once for the whole run with --format none,
- * forging client certificates with the test CA and verifying the server with --upstream-ca; it
- * listens on ephemeral ports for STARTTLS and for direct TLS and says which in its stderr.
+ * stanza corpus (bench_corpus.c), the child processes' handling (bench_harness.c), and a session
+ * driver of our own (bench_load_run.c) on one libuv loop in this process. xmppscope is spawned
+ * once for the whole run with --format none, forging client certificates with the test CA and
+ * verifying the server with --upstream-ca; it listens on ephemeral ports for STARTTLS and for
+ * direct TLS and says which in its stderr.
  *
  * Load mode (the default): a warm-up (two short sessions, one per kind of TLS), then --waves
  * waves. In a wave --sessions sessions are opened (--parallel-connects setting up at a time, a
@@ -74,6 +75,7 @@
  * usage: bench_load --xmppscope PATH [--sessions N] [--stanzas M] [--soak SECONDS] ...
  */
 #include "bench_corpus.h"
+#include "bench_harness.h"
 #include "bench_load_run.h"
 #include "bench_server.h"
 #include "bench_tls.h"
@@ -82,18 +84,14 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -168,17 +166,6 @@ static void usage(FILE *out)
             "Exit status: 0 when every check passed, 1 otherwise, 2 on a usage error.\n");
 }
 
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
-}
-
 static int parse_secs(const char *s, double *out)
 {
     char *end;
@@ -188,21 +175,6 @@ static int parse_secs(const char *s, double *out)
         return -1;
     *out = v;
     return 0;
-}
-
-static const char *default_xmppscope(void)
-{
-    static char path[PATH_MAX + 32];
-    const char *env = getenv("XMPPSCOPE");
-    char self[PATH_MAX];
-    if (env != NULL && env[0])
-        return env;
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return "xmppscope";
-    self[n] = 0;
-    snprintf(path, sizeof(path), "%s/../proxy/xmppscope", dirname(self));
-    return path;
 }
 
 static int parse_args(int argc, char **argv)
@@ -260,22 +232,22 @@ static int parse_args(int argc, char **argv)
             O.xmppscope = optarg;
             break;
         case OPT_SESSIONS:
-            bad = parse_uint(optarg, 1, 1000000, &O.sessions);
+            bad = bn_parse_uint(optarg, 1, 1000000, &O.sessions);
             break;
         case OPT_STANZAS:
-            bad = parse_uint(optarg, 1, 100000000, &O.stanzas);
+            bad = bn_parse_uint(optarg, 1, 100000000, &O.stanzas);
             break;
         case OPT_PARALLEL:
-            bad = parse_uint(optarg, 1, 100000, &O.parallel);
+            bad = bn_parse_uint(optarg, 1, 100000, &O.parallel);
             break;
         case OPT_WINDOW:
-            bad = parse_uint(optarg, 1, 1000, &O.window);
+            bad = bn_parse_uint(optarg, 1, 1000, &O.window);
             break;
         case OPT_DIRECT:
-            bad = parse_uint(optarg, 0, 100, &O.direct_pct);
+            bad = bn_parse_uint(optarg, 0, 100, &O.direct_pct);
             break;
         case OPT_WAVES:
-            bad = parse_uint(optarg, 2, MAX_WAVES, &O.waves);
+            bad = bn_parse_uint(optarg, 2, MAX_WAVES, &O.waves);
             break;
         case OPT_SOAK:
             bad = parse_secs(optarg, &O.soak_s);
@@ -328,23 +300,8 @@ static int parse_args(int argc, char **argv)
             O.timeout_s = 240;
     }
     if (O.xmppscope == NULL)
-        O.xmppscope = default_xmppscope();
+        O.xmppscope = bn_default_xmppscope();
     return 0;
-}
-
-/* ---- messages --------------------------------------------------------------------------------
- */
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_load: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
 }
 
 /* ---- what is measured and checked ------------------------------------------------------------
@@ -380,11 +337,8 @@ typedef struct check {
 static struct {
     char tmpdir[PATH_MAX];
     char ca_file[PATH_MAX + 16];
-    pid_t server_pid;
-    pid_t proxy_pid;
+    bn_proc server, proxy;
     int proxy_asan; /* the proxy is built with AddressSanitizer */
-    int proxy_exited, proxy_status;
-    char proxy_err[PATH_MAX + 32]; /* the proxy's stderr */
     struct sockaddr_in srv_st, srv_dt;
     bl_target target;
     rlim_t nofile;
@@ -434,52 +388,6 @@ static long count_fds(pid_t pid)
 /* ---- processes -------------------------------------------------------------------------------
  */
 
-/* A listening socket on 127.0.0.1 and an ephemeral port. */
-static int listen_socket(struct sockaddr_in *a)
-{
-    socklen_t len = sizeof(*a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(a, 0, sizeof(*a));
-    a->sin_family = AF_INET;
-    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)a, sizeof(*a)) < 0 || listen(fd, 4096) < 0 ||
-        getsockname(fd, (struct sockaddr *)a, &len) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* The synthetic server in a child process of its own, on sockets bound here. */
-static int start_server(void)
-{
-    int sfd = listen_socket(&R.srv_st), dfd = listen_socket(&R.srv_dt);
-    if (sfd < 0 || dfd < 0) {
-        say("cannot listen on 127.0.0.1: %s", strerror(errno));
-        if (sfd >= 0)
-            close(sfd);
-        if (dfd >= 0)
-            close(dfd);
-        return -1;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int rc = bn_server_main(sfd, dfd, R.tmpdir, DOMAIN);
-        fflush(NULL);
-        _exit(rc);
-    }
-    close(sfd);
-    close(dfd);
-    if (pid < 0) {
-        say("fork: %s", strerror(errno));
-        return -1;
-    }
-    R.server_pid = pid;
-    return 0;
-}
-
 /* The environment for the proxy: ours, with the ASan options added that ASAN_OPTIONS does not
  * set already. The caller frees it with proxy_env_free(). Returns NULL when out of memory. */
 static char **proxy_env(void)
@@ -521,87 +429,6 @@ static void proxy_env_free(char **env)
     free(env);
 }
 
-/* Whether the proxy has exited (reaped here once). */
-static int proxy_gone(void)
-{
-    if (R.proxy_exited)
-        return 1;
-    if (waitpid(R.proxy_pid, &R.proxy_status, WNOHANG) == R.proxy_pid)
-        R.proxy_exited = 1;
-    return R.proxy_exited;
-}
-
-/* The last `cap` - 1 bytes of the proxy's stderr, on one line. */
-static void proxy_tail(char *out, size_t cap)
-{
-    out[0] = 0;
-    FILE *f = fopen(R.proxy_err, "r");
-    if (f == NULL)
-        return;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    long from = size > (long)cap - 1 ? size - (long)cap + 1 : 0;
-    fseek(f, from, SEEK_SET);
-    size_t n = fread(out, 1, cap - 1, f);
-    fclose(f);
-    out[n] = 0;
-    for (char *c = out; *c; c++)
-        if (*c == '\n')
-            *c = ' ';
-}
-
-static const char *exit_text(int status, char *buf, size_t cap)
-{
-    if (WIFEXITED(status))
-        snprintf(buf, cap, "exit status %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status),
-                 strsignal(WTERMSIG(status)));
-    else
-        snprintf(buf, cap, "status 0x%x", status);
-    return buf;
-}
-
-/* Waits for the proxy's "listening on 127.0.0.1:PORT (client TLS: MODE)" lines. */
-static int wait_listening(void)
-{
-    int st = 0, dt = 0;
-    for (int waited = 0; waited < 30000; waited += 20) {
-        FILE *f = fopen(R.proxy_err, "r");
-        char line[1024];
-        while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-            const char *at = strstr(line, "listening on 127.0.0.1:");
-            if (at == NULL)
-                continue;
-            int port = atoi(at + strlen("listening on 127.0.0.1:"));
-            if (strstr(line, "client TLS: direct") != NULL)
-                dt = port;
-            else if (strstr(line, "client TLS: starttls") != NULL)
-                st = port;
-        }
-        if (f != NULL)
-            fclose(f);
-        if (st > 0 && dt > 0) {
-            memset(&R.target, 0, sizeof(R.target));
-            R.target.starttls.sin_family = R.target.direct.sin_family = AF_INET;
-            R.target.starttls.sin_addr.s_addr = R.target.direct.sin_addr.s_addr =
-                htonl(INADDR_LOOPBACK);
-            R.target.starttls.sin_port = htons((uint16_t)st);
-            R.target.direct.sin_port = htons((uint16_t)dt);
-            return 0;
-        }
-        if (proxy_gone()) {
-            char t[600], e[64];
-            proxy_tail(t, sizeof(t));
-            say("xmppscope exited at start (%s): %s", exit_text(R.proxy_status, e, sizeof(e)), t);
-            return -1;
-        }
-        usleep(20000);
-    }
-    say("xmppscope did not report its listening ports within 30 s");
-    return -1;
-}
-
 /* Whether the binary at `path` carries AddressSanitizer (clang links its runtime in, gcc
  * links libasan: either way the name of its init function is in the file). */
 static int has_asan(const char *path)
@@ -627,66 +454,37 @@ static int has_asan(const char *path)
     return found;
 }
 
-static int start_proxy(void)
+static int start_proxy(char *err, size_t errcap)
 {
-    char up[64], upd[64];
-    snprintf(up, sizeof(up), "127.0.0.1:%u", ntohs(R.srv_st.sin_port));
-    snprintf(upd, sizeof(upd), "127.0.0.1:%u", ntohs(R.srv_dt.sin_port));
-    snprintf(R.proxy_err, sizeof(R.proxy_err), "%s/xmppscope.err", R.tmpdir);
-    const char *argv[16 + MAX_PROXY_ARGS + 1] = {
-        O.xmppscope,         "proxy",       "--listen",   "127.0.0.1:0",
-        "--listen-tls",      "127.0.0.1:0", "--upstream", up,
-        "--upstream-direct", upd,           "--ca-dir",   R.tmpdir,
-        "--upstream-ca",     R.ca_file,     "--format",   "none"};
-    for (unsigned i = 0; i < O.n_proxy_args; i++)
-        argv[16 + i] = O.proxy_args[i];
-    posix_spawn_file_actions_t fa;
+    char path[PATH_MAX + 32];
     char **env = proxy_env();
     if (env == NULL) {
-        say("out of memory");
+        snprintf(err, errcap, "out of memory");
         return -1;
     }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, R.proxy_err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int rc = posix_spawn(&R.proxy_pid, O.xmppscope, &fa, NULL, (char *const *)argv, env);
-    posix_spawn_file_actions_destroy(&fa);
+    snprintf(path, sizeof(path), "%s/xmppscope.err", R.tmpdir);
+    const bn_xs_spawn xs = {
+        .path = O.xmppscope,
+        .st = &R.srv_st,
+        .dt = &R.srv_dt,
+        .dir = R.tmpdir,
+        .ca_file = R.ca_file,
+        .extra = O.proxy_args,
+        .n_extra = O.n_proxy_args,
+        .envp = env,
+        .errpath = path,
+        .wait_ms = 30000,
+    };
+    int rc = bn_xs_start(&xs, &R.proxy, &R.target.starttls, &R.target.direct, err, errcap);
     proxy_env_free(env);
-    if (rc != 0) {
-        say("cannot start %s: %s", O.xmppscope, strerror(rc));
-        R.proxy_pid = 0;
-        return -1;
-    }
-    return wait_listening();
-}
-
-/* SIGTERM, a grace period, then SIGKILL. Returns 1 when it was still running. */
-static int stop_child(pid_t pid, int *status, int *exited)
-{
-    int was_running = !*exited;
-    if (*exited || pid <= 0)
-        return 0;
-    kill(pid, SIGTERM);
-    for (int waited = 0; waited < 20000; waited += 10) {
-        if (waitpid(pid, status, WNOHANG) == pid) {
-            *exited = 1;
-            return was_running;
-        }
-        usleep(10000);
-    }
-    say("pid %d did not stop within 20 s of SIGTERM: killing it", (int)pid);
-    kill(pid, SIGKILL);
-    waitpid(pid, status, 0);
-    *exited = 1;
-    return was_running;
+    return rc;
 }
 
 /* Scans the proxy's stderr for sanitizer reports and refused connections. */
 static void scan_proxy_log(char *out, size_t cap)
 {
     out[0] = 0;
-    FILE *f = fopen(R.proxy_err, "r");
+    FILE *f = fopen(R.proxy.errpath, "r");
     if (f == NULL)
         return;
     char line[1024];
@@ -710,20 +508,20 @@ static void scan_proxy_log(char *out, size_t cap)
  * it settle and reads its RSS. Returns the descriptors it holds then. */
 static long settle(long want, long *rss)
 {
-    long fds = count_fds(R.proxy_pid);
+    long fds = count_fds(R.proxy.pid);
     for (int waited = 0; fds > want && waited < FD_WAIT_MS; waited += 50) {
         usleep(50000);
-        fds = count_fds(R.proxy_pid);
+        fds = count_fds(R.proxy.pid);
     }
     usleep(SETTLE_MS * 1000);
-    *rss = bn_rss_kib(R.proxy_pid);
-    return count_fds(R.proxy_pid);
+    *rss = bn_rss_kib(R.proxy.pid);
+    return count_fds(R.proxy.pid);
 }
 
 static void on_tick(void *user, const bl_progress *p)
 {
     wave *w = user;
-    long rss = bn_rss_kib(R.proxy_pid);
+    long rss = bn_rss_kib(R.proxy.pid);
     if (rss > w->rss_peak) {
         w->rss_peak = rss;
         w->peak_active = p->active;
@@ -745,8 +543,8 @@ static void on_tick(void *user, const bl_progress *p)
     s->done = p->done;
     s->stanzas = p->stanzas;
     s->rss = rss;
-    say("soak %6.1f s: %u sessions done, %u open, %llu stanzas each way, RSS %ld KiB", s->t,
-        s->done, s->live, (unsigned long long)s->stanzas, rss);
+    bn_say("soak %6.1f s: %u sessions done, %u open, %llu stanzas each way, RSS %ld KiB", s->t,
+           s->done, s->live, (unsigned long long)s->stanzas, rss);
 }
 
 /* ---- phases ----------------------------------------------------------------------------------
@@ -761,11 +559,11 @@ static unsigned next_id = 1;
 static int proxy_died(const wave *w)
 {
     char t[400], e[64];
-    if (!proxy_gone())
+    if (!bn_proc_reap(&R.proxy, 0))
         return 0;
-    proxy_tail(t, sizeof(t));
+    bn_file_tail(R.proxy.errpath, t, sizeof(t));
     check_set(C_PROXY, 0, "xmppscope died during %s (%s): ...%s", w->name,
-              exit_text(R.proxy_status, e, sizeof(e)), t);
+              bn_exit_text(R.proxy.status, e, sizeof(e)), t);
     return 1;
 }
 
@@ -795,20 +593,20 @@ static int run_phase(wave *w, unsigned sessions, unsigned stanzas, unsigned dire
     };
     w->rss_peak = -1;
     R.next_sample_s = O.sample_s;
-    double cpu0 = bn_cpu_seconds(R.proxy_pid);
+    double cpu0 = bn_cpu_seconds(R.proxy.pid);
     bl_phase_run(&cfg, &w->r);
-    w->proxy_cpu_s = bn_cpu_seconds(R.proxy_pid) - cpu0;
+    w->proxy_cpu_s = bn_cpu_seconds(R.proxy.pid) - cpu0;
     next_id = w->r.next_id;
     int died = proxy_died(w);
     if (!w->r.ok)
         check_set(C_STANZAS, 0, "%s: %s", w->name, w->r.err);
     if (!w->r.ok || died)
         return -1;
-    say("%s: %u sessions (%u direct TLS), %llu stanzas and %.1f MB each way in %.1f s "
-        "(set-up %.1f s); proxy RSS peak %ld KiB with %u active, proxy CPU %.1f s",
-        w->name, w->r.sessions, w->r.direct_sessions, (unsigned long long)w->r.stanzas,
-        (double)w->r.bytes / 1e6, w->r.seconds, w->r.setup_s, w->rss_peak, w->peak_active,
-        w->proxy_cpu_s);
+    bn_say("%s: %u sessions (%u direct TLS), %llu stanzas and %.1f MB each way in %.1f s "
+           "(set-up %.1f s); proxy RSS peak %ld KiB with %u active, proxy CPU %.1f s",
+           w->name, w->r.sessions, w->r.direct_sessions, (unsigned long long)w->r.stanzas,
+           (double)w->r.bytes / 1e6, w->r.seconds, w->r.setup_s, w->rss_peak, w->peak_active,
+           w->proxy_cpu_s);
     w->fds_after = settle(R.fds_base, &w->rss_after);
     return 0;
 }
@@ -918,21 +716,6 @@ static void judge_soak(void)
 /* ---- output ----------------------------------------------------------------------------------
  */
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static int all_ok(void)
 {
     for (int i = 0; i < N_CHECKS; i++)
@@ -989,7 +772,7 @@ static void write_json(FILE *f)
 {
     fprintf(f, "{\"tool\":\"bench_load\",\"mode\":\"%s\",\"ok\":%s,\"xmppscope\":",
             O.soak_s > 0 ? "soak" : "load", all_ok() ? "true" : "false");
-    json_str(f, O.xmppscope);
+    bn_json_str(f, O.xmppscope);
     fprintf(f,
             ",\"sessions\":%u,\"stanzas_per_session\":%u,\"window\":%u,\"parallel_connects\":%u,"
             "\"direct_pct\":%u,\"proxy_asan\":%s,\"soak_s\":%g,\"sample_s\":%g,\"rss_baseline_"
@@ -1021,7 +804,7 @@ static void write_json(FILE *f)
     for (int i = 0; i < N_CHECKS; i++) {
         fprintf(f, "%s\"%s\":{\"ok\":%s,\"detail\":", i ? "," : "", check_names[i],
                 R.checks[i].done && R.checks[i].ok ? "true" : "false");
-        json_str(f, R.checks[i].done ? R.checks[i].detail : "not reached");
+        bn_json_str(f, R.checks[i].done ? R.checks[i].detail : "not reached");
         fprintf(f, "}");
     }
     fprintf(f, "}}\n");
@@ -1034,44 +817,17 @@ static void write_json(FILE *f)
  * proxy needs two descriptors per session, this process and the server one each. */
 static int raise_nofile(void)
 {
-    struct rlimit rl;
     rlim_t want = (rlim_t)O.sessions * 2 + 256;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
-        struct rlimit more = {want, want};
-        if (setrlimit(RLIMIT_NOFILE, &more) == 0)
-            rl = more;
-    }
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-    R.nofile = rl.rlim_cur;
-    if (rl.rlim_cur < want) {
-        say("the open-files limit is %llu and cannot be raised (that needs CAP_SYS_RESOURCE): "
-            "%u sessions need about %llu (two per session in the proxy); use fewer --sessions "
-            "or raise the hard limit (ulimit -Hn)",
-            (unsigned long long)rl.rlim_cur, O.sessions, (unsigned long long)want);
+    R.nofile = bn_raise_nofile(want);
+    if (R.nofile < want) {
+        bn_say("the open-files limit is %llu and cannot be raised (that needs CAP_SYS_RESOURCE): "
+               "%u sessions need about %llu (two per session in the proxy); use fewer --sessions "
+               "or raise the hard limit (ulimit -Hn)",
+               (unsigned long long)R.nofile, O.sessions, (unsigned long long)want);
         return -1;
     }
-    say("open-files limit raised to %llu", (unsigned long long)rl.rlim_cur);
+    bn_say("open-files limit raised to %llu", (unsigned long long)R.nofile);
     return 0;
-}
-
-static void remove_tmpdir(void)
-{
-    DIR *d = opendir(R.tmpdir);
-    if (d == NULL)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char p[PATH_MAX + 300];
-        snprintf(p, sizeof(p), "%s/%s", R.tmpdir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(R.tmpdir);
 }
 
 /* The warm-up, the baseline, then the waves or the soak. */
@@ -1079,7 +835,7 @@ static void run_all(void)
 {
     wave *w = &R.waves[0];
     w->name = "warm-up";
-    long pre_fds = count_fds(R.proxy_pid);
+    long pre_fds = count_fds(R.proxy.pid);
     /* Two sessions, one on each kind of TLS, so that the first forged certificate, the
      * upstream TLS session caches and the parser's pools are in the baseline. */
     R.fds_base = pre_fds;
@@ -1088,9 +844,9 @@ static void run_all(void)
     R.fds_base = w->fds_after;
     R.rss_base = w->rss_after;
     if (R.fds_base != pre_fds)
-        say("note: the proxy held %ld descriptors before the warm-up and %ld after it", pre_fds,
-            R.fds_base);
-    say("baseline: proxy RSS %ld KiB, %ld descriptors", R.rss_base, R.fds_base);
+        bn_say("note: the proxy held %ld descriptors before the warm-up and %ld after it", pre_fds,
+               R.fds_base);
+    bn_say("baseline: proxy RSS %ld KiB, %ld descriptors", R.rss_base, R.fds_base);
 
     if (O.soak_s > 0) {
         w = &R.waves[1];
@@ -1121,7 +877,8 @@ static void run_all(void)
         stanzas += w->r.stanzas;
         bytes += w->r.bytes;
         sessions += w->r.sessions;
-        say("%s settled: proxy RSS %ld KiB, %ld descriptors", w->name, w->rss_after, w->fds_after);
+        bn_say("%s settled: proxy RSS %ld KiB, %ld descriptors", w->name, w->rss_after,
+               w->fds_after);
     }
     check_set(C_STANZAS, 1,
               "%u sessions and %llu stanzas (%.1f MB) each way in %u waves: each echoed once, in "
@@ -1136,59 +893,62 @@ int main(int argc, char **argv)
     char err[800], e[64];
     int status = 1, loop_open = 0;
 
+    bn_say_as("bench_load");
     if (parse_args(argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     if (access(O.xmppscope, X_OK) != 0) {
-        say("no xmppscope at %s: build it, or pass --xmppscope PATH", O.xmppscope);
+        bn_say("no xmppscope at %s: build it, or pass --xmppscope PATH", O.xmppscope);
         return 1;
     }
     if (raise_nofile() < 0)
         return 1;
-    snprintf(R.tmpdir, sizeof(R.tmpdir), "%s/xs-load-XXXXXX",
-             getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp");
-    if (mkdtemp(R.tmpdir) == NULL) {
-        say("cannot make a temporary directory: %s", strerror(errno));
+    if (bn_tmpdir_make(R.tmpdir, sizeof(R.tmpdir), "xs-load") < 0) {
+        bn_say("cannot make a temporary directory: %s", strerror(errno));
         return 1;
     }
     snprintf(R.ca_file, sizeof(R.ca_file), "%s/ca.crt", R.tmpdir);
     if (bn_pki_make(R.tmpdir, DOMAIN, err, sizeof(err)) < 0) {
-        say("%s", err);
+        bn_say("%s", err);
         goto out;
     }
     if (bn_corpus_make(&corpus, 1u << 20, 4242) < 0) {
-        say("out of memory");
+        bn_say("out of memory");
         goto out;
     }
     cctx = bn_tls_client_ctx(R.ca_file, err, sizeof(err));
     if (cctx == NULL) {
-        say("%s", err);
+        bn_say("%s", err);
         goto out;
     }
     R.proxy_asan = has_asan(O.xmppscope);
-    if (start_server() < 0 || start_proxy() < 0)
+    /* The server gets a process of its own, on sockets bound here. */
+    if (bn_server_start(&R.server, R.tmpdir, DOMAIN, &R.srv_st, &R.srv_dt, err, sizeof(err)) < 0 ||
+        start_proxy(err, sizeof(err)) < 0) {
+        bn_say("%s", err);
         goto out;
-    say("%s (pid %d%s) on ports %u (STARTTLS) and %u (direct TLS); server pid %d; corpus %zu "
-        "stanzas of %zu to %zu bytes",
-        O.xmppscope, (int)R.proxy_pid, R.proxy_asan ? ", ASan" : "",
-        ntohs(R.target.starttls.sin_port), ntohs(R.target.direct.sin_port), (int)R.server_pid,
-        corpus.n, corpus.min, corpus.max);
+    }
+    bn_say("%s (pid %d%s) on ports %u (STARTTLS) and %u (direct TLS); server pid %d; corpus %zu "
+           "stanzas of %zu to %zu bytes",
+           O.xmppscope, (int)R.proxy.pid, R.proxy_asan ? ", ASan" : "",
+           ntohs(R.target.starttls.sin_port), ntohs(R.target.direct.sin_port), (int)R.server.pid,
+           corpus.n, corpus.min, corpus.max);
     uv_loop_init(&loop);
     loop_open = 1;
 
     run_all();
 
-    int was_running = stop_child(R.proxy_pid, &R.proxy_status, &R.proxy_exited);
+    int was_running = bn_proc_stop(&R.proxy, 20000);
     char found[1024];
     scan_proxy_log(found, sizeof(found));
     if (!was_running) {
         check_set(C_PROXY, 0, "xmppscope had exited before the end (%s)",
-                  exit_text(R.proxy_status, e, sizeof(e)));
-    } else if (!WIFEXITED(R.proxy_status) || WEXITSTATUS(R.proxy_status) != 0) {
+                  bn_exit_text(R.proxy.status, e, sizeof(e)));
+    } else if (!WIFEXITED(R.proxy.status) || WEXITSTATUS(R.proxy.status) != 0) {
         char t[600];
-        proxy_tail(t, sizeof(t));
+        bn_file_tail(R.proxy.errpath, t, sizeof(t));
         check_set(C_PROXY, 0, "xmppscope ended with %s after SIGTERM: ...%s",
-                  exit_text(R.proxy_status, e, sizeof(e)), t);
+                  bn_exit_text(R.proxy.status, e, sizeof(e)), t);
     } else if (found[0]) {
         check_set(C_PROXY, 0, "xmppscope's stderr says: %s", found);
     } else {
@@ -1200,39 +960,38 @@ int main(int argc, char **argv)
     print_table();
     for (int i = 0; i < N_CHECKS; i++)
         if (R.checks[i].done && !R.checks[i].ok)
-            say("FAILED: %s: %s", check_names[i], R.checks[i].detail);
+            bn_say("FAILED: %s: %s", check_names[i], R.checks[i].detail);
     if (O.json_file != NULL) {
         FILE *f = fopen(O.json_file, "w");
         if (f == NULL) {
-            say("cannot write %s: %s", O.json_file, strerror(errno));
+            bn_say("cannot write %s: %s", O.json_file, strerror(errno));
             status = 1;
         } else {
             write_json(f);
             if (fclose(f) != 0) {
-                say("cannot write %s: %s", O.json_file, strerror(errno));
+                bn_say("cannot write %s: %s", O.json_file, strerror(errno));
                 status = 1;
             }
         }
     }
 out:
-    if (R.proxy_pid > 0 && !R.proxy_exited)
-        stop_child(R.proxy_pid, &R.proxy_status, &R.proxy_exited);
-    if (R.server_pid > 0) {
-        int st = 0, exited = 0;
-        stop_child(R.server_pid, &st, &exited);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            say("the synthetic server ended with %s", exit_text(st, e, sizeof(e)));
+    bn_proc_stop(&R.proxy, 20000);
+    if (R.server.pid > 0) {
+        bn_proc_stop(&R.server, 20000);
+        if (!WIFEXITED(R.server.status) || WEXITSTATUS(R.server.status) != 0) {
+            bn_say("the synthetic server ended with %s",
+                   bn_exit_text(R.server.status, e, sizeof(e)));
             status = 1;
         }
     }
     if (loop_open && uv_loop_close(&loop) != 0)
-        say("warning: the client loop still has handles");
+        bn_say("warning: the client loop still has handles");
     bn_tls_ctx_free(cctx);
     bn_corpus_free(&corpus);
     free(R.samples);
     if (O.keep_tmp)
-        say("kept %s", R.tmpdir);
+        bn_say("kept %s", R.tmpdir);
     else
-        remove_tmpdir();
+        bn_tmpdir_remove(R.tmpdir);
     return status;
 }

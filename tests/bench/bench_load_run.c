@@ -3,6 +3,7 @@
 
 #include "bench_conn.h"
 #include "bench_server.h"
+#include "bench_stream.h"
 #include "bench_tls.h"
 #include "bench_util.h"
 #include "bench_xml.h"
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
 #define ID_MAX 24           /* "s4294967295-4294967295" and its NUL */
 #define BATCH (64u * 1024u) /* stanzas are built here and handed to TLS in one write */
 #define SPREAD 40503u       /* session id -> where in the corpus its stanzas start */
@@ -270,11 +270,7 @@ static int send_bytes(lsess *s, const char *p, size_t n)
 static void send_header(lsess *s)
 {
     char hdr[400];
-    snprintf(hdr, sizeof(hdr),
-             "<?xml version='1.0'?><stream:stream to='%s' xmlns='jabber:client' "
-             "xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en'>",
-             s->ph->cfg->domain);
-    send_bytes(s, hdr, strlen(hdr));
+    send_bytes(s, hdr, bn_stream_header(hdr, sizeof(hdr), s->ph->cfg->domain, ""));
 }
 
 /* Sends what the window allows, in one write; after the last stanza, the stream's end. */
@@ -343,13 +339,6 @@ static void on_ready(lsess *s)
 /* ---- receiving -------------------------------------------------------------------------------
  */
 
-static int starts_with(const char *el, size_t n, const char *name)
-{
-    size_t k = strlen(name);
-    return n > k + 1 && memcmp(el + 1, name, k) == 0 &&
-           (el[k + 1] == ' ' || el[k + 1] == '>' || el[k + 1] == '/');
-}
-
 /* An echo differs from what was expected next: says how. */
 static void mismatch(lsess *s, const char *got, size_t gn, const char *want, size_t wn)
 {
@@ -389,23 +378,15 @@ static void mismatch(lsess *s, const char *got, size_t gn, const char *want, siz
 static void got_count(lsess *s, const char *el, size_t n)
 {
     char tmp[256];
-    size_t k = n < sizeof(tmp) - 1 ? n : sizeof(tmp) - 1;
-    memcpy(tmp, el, k);
-    tmp[k] = 0;
-    const char *st = strstr(tmp, "stanzas='"), *by = strstr(tmp, "bytes='");
-    if (st == NULL || by == NULL) {
+    if (bn_count_read(el, n, &s->srv_stanzas, &s->srv_bytes, tmp, sizeof(tmp)) < 0)
         sess_fail(s, "unreadable count from the server: %s", tmp);
-        return;
-    }
-    s->srv_stanzas = strtoll(st + 9, NULL, 10);
-    s->srv_bytes = strtoll(by + 7, NULL, 10);
 }
 
 /* An echo: it must be the next stanza of this session, byte for byte. */
 static void got_stanza(lsess *s, const char *el, size_t n)
 {
     phase *ph = s->ph;
-    if (starts_with(el, n, "count") && memmem(el, n, BN_NS_BENCH, strlen(BN_NS_BENCH)) != NULL) {
+    if (bn_el_is_count(el, n)) {
         got_count(s, el, n);
         return;
     }
@@ -472,37 +453,35 @@ static size_t on_element(lsess *s, const char *data, const bx_event *ev)
     phase *ph = s->ph;
     const char *el = data + (ev->start - s->base);
     size_t n = (size_t)(ev->end - ev->start);
-    if (starts_with(el, n, "stream:error")) {
+    if (bn_el_is(el, n, "stream:error")) {
         sess_fail(s, "stream error from the proxy: %.*s", (int)(n > 400 ? 400 : n), el);
         return 0;
     }
     switch (s->state) {
     case LS_FEAT1:
-        if (!starts_with(el, n, "stream:features"))
+        if (!bn_el_is(el, n, "stream:features"))
             break;
-        if (memmem(el, n, NS_TLS, strlen(NS_TLS)) == NULL) {
+        if (memmem(el, n, BN_NS_TLS, strlen(BN_NS_TLS)) == NULL) {
             sess_fail(s, "no STARTTLS offered: %.*s", (int)(n > 400 ? 400 : n), el);
             return 0;
         }
-        send_bytes(s, "<starttls xmlns='" NS_TLS "'/>", 51);
+        send_bytes(s, BN_STARTTLS, strlen(BN_STARTTLS));
         s->state = LS_PROCEED;
         break;
     case LS_PROCEED: {
-        if (!starts_with(el, n, "proceed")) {
+        if (!bn_el_is(el, n, "proceed")) {
             sess_fail(s, "expected <proceed/>, got %.*s", (int)(n > 400 ? 400 : n), el);
             return 0;
         }
         size_t used = (size_t)(ev->end - s->base);
         s->state = LS_TLS;
-        bx_reset(&s->scan);
-        s->base = 0;
-        int rc = bn_conn_start_tls(&s->conn, ph->cfg->ctx, 0, ph->cfg->domain);
+        int rc = bn_stream_starttls(&s->conn, &s->scan, &s->base, ph->cfg->ctx, ph->cfg->domain);
         if (rc < 0)
             sess_fail(s, "cannot start TLS: %s", bn_strerror(rc));
         return used;
     }
     case LS_FEAT2:
-        if (starts_with(el, n, "stream:features"))
+        if (bn_el_is(el, n, "stream:features"))
             on_ready(s);
         break;
     case LS_SENDING:

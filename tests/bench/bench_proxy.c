@@ -32,20 +32,17 @@
 #include "bench_client.h"
 #include "bench_conn.h"
 #include "bench_corpus.h"
+#include "bench_harness.h"
 #include "bench_server.h"
 #include "bench_tls.h"
 #include "bench_util.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,8 +55,6 @@
 #include <unistd.h>
 
 #include <uv.h>
-
-extern char **environ;
 
 #define DOMAIN "bench.test"
 #define MAX_REPS 50
@@ -193,17 +188,6 @@ static int parse_list(const char *arg, const char *const *names, int n, int *wan
     return 0;
 }
 
-static int parse_uint(const char *s, unsigned min, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v < min || v > 100000000ul)
-        return -1;
-    *out = (unsigned)v;
-    return 0;
-}
-
 /* ---- the run's state -------------------------------------------------------------------------
  */
 
@@ -218,186 +202,50 @@ static unsigned idle_sessions;
 static rlim_t nofile;
 static unsigned spawn_seq;
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
-
 static void endpoint(bn_endpoint *ep, int port, int direct_tls)
 {
     memset(ep, 0, sizeof(*ep));
-    ep->addr.sin_family = AF_INET;
-    ep->addr.sin_port = htons((uint16_t)port);
-    ep->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bn_loopback(&ep->addr, port);
     ep->direct_tls = direct_tls;
-}
-
-/* A listening socket on 127.0.0.1 and an ephemeral port. */
-static int listen_socket(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4096) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    *port = ntohs(a.sin_port);
-    return fd;
 }
 
 /* A port that was free a moment ago, for programs that cannot report the one they bound. */
 static int free_port(void)
 {
-    int port;
-    int fd = listen_socket(&port);
+    struct sockaddr_in a;
+    int fd = bn_listen_loopback(&a);
     if (fd < 0)
         return -1;
     close(fd);
-    return port;
+    return ntohs(a.sin_port);
 }
 
 /* ---- child processes -------------------------------------------------------------------------
  */
 
-typedef struct proc {
-    pid_t pid;
-    char errpath[PATH_MAX + 32];
-    int exited, status;
-} proc;
-
-/* Starts argv with stdin and stdout on /dev/null and stderr into a file of the temporary
- * directory. */
-static int spawn(proc *p, const char *const argv[], const char *tag)
+/* Starts argv (in our environment) with its stderr in a file of the temporary directory named
+ * after `tag`. */
+static int spawn(bn_proc *p, const char *const argv[], const char *tag)
 {
-    posix_spawn_file_actions_t fa;
-    memset(p, 0, sizeof(*p));
-    snprintf(p->errpath, sizeof(p->errpath), "%s/%s-%u.err", tmpdir, tag, ++spawn_seq);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, p->errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int rc = posix_spawnp(&p->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-        say("cannot start %s: %s", argv[0], strerror(rc));
+    char path[PATH_MAX + 32], err[PATH_MAX + 300];
+    snprintf(path, sizeof(path), "%s/%s-%u.err", tmpdir, tag, ++spawn_seq);
+    if (bn_proc_spawn(p, argv, NULL, path, err, sizeof(err)) < 0) {
+        bn_say("%s", err);
         return -1;
     }
     return 0;
 }
 
-static int reap(proc *p, int wait_ms)
+/* SIGTERM, a grace period, then SIGKILL, for the process and its children. Returns the exit
+ * status, or -1 for a signal. */
+static int stop(bn_proc *p)
 {
-    for (int waited = 0; !p->exited; waited += 10) {
-        pid_t r = waitpid(p->pid, &p->status, WNOHANG);
-        if (r == p->pid) {
-            p->exited = 1;
-            break;
-        }
-        if (waited >= wait_ms)
-            return 0;
-        usleep(10000);
-    }
-    return 1;
-}
-
-/* SIGTERM, a grace period, then SIGKILL. Returns the exit status, or -1 for a signal. */
-static int stop(proc *p)
-{
-    pid_t kids[16];
-    size_t nk = 0;
-    if (p->pid <= 0)
-        return 0;
-    if (!p->exited) {
-        /* sslsplit works in a child process; it must not outlive the run. */
-        nk = bn_children(p->pid, kids, 16);
-        kill(p->pid, SIGTERM);
-    }
-    if (!reap(p, 10000)) {
-        say("pid %d did not stop within 10 s of SIGTERM: killing it", (int)p->pid);
-        kill(p->pid, SIGKILL);
-        reap(p, 5000);
-    }
-    for (size_t i = 0; i < nk; i++) {
-        for (int waited = 0; waited < 2000 && kill(kids[i], 0) == 0; waited += 10)
-            usleep(10000);
-        if (kill(kids[i], 0) == 0)
-            kill(kids[i], SIGKILL);
-    }
-    p->pid = 0;
-    return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
-}
-
-/* The last lines of a child's stderr, for error messages. */
-static void tail_of(const char *path, char *out, size_t cap)
-{
-    out[0] = 0;
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    char buf[4096];
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, size > (long)sizeof(buf) - 1 ? size - (long)sizeof(buf) + 1 : 0, SEEK_SET);
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    for (char *c = buf; *c; c++)
-        if (*c == '\n')
-            *c = ' ';
-    size_t len = strlen(buf);
-    const char *from = len > cap - 1 ? buf + len - (cap - 1) : buf;
-    memcpy(out, from, strlen(from) + 1);
-}
-
-/* Waits for xmppscope's "listening on 127.0.0.1:PORT (client TLS: MODE)" lines. */
-static int wait_listening(proc *p, int *st_port, int *dt_port, char *err, size_t errcap)
-{
-    *st_port = *dt_port = 0;
-    for (int waited = 0; waited < 15000; waited += 10) {
-        FILE *f = fopen(p->errpath, "r");
-        char line[1024];
-        while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-            const char *at = strstr(line, "listening on 127.0.0.1:");
-            if (at == NULL)
-                continue;
-            int port = atoi(at + strlen("listening on 127.0.0.1:"));
-            if (strstr(line, "client TLS: direct") != NULL)
-                *dt_port = port;
-            else if (strstr(line, "client TLS: starttls") != NULL)
-                *st_port = port;
-        }
-        if (f != NULL)
-            fclose(f);
-        if (*st_port && *dt_port)
-            return 0;
-        if (reap(p, 0)) {
-            char t[600];
-            tail_of(p->errpath, t, sizeof(t));
-            snprintf(err, errcap, "xmppscope exited at start (status %d): %s",
-                     WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1, t);
-            return -1;
-        }
-        usleep(10000);
-    }
-    snprintf(err, errcap, "xmppscope did not report its listening ports within 15 s");
-    return -1;
+    bn_proc_stop(p, 10000);
+    return bn_proc_code(p);
 }
 
 /* Waits until something accepts on 127.0.0.1:port. */
-static int wait_port(proc *p, int port, char *err, size_t errcap)
+static int wait_port(bn_proc *p, int port, char *err, size_t errcap)
 {
     struct sockaddr_in a;
     memset(&a, 0, sizeof(a));
@@ -411,9 +259,9 @@ static int wait_port(proc *p, int port, char *err, size_t errcap)
             close(fd);
         if (ok)
             return 0;
-        if (reap(p, 0)) {
+        if (bn_proc_reap(p, 0)) {
             char t[600];
-            tail_of(p->errpath, t, sizeof(t));
+            bn_file_tail(p->errpath, t, sizeof(t));
             snprintf(err, errcap, "exited at start (status %d): %s",
                      WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1, t);
             return -1;
@@ -430,56 +278,42 @@ static int wait_port(proc *p, int port, char *err, size_t errcap)
 typedef enum variant { V_PLAIN, V_WRITE, V_RULES } variant;
 
 typedef struct instance {
-    proc p;
+    bn_proc p;
     pid_t pid; /* the process whose memory and CPU are measured */
     bn_endpoint st, dt;
 } instance;
 
 static int start_xmppscope(instance *in, variant v, char *err, size_t errcap)
 {
-    char up[64], upd[64], logpath[PATH_MAX + 32];
-    snprintf(up, sizeof(up), "127.0.0.1:%d", ntohs(server_st.addr.sin_port));
-    snprintf(upd, sizeof(upd), "127.0.0.1:%d", ntohs(server_dt.addr.sin_port));
+    char logpath[PATH_MAX + 32], errpath[PATH_MAX + 32];
+    const char *extra[2];
+    unsigned n = 0;
     snprintf(logpath, sizeof(logpath), "%s/log.jsonl", tmpdir);
     unlink(logpath);
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = O.xmppscope;
-    argv[n++] = "proxy";
-    argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
-    argv[n++] = "--listen-tls";
-    argv[n++] = "127.0.0.1:0";
-    argv[n++] = "--upstream";
-    argv[n++] = up;
-    argv[n++] = "--upstream-direct";
-    argv[n++] = upd;
-    argv[n++] = "--ca-dir";
-    argv[n++] = tmpdir;
-    argv[n++] = "--upstream-ca";
-    argv[n++] = ca_file;
-    argv[n++] = "--format";
-    argv[n++] = "none";
     if (v == V_WRITE) {
-        argv[n++] = "--write";
-        argv[n++] = logpath;
+        extra[n++] = "--write";
+        extra[n++] = logpath;
     } else if (v == V_RULES) {
-        argv[n++] = "--rules";
-        argv[n++] = O.rules_file;
+        extra[n++] = "--rules";
+        extra[n++] = O.rules_file;
     }
-    argv[n] = NULL;
-    if (spawn(&in->p, argv, "xmppscope") < 0) {
-        snprintf(err, errcap, "cannot start %s", O.xmppscope);
+    snprintf(errpath, sizeof(errpath), "%s/xmppscope-%u.err", tmpdir, ++spawn_seq);
+    const bn_xs_spawn xs = {
+        .path = O.xmppscope,
+        .st = &server_st.addr,
+        .dt = &server_dt.addr,
+        .dir = tmpdir,
+        .ca_file = ca_file,
+        .extra = extra,
+        .n_extra = n,
+        .errpath = errpath,
+        .wait_ms = 15000,
+    };
+    if (bn_xs_start(&xs, &in->p, &in->st.addr, &in->dt.addr, err, errcap) < 0)
         return -1;
-    }
-    int sp, dp;
-    if (wait_listening(&in->p, &sp, &dp, err, errcap) < 0) {
-        stop(&in->p);
-        return -1;
-    }
     in->pid = in->p.pid;
-    endpoint(&in->st, sp, 0);
-    endpoint(&in->dt, dp, 1);
+    in->st.direct_tls = 0;
+    in->dt.direct_tls = 1;
     return 0;
 }
 
@@ -553,7 +387,7 @@ static int is_bulk(int scen)
     return scen == S_BULK || scen == S_BULK_WRITE || scen == S_BULK_RULES || scen == S_BULK_SINK;
 }
 
-static proc profiler;
+static bn_proc profiler;
 
 /* Starts the --profile command (split at spaces, %p replaced by the pid), without a shell so
  * that the signal that ends it reaches it. */
@@ -587,7 +421,7 @@ static void profile_start(pid_t pid, const char *scen)
     if (n == 0)
         return;
     if (spawn(&profiler, argv, "profile") == 0) {
-        say("profiling pid %d with %s (stderr in %s)", (int)pid, argv[0], profiler.errpath);
+        bn_say("profiling pid %d with %s (stderr in %s)", (int)pid, argv[0], profiler.errpath);
         usleep(500000); /* let it attach */
     }
 }
@@ -597,9 +431,9 @@ static void profile_stop(void)
     if (profiler.pid <= 0)
         return;
     kill(profiler.pid, SIGINT);
-    if (!reap(&profiler, 30000)) {
+    if (!bn_proc_reap(&profiler, 30000)) {
         kill(profiler.pid, SIGKILL);
-        reap(&profiler, 2000);
+        bn_proc_reap(&profiler, 2000);
     }
     profiler.pid = 0;
 }
@@ -640,14 +474,15 @@ static void run_one(int scen, int target, unsigned rep)
         variant v = scen == S_BULK_WRITE ? V_WRITE : scen == S_BULK_RULES ? V_RULES : V_PLAIN;
         if (start_xmppscope(&in, v, err, sizeof(err)) < 0) {
             cell_fail(c, "%s", err);
-            say("rep %u %s %s: FAILED: %s", rep + 1, scen_names[scen], target_names[target], err);
+            bn_say("rep %u %s %s: FAILED: %s", rep + 1, scen_names[scen], target_names[target],
+                   err);
             return;
         }
     } else {
         if (start_sslsplit(&in, err, sizeof(err)) < 0) {
             cell_fail(c, "sslsplit %s", err);
-            say("rep %u %s %s: FAILED: sslsplit %s", rep + 1, scen_names[scen],
-                target_names[target], err);
+            bn_say("rep %u %s %s: FAILED: sslsplit %s", rep + 1, scen_names[scen],
+                   target_names[target], err);
             return;
         }
     }
@@ -694,7 +529,7 @@ static void run_one(int scen, int target, unsigned rep)
     double cpu1 = target != T_DIRECT ? bn_cpu_tree_seconds(in.pid) : 0;
 
     if (target != T_DIRECT) {
-        int dead = reap(&in.p, 0);
+        int dead = bn_proc_reap(&in.p, 0);
         int status = stop(&in.p);
         if (dead && r.ok) {
             r.ok = 0;
@@ -702,7 +537,7 @@ static void run_one(int scen, int target, unsigned rep)
                      target_names[target], status);
         } else if (target == T_XS && status != 0 && r.ok) {
             char t[500];
-            tail_of(in.p.errpath, t, sizeof(t));
+            bn_file_tail(in.p.errpath, t, sizeof(t));
             r.ok = 0;
             snprintf(r.err, sizeof(r.err), "xmppscope exited with status %d after SIGTERM: %s",
                      status, t);
@@ -733,7 +568,7 @@ static void run_one(int scen, int target, unsigned rep)
     if (!r.ok) {
         if (target != T_DIRECT) {
             char t[300];
-            tail_of(in.p.errpath, t, sizeof(t));
+            bn_file_tail(in.p.errpath, t, sizeof(t));
             if (t[0] && strlen(r.err) + strlen(t) + 20 < sizeof(c->err))
                 cell_fail(c, "%s [%s stderr: ...%s]", r.err, target_names[target], t);
             else
@@ -741,7 +576,7 @@ static void run_one(int scen, int target, unsigned rep)
         } else {
             cell_fail(c, "%s", r.err);
         }
-        say("rep %u %s %s: FAILED: %s", rep + 1, scen_names[scen], target_names[target], r.err);
+        bn_say("rep %u %s %s: FAILED: %s", rep + 1, scen_names[scen], target_names[target], r.err);
         free(r.lat_us);
         return;
     }
@@ -756,22 +591,22 @@ static void run_one(int scen, int target, unsigned rep)
         if (r.n_lat < O.rounds)
             snprintf(c->note, sizeof(c->note), "only %zu of %u round trips in %.0f s", r.n_lat,
                      O.rounds, O.inter_max_s);
-        say("rep %u %s %s: RTT p50 %.1f us, p99 %.1f us, max %.1f us (%zu round trips)", rep + 1,
-            scen_names[scen], target_names[target], m[0], m[1], m[2], r.n_lat);
+        bn_say("rep %u %s %s: RTT p50 %.1f us, p99 %.1f us, max %.1f us (%zu round trips)", rep + 1,
+               scen_names[scen], target_names[target], m[0], m[1], m[2], r.n_lat);
         break;
     case S_SETUP:
     case S_SETUP_TLS:
         m[0] = r.sessions / r.seconds;
-        say("rep %u %s %s: %.0f sessions/s (%u sessions in %.2f s)", rep + 1, scen_names[scen],
-            target_names[target], m[0], r.sessions, r.seconds);
+        bn_say("rep %u %s %s: %.0f sessions/s (%u sessions in %.2f s)", rep + 1, scen_names[scen],
+               target_names[target], m[0], r.sessions, r.seconds);
         break;
     case S_IDLE:
         m[0] = r.sessions ? (double)(r.rss_after - r.rss_before) / r.sessions : 0;
         m[1] = r.sessions;
         m[2] = r.sessions / r.seconds;
-        say("rep %u %s %s: %.1f KiB/session (RSS %ld -> %ld KiB, %u sessions, opened at %.0f/s)",
-            rep + 1, scen_names[scen], target_names[target], m[0], r.rss_before, r.rss_after,
-            r.sessions, m[2]);
+        bn_say("rep %u %s %s: %.1f KiB/session (RSS %ld -> %ld KiB, %u sessions, opened at %.0f/s)",
+               rep + 1, scen_names[scen], target_names[target], m[0], r.rss_before, r.rss_after,
+               r.sessions, m[2]);
         break;
     default:
         m[0] = (double)r.bytes / 1e6 / r.seconds;
@@ -781,9 +616,9 @@ static void run_one(int scen, int target, unsigned rep)
             snprintf(err, sizeof(err), ", proxy CPU %.0f%% of a core", m[2]);
         else
             err[0] = 0;
-        say("rep %u %s %s: %.1f MB/s, %.0f stanzas/s (%llu bytes in %.2f s%s)", rep + 1,
-            scen_names[scen], target_names[target], m[0], m[1], (unsigned long long)r.bytes,
-            r.seconds, err);
+        bn_say("rep %u %s %s: %.1f MB/s, %.0f stanzas/s (%llu bytes in %.2f s%s)", rep + 1,
+               scen_names[scen], target_names[target], m[0], m[1], (unsigned long long)r.bytes,
+               r.seconds, err);
         break;
     }
     for (int i = 0; i < N_METRICS; i++)
@@ -961,21 +796,6 @@ static void print_table(void)
                                                 : "no --rules-file given");
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 static void json_num(FILE *f, double v)
 {
     if (v >= 1000 || v <= -1000)
@@ -1014,9 +834,9 @@ static void write_json(FILE *f)
     fprintf(f,
             "{\"bench\":\"bench_proxy\",\"date\":\"%s\",\"machine\":{\"cpus\":%ld,\"cpu\":", date,
             sysconf(_SC_NPROCESSORS_ONLN));
-    json_str(f, model);
+    bn_json_str(f, model);
     fprintf(f, ",\"kernel\":");
-    json_str(f, u.release);
+    bn_json_str(f, u.release);
     fprintf(f,
             "},\"config\":{\"smoke\":%s,\"reps\":%u,\"bulk_mib\":%u,\"rounds\":%u,"
             "\"inter_max_s\":%g,\"setup_sessions\":%u,\"parallel\":%u,\"idle_sessions\":%u,"
@@ -1044,11 +864,11 @@ static void write_json(FILE *f)
             first_t = 0;
             if (c->err[0]) {
                 fprintf(f, ",\"error\":");
-                json_str(f, c->err);
+                bn_json_str(f, c->err);
             }
             if (c->note[0]) {
                 fprintf(f, ",\"note\":");
-                json_str(f, c->note);
+                bn_json_str(f, c->note);
             }
             if (c->stalled)
                 fprintf(f, ",\"stalled_sessions\":%u,\"of_sessions\":%u", c->stalled,
@@ -1123,63 +943,20 @@ static void write_json(FILE *f)
 
 static void raise_nofile(void)
 {
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rlim_t want = (rlim_t)O.idle * 2 + 256;
-    if (rl.rlim_max < want) {
-        /* Root may raise the hard limit too (CAP_SYS_RESOURCE); otherwise it stays. */
-        struct rlimit more = {want, want};
-        if (setrlimit(RLIMIT_NOFILE, &more) == 0)
-            rl = more;
-    }
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-    nofile = rl.rlim_cur;
+    /* Root may raise the hard limit too (CAP_SYS_RESOURCE); otherwise it stays. */
+    nofile = bn_raise_nofile((rlim_t)O.idle * 2 + 256);
     /* The proxy holds two sockets per session, plus its own few; this process and the server
      * one each. */
     unsigned max = nofile > 256 ? (unsigned)((nofile - 128) / 2) : 1;
     idle_sessions = O.idle;
     if (idle_sessions > max) {
-        say("open files limit is %llu (hard limit; raising it needs CAP_SYS_RESOURCE): the "
-            "proxy needs 2 per session, so idle runs with %u sessions instead of %u",
-            (unsigned long long)nofile, max, O.idle);
+        bn_say("open files limit is %llu (hard limit; raising it needs CAP_SYS_RESOURCE): the "
+               "proxy needs 2 per session, so idle runs with %u sessions instead of %u",
+               (unsigned long long)nofile, max, O.idle);
         idle_sessions = max;
     } else {
-        say("open files limit raised to %llu", (unsigned long long)nofile);
+        bn_say("open files limit raised to %llu", (unsigned long long)nofile);
     }
-}
-
-static void remove_tmpdir(void)
-{
-    DIR *d = opendir(tmpdir);
-    if (d == NULL)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char p[PATH_MAX + 300];
-        snprintf(p, sizeof(p), "%s/%s", tmpdir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(tmpdir);
-}
-
-static const char *default_xmppscope(void)
-{
-    static char path[PATH_MAX + 32];
-    const char *env = getenv("XMPPSCOPE");
-    if (env != NULL && env[0])
-        return env;
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return "xmppscope";
-    self[n] = 0;
-    snprintf(path, sizeof(path), "%s/../proxy/xmppscope", dirname(self));
-    return path;
 }
 
 static const char *find_on_path(const char *name)
@@ -1281,7 +1058,7 @@ static int parse_args(int argc, char **argv)
         case O_PARALLEL:
         case O_IDLE:
         case O_WINDOW:
-            if (parse_uint(optarg, c == O_WINDOW ? 16 : 1, &u) < 0 ||
+            if (bn_parse_uint(optarg, c == O_WINDOW ? 16 : 1, 100000000u, &u) < 0 ||
                 (c == O_REPS && u > MAX_REPS)) {
                 fprintf(stderr, "bench_proxy: bad number '%s'\n", optarg);
                 return -1;
@@ -1357,7 +1134,7 @@ static int parse_args(int argc, char **argv)
             O.timeout_s = 60;
     }
     if (O.xmppscope == NULL)
-        O.xmppscope = default_xmppscope();
+        O.xmppscope = bn_default_xmppscope();
     if (O.sslsplit == NULL)
         O.sslsplit = find_on_path("sslsplit");
     else if (strcmp(O.sslsplit, "none") == 0)
@@ -1373,69 +1150,52 @@ int main(int argc, char **argv)
     struct ssl_ctx_st *cctx = NULL;
     uv_loop_t loop;
     int loop_open = 0;
-    proc server = {0};
+    bn_proc server = {0};
 
+    bn_say_as("bench");
     if (parse_args(argc, argv) < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     if (O.want_target[T_XS] && access(O.xmppscope, X_OK) != 0) {
-        say("no xmppscope at %s: build it, or pass --xmppscope PATH", O.xmppscope);
+        bn_say("no xmppscope at %s: build it, or pass --xmppscope PATH", O.xmppscope);
         return 1;
     }
     if (O.want_target[T_SSLSPLIT] && O.sslsplit == NULL)
-        say("sslsplit is not installed (Debian: apt-get install sslsplit): no peer comparison");
+        bn_say("sslsplit is not installed (Debian: apt-get install sslsplit): no peer comparison");
     if (O.sslsplit == NULL)
         O.want_target[T_SSLSPLIT] = 0;
     xs_has_rules = O.want_target[T_XS] && xmppscope_has_rules();
     raise_nofile();
 
-    snprintf(tmpdir, sizeof(tmpdir), "%s/xs-bench-XXXXXX",
-             getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp");
-    if (mkdtemp(tmpdir) == NULL) {
-        say("cannot make a temporary directory: %s", strerror(errno));
+    if (bn_tmpdir_make(tmpdir, sizeof(tmpdir), "xs-bench") < 0) {
+        bn_say("cannot make a temporary directory: %s", strerror(errno));
         return 1;
     }
     snprintf(ca_file, sizeof(ca_file), "%s/ca.crt", tmpdir);
     if (bn_pki_make(tmpdir, DOMAIN, err, sizeof(err)) < 0) {
-        say("%s", err);
+        bn_say("%s", err);
         goto out;
     }
     if (bn_corpus_make(&corpus, O.smoke ? (256u << 10) : (1u << 20), 12345) < 0) {
-        say("out of memory");
+        bn_say("out of memory");
         goto out;
     }
-    say("test PKI in %s; corpus: %zu stanzas, %zu bytes, %zu to %zu bytes each", tmpdir, corpus.n,
-        corpus.len, corpus.min, corpus.max);
+    bn_say("test PKI in %s; corpus: %zu stanzas, %zu bytes, %zu to %zu bytes each", tmpdir,
+           corpus.n, corpus.len, corpus.min, corpus.max);
 
     /* The server gets a process of its own, so that the client and the server each have one
      * thread, as the proxy does. Its sockets are bound here, so their ports are known. */
-    int sp, dp;
-    int sfd = listen_socket(&sp), dfd = listen_socket(&dp);
-    if (sfd < 0 || dfd < 0) {
-        say("cannot listen on 127.0.0.1: %s", strerror(errno));
+    if (bn_server_start(&server, tmpdir, DOMAIN, &server_st.addr, &server_dt.addr, err,
+                        sizeof(err)) < 0) {
+        bn_say("%s", err);
         goto out;
     }
-    fflush(NULL);
-    server.pid = fork();
-    if (server.pid < 0) {
-        say("fork: %s", strerror(errno));
-        goto out;
-    }
-    if (server.pid == 0) {
-        int rc = bn_server_main(sfd, dfd, tmpdir, DOMAIN);
-        fflush(NULL);
-        _exit(rc);
-    }
-    close(sfd);
-    close(dfd);
     server_pid = server.pid;
-    snprintf(server.errpath, sizeof(server.errpath), "(stderr)");
-    endpoint(&server_st, sp, 0);
-    endpoint(&server_dt, dp, 1);
+    server_dt.direct_tls = 1;
 
     cctx = bn_tls_client_ctx(ca_file, err, sizeof(err));
     if (cctx == NULL) {
-        say("%s", err);
+        bn_say("%s", err);
         goto out;
     }
     uv_loop_init(&loop);
@@ -1485,7 +1245,7 @@ int main(int argc, char **argv)
             }
         }
     }
-    say("all runs took %.1f s", (double)(bn_now_ns() - t_start) / 1e9);
+    bn_say("all runs took %.1f s", (double)(bn_now_ns() - t_start) / 1e9);
 
     compute_medians();
     print_table();
@@ -1495,7 +1255,7 @@ int main(int argc, char **argv)
     if (O.json_file != NULL) {
         FILE *f = fopen(O.json_file, "w");
         if (f == NULL) {
-            say("cannot write %s: %s", O.json_file, strerror(errno));
+            bn_say("cannot write %s: %s", O.json_file, strerror(errno));
         } else {
             write_json(f);
             fclose(f);
@@ -1510,20 +1270,20 @@ out:
     if (server.pid > 0) {
         int st = stop(&server);
         if (st != 0) {
-            say("the synthetic server exited with status %d", st);
+            bn_say("the synthetic server exited with status %d", st);
             status = 1;
         }
     }
     if (loop_open) {
         uv_run(&loop, UV_RUN_NOWAIT);
         if (uv_loop_close(&loop) != 0)
-            say("warning: the client loop still has handles");
+            bn_say("warning: the client loop still has handles");
     }
     bn_tls_ctx_free(cctx);
     bn_corpus_free(&corpus);
     if (O.keep_tmp)
-        say("kept %s", tmpdir);
+        bn_say("kept %s", tmpdir);
     else
-        remove_tmpdir();
+        bn_tmpdir_remove(tmpdir);
     return status;
 }

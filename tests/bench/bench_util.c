@@ -204,6 +204,21 @@ double bn_quantile(double *v, size_t n, double q)
     return v[rank - 1];
 }
 
+void bn_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
 const char *bn_strerror(int err)
 {
     switch (err) {

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Errors of the benchmark's own functions (libuv's negative codes pass through unchanged). */
@@ -52,6 +53,9 @@ size_t bn_children(pid_t pid, pid_t *pids, size_t cap);
 double bn_median(double *v, size_t n);
 /* The q-quantile (0 <= q <= 1, nearest rank) of n values; sorts `v`. 0 for n == 0. */
 double bn_quantile(double *v, size_t n, double q);
+
+/* Writes s to f as a JSON string: in quotes, with '"', '\\' and control characters escaped. */
+void bn_json_str(FILE *f, const char *s);
 
 /* A description of a benchmark or libuv error code. */
 const char *bn_strerror(int err);
