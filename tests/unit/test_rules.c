@@ -1487,7 +1487,7 @@ static void test_rules_stanza_is_its_own_document(void **state)
     xs_rule_result res;
     apply_to_node(r, message, &res);
     for (size_t i = 0; i < res.n_tags || i < sizeof(exprs) / sizeof(exprs[0]); i++) {
-        char want[16];
+        char want[32];
         snprintf(want, sizeof(want), "t%zu", i);
         if (i >= res.n_tags || strcmp(res.tags[i], want) != 0)
             print_message("false: %s\n", exprs[i]);
