@@ -2,7 +2,8 @@
  *
  * One parser reads one direction of one stream. Bytes go in through xs_parser_feed() in reads of
  * any size; events come out through one callback, in input order, and are the same for every way
- * the input is split into reads. Depth 0 is the stream element, depth 1 a stanza (or stream
+ * the input is split into reads (but for keepalives: a run of whitespace cut by reads comes as
+ * one keepalive event per piece, each passed on at once). Depth 0 is the stream element, depth 1 a stanza (or stream
  * features, stream error, SASL and STARTTLS elements: anything directly inside the stream).
  *
  * A small scanner of our own walks the bytes first. It tracks tag boundaries and depth, knows the
