@@ -215,43 +215,54 @@ static bool utf8_char(wf *w)
     return true;
 }
 
+/* The length of the reference at r[0, n) ("&...;": one of the five predefined entities or a
+ * character reference of at most 8 digits to a code point up to U+10FFFF) and its code point,
+ * or 0 when r does not start with one. */
+static size_t ref_value(const char *r, size_t n, uint32_t *c)
+{
+    static const struct {
+        const char *ref;
+        char c;
+    } ents[] = {{"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}, {"&quot;", '"'}, {"&apos;", '\''}};
+    for (size_t e = 0; e < sizeof(ents) / sizeof(ents[0]); e++) {
+        size_t len = strlen(ents[e].ref);
+        if (n >= len && memcmp(r, ents[e].ref, len) == 0) {
+            *c = (uint32_t)ents[e].c;
+            return len;
+        }
+    }
+    if (n < 4 || r[1] != '#')
+        return 0;
+    bool hex = r[2] == 'x';
+    size_t k = hex ? 3 : 2, digits = 0;
+    uint32_t v = 0;
+    for (; k < n && r[k] != ';'; k++, digits++) {
+        char d = r[k];
+        if (digits == 8)
+            return 0;
+        if (d >= '0' && d <= '9')
+            v = v * (hex ? 16u : 10u) + (uint32_t)(d - '0');
+        else if (hex && (d | 0x20) >= 'a' && (d | 0x20) <= 'f')
+            v = v * 16u + (uint32_t)((d | 0x20) - 'a' + 10);
+        else
+            return 0;
+    }
+    if (k == n || digits == 0 || v == 0 || v > 0x10FFFF)
+        return 0;
+    *c = v;
+    return k + 1;
+}
+
 /* A reference at w->i ('&'): one of the five predefined entities or a character reference to
  * an XML Char. */
 static bool reference(wf *w)
 {
-    static const char *const ents[] = {"lt;", "gt;", "amp;", "quot;", "apos;"};
-    const char *s = (const char *)w->s + w->i + 1;
-    size_t left = w->n - w->i - 1;
-    if (left > 0 && s[0] == '#') {
-        bool hex = left > 1 && s[1] == 'x';
-        size_t k = hex ? 2 : 1;
-        uint32_t c = 0;
-        size_t digits = 0;
-        for (; k < left && s[k] != ';'; k++, digits++) {
-            unsigned d;
-            if (s[k] >= '0' && s[k] <= '9')
-                d = (unsigned)(s[k] - '0');
-            else if (hex && (s[k] | 0x20) >= 'a' && (s[k] | 0x20) <= 'f')
-                d = (unsigned)((s[k] | 0x20) - 'a' + 10);
-            else
-                return false;
-            if (digits >= 8)
-                return false;
-            c = c * (hex ? 16u : 10u) + d;
-        }
-        if (k >= left || digits == 0 || !xml_char(c))
-            return false;
-        w->i += 1 + k + 1;
-        return true;
-    }
-    for (size_t e = 0; e < sizeof(ents) / sizeof(ents[0]); e++) {
-        size_t len = strlen(ents[e]);
-        if (left >= len && memcmp(s, ents[e], len) == 0) {
-            w->i += 1 + len;
-            return true;
-        }
-    }
-    return false;
+    uint32_t c;
+    size_t len = ref_value((const char *)w->s + w->i, w->n - w->i, &c);
+    if (len == 0 || !xml_char(c))
+        return false;
+    w->i += len;
+    return true;
 }
 
 /* Character data up to the next '<' (or the end). */
@@ -581,44 +592,6 @@ static size_t put_utf8(char *o, uint32_t c)
     o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
     o[3] = (char)(0x80 | (c & 0x3F));
     return 4;
-}
-
-/* The length of the reference at r[0, n) ("&...;": one of the five predefined entities or a
- * character reference of at most 8 digits to a code point up to U+10FFFF) and its code point,
- * or 0 when r does not start with one. */
-static size_t ref_value(const char *r, size_t n, uint32_t *c)
-{
-    static const struct {
-        const char *ref;
-        char c;
-    } ents[] = {{"&lt;", '<'}, {"&gt;", '>'}, {"&amp;", '&'}, {"&quot;", '"'}, {"&apos;", '\''}};
-    for (size_t e = 0; e < sizeof(ents) / sizeof(ents[0]); e++) {
-        size_t len = strlen(ents[e].ref);
-        if (n >= len && memcmp(r, ents[e].ref, len) == 0) {
-            *c = (uint32_t)ents[e].c;
-            return len;
-        }
-    }
-    if (n < 4 || r[1] != '#')
-        return 0;
-    bool hex = r[2] == 'x';
-    size_t k = hex ? 3 : 2, digits = 0;
-    uint32_t v = 0;
-    for (; k < n && r[k] != ';'; k++, digits++) {
-        char d = r[k];
-        if (digits == 8)
-            return 0;
-        if (d >= '0' && d <= '9')
-            v = v * (hex ? 16u : 10u) + (uint32_t)(d - '0');
-        else if (hex && (d | 0x20) >= 'a' && (d | 0x20) <= 'f')
-            v = v * 16u + (uint32_t)((d | 0x20) - 'a' + 10);
-        else
-            return 0;
-    }
-    if (k == n || digits == 0 || v == 0 || v > 0x10FFFF)
-        return 0;
-    *c = v;
-    return k + 1;
 }
 
 size_t xs_wf_decode(char *out, const char *s, size_t n, xs_wf_decode_mode mode)
