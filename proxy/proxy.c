@@ -66,6 +66,7 @@ typedef struct leg {
     bool writing;
     bool tls_shut;   /* close_notify queued */
     bool active;     /* read something since the last idle tick */
+    bool trimmed;    /* gave its memory back and carried nothing since */
     outbuf plain;    /* TLS legs: plaintext gathered during a callback, encrypted at its end */
     outbuf out;      /* queued for the socket */
     outbuf inflight; /* being written */
@@ -425,6 +426,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         size_t n = (size_t)nread;
         l->active = true;
+        l->trimmed = false;
         if (l->want_close || xs_session_closing(c->s)) {
             /* Closing: what the peer still sends is read and dropped, so that our last words
              * are not destroyed by a reset. */
@@ -474,6 +476,7 @@ static int leg_write(leg *l, const char *data, size_t len)
 {
     if (l->shut || l->closing)
         return 0; /* nothing more goes out on a closed leg */
+    l->trimmed = false;
     if (l->tls_on) {
         /* Gathered until the end of the callback (leg_flush()), up to a bound. */
         if (l->plain.len + len > PLAIN_BATCH)
@@ -1044,10 +1047,15 @@ static void on_idle_timer(uv_timer_t *t)
     for (conn *c = p->conns; c != NULL; c = c->next) {
         for (int i = 0; i < 2; i++) {
             leg *l = &c->leg[i];
-            if (!l->active && l->open && !c->dead) {
+            /* Once per quiet spell: a leg already trimmed has nothing more to give. */
+            if (!l->active && !l->trimmed && l->open && !c->dead) {
                 trimmed += (unsigned)xs_session_trim(c->s, l->side);
-                if (l->tls != NULL && l->plain.len == 0 && xs_tls_cipher_pending(l->tls) == 0)
+                if (l->tls == NULL) {
+                    l->trimmed = true;
+                } else if (l->plain.len == 0 && xs_tls_cipher_pending(l->tls) == 0) {
                     trimmed += (unsigned)xs_tls_trim(l->tls);
+                    l->trimmed = true; /* else tried again next tick, once written out */
+                }
             }
             l->active = false;
         }
