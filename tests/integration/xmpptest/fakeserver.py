@@ -213,6 +213,18 @@ def _cut(data, chunks):
     return out
 
 
+def loopback_listener():
+    """A listening TCP socket on 127.0.0.1 with a port of the system's choice, accepting with a
+    0.2 s timeout (so an accept loop can notice it should stop): (socket, port, "HOST:PORT")."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((HOST, 0))
+    lsock.listen(16)
+    lsock.settimeout(0.2)
+    port = lsock.getsockname()[1]
+    return lsock, port, f"{HOST}:{port}"
+
+
 class FakeServer:
     """Listens on 127.0.0.1:<ephemeral>.
 
@@ -238,13 +250,7 @@ class FakeServer:
         self.conns = []
         self.stopping = False
         self._cond = threading.Condition()
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((HOST, 0))
-        self.lsock.listen(16)
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.address = f"{HOST}:{self.port}"
+        self.lsock, self.port, self.address = loopback_listener()
         self._threads = []
         t = threading.Thread(target=self._accept_loop, daemon=True, name="fakeserver-accept")
         t.start()

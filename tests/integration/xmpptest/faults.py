@@ -11,9 +11,9 @@ import socket
 import struct
 import threading
 
-__all__ = ["client_hello", "rst_close", "ScriptServer", "closed_notes"]
+from .fakeserver import loopback_listener
 
-HOST = "127.0.0.1"
+__all__ = ["client_hello", "rst_close", "ScriptServer", "closed_notes"]
 
 
 def _ext(kind, body):
@@ -66,13 +66,7 @@ class ScriptServer:
         self.errors = []
         self.stopping = False
         self.done = threading.Event()
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((HOST, 0))
-        self.lsock.listen(16)
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.address = f"{HOST}:{self.port}"
+        self.lsock, self.port, self.address = loopback_listener()
         self._threads = []
         t = threading.Thread(target=self._loop, daemon=True)
         t.start()
