@@ -104,6 +104,8 @@ struct xs_parser {
     bool sax_done;     /* a depth-1 element ended */
     bool sax_closed;   /* the stream element ended */
     xmlNode *sax_node; /* the depth-1 element being built (tree mode) */
+    bool node_in_arena; /* sax_node was built by xs_wf_build() in `arena` */
+    xs_wf_arena arena;
     const xmlChar *sax_name, *sax_prefix, *sax_uri;
     int sax_restricted; /* a DTD, comment, PI or entity reached libxml2 */
     bool sax_oom;
@@ -512,8 +514,26 @@ static int ctxt_create(xs_parser *p)
     return 0;
 }
 
+/* Takes the depth-1 element out of the document and frees it (the arena's: gives it back). */
+static void drop_node(xs_parser *p)
+{
+    if (p->sax_node == NULL)
+        return;
+    if (p->node_in_arena) {
+        xs_wf_unlink(p->sax_node);
+        xs_wf_arena_reset(&p->arena);
+    } else {
+        xmlUnlinkNode(p->sax_node);
+        xmlFreeNode(p->sax_node);
+    }
+    p->sax_node = NULL;
+    p->node_in_arena = false;
+}
+
 static void ctxt_destroy(xs_parser *p)
 {
+    if (p->sax_node != NULL && p->node_in_arena)
+        drop_node(p); /* never to xmlFreeDoc() */
     if (p->ctxt == NULL)
         return;
     if (p->ctxt->myDoc != NULL) {
@@ -823,9 +843,12 @@ static int fast_stanza(xs_parser *p, uint64_t end, xs_event *ev)
             return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
         xmlNode *stream = p->ctxt->myDoc ? xmlDocGetRootElement(p->ctxt->myDoc) : NULL;
         xmlNode *node = NULL;
-        if (stream == NULL || !xs_wf_build(bytes, len, stream, &node))
+        if (stream == NULL || !xs_wf_build(bytes, len, stream, &p->arena, &node)) {
+            xs_wf_arena_reset(&p->arena);
             return 0; /* libxml2 decides (and reports a refused name or no memory) */
+        }
         p->sax_node = node;
+        p->node_in_arena = true;
         ev->node = node;
     }
     p->st_strings.len = 0;
@@ -901,11 +924,7 @@ emit:
         ev.raw = NULL;
     p->in_elem = false;
     rc = emit(p, &ev);
-    if (p->sax_node != NULL) {
-        xmlUnlinkNode(p->sax_node);
-        xmlFreeNode(p->sax_node);
-        p->sax_node = NULL;
-    }
+    drop_node(p);
     pend_drop_before(p, end);
     return rc;
 }
@@ -1537,6 +1556,7 @@ int xs_parser_trim(xs_parser *p)
         p->pend_start = p->off;
     }
     buf_free(&p->st_strings); /* the last stanza's names and attributes, no longer referenced */
+    xs_wf_arena_free(&p->arena);
     free(p->st_attrs);
     p->st_attrs = NULL;
     p->st_n_attrs = p->st_cap_attrs = 0;
@@ -1548,6 +1568,7 @@ void xs_parser_free(xs_parser *p)
     if (p == NULL)
         return;
     ctxt_destroy(p);
+    xs_wf_arena_free(&p->arena);
     clear_lx_err(p);
     buf_free(&p->pend);
     buf_free(&p->hdr_raw);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libxml/parserInternals.h>
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -548,25 +550,67 @@ int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
 
 /* ---- building the tree of an accepted element ---------------------------------------------- */
 
-/* A scratch buffer for NUL-terminated names and decoded text. */
-typedef struct scratch {
-    char *p;
-    size_t cap;
-} scratch;
+/* A chunk of the arena; its bytes follow the header (32 bytes, so they are 16-aligned). */
+struct xs_wf_chunk {
+    struct xs_wf_chunk *next; /* the chunk filled before this one */
+    size_t cap, at;
+    size_t pad;
+};
 
-static char *scratch_get(scratch *sc, size_t n)
+#define ARENA_MIN 4096u        /* bytes of the first chunk */
+#define ARENA_KEEP (64u << 10) /* at most this much stays allocated between stanzas */
+
+static void *arena_alloc(xs_wf_arena *a, size_t n)
 {
-    if (n + 1 > sc->cap) {
-        size_t cap = sc->cap ? sc->cap : 256;
-        while (cap < n + 1)
+    n = (n + 15) & ~(size_t)15;
+    struct xs_wf_chunk *c = a->head;
+    if (c == NULL || c->cap - c->at < n) {
+        size_t cap = c != NULL ? 2 * c->cap : a->hint != 0 ? a->hint : ARENA_MIN;
+        while (cap < n)
             cap *= 2;
-        char *p = realloc(sc->p, cap);
-        if (p == NULL)
+        struct xs_wf_chunk *nc = malloc(sizeof(*nc) + cap);
+        if (nc == NULL)
             return NULL;
-        sc->p = p;
-        sc->cap = cap;
+        nc->next = c;
+        nc->cap = cap;
+        nc->at = 0;
+        a->head = c = nc;
     }
-    return sc->p;
+    void *p = (char *)(c + 1) + c->at;
+    c->at += n;
+    return p;
+}
+
+void xs_wf_arena_reset(xs_wf_arena *a)
+{
+    struct xs_wf_chunk *c = a->head;
+    if (c == NULL)
+        return;
+    if (c->next == NULL && c->cap <= ARENA_KEEP) {
+        c->at = 0;
+        return;
+    }
+    /* The stanza needed more than one chunk: next time one chunk of about the total does. */
+    size_t total = 0;
+    while (c != NULL) {
+        struct xs_wf_chunk *next = c->next;
+        total += c->cap;
+        free(c);
+        c = next;
+    }
+    a->head = NULL;
+    size_t hint = ARENA_MIN;
+    while (hint < total && hint < ARENA_KEEP)
+        hint *= 2;
+    a->hint = hint;
+}
+
+void xs_wf_arena_free(xs_wf_arena *a)
+{
+    xs_wf_arena_reset(a);
+    free(a->head);
+    a->head = NULL;
+    a->hint = 0;
 }
 
 /* The UTF-8 of code point c at o; returns its length. */
@@ -594,49 +638,144 @@ static size_t put_utf8(char *o, uint32_t c)
     return 4;
 }
 
+/* The first byte from i on that xs_wf_decode() must look at in `mode` ('&'; CR unless
+ * XS_WF_REFS; tab and LF in XS_WF_VALUE), or n. */
+static size_t copy_run(const char *s, size_t i, size_t n, xs_wf_decode_mode mode)
+{
+    bool cr = mode != XS_WF_REFS, tabs = mode == XS_WF_VALUE;
+#if defined(__SSE2__)
+    const __m128i amp = _mm_set1_epi8('&');
+    const __m128i ret = _mm_set1_epi8(cr ? '\r' : '&');
+    const __m128i tab = _mm_set1_epi8(tabs ? '\t' : '&'), lf = _mm_set1_epi8(tabs ? '\n' : '&');
+    while (n - i >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, amp), _mm_cmpeq_epi8(v, ret)),
+                                    _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, lf)));
+        int m = _mm_movemask_epi8(stop);
+        if (m != 0)
+            return i + (size_t)__builtin_ctz((unsigned)m);
+        i += 16;
+    }
+#endif
+    for (; i < n; i++) {
+        char c = s[i];
+        if (c == '&' || (cr && c == '\r') || (tabs && (c == '\t' || c == '\n')))
+            break;
+    }
+    return i;
+}
+
 size_t xs_wf_decode(char *out, const char *s, size_t n, xs_wf_decode_mode mode)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
+    size_t k = 0, i = 0;
+    for (;;) {
+        size_t j = copy_run(s, i, n, mode);
+        memcpy(out + k, s + i, j - i);
+        k += j - i;
+        if (j >= n)
+            break;
+        char c = s[j];
         uint32_t v;
         size_t rl;
-        if (c == '\r' && mode != XS_WF_REFS) {
+        i = j + 1;
+        if (c == '\r') {
             /* Line ends: CR LF and a lone CR are LF (XML 1.0 section 2.11). */
             out[k++] = mode == XS_WF_VALUE ? ' ' : '\n';
-            if (i + 1 < n && s[i + 1] == '\n')
+            if (i < n && s[i] == '\n')
                 i++;
-        } else if (mode == XS_WF_VALUE && (c == '\t' || c == '\n')) {
-            out[k++] = ' '; /* attribute-value normalization, section 3.3.3 */
-        } else if (c == '&' && (rl = ref_value(s + i, n - i, &v)) > 0) {
+        } else if (c == '&' && (rl = ref_value(s + j, n - j, &v)) > 0) {
             k += put_utf8(out + k, v); /* never longer than the reference */
-            i += rl - 1;
-        } else {
+            i = j + rl;
+        } else if (c == '&') {
             out[k++] = c;
+        } else {
+            out[k++] = ' '; /* tab or LF in a value: attribute-value normalization, 3.3.3 */
         }
     }
     out[k] = 0;
     return k;
 }
 
-/* xs_wf_decode() into the scratch buffer; NULL when out of memory. */
-static const char *decode(scratch *sc, const char *s, size_t n, xs_wf_decode_mode mode, size_t *len)
+/* s[0, n) decoded as `mode` says, NUL-terminated, in the arena; NULL when out of memory. */
+static const char *decode(xs_wf_arena *a, const char *s, size_t n, xs_wf_decode_mode mode)
 {
-    char *o = scratch_get(sc, n);
-    if (o == NULL)
-        return NULL;
-    *len = xs_wf_decode(o, s, n, mode);
+    char *o = arena_alloc(a, n + 1);
+    if (o != NULL)
+        xs_wf_decode(o, s, n, mode);
     return o;
 }
 
-/* The namespace for prefix (NULL: the default namespace) in scope at node: its own
- * declarations, its ancestors', up through the stream element (libxml2's lookup). */
-static xmlNs *find_ns(xmlNode *node, const char *prefix)
+/* A NUL-terminated copy of v in the arena. */
+static char *arena_str(xs_wf_arena *a, span v)
 {
-    return xmlSearchNs(node->doc, node, (const xmlChar *)prefix);
+    char *o = arena_alloc(a, v.n + 1);
+    if (o != NULL) {
+        memcpy(o, v.p, v.n);
+        o[v.n] = 0;
+    }
+    return o;
 }
 
-int xs_wf_build(const char *s, size_t n, xmlNode *parent, xmlNode **out)
+/* A name as libxml2's tree functions keep it: from the document's dictionary when it has one. */
+static const xmlChar *node_name(xs_wf_arena *a, xmlDoc *doc, span name)
+{
+    if (doc->dict != NULL)
+        return xmlDictLookup(doc->dict, (const xmlChar *)name.p, (int)name.n);
+    return (const xmlChar *)arena_str(a, name);
+}
+
+static xmlNode *new_node(xs_wf_arena *a, xmlDoc *doc, xmlElementType type)
+{
+    xmlNode *n = arena_alloc(a, sizeof(*n));
+    if (n != NULL) {
+        memset(n, 0, sizeof(*n));
+        n->type = type;
+        n->doc = doc;
+    }
+    return n;
+}
+
+/* A text node of content t (NUL-terminated), with no parent yet. */
+static xmlNode *new_text(xs_wf_arena *a, xmlDoc *doc, const char *t)
+{
+    xmlNode *n = t != NULL ? new_node(a, doc, XML_TEXT_NODE) : NULL;
+    if (n != NULL) {
+        n->name = xmlStringText;
+        n->content = (xmlChar *)t;
+    }
+    return n;
+}
+
+static void append_child(xmlNode *parent, xmlNode *n)
+{
+    n->parent = parent;
+    n->prev = parent->last;
+    if (parent->last != NULL)
+        parent->last->next = n;
+    else
+        parent->children = n;
+    parent->last = n;
+}
+
+/* The namespace for prefix (n == 0: the default namespace) in scope at node: its own
+ * declarations, its ancestors', up through the stream element, as xmlSearchNs() finds it. */
+static xmlNs *find_ns(xmlNode *node, span prefix)
+{
+    if (span_eq(prefix, "xml", 3))
+        return xmlSearchNs(node->doc, node, (const xmlChar *)"xml");
+    for (xmlNode *n = node; n != NULL && n->type == XML_ELEMENT_NODE; n = n->parent) {
+        for (xmlNs *d = n->nsDef; d != NULL; d = d->next) {
+            if (prefix.n == 0 ? d->prefix == NULL && d->href != NULL
+                              : d->prefix != NULL &&
+                                    strncmp((const char *)d->prefix, prefix.p, prefix.n) == 0 &&
+                                    d->prefix[prefix.n] == 0)
+                return d;
+        }
+    }
+    return NULL;
+}
+
+int xs_wf_build(const char *s, size_t n, xmlNode *parent, xs_wf_arena *a, xmlNode **out)
 {
     wf w;
     w.s = (const unsigned char *)s;
@@ -647,32 +786,25 @@ int xs_wf_build(const char *s, size_t n, xmlNode *parent, xmlNode **out)
     w.decls = NULL;
     w.n_decls = 0;
     w.default_ns = NULL;
-    scratch sc = {NULL, 0};
     xmlDoc *doc = parent->doc;
     xmlNode *cur = parent, *root = NULL;
-    int ok = 0;
 
     *out = NULL;
     while (w.i < w.n) {
         if (w.s[w.i] != '<') {
-            size_t start = w.i, len;
-            while (w.i < w.n && w.s[w.i] != '<')
-                w.i++;
-            const char *t = decode(&sc, s + start, w.i - start, XS_WF_TEXT, &len);
-            xmlNode *tn = t != NULL ? xmlNewDocTextLen(doc, (const xmlChar *)t, (int)len) : NULL;
+            size_t start = w.i;
+            const char *lt = memchr(s + start, '<', n - start);
+            w.i = lt != NULL ? (size_t)(lt - s) : n;
+            xmlNode *tn = new_text(a, doc, decode(a, s + start, w.i - start, XS_WF_TEXT));
             if (tn == NULL)
-                goto out;
-            if (xmlAddChild(cur, tn) == NULL) {
-                xmlFreeNode(tn);
-                goto out;
-            }
+                goto fail;
+            append_child(cur, tn);
             continue;
         }
         w.i++;
         if (w.s[w.i] == '/') {
-            while (w.s[w.i] != '>')
-                w.i++;
-            w.i++;
+            const char *gt = memchr(s + w.i, '>', n - w.i);
+            w.i = (size_t)(gt - s) + 1;
             cur = cur->parent;
             if (cur == parent)
                 break;
@@ -682,101 +814,99 @@ int xs_wf_build(const char *s, size_t n, xmlNode *parent, xmlNode **out)
         attr at[XS_WF_MAX_ATTRS];
         size_t n_at = 0;
         (void)qname(&w, &q, &prefix, &local);
-        char *name = scratch_get(&sc, local.n);
-        if (name == NULL)
-            goto out;
-        memcpy(name, local.p, local.n);
-        name[local.n] = 0;
-        xmlNode *el = xmlNewDocNode(doc, NULL, (const xmlChar *)name, NULL);
-        if (el == NULL)
-            goto out;
-        if (xmlAddChild(cur, el) == NULL) {
-            xmlFreeNode(el);
-            goto out;
-        }
+        xmlNode *el = new_node(a, doc, XML_ELEMENT_NODE);
+        if (el == NULL || (el->name = node_name(a, doc, local)) == NULL)
+            goto fail;
+        append_child(cur, el);
         if (root == NULL)
             root = el;
-        /* Attributes; namespace declarations go on the element at once. */
+        /* Attributes; namespace declarations go on the element at once, in document order. */
+        xmlNs **decl_tail = &el->nsDef;
         for (;;) {
             skip_space(&w);
             if (w.s[w.i] == '>' || w.s[w.i] == '/')
                 break;
-            attr *a = &at[n_at++];
-            span v;
-            (void)qname(&w, &a->qname, &a->prefix, &a->local);
+            attr *at_ = &at[n_at++];
+            (void)qname(&w, &at_->qname, &at_->prefix, &at_->local);
             skip_space(&w);
             w.i++; /* '=' */
             skip_space(&w);
-            (void)att_value(&w, &v);
-            a->value = v;
-            bool decl_default = span_eq(a->qname, "xmlns", 5);
-            if (decl_default || span_eq(a->prefix, "xmlns", 5)) {
+            (void)att_value(&w, &at_->value);
+            bool decl_default = span_eq(at_->qname, "xmlns", 5);
+            if (decl_default || span_eq(at_->prefix, "xmlns", 5)) {
                 /* The URI is plain (no references), the prefix a name. */
-                char *buf = scratch_get(&sc, v.n + a->local.n + 1);
-                if (buf == NULL)
-                    goto out;
-                memcpy(buf, v.p, v.n);
-                buf[v.n] = 0;
-                char *pfx = NULL;
-                if (!decl_default) {
-                    pfx = buf + v.n + 1;
-                    memcpy(pfx, a->local.p, a->local.n);
-                    pfx[a->local.n] = 0;
-                }
-                if (xmlNewNs(el, (const xmlChar *)buf, (const xmlChar *)pfx) == NULL)
-                    goto out;
+                xmlNs *ns = arena_alloc(a, sizeof(*ns));
+                if (ns == NULL)
+                    goto fail;
+                memset(ns, 0, sizeof(*ns));
+                ns->type = XML_NAMESPACE_DECL;
+                ns->href = (const xmlChar *)arena_str(a, at_->value);
+                ns->prefix = decl_default ? NULL : (const xmlChar *)arena_str(a, at_->local);
+                if (ns->href == NULL || (!decl_default && ns->prefix == NULL))
+                    goto fail;
+                *decl_tail = ns;
+                decl_tail = &ns->next;
                 n_at--;
             }
         }
         bool empty = w.s[w.i] == '/';
         w.i += empty ? 2 : 1;
-        char *pfx = NULL;
-        if (prefix.n > 0) {
-            pfx = scratch_get(&sc, prefix.n);
-            if (pfx == NULL)
-                goto out;
-            memcpy(pfx, prefix.p, prefix.n);
-            pfx[prefix.n] = 0;
-        }
-        xmlNs *ns = find_ns(el, pfx);
-        if (pfx != NULL && ns == NULL)
-            goto out;
-        xmlSetNs(el, ns);
+        el->ns = find_ns(el, prefix);
+        if (prefix.n > 0 && el->ns == NULL)
+            goto fail;
+        xmlAttr *last_prop = NULL;
         for (size_t k = 0; k < n_at; k++) {
-            attr *a = &at[k];
-            xmlNs *ans = NULL;
-            size_t len;
-            char names[2 * XS_WF_MAX_NAME + 2]; /* local part, NUL, prefix, NUL */
-            memcpy(names, a->local.p, a->local.n);
-            names[a->local.n] = 0;
-            if (a->prefix.n > 0) {
-                char *ap = names + a->local.n + 1;
-                memcpy(ap, a->prefix.p, a->prefix.n);
-                ap[a->prefix.n] = 0;
-                ans = find_ns(el, ap);
-            }
-            const char *v = decode(&sc, a->value.p, a->value.n, XS_WF_VALUE, &len);
-            xmlAttr *prop = (v != NULL && (a->prefix.n == 0 || ans != NULL))
-                                ? xmlNewNsProp(el, ans, (const xmlChar *)names, (const xmlChar *)v)
-                                : NULL;
+            attr *at_ = &at[k];
+            xmlAttr *prop = arena_alloc(a, sizeof(*prop));
             if (prop == NULL)
-                goto out;
+                goto fail;
+            memset(prop, 0, sizeof(*prop));
+            prop->type = XML_ATTRIBUTE_NODE;
+            prop->doc = doc;
+            prop->parent = el;
+            if (at_->prefix.n > 0 && (prop->ns = find_ns(el, at_->prefix)) == NULL)
+                goto fail;
+            xmlNode *vn =
+                new_text(a, doc, decode(a, at_->value.p, at_->value.n, XS_WF_VALUE));
+            if ((prop->name = node_name(a, doc, at_->local)) == NULL || vn == NULL)
+                goto fail;
+            vn->parent = (xmlNode *)prop;
+            prop->children = prop->last = vn;
+            prop->prev = last_prop;
+            if (last_prop != NULL)
+                last_prop->next = prop;
+            else
+                el->properties = prop;
+            last_prop = prop;
         }
         if (!empty)
             cur = el;
         else if (cur == parent)
             break;
     }
-    ok = root != NULL;
-out:
-    free(sc.p);
-    if (!ok) {
-        if (root != NULL) {
-            xmlUnlinkNode(root);
-            xmlFreeNode(root);
-        }
+    if (root == NULL)
         return 0;
-    }
     *out = root;
     return 1;
+fail:
+    /* Nothing of the arena is freed here: the caller resets it. */
+    if (root != NULL)
+        xs_wf_unlink(root);
+    return 0;
+}
+
+void xs_wf_unlink(xmlNode *root)
+{
+    xmlNode *parent = root->parent;
+    if (parent == NULL)
+        return;
+    if (root->prev != NULL)
+        root->prev->next = root->next;
+    else
+        parent->children = root->next;
+    if (root->next != NULL)
+        root->next->prev = root->prev;
+    else
+        parent->last = root->prev;
+    root->parent = root->prev = root->next = NULL;
 }

@@ -74,12 +74,34 @@ typedef enum xs_wf_decode_mode {
  * says, NUL-terminated; returns its length. A '&' that starts no valid reference is copied. */
 size_t xs_wf_decode(char *out, const char *s, size_t n, xs_wf_decode_mode mode);
 
+/* Where xs_wf_build() puts its trees: chunks of memory handed out in order and given back all
+ * at once. Zero-initialized before first use. */
+typedef struct xs_wf_arena {
+    struct xs_wf_chunk *head; /* the chunk being filled */
+    size_t hint;              /* bytes of the next first chunk */
+} xs_wf_arena;
+
+/* Gives back everything built in the arena, keeping one chunk (at most 64 KiB) for the next. */
+void xs_wf_arena_reset(xs_wf_arena *a);
+
+/* Gives back all of the arena's memory. */
+void xs_wf_arena_free(xs_wf_arena *a);
+
 /* Builds the libxml2 tree of an element that xs_wf_element() accepted, as the last child of
  * `parent` (the stream element of the parser's document), the way libxml2's SAX2 tree builder
  * would: the same nodes, names from the document's dictionary, namespace declarations on their
  * elements, namespaces resolved through the ancestors, references replaced, attribute values
- * normalized, one text node per run of text. Returns 1 and sets *out, or 0 when out of memory
- * (or a name the dictionary refuses): nothing is left attached then. */
-int xs_wf_build(const char *s, size_t n, xmlNode *parent, xmlNode **out);
+ * normalized, one text node per run of text.
+ *
+ * The nodes, their strings and namespace declarations live in the arena `a`, not in memory of
+ * their own: the tree is read-only, is never given to xmlFreeNode() or any libxml2 function
+ * that frees or reallocates part of it, and must be taken out of `parent` with xs_wf_unlink()
+ * before the arena is reset. Copies (xmlDocCopyNode()) are ordinary trees. Returns 1 and sets
+ * *out, or 0 when out of memory (or a name the dictionary refuses): nothing is left attached
+ * then. */
+int xs_wf_build(const char *s, size_t n, xmlNode *parent, xs_wf_arena *a, xmlNode **out);
+
+/* Takes a tree built by xs_wf_build() out of its parent (without freeing anything). */
+void xs_wf_unlink(xmlNode *root);
 
 #endif
