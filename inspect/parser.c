@@ -100,10 +100,10 @@ struct xs_parser {
 
     /* SAX side. */
     int sax_depth;
-    bool sax_root;     /* the stream element's start was reported */
-    bool sax_done;     /* a depth-1 element ended */
-    bool sax_closed;   /* the stream element ended */
-    xmlNode *sax_node; /* the depth-1 element being built (tree mode) */
+    bool sax_root;      /* the stream element's start was reported */
+    bool sax_done;      /* a depth-1 element ended */
+    bool sax_closed;    /* the stream element ended */
+    xmlNode *sax_node;  /* the depth-1 element being built (tree mode) */
     bool node_in_arena; /* sax_node was built by xs_wf_build() in `arena` */
     xs_wf_arena arena;
     const xmlChar *sax_name, *sax_prefix, *sax_uri;
@@ -834,22 +834,24 @@ static int fast_stanza(xs_parser *p, uint64_t end, xs_event *ev)
     if (bytes == NULL)
         return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
     xs_wf_root rbuf, *root = &rbuf;
-    if (!xs_wf_element(bytes, len, p->hdr_ns, p->hdr_n_ns, pool_ptr(p, POOL_REF(p->hdr_default_ns)),
-                       root))
-        return 0;
+    const char *default_ns = pool_ptr(p, POOL_REF(p->hdr_default_ns));
     if (p->opts & XS_PARSER_TREE) {
-        /* The tree, built as libxml2's SAX2 builder would, under the stream element. */
+        /* The check builds the tree as it goes, as libxml2's SAX2 builder would, under the
+         * stream element. */
         if (ctxt_rebuild(p) < 0)
             return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
         xmlNode *stream = p->ctxt->myDoc ? xmlDocGetRootElement(p->ctxt->myDoc) : NULL;
         xmlNode *node = NULL;
-        if (stream == NULL || !xs_wf_build(bytes, len, stream, &p->arena, &node)) {
+        if (stream == NULL || !xs_wf_element_tree(bytes, len, p->hdr_ns, p->hdr_n_ns, default_ns,
+                                                  root, stream, &p->arena, &node)) {
             xs_wf_arena_reset(&p->arena);
             return 0; /* libxml2 decides (and reports a refused name or no memory) */
         }
         p->sax_node = node;
         p->node_in_arena = true;
         ev->node = node;
+    } else if (!xs_wf_element(bytes, len, p->hdr_ns, p->hdr_n_ns, default_ns, root)) {
+        return 0;
     }
     p->st_strings.len = 0;
     p->st_n_attrs = 0;

@@ -43,6 +43,7 @@ typedef struct wf {
     const xs_attr *decls;
     size_t n_decls;
     const char *default_ns;
+    struct builder *b; /* NULL: check only */
 } wf;
 
 /* Bytes of text and attribute values that need no further look (0): printable ASCII but '<',
@@ -394,6 +395,9 @@ static bool resolve(const wf *w, span prefix, span *uri)
     return false;
 }
 
+static bool build_start(wf *w, span prefix, span local, const attr *at, size_t n_at, bool empty);
+static bool build_text(wf *w, size_t start);
+
 /* A start tag at w->i ('<' already passed): name, attributes, namespace declarations. Sets
  * *empty for "/>". */
 static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
@@ -479,6 +483,8 @@ static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
         root->prefix = (xs_wf_str){prefix.n ? prefix.p : NULL, prefix.n};
         root->ns = (xs_wf_str){uri.n ? uri.p : NULL, uri.n};
     }
+    if (w->b != NULL && !build_start(w, prefix, local, at, n_at, *empty))
+        return false;
     if (*empty) {
         w->n_ns = ns_mark;
         return true;
@@ -488,6 +494,8 @@ static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
     w->st[w->depth++] = (frame){q, ns_mark};
     return true;
 }
+
+static void build_end(wf *w);
 
 /* An end tag at w->i ("</" already passed). */
 static bool end_tag(wf *w)
@@ -503,11 +511,13 @@ static bool end_tag(wf *w)
     if (!span_eq(q, f->qname.p, f->qname.n))
         return false;
     w->n_ns = f->ns_mark;
+    if (w->b != NULL)
+        build_end(w);
     return true;
 }
 
-int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
-                  const char *default_ns, xs_wf_root *root)
+static int check(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
+                 const char *default_ns, xs_wf_root *root, struct builder *b)
 {
     wf w; /* not zeroed: its stacks are only read below their counts */
     w.s = (const unsigned char *)s;
@@ -518,12 +528,14 @@ int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
     w.decls = decls;
     w.n_decls = n_decls;
     w.default_ns = default_ns;
+    w.b = b;
     bool first = true;
     if (n < 3 || s[0] != '<')
         return 0;
     while (w.i < w.n) {
         if (w.s[w.i] != '<') {
-            if (!text(&w))
+            size_t start = w.i;
+            if (!text(&w) || (b != NULL && !build_text(&w, start)))
                 return 0;
             continue;
         }
@@ -546,6 +558,12 @@ int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
             return w.i == w.n;
     }
     return 0;
+}
+
+int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
+                  const char *default_ns, xs_wf_root *root)
+{
+    return check(s, n, decls, n_decls, default_ns, root, NULL);
 }
 
 /* ---- building the tree of an accepted element ---------------------------------------------- */
@@ -775,124 +793,111 @@ static xmlNs *find_ns(xmlNode *node, span prefix)
     return NULL;
 }
 
-int xs_wf_build(const char *s, size_t n, xmlNode *parent, xs_wf_arena *a, xmlNode **out)
-{
-    wf w;
-    w.s = (const unsigned char *)s;
-    w.n = n;
-    w.i = 0;
-    w.n_ns = 0;
-    w.depth = 0;
-    w.decls = NULL;
-    w.n_decls = 0;
-    w.default_ns = NULL;
-    xmlDoc *doc = parent->doc;
-    xmlNode *cur = parent, *root = NULL;
+/* What check() builds as it goes when it builds a tree. */
+struct builder {
+    xs_wf_arena *a;
+    xmlDoc *doc;
+    xmlNode *parent; /* the stream element */
+    xmlNode *cur;    /* the element whose content comes next */
+    xmlNode *root;   /* the stanza's element, once started */
+};
 
-    *out = NULL;
-    while (w.i < w.n) {
-        if (w.s[w.i] != '<') {
-            size_t start = w.i;
-            const char *lt = memchr(s + start, '<', n - start);
-            w.i = lt != NULL ? (size_t)(lt - s) : n;
-            xmlNode *tn = new_text(a, doc, decode(a, s + start, w.i - start, XS_WF_TEXT));
-            if (tn == NULL)
-                goto fail;
-            append_child(cur, tn);
+/* The text node of w->s[start, w->i). */
+static bool build_text(wf *w, size_t start)
+{
+    struct builder *b = w->b;
+    const char *t = decode(b->a, (const char *)w->s + start, w->i - start, XS_WF_TEXT);
+    xmlNode *tn = new_text(b->a, b->doc, t);
+    if (tn == NULL)
+        return false;
+    append_child(b->cur, tn);
+    return true;
+}
+
+/* The element of a start tag that passed the check: its namespace declarations in document
+ * order, its namespace, its attributes with values decoded and normalized. */
+static bool build_start(wf *w, span prefix, span local, const attr *at, size_t n_at, bool empty)
+{
+    struct builder *b = w->b;
+    xs_wf_arena *a = b->a;
+    xmlNode *el = new_node(a, b->doc, XML_ELEMENT_NODE);
+    if (el == NULL || (el->name = node_name(a, b->doc, local)) == NULL)
+        return false;
+    append_child(b->cur, el);
+    if (b->root == NULL)
+        b->root = el;
+    xmlNs **decl_tail = &el->nsDef;
+    for (size_t k = 0; k < n_at; k++) {
+        bool decl_default = span_eq(at[k].qname, "xmlns", 5);
+        if (!decl_default && !span_eq(at[k].prefix, "xmlns", 5))
             continue;
-        }
-        w.i++;
-        if (w.s[w.i] == '/') {
-            const char *gt = memchr(s + w.i, '>', n - w.i);
-            w.i = (size_t)(gt - s) + 1;
-            cur = cur->parent;
-            if (cur == parent)
-                break;
-            continue;
-        }
-        span q, prefix, local;
-        attr at[XS_WF_MAX_ATTRS];
-        size_t n_at = 0;
-        (void)qname(&w, &q, &prefix, &local);
-        xmlNode *el = new_node(a, doc, XML_ELEMENT_NODE);
-        if (el == NULL || (el->name = node_name(a, doc, local)) == NULL)
-            goto fail;
-        append_child(cur, el);
-        if (root == NULL)
-            root = el;
-        /* Attributes; namespace declarations go on the element at once, in document order. */
-        xmlNs **decl_tail = &el->nsDef;
-        for (;;) {
-            skip_space(&w);
-            if (w.s[w.i] == '>' || w.s[w.i] == '/')
-                break;
-            attr *at_ = &at[n_at++];
-            (void)qname(&w, &at_->qname, &at_->prefix, &at_->local);
-            skip_space(&w);
-            w.i++; /* '=' */
-            skip_space(&w);
-            (void)att_value(&w, &at_->value);
-            bool decl_default = span_eq(at_->qname, "xmlns", 5);
-            if (decl_default || span_eq(at_->prefix, "xmlns", 5)) {
-                /* The URI is plain (no references), the prefix a name. */
-                xmlNs *ns = arena_alloc(a, sizeof(*ns));
-                if (ns == NULL)
-                    goto fail;
-                memset(ns, 0, sizeof(*ns));
-                ns->type = XML_NAMESPACE_DECL;
-                ns->href = (const xmlChar *)arena_str(a, at_->value);
-                ns->prefix = decl_default ? NULL : (const xmlChar *)arena_str(a, at_->local);
-                if (ns->href == NULL || (!decl_default && ns->prefix == NULL))
-                    goto fail;
-                *decl_tail = ns;
-                decl_tail = &ns->next;
-                n_at--;
-            }
-        }
-        bool empty = w.s[w.i] == '/';
-        w.i += empty ? 2 : 1;
-        el->ns = find_ns(el, prefix);
-        if (prefix.n > 0 && el->ns == NULL)
-            goto fail;
-        xmlAttr *last_prop = NULL;
-        for (size_t k = 0; k < n_at; k++) {
-            attr *at_ = &at[k];
-            xmlAttr *prop = arena_alloc(a, sizeof(*prop));
-            if (prop == NULL)
-                goto fail;
-            memset(prop, 0, sizeof(*prop));
-            prop->type = XML_ATTRIBUTE_NODE;
-            prop->doc = doc;
-            prop->parent = el;
-            if (at_->prefix.n > 0 && (prop->ns = find_ns(el, at_->prefix)) == NULL)
-                goto fail;
-            xmlNode *vn =
-                new_text(a, doc, decode(a, at_->value.p, at_->value.n, XS_WF_VALUE));
-            if ((prop->name = node_name(a, doc, at_->local)) == NULL || vn == NULL)
-                goto fail;
-            vn->parent = (xmlNode *)prop;
-            prop->children = prop->last = vn;
-            prop->prev = last_prop;
-            if (last_prop != NULL)
-                last_prop->next = prop;
-            else
-                el->properties = prop;
-            last_prop = prop;
-        }
-        if (!empty)
-            cur = el;
-        else if (cur == parent)
-            break;
+        /* The URI is plain (no references), the prefix a name. */
+        xmlNs *ns = arena_alloc(a, sizeof(*ns));
+        if (ns == NULL)
+            return false;
+        memset(ns, 0, sizeof(*ns));
+        ns->type = XML_NAMESPACE_DECL;
+        ns->href = (const xmlChar *)arena_str(a, at[k].value);
+        ns->prefix = decl_default ? NULL : (const xmlChar *)arena_str(a, at[k].local);
+        if (ns->href == NULL || (!decl_default && ns->prefix == NULL))
+            return false;
+        *decl_tail = ns;
+        decl_tail = &ns->next;
     }
-    if (root == NULL)
+    el->ns = find_ns(el, prefix);
+    if (prefix.n > 0 && el->ns == NULL)
+        return false;
+    xmlAttr *last = NULL;
+    for (size_t k = 0; k < n_at; k++) {
+        if (span_eq(at[k].qname, "xmlns", 5) || span_eq(at[k].prefix, "xmlns", 5))
+            continue;
+        xmlAttr *prop = arena_alloc(a, sizeof(*prop));
+        if (prop == NULL)
+            return false;
+        memset(prop, 0, sizeof(*prop));
+        prop->type = XML_ATTRIBUTE_NODE;
+        prop->doc = b->doc;
+        prop->parent = el;
+        if (at[k].prefix.n > 0 && (prop->ns = find_ns(el, at[k].prefix)) == NULL)
+            return false;
+        xmlNode *vn = new_text(a, b->doc, decode(a, at[k].value.p, at[k].value.n, XS_WF_VALUE));
+        if ((prop->name = node_name(a, b->doc, at[k].local)) == NULL || vn == NULL)
+            return false;
+        vn->parent = (xmlNode *)prop;
+        prop->children = prop->last = vn;
+        prop->prev = last;
+        if (last != NULL)
+            last->next = prop;
+        else
+            el->properties = prop;
+        last = prop;
+    }
+    if (!empty)
+        b->cur = el;
+    return true;
+}
+
+static void build_end(wf *w)
+{
+    w->b->cur = w->b->cur->parent;
+}
+
+int xs_wf_element_tree(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
+                       const char *default_ns, xs_wf_root *root, xmlNode *parent, xs_wf_arena *a,
+                       xmlNode **out)
+{
+    struct builder b = {a, parent->doc, parent, parent, NULL};
+    *out = NULL;
+    int ok = check(s, n, decls, n_decls, default_ns, root, &b);
+    if (b.root == NULL)
         return 0;
-    *out = root;
+    if (!ok) {
+        /* Nothing of the arena is freed here: the caller resets it. */
+        xs_wf_unlink(b.root);
+        return 0;
+    }
+    *out = b.root;
     return 1;
-fail:
-    /* Nothing of the arena is freed here: the caller resets it. */
-    if (root != NULL)
-        xs_wf_unlink(root);
-    return 0;
 }
 
 void xs_wf_unlink(xmlNode *root)

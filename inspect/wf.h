@@ -87,21 +87,24 @@ void xs_wf_arena_reset(xs_wf_arena *a);
 /* Gives back all of the arena's memory. */
 void xs_wf_arena_free(xs_wf_arena *a);
 
-/* Builds the libxml2 tree of an element that xs_wf_element() accepted, as the last child of
- * `parent` (the stream element of the parser's document), the way libxml2's SAX2 tree builder
- * would: the same nodes, names from the document's dictionary, namespace declarations on their
- * elements, namespaces resolved through the ancestors, references replaced, attribute values
- * normalized, one text node per run of text.
+/* xs_wf_element() that, when it accepts the element, also builds its libxml2 tree as the last
+ * child of `parent` (the stream element of the parser's document), the way libxml2's SAX2 tree
+ * builder would: the same nodes, names from the document's dictionary, namespace declarations
+ * on their elements, namespaces resolved through the ancestors, references replaced, attribute
+ * values normalized, one text node per run of text. The tree is built in the same pass as the
+ * check.
  *
  * The nodes, their strings and namespace declarations live in the arena `a`, not in memory of
  * their own: the tree is read-only, is never given to xmlFreeNode() or any libxml2 function
  * that frees or reallocates part of it, and must be taken out of `parent` with xs_wf_unlink()
  * before the arena is reset. Copies (xmlDocCopyNode()) are ordinary trees. Returns 1 and sets
- * *out, or 0 when out of memory (or a name the dictionary refuses): nothing is left attached
- * then. */
-int xs_wf_build(const char *s, size_t n, xmlNode *parent, xs_wf_arena *a, xmlNode **out);
+ * *out; 0 when not sure, out of memory or a name the dictionary refuses: then nothing is left
+ * attached, and what was built stays in the arena until the caller resets it. */
+int xs_wf_element_tree(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
+                       const char *default_ns, xs_wf_root *root, xmlNode *parent, xs_wf_arena *a,
+                       xmlNode **out);
 
-/* Takes a tree built by xs_wf_build() out of its parent (without freeing anything). */
+/* Takes a tree built by xs_wf_element_tree() out of its parent (without freeing anything). */
 void xs_wf_unlink(xmlNode *root);
 
 #endif
