@@ -25,6 +25,10 @@
 
 #include <libxml/xpathInternals.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 /* XPath operations one evaluation may take. A stanza is at most a few hundred kilobytes, so this
@@ -383,7 +387,19 @@ static void applied_rewrite(applying *ap, xs_act_kind kind, unsigned nodes)
 {
     if (ap->want_copy)
         return; /* it runs again on the copy and is recorded then */
-    xs_rule_applied *a = add_appliedf(ap, kind, nodes, nodes == 1 ? "%u node" : "%u nodes", nodes);
+    /* "N node(s)", written by hand: this runs for most stanzas a rewrite rule matches, and
+     * vsnprintf() cost more than the rest of recording it. */
+    char detail[32], *e = detail + sizeof(detail);
+    static const char unit[] = " nodes";
+    size_t ul = nodes == 1 ? sizeof(unit) - 2 : sizeof(unit) - 1;
+    *--e = 0;
+    e -= ul;
+    memcpy(e, unit, ul);
+    unsigned v = nodes;
+    do
+        *--e = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    xs_rule_applied *a = add_applied(ap, kind, nodes, e);
     if (nodes > 0)
         ap->modified = true;
     if (a == NULL || nodes == 0 || !(ap->ctx->flags & XS_RULE_EXPLAIN))
@@ -781,27 +797,65 @@ bool xs_re_may_match(const xs_re_run *f, const char *s, size_t n)
 {
     if (f->run == 0)
         return true;
+    const unsigned char *u = (const unsigned char *)s;
     size_t need = f->run, i = 0;
-    while (i < n) {
-        /* No run under way: a run of `need` characters starting anywhere in [i, i + need) takes
-         * at least `need` bytes, so it holds byte i + need - 1. When that byte breaks runs, none
-         * starts before the byte after it: most bytes of a text are never looked at. */
-        if (need > n - i)
-            return false;
-        if (f->step[(unsigned char)s[i + need - 1]] == XS_RE_BREAK) {
-            i += need;
+#if defined(__SSE2__)
+    if (f->range) {
+        /* Sixteen bytes at a time: a block without a byte that may count (an ASCII character
+         * from lo to hi, a lead byte from `lead` on) adds nothing to a run. Otherwise the run
+         * through the block's first such byte is measured from it (what precedes it in the
+         * run counts nothing), and the search goes on after its end. */
+        const __m128i lo = _mm_set1_epi8((char)f->lo), span = _mm_set1_epi8((char)(f->hi - f->lo));
+        const __m128i lead = _mm_set1_epi8((char)f->lead);
+        while (n - i >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(u + i));
+            __m128i d = _mm_sub_epi8(v, lo);
+            __m128i ascii = _mm_cmpeq_epi8(_mm_min_epu8(d, span), d);
+            __m128i high = _mm_cmpeq_epi8(_mm_max_epu8(v, lead), v);
+            int m = _mm_movemask_epi8(_mm_or_si128(ascii, high));
+            if (m == 0) {
+                i += 16;
+                continue;
+            }
+            size_t j = i + (size_t)__builtin_ctz((unsigned)m), run = 0;
+            for (; j < n; j++) {
+                unsigned step = f->step[u[j]];
+                if (step == XS_RE_BREAK)
+                    break;
+                run += step == XS_RE_COUNT;
+                if (run == need)
+                    return true;
+            }
+            if (j >= n)
+                return false;
+            i = j + 1;
+        }
+    }
+#endif
+    /* A run of `need` characters starting anywhere in [i, i + need) takes at least `need` bytes,
+     * so it holds byte i + need - 1. When that byte breaks runs, none starts before the byte
+     * after it: most bytes of a text are never looked at. Otherwise the run through that byte
+     * is measured from its start (found backwards) to its end. */
+    while (need <= n - i) {
+        size_t j = i + need - 1;
+        if (f->step[u[j]] == XS_RE_BREAK) {
+            i = j + 1;
             continue;
         }
+        while (j > i && f->step[u[j - 1]] != XS_RE_BREAK)
+            j--;
         size_t run = 0;
-        for (; i < n; i++) {
-            unsigned step = f->step[(unsigned char)s[i]];
+        for (; j < n; j++) {
+            unsigned step = f->step[u[j]];
             if (step == XS_RE_BREAK)
                 break;
             run += step == XS_RE_COUNT;
             if (run == need)
                 return true;
         }
-        i++;
+        if (j >= n)
+            return false;
+        i = j + 1;
     }
     return false;
 }

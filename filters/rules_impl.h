@@ -176,6 +176,10 @@ typedef struct xs_re_run {
      * can match, or the first byte of a character beyond ASCII) or XS_RE_SAME (a continuation
      * byte of such a character). */
     unsigned char step[256];
+    /* The ASCII characters that count are exactly lo to hi (\d, [a-z]), and no lead byte below
+     * `lead` counts: texts are then skipped sixteen bytes at a time. */
+    bool range;
+    unsigned char lo, hi, lead;
 } xs_re_run;
 
 enum { XS_RE_BREAK = 0, XS_RE_COUNT = 1, XS_RE_SAME = 2 };

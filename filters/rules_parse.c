@@ -776,6 +776,29 @@ static bool ascii_alnum(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
+/* Every character whose UTF-8 starts with byte `lead` (0xC2 to 0xEF), in order, written to
+ * out (room for 3 * 4096 bytes); returns the length. Surrogates are left out. */
+static size_t lead_subject(unsigned lead, unsigned char *out)
+{
+    size_t n = 0;
+    if (lead < 0xE0) {
+        for (unsigned t = 0x80; t < 0xC0; t++) {
+            out[n++] = (unsigned char)lead;
+            out[n++] = (unsigned char)t;
+        }
+        return n;
+    }
+    unsigned lo = lead == 0xE0 ? 0xA0 : 0x80, hi = lead == 0xED ? 0xA0 : 0xC0;
+    for (unsigned t = lo; t < hi; t++) {
+        for (unsigned u = 0x80; u < 0xC0; u++) {
+            out[n++] = (unsigned char)lead;
+            out[n++] = (unsigned char)t;
+            out[n++] = (unsigned char)u;
+        }
+    }
+    return n;
+}
+
 /* Finds what every match of the regex `p` (`len` bytes, compiled with `options`) needs in a
  * subject (see xs_re_run), or leaves *out empty. It skips the zero-width items a pattern may
  * start with (\b, \B, \A, \G, ^), then takes the first item when it matches exactly one
@@ -873,6 +896,40 @@ static void regex_run(const char *p, size_t len, uint32_t options, xs_re_run *ou
     }
     for (unsigned c = 0x80; c < 0x100; c++)
         out->step[c] = c < 0xC0 ? XS_RE_SAME : XS_RE_COUNT;
+    /* A lead byte of two or three bytes whose every character the item refuses breaks runs too
+     * (é, —, most letters and punctuation of other scripts); four-byte characters, rarer and
+     * too many to try, always count. */
+    for (unsigned lead = 0xC2; lead <= 0xEF; lead++) {
+        unsigned char subject[3 * 4096];
+        size_t n = lead_subject(lead, subject);
+        int rc = pcre2_match(item, subject, n, 0, 0, md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            out->step[lead] = XS_RE_BREAK;
+    }
+    /* Bytes that valid UTF-8 never holds (texts always are valid UTF-8) break runs. */
+    out->step[0xC0] = out->step[0xC1] = XS_RE_BREAK;
+    for (unsigned c = 0xF5; c < 0x100; c++)
+        out->step[c] = XS_RE_BREAK;
+    /* The smallest lead byte that counts: bytes from it on may count, to the fast skip. */
+    out->lead = 0xF5;
+    for (unsigned c = 0xC2; c < 0xF5 && out->lead == 0xF5; c++)
+        if (out->step[c] == XS_RE_COUNT)
+            out->lead = (unsigned char)c;
+    int lo = -1, hi = -1, ranges = 0;
+    for (int c = 0; c < 128; c++) {
+        if (out->step[c] != XS_RE_COUNT)
+            continue;
+        if (c == 0 || out->step[c - 1] != XS_RE_COUNT)
+            ranges++;
+        if (lo < 0)
+            lo = c;
+        hi = c;
+    }
+    if (ranges == 1) {
+        out->range = true;
+        out->lo = (unsigned char)lo;
+        out->hi = (unsigned char)hi;
+    }
     out->run = run;
 out:
     pcre2_match_data_free(md);

@@ -25,6 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* What the previous token lets the next one be. */
 enum prev { PREV_NONE, PREV_OPERATOR, PREV_OPERAND };
 
@@ -1225,6 +1229,29 @@ static bool visit_count(qrun *r, xmlNode *node, void *user)
     return true;
 }
 
+/* The characters of n bytes of UTF-8: the bytes that do not continue a sequence. */
+static size_t utf8_chars(const char *s, size_t n)
+{
+    size_t cont = 0, i = 0;
+#if defined(__SSE2__)
+    /* Continuation bytes 0x80-0xBF are the signed bytes below -64. Each block adds 1 to the
+     * byte lanes that hold one; the lanes are summed before any can reach 256. */
+    const __m128i below = _mm_set1_epi8(-64), zero = _mm_setzero_si128();
+    while (n - i >= 16) {
+        __m128i acc = zero;
+        for (int k = 0; k < 255 && n - i >= 16; k++, i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+            acc = _mm_sub_epi8(acc, _mm_cmplt_epi8(v, below));
+        }
+        __m128i sums = _mm_sad_epu8(acc, zero);
+        cont += (size_t)_mm_cvtsi128_si32(sums) + (size_t)_mm_extract_epi16(sums, 4);
+    }
+#endif
+    for (; i < n; i++)
+        cont += ((unsigned char)s[i] & 0xC0) == 0x80;
+    return n - cont;
+}
+
 /* Evaluates `q` as by XPath's number(). False when it gave up. */
 static bool eval_num(qrun *r, const qnode *q, xmlNode *ctx, double *out)
 {
@@ -1256,10 +1283,7 @@ static bool eval_num(qrun *r, const qnode *q, xmlNode *ctx, double *out)
     case Q_STRING_LENGTH: {
         if (q->a != NULL ? !eval_str(r, q->a, ctx, &s) : !string_value(r, ctx, &s))
             return false;
-        /* Characters: the bytes that do not continue a UTF-8 sequence. */
-        size_t chars = 0;
-        for (size_t i = 0; i < s.len; i++)
-            chars += ((unsigned char)s.s[i] & 0xC0) != 0x80;
+        size_t chars = utf8_chars(s.s, s.len);
         qstr_free(&s);
         *out = (double)chars;
         return true;

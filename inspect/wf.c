@@ -734,11 +734,11 @@ static char *arena_str(xs_wf_arena *a, span v)
     return o;
 }
 
-/* A name as libxml2's tree functions keep it: from the document's dictionary when it has one. */
-static const xmlChar *node_name(xs_wf_arena *a, xmlDoc *doc, span name)
+/* A name in the arena. libxml2's builders take names from the document's dictionary, but no
+ * reader of the tree relies on that (copies take names into their own document), and the
+ * lookup cost more than the copy. */
+static const xmlChar *node_name(xs_wf_arena *a, span name)
 {
-    if (doc->dict != NULL)
-        return xmlDictLookup(doc->dict, (const xmlChar *)name.p, (int)name.n);
     return (const xmlChar *)arena_str(a, name);
 }
 
@@ -821,7 +821,7 @@ static bool build_start(wf *w, span prefix, span local, const attr *at, size_t n
     struct builder *b = w->b;
     xs_wf_arena *a = b->a;
     xmlNode *el = new_node(a, b->doc, XML_ELEMENT_NODE);
-    if (el == NULL || (el->name = node_name(a, b->doc, local)) == NULL)
+    if (el == NULL || (el->name = node_name(a, local)) == NULL)
         return false;
     append_child(b->cur, el);
     if (b->root == NULL)
@@ -861,7 +861,7 @@ static bool build_start(wf *w, span prefix, span local, const attr *at, size_t n
         if (at[k].prefix.n > 0 && (prop->ns = find_ns(el, at[k].prefix)) == NULL)
             return false;
         xmlNode *vn = new_text(a, b->doc, decode(a, at[k].value.p, at[k].value.n, XS_WF_VALUE));
-        if ((prop->name = node_name(a, b->doc, at[k].local)) == NULL || vn == NULL)
+        if ((prop->name = node_name(a, at[k].local)) == NULL || vn == NULL)
             return false;
         vn->parent = (xmlNode *)prop;
         prop->children = prop->last = vn;

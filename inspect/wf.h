@@ -88,18 +88,18 @@ void xs_wf_arena_reset(xs_wf_arena *a);
 void xs_wf_arena_free(xs_wf_arena *a);
 
 /* xs_wf_element() that, when it accepts the element, also builds its libxml2 tree as the last
- * child of `parent` (the stream element of the parser's document), the way libxml2's SAX2 tree
- * builder would: the same nodes, names from the document's dictionary, namespace declarations
- * on their elements, namespaces resolved through the ancestors, references replaced, attribute
- * values normalized, one text node per run of text. The tree is built in the same pass as the
- * check.
+ * child of `parent` (the stream element of the parser's document), in the same pass, the way
+ * libxml2's SAX2 tree builder would: the same nodes, namespace declarations on their elements,
+ * namespaces resolved through the ancestors, references replaced, attribute values normalized,
+ * one text node per run of text.
  *
- * The nodes, their strings and namespace declarations live in the arena `a`, not in memory of
- * their own: the tree is read-only, is never given to xmlFreeNode() or any libxml2 function
- * that frees or reallocates part of it, and must be taken out of `parent` with xs_wf_unlink()
- * before the arena is reset. Copies (xmlDocCopyNode()) are ordinary trees. Returns 1 and sets
- * *out; 0 when not sure, out of memory or a name the dictionary refuses: then nothing is left
- * attached, and what was built stays in the arena until the caller resets it. */
+ * The nodes, their names and strings and namespace declarations live in the arena `a`, not in
+ * memory of their own (names are not from the document's dictionary): the tree is read-only, is
+ * never given to xmlFreeNode() or any libxml2 function that frees or reallocates part of it,
+ * and must be taken out of `parent` with xs_wf_unlink() before the arena is reset. Copies
+ * (xmlDocCopyNode()) are ordinary trees. Returns 1 and sets *out; 0 when not sure or out of
+ * memory: then nothing is left attached, and what was built stays in the arena until the
+ * caller resets it. */
 int xs_wf_element_tree(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
                        const char *default_ns, xs_wf_root *root, xmlNode *parent, xs_wf_arena *a,
                        xmlNode **out);

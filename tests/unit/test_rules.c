@@ -1705,13 +1705,116 @@ static void test_rules_regex_prefilter(void **state)
     assert_false(xs_re_may_match(f, "\xf0\x9f\x9a\x80\xf0\x9f\x98\x80\xf0\x9f\x9a\x80", 12));
     assert_true(xs_re_may_match(f, "ab 1234", 7));
     assert_true(xs_re_may_match(f, "\xd9\xa0\xd9\xa1\xd9\xa2\xd9\xa3", 8));
-    assert_true(xs_re_may_match(f, "1\xc3\xa9\x32\x33", 5));
+    /* A lead byte none of whose characters is a digit breaks a run; one that has digits
+     * (Devanagari, fullwidth) does not; a four-byte character always counts. */
+    assert_false(xs_re_may_match(f, "1\xc3\xa9\x32\x33", 5));
+    assert_false(xs_re_may_match(f, "12\xe2\x80\x94\x33\x34", 7));
+    assert_true(xs_re_may_match(f, "\xe0\xa5\xa7\xe0\xa5\xa8\xe0\xa5\xa9\xe0\xa5\xaa", 12));
+    assert_true(xs_re_may_match(f, "\xef\xbc\x91\xef\xbc\x92\xef\xbc\x93\xef\xbc\x94", 12));
+    assert_true(xs_re_may_match(f, "1\xf0\x9f\x9a\x80\x32\x33", 7));
+    static const char long_yes[] = "caf\xc3\xa9 \xe2\x80\x94 the meeting is at noon 9876";
+    static const char long_no[] = "caf\xc3\xa9 \xe2\x80\x94 the meeting is at noon 987 12 3";
+    assert_true(xs_re_may_match(f, long_yes, strlen(long_yes)));
+    assert_false(xs_re_may_match(f, long_no, strlen(long_no)));
     xs_rule_result res;
     apply(r, XS_RULE_C2S, "<message><body>x \xd9\xa0\xd9\xa1\xd9\xa2\xd9\xa3 y</body></message>",
           &res);
     assert_string_equal(res.xml, "<message><body>x X y</body></message>");
     xs_rule_result_clear(&res);
     xs_rules_unref(r);
+}
+
+/* string-length() of long texts of characters of one to four bytes (counted sixteen bytes at a
+ * time, in lanes summed every 255 blocks): exactly the characters. */
+static void test_rules_string_length_long(void **state)
+{
+    static const char *const chars[] = {"a", "\xc3\xa9", "\xe2\x80\x94", "\xf0\x9f\x9a\x80"};
+    for (size_t len = 0; len < 6000; len = len * 3 + 7) {
+        char *stanza = malloc(len * 4 + 64);
+        assert_non_null(stanza);
+        size_t at = (size_t)sprintf(stanza, "<message><body>");
+        for (size_t i = 0; i < len; i++) {
+            const char *c = chars[(i * 7 + i / 5) % 4];
+            memcpy(stanza + at, c, strlen(c));
+            at += strlen(c);
+        }
+        strcpy(stanza + at, "</body></message>");
+        char text[200];
+        snprintf(text, sizeof(text),
+                 "rule \"n\"\n match string-length(/message/body) = %zu\n then tag yes\nend\n",
+                 len);
+        xs_rules *r = compile(text);
+        xs_rule_result res;
+        apply(r, XS_RULE_C2S, stanza, &res);
+        assert_int_equal(res.n_tags, 1);
+        xs_rule_result_clear(&res);
+        xs_rules_unref(r);
+        free(stanza);
+    }
+}
+
+/* Random texts of pieces that count and pieces that break runs, at every length up to a few
+ * blocks of sixteen bytes: the prefilter says "maybe" exactly when a run of characters that
+ * count is long enough (measured here byte by byte), and never "no" where the regex matches. */
+static void test_rules_regex_prefilter_random(void **state)
+{
+    static const char *const regexes[] = {"\\d{4}",     "\\b[a-f]{3}", "x{2,}",
+                                          "\\p{Nd}{2}", ".{3}",        "[^ ]{5}"};
+    static const char *const pieces[] = {"a",
+                                         "x",
+                                         "7",
+                                         "1",
+                                         "  ",
+                                         "f",
+                                         "\xc3\xa9",
+                                         "\xe2\x80\x94",
+                                         "\xf0\x9f\x9a\x80",
+                                         "\xd9\xa3",
+                                         "\xef\xbc\x91",
+                                         "\xe0\xa5\xa7",
+                                         "q",
+                                         "\n",
+                                         "-"};
+    uint32_t seed = 12345;
+    for (size_t r = 0; r < sizeof(regexes) / sizeof(regexes[0]); r++) {
+        char text[300];
+        snprintf(text, sizeof(text),
+                 "rule \"r\"\n match /message\n then replace-text //body \"%s\" X\nend\n",
+                 regexes[r]);
+        xs_rules *rs = compile(text);
+        const xs_action *a = &rs->rules[0].actions[0];
+        const xs_re_run *f = &a->re_run;
+        assert_int_not_equal(f->run, 0);
+        pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+        assert_non_null(md);
+        for (int k = 0; k < 4000; k++) {
+            char t[128];
+            size_t n = 0;
+            seed = seed * 1103515245u + 12345u;
+            size_t want = (seed >> 16) % 70;
+            while (n < want) {
+                seed = seed * 1103515245u + 12345u;
+                const char *pc = pieces[(seed >> 16) % (sizeof(pieces) / sizeof(pieces[0]))];
+                memcpy(t + n, pc, strlen(pc));
+                n += strlen(pc);
+            }
+            size_t cur = 0, best = 0;
+            for (size_t i = 0; i < n; i++) {
+                unsigned st = f->step[(unsigned char)t[i]];
+                cur = st == XS_RE_BREAK ? 0 : cur + (st == XS_RE_COUNT);
+                best = cur > best ? cur : best;
+            }
+            bool maybe = xs_re_may_match(f, t, n);
+            if (maybe != (best >= f->run))
+                print_message("%s on %.*s: %d\n", regexes[r], (int)n, t, maybe);
+            assert_int_equal(maybe, best >= f->run);
+            int rc = pcre2_match(a->re, (PCRE2_SPTR)t, n, 0, 0, md, NULL);
+            if (!maybe)
+                assert_int_equal(rc, PCRE2_ERROR_NOMATCH);
+        }
+        pcre2_match_data_free(md);
+        xs_rules_unref(rs);
+    }
 }
 
 /* ---- counters, references, limits, misuse ---------------------------------------------------- */
@@ -1994,6 +2097,8 @@ int main(void)
         cmocka_unit_test(test_rules_stanza_is_its_own_document),
         cmocka_unit_test(test_rules_quick_evaluator_agrees),
         cmocka_unit_test(test_rules_regex_prefilter),
+        cmocka_unit_test(test_rules_regex_prefilter_random),
+        cmocka_unit_test(test_rules_string_length_long),
         cmocka_unit_test(test_rules_hit_counters_and_refs),
         cmocka_unit_test(test_rules_limits_when_applying),
         cmocka_unit_test(test_rules_apply_refuses_misuse),
