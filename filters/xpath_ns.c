@@ -1229,6 +1229,47 @@ static bool visit_count(qrun *r, xmlNode *node, void *user)
     return true;
 }
 
+/* How common a byte is in chat text and XML values (higher: more common), to pick the byte of a
+ * needle worth looking for first. */
+static unsigned byte_rank(unsigned char c)
+{
+    if (c == ' ' || c == 'e' || c == 't' || c == 'a' || c == 'o' || c == 'i' || c == 'n')
+        return 4;
+    if (c >= 'a' && c <= 'z')
+        return 3;
+    if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80)
+        return 2;
+    return c == '.' || c == ',' ? 1 : 0;
+}
+
+/* Whether t[0, tn) occurs in s[0, sn): memchr() for the needle's least common byte, then a
+ * compare around each one found; memmem() when that byte turns out common in this text. */
+static bool contains(const char *s, size_t sn, const char *t, size_t tn)
+{
+    if (tn == 0)
+        return true;
+    if (tn > sn)
+        return false;
+    size_t k = 0;
+    for (size_t i = 1; i < tn; i++)
+        if (byte_rank((unsigned char)t[i]) < byte_rank((unsigned char)t[k]))
+            k = i;
+    /* The rare byte sits at s[k] to s[sn - tn + k]. */
+    const char *p = s + k, *end = s + (sn - tn + k + 1);
+    size_t tries = 16 + sn / 64;
+    while (p < end) {
+        p = memchr(p, t[k], (size_t)(end - p));
+        if (p == NULL)
+            return false;
+        if (memcmp(p - k, t, tn) == 0)
+            return true;
+        if (--tries == 0)
+            return memmem(p - k + 1, (size_t)(s + sn - (p - k + 1)), t, tn) != NULL;
+        p++;
+    }
+    return false;
+}
+
 /* The characters of n bytes of UTF-8: the bytes that do not continue a sequence. */
 static size_t utf8_chars(const char *s, size_t n)
 {
@@ -1462,7 +1503,7 @@ static int eval_bool(qrun *r, const qnode *q, xmlNode *ctx)
             return -1;
         }
         if (q->kind == Q_CONTAINS)
-            a = memmem(s.s, s.len, t.s, t.len) != NULL;
+            a = contains(s.s, s.len, t.s, t.len);
         else
             a = s.len >= t.len && memcmp(s.s, t.s, t.len) == 0;
         qstr_free(&s);

@@ -29,6 +29,7 @@ typedef struct frame {
 
 typedef struct attr {
     span qname, prefix, local, value;
+    enum { DECL_NONE, DECL_DEFAULT, DECL_PREFIX } decl; /* xmlns='...', xmlns:p='...' */
 } attr;
 
 #define XML_NS "http://www.w3.org/XML/1998/namespace"
@@ -112,6 +113,12 @@ static bool name_char(unsigned char c)
 static bool span_eq(span a, const char *b, size_t bn)
 {
     return a.n == bn && (bn == 0 || memcmp(a.p, b, bn) == 0);
+}
+
+static bool is_xmlns(span a)
+{
+    return a.n == 5 && a.p[0] == 'x' && a.p[1] == 'm' && a.p[2] == 'l' && a.p[3] == 'n' &&
+           a.p[4] == 's';
 }
 
 static bool starts_xml(span name)
@@ -432,8 +439,9 @@ static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
         if (!att_value(w, &v))
             return false;
         a->value = v;
-        bool decl_default = span_eq(a->qname, "xmlns", 5);
-        bool decl_prefix = span_eq(a->prefix, "xmlns", 5);
+        bool decl_default = is_xmlns(a->qname);
+        bool decl_prefix = is_xmlns(a->prefix);
+        a->decl = decl_default ? DECL_DEFAULT : decl_prefix ? DECL_PREFIX : DECL_NONE;
         if (decl_default || decl_prefix) {
             if (!plain_uri(v) || w->n_ns == XS_WF_MAX_NS || (decl_prefix && starts_xml(a->local)))
                 return false;
@@ -455,9 +463,9 @@ static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
     /* Attributes: distinct local names (distinct expanded names, conservatively), every
      * prefix bound. Declarations: distinct prefixes. */
     for (size_t k = 0; k < n_at; k++) {
-        bool decl = span_eq(at[k].qname, "xmlns", 5) || span_eq(at[k].prefix, "xmlns", 5);
+        bool decl = at[k].decl != DECL_NONE;
         for (size_t j = 0; j < k; j++) {
-            bool decl_j = span_eq(at[j].qname, "xmlns", 5) || span_eq(at[j].prefix, "xmlns", 5);
+            bool decl_j = at[j].decl != DECL_NONE;
             if (decl == decl_j && span_eq(at[k].local, at[j].local.p, at[j].local.n))
                 return false;
         }
@@ -656,12 +664,16 @@ static size_t put_utf8(char *o, uint32_t c)
     return 4;
 }
 
+/* The bytes xs_wf_decode() must look at: bit 1 in XS_WF_REFS, 2 in XS_WF_TEXT, 4 in
+ * XS_WF_VALUE. */
+static const unsigned char decode_stop[256] = {['&'] = 7, ['\r'] = 6, ['\t'] = 4, ['\n'] = 4};
+
 /* The first byte from i on that xs_wf_decode() must look at in `mode` ('&'; CR unless
  * XS_WF_REFS; tab and LF in XS_WF_VALUE), or n. */
 static size_t copy_run(const char *s, size_t i, size_t n, xs_wf_decode_mode mode)
 {
-    bool cr = mode != XS_WF_REFS, tabs = mode == XS_WF_VALUE;
 #if defined(__SSE2__)
+    bool cr = mode != XS_WF_REFS, tabs = mode == XS_WF_VALUE;
     const __m128i amp = _mm_set1_epi8('&');
     const __m128i ret = _mm_set1_epi8(cr ? '\r' : '&');
     const __m128i tab = _mm_set1_epi8(tabs ? '\t' : '&'), lf = _mm_set1_epi8(tabs ? '\n' : '&');
@@ -675,17 +687,26 @@ static size_t copy_run(const char *s, size_t i, size_t n, xs_wf_decode_mode mode
         i += 16;
     }
 #endif
-    for (; i < n; i++) {
-        char c = s[i];
-        if (c == '&' || (cr && c == '\r') || (tabs && (c == '\t' || c == '\n')))
-            break;
-    }
+    unsigned bit = mode == XS_WF_REFS ? 1u : mode == XS_WF_TEXT ? 2u : 4u;
+    while (i < n && !(decode_stop[(unsigned char)s[i]] & bit))
+        i++;
     return i;
 }
 
 size_t xs_wf_decode(char *out, const char *s, size_t n, xs_wf_decode_mode mode)
 {
     size_t k = 0, i = 0;
+    if (n < 32) {
+        /* Short strings (most attribute values): copied as they are checked. */
+        unsigned bit = mode == XS_WF_REFS ? 1u : mode == XS_WF_TEXT ? 2u : 4u;
+        for (; i < n && !(decode_stop[(unsigned char)s[i]] & bit); i++)
+            out[i] = s[i];
+        if (i == n) {
+            out[n] = 0;
+            return n;
+        }
+        k = i;
+    }
     for (;;) {
         size_t j = copy_run(s, i, n, mode);
         memcpy(out + k, s + i, j - i);
@@ -828,8 +849,8 @@ static bool build_start(wf *w, span prefix, span local, const attr *at, size_t n
         b->root = el;
     xmlNs **decl_tail = &el->nsDef;
     for (size_t k = 0; k < n_at; k++) {
-        bool decl_default = span_eq(at[k].qname, "xmlns", 5);
-        if (!decl_default && !span_eq(at[k].prefix, "xmlns", 5))
+        bool decl_default = at[k].decl == DECL_DEFAULT;
+        if (at[k].decl == DECL_NONE)
             continue;
         /* The URI is plain (no references), the prefix a name. */
         xmlNs *ns = arena_alloc(a, sizeof(*ns));
@@ -849,7 +870,7 @@ static bool build_start(wf *w, span prefix, span local, const attr *at, size_t n
         return false;
     xmlAttr *last = NULL;
     for (size_t k = 0; k < n_at; k++) {
-        if (span_eq(at[k].qname, "xmlns", 5) || span_eq(at[k].prefix, "xmlns", 5))
+        if (at[k].decl != DECL_NONE)
             continue;
         xmlAttr *prop = arena_alloc(a, sizeof(*prop));
         if (prop == NULL)

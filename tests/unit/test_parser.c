@@ -777,6 +777,72 @@ static void test_parser_trim_between_stanzas(void **state)
     free(log);
 }
 
+/* xs_wf_decode() against the rules written out one byte at a time, on random strings of
+ * references (valid and not), line ends, tabs and multi-byte characters, short (copied as they
+ * are checked) and long (copied in runs found sixteen bytes at a time). */
+static size_t decode_reference(char *out, const char *s, size_t n, xs_wf_decode_mode mode)
+{
+    static const struct {
+        const char *ref, *to;
+    } refs[] = {{"&amp;", "&"},   {"&lt;", "<"},   {"&gt;", ">"},
+                {"&#65;", "A"},   {"&#x41;", "A"}, {"&#xe9;", "\xc3\xa9"},
+                {"&quot;", "\""}, {"&apos;", "'"}, {"&#x1F680;", "\xf0\x9f\x9a\x80"}};
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        size_t r;
+        for (r = 0; r < sizeof(refs) / sizeof(refs[0]); r++)
+            if (strncmp(s + i, refs[r].ref, strlen(refs[r].ref)) == 0 &&
+                strlen(refs[r].ref) <= n - i)
+                break;
+        if (s[i] == '&' && r < sizeof(refs) / sizeof(refs[0])) {
+            strcpy(out + k, refs[r].to);
+            k += strlen(refs[r].to);
+            i += strlen(refs[r].ref);
+        } else if (s[i] == '\r' && mode != XS_WF_REFS) {
+            out[k++] = mode == XS_WF_VALUE ? ' ' : '\n';
+            i += i + 1 < n && s[i + 1] == '\n' ? 2 : 1;
+        } else if ((s[i] == '\t' || s[i] == '\n') && mode == XS_WF_VALUE) {
+            out[k++] = ' ';
+            i++;
+        } else {
+            out[k++] = s[i++];
+        }
+    }
+    out[k] = 0;
+    return k;
+}
+
+static void test_parser_decode(void **state)
+{
+    static const char *const pieces[] = {
+        "a",        "bc",      "&amp;",     "&lt;", "&#65;", "&#x41;", "&#xe9;",
+        "&quot;",   "&apos;",  "&#x1F680;", "\r\n", "\r",    "\t",     "\n",
+        "\xc3\xa9", "&bogus;", "&",         "&#;",  "&#x;",  "&amp",   "0123456789abcdef"};
+    uint32_t seed = 7;
+    for (int round = 0; round < 20000; round++) {
+        char in[300], want[300], got[301];
+        size_t n = 0;
+        seed = seed * 1103515245u + 12345u;
+        size_t target = (seed >> 16) % (round < 10000 ? 40 : 200);
+        while (n < target) {
+            seed = seed * 1103515245u + 12345u;
+            const char *pc = pieces[(seed >> 16) % (sizeof(pieces) / sizeof(pieces[0]))];
+            memcpy(in + n, pc, strlen(pc));
+            n += strlen(pc);
+        }
+        for (int m = 0; m < 3; m++) {
+            xs_wf_decode_mode mode = m == 0 ? XS_WF_TEXT : m == 1 ? XS_WF_VALUE : XS_WF_REFS;
+            size_t wn = decode_reference(want, in, n, mode);
+            memset(got, 'Z', sizeof(got));
+            size_t gn = xs_wf_decode(got, in, n, mode);
+            if (gn != wn || memcmp(got, want, wn + 1) != 0)
+                print_message("mode %d: %.*s\n", m, (int)n, in);
+            assert_int_equal(gn, wn);
+            assert_memory_equal(got, want, wn + 1);
+        }
+    }
+}
+
 /* The fast check of wf.c against libxml2: for each stanza, whether the fast check is sure, and
  * that the parser gives the same events and errors (kind and position) with the fast path as
  * with libxml2 alone. */
@@ -943,6 +1009,7 @@ int main(void)
         cmocka_unit_test(test_parser_error_position),
         cmocka_unit_test(test_parser_trim_between_stanzas),
         cmocka_unit_test(test_parser_fast_path_agrees_with_libxml2),
+        cmocka_unit_test(test_parser_decode),
         cmocka_unit_test(test_parser_sasl2_does_not_restart),
         cmocka_unit_test(test_parser_restart_without_declaration),
         cmocka_unit_test(test_parser_many_unique_names_bounded),
