@@ -19,6 +19,7 @@
 #include "inspect/error.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +46,48 @@ static void ignore_xpath_error(void *user, xmlError *error)
     (void)error;
 }
 
+/* The index of the stanza (local, ns) in set->roots, added when new; RULE_ANY_ROOT when the
+ * table is full. */
+static int root_index(xs_rules *set, const char *local, int ns)
+{
+    for (size_t k = 0; k < set->n_roots; k++)
+        if (set->roots[k].ns == ns && strcmp(set->roots[k].local, local) == 0)
+            return (int)k;
+    if (set->n_roots == XS_RULES_MAX_ROOTS)
+        return RULE_ANY_ROOT;
+    set->roots[set->n_roots] = (xs_rule_root){local, ns};
+    return (int)set->n_roots++;
+}
+
+/* Sorts the rules by the stanza their matches need (see rule_may_match()). */
+static void sort_by_root(xs_rules *set)
+{
+    set->n_roots = 0;
+    for (size_t i = 0; i < set->n_rules; i++) {
+        xs_rule *r = &set->rules[i];
+        r->root = RULE_ANY_ROOT;
+        for (size_t m = 0; m < r->n_matches; m++) {
+            const xs_xpath *f = &r->matches[m];
+            if (f->root_local == NULL)
+                continue;
+            if (r->root == RULE_ANY_ROOT) {
+                r->root = root_index(set, f->root_local, f->root_ns);
+                if (r->root == RULE_ANY_ROOT)
+                    break; /* the table is full: the rule is tried on every stanza */
+            } else if (strcmp(set->roots[r->root].local, f->root_local) != 0 ||
+                       set->roots[r->root].ns != f->root_ns) {
+                /* Two names for the one stanza element: unless both namespaces are the same
+                 * URI, nothing matches; rule_may_match() decides on the stanza. */
+                r->root = RULE_ANY_ROOT;
+                break;
+            }
+        }
+    }
+}
+
 int xs_rules_prepare(xs_rules *set)
 {
+    sort_by_root(set);
     set->xpath = xmlXPathNewContext(NULL);
     set->shell = xmlNewDoc(BAD_CAST "1.0");
     set->mctx = pcre2_match_context_create(NULL);
@@ -145,8 +186,7 @@ void xs_rule_result_clear(xs_rule_result *res)
         free(res->tags[i]);
     free(res->tags);
     for (size_t i = 0; i < res->n_applied; i++) {
-        free(res->applied[i].rule);
-        free(res->applied[i].detail);
+        free(res->applied[i].rule); /* and the detail with it */
         free(res->applied[i].before);
         free(res->applied[i].after);
     }
@@ -340,7 +380,8 @@ static const xmlNode *stream_of(const applying *ap)
 
 /* ---- results --------------------------------------------------------------------------------- */
 
-/* Records an action that ran, with `detail` (copied; may be NULL). */
+/* Records an action that ran, with `detail` (copied; may be NULL). The rule's name and the
+ * detail share one allocation (freed through `rule`); the array grows by doubling. */
 static xs_rule_applied *add_applied(applying *ap, xs_act_kind kind, unsigned nodes,
                                     const char *detail)
 {
@@ -349,20 +390,25 @@ static xs_rule_applied *add_applied(applying *ap, xs_act_kind kind, unsigned nod
         res->applied_omitted++;
         return NULL;
     }
-    xs_rule_applied *a = realloc(res->applied, (res->n_applied + 1) * sizeof(*a));
-    if (a == NULL)
-        return oom(ap);
-    res->applied = a;
-    a = &res->applied[res->n_applied];
+    size_t n = res->n_applied;
+    if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
+        xs_rule_applied *grown = realloc(res->applied, (n == 0 ? 4 : 2 * n) * sizeof(*grown));
+        if (grown == NULL)
+            return oom(ap);
+        res->applied = grown;
+    }
+    xs_rule_applied *a = &res->applied[n];
     memset(a, 0, sizeof(*a));
     a->action = xs_act_name(kind);
     a->nodes = nodes;
-    a->rule = strdup(ap->rule->name);
+    size_t rl = strlen(ap->rule->name) + 1, dl = detail != NULL ? strlen(detail) + 1 : 0;
+    a->rule = malloc(rl + dl);
     if (a->rule == NULL)
         return oom(ap);
-    if (detail != NULL && (a->detail = strdup(detail)) == NULL) {
-        free(a->rule);
-        return oom(ap);
+    memcpy(a->rule, ap->rule->name, rl);
+    if (detail != NULL) {
+        a->detail = a->rule + rl;
+        memcpy(a->detail, detail, dl);
     }
     res->n_applied++;
     return a;
@@ -1283,6 +1329,24 @@ static bool rule_may_match(applying *ap, const xs_rule *r)
     return true;
 }
 
+/* Which of the set's roots the stanza is (bit k: roots[k]), looked up once per stanza. */
+static uint64_t stanza_roots(const applying *ap)
+{
+    const xs_rules *set = ap->set;
+    const xmlNode *n = ap->ev->node;
+    const char *href = n->ns != NULL && n->ns->href != NULL ? (const char *)n->ns->href : "";
+    uint64_t mask = 0;
+    for (size_t k = 0; k < set->n_roots; k++) {
+        const xs_rule_root *root = &set->roots[k];
+        if (root->local[0] != n->name[0] || strcmp(root->local, (const char *)n->name) != 0)
+            continue;
+        const char *want = root->ns < 0 ? ap->content_ns : set->uris[root->ns];
+        if (want == href || strcmp(want, href) == 0)
+            mask |= (uint64_t)1 << k;
+    }
+    return mask;
+}
+
 /* Binds XS_XPATH_STANZA_PREFIX to the stanza's content namespace in the set's XPath context,
  * unless the previous stanza had it bound already (it nearly always did). */
 static bool bind_stanza_ns(applying *ap)
@@ -1360,13 +1424,14 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
     ap.qenv.stanza_ns = ap.content_ns;
     ap.qenv.op_limit = XPATH_OP_LIMIT;
 
+    uint64_t roots = stanza_roots(&ap);
     for (size_t i = 0; i < rules->n_rules && ap.err == 0; i++) {
         xs_rule *r = &rules->rules[i];
         if ((r->builtin & ctx->builtin_off) != 0)
             continue;
         if (r->dir != XS_RULE_ANY && r->dir != ctx->direction)
             continue;
-        if (!rule_may_match(&ap, r))
+        if (r->root >= 0 ? !(roots >> r->root & 1) : !rule_may_match(&ap, r))
             continue;
         if (!ap.ns_bound && !bind_stanza_ns(&ap))
             break;

@@ -218,8 +218,10 @@ typedef struct xs_rule_inject {
 typedef struct xs_rule_applied {
     char *rule;         /* the rule's name */
     const char *action; /* static: "drop", "bounce", "set-attr", ... */
-    char *detail;       /* short text: "service-unavailable", "2 nodes", "s2c", "500 ms"; or NULL */
-    unsigned nodes;     /* nodes a rewrite changed (0: it changed nothing) */
+    /* Short text: "service-unavailable", "2 nodes", "s2c", "500 ms"; or NULL. It lives in the
+     * allocation of `rule` (not freed on its own). */
+    char *detail;
+    unsigned nodes; /* nodes a rewrite changed (0: it changed nothing) */
     /* With XS_RULE_EXPLAIN, for a rewrite that changed nodes: the stanza before and after it. */
     char *before;
     char *after;

@@ -219,7 +219,21 @@ typedef struct xs_rule {
     char **action_src;
     size_t n_actions;
     unsigned long hits;
+    /* The stanza the rule's matches need (see xs_xpath.root_local): an index in the set's
+     * roots, or RULE_ANY_ROOT when no match names one, two name different ones or the roots
+     * are full (then each match's root is compared on the stanza). */
+    int root;
 } xs_rule;
+
+enum { RULE_ANY_ROOT = -1 };
+
+/* A stanza a rule may need: its local name and URI index (-1: the stream's content namespace). */
+typedef struct xs_rule_root {
+    const char *local; /* the first match's root_local that named it */
+    int ns;
+} xs_rule_root;
+
+#define XS_RULES_MAX_ROOTS 64 /* distinct stanzas rules are sorted by; more are not sorted */
 
 struct xs_rules {
     unsigned refs;
@@ -230,6 +244,10 @@ struct xs_rules {
     size_t n_uris;
     xs_rules_ns *decls; /* the file's namespace declarations, for listings */
     size_t n_decls;
+    /* The distinct stanzas the rules need: a stanza is looked up here once, and only the rules
+     * that need it or any stanza are tried. */
+    xs_rule_root roots[XS_RULES_MAX_ROOTS];
+    size_t n_roots;
     /* Scratch for xs_rules_apply(), made once so that a stanza no rule changes costs no
      * allocation of ours: an XPath context with the URI table registered, the content namespace
      * XS_XPATH_STANZA_PREFIX is bound to in it (a copy), an empty document the parser's stanza

@@ -67,14 +67,15 @@ typedef struct leg {
     bool tls_shut;   /* close_notify queued */
     bool active;     /* read something since the last idle tick */
     bool trimmed;    /* gave its memory back and carried nothing since */
+    bool shutting;   /* uv_shutdown requested */
     outbuf plain;    /* TLS legs: plaintext gathered during a callback, encrypted at its end */
     outbuf out;      /* queued for the socket */
     outbuf inflight; /* being written */
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
+    /* The requests and the delay timer are allocated when first needed and given back when
+     * done (the write request when the leg is trimmed): an idle session holds none of them. */
+    uv_write_t *wreq;
     delayed *dq_head, *dq_tail; /* plaintext waiting for its time, in order */
-    uv_timer_t dtimer;          /* fires when the head of dq may go */
-    bool dtimer_open;
+    uv_timer_t *dtimer;         /* fires when the head of dq may go; NULL until a rule delays */
 } leg;
 
 typedef enum timer_kind { T_NONE, T_HANDSHAKE, T_CLOSE, T_LINGER } timer_kind;
@@ -82,14 +83,11 @@ typedef enum timer_kind { T_NONE, T_HANDSHAKE, T_CLOSE, T_LINGER } timer_kind;
 struct conn {
     proxy *p;
     xs_session *s;
-    xs_session_cfg cfg;
     leg leg[2];
     uv_timer_t timer;
     timer_kind timer_kind;
     bool timer_open;
-    uv_getaddrinfo_t gai;
-    bool resolving;
-    uv_connect_t creq;
+    bool resolving;   /* a uv_getaddrinfo (allocated for it) is under way */
     unsigned handles; /* handles opened and not yet closed */
     bool dead;        /* every handle closed: free at the end of the callback */
     xs_tls_mode server_mode;
@@ -100,6 +98,7 @@ typedef struct listener {
     uv_tcp_t tcp;
     proxy *p;
     xs_tls_mode client_mode;
+    xs_session_cfg scfg; /* what every session of this listener is made with */
     bool open;
     char addr[64];
 } listener;
@@ -225,6 +224,13 @@ static void on_timer_closed(uv_handle_t *h)
     handle_gone(h->data);
 }
 
+static void on_dtimer_closed(uv_handle_t *h)
+{
+    conn *c = h->data;
+    free(h);
+    handle_gone(c);
+}
+
 static void leg_close_handle(leg *l)
 {
     if (!l->open || l->closing)
@@ -292,13 +298,15 @@ static void leg_flush(leg *l)
     leg_encrypt(l);
     if (l->writing || l->out.len == 0 || !l->connected || l->closing)
         return;
+    if (l->wreq == NULL && (l->wreq = malloc(sizeof(*l->wreq))) == NULL)
+        return; /* tried again at the end of the next callback */
     outbuf t = l->inflight;
     l->inflight = l->out;
     l->out = t;
     l->out.len = 0;
     uv_buf_t b = uv_buf_init(l->inflight.data, (unsigned)l->inflight.len);
-    l->wreq.data = l;
-    int rc = uv_write(&l->wreq, (uv_stream_t *)&l->tcp, &b, 1, on_write);
+    l->wreq->data = l;
+    int rc = uv_write(l->wreq, (uv_stream_t *)&l->tcp, &b, 1, on_write);
     if (rc < 0) {
         l->inflight.len = 0;
         l->eof = true;
@@ -519,7 +527,7 @@ static void on_delay_timer(uv_timer_t *t)
     delay_release(l, false);
     if (l->dq_head != NULL) {
         uint64_t now = uv_now(l->c->p->loop);
-        uv_timer_start(&l->dtimer, on_delay_timer, l->dq_head->at > now ? l->dq_head->at - now : 0,
+        uv_timer_start(l->dtimer, on_delay_timer, l->dq_head->at > now ? l->dq_head->at - now : 0,
                        0);
     }
     conn_settle(l->c);
@@ -536,13 +544,15 @@ static int delay_push(leg *l, const char *data, size_t len, uint64_t at)
     d->at = l->dq_tail != NULL && l->dq_tail->at > at ? l->dq_tail->at : at;
     d->len = len;
     memcpy(d->data, data, len);
-    if (!l->dtimer_open) {
-        if (uv_timer_init(l->c->p->loop, &l->dtimer) < 0) {
+    if (l->dtimer == NULL) {
+        uv_timer_t *t = malloc(sizeof(*t));
+        if (t == NULL || uv_timer_init(l->c->p->loop, t) < 0) {
+            free(t);
             free(d);
             return XS_ENOMEM;
         }
-        l->dtimer.data = l;
-        l->dtimer_open = true;
+        t->data = l;
+        l->dtimer = t;
         l->c->handles++;
     }
     bool was_empty = l->dq_head == NULL;
@@ -553,7 +563,7 @@ static int delay_push(leg *l, const char *data, size_t len, uint64_t at)
     l->dq_tail = d;
     if (was_empty) {
         uint64_t now = uv_now(l->c->p->loop);
-        uv_timer_start(&l->dtimer, on_delay_timer, d->at > now ? d->at - now : 0, 0);
+        uv_timer_start(l->dtimer, on_delay_timer, d->at > now ? d->at - now : 0, 0);
     }
     return 0;
 }
@@ -606,6 +616,7 @@ static void on_connect(uv_connect_t *req, int status)
 {
     conn *c = req->data;
     leg *l = &c->leg[XS_SERVER];
+    free(req);
     if (status == UV_ECANCELED || l->closing) {
         conn_settle(c);
         return;
@@ -630,6 +641,7 @@ static void on_connect(uv_connect_t *req, int status)
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     conn *c = req->data;
+    free(req); /* libuv is done with it once the callback runs */
     c->resolving = false;
     leg *l = &c->leg[XS_SERVER];
     if (xs_session_closing(c->s) || c->p->stopping) {
@@ -651,8 +663,15 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         l->open = true;
         c->handles++;
         l->tcp.data = l;
-        c->creq.data = c;
-        rc = uv_tcp_connect(&c->creq, &l->tcp, res->ai_addr, on_connect);
+        uv_connect_t *creq = malloc(sizeof(*creq)); /* freed by on_connect */
+        if (creq == NULL) {
+            rc = UV_ENOMEM;
+        } else {
+            creq->data = c;
+            rc = uv_tcp_connect(creq, &l->tcp, res->ai_addr, on_connect);
+            if (rc < 0)
+                free(creq);
+        }
     }
     uv_freeaddrinfo(res);
     if (rc < 0) {
@@ -672,11 +691,16 @@ static int io_connect(void *ctx)
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    c->gai.data = c;
-    int rc = uv_getaddrinfo(p->loop, &c->gai, on_resolved, direct ? p->upd_host : p->up_host,
+    uv_getaddrinfo_t *gai = malloc(sizeof(*gai)); /* freed by on_resolved */
+    if (gai == NULL)
+        return UV_ENOMEM;
+    gai->data = c;
+    int rc = uv_getaddrinfo(p->loop, gai, on_resolved, direct ? p->upd_host : p->up_host,
                             direct ? p->upd_port : p->up_port, &hints);
     if (rc == 0)
         c->resolving = true;
+    else
+        free(gai);
     return rc;
 }
 
@@ -701,6 +725,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 {
     leg *l = req->data;
     conn *c = l->c;
+    free(req);
     l->shut = true;
     if (l->eof || status < 0)
         leg_close_handle(l);
@@ -722,7 +747,7 @@ static void leg_settle_close(leg *l)
         leg_close_handle(l);
         return;
     }
-    if (l->sreq.data != NULL) {
+    if (l->shutting) {
         if (l->shut && l->eof)
             leg_close_handle(l);
         return;
@@ -740,9 +765,17 @@ static void leg_settle_close(leg *l)
         leg_close_handle(l);
         return;
     }
-    l->sreq.data = l;
-    if (uv_shutdown(&l->sreq, (uv_stream_t *)&l->tcp, on_shutdown) < 0)
+    uv_shutdown_t *sreq = malloc(sizeof(*sreq)); /* freed by on_shutdown */
+    if (sreq == NULL) {
+        leg_close_handle(l); /* no memory to say goodbye politely: close at once */
+        return;
+    }
+    sreq->data = l;
+    l->shutting = true;
+    if (uv_shutdown(sreq, (uv_stream_t *)&l->tcp, on_shutdown) < 0) {
+        free(sreq);
         leg_close_handle(l);
+    }
 }
 
 static void close_signals(proxy *p)
@@ -769,6 +802,7 @@ static void conn_free(conn *c)
         out_free(&c->leg[i].plain);
         out_free(&c->leg[i].out);
         out_free(&c->leg[i].inflight);
+        free(c->leg[i].wreq); /* every write finished before the handle closed */
     }
     if (c->prev)
         c->prev->next = c->next;
@@ -828,10 +862,10 @@ static void conn_settle(conn *c)
         }
         for (int i = 0; all && i < 2; i++) {
             leg *l = &c->leg[i];
-            if (l->dtimer_open) {
-                l->dtimer_open = false;
-                l->dtimer.data = c;
-                uv_close((uv_handle_t *)&l->dtimer, on_timer_closed);
+            if (l->dtimer != NULL) {
+                l->dtimer->data = c;
+                uv_close((uv_handle_t *)l->dtimer, on_dtimer_closed);
+                l->dtimer = NULL;
             }
         }
     }
@@ -937,22 +971,9 @@ static void on_connection(uv_stream_t *server, int status)
             snprintf(peer, sizeof(peer), "%s:%u", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
         }
     }
-    c->cfg = (xs_session_cfg){
-        .client_mode = ls->client_mode,
-        .server_mode = p->cfg->upstream_tls,
-        .rewrites = p->cfg->rewrites,
-        .limits = p->cfg->limits,
-        .console = p->console,
-        .log = p->log,
-        .show_secrets = p->cfg->console.show_secrets,
-        .server_name = p->cfg->server_name,
-        .rules = &p->rules,
-        .user_rules = p->cfg->rules_path != NULL,
-        .log_required = p->cfg->log_stop,
-    };
     c->server_mode =
         p->cfg->upstream_tls == XS_TLSMODE_MIRROR ? ls->client_mode : p->cfg->upstream_tls;
-    rc = xs_session_new(&c->cfg, &session_io, c, ++p->next_id, peer, &c->s);
+    rc = xs_session_new(&ls->scfg, &session_io, c, ++p->next_id, peer, &c->s);
     if (rc < 0) {
         say("refusing %s: cannot create a session: %s", peer, xs_strerror(rc));
         uv_close((uv_handle_t *)&cl->tcp, on_early_close);
@@ -1002,6 +1023,21 @@ static int listen_on(proxy *p, listener *ls, const char *spec, xs_tls_mode mode)
     }
     ls->p = p;
     ls->client_mode = mode;
+    /* The same for every session of the listener: one copy here rather than one per session.
+     * The printers exist by now; the rules are read through &p->rules at every stanza. */
+    ls->scfg = (xs_session_cfg){
+        .client_mode = mode,
+        .server_mode = p->cfg->upstream_tls,
+        .rewrites = p->cfg->rewrites,
+        .limits = p->cfg->limits,
+        .console = p->console,
+        .log = p->log,
+        .show_secrets = p->cfg->console.show_secrets,
+        .server_name = p->cfg->server_name,
+        .rules = &p->rules,
+        .user_rules = p->cfg->rules_path != NULL,
+        .log_required = p->cfg->log_stop,
+    };
     uv_tcp_init(p->loop, &ls->tcp);
     ls->tcp.data = ls;
     ls->open = true;

@@ -65,7 +65,7 @@ struct xs_session {
     void *io_ctx;
     unsigned id;
     char id_str[16];
-    char peer[64];
+    char *peer; /* for the "connected" line of xs_session_start(), then freed */
     xs_tls_mode client_mode, server_mode;
     struct timespec started;
 
@@ -78,8 +78,11 @@ struct xs_session {
     xs_side feeding;      /* the side whose parser is running (for the event callback) */
     bool switched_tls;    /* start_tls was called while feeding: stop the feed */
 
-    char domain[256];       /* what the client asked for: SNI, else its stream's `to` */
-    char client_ns[128];    /* the client's default namespace (jabber:client) */
+    /* The strings below are allocated to their size, and only when there is something to keep:
+     * with thousands of idle sessions, fixed arrays for the longest case cost more than all the
+     * rest of the session. */
+    char *domain;           /* what the client asked for: SNI, else its stream's `to`; or NULL */
+    char *client_ns;        /* the client's default namespace (jabber:client), or NULL */
     bytes first_header;     /* the client's first stream header, sent to a STARTTLS server */
     bool have_first_header; /* first_header was taken (and, once sent, freed) */
     bytes pending;          /* the client's secured stream, waiting for the server leg */
@@ -91,13 +94,13 @@ struct xs_session {
     bool warned_binding;
     bool log_warned; /* the --write log failed once: said, not repeated */
     /* The server leg failed while the client could not be told (its TLS handshake was under
-     * way): the stream error waits for the client's next stream header. */
-    char deferred_failure[400];
+     * way): the stream error waits for the client's next stream header. NULL: no such failure. */
+    char *deferred_failure;
 
-    /* Namespace declarations of the server's current stream header, for the feature rewrite. */
-    xs_attr s2c_ns[8];
+    /* Namespace declarations of the server's current stream header, for the feature rewrite:
+     * one block, the array followed by its strings. */
+    xs_attr *s2c_ns;
     size_t n_s2c_ns;
-    char s2c_ns_pool[512];
 
     bool leg_closed[2];  /* io->close was called for the side: nothing more goes to it */
     xs_rule_result *res; /* what the rules decided for the stanza being handled, or NULL */
@@ -106,7 +109,7 @@ struct xs_session {
     const xmlNode *features;
     xmlDoc *features_doc; /* the document of `features` when parsed from its bytes */
     xs_session_stats stats;
-    char end_cause[256];
+    char *end_cause;   /* why the session ended, for the summary; NULL: "closed" */
     size_t max_stanza; /* the effective limit */
 };
 
@@ -139,6 +142,42 @@ static int bytes_append(bytes *b, const char *d, size_t n, size_t limit)
     memcpy(b->data + b->len, d, n);
     b->len += n;
     return 0;
+}
+
+/* Replaces the reason given in the summary line. Out of memory the previous one stays: the
+ * summary says less, nothing else changes. */
+static void set_end_cause(xs_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_end_cause(xs_session *s, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    char *copy = strdup(text);
+    if (copy == NULL)
+        return;
+    free(s->end_cause);
+    s->end_cause = copy;
+}
+
+/* Sets *field to a copy of at most `max` bytes of `value`. Returns 0 or XS_ENOMEM. */
+static int set_string(char **field, const char *value, size_t max)
+{
+    char *copy = strndup(value, max);
+    if (copy == NULL)
+        return XS_ENOMEM;
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+/* The domain the client asked for, "" while it is not known. */
+static const char *domain_of(const xs_session *s)
+{
+    return s->domain != NULL ? s->domain : "";
 }
 
 const char *xs_tls_mode_name(xs_tls_mode mode)
@@ -195,6 +234,9 @@ static void note(xs_session *s, const char *level, const char *fmt, ...)
 }
 
 static void fail_unlogged(xs_session *s, int rc);
+
+/* The deferred failure when there is no memory for its text. Never freed. */
+static char deferred_oom[] = "the server leg failed (out of memory for the details)";
 
 /* Shows and logs an event. Returns false when the log failed and the session ends for it
  * (--on-log-error stop). */
@@ -289,8 +331,8 @@ static int put(xs_session *s, xs_side to, const char *data, size_t len)
          * session cannot go on without losing bytes, so it ends here. */
         note(s, "error", "cannot send to the %s: %s", to == XS_CLIENT ? "client" : "server",
              xs_strerror(rc));
-        snprintf(s->end_cause, sizeof(s->end_cause), "cannot send to the %s: %s",
-                 to == XS_CLIENT ? "client" : "server", xs_strerror(rc));
+        set_end_cause(s, "cannot send to the %s: %s", to == XS_CLIENT ? "client" : "server",
+                      xs_strerror(rc));
         close_both(s);
     }
     return rc;
@@ -326,12 +368,12 @@ static void xml_escape(char *out, size_t cap, const char *in)
 static void answer_client_header(xs_session *s)
 {
     char dom[600], hdr[1024];
-    xml_escape(dom, sizeof(dom), s->domain[0] ? s->domain : "localhost");
+    xml_escape(dom, sizeof(dom), s->domain != NULL && s->domain[0] ? s->domain : "localhost");
     snprintf(hdr, sizeof(hdr),
              "<?xml version='1.0'?><stream:stream xmlns='%s' "
              "xmlns:stream='" NS_STREAMS "' from='%s' id='xmppscope-%u-%ld' version='1.0' "
              "xml:lang='en'>",
-             s->client_ns[0] ? s->client_ns : "jabber:client", dom, s->id,
+             s->client_ns != NULL && s->client_ns[0] ? s->client_ns : "jabber:client", dom, s->id,
              (long)s->started.tv_nsec);
     put_str(s, XS_CLIENT, hdr);
     s->client_answered = true;
@@ -401,7 +443,7 @@ static void fail(xs_session *s, xs_side at_fault, const char *condition, const c
         return;
     note(s, "error", "%s: <%s/> to the %s: %s", at_fault == XS_CLIENT ? "client" : "server",
          condition, at_fault == XS_CLIENT ? "client" : "server", text);
-    snprintf(s->end_cause, sizeof(s->end_cause), "%s (%.200s)", condition, text);
+    set_end_cause(s, "%s (%.200s)", condition, text);
     if (can_speak(s, at_fault))
         stream_error_to(s, at_fault, condition, text);
     end_stream_to(s, at_fault == XS_CLIENT ? XS_SERVER : XS_CLIENT);
@@ -424,7 +466,7 @@ static void fail_unlogged(xs_session *s, int rc)
     } else {
         fprintf(stderr, "xmppscope: session %s: %s\n", s->id_str, text);
     }
-    snprintf(s->end_cause, sizeof(s->end_cause), "%s", text);
+    set_end_cause(s, "%s", text);
     if (can_speak(s, XS_CLIENT))
         stream_error_to(s, XS_CLIENT, "internal-server-error",
                         "xmppscope cannot write its log; the session ends");
@@ -443,9 +485,9 @@ static void upstream_failed(xs_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    if (s->state == SS_CLOSING || s->deferred_failure[0])
+    if (s->state == SS_CLOSING || s->deferred_failure != NULL)
         return;
-    snprintf(s->end_cause, sizeof(s->end_cause), "remote-connection-failed (%.200s)", text);
+    set_end_cause(s, "remote-connection-failed (%.200s)", text);
     end_stream_to(s, XS_SERVER);
     if (!(can_speak(s, XS_CLIENT) && s->client_opened) &&
         (s->cst == CL_TLS_HANDSHAKE || s->cst == CL_SECURE)) {
@@ -455,7 +497,9 @@ static void upstream_failed(xs_session *s, const char *fmt, ...)
              "upstream: %s: <remote-connection-failed/> to the client once its stream "
              "opens",
              text);
-        snprintf(s->deferred_failure, sizeof(s->deferred_failure), "%.390s", text);
+        s->deferred_failure = strndup(text, 390);
+        if (s->deferred_failure == NULL)
+            s->deferred_failure = deferred_oom;
         set_server(s, SL_GONE);
         close_side(s, XS_SERVER);
         return;
@@ -470,7 +514,7 @@ static void upstream_failed(xs_session *s, const char *fmt, ...)
 
 static const char *server_name(const xs_session *s)
 {
-    return s->cfg->server_name != NULL ? s->cfg->server_name : s->domain;
+    return s->cfg->server_name != NULL ? s->cfg->server_name : domain_of(s);
 }
 
 static void connect_server(xs_session *s)
@@ -595,24 +639,49 @@ static void rules_inject(xs_session *s)
     }
 }
 
+/* At most this many declarations, with at most this many bytes of strings, are kept. */
+#define S2C_NS_MAX 8
+#define S2C_NS_POOL 512
+
 static void remember_s2c_namespaces(xs_session *s, const xs_event *ev)
 {
-    size_t used = 0;
+    size_t n = 0, pool = 0;
+    free(s->s2c_ns);
+    s->s2c_ns = NULL;
     s->n_s2c_ns = 0;
-    for (size_t i = 0; i < ev->n_nsdecls && s->n_s2c_ns < 8; i++) {
+    /* Two passes: the size of the block, then its contents (the same selection). */
+    for (size_t i = 0; i < ev->n_nsdecls && n < S2C_NS_MAX; i++) {
         const char *p = ev->nsdecls[i].prefix, *u = ev->nsdecls[i].uri;
         size_t pl = p ? strlen(p) + 1 : 0, ul = u ? strlen(u) + 1 : 0;
-        if (u == NULL || used + pl + ul > sizeof(s->s2c_ns_pool))
+        if (u == NULL || pool + pl + ul > S2C_NS_POOL)
             continue;
-        xs_attr *a = &s->s2c_ns[s->n_s2c_ns++];
-        memset(a, 0, sizeof(*a));
+        n++;
+        pool += pl + ul;
+    }
+    if (n == 0)
+        return;
+    /* Out of memory the features are parsed without the header's declarations, as for a
+     * header that has none: a prefixed features element then fails to parse and is forwarded
+     * unchanged. */
+    xs_attr *arr = calloc(1, n * sizeof(*arr) + pool);
+    if (arr == NULL)
+        return;
+    char *strings = (char *)(arr + n);
+    size_t used = 0;
+    for (size_t i = 0; i < ev->n_nsdecls && s->n_s2c_ns < n; i++) {
+        const char *p = ev->nsdecls[i].prefix, *u = ev->nsdecls[i].uri;
+        size_t pl = p ? strlen(p) + 1 : 0, ul = u ? strlen(u) + 1 : 0;
+        if (u == NULL || used + pl + ul > S2C_NS_POOL)
+            continue;
+        xs_attr *a = &arr[s->n_s2c_ns++];
         if (p != NULL) {
-            a->prefix = memcpy(s->s2c_ns_pool + used, p, pl);
+            a->prefix = memcpy(strings + used, p, pl);
             used += pl;
         }
-        a->uri = memcpy(s->s2c_ns_pool + used, u, ul);
+        a->uri = memcpy(strings + used, u, ul);
         used += ul;
     }
+    s->s2c_ns = arr;
 }
 
 /* The server's <stream:features/>, after the rules (the built-in rewrites among them) ran:
@@ -691,10 +760,14 @@ static int learn_client_header(xs_session *s, const xs_event *ev)
 {
     for (size_t i = 0; i < ev->n_attrs; i++)
         if (strcmp(ev->attrs[i].name, "to") == 0 && ev->attrs[i].prefix == NULL &&
-            s->domain[0] == 0)
-            snprintf(s->domain, sizeof(s->domain), "%s", ev->attrs[i].value);
-    if (ev->default_ns != NULL)
-        snprintf(s->client_ns, sizeof(s->client_ns), "%s", ev->default_ns);
+            domain_of(s)[0] == 0 && set_string(&s->domain, ev->attrs[i].value, 255) < 0) {
+            fail(s, XS_CLIENT, "internal-server-error", "out of memory");
+            return -1;
+        }
+    if (ev->default_ns != NULL && set_string(&s->client_ns, ev->default_ns, 127) < 0) {
+        fail(s, XS_CLIENT, "internal-server-error", "out of memory");
+        return -1;
+    }
     if (!s->have_first_header) {
         s->have_first_header = true;
         if (bytes_append(&s->first_header, ev->raw, ev->len, s->max_stanza) < 0) {
@@ -735,7 +808,7 @@ static int on_client_event(xs_session *s, const xs_event *ev)
         if (ev->kind == XS_EV_STANZA && is_el(ev, NS_TLS, "starttls")) {
             put_str(s, XS_CLIENT, "<proceed xmlns='" NS_TLS "'/>");
             set_client(s, CL_TLS_HANDSHAKE);
-            int rc = s->io->start_tls(s->io_ctx, XS_CLIENT, s->domain);
+            int rc = s->io->start_tls(s->io_ctx, XS_CLIENT, domain_of(s));
             if (rc < 0) {
                 fail(s, XS_CLIENT, "internal-server-error", "cannot start TLS: %s",
                      xs_strerror(rc));
@@ -755,7 +828,7 @@ static int on_client_event(xs_session *s, const xs_event *ev)
             /* Both open streams are closed properly: ours with the client, and the one the
              * server has with the client's first header. */
             s->closed_by[XS_CLIENT] = true;
-            snprintf(s->end_cause, sizeof(s->end_cause), "the client closed its stream");
+            set_end_cause(s, "the client closed its stream");
             put_str(s, XS_CLIENT, "</stream:stream>");
             if (can_speak(s, XS_SERVER) && s->server_opened)
                 put_str(s, XS_SERVER, "</stream:stream>");
@@ -788,7 +861,7 @@ static int on_client_event(xs_session *s, const xs_event *ev)
         }
         s->client_opened = true;
         s->client_answered = false; /* a new stream (after TLS or SASL) awaits its answer */
-        if (s->deferred_failure[0]) {
+        if (s->deferred_failure != NULL) {
             stream_error_to(s, XS_CLIENT, "remote-connection-failed", s->deferred_failure);
             close_both(s);
             return 0;
@@ -813,7 +886,7 @@ static int on_client_event(xs_session *s, const xs_event *ev)
         s->closed_by[XS_CLIENT] = true;
         to_server(s, ev->raw, ev->len);
         if (s->closed_by[XS_SERVER]) {
-            snprintf(s->end_cause, sizeof(s->end_cause), "both streams closed");
+            set_end_cause(s, "both streams closed");
             close_both(s);
         }
         return 0;
@@ -909,7 +982,7 @@ static int on_server_event(xs_session *s, const xs_event *ev)
         s->closed_by[XS_SERVER] = true;
         put(s, XS_CLIENT, ev->raw, ev->len);
         if (s->closed_by[XS_CLIENT]) {
-            snprintf(s->end_cause, sizeof(s->end_cause), "both streams closed");
+            set_end_cause(s, "both streams closed");
             close_both(s);
         }
         return 0;
@@ -1007,11 +1080,10 @@ int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_
     s->io_ctx = io_ctx;
     s->id = id;
     snprintf(s->id_str, sizeof(s->id_str), "%u", id);
-    snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "?");
+    s->peer = strdup(peer ? peer : "?"); /* NULL out of memory: the line says "?" */
     clock_gettime(CLOCK_MONOTONIC, &s->started);
     s->client_mode = cfg->client_mode;
     s->server_mode = cfg->server_mode == XS_TLSMODE_MIRROR ? cfg->client_mode : cfg->server_mode;
-    snprintf(s->end_cause, sizeof(s->end_cause), "closed");
     s->max_stanza = cfg->limits.max_stanza ? cfg->limits.max_stanza : XS_PARSER_DEFAULT_MAX_STANZA;
 
     unsigned opts = XS_PARSER_RAW | XS_PARSER_AUTO_RESTART;
@@ -1023,6 +1095,7 @@ int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_
         int rc = xs_parser_new(&cfg->limits, opts, on_event, s, &s->parser[i]);
         if (rc < 0) {
             xs_parser_free(s->parser[0]);
+            free(s->peer);
             free(s);
             return rc;
         }
@@ -1033,8 +1106,11 @@ int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_
 
 void xs_session_start(xs_session *s)
 {
-    note(s, "info", "client %s connected (client leg %s, server leg %s)", s->peer,
-         xs_tls_mode_name(s->client_mode), xs_tls_mode_name(s->server_mode));
+    note(s, "info", "client %s connected (client leg %s, server leg %s)",
+         s->peer != NULL ? s->peer : "?", xs_tls_mode_name(s->client_mode),
+         xs_tls_mode_name(s->server_mode));
+    free(s->peer); /* said once; never needed again */
+    s->peer = NULL;
     switch (s->client_mode) {
     case XS_TLSMODE_DIRECT:
         s->cst = CL_TLS_HANDSHAKE;
@@ -1075,8 +1151,10 @@ void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const ch
     s->ph[side] = PH_TLS;
     if (side == XS_CLIENT) {
         note(s, "info", "client leg: TLS up: %s", desc ? desc : "");
-        if (sni != NULL && sni[0] && s->domain[0] == 0)
-            snprintf(s->domain, sizeof(s->domain), "%s", sni);
+        /* Out of memory the domain stays unknown: the forged certificate is already made,
+         * only the names in our own stream header fall back to defaults. */
+        if (sni != NULL && sni[0] && domain_of(s)[0] == 0)
+            (void)set_string(&s->domain, sni, 255);
         set_client(s, CL_SECURE);
         s->client_opened = false;
         s->client_answered = false;
@@ -1143,8 +1221,7 @@ void xs_session_on_closed(xs_session *s, xs_side side, int status, const char *c
              "%s closed the connection without closing its "
              "stream%s%s",
              who, cause && cause[0] ? ": " : "", cause ? cause : "");
-    snprintf(s->end_cause, sizeof(s->end_cause), "%s %s", who,
-             cause && cause[0] ? cause : "closed the connection");
+    set_end_cause(s, "%s %s", who, cause && cause[0] ? cause : "closed the connection");
     /* The other side gets a clean end of its stream. */
     end_stream_to(s, peer);
     close_both(s);
@@ -1154,7 +1231,7 @@ void xs_session_on_timeout(xs_session *s, const char *what)
 {
     if (s->state == SS_CLOSING)
         return;
-    if (s->deferred_failure[0]) {
+    if (s->deferred_failure != NULL) {
         note(s, "error",
              "%s: the client never opened its stream to be told that the server "
              "failed (%s)",
@@ -1175,7 +1252,7 @@ void xs_session_shutdown(xs_session *s)
 {
     if (s->state == SS_CLOSING)
         return;
-    snprintf(s->end_cause, sizeof(s->end_cause), "xmppscope shutting down");
+    set_end_cause(s, "xmppscope shutting down");
     if (can_speak(s, XS_CLIENT) && s->client_opened)
         stream_error_to(s, XS_CLIENT, "system-shutdown", "the proxy is shutting down");
     end_stream_to(s, XS_SERVER);
@@ -1228,10 +1305,18 @@ void xs_session_free(xs_session *s)
          secs, (unsigned long long)s->stats.stanzas[XS_CLIENT],
          (unsigned long long)s->stats.bytes[XS_CLIENT],
          (unsigned long long)s->stats.stanzas[XS_SERVER],
-         (unsigned long long)s->stats.bytes[XS_SERVER], s->end_cause);
+         (unsigned long long)s->stats.bytes[XS_SERVER],
+         s->end_cause != NULL ? s->end_cause : "closed");
     xs_parser_free(s->parser[0]);
     xs_parser_free(s->parser[1]);
     bytes_free(&s->first_header);
     bytes_free(&s->pending);
+    free(s->peer);
+    free(s->domain);
+    free(s->client_ns);
+    if (s->deferred_failure != deferred_oom)
+        free(s->deferred_failure);
+    free(s->s2c_ns);
+    free(s->end_cause);
     free(s);
 }

@@ -1728,6 +1728,52 @@ static void test_rules_regex_prefilter(void **state)
     xs_rules_unref(r);
 }
 
+/* Rules are sorted by the stanza their matches name, looked up once per stanza: past the table's
+ * 64 entries, with two matches naming the same stanza or different ones, with a prefixed name. */
+static void test_rules_sorted_by_stanza(void **state)
+{
+    size_t cap = 80 * 80 + 600, at = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    at += (size_t)snprintf(text + at, cap - at, "namespace c jabber:client\n");
+    for (int i = 0; i < 70; i++)
+        at += (size_t)snprintf(text + at, cap - at,
+                               "rule \"r%d\"\n match /r%d\n then tag t%d\nend\n", i, i, i);
+    at += (size_t)snprintf(text + at, cap - at,
+                           "rule \"same\"\n match /r5[@a]\n match /c:r5\n then tag same\nend\n"
+                           "rule \"two\"\n match /r5\n match /r6\n then tag two\nend\n"
+                           "rule \"any\"\n match /*[@a]\n then tag any\nend\n");
+    xs_rules *r = compile(text);
+    static const struct {
+        const char *stanza;
+        const char *tags;
+    } cases[] = {
+        {"<r0/>", "t0"},
+        {"<r63/>", "t63"},
+        {"<r64/>", "t64"},
+        {"<r69 a='1'/>", "t69 any"},
+        {"<r5 a=''/>", "t5 same any"},
+        {"<r5/>", "t5"},
+        {"<r6/>", "t6"},
+        {"<r70/>", ""},
+        {"<x:r1 xmlns:x='urn:x'/>", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        xs_rule_result res;
+        apply(r, XS_RULE_C2S, cases[i].stanza, &res);
+        char got[200] = "";
+        for (size_t k = 0; k < res.n_tags; k++)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", k ? " " : "",
+                     res.tags[k]);
+        if (strcmp(got, cases[i].tags) != 0)
+            print_message("%s: tags '%s'\n", cases[i].stanza, got);
+        assert_string_equal(got, cases[i].tags);
+        xs_rule_result_clear(&res);
+    }
+    xs_rules_unref(r);
+    free(text);
+}
+
 /* string-length() of long texts of characters of one to four bytes (counted sixteen bytes at a
  * time, in lanes summed every 255 blocks): exactly the characters. */
 static void test_rules_string_length_long(void **state)
@@ -2103,6 +2149,7 @@ int main(void)
         cmocka_unit_test(test_rules_regex_prefilter),
         cmocka_unit_test(test_rules_regex_prefilter_random),
         cmocka_unit_test(test_rules_string_length_long),
+        cmocka_unit_test(test_rules_sorted_by_stanza),
         cmocka_unit_test(test_rules_hit_counters_and_refs),
         cmocka_unit_test(test_rules_limits_when_applying),
         cmocka_unit_test(test_rules_apply_refuses_misuse),
