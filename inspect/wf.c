@@ -30,6 +30,7 @@ typedef struct frame {
 typedef struct attr {
     span qname, prefix, local, value;
     enum { DECL_NONE, DECL_DEFAULT, DECL_PREFIX } decl; /* xmlns='...', xmlns:p='...' */
+    bool special;                                       /* see wf.special */
 } attr;
 
 #define XML_NS "http://www.w3.org/XML/1998/namespace"
@@ -45,6 +46,8 @@ typedef struct wf {
     size_t n_decls;
     const char *default_ns;
     struct builder *b; /* NULL: check only */
+    bool special;      /* the last text or value checked holds a reference or a CR (a value: or
+                        * a tab or LF): xs_wf_decode() has something to do */
 } wf;
 
 /* Bytes of text and attribute values that need no further look (0): printable ASCII but '<',
@@ -278,6 +281,7 @@ static bool reference(wf *w)
 /* Character data up to the next '<' (or the end). */
 static bool text(wf *w)
 {
+    w->special = false;
     while (w->i < w->n) {
         size_t i = skip_plain(w->s, w->i, w->n);
         w->i = i;
@@ -285,10 +289,12 @@ static bool text(wf *w)
             break;
         unsigned char c = w->s[i];
         if (text_class[c] == 0) {
+            w->special |= c == '\r';
             w->i++; /* tab, LF, CR */
         } else if (c == '<') {
             return true;
         } else if (c == '&') {
+            w->special = true;
             if (!reference(w))
                 return false;
         } else if (c == ']') {
@@ -350,9 +356,10 @@ static bool att_value(wf *w, span *v)
         return false;
     unsigned char q = w->s[w->i++];
     size_t start = w->i;
+    w->special = false;
     while (w->i < w->n) {
         size_t i = w->i;
-        while (i < w->n && text_class[w->s[i]] == 0 && w->s[i] != q)
+        while (i < w->n && text_class[w->s[i]] == 0 && w->s[i] >= 0x20 && w->s[i] != q)
             i++;
         w->i = i;
         if (i == w->n)
@@ -364,8 +371,10 @@ static bool att_value(wf *w, span *v)
             return true;
         }
         if (text_class[c] == 0 || c == ']') {
+            w->special |= c < 0x20; /* tab, LF, CR */
             w->i++;
         } else if (c == '&') {
+            w->special = true;
             if (!reference(w))
                 return false;
         } else if (c >= 0x80) {
@@ -439,6 +448,7 @@ static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
         if (!att_value(w, &v))
             return false;
         a->value = v;
+        a->special = w->special;
         bool decl_default = is_xmlns(a->qname);
         bool decl_prefix = is_xmlns(a->prefix);
         a->decl = decl_default ? DECL_DEFAULT : decl_prefix ? DECL_PREFIX : DECL_NONE;
@@ -827,7 +837,8 @@ struct builder {
 static bool build_text(wf *w, size_t start)
 {
     struct builder *b = w->b;
-    const char *t = decode(b->a, (const char *)w->s + start, w->i - start, XS_WF_TEXT);
+    span raw = {(const char *)w->s + start, w->i - start};
+    const char *t = w->special ? decode(b->a, raw.p, raw.n, XS_WF_TEXT) : arena_str(b->a, raw);
     xmlNode *tn = new_text(b->a, b->doc, t);
     if (tn == NULL)
         return false;
@@ -881,7 +892,9 @@ static bool build_start(wf *w, span prefix, span local, const attr *at, size_t n
         prop->parent = el;
         if (at[k].prefix.n > 0 && (prop->ns = find_ns(el, at[k].prefix)) == NULL)
             return false;
-        xmlNode *vn = new_text(a, b->doc, decode(a, at[k].value.p, at[k].value.n, XS_WF_VALUE));
+        const char *v = at[k].special ? decode(a, at[k].value.p, at[k].value.n, XS_WF_VALUE)
+                                      : arena_str(a, at[k].value);
+        xmlNode *vn = new_text(a, b->doc, v);
         if ((prop->name = node_name(a, at[k].local)) == NULL || vn == NULL)
             return false;
         vn->parent = (xmlNode *)prop;
