@@ -63,6 +63,19 @@ static const unsigned char text_class[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
 
+/* Bytes of attribute values that need no further look (0): printable ASCII but '<', '&', ']'
+ * and the two quotes. */
+static const unsigned char value_class[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
 /* Name characters: 1 may start a name (ASCII letters, '_'), 2 may follow. */
 static const unsigned char name_class[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -359,7 +372,7 @@ static bool att_value(wf *w, span *v)
     w->special = false;
     while (w->i < w->n) {
         size_t i = w->i;
-        while (i < w->n && text_class[w->s[i]] == 0 && w->s[i] >= 0x20 && w->s[i] != q)
+        while (i < w->n && value_class[w->s[i]] == 0)
             i++;
         w->i = i;
         if (i == w->n)
@@ -370,8 +383,10 @@ static bool att_value(wf *w, span *v)
             w->i++;
             return true;
         }
-        if (text_class[c] == 0 || c == ']') {
-            w->special |= c < 0x20; /* tab, LF, CR */
+        if (c == '"' || c == '\'' || c == ']') {
+            w->i++;
+        } else if (c == '\t' || c == '\n' || c == '\r') {
+            w->special = true; /* normalized to a space */
             w->i++;
         } else if (c == '&') {
             w->special = true;
