@@ -1377,6 +1377,17 @@ static size_t utf8_tail(const unsigned char *s, size_t n)
     return 0;
 }
 
+/* Whether the unfinished stanza of this read waits for its end instead of going to libxml2
+ * now (see finish_read()). */
+static bool hold_stanza(const xs_parser *p, uint64_t end)
+{
+    if (!p->fast || !p->in_elem || p->depth < 2 || p->fed > p->elem_start ||
+        p->elem_start < p->data_base)
+        return false;
+    return xs_wf_prefix(p->data + (p->elem_start - p->data_base), (size_t)(end - p->elem_start),
+                        p->hdr_ns, p->hdr_n_ns, pool_ptr(p, POOL_REF(p->hdr_default_ns))) == 1;
+}
+
 /* At the end of a read: give libxml2 what it can take and keep what is still needed. */
 static int finish_read(xs_parser *p)
 {
@@ -1406,9 +1417,11 @@ static int finish_read(xs_parser *p)
     }
     if (safe < p->fed)
         safe = p->fed;
-    /* An unfinished stanza goes to libxml2 now (so that a fault in it is found before it ends,
-     * as a peer waiting for an answer needs); the fast path is for stanzas whole in one read. */
-    if (p->depth >= 2 || p->in_elem) {
+    /* An unfinished stanza goes to libxml2 now, so that a fault in it is found before it ends,
+     * as a peer waiting for an answer needs; unless it began in this read and the fast check
+     * finds every tag and text of it so far well-formed: then there is no fault to find yet, it
+     * waits in the pending buffer for its end and the fast path. */
+    if ((p->depth >= 2 || p->in_elem) && !hold_stanza(p, end)) {
         int rc = feed_xml_to(p, safe);
         if (rc < 0)
             return rc;

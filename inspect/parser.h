@@ -3,8 +3,9 @@
  * One parser reads one direction of one stream. Bytes go in through xs_parser_feed() in reads of
  * any size; events come out through one callback, in input order, and are the same for every way
  * the input is split into reads (but for keepalives: a run of whitespace cut by reads comes as
- * one keepalive event per piece, each passed on at once). Depth 0 is the stream element, depth 1 a stanza (or stream
- * features, stream error, SASL and STARTTLS elements: anything directly inside the stream).
+ * one keepalive event per piece, each passed on at once). Depth 0 is the stream element, depth 1 a
+ * stanza (or stream features, stream error, SASL and STARTTLS elements: anything directly inside
+ * the stream).
  *
  * A small scanner of our own walks the bytes first. It tracks tag boundaries and depth, knows the
  * exact byte span of every depth-1 element, refuses what RFC 6120 section 11 forbids (DTDs,
@@ -47,9 +48,9 @@ enum {
      * this bit the caller resets the parser itself (xs_parser_reset) and such a header is an
      * error. */
     XS_PARSER_AUTO_RESTART = 1u << 2,
-    /* Give every stanza to libxml2. Without XS_PARSER_TREE, complete stanzas otherwise go
-     * through the fast, conservative check of inspect/wf.h first and libxml2 sees only those it
-     * is not sure about: same events, same errors, a fraction of the time. For tests. */
+    /* Give every stanza to libxml2. Stanzas otherwise go through the fast, conservative check
+     * of inspect/wf.h first (which also builds their trees) and libxml2 sees only those it is not
+     * sure about: same events, same errors, a fraction of the time. For tests. */
     XS_PARSER_LIBXML2_ONLY = 1u << 3,
     /* Leave xs_event.attrs of stanzas empty (nobody reads them: saves decoding them). */
     XS_PARSER_NO_ATTRS = 1u << 4,

@@ -549,8 +549,10 @@ static bool end_tag(wf *w)
     return true;
 }
 
+/* The check of s[0, n): a whole element, or with `partial` the start of one (its end tags not
+ * all there yet; n must end a tag or a text). Builds the tree as it goes when b is set. */
 static int check(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
-                 const char *default_ns, xs_wf_root *root, struct builder *b)
+                 const char *default_ns, xs_wf_root *root, struct builder *b, bool partial)
 {
     wf w; /* not zeroed: its stacks are only read below their counts */
     w.s = (const unsigned char *)s;
@@ -584,19 +586,28 @@ static int check(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
             if (!start_tag(&w, &empty, first ? root : NULL))
                 return 0;
             first = false;
-            if (empty && w.depth == 0)
-                return w.i == w.n;
         }
         if (w.depth == 0)
-            return w.i == w.n;
+            return !partial && w.i == w.n;
     }
-    return 0;
+    return partial && w.depth > 0;
 }
 
 int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
                   const char *default_ns, xs_wf_root *root)
 {
-    return check(s, n, decls, n_decls, default_ns, root, NULL);
+    return check(s, n, decls, n_decls, default_ns, root, NULL, false);
+}
+
+int xs_wf_prefix(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
+                 const char *default_ns)
+{
+    /* Up to the end of the last tag: what follows it is a tag or a text not finished yet. A '>'
+     * inside a value or a text makes the check fail or pass as it would (a text may hold '>'). */
+    const char *gt = n > 0 ? memrchr(s, '>', n) : NULL;
+    xs_wf_root root;
+    return gt != NULL &&
+           check(s, (size_t)(gt - s) + 1, decls, n_decls, default_ns, &root, NULL, true);
 }
 
 /* ---- building the tree of an accepted element ---------------------------------------------- */
@@ -937,7 +948,7 @@ int xs_wf_element_tree(const char *s, size_t n, const xs_attr *decls, size_t n_d
 {
     struct builder b = {a, parent->doc, parent, parent, NULL};
     *out = NULL;
-    int ok = check(s, n, decls, n_decls, default_ns, root, &b);
+    int ok = check(s, n, decls, n_decls, default_ns, root, &b, false);
     if (b.root == NULL)
         return 0;
     if (!ok) {

@@ -1,9 +1,10 @@
 /* A fast, conservative well-formedness check of one complete depth-1 element (a stanza).
  *
- * The stream parser (parser.c) feeds every stanza to libxml2 when it builds trees. When it does
- * not (plain forwarding: no console, no log, no rules), a stanza that arrives whole in one read
- * is checked here instead, at a fraction of libxml2's cost, and libxml2 never sees it (one
- * split across reads goes to libxml2 as it arrives, so that a fault is found before its end). The
+ * The stream parser (parser.c) checks each stanza here before libxml2 sees it, at a fraction of
+ * libxml2's cost, and builds its tree in the same pass when trees are wanted; libxml2 never sees
+ * a stanza the check accepts. A stanza that arrives whole in one read is checked at once; one
+ * cut between two reads waits for its end when its first part passes xs_wf_prefix(), and
+ * otherwise goes to libxml2 as it arrives (so that a fault is found before its end). The
  * check only ever says "surely well-formed" or "not sure": it accepts a subset of XML 1.0 with
  * namespaces that covers what XMPP peers send, and hands everything else (a non-ASCII name, an
  * entity other than the five predefined, CDATA, a namespace undeclared, more than XS_WF_MAX_ATTRS
@@ -61,6 +62,13 @@ typedef struct xs_wf_root {
  * Returns 1 when it is surely well-formed (and fills *root), 0 when not sure. */
 int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
                   const char *default_ns, xs_wf_root *root);
+
+/* Checks the start of an element, s[0, n) (its first byte '<', its end not there yet), as
+ * xs_wf_element() would the whole: returns 1 when every tag and text up to the last '>' is
+ * surely well-formed and the element still open, 0 when not sure. What follows the last '>' is
+ * not looked at. */
+int xs_wf_prefix(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
+                 const char *default_ns);
 
 /* How xs_wf_decode() treats what it copies. */
 typedef enum xs_wf_decode_mode {

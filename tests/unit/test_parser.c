@@ -938,6 +938,59 @@ static void test_parser_fast_path_agrees_with_libxml2(void **state)
     }
 }
 
+/* A stanza cut between two reads: when every tag and text of its first part is surely fine, it
+ * waits for its end and takes the fast path; the events are those of libxml2 alone at every
+ * cut, with and without trees. A fault in the first part is reported in that read already. */
+static void test_parser_split_stanza_waits(void **state)
+{
+    static const char *const stanzas[] = {
+        "<message to='a@b' type='chat'><body>hello &amp; caf\xc3\xa9 &#x1F680;</body>"
+        "<active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+        "<iq type='result' id='r1'><query xmlns='jabber:iq:roster'><item jid='x@y' name='X'>"
+        "<group>G &gt; H</group></item></query></iq>",
+        "<message><b></c></message>",
+        "<message><body>a ]]> b</body></message>",
+        "<message><a x='1>2' y=\"'\"/></message>",
+        "<message><body>x\r\ny</body><![CDATA[z]]></message>",
+    };
+    for (size_t i = 0; i < sizeof(stanzas) / sizeof(stanzas[0]); i++) {
+        char in[1024];
+        int hl = snprintf(in, sizeof(in), "%s", HDR);
+        snprintf(in + hl, sizeof(in) - (size_t)hl, "%s<iq id='after'/>", stanzas[i]);
+        size_t sl = strlen(stanzas[i]);
+        for (size_t cut = 1; cut < sl; cut++) {
+            for (unsigned tree = 0; tree <= XS_PARSER_TREE; tree += XS_PARSER_TREE) {
+                rec a = {0}, b = {0};
+                xs_parser *pa = NULL, *pb = NULL;
+                assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | tree, on_event, &a, &pa), 0);
+                assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_LIBXML2_ONLY | tree,
+                                               on_event, &b, &pb),
+                                 0);
+                size_t first = (size_t)hl + cut;
+                int ra = xs_parser_feed(pa, in, first, NULL);
+                int rb = xs_parser_feed(pb, in, first, NULL);
+                int errors_a = a.n_error, errors_b = b.n_error;
+                if (ra == 0)
+                    ra = xs_parser_feed(pa, in + first, strlen(in) - first, NULL);
+                if (rb == 0)
+                    rb = xs_parser_feed(pb, in + first, strlen(in) - first, NULL);
+                if (ra != rb || strcmp(a.log ? a.log : "", b.log ? b.log : "") != 0 ||
+                    a.err_line != b.err_line || a.err_col != b.err_col || errors_a < errors_b) {
+                    fprintf(stderr, "stanza %zu cut at %zu differs\n--- fast\n%s--- libxml2\n%s", i,
+                            cut, a.log, b.log);
+                    fail();
+                }
+                if (i < 2)
+                    assert_int_equal(xs_parser_fast_stanzas(pa), 2);
+                xs_parser_free(pa);
+                xs_parser_free(pb);
+                rec_free(&a);
+                rec_free(&b);
+            }
+        }
+    }
+}
+
 static void test_parser_sasl2_does_not_restart(void **state)
 {
     /* XEP-0388: authentication without a stream restart; stanzas continue in the same stream. */
@@ -1010,6 +1063,7 @@ int main(void)
         cmocka_unit_test(test_parser_trim_between_stanzas),
         cmocka_unit_test(test_parser_fast_path_agrees_with_libxml2),
         cmocka_unit_test(test_parser_decode),
+        cmocka_unit_test(test_parser_split_stanza_waits),
         cmocka_unit_test(test_parser_sasl2_does_not_restart),
         cmocka_unit_test(test_parser_restart_without_declaration),
         cmocka_unit_test(test_parser_many_unique_names_bounded),
