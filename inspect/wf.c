@@ -602,12 +602,16 @@ int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
 int xs_wf_prefix(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
                  const char *default_ns)
 {
-    /* Up to the end of the last tag: what follows it is a tag or a text not finished yet. A '>'
-     * inside a value or a text makes the check fail or pass as it would (a text may hold '>'). */
+    /* Everything but a tag not finished yet: libxml2 looks at a tag only once its '>' is
+     * there, but at a text as soon as it has it. (A '>' inside a value makes the check of the
+     * tag fail, which is "not sure".) */
     const char *gt = n > 0 ? memrchr(s, '>', n) : NULL;
+    const char *lt = n > 0 ? memrchr(s, '<', n) : NULL;
+    if (gt == NULL || lt == NULL)
+        return 0;
+    size_t cut = lt > gt ? (size_t)(lt - s) : n;
     xs_wf_root root;
-    return gt != NULL &&
-           check(s, (size_t)(gt - s) + 1, decls, n_decls, default_ns, &root, NULL, true);
+    return check(s, cut, decls, n_decls, default_ns, &root, NULL, true);
 }
 
 /* ---- building the tree of an accepted element ---------------------------------------------- */

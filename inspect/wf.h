@@ -64,9 +64,10 @@ int xs_wf_element(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
                   const char *default_ns, xs_wf_root *root);
 
 /* Checks the start of an element, s[0, n) (its first byte '<', its end not there yet), as
- * xs_wf_element() would the whole: returns 1 when every tag and text up to the last '>' is
- * surely well-formed and the element still open, 0 when not sure. What follows the last '>' is
- * not looked at. */
+ * xs_wf_element() would the whole: returns 1 when every tag and text in it is surely
+ * well-formed and the element still open, 0 when not sure. A tag not finished at the end is not
+ * looked at (neither does libxml2 before its '>'); a text at the end is, as far as it goes, and
+ * a character or reference cut at the end makes it "not sure". */
 int xs_wf_prefix(const char *s, size_t n, const xs_attr *decls, size_t n_decls,
                  const char *default_ns);
 

@@ -938,9 +938,10 @@ static void test_parser_fast_path_agrees_with_libxml2(void **state)
     }
 }
 
-/* A stanza cut between two reads: when every tag and text of its first part is surely fine, it
- * waits for its end and takes the fast path; the events are those of libxml2 alone at every
- * cut, with and without trees. A fault in the first part is reported in that read already. */
+/* A stanza cut between two reads: when every tag and text of its first part is surely fine (a
+ * tag cut at the end is not looked at), it waits for its end and takes the fast path; the events
+ * are those of libxml2 alone at every cut, with and without trees. A fault in the first part is
+ * reported in that read already. */
 static void test_parser_split_stanza_waits(void **state)
 {
     static const char *const stanzas[] = {
@@ -952,6 +953,8 @@ static void test_parser_split_stanza_waits(void **state)
         "<message><body>a ]]> b</body></message>",
         "<message><a x='1>2' y=\"'\"/></message>",
         "<message><body>x\r\ny</body><![CDATA[z]]></message>",
+        "<message><ource>\x7fMf\r\xd8U<seostamud/></ource></message>",
+        "<message>ok<x/>bad\x01<y/></message>",
     };
     for (size_t i = 0; i < sizeof(stanzas) / sizeof(stanzas[0]); i++) {
         char in[1024];
@@ -980,7 +983,14 @@ static void test_parser_split_stanza_waits(void **state)
                             cut, a.log, b.log);
                     fail();
                 }
-                if (i < 2)
+                /* The well-formed ones wait unless cut inside a character or a reference
+                 * (then the check is not sure of the text's end and libxml2 takes it). */
+                const char *st = stanzas[i];
+                const char *amp = NULL;
+                for (size_t k = 0; k < cut; k++)
+                    amp = st[k] == '&' ? st + k : st[k] == ';' ? NULL : amp;
+                bool clean = (st[cut] & 0xC0) != 0x80 && amp == NULL;
+                if (i < 2 && clean)
                     assert_int_equal(xs_parser_fast_stanzas(pa), 2);
                 xs_parser_free(pa);
                 xs_parser_free(pb);
