@@ -844,10 +844,13 @@ static xmlNs *find_ns(xmlNode *node, span prefix)
         return xmlSearchNs(node->doc, node, (const xmlChar *)"xml");
     for (xmlNode *n = node; n != NULL && n->type == XML_ELEMENT_NODE; n = n->parent) {
         for (xmlNs *d = n->nsDef; d != NULL; d = d->next) {
-            if (prefix.n == 0 ? d->prefix == NULL && d->href != NULL
-                              : d->prefix != NULL &&
-                                    strncmp((const char *)d->prefix, prefix.p, prefix.n) == 0 &&
-                                    d->prefix[prefix.n] == 0)
+            /* A default namespace declared empty (xmlns='', which only the stream header can
+             * hold here) means none: SAX2 gives such an element no namespace. */
+            if (prefix.n == 0 && d->prefix == NULL && d->href != NULL)
+                return d->href[0] != 0 ? d : NULL;
+            if (prefix.n > 0 && d->prefix != NULL &&
+                strncmp((const char *)d->prefix, prefix.p, prefix.n) == 0 &&
+                d->prefix[prefix.n] == 0)
                 return d;
         }
     }

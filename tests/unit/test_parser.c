@@ -1001,6 +1001,33 @@ static void test_parser_split_stanza_waits(void **state)
     }
 }
 
+/* A stream header that declares the default namespace empty (xmlns=''): its stanzas are in no
+ * namespace, in the fast path's trees as in libxml2's. */
+static void test_parser_fast_path_empty_default_ns(void **state)
+{
+    static const char in[] =
+        "<stream:stream xmlns='' xmlns:stream='http://etherx.jabber.org/streams' to='x'>"
+        "<message a='1'><body>hi</body><c xmlns='urn:c'><d/></c></message><iq/>";
+    for (unsigned tree = 0; tree <= XS_PARSER_TREE; tree += XS_PARSER_TREE) {
+        rec a = {0}, b = {0};
+        xs_parser *pa = NULL, *pb = NULL;
+        assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | tree, on_event, &a, &pa), 0);
+        assert_int_equal(
+            xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_LIBXML2_ONLY | tree, on_event, &b, &pb),
+            0);
+        assert_int_equal(xs_parser_feed(pa, in, sizeof(in) - 1, NULL), 0);
+        assert_int_equal(xs_parser_feed(pb, in, sizeof(in) - 1, NULL), 0);
+        assert_int_equal(xs_parser_fast_stanzas(pa), 2);
+        if (strcmp(a.log, b.log) != 0)
+            fprintf(stderr, "--- fast\n%s--- libxml2\n%s", a.log, b.log);
+        assert_string_equal(a.log, b.log);
+        xs_parser_free(pa);
+        xs_parser_free(pb);
+        rec_free(&a);
+        rec_free(&b);
+    }
+}
+
 static void test_parser_sasl2_does_not_restart(void **state)
 {
     /* XEP-0388: authentication without a stream restart; stanzas continue in the same stream. */
@@ -1074,6 +1101,7 @@ int main(void)
         cmocka_unit_test(test_parser_fast_path_agrees_with_libxml2),
         cmocka_unit_test(test_parser_decode),
         cmocka_unit_test(test_parser_split_stanza_waits),
+        cmocka_unit_test(test_parser_fast_path_empty_default_ns),
         cmocka_unit_test(test_parser_sasl2_does_not_restart),
         cmocka_unit_test(test_parser_restart_without_declaration),
         cmocka_unit_test(test_parser_many_unique_names_bounded),
