@@ -183,8 +183,8 @@ static bool plain_uri(span v)
             size_t port = ++k;
             while (k < v.n && v.p[k] >= '0' && v.p[k] <= '9')
                 k++;
-            if (k == port)
-                return false;
+            if (k == port || k - port > 9)
+                return false; /* libxml2 refuses a port above INT_MAX */
         }
         if (k < v.n && v.p[k] != '/' && v.p[k] != '?' && v.p[k] != '#')
             return false;

@@ -892,6 +892,8 @@ static void test_parser_fast_path_agrees_with_libxml2(void **state)
         {0, "<message><a x=1/></message>"},
         {0, "<message><a x/></message>"},
         {0, "<message><a:b:c xmlns:a='urn:a'/></message>"},
+        {0, "<message><a xmlns='http://a.b:2147483648/x'/></message>"},
+        {1, "<message><a xmlns='http://a.b:999999999/x'/></message>"},
     };
     char hdr_buf[512];
     snprintf(hdr_buf, sizeof(hdr_buf), "%s", HDR);
