@@ -839,6 +839,25 @@ static void act_set_text(applying *ap, const xs_action *a)
     applied_rewrite(ap, XS_ACT_SET_TEXT, changed);
 }
 
+/* Counts the characters of the run from u[j] on: 1 when they reach f->run, 0 when the text ends
+ * first; otherwise -1 with *next set to the byte after the run. */
+static int measure_run(const xs_re_run *f, const unsigned char *u, size_t j, size_t n, size_t *next)
+{
+    size_t run = 0;
+    for (; j < n; j++) {
+        unsigned step = f->step[u[j]];
+        if (step == XS_RE_BREAK)
+            break;
+        run += step == XS_RE_COUNT;
+        if (run == f->run)
+            return 1;
+    }
+    if (j >= n)
+        return 0;
+    *next = j + 1;
+    return -1;
+}
+
 bool xs_re_may_match(const xs_re_run *f, const char *s, size_t n)
 {
     if (f->run == 0)
@@ -863,18 +882,9 @@ bool xs_re_may_match(const xs_re_run *f, const char *s, size_t n)
                 i += 16;
                 continue;
             }
-            size_t j = i + (size_t)__builtin_ctz((unsigned)m), run = 0;
-            for (; j < n; j++) {
-                unsigned step = f->step[u[j]];
-                if (step == XS_RE_BREAK)
-                    break;
-                run += step == XS_RE_COUNT;
-                if (run == need)
-                    return true;
-            }
-            if (j >= n)
-                return false;
-            i = j + 1;
+            int r = measure_run(f, u, i + (size_t)__builtin_ctz((unsigned)m), n, &i);
+            if (r >= 0)
+                return r;
         }
     }
 #endif
@@ -890,18 +900,9 @@ bool xs_re_may_match(const xs_re_run *f, const char *s, size_t n)
         }
         while (j > i && f->step[u[j - 1]] != XS_RE_BREAK)
             j--;
-        size_t run = 0;
-        for (; j < n; j++) {
-            unsigned step = f->step[u[j]];
-            if (step == XS_RE_BREAK)
-                break;
-            run += step == XS_RE_COUNT;
-            if (run == need)
-                return true;
-        }
-        if (j >= n)
-            return false;
-        i = j + 1;
+        int r = measure_run(f, u, j, n, &i);
+        if (r >= 0)
+            return r;
     }
     return false;
 }

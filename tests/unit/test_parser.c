@@ -843,6 +843,24 @@ static void test_parser_decode(void **state)
     }
 }
 
+/* Two parsers with the same options, one on the fast path and one giving every stanza to
+ * libxml2, for tests that compare them. */
+static void parser_pair(unsigned opts, rec *a, rec *b, xs_parser **pa, xs_parser **pb)
+{
+    *a = (rec){0};
+    *b = (rec){0};
+    assert_int_equal(xs_parser_new(NULL, opts, on_event, a, pa), 0);
+    assert_int_equal(xs_parser_new(NULL, opts | XS_PARSER_LIBXML2_ONLY, on_event, b, pb), 0);
+}
+
+static void parser_pair_free(rec *a, rec *b, xs_parser *pa, xs_parser *pb)
+{
+    xs_parser_free(pa);
+    xs_parser_free(pb);
+    rec_free(a);
+    rec_free(b);
+}
+
 /* The fast check of wf.c against libxml2: for each stanza, whether the fast check is sure, and
  * that the parser gives the same events and errors (kind and position) with the fast path as
  * with libxml2 alone. */
@@ -912,12 +930,9 @@ static void test_parser_fast_path_agrees_with_libxml2(void **state)
         char in[1024];
         snprintf(in, sizeof(in), "%s%s<iq id='after'/>", hdr_buf, x);
         for (unsigned tree = 0; tree <= XS_PARSER_TREE; tree += XS_PARSER_TREE) {
-            rec a = {0}, b = {0};
+            rec a, b;
             xs_parser *pa = NULL, *pb = NULL;
-            assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | tree, on_event, &a, &pa), 0);
-            assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_LIBXML2_ONLY | tree,
-                                           on_event, &b, &pb),
-                             0);
+            parser_pair(XS_PARSER_RAW | tree, &a, &b, &pa, &pb);
             /* In one read: the fast path is for stanzas that arrive whole. */
             int ra = feed_with(pa, in, strlen(in), size_whole, NULL);
             int rb = feed_with(pb, in, strlen(in), size_whole, NULL);
@@ -932,10 +947,7 @@ static void test_parser_fast_path_agrees_with_libxml2(void **state)
                         a.log, a.err_line, a.err_col, b.log, b.err_line, b.err_col);
                 fail();
             }
-            xs_parser_free(pa);
-            xs_parser_free(pb);
-            rec_free(&a);
-            rec_free(&b);
+            parser_pair_free(&a, &b, pa, pb);
         }
     }
 }
@@ -965,12 +977,9 @@ static void test_parser_split_stanza_waits(void **state)
         size_t sl = strlen(stanzas[i]);
         for (size_t cut = 1; cut < sl; cut++) {
             for (unsigned tree = 0; tree <= XS_PARSER_TREE; tree += XS_PARSER_TREE) {
-                rec a = {0}, b = {0};
+                rec a, b;
                 xs_parser *pa = NULL, *pb = NULL;
-                assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | tree, on_event, &a, &pa), 0);
-                assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_LIBXML2_ONLY | tree,
-                                               on_event, &b, &pb),
-                                 0);
+                parser_pair(XS_PARSER_RAW | tree, &a, &b, &pa, &pb);
                 size_t first = (size_t)hl + cut;
                 int ra = xs_parser_feed(pa, in, first, NULL);
                 int rb = xs_parser_feed(pb, in, first, NULL);
@@ -994,10 +1003,7 @@ static void test_parser_split_stanza_waits(void **state)
                 bool clean = (st[cut] & 0xC0) != 0x80 && amp == NULL;
                 if (i < 2 && clean)
                     assert_int_equal(xs_parser_fast_stanzas(pa), 2);
-                xs_parser_free(pa);
-                xs_parser_free(pb);
-                rec_free(&a);
-                rec_free(&b);
+                parser_pair_free(&a, &b, pa, pb);
             }
         }
     }
@@ -1011,22 +1017,16 @@ static void test_parser_fast_path_empty_default_ns(void **state)
         "<stream:stream xmlns='' xmlns:stream='http://etherx.jabber.org/streams' to='x'>"
         "<message a='1'><body>hi</body><c xmlns='urn:c'><d/></c></message><iq/>";
     for (unsigned tree = 0; tree <= XS_PARSER_TREE; tree += XS_PARSER_TREE) {
-        rec a = {0}, b = {0};
+        rec a, b;
         xs_parser *pa = NULL, *pb = NULL;
-        assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | tree, on_event, &a, &pa), 0);
-        assert_int_equal(
-            xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_LIBXML2_ONLY | tree, on_event, &b, &pb),
-            0);
+        parser_pair(XS_PARSER_RAW | tree, &a, &b, &pa, &pb);
         assert_int_equal(xs_parser_feed(pa, in, sizeof(in) - 1, NULL), 0);
         assert_int_equal(xs_parser_feed(pb, in, sizeof(in) - 1, NULL), 0);
         assert_int_equal(xs_parser_fast_stanzas(pa), 2);
         if (strcmp(a.log, b.log) != 0)
             fprintf(stderr, "--- fast\n%s--- libxml2\n%s", a.log, b.log);
         assert_string_equal(a.log, b.log);
-        xs_parser_free(pa);
-        xs_parser_free(pb);
-        rec_free(&a);
-        rec_free(&b);
+        parser_pair_free(&a, &b, pa, pb);
     }
 }
 
