@@ -64,9 +64,14 @@ typedef struct leg {
     bool eof;        /* the peer's FIN or an error was read */
     bool closing;    /* uv_close called */
     bool writing;
-    bool tls_shut;   /* close_notify queued */
-    bool active;     /* read something since the last idle tick */
-    bool trimmed;    /* gave its memory back and carried nothing since */
+    bool tls_shut; /* close_notify queued */
+    /* Its places in the proxy's lists of legs that may have memory to give back (see
+     * quiet_touch()): it is trimmed at q[k].at unless it carries something before. */
+    struct {
+        struct leg *prev, *next;
+        uint64_t at;
+        bool listed;
+    } q[2];
     bool shutting;   /* uv_shutdown requested */
     outbuf plain;    /* TLS legs: plaintext gathered during a callback, encrypted at its end */
     outbuf out;      /* queued for the socket */
@@ -84,9 +89,11 @@ struct conn {
     proxy *p;
     xs_session *s;
     leg leg[2];
-    uv_timer_t timer;
+    /* The session's deadline (handshake, close, linger): allocated when one is set and given
+     * back when it is cleared, so a forwarding session holds none. */
+    uv_timer_t *timer;
     timer_kind timer_kind;
-    bool timer_open;
+    bool timer_open;  /* deadlines may still be set: false once every handle is closing */
     bool resolving;   /* a uv_getaddrinfo (allocated for it) is under way */
     unsigned handles; /* handles opened and not yet closed */
     bool dead;        /* every handle closed: free at the end of the callback */
@@ -109,8 +116,16 @@ struct proxy {
     listener lst[2];
     uv_signal_t sigint, sigterm;
     uv_timer_t stop_timer;
-    uv_timer_t idle_timer; /* every XS_PROXY_IDLE_MS: quiet legs give their memory back */
-    uv_prepare_t flush;    /* before the loop waits: the buffered log goes out */
+    uv_timer_t idle_timer; /* when the first leg of a quiet list is due */
+    uint64_t idle_due;     /* uv_now() it fires at, while active */
+    /* Per kind of trim (Q_BUFFERS, Q_PARSER), the legs that carried something and were not
+     * trimmed since, in the order they fall due: trimming never walks every session. */
+    struct {
+        leg *head, *tail;
+    } quiet[2];
+    unsigned heap_given;      /* trims that gave memory back since the last malloc_trim() */
+    uint64_t heap_trimmed_at; /* uv_now() of the last malloc_trim() */
+    uv_prepare_t flush;       /* before the loop waits: the buffered log goes out */
     bool log_failed;
     bool stopping;
     xs_ca *ca;
@@ -132,6 +147,8 @@ struct proxy {
 };
 
 static void conn_settle(conn *c);
+static void quiet_touch(leg *l, bool read);
+static void quiet_unlink(proxy *p, leg *l, int k);
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
@@ -219,12 +236,8 @@ static void on_leg_closed(uv_handle_t *h)
     handle_gone(l->c);
 }
 
+/* For the timers allocated on their own (the deadline, the delay timers): h->data is the conn. */
 static void on_timer_closed(uv_handle_t *h)
-{
-    handle_gone(h->data);
-}
-
-static void on_dtimer_closed(uv_handle_t *h)
 {
     conn *c = h->data;
     free(h);
@@ -241,10 +254,17 @@ static void leg_close_handle(leg *l)
     uv_close((uv_handle_t *)&l->tcp, on_leg_closed);
 }
 
+static void timer_close(conn *c)
+{
+    if (c->timer == NULL)
+        return;
+    uv_close((uv_handle_t *)c->timer, on_timer_closed);
+    c->timer = NULL;
+}
+
 static void timer_stop(conn *c)
 {
-    if (c->timer_open)
-        uv_timer_stop(&c->timer);
+    timer_close(c);
     c->timer_kind = T_NONE;
 }
 
@@ -254,8 +274,21 @@ static void timer_start(conn *c, timer_kind kind, uint64_t ms)
 {
     if (!c->timer_open)
         return;
+    if (c->timer == NULL) {
+        uv_timer_t *t = malloc(sizeof(*t));
+        if (t == NULL || uv_timer_init(c->p->loop, t) < 0) {
+            /* A session without a deadline could be held open for ever: it ends at once. */
+            free(t);
+            for (int i = 0; i < 2; i++)
+                leg_close_handle(&c->leg[i]);
+            return;
+        }
+        t->data = c;
+        c->timer = t;
+        c->handles++;
+    }
     c->timer_kind = kind;
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    uv_timer_start(c->timer, on_timer, ms, 0);
 }
 
 /* ---- writing -------------------------------------------------------------------------------- */
@@ -433,8 +466,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     conn *c = l->c;
     if (nread > 0) {
         size_t n = (size_t)nread;
-        l->active = true;
-        l->trimmed = false;
+        quiet_touch(l, true);
         if (l->want_close || xs_session_closing(c->s)) {
             /* Closing: what the peer still sends is read and dropped, so that our last words
              * are not destroyed by a reset. */
@@ -484,7 +516,7 @@ static int leg_write(leg *l, const char *data, size_t len)
 {
     if (l->shut || l->closing)
         return 0; /* nothing more goes out on a closed leg */
-    l->trimmed = false;
+    quiet_touch(l, false);
     if (l->tls_on) {
         /* Gathered until the end of the callback (leg_flush()), up to a bound. */
         if (l->plain.len + len > PLAIN_BATCH)
@@ -663,6 +695,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         l->open = true;
         c->handles++;
         l->tcp.data = l;
+        /* Listed from the start: its parser holds a libxml2 context already. */
+        quiet_touch(l, true);
         uv_connect_t *creq = malloc(sizeof(*creq)); /* freed by on_connect */
         if (creq == NULL) {
             rc = UV_ENOMEM;
@@ -792,6 +826,10 @@ static void close_signals(proxy *p)
 static void conn_free(conn *c)
 {
     proxy *p = c->p;
+    for (int k = 0; k < 2; k++) {
+        quiet_unlink(p, &c->leg[XS_CLIENT], k);
+        quiet_unlink(p, &c->leg[XS_SERVER], k);
+    }
     xs_session_free(c->s);
     for (int i = 0; i < 2; i++) {
         for (delayed *d = c->leg[i].dq_head, *n; d != NULL; d = n) {
@@ -856,15 +894,15 @@ static void conn_settle(conn *c)
         bool all = true;
         for (int i = 0; i < 2; i++)
             all = all && (!c->leg[i].open || c->leg[i].closing);
-        if (all && c->timer_open && !uv_is_closing((uv_handle_t *)&c->timer)) {
+        if (all && c->timer_open) {
             c->timer_open = false;
-            uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+            timer_close(c);
         }
         for (int i = 0; all && i < 2; i++) {
             leg *l = &c->leg[i];
             if (l->dtimer != NULL) {
                 l->dtimer->data = c;
-                uv_close((uv_handle_t *)l->dtimer, on_dtimer_closed);
+                uv_close((uv_handle_t *)l->dtimer, on_timer_closed);
                 l->dtimer = NULL;
             }
         }
@@ -951,11 +989,8 @@ static void on_connection(uv_stream_t *server, int status)
     }
     cl->connected = true;
     uv_tcp_nodelay(&cl->tcp, 1);
-    uv_timer_init(p->loop, &c->timer);
-    c->timer.data = c;
-    c->timer_open = true;
-    c->handles++;
-    cl->tcp.data = c; /* for on_early_close; leg_start_reading points it at the leg */
+    c->timer_open = true; /* the handshake deadline is set below */
+    cl->tcp.data = c;     /* for on_early_close; leg_start_reading points it at the leg */
 
     char peer[64] = "?";
     struct sockaddr_storage ss;
@@ -977,7 +1012,6 @@ static void on_connection(uv_stream_t *server, int status)
     if (rc < 0) {
         say("refusing %s: cannot create a session: %s", peer, xs_strerror(rc));
         uv_close((uv_handle_t *)&cl->tcp, on_early_close);
-        uv_close((uv_handle_t *)&c->timer, on_early_close);
         return;
     }
     c->next = p->conns;
@@ -985,6 +1019,7 @@ static void on_connection(uv_stream_t *server, int status)
         p->conns->prev = c;
     p->conns = c;
     p->n_conns++;
+    quiet_touch(cl, true); /* its parser holds a libxml2 context already */
 
     if (ls->client_mode == XS_TLSMODE_DIRECT) {
         /* A client that sends no SNI gets a certificate for --server-name, else for the
@@ -1071,36 +1106,123 @@ static int listen_on(proxy *p, listener *ls, const char *spec, xs_tls_mode mode)
     return 0;
 }
 
-/* ---- signals ----------------------------------------------------------------------------------
- */
+/* ---- giving memory back ----------------------------------------------------------------------
+ *
+ * Idle sessions must cost their TLS state and little else, so a quiet leg gives back what it
+ * holds for traffic, in two steps. Quiet for QUIET_BUFFERS_MS (nothing read or written): its TLS
+ * record buffers and ciphertext buffers (about 40 KiB; getting them back when traffic resumes is
+ * a malloc) and its write request. Quiet for XS_PROXY_IDLE_MS (nothing read): its parser's
+ * libxml2 context (about 17 KiB; rebuilt from the saved stream header when the next stanza comes,
+ * which costs more, hence the longer wait). For each step the legs that may have something to
+ * give back are kept in a list in the order they fall due, traffic moves a leg to the end, and
+ * one timer fires for the first due: nothing walks all the sessions. It fires on QUIET_GRAIN_MS
+ * boundaries, so that legs falling due together are trimmed in one go. */
+#define QUIET_BUFFERS_MS 100
+#define QUIET_GRAIN_MS 100
+enum { Q_BUFFERS, Q_PARSER };
+static const uint64_t quiet_ms[2] = {QUIET_BUFFERS_MS, XS_PROXY_IDLE_MS};
 
-/* Legs that read nothing since the last tick: their parser gives back its libxml2 context
- * (rebuilt when the next stanza comes). Idle sessions then cost their TLS state and little else. */
+static void on_idle_timer(uv_timer_t *t);
+
+/* Makes the timer fire at `at` (rounded up to the grain) unless it fires earlier already. */
+static void quiet_arm(proxy *p, uint64_t at)
+{
+    if (uv_is_closing((uv_handle_t *)&p->idle_timer))
+        return;
+    at = (at + QUIET_GRAIN_MS - 1) / QUIET_GRAIN_MS * QUIET_GRAIN_MS;
+    if (uv_is_active((uv_handle_t *)&p->idle_timer) && p->idle_due <= at)
+        return;
+    uint64_t now = uv_now(p->loop);
+    p->idle_due = at;
+    uv_timer_start(&p->idle_timer, on_idle_timer, at > now ? at - now : 0, 0);
+}
+
+static void quiet_unlink(proxy *p, leg *l, int k)
+{
+    if (!l->q[k].listed)
+        return;
+    if (l->q[k].prev != NULL)
+        l->q[k].prev->q[k].next = l->q[k].next;
+    else
+        p->quiet[k].head = l->q[k].next;
+    if (l->q[k].next != NULL)
+        l->q[k].next->q[k].prev = l->q[k].prev;
+    else
+        p->quiet[k].tail = l->q[k].prev;
+    l->q[k].prev = l->q[k].next = NULL;
+    l->q[k].listed = false;
+}
+
+/* Puts the leg at the end of list k, due quiet_ms[k] from now. Every entry of a list is due a
+ * fixed delay after it was put there, so the list stays in order. */
+static void quiet_push(proxy *p, leg *l, int k, uint64_t now)
+{
+    l->q[k].at = now + quiet_ms[k];
+    if (!l->q[k].listed || p->quiet[k].tail != l) { /* a busy leg is already last */
+        quiet_unlink(p, l, k);
+        l->q[k].prev = p->quiet[k].tail;
+        if (p->quiet[k].tail != NULL)
+            p->quiet[k].tail->q[k].next = l;
+        else
+            p->quiet[k].head = l;
+        p->quiet[k].tail = l;
+        l->q[k].listed = true;
+    }
+    quiet_arm(p, p->quiet[k].head->q[k].at);
+}
+
+/* The leg carried something: a read (`read`) or a write. Only reads feed its parser. */
+static void quiet_touch(leg *l, bool read)
+{
+    proxy *p = l->c->p;
+    uint64_t now = uv_now(p->loop);
+    quiet_push(p, l, Q_BUFFERS, now);
+    if (read)
+        quiet_push(p, l, Q_PARSER, now);
+}
+
 static void on_idle_timer(uv_timer_t *t)
 {
     proxy *p = t->data;
-    unsigned trimmed = 0;
-    for (conn *c = p->conns; c != NULL; c = c->next) {
-        for (int i = 0; i < 2; i++) {
-            leg *l = &c->leg[i];
-            /* Once per quiet spell: a leg already trimmed has nothing more to give. */
-            if (!l->active && !l->trimmed && l->open && !c->dead) {
-                trimmed += (unsigned)xs_session_trim(c->s, l->side);
-                if (l->tls == NULL) {
-                    l->trimmed = true;
-                } else if (l->plain.len == 0 && xs_tls_cipher_pending(l->tls) == 0) {
-                    trimmed += (unsigned)xs_tls_trim(l->tls);
-                    l->trimmed = true; /* else tried again next tick, once written out */
-                }
-            }
-            l->active = false;
+    uint64_t now = uv_now(p->loop);
+    leg *l;
+    while ((l = p->quiet[Q_BUFFERS].head) != NULL && l->q[Q_BUFFERS].at <= now) {
+        quiet_unlink(p, l, Q_BUFFERS);
+        if (!l->open || l->c->dead)
+            continue;
+        if (l->writing || (l->tls != NULL && (l->plain.len > 0 || xs_tls_cipher_pending(l->tls)))) {
+            quiet_push(p, l, Q_BUFFERS, now); /* tried again later, once written out */
+            continue;
         }
+        free(l->wreq);
+        l->wreq = NULL;
+        if (l->tls != NULL)
+            p->heap_given += (unsigned)xs_tls_trim(l->tls);
+    }
+    while ((l = p->quiet[Q_PARSER].head) != NULL && l->q[Q_PARSER].at <= now) {
+        quiet_unlink(p, l, Q_PARSER);
+        if (l->open && !l->c->dead)
+            p->heap_given += (unsigned)xs_session_trim(l->c->s, l->side);
     }
     /* What was given back lies between live allocations; hand its pages to the system when it
-     * is worth a walk of the heap (a few milliseconds for thousands of sessions). */
-    if (trimmed >= 64)
+     * is worth a walk of the heap (a few milliseconds for thousands of sessions), at most once
+     * per XS_PROXY_IDLE_MS. */
+    bool heap_due = p->heap_given >= 64;
+    if (heap_due && now >= p->heap_trimmed_at + XS_PROXY_IDLE_MS) {
         malloc_trim(0);
+        p->heap_given = 0;
+        p->heap_trimmed_at = now;
+        heap_due = false;
+    }
+    for (int k = 0; k < 2; k++)
+        if (p->quiet[k].head != NULL)
+            quiet_arm(p, p->quiet[k].head->q[k].at);
+    if (heap_due)
+        quiet_arm(p, p->heap_trimmed_at + XS_PROXY_IDLE_MS);
 }
+
+/* ---- signals ----------------------------------------------------------------------------------
+ */
 
 /* Once per loop iteration, before it waits: what the sessions logged during it goes out in one
  * write. A failure is said once (forwarding goes on, as for a log write error in a session). */
@@ -1397,9 +1519,8 @@ int xs_proxy_run(const xs_proxy_config *cfg)
     p->flush.data = p;
     uv_prepare_start(&p->flush, on_prepare);
     uv_unref((uv_handle_t *)&p->flush);
-    uv_timer_init(p->loop, &p->idle_timer);
+    uv_timer_init(p->loop, &p->idle_timer); /* started by the first leg that carries something */
     p->idle_timer.data = p;
-    uv_timer_start(&p->idle_timer, on_idle_timer, XS_PROXY_IDLE_MS, XS_PROXY_IDLE_MS);
     if (cfg->rules_path != NULL) {
         uv_signal_init(p->loop, &p->sighup);
         p->sighup.data = p;

@@ -1,9 +1,11 @@
-/* The TLS engine: OpenSSL driven through two memory BIOs, no sockets.
+/* The TLS engine: OpenSSL driven through memory, no sockets.
  *
- * Each connection's SSL reads from `rbio` (what xs_tls_feed_cipher() was given) and writes to
- * `wbio` (what xs_tls_take_cipher() hands out). Both are BIO_s_mem with an EOF return of -1, so an
- * empty buffer reads as "retry later", never as the end of the stream. The peer's end of stream is
- * its close_notify; a TCP close without one is the caller's to judge.
+ * Each connection's SSL reads and writes through one BIO of ours (buffer_bio_method()): it reads
+ * from `in` (what xs_tls_feed_cipher() was given) and writes to `out` (what xs_tls_take_cipher()
+ * hands out), two buffers of the xs_tls. An empty `in` reads as "retry later", never as the end
+ * of the stream. The peer's end of stream is its close_notify; a TCP close without one is the
+ * caller's to judge. One BIO over our own buffers rather than two BIO_s_mem: each of those is a
+ * BIO, a lock and three small blocks, which with thousands of idle connections adds up.
  *
  * Failures are sticky: after the first XS_ETLS every call returns XS_ETLS again, and
  * xs_tls_last_error() keeps the first reason.
@@ -11,14 +13,12 @@
 #include "proxy/tls.h"
 
 #include <arpa/inet.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -29,9 +29,6 @@
 static const unsigned char alpn_wire[] = "\x0bxmpp-client";
 #define ALPN_WIRE_LEN (sizeof(alpn_wire) - 1)
 #define ALPN_NAME "xmpp-client"
-
-/* An empty memory BIO whose buffer grew past this (a burst of traffic) is replaced by a new,
- * unallocated one, so idle connections hold no large buffers. */
 
 struct session_entry {
     char *key; /* "host:port" */
@@ -44,8 +41,9 @@ struct xs_tls_ctx {
     int refs;
     int server;
     int insecure;
-    int alpn;  /* client: offer ALPN by default */
-    xs_ca *ca; /* server: borrowed */
+    int alpn;               /* client: offer ALPN by default */
+    xs_ca *ca;              /* server: borrowed */
+    BIO_METHOD *bio_method; /* the connections' BIO (see buffer_bio_method()) */
     void (*keylog)(void *user, const char *line);
     void *keylog_user;
     /* Client: the last session of each host:port, least recently used dropped first. */
@@ -69,8 +67,18 @@ struct xs_tls {
     char *cert_name;    /* server: what the forged certificate is for */
     char *resume_key;   /* client */
     char *peer_subject; /* client */
-    char alpn[32];
-    char verify[160];
+    /* Snapshots for xs_tls_info, allocated to their size (idle connections must stay small):
+     * the ALPN protocol selected (the static ALPN_NAME, or a copy for anything else) and, client
+     * role, the verification result. */
+    const char *alpn;
+    char *alpn_copy;
+    char *verify;
+    /* Ciphertext: `in` from the peer not yet read by OpenSSL (from in_off to in_len), `out`
+     * from OpenSSL not yet taken (from out_off to out_len). Kept between uses, given back by
+     * xs_tls_trim(). */
+    unsigned char *in, *out;
+    size_t in_off, in_len, in_cap;
+    size_t out_off, out_len, out_cap;
     unsigned char *early; /* plaintext written before the handshake finished */
     size_t early_len;
     size_t early_cap;
@@ -98,6 +106,124 @@ static char *err_buf(xs_tls *t)
 }
 
 static _Thread_local char ctx_err[512];
+
+/* ---- the connections' BIO ------------------------------------------------------------------ */
+
+/* Makes room for `extra` more bytes after the bytes waiting in a buffer (from *off to *len),
+ * moving those to the front first when that is enough or there are none. Returns 0 or
+ * XS_ENOMEM. */
+static int reserve(unsigned char **buf, size_t *off, size_t *len, size_t *cap, size_t extra)
+{
+    size_t waiting = *len - *off;
+    if (*off > 0 && (waiting == 0 || *len + extra > *cap)) {
+        if (waiting > 0)
+            memmove(*buf, *buf + *off, waiting);
+        *off = 0;
+        *len = waiting;
+    }
+    if (*len + extra <= *cap)
+        return 0;
+    size_t ncap = *cap != 0 ? *cap : 4096;
+    while (ncap < *len + extra)
+        ncap *= 2;
+    unsigned char *p = realloc(*buf, ncap);
+    if (p == NULL)
+        return XS_ENOMEM;
+    *buf = p;
+    *cap = ncap;
+    return 0;
+}
+
+/* OpenSSL writes records: they wait in `out` for xs_tls_take_cipher(). */
+static int bio_write_cb(BIO *b, const char *data, int len)
+{
+    xs_tls *t = BIO_get_data(b);
+
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (reserve(&t->out, &t->out_off, &t->out_len, &t->out_cap, (size_t)len) < 0)
+        return -1; /* a failure, not a retry: the TLS call fails with XS_ETLS */
+    memcpy(t->out + t->out_len, data, (size_t)len);
+    t->out_len += (size_t)len;
+    return len;
+}
+
+/* OpenSSL reads what xs_tls_feed_cipher() was given; nothing there means "retry later". */
+static int bio_read_cb(BIO *b, char *buf, int len)
+{
+    xs_tls *t = BIO_get_data(b);
+    size_t n = t->in_len - t->in_off;
+
+    BIO_clear_retry_flags(b);
+    if (n == 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    if (len <= 0)
+        return 0;
+    if (n > (size_t)len)
+        n = (size_t)len;
+    memcpy(buf, t->in + t->in_off, n);
+    t->in_off += n;
+    if (t->in_off == t->in_len)
+        t->in_off = t->in_len = 0;
+    return (int)n;
+}
+
+static long bio_ctrl_cb(BIO *b, int cmd, long num, void *ptr)
+{
+    xs_tls *t = BIO_get_data(b);
+    (void)num;
+    (void)ptr;
+
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1; /* what was written is in `out` already */
+    case BIO_CTRL_PENDING:
+        return (long)(t->in_len - t->in_off);
+    case BIO_CTRL_WPENDING:
+        return (long)(t->out_len - t->out_off);
+    default:
+        return 0; /* no kTLS, no push/pop of our own, nothing else */
+    }
+}
+
+static int bio_create_cb(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+/* The BIO type of ours: an index OpenSSL hands out once per process (it has few of them). */
+static int bio_type(void)
+{
+    static int type;
+    if (type == 0) {
+        int index = BIO_get_new_index();
+        type = index > 0 ? index | BIO_TYPE_SOURCE_SINK : BIO_TYPE_SOURCE_SINK;
+    }
+    return type;
+}
+
+/* The connection an SSL belongs to, for OpenSSL's callbacks: the data of its BIO (rather than
+ * SSL_set_app_data(), whose ex_data costs three allocations per connection). */
+static xs_tls *tls_of(const SSL *ssl)
+{
+    BIO *b = SSL_get_rbio(ssl);
+    return b != NULL ? BIO_get_data(b) : NULL;
+}
+
+static BIO_METHOD *buffer_bio_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(bio_type(), "xmppscope buffers");
+    if (m == NULL || !BIO_meth_set_write(m, bio_write_cb) || !BIO_meth_set_read(m, bio_read_cb) ||
+        !BIO_meth_set_ctrl(m, bio_ctrl_cb) || !BIO_meth_set_create(m, bio_create_cb)) {
+        BIO_meth_free(m);
+        return NULL;
+    }
+    return m;
+}
 
 const char *xs_tls_ctx_error(void)
 {
@@ -222,11 +348,14 @@ static int ctx_new(const SSL_METHOD *method, int min_version, int max_version, x
     }
     ctx->refs = 1;
     ctx->ssl_ctx = SSL_CTX_new(method);
-    if (ctx->ssl_ctx == NULL || !SSL_CTX_set_min_proto_version(ctx->ssl_ctx, minv) ||
+    ctx->bio_method = buffer_bio_method();
+    if (ctx->ssl_ctx == NULL || ctx->bio_method == NULL ||
+        !SSL_CTX_set_min_proto_version(ctx->ssl_ctx, minv) ||
         !SSL_CTX_set_max_proto_version(ctx->ssl_ctx, maxv) ||
         !SSL_CTX_set_app_data(ctx->ssl_ctx, ctx)) {
         set_ctx_error("cannot create the TLS context");
         SSL_CTX_free(ctx->ssl_ctx);
+        BIO_meth_free(ctx->bio_method);
         free(ctx);
         return XS_ETLS;
     }
@@ -248,6 +377,7 @@ static void ctx_unref(xs_tls_ctx *ctx)
         SSL_SESSION_free(ctx->sessions[i].sess);
     }
     SSL_CTX_free(ctx->ssl_ctx);
+    BIO_meth_free(ctx->bio_method); /* after the last connection, whose BIO used it */
     free(ctx);
 }
 
@@ -266,7 +396,7 @@ void xs_tls_ctx_set_keylog(xs_tls_ctx *ctx, void (*cb)(void *user, const char *l
 /* Server: remembers the SNI and refuses one that no certificate could carry. */
 static int servername_cb(SSL *ssl, int *alert, void *arg)
 {
-    xs_tls *t = SSL_get_app_data(ssl);
+    xs_tls *t = tls_of(ssl);
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     (void)arg;
 
@@ -294,7 +424,7 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
 static int cert_cb(SSL *ssl, void *arg)
 {
     xs_tls_ctx *ctx = arg;
-    xs_tls *t = SSL_get_app_data(ssl);
+    xs_tls *t = tls_of(ssl);
     const char *name = t->sni != NULL ? t->sni : t->default_name;
     X509 *cert = NULL;
     int ok;
@@ -408,7 +538,7 @@ fail:
  * took the reference. */
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
-    xs_tls *t = SSL_get_app_data(ssl);
+    xs_tls *t = tls_of(ssl);
     xs_tls_ctx *ctx;
     struct session_entry *e = NULL;
 
@@ -494,8 +624,7 @@ fail:
 int xs_tls_new(xs_tls_ctx *ctx, const char *server_name, xs_tls **out)
 {
     xs_tls *t = NULL;
-    BIO *rbio = NULL;
-    BIO *wbio = NULL;
+    BIO *bio = NULL;
     int rc = XS_ENOMEM;
 
     *out = NULL;
@@ -510,17 +639,12 @@ int xs_tls_new(xs_tls_ctx *ctx, const char *server_name, xs_tls **out)
     t->ctx = ctx;
     ctx->refs++;
     t->ssl = SSL_new(ctx->ssl_ctx);
-    rbio = BIO_new(BIO_s_mem());
-    wbio = BIO_new(BIO_s_mem());
-    if (t->ssl == NULL || rbio == NULL || wbio == NULL)
+    bio = BIO_new(ctx->bio_method);
+    if (t->ssl == NULL || bio == NULL)
         goto fail;
-    BIO_set_mem_eof_return(rbio, -1);
-    BIO_set_mem_eof_return(wbio, -1);
-    SSL_set_bio(t->ssl, rbio, wbio);
-    rbio = NULL;
-    wbio = NULL;
-    if (!SSL_set_app_data(t->ssl, t))
-        goto fail;
+    BIO_set_data(bio, t);
+    SSL_set_bio(t->ssl, bio, bio); /* the same BIO both ways: one reference is taken */
+    bio = NULL;
 
     if (ctx->server) {
         SSL_set_accept_state(t->ssl);
@@ -554,8 +678,7 @@ int xs_tls_new(xs_tls_ctx *ctx, const char *server_name, xs_tls **out)
     return 0;
 fail:
     ERR_clear_error();
-    BIO_free(rbio);
-    BIO_free(wbio);
+    BIO_free(bio);
     xs_tls_free(t);
     return rc;
 }
@@ -571,6 +694,10 @@ void xs_tls_free(xs_tls *t)
     free(t->cert_name);
     free(t->resume_key);
     free(t->peer_subject);
+    free(t->alpn_copy);
+    free(t->verify);
+    free(t->in);
+    free(t->out);
     if (!t->err_static)
         free(t->err);
     if (t->early != NULL) {
@@ -655,7 +782,7 @@ static int fail(xs_tls *t, const char *what)
     return XS_ETLS;
 }
 
-/* Encrypts everything or fails. With a memory BIO as sink, SSL_write_ex() never stops half-way
+/* Encrypts everything or fails. With our buffer as sink, SSL_write_ex() never stops half-way
  * for lack of room. */
 static int write_all(xs_tls *t, const unsigned char *p, size_t len)
 {
@@ -670,47 +797,40 @@ static int write_all(xs_tls *t, const unsigned char *p, size_t len)
     return 0;
 }
 
-/* Replaces an empty memory BIO whose buffer grew by a new one, which allocates nothing until it
- * is written to. Only after the handshake, when OpenSSL's own buffering BIO is gone. */
-static void release_idle_bio(xs_tls *t, int write_side)
+/* Frees an empty ciphertext buffer. */
+static void release_buffer(unsigned char **buf, size_t *off, size_t *len, size_t *cap)
 {
-    BIO *b = write_side ? SSL_get_wbio(t->ssl) : SSL_get_rbio(t->ssl);
-    BUF_MEM *m = NULL;
-    BIO *fresh;
-
-    if (!t->established || BIO_ctrl_pending(b) != 0)
+    if (*off != *len)
         return;
-    BIO_get_mem_ptr(b, &m);
-    if (m == NULL || m->max == 0)
-        return;
-    fresh = BIO_new(BIO_s_mem());
-    if (fresh == NULL)
-        return; /* keep the old one; it still works */
-    BIO_set_mem_eof_return(fresh, -1);
-    if (write_side)
-        SSL_set0_wbio(t->ssl, fresh);
-    else
-        SSL_set0_rbio(t->ssl, fresh);
+    free(*buf);
+    *buf = NULL;
+    *off = *len = *cap = 0;
 }
 
+/* Out of memory a snapshot is left out: the logs then say less, nothing else changes. */
 static void snapshot_info(xs_tls *t)
 {
     const unsigned char *alpn = NULL;
     unsigned int alpn_len = 0;
 
     SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
-    if (alpn != NULL && alpn_len < sizeof(t->alpn)) {
-        memcpy(t->alpn, alpn, alpn_len);
-        t->alpn[alpn_len] = '\0';
+    if (alpn != NULL && alpn_len == sizeof(ALPN_NAME) - 1 &&
+        memcmp(alpn, ALPN_NAME, alpn_len) == 0) {
+        t->alpn = ALPN_NAME; /* the only protocol either role negotiates */
+    } else if (alpn != NULL && alpn_len < 32) {
+        t->alpn_copy = strndup((const char *)alpn, alpn_len);
+        t->alpn = t->alpn_copy;
     }
     if (!t->ctx->server) {
         long v = SSL_get_verify_result(t->ssl);
         X509 *peer = SSL_get0_peer_certificate(t->ssl);
+        char verify[160];
         if (v == X509_V_OK)
-            snprintf(t->verify, sizeof(t->verify), "ok");
+            snprintf(verify, sizeof(verify), "ok");
         else
-            snprintf(t->verify, sizeof(t->verify), "%s%s", t->ctx->insecure ? "insecure: " : "",
+            snprintf(verify, sizeof(verify), "%s%s", t->ctx->insecure ? "insecure: " : "",
                      X509_verify_cert_error_string(v));
+        t->verify = strdup(verify);
         if (peer != NULL) {
             BIO *bio = BIO_new(BIO_s_mem());
             char *data = NULL;
@@ -779,23 +899,16 @@ int xs_tls_established(const xs_tls *t)
 
 int xs_tls_feed_cipher(xs_tls *t, const void *buf, size_t len)
 {
-    BIO *rbio = SSL_get_rbio(t->ssl);
-    const char *p = buf;
-
     if (t->failed)
         return XS_ETLS;
-    if (len > XS_TLS_MAX_CIPHER_IN || BIO_ctrl_pending(rbio) > XS_TLS_MAX_CIPHER_IN - len)
+    if (len > XS_TLS_MAX_CIPHER_IN || t->in_len - t->in_off > XS_TLS_MAX_CIPHER_IN - len)
         return XS_ETOOBIG;
-    while (len > 0) {
-        int chunk = len > INT_MAX ? INT_MAX : (int)len;
-        int n = BIO_write(rbio, p, chunk);
-        if (n <= 0) {
-            ERR_clear_error();
-            return XS_ENOMEM;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
+    if (len == 0)
+        return 0;
+    if (reserve(&t->in, &t->in_off, &t->in_len, &t->in_cap, len) < 0)
+        return XS_ENOMEM;
+    memcpy(t->in + t->in_len, buf, len);
+    t->in_len += len;
     return 0;
 }
 
@@ -874,20 +987,22 @@ int xs_tls_write_plain(xs_tls *t, const void *buf, size_t len)
 
 size_t xs_tls_cipher_pending(const xs_tls *t)
 {
-    return BIO_ctrl_pending(SSL_get_wbio(t->ssl));
+    return t->out_len - t->out_off;
 }
 
 int xs_tls_take_cipher(xs_tls *t, void *buf, size_t cap, size_t *got)
 {
-    BIO *wbio = SSL_get_wbio(t->ssl);
-    int n;
+    size_t n = t->out_len - t->out_off;
 
-    *got = 0;
-    if (cap == 0 || BIO_ctrl_pending(wbio) == 0)
+    if (n > cap)
+        n = cap;
+    *got = n;
+    if (n == 0)
         return 0;
-    n = BIO_read(wbio, buf, cap > INT_MAX ? INT_MAX : (int)cap);
-    if (n > 0)
-        *got = (size_t)n;
+    memcpy(buf, t->out + t->out_off, n);
+    t->out_off += n;
+    if (t->out_off == t->out_len)
+        t->out_off = t->out_len = 0;
     return 0;
 }
 
@@ -895,8 +1010,8 @@ int xs_tls_trim(xs_tls *t)
 {
     if (t == NULL || !t->established || t->failed)
         return 0;
-    release_idle_bio(t, 0);
-    release_idle_bio(t, 1);
+    release_buffer(&t->in, &t->in_off, &t->in_len, &t->in_cap);
+    release_buffer(&t->out, &t->out_off, &t->out_len, &t->out_cap);
     return SSL_free_buffers(t->ssl);
 }
 
@@ -942,8 +1057,7 @@ void xs_tls_get_info(const xs_tls *t, xs_tls_info *info)
             info->verify = t->verify;
         info->peer_subject = t->peer_subject;
     }
-    if (t->alpn[0] != '\0')
-        info->alpn = t->alpn;
+    info->alpn = t->alpn;
 }
 
 const char *xs_tls_last_error(const xs_tls *t)

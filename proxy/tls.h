@@ -168,7 +168,7 @@ size_t xs_tls_cipher_pending(const xs_tls *t);
  * every other xs_tls call until *got == 0. Returns 0. */
 int xs_tls_take_cipher(xs_tls *t, void *buf, size_t cap, size_t *got);
 
-/* The connection is idle: gives back its record buffers and the memory BIOs' buffers (they come
+/* The connection is idle: gives back its record buffers and its ciphertext buffers (they come
  * back when traffic does). Returns 1 when the record buffers were freed, 0 when they were in use
  * or there is no established connection. */
 int xs_tls_trim(xs_tls *t);
