@@ -7,7 +7,8 @@
  * with --format none; client certificates forged by the same test CA, --upstream-ca for the
  * server) and, when installed, through sslsplit in autossl mode (ssl mode for direct TLS) with
  * the same CA. Runs are interleaved: each repetition runs every scenario on every target, the
- * target order rotating. Medians and ratios go out as a table and as one JSON object.
+ * target order rotating. Medians and ratios go out as a table and as one JSON object, with the
+ * targets' throughput ratios also paired run by run (see paired_ratios).
  *
  *   bulk          one session pushes --bulk-mib MiB of stanzas, echoed back: MB/s, stanzas/s
  *   interactive   one stanza at a time, --rounds round trips: RTT p50/p99/max, and the latency
@@ -648,6 +649,36 @@ static int have(int s, int t)
     return cells[s][t].n > 0;
 }
 
+/* The throughput ratios the targets are about, also taken pair by pair: run k of one cell
+ * against run k of the other, made minutes apart at most in the same repetition, then the
+ * median. A machine whose speed drifts during the benchmark (a shared or throttled VM) moves
+ * the medians of different scenarios apart; the pairs stay comparable. */
+static const struct paired_ratio {
+    const char *name, *label;
+    int s1, t1, s2, t2;
+} paired_ratios[] = {
+    {"bulk_xmppscope_vs_sslsplit", "bulk / sslsplit", S_BULK, T_XS, S_BULK, T_SSLSPLIT},
+    {"bulk_write_xmppscope_vs_sslsplit", "bulk-write / sslsplit bulk", S_BULK_WRITE, T_XS, S_BULK,
+     T_SSLSPLIT},
+    {"bulk_rules_vs_bulk", "bulk-rules / bulk", S_BULK_RULES, T_XS, S_BULK, T_XS},
+};
+
+/* The median of the paired ratios of metric 0, or -1 when the cells do not pair up (a run
+ * failed). */
+static double paired(const struct paired_ratio *r)
+{
+    const cell *a = &cells[r->s1][r->t1], *b = &cells[r->s2][r->t2];
+    if (a->n == 0 || a->n != b->n || a->failed || b->failed)
+        return -1;
+    double q[MAX_REPS];
+    for (int k = 0; k < a->n; k++) {
+        if (b->v[0][k] <= 0)
+            return -1;
+        q[k] = a->v[0][k] / b->v[0][k];
+    }
+    return bn_median(q, (size_t)a->n);
+}
+
 /* A table cell: the median, or why there is none. */
 static void fmt_cell(char *out, size_t cap, int s, int t, int m, int decimals, const char *unit)
 {
@@ -776,6 +807,18 @@ static void print_table(void)
     printf("Medians of %u repetition(s)%s. MB = 10^6 bytes of stanzas one way (the echo "
            "doubles the traffic).\n",
            O.reps, cells[S_IDLE][T_XS].tried ? " (idle: one)" : "");
+    int any_pair = 0;
+    for (size_t i = 0; i < sizeof(paired_ratios) / sizeof(paired_ratios[0]); i++) {
+        double q = paired(&paired_ratios[i]);
+        if (q < 0)
+            continue;
+        printf("%s%s %.2fx",
+               any_pair ? ", " : "Paired per repetition (median of run-by-run ratios): ",
+               paired_ratios[i].label, q);
+        any_pair = 1;
+    }
+    if (any_pair)
+        printf("\n");
     for (int s = 0; s < N_SCEN; s++)
         for (int t = 0; t < N_TARGETS; t++) {
             const cell *cl = &cells[s][t];
@@ -922,6 +965,14 @@ static void write_json(FILE *f)
         fprintf(f, "%s\"%s\":", first ? "" : ",", ratios[i].name);
         json_num(f, cells[ratios[i].s1][ratios[i].t1].med[ratios[i].m] /
                         cells[ratios[i].s2][ratios[i].t2].med[ratios[i].m]);
+        first = 0;
+    }
+    for (size_t i = 0; i < sizeof(paired_ratios) / sizeof(paired_ratios[0]); i++) {
+        double q = paired(&paired_ratios[i]);
+        if (q < 0)
+            continue;
+        fprintf(f, "%s\"paired_%s\":", first ? "" : ",", paired_ratios[i].name);
+        json_num(f, q);
         first = 0;
     }
     for (int t = T_XS; t < N_TARGETS; t++) {
