@@ -1312,19 +1312,24 @@ static const char *content_ns(const xmlNode *node)
 }
 
 /* True when no match of `r` is ruled out by the stanza's own name (no copy needed for that). */
-static bool rule_may_match(applying *ap, const xs_rule *r)
+/* Whether the stanza is the element `local` in URI index `ns` (-1: the stream's content
+ * namespace), as a path from the root names it. */
+static bool is_stanza(const applying *ap, const char *local, int ns)
 {
     const xmlNode *n = ap->ev->node;
+    if (local[0] != n->name[0] || strcmp(local, (const char *)n->name) != 0)
+        return false;
     const char *href = n->ns != NULL && n->ns->href != NULL ? (const char *)n->ns->href : "";
+    /* The content namespace is usually the very string the stanza's namespace points to. */
+    const char *want = ns < 0 ? ap->content_ns : ap->set->uris[ns];
+    return want == href || strcmp(want, href) == 0;
+}
+
+static bool rule_may_match(applying *ap, const xs_rule *r)
+{
     for (size_t i = 0; i < r->n_matches; i++) {
         const xs_xpath *f = &r->matches[i];
-        if (f->root_local == NULL)
-            continue;
-        if (f->root_local[0] != n->name[0] || strcmp(f->root_local, (const char *)n->name) != 0)
-            return false;
-        /* The content namespace is usually the very string the stanza's namespace points to. */
-        const char *want = f->root_ns < 0 ? ap->content_ns : ap->set->uris[f->root_ns];
-        if (want != href && strcmp(want, href) != 0)
+        if (f->root_local != NULL && !is_stanza(ap, f->root_local, f->root_ns))
             return false;
     }
     return true;
@@ -1333,18 +1338,10 @@ static bool rule_may_match(applying *ap, const xs_rule *r)
 /* Which of the set's roots the stanza is (bit k: roots[k]), looked up once per stanza. */
 static uint64_t stanza_roots(const applying *ap)
 {
-    const xs_rules *set = ap->set;
-    const xmlNode *n = ap->ev->node;
-    const char *href = n->ns != NULL && n->ns->href != NULL ? (const char *)n->ns->href : "";
     uint64_t mask = 0;
-    for (size_t k = 0; k < set->n_roots; k++) {
-        const xs_rule_root *root = &set->roots[k];
-        if (root->local[0] != n->name[0] || strcmp(root->local, (const char *)n->name) != 0)
-            continue;
-        const char *want = root->ns < 0 ? ap->content_ns : set->uris[root->ns];
-        if (want == href || strcmp(want, href) == 0)
+    for (size_t k = 0; k < ap->set->n_roots; k++)
+        if (is_stanza(ap, ap->set->roots[k].local, ap->set->roots[k].ns))
             mask |= (uint64_t)1 << k;
-    }
     return mask;
 }
 

@@ -902,6 +902,22 @@ static qnode *parse_primary(qparser *qp)
     return q;
 }
 
+/* A boolean node of `kind` with the operand `a` (parsed already) and the one `next` parses.
+ * On failure both are freed and NULL returned. */
+static qnode *binary(qparser *qp, qkind kind, qnode *a, qnode *(*next)(qparser *))
+{
+    qnode *q = new_node(qp, kind, QT_BOOLEAN);
+    qnode *b = q != NULL ? next(qp) : NULL;
+    if (b == NULL) {
+        qnode_free(q);
+        qnode_free(a);
+        return NULL;
+    }
+    q->a = a;
+    q->b = b;
+    return q;
+}
+
 static qnode *parse_cmp(qparser *qp)
 {
     static const struct {
@@ -915,20 +931,14 @@ static qnode *parse_cmp(qparser *qp)
     for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
         if (!take(qp, ops[k].tok))
             continue;
-        qnode *q = new_node(qp, Q_CMP, QT_BOOLEAN);
-        qnode *b = q != NULL ? parse_primary(qp) : NULL;
-        if (b == NULL) {
-            qnode_free(q);
-            qnode_free(a);
+        qnode *q = binary(qp, Q_CMP, a, parse_primary);
+        if (q == NULL)
             return NULL;
-        }
-        q->a = a;
-        q->b = b;
         q->op = ops[k].op;
         /* Two node-sets, or a chain of comparisons, are not in the subset. */
         skip_blanks(qp);
         char c = qp->s[qp->i];
-        if ((a->type == QT_NODES && b->type == QT_NODES) || c == '=' || c == '!' || c == '<' ||
+        if ((a->type == QT_NODES && q->b->type == QT_NODES) || c == '=' || c == '!' || c == '<' ||
             c == '>') {
             qnode_free(q);
             return outside(qp);
@@ -941,18 +951,8 @@ static qnode *parse_cmp(qparser *qp)
 static qnode *parse_bool(qparser *qp, qkind kind, const char *word, qnode *(*next)(qparser *))
 {
     qnode *a = next(qp);
-    while (a != NULL && take(qp, word)) {
-        qnode *q = new_node(qp, kind, QT_BOOLEAN);
-        qnode *b = q != NULL ? next(qp) : NULL;
-        if (b == NULL) {
-            qnode_free(q);
-            qnode_free(a);
-            return NULL;
-        }
-        q->a = a;
-        q->b = b;
-        a = q;
-    }
+    while (a != NULL && take(qp, word))
+        a = binary(qp, kind, a, next);
     return a;
 }
 

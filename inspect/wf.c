@@ -705,8 +705,13 @@ static size_t put_utf8(char *o, uint32_t c)
 }
 
 /* The bytes xs_wf_decode() must look at: bit 1 in XS_WF_REFS, 2 in XS_WF_TEXT, 4 in
- * XS_WF_VALUE. */
+ * XS_WF_VALUE (stop_bit()). */
 static const unsigned char decode_stop[256] = {['&'] = 7, ['\r'] = 6, ['\t'] = 4, ['\n'] = 4};
+
+static unsigned stop_bit(xs_wf_decode_mode mode)
+{
+    return mode == XS_WF_REFS ? 1u : mode == XS_WF_TEXT ? 2u : 4u;
+}
 
 /* The first byte from i on that xs_wf_decode() must look at in `mode` ('&'; CR unless
  * XS_WF_REFS; tab and LF in XS_WF_VALUE), or n. */
@@ -727,7 +732,7 @@ static size_t copy_run(const char *s, size_t i, size_t n, xs_wf_decode_mode mode
         i += 16;
     }
 #endif
-    unsigned bit = mode == XS_WF_REFS ? 1u : mode == XS_WF_TEXT ? 2u : 4u;
+    unsigned bit = stop_bit(mode);
     while (i < n && !(decode_stop[(unsigned char)s[i]] & bit))
         i++;
     return i;
@@ -738,7 +743,7 @@ size_t xs_wf_decode(char *out, const char *s, size_t n, xs_wf_decode_mode mode)
     size_t k = 0, i = 0;
     if (n < 32) {
         /* Short strings (most attribute values): copied as they are checked. */
-        unsigned bit = mode == XS_WF_REFS ? 1u : mode == XS_WF_TEXT ? 2u : 4u;
+        unsigned bit = stop_bit(mode);
         for (; i < n && !(decode_stop[(unsigned char)s[i]] & bit); i++)
             out[i] = s[i];
         if (i == n) {
