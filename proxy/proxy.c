@@ -470,7 +470,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (l->want_close || xs_session_closing(c->s)) {
             /* Closing: what the peer still sends is read and dropped, so that our last words
              * are not destroyed by a reset. */
-        } else if (!l->tls_on) {
+        } else if (!l->tls_on || xs_session_before_tls(c->s, l->side)) {
+            /* Plaintext, or what comes between STARTTLS and the first TLS record (whitespace
+             * that ends the plaintext stream, or injected plaintext the session refuses). */
             size_t used = xs_session_on_data(c->s, l->side, buf->base, n);
             if (used < n && l->tls_on)
                 tls_input(l, buf->base + used, n - used);

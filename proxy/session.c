@@ -92,6 +92,16 @@ struct xs_session {
     bool closed_by[2];      /* the side sent </stream:stream> */
     bool server_binding;    /* the server offered channel binding (-PLUS, XEP-0440) */
     bool warned_binding;
+    /* The client sent a SCRAM 'y' login after the server's -PLUS offer was removed: the
+     * server's answer (<success/> or <failure/>) tells whether it detected the downgrade. */
+    bool downgrade_sent;
+    /* The side switched to TLS after <starttls/> (client) or <proceed/> (server) and sent no
+     * TLS byte yet: XML whitespace there still belongs to its plaintext stream (gap_read()). */
+    bool before_tls[2];
+    /* The side's connection ended cleanly after it closed its stream (a half-close), and the
+     * session waits for the other side: said once, however many ways the leg reports the end
+     * (TLS close_notify, then the TCP FIN). */
+    bool half_closed[2];
     bool log_warned; /* the --write log failed once: said, not repeated */
     /* The server leg failed while the client could not be told (its TLS handshake was under
      * way): the stream error waits for the client's next stream header. NULL: no such failure. */
@@ -743,14 +753,38 @@ static void check_channel_binding(xs_session *s, const xs_event *ev)
              "or use a mechanism without -PLUS (keep the default rewrite 'sasl-plus' on).",
              cb[0] ? cb : "p=");
     } else if (flag == 'y' && s->server_binding && (s->cfg->rewrites & XS_REWRITE_SASL_PLUS)) {
+        /* RFC 5802 section 6: a server that supports channel binding MUST fail a login whose
+         * gs2 flag is 'y', the sign that its -PLUS offer was removed on the way. Servers differ
+         * (ejabberd 23.01 accepts it), so what is certain is said here, and the server's answer
+         * is reported when it comes (server_auth_answer()). */
         s->warned_binding = true;
+        s->downgrade_sent = true;
         note(s, "warn",
              "channel binding: the server offers SCRAM -PLUS mechanisms, which xmppscope "
-             "removed, and the client's SCRAM header says 'y' (\"I support channel binding but "
-             "the server does not seem to\"). The server will see a downgrade and refuse this "
-             "login (RFC 5802). A man in the middle cannot carry channel binding. To proceed, "
-             "log in with PLAIN for this test, or make the server not offer -PLUS (e.g. TLS "
-             "1.3 on Prosody 0.12).");
+             "removed (built-in rewrite 'sasl-plus'), and the client's SCRAM header says 'y' "
+             "(it supports channel binding but believes the server does not). This is a "
+             "downgrade the server should detect and refuse (RFC 5802 section 6: a server that "
+             "supports channel binding must fail this login). A man in the middle cannot carry "
+             "channel binding (RFC 9266: it binds the login to one TLS connection). If the "
+             "server refuses the login, log in with PLAIN for this test, or make the server not "
+             "offer -PLUS (e.g. TLS 1.3 on Prosody 0.12).");
+    }
+}
+
+/* The server's answer to a SASL login: after a SCRAM 'y' login that follows a removed -PLUS
+ * offer (check_channel_binding()), <success/> means the server did not detect the downgrade. */
+static void server_auth_answer(xs_session *s, const xs_event *ev)
+{
+    if (!s->downgrade_sent)
+        return;
+    if (is_el(ev, NS_SASL, "success") || is_el(ev, NS_SASL2, "success")) {
+        s->downgrade_sent = false;
+        note(s, "warn",
+             "channel binding: the server did not detect the downgrade: it accepted a SCRAM "
+             "login with gs2 flag 'y' although it offers channel binding (RFC 5802 section 6 "
+             "says it must refuse it)");
+    } else if (is_el(ev, NS_SASL, "failure") || is_el(ev, NS_SASL2, "failure")) {
+        s->downgrade_sent = false;
     }
 }
 
@@ -958,6 +992,7 @@ static int on_server_event(xs_session *s, const xs_event *ev)
         return 0;
     case XS_EV_STANZA: {
         s->stats.stanzas[XS_SERVER]++;
+        server_auth_answer(s, ev);
         const char *out;
         size_t out_len;
         rules_verdict(s, XS_SERVER, ev, &out, &out_len);
@@ -1125,10 +1160,89 @@ void xs_session_start(xs_session *s)
     s->sst = SL_IDLE;
 }
 
+/* The first byte of a TLS record is its content type (RFC 8446 section 5.1): change_cipher_spec,
+ * alert, handshake or application_data. */
+static bool tls_record_start(unsigned char c)
+{
+    return c >= 20 && c <= 23;
+}
+
+static bool xml_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Writes at most `max` bytes of `data` into `out` as printable ASCII (\xNN for the rest, "..."
+ * when cut), for a message about bytes that belong to no protocol the session can show. */
+static void excerpt(char *out, size_t cap, const char *data, size_t len, size_t max)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < max && o + 5 < cap; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'')
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+    }
+    if (len > max && o + 4 < cap) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = 0;
+}
+
+/* Plaintext where the side's TLS handshake should begin: the STARTTLS command injection class
+ * (bytes sent with <starttls/> or <proceed/> that a careless implementation would process as if
+ * they came over TLS). They are neither forwarded nor given to TLS; the side fails. */
+static void plaintext_before_tls(xs_session *s, xs_side side, const char *data, size_t len)
+{
+    char shown[200];
+    excerpt(shown, sizeof(shown), data, len, 40);
+    if (side == XS_SERVER) {
+        /* The client is told the cause, not the server's bytes. */
+        note(s, "error",
+             "server leg: the server sent %zu bytes of plaintext after <proceed/> before the TLS "
+             "handshake: '%s' (STARTTLS injection?); nothing of it is forwarded",
+             len, shown);
+        upstream_failed(s, "the server sent plaintext after <proceed/> before the TLS handshake "
+                           "(STARTTLS injection?)");
+        return;
+    }
+    note(s, "error",
+         "client leg: the client sent %zu bytes of plaintext after <starttls/> before the TLS "
+         "handshake: '%s' (STARTTLS injection?); nothing of it is forwarded, the session ends",
+         len, shown);
+    set_end_cause(s, "the client sent plaintext after <starttls/> (STARTTLS injection?)");
+    end_stream_to(s, XS_SERVER);
+    close_both(s);
+}
+
+/* Reads what a side sent between its switch to TLS and its first TLS record. XML whitespace
+ * there is still part of its plaintext stream (RFC 6120 allows it between elements, and go-xmpp
+ * sends a newline after <starttls/>): consumed, in as many reads as it comes. The first byte
+ * that can begin a TLS record ends the gap; any other byte fails the side. Returns the bytes
+ * consumed: fewer than `len` only where TLS begins. */
+static size_t gap_read(xs_session *s, xs_side side, const char *data, size_t len)
+{
+    size_t i = 0;
+    while (i < len && xml_space(data[i]))
+        i++;
+    s->stats.bytes[side] += i;
+    if (i == len)
+        return len;
+    s->before_tls[side] = false;
+    if (tls_record_start((unsigned char)data[i]))
+        return i;
+    plaintext_before_tls(s, side, data + i, len - i);
+    return len;
+}
+
 size_t xs_session_on_data(xs_session *s, xs_side side, const char *data, size_t len)
 {
     if (s->state == SS_CLOSING)
         return len; /* nothing more is read into a closing session */
+    if (s->before_tls[side])
+        return gap_read(s, side, data, len);
     s->feeding = side;
     s->switched_tls = false;
     size_t used = 0;
@@ -1139,9 +1253,15 @@ size_t xs_session_on_data(xs_session *s, xs_side side, const char *data, size_t 
         /* The next bytes belong to TLS; the parser starts a new stream after the handshake. */
         (void)xs_parser_reset(s->parser[side]);
         s->ph[side] = PH_TLS;
-        return used;
+        s->before_tls[side] = true;
+        return used + gap_read(s, side, data + used, len - used);
     }
     return s->state == SS_CLOSING ? len : used;
+}
+
+int xs_session_before_tls(const xs_session *s, xs_side side)
+{
+    return s->state != SS_CLOSING && s->before_tls[side];
 }
 
 void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const char *desc)
@@ -1149,6 +1269,7 @@ void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const ch
     if (s->state == SS_CLOSING)
         return;
     s->ph[side] = PH_TLS;
+    s->before_tls[side] = false;
     if (side == XS_CLIENT) {
         note(s, "info", "client leg: TLS up: %s", desc ? desc : "");
         /* Out of memory the domain stays unknown: the forged certificate is already made,
@@ -1207,7 +1328,11 @@ void xs_session_on_closed(xs_session *s, xs_side side, int status, const char *c
     xs_side peer = side == XS_CLIENT ? XS_SERVER : XS_CLIENT;
     if (s->closed_by[side] && !s->closed_by[peer] && status == 0 && can_speak(s, peer)) {
         /* A half-close after a clean end of stream: the other side may still finish its
-         * stream, and its last stanzas are delivered (--close-timeout bounds the wait). */
+         * stream, and its last stanzas are delivered (--close-timeout bounds the wait). A TLS
+         * leg reports this end twice, its close_notify and then its FIN: one end, said once. */
+        if (s->half_closed[side])
+            return;
+        s->half_closed[side] = true;
         note(s, "info",
              "%s closed its side of the connection after closing its stream; "
              "waiting for the %s to close its stream",

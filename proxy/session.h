@@ -96,8 +96,15 @@ void xs_session_start(xs_session *s);
 
 /* Plaintext read from a side. Returns the bytes consumed: fewer than `len` only when the side
  * switched to TLS in the middle (xs_session_io.start_tls was called); the rest are TLS records.
- * Bytes are never dropped otherwise. */
+ * Bytes are never dropped otherwise. After a switch to TLS from a plaintext stream (STARTTLS),
+ * the leg goes on handing its reads here while xs_session_before_tls() says so: whitespace that
+ * ends the plaintext stream is consumed, the first byte of a TLS record ends the gap (the rest
+ * of the read is TLS), and any other byte fails the side (all of the read is consumed). */
 size_t xs_session_on_data(xs_session *s, xs_side side, const char *data, size_t len);
+
+/* 1 while the side has switched to TLS after <starttls/> (client) or <proceed/> (server) and no
+ * byte of TLS has come yet: what the leg reads goes to xs_session_on_data() first. */
+int xs_session_before_tls(const xs_session *s, xs_side side);
 
 /* The TLS handshake on a side finished. `sni` is the name the client asked for (client leg; NULL
  * when it sent none); `desc` a one-line description for the log. */

@@ -178,7 +178,10 @@ static void hold_drop(held *h, size_t n)
 
 static bool readable(const fz *f, xs_side side)
 {
-    if (f->eof[side] || f->handshaking[side] || f->close_calls[side] > 0)
+    /* Between a switch to TLS and the first TLS byte, proxy.c still hands reads to the
+     * session (xs_session_before_tls()). */
+    if (f->eof[side] || f->close_calls[side] > 0 ||
+        (f->handshaking[side] && !xs_session_before_tls(f->s, side)))
         return false;
     if (side == XS_SERVER && !f->connected)
         return false;
@@ -204,10 +207,12 @@ static void pump(fz *f, xs_side side)
         if (n > h->len)
             n = h->len;
         unsigned calls = f->start_tls_calls[side];
+        bool gap = f->handshaking[side];
         size_t used = xs_session_on_data(f->s, side, h->d, n);
         CHECK(used <= n);
         if (used < n)
-            CHECK(f->start_tls_calls[side] == calls + 1 && f->handshaking[side]);
+            CHECK((gap || f->start_tls_calls[side] == calls + 1) && f->handshaking[side] &&
+                  !xs_session_before_tls(f->s, side));
         hold_drop(h, used);
     }
 }

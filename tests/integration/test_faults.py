@@ -12,6 +12,7 @@ Only 127.0.0.1 is used.
 import os
 import select
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,61 @@ class Disconnects(FaultCase):
         self.assertEqual(conn.received, H + END)
         self.assert_closed(x, 1)
         self.assert_serves(x, srv)
+
+    def test_client_tls_half_close_said_once(self):
+        """A TLS client closes its stream, sends close_notify, then half-closes (sendxmpp does):
+        the proxy says once that it waits for the server, and the server's end still arrives."""
+        srv, x = self.plain_pair()
+        sock = socket.create_connection((HOST, x.tls_port), timeout=5)
+        try:
+            ctx = rawclient.make_ssl_context(x.ca_file)
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = ctx.wrap_bio(inc, out, server_hostname=DOMAIN)
+
+            def pump():
+                data = out.read()
+                if data:
+                    sock.sendall(data)
+
+            def fill():
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("closed")
+                inc.write(data)
+
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pump()
+                    fill()
+            pump()
+            tls.write(H)
+            pump()
+            conn = srv.wait_connection()
+            conn.wait_for(H)
+            tls.write(END)
+            pump()
+            conn.wait_for(END)
+            try:
+                tls.unwrap()        # sends close_notify; the proxy's comes later
+            except ssl.SSLWantReadError:
+                pass
+            pump()
+            sock.shutdown(socket.SHUT_WR)
+            line = ("client closed its side of the connection after closing its stream; "
+                    "waiting for the server to close its stream")
+            self.assert_logged(x, line)
+            time.sleep(0.3)         # the FIN after close_notify has been read
+            conn.send(END)
+            self.assertTrue(conn.wait_closed(3))
+        finally:
+            sock.close()
+        self.assert_closed(x, 1)
+        notes = [e.get("message", "") for e in x.log_events()]
+        self.assertEqual(sum(line in n for n in notes), 1, notes)
+        self.assertEqual(sum(line in n for n in x.stdout_text().splitlines()), 1)
 
     def test_client_rst(self):
         srv, x = self.plain_pair()
@@ -375,6 +431,78 @@ class HostileStreams(FaultCase):
         self.assert_closed(x, 6)          # every one of them was freed
         self.assert_serves(x, srv, port=x.tls_port, tls=True)
         self.assert_serves(x, srv)
+
+
+# =================================================================================================
+# Between STARTTLS and the TLS handshake (issue 11)
+# =================================================================================================
+INJECTED = b"<message to='bob@example.test'><body>injected</body></message>"
+
+
+class StarttlsGap(FaultCase):
+    """Whitespace after <starttls/> or <proceed/> ends the plaintext stream and is consumed;
+    any other plaintext there is the STARTTLS command injection class: never forwarded, never
+    given to TLS, and the leg fails with a line that says what came."""
+
+    def starttls_pair(self, **kw):
+        srv = self.fake_server(mode="starttls", cert=self.srv_cert, key=self.srv_key, **kw)
+        x = self.start_proxy(upstream=srv.address, upstream_ca=self.srv_ca)
+        return srv, x
+
+    def test_server_whitespace_after_proceed(self):
+        srv, x = self.starttls_pair(after_proceed=b"\r\n ")
+        with raw(x.port) as c:
+            c.starttls(DOMAIN, ca_file=x.ca_file)
+            c.send(H)
+            self.assertIn(b"id='fake-1'", c.read_features())
+            conn = srv.wait_connection()
+            self.assertEqual(conn.tls_version, "TLSv1.3")
+            c.send(END)
+            conn.wait_for(END)
+            conn.send(END)
+            c.read_all(timeout=3)
+        self.assert_closed(x, 1, "both streams closed")
+
+    def test_client_injection_after_starttls(self):
+        srv, x = self.starttls_pair()
+        with raw(x.port) as c:
+            c.send(H)
+            c.read_features()
+            c.send(rawclient.STARTTLS + INJECTED)
+            c.read_until(rawclient.PROCEED)
+            got = c.read_all(timeout=3)
+            self.assertTrue(c.closed_by_peer)
+            self.assertNotIn(b"injected", got)
+        self.assert_logged(x, "bytes of plaintext after <starttls/> before the TLS handshake: "
+                              "'<message to=\\x27bob@example.test\\x27><body>inj...' "
+                              "(STARTTLS injection?)")
+        self.assert_closed(x, 1, "STARTTLS injection?")
+        for conn in srv.conns:
+            self.assertNotIn(b"injected", conn.pre_tls + conn.received)
+        self.assert_serves_starttls(x, srv)
+
+    def test_server_injection_after_proceed(self):
+        srv, x = self.starttls_pair(
+            after_proceed=b"\n<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>\x1b[2J")
+        with raw(x.port) as c:
+            c.starttls(DOMAIN, ca_file=x.ca_file)
+            c.send(H)
+            got = c.read_all(timeout=5)
+            self.assertStreamError(got, "remote-connection-failed")
+            self.assertIn(b"STARTTLS injection?", got)
+            self.assertNotIn(b"success", got)
+        ev = self.assert_logged(x, "bytes of plaintext after <proceed/> before the TLS handshake: "
+                                   "'<success xmlns=\\x27urn:ietf:params:xml:ns:x...' (STARTTLS injection?)")
+        self.assertIn("(STARTTLS injection?)", ev["message"])
+        self.assertNotIn("\x1b", x.stderr_text() + x.log_text())
+        self.assert_closed(x, 1, "remote-connection-failed")
+
+    def assert_serves_starttls(self, x, srv):
+        with raw(x.port) as c:
+            c.starttls(DOMAIN, ca_file=x.ca_file)
+            c.send(H)
+            self.assertIn(b"id='fake-1'", c.read_features())
+        self.assertTrue(x.running)
 
 
 # =================================================================================================

@@ -289,6 +289,32 @@ class RealSessions(ProsodyCase):
                     self.chat(x, client, "SCRAM-SHA-1" if server == "direct" else "PLAIN")
                     self.assert_legs(x, client, server)
 
+    def test_whitespace_after_starttls(self):
+        # go-xmpp (go-sendxmpp) and several PHP libraries send a newline after <starttls/>: it
+        # ends the plaintext stream, and must not reach TLS ("wrong version number", issue 11).
+        x = self.proxy()
+        with raw(x.port) as c:
+            c.send(H)
+            self.assertIn(b"<starttls", c.read_features())
+            c.send(rawclient.STARTTLS + b"\n")
+            c.read_until(rawclient.PROCEED)
+            c.send(b" \r\n")          # more whitespace, in a segment of its own
+            time.sleep(0.05)
+            c.wrap_tls(DOMAIN, ca_file=x.ca_file)
+            c.send(rawclient.stream_header(DOMAIN, xml_decl=False))
+            self.assertIn(b"PLAIN", c.read_features())
+            creds = base64.b64encode(b"\0alice\0" + PASSWORD.encode())
+            c.send(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + creds
+                   + b"</auth>")
+            self.assertIn(b"<success", c.read_until(re.compile(rb"<success\b[^>]*>")))
+            c.send(rawclient.STREAM_END)
+            c.read_until(rawclient.STREAM_END)
+        x.stop()
+        notes = [e for e in x.log_events() if e.get("event") == "note"]
+        self.assertEqual([n["message"] for n in notes if n.get("level") in ("warn", "error")], [])
+        self.assertEqual(sum(n["message"].startswith("client leg: TLS up") for n in notes), 1)
+        self.assertEqual(sum(n["message"].startswith("server leg: TLS up") for n in notes), 1)
+
     def test_server_leg_none_to_server_requiring_tls_fails_cleanly(self):
         # Prosody requires STARTTLS; a plain server leg cannot log in. The client must learn
         # it from a stream error at once, not wait with empty stream features until it gives up.

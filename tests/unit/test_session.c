@@ -87,6 +87,7 @@
     "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>"                      \
     "biwsbj1hbGljZSxyPWZ5a28rZDJsYmJGZ09OUnY5cWt4ZGF3TA==</auth>"
 #define S_SUCCESS "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
+#define S_FAILURE "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
 #define S_FEAT_BIND                                                                                \
     "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
 #define C_MSG                                                                                      \
@@ -317,10 +318,12 @@ static int teardown(void **state)
 }
 
 /* Feeds plaintext from a side the way the legs do, in the context's split. Stops where the side
- * switched to TLS (the rest would be TLS records). Returns the bytes consumed. */
+ * switched to TLS and its TLS records begin (whitespace between the switch and the first record
+ * still goes to the session). Returns the bytes consumed. */
 static size_t t_feedn(tctx *t, xs_side side, const char *data, size_t len)
 {
-    assert_false(t->f.handshaking[side]);
+    /* In a handshake only what comes before the first TLS byte is given to the session. */
+    assert_true(!t->f.handshaking[side] || xs_session_before_tls(t->s, side));
     size_t done = 0;
     while (done < len) {
         size_t n = len - done;
@@ -336,7 +339,10 @@ static size_t t_feedn(tctx *t, xs_side side, const char *data, size_t len)
             assert_true(t->f.handshaking[side]);
             break;
         }
-        if (t->f.handshaking[side])
+        /* After a switch to TLS, proxy.c goes on handing reads to the session until the
+         * first TLS byte. */
+        if (t->f.handshaking[side] && !xs_session_before_tls(t->s, side) &&
+            !xs_session_closing(t->s))
             break;
     }
     return done;
@@ -728,7 +734,37 @@ static void scen_binding_warning_y(tctx *t)
         w = strstr(log, "\"level\":\"warn\"");
     assert_non_null(w);
     assert_non_null(strstr(w, "channel binding"));
+    /* What is certain: a downgrade the server should detect (RFC 5802 section 6), not that it
+     * will refuse the login (ejabberd 23.01 accepts it). */
+    assert_non_null(strstr(w, "This is a downgrade the server should detect and refuse"));
+    assert_null(strstr(log, "will refuse"));
     assert_int_equal(count(log, "channel binding:"), 1);
+    /* The server refuses: nothing more to say. */
+    t_send(t, XS_SERVER, S_FAILURE);
+    assert_int_equal(count(t_log(t), "channel binding:"), 1);
+    assert_null(strstr(t_log(t), "did not detect the downgrade"));
+}
+
+/* The same login, and the server accepts it: a second line says it did not detect the
+ * downgrade. Once. */
+static void scen_binding_downgrade_accepted(tctx *t)
+{
+    t_with_log(t);
+    size_t cm, sm;
+    plain_until_features(t, S_FEAT_PLUS, &cm, &sm);
+    t_send(t, XS_CLIENT, C_AUTH_SCRAM_Y);
+    assert_null(strstr(t_log(t), "did not detect the downgrade"));
+    t_send(t, XS_SERVER, S_SUCCESS);
+    const char *log = t_log(t);
+    assert_int_equal(count(log, "channel binding: the server did not detect the downgrade: it "
+                                "accepted a SCRAM login with gs2 flag 'y' although it offers "
+                                "channel binding"),
+                     1);
+    /* After the <success/> event. */
+    assert_true(strstr(log, "did not detect") > strstr(log, "success"));
+    t_send(t, XS_CLIENT, C_HDR3);
+    t_send(t, XS_SERVER, S_HDR3 S_FEAT_BIND S_SUCCESS);
+    assert_int_equal(count(t_log(t), "did not detect the downgrade"), 1);
 }
 
 /* The same 'y' header when the server offered no -PLUS: nothing to say. An 'n' header after a
@@ -999,6 +1035,152 @@ static void scen_stanza_before_starttls(tctx *t)
     assert_closed_cleanly(t);
 }
 
+/* Whitespace after <starttls/> (go-xmpp sends a newline) and after <proceed/> still belongs to
+ * the plaintext stream: consumed, in the read of the element or in reads of its own, and never
+ * given to TLS. The first byte of a TLS record ends the gap. */
+static void scen_starttls_whitespace(tctx *t)
+{
+    t_start(t, XS_TLSMODE_STARTTLS, XS_TLSMODE_STARTTLS);
+    t_send(t, XS_CLIENT, C_HDR1);
+    xs_session_on_connected(t->s, 0, NULL);
+    t_send(t, XS_SERVER, S_HDR1 S_FEAT_TLS);
+    size_t cm = t_mark(t, XS_CLIENT);
+
+    /* The client: a newline with <starttls/>, more whitespace in a read of its own, then a
+     * last newline with its ClientHello. */
+    t_send(t, XS_CLIENT, STARTTLS "\n");
+    assert_true(t->f.handshaking[XS_CLIENT]);
+    assert_true(xs_session_before_tls(t->s, XS_CLIENT));
+    t_send(t, XS_CLIENT, " \r\n\t");
+    assert_int_equal(t_feed(t, XS_CLIENT, "\n" TLS_RECORD), 1);
+    assert_false(xs_session_before_tls(t->s, XS_CLIENT));
+    assert_string_equal(t_out(t, XS_CLIENT, cm), PROCEED);
+
+    /* The server: <proceed/> with a line break, then spaces with its ServerHello. */
+    t_send(t, XS_SERVER, PROCEED "\r\n");
+    assert_true(t->f.handshaking[XS_SERVER]);
+    assert_true(xs_session_before_tls(t->s, XS_SERVER));
+    assert_int_equal(t_feed(t, XS_SERVER, "  " TLS_RECORD), 2);
+    assert_false(xs_session_before_tls(t->s, XS_SERVER));
+    assert_false(xs_session_closing(t->s));
+
+    /* The secured streams flow byte for byte, as without the whitespace. */
+    t_tls_up(t, XS_SERVER, NULL);
+    t_tls_up(t, XS_CLIENT, "example.test");
+    size_t sm = t_mark(t, XS_SERVER);
+    cm = t_mark(t, XS_CLIENT);
+    t_send(t, XS_CLIENT, C_HDR2);
+    assert_string_equal(t_out(t, XS_SERVER, sm), C_HDR2);
+    t_send(t, XS_SERVER, S_HDR2 S_FEAT_SASL);
+    assert_true(xs_session_forwarding(t->s));
+    assert_string_equal(t_out(t, XS_CLIENT, cm), S_HDR2 S_FEAT_SASL);
+}
+
+#define INJECTED "<message to='bob@example.test'><body>injected</body></message>"
+
+/* Plaintext after <starttls/> where the ClientHello should be: the STARTTLS command injection
+ * class. None of it goes to the server or to TLS (the session consumes all of it); the client
+ * leg fails with a line that says what came, and the server's stream is closed cleanly. The
+ * same when the plaintext follows whitespace in a later read. */
+static void scen_starttls_injection_client(tctx *t)
+{
+    t_with_log(t);
+    t_start(t, XS_TLSMODE_STARTTLS, XS_TLSMODE_STARTTLS);
+    t_send(t, XS_CLIENT, C_HDR1);
+    xs_session_on_connected(t->s, 0, NULL);
+    size_t cm = t_mark(t, XS_CLIENT), sm = t_mark(t, XS_SERVER);
+    t_send(t, XS_CLIENT, STARTTLS INJECTED);
+    assert_true(xs_session_closing(t->s));
+    assert_false(xs_session_before_tls(t->s, XS_CLIENT));
+    assert_string_equal(t_out(t, XS_CLIENT, cm), PROCEED);
+    assert_string_equal(t_out(t, XS_SERVER, sm), END);
+    assert_closed_cleanly(t);
+    const char *log = t_log(t);
+    assert_non_null(
+        strstr(log, "bytes of plaintext after <starttls/> before the TLS handshake: '<"));
+    assert_non_null(strstr(log, "(STARTTLS injection?)"));
+    if (t->split == SPLIT_NONE)
+        assert_non_null(strstr(log, "the client sent 62 bytes of plaintext after <starttls/> "
+                                    "before the TLS handshake: '<message to=\\\\x27bob@example."
+                                    "test\\\\x27><body>inj...' (STARTTLS injection?)"));
+
+    tctx *u = t_new(t->split, t->at);
+    t_with_log(u);
+    t_start(u, XS_TLSMODE_STARTTLS, XS_TLSMODE_STARTTLS);
+    t_send(u, XS_CLIENT, C_HDR1);
+    t_send(u, XS_CLIENT, STARTTLS "\n");
+    assert_false(xs_session_closing(u->s));
+    t_send(u, XS_CLIENT, " <presence/>");
+    assert_true(xs_session_closing(u->s));
+    assert_true(ends_with(t_out(u, XS_CLIENT, 0), PROCEED));
+    assert_int_equal(t_mark(u, XS_SERVER), 0);
+    assert_non_null(strstr(t_log(u), "(STARTTLS injection?)"));
+    sb_add(&t->f.trace, u->f.trace.d, u->f.trace.len);
+    t_free(u);
+}
+
+/* The same from the server, after <proceed/>: the client learns that the server leg failed and
+ * why, but not the server's bytes; the log shows them escaped. */
+static void scen_starttls_injection_server(tctx *t)
+{
+    t_with_log(t);
+    t_start(t, XS_TLSMODE_NONE, XS_TLSMODE_STARTTLS);
+    t_send(t, XS_CLIENT, C_HDR2);
+    xs_session_on_connected(t->s, 0, NULL);
+    t_send(t, XS_SERVER, S_HDR1 S_FEAT_TLS);
+    size_t sm = t_mark(t, XS_SERVER);
+    t_send(t, XS_SERVER, PROCEED "\n\x1b[2J" S_SUCCESS);
+    assert_true(xs_session_closing(t->s));
+    assert_int_equal(t->f.start_tls[XS_SERVER], 1);
+    assert_int_equal(t_mark(t, XS_SERVER), sm);
+    const char *c = t_out(t, XS_CLIENT, 0);
+    assert_non_null(strstr(c, STREAM_ERROR("remote-connection-failed")));
+    assert_non_null(strstr(c, "plaintext after &lt;proceed/&gt; before the TLS handshake "
+                              "(STARTTLS injection?)"));
+    assert_null(strstr(c, "success"));
+    assert_null(strstr(c, "\x1b"));
+    assert_closed_cleanly(t);
+    const char *log = t_log(t);
+    assert_null(strstr(log, "\x1b"));
+    assert_non_null(strstr(log, "bytes of plaintext after <proceed/> before the TLS handshake: '"));
+    if (t->split == SPLIT_NONE)
+        assert_non_null(strstr(log, "the server sent 55 bytes of plaintext after <proceed/> "
+                                    "before the TLS handshake: '\\\\x1b[2J<success xmlns=\\\\x27"
+                                    "urn:ietf:params:xml:...' (STARTTLS injection?)"));
+}
+
+/* A half-close after the end of a stream is said once, although a TLS leg reports it twice
+ * (close_notify, then the FIN); each side. */
+static void scen_half_close_said_once(tctx *t)
+{
+    t_with_log(t);
+    size_t cm, sm;
+    forwarding_plain(t, &cm, &sm);
+    t_send(t, XS_CLIENT, END);
+    xs_session_on_closed(t->s, XS_CLIENT, 0, "TLS close_notify");
+    xs_session_on_closed(t->s, XS_CLIENT, 0, "connection closed (EOF)");
+    assert_false(xs_session_closing(t->s));
+    assert_int_equal(count(t_log(t), "client closed its side of the connection after closing its "
+                                     "stream; waiting for the server to close its stream"),
+                     1);
+    t_send(t, XS_SERVER, S_MSG END);
+    assert_string_equal(t_out(t, XS_CLIENT, cm), S_MSG END);
+    assert_closed_cleanly(t);
+
+    tctx *u = t_new(t->split, t->at);
+    t_with_log(u);
+    forwarding_plain(u, &cm, &sm);
+    t_send(u, XS_SERVER, END);
+    xs_session_on_closed(u->s, XS_SERVER, 0, "TLS close_notify");
+    xs_session_on_closed(u->s, XS_SERVER, 0, "connection closed (EOF)");
+    assert_false(xs_session_closing(u->s));
+    assert_int_equal(count(t_log(u), "server closed its side of the connection"), 1);
+    t_send(u, XS_CLIENT, END);
+    assert_closed_cleanly(u);
+    sb_add(&t->f.trace, u->f.trace.d, u->f.trace.len);
+    t_free(u);
+}
+
 static void scen_timeout(tctx *t)
 {
     size_t cm, sm;
@@ -1259,6 +1441,11 @@ static const named scenarios[] = {
     {"start_tls_fails", scen_start_tls_fails},
     {"connect_fails_at_once", scen_connect_fails_at_once},
     {"write_failure_closes", scen_write_failure_closes},
+    {"starttls_whitespace", scen_starttls_whitespace},
+    {"starttls_injection_client", scen_starttls_injection_client},
+    {"starttls_injection_server", scen_starttls_injection_server},
+    {"binding_downgrade_accepted", scen_binding_downgrade_accepted},
+    {"half_close_said_once", scen_half_close_said_once},
 };
 
 static void run_whole(scenario fn)
@@ -1312,6 +1499,11 @@ WHOLE_TEST(deferred_failure_then_timeout)
 WHOLE_TEST(deferred_failure_told)
 WHOLE_TEST(deferred_failure_not_forwarding)
 WHOLE_TEST(deferred_failure_then_client_error)
+WHOLE_TEST(starttls_whitespace)
+WHOLE_TEST(starttls_injection_client)
+WHOLE_TEST(starttls_injection_server)
+WHOLE_TEST(binding_downgrade_accepted)
+WHOLE_TEST(half_close_said_once)
 
 /* Removes what differs between two runs of one scenario: the id of xmppscope's own streams
  * carries the session's start time. */
@@ -1397,6 +1589,11 @@ int main(void)
         cmocka_unit_test_teardown(test_session_deferred_failure_not_forwarding, teardown),
         cmocka_unit_test_teardown(test_session_deferred_failure_then_client_error, teardown),
         cmocka_unit_test_teardown(test_session_server_speaks_first, teardown),
+        cmocka_unit_test_teardown(test_session_starttls_whitespace, teardown),
+        cmocka_unit_test_teardown(test_session_starttls_injection_client, teardown),
+        cmocka_unit_test_teardown(test_session_starttls_injection_server, teardown),
+        cmocka_unit_test_teardown(test_session_binding_downgrade_accepted, teardown),
+        cmocka_unit_test_teardown(test_session_half_close_said_once, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

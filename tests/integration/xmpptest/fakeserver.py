@@ -172,7 +172,8 @@ class FakeConn:
                                        + NS_TLS.encode() + b"'><required/></starttls>"
                                        b"</stream:features>")
                     if re.search(rb"<starttls\b[^>]*" + NS_TLS.encode(), buf):
-                        self._send_raw(b"<proceed xmlns='" + NS_TLS.encode() + b"'/>")
+                        self._send_raw(b"<proceed xmlns='" + NS_TLS.encode() + b"'/>"
+                                       + srv.after_proceed)
                         if not self._wrap():
                             return
                         break
@@ -233,16 +234,18 @@ class FakeServer:
     header    the stream header sent in answer (default server_header())
     features  the <stream:features/> sent after it (bytes; None: none)
     answer    answer the client's header automatically (default True)
+    after_proceed  bytes sent with <proceed/>, before the TLS handshake (starttls mode)
     """
 
     def __init__(self, mode="none", cert=None, key=None, header=None,
-                 features=DEFAULT_FEATURES, answer=True):
+                 features=DEFAULT_FEATURES, answer=True, after_proceed=b""):
         if mode not in ("none", "direct", "starttls"):
             raise ValueError(mode)
         self.mode = mode
         self.header = header if header is not None else server_header()
         self.features = features
         self.answer = answer
+        self.after_proceed = after_proceed
         self.ssl_ctx = None
         if mode != "none":
             self.ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
