@@ -6,7 +6,8 @@
  * (xs_print_options.buffered) keeps whole lines instead and writes them, again with one fwrite()
  * and one fflush(), when its owner calls xs_printer_flush() or when it holds XS_PRINT_BUFFER_MAX
  * bytes: one write for many events, for a log file under load. Secrets are masked in every format
- * (see redact.h) unless show_secrets is set.
+ * (see redact.h) unless show_secrets is set: in one place, before any format runs, for the stanza
+ * and for the XML a rule forwarded instead of it (xs_print_meta.rewritten).
  *
  * Formats:
  *   pretty   a header line per event, then the XML indented from the tree (2 spaces per level),
@@ -56,7 +57,8 @@
  *   "namespaces" object, prefix -> namespace URI, "" for the default namespace
  *   "rules"      array of {"rule", "action", "detail"}: the rules that applied, in order
  *   "verdict"    "forwarded", "rewritten", "dropped" or "bounced", when a rule applied
- *   "rewritten"  the XML forwarded instead of the original (raw stays the original)
+ *   "rewritten"  the XML forwarded instead of the original (raw stays the original), its
+ *                secrets masked as raw's are (xs_redact_rewritten) unless show_secrets
  *   For "error":
  *   "error"      symbolic code, "XS_ENOTWF"
  *   "condition"  the stream error condition to send, "not-well-formed"

@@ -30,6 +30,8 @@
 #define NS_IQ_AUTH "jabber:iq:auth"
 #define NS_XDATA "jabber:x:data"
 #define NS_FAST "urn:xmpp:fast:0"
+#define NS_MUC "http://jabber.org/protocol/muc"
+#define NS_MUC_USER "http://jabber.org/protocol/muc#user"
 
 /* The wrapper a stanza without a tree is parsed in: "<w" and the namespace declarations the
  * event tells of (see wrapper_decls), ">", the stanza, "</w>". */
@@ -809,7 +811,22 @@ static int mask_field(rctx *c, xmlNode *el, const char *ns, const char *label)
     return 0;
 }
 
-/* A data form field that holds a password (XEP-0004 text-private, or var='password'). */
+/* Whether a data form field's var names a password: XEP-0077's and XEP-0133's "password" and
+ * "password-verify" (a submitted form need not repeat the field's type), and XEP-0045's room
+ * password. */
+static int secret_var(const char *var)
+{
+    static const char *const vars[] = {"password", "password-verify", "muc#roomconfig_roomsecret"};
+
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        if (strcmp(var, vars[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* A data form field (XEP-0004) that holds a password: of type text-private, or one whose var
+ * names a password (secret_var), in any stanza: a registration form, a XEP-0133 change-password
+ * or add-user command, a XEP-0045 room configuration. */
 static int secret_field(const xmlNode *el)
 {
     xmlAttr *var, *type;
@@ -825,9 +842,52 @@ static int secret_field(const xmlNode *el)
     if ((v != NULL && (v->type != XML_TEXT_NODE || v->next != NULL)) ||
         (t != NULL && (t->type != XML_TEXT_NODE || t->next != NULL)))
         return 1;
-    return (v != NULL && v->content != NULL && strcmp((const char *)v->content, "password") == 0) ||
+    return (v != NULL && v->content != NULL && secret_var((const char *)v->content)) ||
            (t != NULL && t->content != NULL &&
             strcmp((const char *)t->content, "text-private") == 0);
+}
+
+/* A MUC room password (XEP-0045): sent in the <x/> of a join presence, and by the room in a
+ * mediated invitation. */
+static int muc_password(const xmlNode *el)
+{
+    return is_el(el, NS_MUC, "password") || is_el(el, NS_MUC_USER, "password");
+}
+
+/* Whether el, anywhere in a stanza, holds a secret of a form or of a room. */
+static int stanza_secret(const xmlNode *el)
+{
+    return secret_field(el) || muc_password(el);
+}
+
+/* The namespace a form field's note is labelled with: the XEP-0077 or XEP-0078 query it is in,
+ * or the data form's own. */
+static const char *form_label(const xmlNode *st, const xmlNode *field)
+{
+    for (const xmlNode *a = field->parent; a != NULL && a != st->parent; a = a->parent)
+        if (is_el(a, NS_REGISTER, "query") || is_el(a, NS_IQ_AUTH, "query"))
+            return (const char *)a->ns->href;
+    return NS_XDATA;
+}
+
+/* Masks the values of password fields of data forms and MUC passwords anywhere in the stanza. */
+static int form_secrets(rctx *c, xmlNode *st)
+{
+    int rc = 0;
+
+    for (xmlNode *e = st; rc == 0 && e != NULL; e = walk_next(st, e)) {
+        if (e->type != XML_ELEMENT_NODE)
+            continue;
+        if (secret_field(e)) {
+            const char *label = form_label(st, e);
+            for (xmlNode *v = e->children; rc == 0 && v != NULL; v = v->next)
+                if (is_el(v, NS_XDATA, "value"))
+                    rc = mask_field(c, v, label, "form field");
+        } else if (muc_password(e)) {
+            rc = mask_field(c, e, (const char *)e->ns->href, "password");
+        }
+    }
+    return rc;
 }
 
 static int query_secrets(rctx *c, xmlNode *q)
@@ -842,11 +902,6 @@ static int query_secrets(rctx *c, xmlNode *q)
             rc = mask_field(c, e, ns, "password");
         else if (is_el(e, NS_IQ_AUTH, "digest"))
             rc = mask_field(c, e, ns, "digest");
-        else if (secret_field(e)) {
-            for (xmlNode *v = e->children; rc == 0 && v != NULL; v = v->next)
-                if (is_el(v, NS_XDATA, "value"))
-                    rc = mask_field(c, v, ns, "form field");
-        }
     }
     return rc;
 }
@@ -855,26 +910,31 @@ static int iq_secrets(rctx *c, xmlNode *st)
 {
     int rc = 0;
 
-    for (xmlNode *k = st->children; rc == 0 && k != NULL; k = k->next)
-        if (is_el(k, NS_REGISTER, "query") || is_el(k, NS_IQ_AUTH, "query"))
-            rc = query_secrets(c, k);
+    if (strcmp((const char *)st->name, "iq") == 0)
+        for (xmlNode *k = st->children; rc == 0 && k != NULL; k = k->next)
+            if (is_el(k, NS_REGISTER, "query") || is_el(k, NS_IQ_AUTH, "query"))
+                rc = query_secrets(c, k);
+    if (rc == 0)
+        rc = form_secrets(c, st);
     return rc;
 }
 
 /* ---- the event ----------------------------------------------------------------------------- */
 
-/* Whether a stanza is worth copying: only the authentication elements and iq queries can carry
- * the secrets we know about, and most stanzas are neither. */
+/* Whether a stanza is worth copying: only the authentication elements, iq queries, data forms
+ * and MUC elements can carry the secrets we know about, and most stanzas are none of these. */
 static int candidate(const xmlNode *st)
 {
     if (st == NULL || st->type != XML_ELEMENT_NODE)
         return 0;
     if (is_el(st, NS_SASL, NULL) || is_el(st, NS_SASL2, NULL))
         return 1;
-    if (strcmp((const char *)st->name, "iq") != 0)
-        return 0;
-    for (const xmlNode *k = st->children; k != NULL; k = k->next)
-        if (is_el(k, NS_REGISTER, "query") || is_el(k, NS_IQ_AUTH, "query"))
+    if (strcmp((const char *)st->name, "iq") == 0)
+        for (const xmlNode *k = st->children; k != NULL; k = k->next)
+            if (is_el(k, NS_REGISTER, "query") || is_el(k, NS_IQ_AUTH, "query"))
+                return 1;
+    for (xmlNode *e = (xmlNode *)st; e != NULL; e = walk_next((xmlNode *)st, e))
+        if (e->type == XML_ELEMENT_NODE && stanza_secret(e))
             return 1;
     return 0;
 }
@@ -928,11 +988,40 @@ static int iq_may_hold_query(const char *raw, size_t len)
     return 0;
 }
 
+/* Whether the n bytes at s hold `name` as an element's name: after "<", "</" or a prefix's ":".
+ * Text ("password: hunter2") does not count. */
+static int has_element_name(const char *s, size_t n, const char *name)
+{
+    const char *end = s + n;
+
+    for (const char *c = memchr(s, name[0], n); c != NULL;
+         c = memchr(c + 1, name[0], (size_t)(end - c - 1)))
+        if (c > s && (c[-1] == '<' || c[-1] == '/' || c[-1] == ':') &&
+            starts(c, (size_t)(end - c), name))
+            return 1;
+    return 0;
+}
+
+/* Whether the bytes of a stanza may hold what stanza_secret() looks for. Element names are
+ * written as they are: a MUC <password>, a data form <field>. Attribute values may be spelled
+ * with character references ("&#"; the five named references spell no letter): the field's var
+ * ("password", "password-verify", "...roomsecret") or type ("text-private"). */
+static int may_hold_stanza_secret(const char *raw, size_t len)
+{
+    if (has_element_name(raw, len, "password"))
+        return 1;
+    if (!has_element_name(raw, len, "field"))
+        return 0;
+    return contains(raw, len, "password") || contains(raw, len, "private") ||
+           contains(raw, len, "roomsecret") || contains(raw, len, "&#");
+}
+
 /* For a stanza that came without a tree: whether candidate() might accept it, told from the
  * event's names and a search of its bytes, so that ordinary stanzas are not parsed. It must
  * never say no where candidate() would say yes on the stanza's tree, so it errs towards yes.
  *
- * The root's name and namespace are the event's. An iq is a candidate only with a child named
+ * The root's name and namespace are the event's. Any stanza may carry a data form's password
+ * field or a MUC password (may_hold_stanza_secret). An iq is also a candidate with a child named
  * "query" in one of the two namespaces, and the name is written as it is in the bytes. So is the
  * namespace, unless it is spelled with references ('&'), or comes from outside the stanza: from
  * a prefix the stream element declares (a prefixed query), or from the default namespace in
@@ -943,6 +1032,8 @@ static int may_be_candidate(const xs_event *ev)
     if (ev->name == NULL)
         return 1;
     if (ev->ns != NULL && (strcmp(ev->ns, NS_SASL) == 0 || strcmp(ev->ns, NS_SASL2) == 0))
+        return 1;
+    if (may_hold_stanza_secret(ev->raw, ev->len))
         return 1;
     if (strcmp(ev->name, "iq") != 0)
         return 0;
@@ -997,12 +1088,83 @@ static void keep_prefixes(xmlNode *orig, xmlNode *copy)
     }
 }
 
+/* A set of namespace declarations (pointers), by open addressing: which ones copy_stanza() has
+ * met, so that each costs one look-up whatever the number of declarations in scope. */
+typedef struct nsset {
+    const xmlNs **slot;
+    size_t cap, n; /* cap is 0 or a power of two, at least twice n */
+} nsset;
+
+static size_t nsset_hash(const xmlNs *ns, size_t cap)
+{
+    uint64_t h = (uint64_t)(uintptr_t)ns * UINT64_C(0x9e3779b97f4a7c15);
+
+    return (size_t)(h >> 32) & (cap - 1);
+}
+
+/* Adds ns. Returns 1 when it was added, 0 when it was there, XS_ENOMEM. */
+static int nsset_add(nsset *s, const xmlNs *ns)
+{
+    size_t i;
+
+    if (2 * (s->n + 1) > s->cap) {
+        size_t cap = s->cap > 0 ? 2 * s->cap : 16;
+        const xmlNs **slot = calloc(cap, sizeof(*slot));
+
+        if (slot == NULL)
+            return XS_ENOMEM;
+        for (size_t k = 0; k < s->cap; k++) {
+            if (s->slot[k] == NULL)
+                continue;
+            for (i = nsset_hash(s->slot[k], cap); slot[i] != NULL; i = (i + 1) & (cap - 1))
+                ;
+            slot[i] = s->slot[k];
+        }
+        free(s->slot);
+        s->slot = slot;
+        s->cap = cap;
+    }
+    for (i = nsset_hash(ns, s->cap); s->slot[i] != NULL; i = (i + 1) & (s->cap - 1))
+        if (s->slot[i] == ns)
+            return 0;
+    s->slot[i] = ns;
+    s->n++;
+    return 1;
+}
+
+/* Declares on w a namespace the stanza takes from outside itself (from the stream element), the
+ * first time the stanza refers to it. A declaration made inside the stanza is in `seen` before
+ * any reference to it (it is on the referring element or an ancestor, met first in document
+ * order), so it is never declared again. */
+static int declare_used(xmlNode *w, nsset *seen, const xmlNs *ns)
+{
+    int rc;
+
+    if (ns == NULL)
+        return 0;
+    rc = nsset_add(seen, ns);
+    if (rc <= 0)
+        return rc;
+    /* The xml prefix is bound without a declaration (libxml2 refuses to declare it). */
+    if (xmlStrEqual(ns->prefix, (const xmlChar *)"xml"))
+        return 0;
+    if (xmlNewNs(w, ns->href, ns->prefix) != NULL)
+        return 0;
+    /* Two declarations of one prefix from outside: the tree of a well-formed stream has none;
+     * the first stays. Only this rare failure pays for a search. */
+    return declared_on(w, ns->prefix) ? 0 : XS_ENOMEM;
+}
+
 /* Copies `node` into a new document under a wrapper element that declares what the stanza
- * inherited, so the copy keeps the same namespaces without repeating their declarations. */
+ * inherited, so the copy keeps the same namespaces without repeating their declarations. Only
+ * the namespaces the stanza uses are declared, not every one in scope: a stream header with
+ * thousands of declarations must not make every copy cost thousands (the copy, and libxml2's
+ * look-ups in it, would grow with the header times the stanzas). */
 static int copy_stanza(const xmlNode *node, xmlDoc **doc_out, xmlNode **copy_out)
 {
     xmlDoc *doc;
     xmlNode *w, *copy = NULL;
+    nsset seen = {0};
     int rc = XS_ENOMEM;
 
     *doc_out = NULL;
@@ -1014,15 +1176,17 @@ static int copy_stanza(const xmlNode *node, xmlDoc **doc_out, xmlNode **copy_out
     if (w == NULL)
         goto out;
     xmlDocSetRootElement(doc, w);
-    for (const xmlNode *p = node->parent; p != NULL && p->type == XML_ELEMENT_NODE; p = p->parent) {
-        for (const xmlNs *ns = p->nsDef; ns != NULL; ns = ns->next) {
-            /* The innermost declaration of a prefix is the one in scope; the xml prefix is
-             * bound without one (libxml2 refuses to declare it). */
-            if (declared_on(w, ns->prefix) || xmlStrEqual(ns->prefix, (const xmlChar *)"xml"))
-                continue;
-            if (xmlNewNs(w, ns->href, ns->prefix) == NULL)
+    for (xmlNode *e = (xmlNode *)node; e != NULL; e = walk_next((xmlNode *)node, e)) {
+        if (e->type != XML_ELEMENT_NODE)
+            continue;
+        for (const xmlNs *d = e->nsDef; d != NULL; d = d->next)
+            if (nsset_add(&seen, d) < 0)
                 goto out;
-        }
+        if (declare_used(w, &seen, e->ns) < 0)
+            goto out;
+        for (const xmlAttr *a = e->properties; a != NULL; a = a->next)
+            if (declare_used(w, &seen, a->ns) < 0)
+                goto out;
     }
     if (xmlDOMWrapCloneNode(NULL, node->doc, (xmlNode *)node, &copy, doc, w, 1, 0) != 0 ||
         copy == NULL) {
@@ -1039,6 +1203,7 @@ static int copy_stanza(const xmlNode *node, xmlDoc **doc_out, xmlNode **copy_out
     doc = NULL;
     rc = 0;
 out:
+    free(seen.slot);
     xmlFreeDoc(doc);
     return rc;
 }
@@ -1320,4 +1485,28 @@ out:
     if (rc != 0)
         xs_redaction_clear(out);
     return rc;
+}
+
+int xs_redact_rewritten(const xs_event *ev, const char *xml, size_t len, int show_secrets,
+                        xs_redaction *out)
+{
+    xs_event shadow;
+
+    if (out == NULL)
+        return XS_EINVAL;
+    memset(out, 0, sizeof(*out));
+    if (ev == NULL || (xml == NULL && len > 0))
+        return XS_EINVAL;
+    if (ev->kind != XS_EV_STANZA || xml == NULL)
+        return 0;
+    /* The rewritten bytes are the same element in the same stream: the event's names tell the
+     * namespaces they inherit, as for a stanza that came without a tree. What they take from the
+     * stream that the event does not tell (a rule may make that) makes them masked whole. */
+    shadow = *ev;
+    shadow.node = NULL;
+    shadow.raw = xml;
+    shadow.len = len;
+    if (len == 0)
+        return 0;
+    return xs_redact_event(&shadow, show_secrets, out);
 }

@@ -2,7 +2,9 @@
  *
  * Stanzas of the authentication phase carry credentials: SASL (RFC 6120 section 6) and SASL2
  * (XEP-0388) payloads, XEP-0077 registration and XEP-0078 legacy authentication passwords,
- * XEP-0484 FAST tokens. xs_redact_event() looks at one parser event and, when the stanza carries
+ * XEP-0484 FAST tokens; and outside of it, password fields of data forms (XEP-0004 text-private,
+ * XEP-0133 change-password and add-user commands, XEP-0045 room configuration) and MUC room
+ * passwords (XEP-0045). xs_redact_event() looks at one parser event and, when the stanza carries
  * such a payload, gives back a copy of the stanza with the secrets replaced by "***" and a
  * one-line annotation of the decoded payload for a human reader.
  *
@@ -80,6 +82,19 @@ typedef struct xs_redaction {
  * Returns 0 with *out filled (possibly empty), XS_EINVAL when ev or out is NULL, or XS_ENOMEM;
  * on error *out is empty. The caller releases *out with xs_redaction_clear(). */
 int xs_redact_event(const xs_event *ev, int show_secrets, xs_redaction *out);
+
+/* Looks for secrets in `xml` (len bytes), the stanza a rule forwarded instead of ev's (the
+ * xs_rule_result.xml of filters/rules.h): the same element in the same stream, so its names
+ * resolve with what ev tells of the namespaces in scope, as a stanza without a tree does in
+ * xs_redact_event(). Fills *out as xs_redact_event() does; out->xml, when set, is what to show
+ * instead of `xml` (masked whole, "***", when the bytes cannot be parsed on their own). Every
+ * output of a rewritten stanza goes through this, as the original goes through
+ * xs_redact_event().
+ *
+ * Returns 0 (with *out empty when ev is not a stanza, xml is NULL or len is 0), XS_EINVAL when ev
+ * or out is NULL, or XS_ENOMEM. The caller releases *out with xs_redaction_clear(). */
+int xs_redact_rewritten(const xs_event *ev, const char *xml, size_t len, int show_secrets,
+                        xs_redaction *out);
 
 /* Frees what *r holds and empties it. Safe on an empty or already cleared redaction. */
 void xs_redaction_clear(xs_redaction *r);

@@ -1,6 +1,9 @@
 /* libFuzzer target for the SASL and password decoding used for display and redaction
  * (inspect/redact.c): the input becomes the text of SASL, SASL2 and registration elements, the
- * first byte choosing which and whether secrets are shown. */
+ * first byte choosing which and whether secrets are shown. With bit 0x40 of the first byte the
+ * rest is a whole stream instead (its own header, with as many namespace declarations as it
+ * likes, then stanzas). Every stanza is also redacted without its tree, and as the rewritten XML
+ * of itself (xs_redact_rewritten). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,6 +44,11 @@ static int on_event(void *user, const xs_event *ev)
     raw_only.node = NULL;
     if (xs_redact_event(&raw_only, c->show, &r) == 0)
         xs_redaction_clear(&r);
+    if (ev->raw != NULL && xs_redact_rewritten(ev, ev->raw, ev->len, c->show, &r) == 0) {
+        if (r.xml != NULL && strlen(r.xml) != r.xml_len)
+            __builtin_trap();
+        xs_redaction_clear(&r);
+    }
     return 0;
 }
 
@@ -48,9 +56,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1 || size > 8192)
+    if (size < 1 || size > 16384)
         return 0;
     ctx c = {.show = data[0] & 0x80};
+    if (data[0] & 0x40) {
+        xs_parser *p = NULL;
+        if (xs_parser_new(NULL, XS_PARSER_TREE | XS_PARSER_RAW, on_event, &c, &p) == 0) {
+            (void)xs_parser_feed(p, (const char *)data + 1, size - 1, NULL);
+            xs_parser_free(p);
+        }
+        return 0;
+    }
     const char *const *w = wrappers[data[0] % (sizeof(wrappers) / sizeof(wrappers[0]))];
     static const char hdr[] = "<stream:stream xmlns='jabber:client' "
                               "xmlns:stream='http://etherx.jabber.org/streams'>";

@@ -10,6 +10,7 @@ stopped with SIGTERM in tearDown, which must exit 0 with no sanitizer report on 
 """
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -202,6 +203,34 @@ end
         out, = [e for e in stanza_events(x, dir="s2c", name="message") if "rw-1" in e["raw"]]
         self.assertIn(expected, out["raw"])
         self.assertNotIn("verdict", out)
+
+    # -- secrets stay masked in what a rule rewrote ----------------------------------------------
+    def test_rewritten_sasl_auth_stays_masked(self):
+        path = self.rules_file("""
+rule "mark auth"
+    direction c2s
+    match /sasl:auth
+    then set-attr /sasl:auth xs-mark yes
+end
+""")
+        x = self.proxy(extra=["--rules", path], fmt="pretty")
+        self.chat(x, "starttls", mech="PLAIN")
+        self.assertEqual(x.stop(), 0, x.dump())
+        auths = stanza_events(x, dir="c2s", name="auth")
+        self.assertEqual(len(auths), 2, auths)   # alice's and bob's
+        for ev in auths:
+            self.assertEqual(ev["verdict"], "rewritten")
+            self.assertIn("xs-mark", ev["rewritten"])
+            self.assertIn("***", ev["rewritten"])
+        self.assertIn("=> rewritten: <auth", x.stdout_text())
+        leaks = [base64.b64encode(f"\0{u}\0{pw}".encode()).decode()
+                 for u, pw in (("alice", test_proxy.PASSWORD), (self.alice, test_proxy.PASSWORD),
+                               ("bob", "bobpass"), (self.bob, "bobpass"))]
+        for where, text in (("console", x.stdout_text()), ("log", x.log_text())):
+            self.assertNotIn(test_proxy.PASSWORD, text, where)
+            self.assertNotIn("bobpass", text, where)
+            for b in leaks:
+                self.assertNotIn(b, text, where)
 
     # -- 3: bounce -----------------------------------------------------------------------------
     def test_bounced_iq_gets_error_reply(self):
@@ -633,6 +662,83 @@ end
         i2, = [e for e in events if "id='i2'" in e.get("raw", "")]
         self.assertIn("code=ab-123", i2["raw"])
         self.assertEqual(parse_stanza(i2["rewritten"]).find(q("body")).text, "code=ab-X")
+
+    # -- secrets stay masked in what a rule rewrote, in the proxy's outputs and in inspect ------
+    SECRET_RULES = """
+rule "mark auth"
+    direction c2s
+    match /sasl:auth
+    then set-attr /sasl:auth xs-mark yes
+end
+
+rule "mark iq"
+    direction c2s
+    match /iq[@type = 'set']
+    then set-attr /iq xs-mark yes
+end
+
+rule "mark join"
+    direction c2s
+    match /presence
+    then set-attr /presence xs-mark yes
+end
+"""
+    # PLAIN "\0alice\0Calliope-s3cr3t", XEP-0077, XEP-0078, XEP-0133, MUC.
+    SECRET_STANZAS = (
+        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+        b"AGFsaWNlAENhbGxpb3BlLXMzY3IzdA==</auth>",
+        b"<iq type='set' id='reg1'><query xmlns='jabber:iq:register'><username>bill</username>"
+        b"<password>Calliope-s3cr3t</password></query></iq>",
+        b"<iq type='set' id='auth1'><query xmlns='jabber:iq:auth'><username>bill</username>"
+        b"<password>Calliope-s3cr3t</password><resource>r</resource></query></iq>",
+        b"<iq type='set' id='chg1'><command xmlns='http://jabber.org/protocol/commands' "
+        b"node='http://jabber.org/protocol/admin#change-user-password'><x xmlns='jabber:x:data' "
+        b"type='submit'><field var='accountjid'><value>bill@example.test</value></field>"
+        b"<field var='password'><value>Calliope-s3cr3t</value></field></x></command></iq>",
+        b"<presence id='join1' to='room@muc.example.test/bill'>"
+        b"<x xmlns='http://jabber.org/protocol/muc'><password>Calliope-s3cr3t</password></x>"
+        b"</presence>",
+    )
+    SECRET_LEAKS = ("Calliope", "AGFsaWNlAENhbGxpb3Bl")
+
+    def test_rewritten_secrets_stay_masked(self):
+        rules = self.rules_file(self.SECRET_RULES)
+        for fmt in ("pretty", "json"):
+            with self.subTest(console=fmt):
+                srv, x = self.plain_pair(rules=rules, fmt=fmt)
+                c, conn = self.open_session(x, srv)
+                with c:
+                    for st in self.SECRET_STANZAS:
+                        c.send(st)
+                    conn.wait_for(b"join1")
+                    # The server got the rewritten stanzas, secrets and all.
+                    self.assertIn(b"Calliope-s3cr3t</password>", conn.received)
+                self.assertEqual(x.stop(), 0, x.dump())
+                verdicts = [e.get("verdict") for e in stanza_events(x, dir="c2s")]
+                self.assertEqual(verdicts.count("rewritten"), len(self.SECRET_STANZAS), verdicts)
+                for e in stanza_events(x, dir="c2s"):
+                    self.assertIn("***", e["rewritten"], e)
+                for where, text in (("console", x.stdout_text()), ("log", x.log_text())):
+                    for leak in self.SECRET_LEAKS:
+                        self.assertNotIn(leak, text, f"{where}:\n{text}")
+
+    def test_inspect_rules_keeps_rewritten_secrets_masked(self):
+        rules = self.rules_file(self.SECRET_RULES)
+        cap = os.path.join(self.tmp, "secrets-capture.xml")
+        with open(cap, "wb") as f:
+            f.write(H + b"".join(self.SECRET_STANZAS))
+        for fmt in ("pretty", "compact", "json"):
+            with self.subTest(format=fmt):
+                r = subprocess.run([xmppscope_binary(), "inspect", "--rules", rules,
+                                    "--direction", "c2s", "--format", fmt, cap],
+                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+                                   env=dict(os.environ, NO_COLOR="1"))
+                out = r.stdout.decode("utf-8", "replace") + r.stderr.decode("utf-8", "replace")
+                self.assertEqual(r.returncode, 0, out)
+                self.assertNotRegex(out, SANITIZER_PATTERN)
+                self.assertIn("rewritten", out)
+                for leak in self.SECRET_LEAKS:
+                    self.assertNotIn(leak, out, out)
 
     def test_inspect_dry_run_on_raw_capture(self):
         # A raw capture has no direction: with --direction c2s the c2s and 'any' rules apply;

@@ -294,6 +294,117 @@ static void test_print_show_secrets(void **state)
     stanza_free(&f);
 }
 
+/* A rule rewrote a stanza carrying a secret: the XML forwarded instead (pretty's "=> rewritten:",
+ * JSON's "rewritten") is masked as the stanza is, in every format, with and without trees. */
+static void test_print_rewritten_masked(void **state)
+{
+    static const struct {
+        const char *stanza, *rewritten;
+    } cases[] = {
+        {"<auth xmlns='" NS_SASL "' mechanism='PLAIN'>" PLAIN_B64 "</auth>",
+         "<auth xmlns=\"" NS_SASL "\" mechanism=\"PLAIN\" x=\"1\">" PLAIN_B64 "</auth>"},
+        {"<response xmlns='" NS_SASL "'>" SCRAM_FINAL_B64 "</response>",
+         "<response xmlns=\"" NS_SASL "\" x=\"1\">" SCRAM_FINAL_B64 "</response>"},
+        {"<iq type='set' id='reg2'><query xmlns='jabber:iq:register'><username>bill</username>"
+         "<password>Calliope</password></query></iq>",
+         "<iq type=\"set\" id=\"reg3\"><query xmlns=\"jabber:iq:register\"><username>bill"
+         "</username><password>s3cr3t-new</password></query></iq>"},
+        {"<iq type='set' id='auth1'><query xmlns='jabber:iq:auth'><username>bill</username>"
+         "<password>Calliope</password><resource>globe</resource></query></iq>",
+         "<iq type=\"set\" id=\"auth1\"><query xmlns=\"jabber:iq:auth\"><username>bill"
+         "</username><password>Calliope</password><resource>x</resource></query></iq>"},
+        {"<presence to='r@c/n'><x xmlns='http://jabber.org/protocol/muc'><password>s3cr3t-m"
+         "</password></x></presence>",
+         "<presence to=\"r@c/m\"><x xmlns=\"http://jabber.org/protocol/muc\"><password>"
+         "s3cr3t-m</password></x></presence>"},
+    };
+    const xs_print_rule rule = {"r1", "set-attr", "1 node"};
+
+    for (size_t fi = 0; fi < sizeof(formats) / sizeof(formats[0]); fi++) {
+        for (int tree = 0; tree < 2; tree++) {
+            for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                xs_print_meta m = meta_c2s();
+                stanza_fx f;
+                capture c;
+                char *out;
+
+                m.rules = &rule;
+                m.n_rules = 1;
+                m.verdict = "rewritten";
+                m.rewritten = cases[i].rewritten;
+                capture_open(&c, formats[fi], 0, 0);
+                stanza_init(&f, cases[i].stanza);
+                if (!tree)
+                    f.ev.node = NULL;
+                assert_int_equal(xs_printer_event(c.p, &m, &f.ev), 0);
+                stanza_free(&f);
+                out = capture_close(&c);
+                for (size_t k = 0; k < sizeof(secrets) / sizeof(secrets[0]); k++)
+                    if (strstr(out, secrets[k]) != NULL)
+                        fail_msg("format %s tree %d case %zu shows %s:\n%s",
+                                 xs_format_name(formats[fi]), tree, i, secrets[k], out);
+                if (formats[fi] == XS_FORMAT_PRETTY)
+                    assert_non_null(strstr(out, "=> rewritten: <"));
+                if (formats[fi] == XS_FORMAT_JSON)
+                    assert_non_null(strstr(out, "\"rewritten\":\"<"));
+                free(out);
+
+                /* --show-secrets shows what was forwarded as it was. */
+                capture_open(&c, formats[fi], 0, 1);
+                stanza_init(&f, cases[i].stanza);
+                assert_int_equal(xs_printer_event(c.p, &m, &f.ev), 0);
+                stanza_free(&f);
+                out = capture_close(&c);
+                if (formats[fi] == XS_FORMAT_PRETTY)
+                    assert_non_null(strstr(out, cases[i].rewritten));
+                free(out);
+            }
+        }
+    }
+}
+
+/* XEP-0133 change-password forms, text-private fields and MUC passwords, in every format. */
+static void test_print_forms_and_muc_masked(void **state)
+{
+    static const char *const stanzas[] = {
+        "<iq type='set' id='chg1'><command xmlns='http://jabber.org/protocol/commands' "
+        "node='http://jabber.org/protocol/admin#change-user-password'><x xmlns='jabber:x:data' "
+        "type='submit'><field var='accountjid'><value>alice@example.com</value></field>"
+        "<field var='password'><value>s3cr3t-133</value></field></x></command></iq>",
+        "<message id='m2'><x xmlns='jabber:x:data' type='form'><field var='pin' "
+        "type='text-private'><value>s3cr3t-pin</value></field></x></message>",
+        "<presence to='r@c/alice'><x xmlns='http://jabber.org/protocol/muc'><password>"
+        "s3cr3t-muc</password></x></presence>",
+        "<iq type='set' id='cfg1'><query xmlns='http://jabber.org/protocol/muc#owner'><x "
+        "xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomsecret'><value>"
+        "s3cr3t-room</value></field></x></query></iq>",
+    };
+
+    for (size_t fi = 0; fi < sizeof(formats) / sizeof(formats[0]); fi++) {
+        for (int tree = 0; tree < 2; tree++) {
+            xs_print_meta m = meta_c2s();
+            capture c;
+            char *out;
+
+            capture_open(&c, formats[fi], 0, 0);
+            for (size_t i = 0; i < sizeof(stanzas) / sizeof(stanzas[0]); i++) {
+                stanza_fx f;
+                stanza_init(&f, stanzas[i]);
+                if (!tree)
+                    f.ev.node = NULL;
+                assert_int_equal(xs_printer_event(c.p, &m, &f.ev), 0);
+                stanza_free(&f);
+            }
+            out = capture_close(&c);
+            if (strstr(out, "s3cr3t") != NULL)
+                fail_msg("format %s tree %d:\n%s", xs_format_name(formats[fi]), tree, out);
+            assert_non_null(strstr(out, "alice"));
+            assert_non_null(strstr(out, "***"));
+            free(out);
+        }
+    }
+}
+
 /* Prints the standard sequence of events; returns how many. */
 static size_t print_session(xs_printer *p, const xs_print_meta *m)
 {
@@ -974,8 +1085,13 @@ static char *ref_event(const xs_print_meta *m, const xs_event *ev, int show_secr
         ref_set(o, "rules", arr);
         if (m->verdict != NULL)
             ref_set(o, "verdict", ref_cstr(m->verdict));
-        if (m->rewritten != NULL)
-            ref_set(o, "rewritten", ref_cstr(m->rewritten));
+        if (m->rewritten != NULL) {
+            xs_redaction rew;
+            assert_int_equal(
+                xs_redact_rewritten(ev, m->rewritten, strlen(m->rewritten), show_secrets, &rew), 0);
+            ref_set(o, "rewritten", ref_cstr(rew.xml != NULL ? rew.xml : m->rewritten));
+            xs_redaction_clear(&rew);
+        }
     }
     if (ev->kind == XS_EV_STREAM_OPEN) {
         json_t *attrs = json_object(), *nss = json_object();
@@ -2037,6 +2153,8 @@ int main(void)
         cmocka_unit_test(test_print_color_wanted),
         cmocka_unit_test(test_print_password_never_appears),
         cmocka_unit_test(test_print_show_secrets),
+        cmocka_unit_test(test_print_rewritten_masked),
+        cmocka_unit_test(test_print_forms_and_muc_masked),
         cmocka_unit_test(test_print_json_schema),
         cmocka_unit_test(test_print_json_gs2),
         cmocka_unit_test(test_print_json_invalid_utf8),

@@ -21,6 +21,7 @@
     "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
 #define STREAM_CLOSE "</stream:stream>"
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_STREAMS "http://etherx.jabber.org/streams"
 
 /* A stanza event with its tree, as the parser hands it out. */
 typedef struct fixture {
@@ -709,9 +710,199 @@ static void test_redact_note_is_bounded(void **state)
     free(payload);
 }
 
-/* ---- without the stanza's tree -------------------------------------------------------------- */
+/* Password fields of data forms anywhere (XEP-0133 admin commands, XEP-0045 room
+ * configuration, any text-private field) and MUC room passwords (XEP-0045). */
+static void test_redact_forms_and_muc_masked(void **state)
+{
+    static const struct {
+        const char *stanza;
+        unsigned masked;
+        const char *note;
+        const char *kept; /* what must stay visible */
+    } cases[] = {
+        /* XEP-0133 change-user-password: a submitted form repeats no field types. */
+        {"<iq type='set' id='chg1'><command xmlns='http://jabber.org/protocol/commands' "
+         "node='http://jabber.org/protocol/admin#change-user-password' sessionid='s1'>"
+         "<x xmlns='jabber:x:data' type='submit'>"
+         "<field type='hidden' var='FORM_TYPE'><value>http://jabber.org/protocol/admin</value>"
+         "</field><field var='accountjid'><value>juliet@shakespeare.lit</value></field>"
+         "<field var='password'><value>s3cr3t-133</value></field></x></command></iq>",
+         1, "jabber:x:data form field=***", "juliet@shakespeare.lit"},
+        /* XEP-0133 add-user: the password twice. */
+        {"<iq type='set' id='add1'><command xmlns='http://jabber.org/protocol/commands' "
+         "node='http://jabber.org/protocol/admin#add-user'><x xmlns='jabber:x:data' "
+         "type='submit'><field var='accountjid'><value>romeo@montague.lit</value></field>"
+         "<field var='password'><value>s3cr3t-a</value></field><field var='password-verify'>"
+         "<value>s3cr3t-a</value></field></x></command></iq>",
+         2, "jabber:x:data form field=***; jabber:x:data form field=***", "romeo@montague.lit"},
+        /* Any text-private field, with a value, in a message too. */
+        {"<message to='a@b' id='m2'><x xmlns='jabber:x:data' type='form'>"
+         "<field var='pin' type='text-private'><value>s3cr3t-pin</value></field>"
+         "<field var='color' type='text-single'><value>blue</value></field></x></message>",
+         1, "jabber:x:data form field=***", "<value>blue</value>"},
+        /* XEP-0045: joining a protected room. */
+        {"<presence to='coven@chat.shakespeare.lit/thirdwitch'>"
+         "<x xmlns='http://jabber.org/protocol/muc'><password>s3cr3t-muc</password></x>"
+         "</presence>",
+         1, "http://jabber.org/protocol/muc password=***", "thirdwitch"},
+        /* XEP-0045: a mediated invitation carries the room's password. */
+        {"<message from='coven@chat.shakespeare.lit' to='hecate@shakespeare.lit' id='i1'>"
+         "<x xmlns='http://jabber.org/protocol/muc#user'><invite from='crone1@shakespeare.lit'>"
+         "<reason>Hey Hecate</reason></invite><password>s3cr3t-inv</password></x></message>",
+         1, "http://jabber.org/protocol/muc#user password=***", "Hey Hecate"},
+        /* XEP-0045: the owner sets the room's password. */
+        {"<iq type='set' id='cfg1' to='coven@chat.shakespeare.lit'>"
+         "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' "
+         "type='submit'><field var='muc#roomconfig_passwordprotectedroom'><value>1</value>"
+         "</field><field var='muc#roomconfig_roomsecret'><value>s3cr3t-room</value></field>"
+         "</x></query></iq>",
+         1, "jabber:x:data form field=***", "<value>1</value>"},
+    };
+    fixture f;
+    xs_redaction r;
 
-#define NS_STREAMS "http://etherx.jabber.org/streams"
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        redact(&f, cases[i].stanza, 0, &r);
+        if (r.masked != cases[i].masked || r.xml == NULL)
+            fail_msg("case %zu: masked %u, xml %s", i, r.masked, r.xml ? r.xml : "(none)");
+        assert_null(strstr(r.xml, "s3cr3t"));
+        assert_non_null(strstr(r.xml, cases[i].kept));
+        assert_string_equal(r.note, cases[i].note);
+        xs_redaction_clear(&r);
+        fixture_free(&f);
+
+        redact(&f, cases[i].stanza, 1, &r);
+        assert_null(r.xml);
+        assert_non_null(strstr(r.note, "s3cr3t"));
+        xs_redaction_clear(&r);
+        fixture_free(&f);
+    }
+
+    /* A room's form as the server sends it, with an empty password field: nothing to hide. */
+    redact(&f,
+           "<iq type='result' id='cfg0'><query xmlns='http://jabber.org/protocol/muc#owner'>"
+           "<x xmlns='jabber:x:data' type='form'><field var='muc#roomconfig_roomsecret' "
+           "type='text-private' label='Password'/></x></query></iq>",
+           0, &r);
+    assert_int_equal(r.masked, 0);
+    assert_null(r.xml);
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+}
+
+/* The XML a rule forwarded instead of a stanza is masked as the stanza is, in its stream. */
+static void test_redact_rewritten_masked(void **state)
+{
+    fixture f;
+    xs_redaction r;
+    char *auth =
+        sasl_stanza("auth", NS_SASL, " mechanism='PLAIN'", plain_alice, sizeof(plain_alice) - 1);
+    static const char rewritten_reg[] =
+        "<iq type=\"set\" id=\"reg2\"><query xmlns=\"jabber:iq:register\"><username>bill"
+        "</username><password>n3w-s3cr3t</password></query></iq>";
+
+    /* A rule added an attribute to a SASL <auth/>: the payload is masked in what it made. */
+    fixture_init(&f, auth);
+    {
+        char *rw = sasl_stanza("auth", NS_SASL, " mechanism='PLAIN' xs='1'", plain_alice,
+                               sizeof(plain_alice) - 1);
+        assert_int_equal(xs_redact_rewritten(&f.ev, rw, strlen(rw), 0, &r), 0);
+        assert_int_equal(r.masked, 1);
+        assert_string_equal(r.xml, "<auth xmlns=\"" NS_SASL "\" mechanism=\"PLAIN\" xs=\"1\">"
+                                   "***</auth>");
+        xs_redaction_clear(&r);
+        assert_int_equal(xs_redact_rewritten(&f.ev, rw, strlen(rw), 1, &r), 0);
+        assert_null(r.xml);
+        xs_redaction_clear(&r);
+        free(rw);
+    }
+    fixture_free(&f);
+
+    /* A XEP-0077 registration whose password a rule changed: the event's namespace (the
+     * stream's default, jabber:client) is the rewritten root's too. */
+    fixture_init(&f, "<iq type='set' id='reg2'><query xmlns='jabber:iq:register'><username>bill"
+                     "</username><password>s3cr3t</password></query></iq>");
+    assert_int_equal(xs_redact_rewritten(&f.ev, rewritten_reg, strlen(rewritten_reg), 0, &r), 0);
+    assert_int_equal(r.masked, 1);
+    assert_null(strstr(r.xml, "s3cr3t"));
+    assert_non_null(strstr(r.xml, "<password>***</password>"));
+    assert_string_equal(r.note, "jabber:iq:register password=***");
+    xs_redaction_clear(&r);
+
+    /* What cannot be parsed on its own is masked whole; nothing, and other events, give
+     * nothing. */
+    assert_int_equal(
+        xs_redact_rewritten(&f.ev, "<iq><reg:password>s3cr3t</reg:password></iq>", 44, 0, &r), 0);
+    assert_string_equal(r.xml, "***");
+    xs_redaction_clear(&r);
+    assert_int_equal(xs_redact_rewritten(&f.ev, NULL, 0, 0, &r), 0);
+    assert_null(r.xml);
+    f.ev.kind = XS_EV_KEEPALIVE;
+    assert_int_equal(xs_redact_rewritten(&f.ev, rewritten_reg, strlen(rewritten_reg), 0, &r), 0);
+    assert_null(r.xml);
+    assert_int_equal(xs_redact_rewritten(NULL, rewritten_reg, 1, 0, &r), XS_EINVAL);
+    assert_int_equal(xs_redact_rewritten(&f.ev, rewritten_reg, 1, 0, NULL), XS_EINVAL);
+    fixture_free(&f);
+    free(auth);
+}
+
+/* A stream header with thousands of namespace declarations must not make the copy of every
+ * stanza declare them all again: the copy declares the namespaces the stanza uses, so its cost
+ * follows the stanza, not the header times the stanzas. */
+static void test_redact_header_namespaces_not_copied(void **state)
+{
+    enum { DECLS = 12000, STANZAS = 40 };
+    static const char st[] = "<iq type='set' id='r'><query xmlns='jabber:iq:register'>"
+                             "<username>bill</username><password>s3cr3t</password></query></iq>";
+    char *doc = NULL, *decls = malloc((size_t)DECLS * 32), *stanzas = NULL;
+    size_t at = 0;
+    xmlDoc *d;
+    unsigned n = 0;
+
+    assert_non_null(decls);
+    for (unsigned i = 0; i < DECLS; i++)
+        at += (size_t)sprintf(decls + at, " xmlns:n%u='urn:n:%u'", i, i);
+    stanzas = malloc(sizeof(st) * STANZAS);
+    assert_non_null(stanzas);
+    stanzas[0] = '\0';
+    for (unsigned i = 0; i < STANZAS; i++)
+        strcat(stanzas, st);
+    assert_true(asprintf(&doc,
+                         "<stream:stream xmlns='jabber:client' xmlns:stream='" NS_STREAMS
+                         "'%s>%s" STREAM_CLOSE,
+                         decls, stanzas) > 0);
+    d = xmlReadMemory(doc, (int)strlen(doc), NULL, "UTF-8", XML_PARSE_NONET | XML_PARSE_HUGE);
+    assert_non_null(d);
+    for (xmlNode *k = xmlDocGetRootElement(d)->children; k != NULL; k = k->next) {
+        xs_event ev = {.kind = XS_EV_STANZA, .len = sizeof(st) - 1, .stream_no = 1};
+        xs_redaction r;
+        size_t wdecls = 0;
+
+        if (k->type != XML_ELEMENT_NODE)
+            continue;
+        ev.name = (const char *)k->name;
+        ev.ns = (const char *)k->ns->href;
+        ev.node = k;
+        ev.raw = st;
+        assert_int_equal(xs_redact_event(&ev, 0, &r), 0);
+        assert_int_equal(r.masked, 1);
+        assert_null(strstr(r.xml, "s3cr3t"));
+        /* The wrapper declares the one namespace the stanza takes from the stream. */
+        for (const xmlNs *ns = xmlDocGetRootElement(r.doc)->nsDef; ns != NULL; ns = ns->next)
+            wdecls++;
+        assert_int_equal(wdecls, 1);
+        assert_string_equal((const char *)r.node->ns->href, "jabber:client");
+        xs_redaction_clear(&r);
+        n++;
+    }
+    assert_int_equal(n, STANZAS);
+    xmlFreeDoc(d);
+    free(doc);
+    free(decls);
+    free(stanzas);
+}
+
+/* ---- without the stanza's tree -------------------------------------------------------------- */
 
 /* What xs_redact_event() said about each stanza of a stream, one line each. */
 typedef struct outcome {
@@ -813,6 +1004,23 @@ static void test_redact_same_without_tree(void **state)
          "</stream:features>",
          0},
         {"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", 0},
+        {"<presence to='r@c/n'><x xmlns='http://jabber.org/protocol/muc'><password>s3cr3t-m"
+         "</password></x></presence>",
+         1},
+        {"<iq type='set' id='c1'><command xmlns='http://jabber.org/protocol/commands'><x "
+         "xmlns='jabber:x:data' type='submit'><field var='password'><value>s3cr3t-c</value>"
+         "</field></x></command></iq>",
+         1},
+        {"<message id='t1'><x xmlns='jabber:x:data'><field var='p' type='text&#x2d;private'>"
+         "<value>s3cr3t-t</value></field></x></message>",
+         1},
+        {"<iq type='set' id='c2'><query xmlns='http://jabber.org/protocol/muc#owner'><x "
+         "xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomsecret'><value>"
+         "s3cr3t-r</value></field></x></query></iq>",
+         1},
+        {"<message id='f1'><x xmlns='jabber:x:data'><field var='color'><value>blue</value>"
+         "</field></x></message>",
+         0},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -932,6 +1140,9 @@ int main(void)
         cmocka_unit_test(test_redact_register_password_masked),
         cmocka_unit_test(test_redact_register_data_form_masked),
         cmocka_unit_test(test_redact_iq_auth_masked),
+        cmocka_unit_test(test_redact_forms_and_muc_masked),
+        cmocka_unit_test(test_redact_rewritten_masked),
+        cmocka_unit_test(test_redact_header_namespaces_not_copied),
         cmocka_unit_test(test_redact_other_events_untouched),
         cmocka_unit_test(test_redact_raw_without_tree),
         cmocka_unit_test(test_redact_binary_escaped),
