@@ -206,9 +206,9 @@ class Ejabberd:
         return env
 
     def _ctl_argv(self, *args):
-        return [self.ctl_path, "--ctl-config", self.ctl_config_path, "--config-dir", self.config_dir,
-                "--config", self.config_path, "--spool", self.spool_dir, "--logs",
-                self.logs_dir, *args]
+        return [self.ctl_path, "--ctl-config", self.ctl_config_path, "--config-dir",
+                self.config_dir, "--config", self.config_path, "--spool", self.spool_dir,
+                "--logs", self.logs_dir, *args]
 
     # -- life cycle -------------------------------------------------------------------------
     def log_tail(self, lines=30):

@@ -1,7 +1,8 @@
 // One xmpp.js (@xmpp/client) session for the interoperability matrix: log in, send one chat
 // message, make sure the server handled it (a ping round trip), close the stream.
 //
-//   XS_XMPPJS_DIR=DIR NODE_EXTRA_CA_CERTS=CA node send.mjs SERVICE DOMAIN USER PASSWORD TO BODY [RESOURCE]
+//   XS_XMPPJS_DIR=DIR NODE_EXTRA_CA_CERTS=CA \
+//       node send.mjs SERVICE DOMAIN USER PASSWORD TO BODY [RESOURCE]
 //
 // SERVICE is xmpp://127.0.0.1:PORT (STARTTLS) or xmpps://127.0.0.1:PORT (direct TLS). DIR is the
 // folder where install.sh beside this file put node_modules. Prints one JSON line
@@ -25,7 +26,14 @@ if (!dir || !body) {
 
 const entry = path.join(dir, "node_modules", "@xmpp", "client", "index.js");
 const { client, xml } = await import(pathToFileURL(entry).href);
-const xmpp = client({ service, domain, username, password, resource: resource || "xmppjs", timeout: 10000 });
+const xmpp = client({
+  service,
+  domain,
+  username,
+  password,
+  resource: resource || "xmppjs",
+  timeout: 10000,
+});
 const timer = setTimeout(() => {
   result.error = "timed out after 20 s";
   finish(1);
