@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what xmppscope needs to build and test on Debian 12 (run as root, no stdin).
-# Fast and offline-safe when everything is already there: apt-get runs only for missing packages.
+# Installs what xmppscope needs to build and test on Debian 12 (run as root, no stdin), and
+# xmpp.js from npm into a cache folder for the interoperability matrix.
+# Fast and offline-safe when everything is already there: apt-get runs only for missing packages,
+# npm only when the pinned xmpp.js is not in its cache folder.
 set -euo pipefail
 
 PACKAGES=(
@@ -11,7 +13,26 @@ PACKAGES=(
   python3 python3-slixmpp
   ca-certificates
   iproute2                            # ss
+  # The interoperability matrix (tests/integration/test_interop.py): a second server and the
+  # clients besides slixmpp.
+  ejabberd
+  libstrophe-dev                      # tests/integration/clients/strophe_send.c
+  go-sendxmpp sendxmpp
 )
+# xmpp.js runs on the machine's Node.js. A nodejs from another source may bundle npm and conflict
+# with Debian's npm package: ask for either package only when its command is missing.
+command -v node >/dev/null || PACKAGES+=(nodejs)
+command -v npm >/dev/null || PACKAGES+=(npm)
+
+# xmpp.js at the versions pinned in tests/integration/clients/xmppjs/package-lock.json.
+install_xmppjs() {
+  local dir
+  if ! dir=$(bash "$(dirname "$0")/integration/clients/xmppjs/install.sh"); then
+    echo "install-deps: installing xmpp.js from npm failed (see above)" >&2
+    exit 1
+  fi
+  echo "install-deps: xmpp.js is in $dir"
+}
 
 # One dpkg-query for all; a package it does not know is simply absent from its output.
 declare -A installed=()
@@ -25,6 +46,7 @@ done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-deps: all ${#PACKAGES[@]} packages already installed; nothing to do"
+  install_xmppjs
   exit 0
 fi
 
@@ -48,3 +70,4 @@ if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" \
 fi
 rm -f "$log"
 echo "install-deps: installed ${#missing[@]} missing packages: ${missing[*]}"
+install_xmppjs

@@ -74,9 +74,9 @@ def make_ca(folder, name="ca", cn="xmppscope test CA", days=30):
     return cert, key
 
 
-def make_server_cert(folder, ca_cert, ca_key, names, name="server", days=30):
-    """Make an EC P-256 server certificate for DNS `names` (first one is the CN), signed by the
-    CA; return (cert_path, key_path)."""
+def make_server_cert(folder, ca_cert, ca_key, names, name="server", days=30, ips=()):
+    """Make an EC P-256 server certificate for DNS `names` (first one is the CN) and IP
+    addresses `ips`, signed by the CA; return (cert_path, key_path)."""
     cert = os.path.join(folder, name + ".pem")
     key = os.path.join(folder, name + ".key")
     csr = os.path.join(folder, name + ".csr")
@@ -87,7 +87,8 @@ def make_server_cert(folder, ca_cert, ca_key, names, name="server", days=30):
                 "extendedKeyUsage=serverAuth\n"
                 "subjectKeyIdentifier=hash\n"
                 "authorityKeyIdentifier=keyid\n"
-                "subjectAltName=" + ",".join("DNS:" + n for n in names) + "\n")
+                "subjectAltName=" + ",".join(["DNS:" + n for n in names] +
+                                             ["IP:" + a for a in ips]) + "\n")
     _run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
           "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + names[0]], "openssl CSR")
     _run(["openssl", "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key,
@@ -167,13 +168,16 @@ class Prosody:
       log_level      Prosody log level for log_path (default "debug")
       extra_config   Lua text appended to the global section
       start          start at once (default True); otherwise call start()
+      cert_ips       IP addresses the certificate also names (for clients that connect to
+                     127.0.0.1 and check the certificate against the address)
 
     Attributes: host, domain, starttls_port, direct_tls_port, ca_file, ca_key, cert_file,
     key_file, tmpdir, config_path, log_path, pid (while running).
     """
 
     def __init__(self, domain="example.test", tls12=False, extra_modules=(), offline=False,
-                 log_level="debug", extra_config="", start=True, start_timeout=10.0):
+                 log_level="debug", extra_config="", start=True, start_timeout=10.0,
+                 cert_ips=()):
         self.host = HOST
         self.domain = domain
         self.tls12 = tls12
@@ -195,7 +199,7 @@ class Prosody:
             os.mkdir(self.certs_dir, 0o700)
             self.ca_file, self.ca_key = make_ca(self.tmpdir)
             self.cert_file, self.key_file = make_server_cert(
-                self.tmpdir, self.ca_file, self.ca_key, [domain])
+                self.tmpdir, self.ca_file, self.ca_key, [domain], ips=cert_ips)
             self.starttls_port, self.direct_tls_port = free_ports(2)
             self._write_config()
             if start:
