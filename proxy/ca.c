@@ -38,7 +38,7 @@
 #define MAX_NAME 253
 
 struct cache_entry {
-    char *name; /* normalized */
+    char *name; /* the normalized name, then " " and the extra address if there is one */
     X509 *cert;
     uint64_t used; /* value of the CA's clock at the last lookup */
 };
@@ -370,12 +370,42 @@ fail:
 
 /* Forges the certificate for `name`, signed by the CA, for `leaf_key`. Depends on nothing else:
  * the cache in front of it may drop and remake certificates at will. */
+/* Appends `name` to a subjectAltName list: an iPAddress for an IP literal, else a dNSName. */
+static int push_san(GENERAL_NAMES *san, const struct leaf_name *name)
+{
+    GENERAL_NAME *gen = GENERAL_NAME_new();
+
+    if (gen == NULL)
+        return 0;
+    if (name->is_ip) {
+        ASN1_OCTET_STRING *ip = ASN1_OCTET_STRING_new();
+        if (ip == NULL || !ASN1_OCTET_STRING_set(ip, name->ip, name->ip_len)) {
+            ASN1_OCTET_STRING_free(ip);
+            goto fail;
+        }
+        GENERAL_NAME_set0_value(gen, GEN_IPADD, ip);
+    } else {
+        ASN1_IA5STRING *dns = ASN1_IA5STRING_new();
+        if (dns == NULL || !ASN1_STRING_set(dns, name->text, -1)) {
+            ASN1_IA5STRING_free(dns);
+            goto fail;
+        }
+        GENERAL_NAME_set0_value(gen, GEN_DNS, dns);
+    }
+    if (sk_GENERAL_NAME_push(san, gen))
+        return 1;
+fail:
+    GENERAL_NAME_free(gen);
+    return 0;
+}
+
+/* The leaf for `name`; `extra_ip`, when not NULL, is an IP address the certificate also carries
+ * as a second subjectAltName (the address a client without SNI connected to). */
 static X509 *forge_leaf(X509 *ca_cert, EVP_PKEY *ca_key, EVP_PKEY *leaf_key,
-                        const struct leaf_name *name)
+                        const struct leaf_name *name, const struct leaf_name *extra_ip)
 {
     X509 *x = X509_new();
     GENERAL_NAMES *san = NULL;
-    GENERAL_NAME *gen = NULL;
     X509_NAME *n;
 
     if (x == NULL)
@@ -407,27 +437,10 @@ static X509 *forge_leaf(X509 *ca_cert, EVP_PKEY *ca_key, EVP_PKEY *leaf_key,
     /* The SAN is built by hand, not from openssl.cnf syntax, so that no character of a name
      * a client sent can be read as syntax. */
     san = GENERAL_NAMES_new();
-    gen = GENERAL_NAME_new();
-    if (san == NULL || gen == NULL)
+    if (san == NULL || !push_san(san, name))
         goto fail;
-    if (name->is_ip) {
-        ASN1_OCTET_STRING *ip = ASN1_OCTET_STRING_new();
-        if (ip == NULL || !ASN1_OCTET_STRING_set(ip, name->ip, name->ip_len)) {
-            ASN1_OCTET_STRING_free(ip);
-            goto fail;
-        }
-        GENERAL_NAME_set0_value(gen, GEN_IPADD, ip);
-    } else {
-        ASN1_IA5STRING *dns = ASN1_IA5STRING_new();
-        if (dns == NULL || !ASN1_STRING_set(dns, name->text, -1)) {
-            ASN1_IA5STRING_free(dns);
-            goto fail;
-        }
-        GENERAL_NAME_set0_value(gen, GEN_DNS, dns);
-    }
-    if (!sk_GENERAL_NAME_push(san, gen))
+    if (extra_ip != NULL && !push_san(san, extra_ip))
         goto fail;
-    gen = NULL;
     if (!X509_add1_ext_i2d(x, NID_subject_alt_name, san, 0, X509V3_ADD_DEFAULT))
         goto fail;
     if (!X509_sign(x, ca_key, EVP_sha256()))
@@ -435,7 +448,6 @@ static X509 *forge_leaf(X509 *ca_cert, EVP_PKEY *ca_key, EVP_PKEY *leaf_key,
     GENERAL_NAMES_free(san);
     return x;
 fail:
-    GENERAL_NAME_free(gen);
     GENERAL_NAMES_free(san);
     X509_free(x);
     return NULL;
@@ -877,8 +889,15 @@ static int still_fresh(X509 *cert)
 
 int xs_ca_forge(xs_ca *ca, const char *name, X509 **cert)
 {
-    struct leaf_name ln;
+    return xs_ca_forge_ip(ca, name, NULL, cert);
+}
+
+int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, X509 **cert)
+{
+    struct leaf_name ln, extra;
+    const struct leaf_name *extra_ip = NULL;
     struct cache_entry *e;
+    char cache_key[2 * (MAX_NAME + 1)];
     char *key = NULL;
     X509 *x;
 
@@ -888,7 +907,21 @@ int xs_ca_forge(xs_ca *ca, const char *name, X509 **cert)
                   name != NULL ? name : "(null)");
         return XS_EINVAL;
     }
-    e = cache_find(ca, ln.text);
+    if (ip != NULL) {
+        if (normalize_name(ip, &extra) != 0 || !extra.is_ip) {
+            set_error("cannot forge a certificate for %s: \"%.80s\" is not an IP address", ln.text,
+                      ip);
+            return XS_EINVAL;
+        }
+        /* A name that is that very address needs it once. */
+        if (strcmp(extra.text, ln.text) != 0)
+            extra_ip = &extra;
+    }
+    /* The address is part of the key: the same name reached at two addresses makes two
+     * certificates, each carrying its own address. A space appears in no name. */
+    snprintf(cache_key, sizeof(cache_key), "%s%s%s", ln.text, extra_ip != NULL ? " " : "",
+             extra_ip != NULL ? extra_ip->text : "");
+    e = cache_find(ca, cache_key);
     if (e != NULL && still_fresh(e->cert)) {
         e->used = ++ca->clock;
         X509_up_ref(e->cert);
@@ -897,14 +930,14 @@ int xs_ca_forge(xs_ca *ca, const char *name, X509 **cert)
     }
 
     if (e == NULL) {
-        key = strdup(ln.text);
+        key = strdup(cache_key);
         if (key == NULL) {
             set_error("out of memory");
             return XS_ENOMEM;
         }
     }
     ERR_clear_error();
-    x = forge_leaf(ca->cert, ca->key, ca->leaf_key, &ln);
+    x = forge_leaf(ca->cert, ca->key, ca->leaf_key, &ln, extra_ip);
     if (x == NULL) {
         set_error("cannot forge a certificate for %s", ln.text);
         append_openssl_errors();

@@ -607,6 +607,31 @@ static int io_write_delayed(void *ctx, xs_side side, const char *data, size_t le
     return delay_push(l, data, len, uv_now(c->p->loop) + ms);
 }
 
+/* Gives the client leg's TLS the address the client connected to, for the forged certificate's
+ * IP address SAN: a client that dialled an address sends no SNI and checks that address. An
+ * IPv4 client of a dual-stack listener is named by its IPv4 address, as it dialled it. */
+static int set_local_ip(leg *cl)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN];
+
+    if (uv_tcp_getsockname(&cl->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return 0; /* no address: the certificate carries the name only */
+    if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, &a->s6_addr[12], ip, sizeof(ip));
+        else
+            inet_ntop(AF_INET6, a, ip, sizeof(ip));
+    } else if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
+    } else {
+        return 0;
+    }
+    return xs_tls_set_local_ip(cl->tls, ip);
+}
+
 static int io_start_tls(void *ctx, xs_side side, const char *name)
 {
     conn *c = ctx;
@@ -615,6 +640,8 @@ static int io_start_tls(void *ctx, xs_side side, const char *name)
     int rc;
     if (side == XS_CLIENT) {
         rc = xs_tls_new(p->server_ctx, name && name[0] ? name : NULL, &l->tls);
+        if (rc == 0 && p->ca != NULL)
+            rc = set_local_ip(l);
     } else {
         const char *host = c->server_mode == XS_TLSMODE_DIRECT ? p->upd_host : p->up_host;
         const char *port = c->server_mode == XS_TLSMODE_DIRECT ? p->upd_port : p->up_port;
@@ -1030,6 +1057,8 @@ static void on_connection(uv_stream_t *server, int status)
             inet_pton(AF_INET6, p->upd_host, &ip) != 1)
             defname = p->upd_host;
         rc = xs_tls_new(p->server_ctx, defname, &cl->tls);
+        if (rc == 0 && p->ca != NULL)
+            rc = set_local_ip(cl);
         if (rc < 0) {
             xs_session_on_closed(c->s, XS_CLIENT, rc, "cannot create a TLS connection");
             conn_settle(c);

@@ -404,6 +404,57 @@ class RealSessions(ProsodyCase):
         self.assertLess(time.monotonic() - t, 3)
         self.assertIn("stopped", x.stderr_text())
 
+    # -- direct TLS by IP address (issue 11, item 2) ---------------------------------------------
+    def no_sni_client(self, x):
+        """A direct-TLS client that dialled 127.0.0.1, as xmpp.js given xmpps://127.0.0.1:PORT:
+        no SNI, the chain verified against the proxy's CA, and the certificate checked against the
+        address by hand (Python checks names only when it sends one)."""
+        c = rawclient.RawClient(x.tls_port, timeout=5)
+        ctx = ssl.create_default_context(cafile=x.ca_file)
+        ctx.check_hostname = False
+        try:
+            c.sock = ctx.wrap_socket(c.sock, server_hostname=None)
+        except BaseException:
+            c.close()
+            raise
+        return c
+
+    def assert_ip_san_and_session(self, x, dns_name):
+        with self.no_sni_client(x) as c:
+            sans = c.sock.getpeercert().get("subjectAltName", ())
+            self.assertIn(("IP Address", HOST), sans)
+            self.assertIn(("DNS", dns_name), sans)
+            c.send(H)
+            self.assertIn(b"mechanisms", c.read_features())
+            c.send(rawclient.STREAM_END)
+
+    def test_direct_tls_by_ip_without_sni_gets_ip_san(self):
+        x = self.proxy(extra=["--server-name", DOMAIN])
+        self.assert_ip_san_and_session(x, DOMAIN)
+        # A real client on the same terms logs in and delivers a message.
+        self.chat(x, "direct", "PLAIN")
+
+    def test_direct_tls_without_sni_falls_back_to_upstream_name(self):
+        # --upstream-direct by name (localhost is 127.0.0.1 here) and no --server-name: the
+        # certificate is for that name and the address the client dialled.
+        x = self.start_proxy(upstream=(HOST, self.p.starttls_port),
+                             upstream_direct=("localhost", self.p.direct_tls_port),
+                             upstream_ca=self.p.ca_file)
+        self.assert_ip_san_and_session(x, "localhost")
+
+    def test_direct_tls_without_any_name_says_use_server_name(self):
+        x = self.proxy()  # the upstream is an IP address, and no --server-name
+        with self.assertRaises(ssl.SSLError):
+            with self.no_sni_client(x):
+                pass
+        deadline = time.monotonic() + 5
+        while "--server-name" not in x.stderr_text() + x.stdout_text() and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        out = x.stderr_text() + x.stdout_text()
+        self.assertIn("no server name (SNI)", out)
+        self.assertIn("pass --server-name NAME", out)
+
     # -- 6: key log -------------------------------------------------------------------------------
     def test_keylog(self):
         keylog = os.path.join(self.tmp, f"keys-{time.monotonic_ns()}.log")

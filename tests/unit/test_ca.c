@@ -294,6 +294,57 @@ static void test_ca_forge_ip_literal(void **state)
     xs_ca_free(ca);
 }
 
+/* A client that dialled an address sends no SNI and checks the certificate against that
+ * address: the certificate for the default name also carries the address the client connected
+ * to, and the cache keeps the two apart. */
+static void test_ca_forge_adds_local_address_san(void **state)
+{
+    struct fixture *f = *state;
+    char dir[600];
+    xs_ca *ca = NULL;
+    X509 *plain = NULL, *v4 = NULL, *v4b = NULL, *v6 = NULL, *self = NULL, *bad = NULL;
+
+    path_in(dir, sizeof(dir), f->dir, "ca");
+    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_forge(ca, "example.test", &plain), 0);
+    assert_int_equal(X509_check_ip_asc(plain, "127.0.0.1", 0), 0);
+
+    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "127.0.0.1", &v4), 0);
+    assert_ptr_not_equal(v4, plain); /* the address is part of the cache key */
+    assert_int_equal(X509_check_ip_asc(v4, "127.0.0.1", 0), 1);
+    assert_int_equal(X509_check_host(v4, "example.test", 0, 0, NULL), 1);
+    assert_int_equal(verify_leaf(xs_ca_cert_path(ca), v4, NULL, "127.0.0.1"), X509_V_OK);
+    assert_int_equal(verify_leaf(xs_ca_cert_path(ca), v4, "example.test", NULL), X509_V_OK);
+    assert_int_equal(verify_leaf(xs_ca_cert_path(ca), v4, NULL, "127.0.0.2"),
+                     X509_V_ERR_IP_ADDRESS_MISMATCH);
+    assert_int_equal(xs_ca_forge_ip(ca, "EXAMPLE.test.", "127.0.0.1", &v4b), 0);
+    assert_ptr_equal(v4, v4b);
+
+    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "[::1]", &v6), 0);
+    assert_ptr_not_equal(v6, v4);
+    assert_int_equal(X509_check_ip_asc(v6, "::1", 0), 1);
+    assert_int_equal(X509_check_ip_asc(v6, "127.0.0.1", 0), 0);
+
+    /* A name that is the address itself: one SAN, the certificate of the bare address. */
+    assert_int_equal(xs_ca_forge_ip(ca, "127.0.0.1", "127.0.0.1", &self), 0);
+    assert_int_equal(X509_check_ip_asc(self, "127.0.0.1", 0), 1);
+    GENERAL_NAMES *sans = X509_get_ext_d2i(self, NID_subject_alt_name, NULL, NULL);
+    assert_non_null(sans);
+    assert_int_equal(sk_GENERAL_NAME_num(sans), 1);
+    GENERAL_NAMES_free(sans);
+
+    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "example.org", &bad), XS_EINVAL);
+    assert_null(bad);
+    assert_non_null(strstr(xs_ca_error(), "not an IP address"));
+
+    X509_free(plain);
+    X509_free(v4);
+    X509_free(v4b);
+    X509_free(v6);
+    X509_free(self);
+    xs_ca_free(ca);
+}
+
 static void test_ca_cache_same_name_same_cert(void **state)
 {
     struct fixture *f = *state;
@@ -616,6 +667,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ca_reopen_same_fingerprint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_forged_chain_verifies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_forge_ip_literal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_forge_adds_local_address_san, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_cache_same_name_same_cert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_cache_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_forge_rejects_bad_names, setup, teardown),
