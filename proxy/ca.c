@@ -27,6 +27,7 @@
 #include <openssl/x509v3.h>
 
 #include "inspect/error.h"
+#include "proxy/file.h"
 
 #define CA_DAYS (10 * 365 + 3)
 #define LEAF_DAYS 365
@@ -131,11 +132,12 @@ int xs_ca_default_dir(char *buf, size_t cap)
 }
 
 /* Returns 1 if path exists, 0 if it does not, a negative code (with the error set) if it cannot
- * be told. */
+ * be told. A symbolic link exists, even a dangling one: it is refused when read, never replaced
+ * or followed. */
 static int file_exists(const char *path)
 {
     struct stat st;
-    if (stat(path, &st) == 0)
+    if (lstat(path, &st) == 0)
         return 1;
     if (errno == ENOENT || errno == ENOTDIR)
         return 0;
@@ -193,8 +195,9 @@ out:
     return rc;
 }
 
-/* Reads a whole small file. A secret file must be a regular file that group and others cannot
- * read. The caller frees *data (after OPENSSL_cleanse() for a secret). */
+/* Reads a whole small file, opened by xs_file_open_read(): no link followed, no waiting on a
+ * FIFO, a regular file of ours that others cannot change, and for a secret one cannot read. The
+ * caller frees *data (after OPENSSL_cleanse() for a secret). */
 static int read_file(const char *path, int secret, char **data, size_t *len)
 {
     struct stat st;
@@ -205,20 +208,13 @@ static int read_file(const char *path, int secret, char **data, size_t *len)
 
     *data = NULL;
     *len = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        set_error("cannot open %s: %s", path, strerror(errno));
-        return XS_EIO;
+    rc = xs_file_open_read(path, secret ? "the CA key" : "the CA certificate", secret, &fd);
+    if (rc != 0) {
+        set_error("%s", xs_file_error());
+        return rc;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_error("%s is not a regular file; restore it or pass --ca-dir DIR", path);
-        rc = XS_EIO;
-        goto out;
-    }
-    if (secret && (st.st_mode & 077) != 0) {
-        set_error("%s is accessible by group or others (mode %04o); run `chmod 600 %s`, and make "
-                  "a new CA if others may have read it",
-                  path, (unsigned)(st.st_mode & 07777), path);
+    if (fstat(fd, &st) != 0) {
+        set_error("cannot examine %s: %s", path, strerror(errno));
         rc = XS_EIO;
         goto out;
     }
@@ -610,11 +606,8 @@ static int create_ca(xs_ca *ca)
     char *cert_tmp = NULL;
     char *data;
     long len;
-    int rc;
+    int rc = 0;
 
-    rc = make_dir(ca->dir);
-    if (rc != 0)
-        goto out;
     key = EVP_EC_gen("P-256");
     cert = key != NULL ? make_ca_cert(key) : NULL;
     key_bio = BIO_new(BIO_s_secmem());
@@ -682,6 +675,7 @@ out:
 int xs_ca_open(const char *dir, int create, xs_ca **out)
 {
     xs_ca *ca = NULL;
+    struct stat st;
     int have_cert, have_key;
     int rc = 0;
 
@@ -709,6 +703,21 @@ int xs_ca_open(const char *dir, int create, xs_ca **out)
         goto nomem;
     }
 
+    /* The directory is checked before anything in it is believed: whoever can write to it can
+     * plant the CA that clients are told to trust. A missing one is made (mode 0700) only when
+     * asked to create a CA; without that the message below says how to make one. */
+    if (create) {
+        rc = make_dir(ca->dir);
+        if (rc != 0)
+            goto out;
+    }
+    if (create || lstat(ca->dir, &st) == 0) {
+        rc = xs_file_check_dir(ca->dir, "the CA directory");
+        if (rc != 0) {
+            set_error("%s", xs_file_error());
+            goto out;
+        }
+    }
     have_cert = file_exists(ca->cert_path);
     have_key = file_exists(ca->key_path);
     if (have_cert < 0 || have_key < 0) {

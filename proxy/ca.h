@@ -35,11 +35,14 @@ typedef struct xs_ca xs_ca;
 int xs_ca_default_dir(char *buf, size_t cap);
 
 /* Loads the CA from dir/ca.crt and dir/ca.key. When both are absent and create != 0, makes a new
- * CA there first (dir created with mode 0700 if missing, parents as by mkdir -p). The key must
- * not be readable by group or others. On success *out is the CA, freed with xs_ca_free().
- * Returns 0, XS_EIO (files missing, unreadable, permissions), XS_ETLS (bad PEM, key and
- * certificate do not match, not a CA), XS_ENOMEM or XS_EINVAL; xs_ca_error() gives the cause
- * and the fix in one line. */
+ * CA there first (dir created with mode 0700 if missing, parents as by mkdir -p). As ssh's
+ * StrictModes (proxy/file.h): the directory must not be a symbolic link, must belong to the
+ * effective user and not be writable by group or others; the files must be regular files of
+ * that user, reached without following a link and opened without blocking, and the key must not
+ * be readable by group or others. On success *out is the CA, freed with xs_ca_free().
+ * Returns 0, XS_EINVAL (no directory given, or the directory or a file refused: a configuration
+ * error), XS_EIO (files missing, unreadable), XS_ETLS (bad PEM, key and certificate do not
+ * match, not a CA) or XS_ENOMEM; xs_ca_error() gives the cause and the fix in one line. */
 int xs_ca_open(const char *dir, int create, xs_ca **out);
 
 /* 1 if xs_ca_open() created this CA, 0 if it loaded an existing one. */

@@ -469,10 +469,89 @@ static void test_ca_refuses_key_readable_by_others(void **state)
     xs_ca_free(ca);
     path_in(key, sizeof(key), dir, "ca.key");
     assert_int_equal(chmod(key, 0640), 0);
-    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EIO);
+    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
     assert_null(ca);
     assert_non_null(strstr(xs_ca_error(), "chmod 600"));
     assert_int_equal(chmod(key, 0600), 0);
+    assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
+    xs_ca_free(ca);
+}
+
+/* A CA directory someone else could write to, or reach through a link, is not trusted: whoever
+ * writes there plants the CA that clients are told to trust. */
+static void test_ca_refuses_untrusted_dir(void **state)
+{
+    struct fixture *f = *state;
+    char dir[600], link_path[600];
+    xs_ca *ca = NULL;
+
+    path_in(dir, sizeof(dir), f->dir, "ca");
+    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    xs_ca_free(ca);
+    ca = NULL;
+
+    assert_int_equal(chmod(dir, 0777), 0);
+    assert_int_equal(xs_ca_open(dir, 0, &ca), XS_EINVAL);
+    assert_null(ca);
+    assert_non_null(strstr(xs_ca_error(), "refusing the CA directory"));
+    assert_non_null(strstr(xs_ca_error(), "writable by group or others (mode 0777)"));
+    assert_int_equal(chmod(dir, 0700), 0);
+
+    path_in(link_path, sizeof(link_path), f->dir, "ca-link");
+    assert_int_equal(symlink(dir, link_path), 0);
+    assert_int_equal(xs_ca_open(link_path, 1, &ca), XS_EINVAL);
+    assert_non_null(strstr(xs_ca_error(), "it is a symbolic link"));
+    /* "ca-link/" names the same link. */
+    char slash[620];
+    snprintf(slash, sizeof(slash), "%s/", link_path);
+    assert_int_equal(xs_ca_open(slash, 0, &ca), XS_EINVAL);
+
+    if (geteuid() == 0) {
+        assert_int_equal(chown(dir, 65534, 65534), 0);
+        assert_int_equal(xs_ca_open(dir, 0, &ca), XS_EINVAL);
+        assert_non_null(strstr(xs_ca_error(), "belongs to uid 65534"));
+        assert_int_equal(chown(dir, 0, 0), 0);
+    }
+    assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
+    xs_ca_free(ca);
+}
+
+/* ca.crt as a FIFO used to hang start-up forever in open(); a linked ca.key is not followed. */
+static void test_ca_refuses_fifo_and_linked_files(void **state)
+{
+    struct fixture *f = *state;
+    char dir[600], crt[700], key[700], elsewhere[700];
+    xs_ca *ca = NULL;
+
+    path_in(dir, sizeof(dir), f->dir, "ca");
+    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    xs_ca_free(ca);
+    ca = NULL;
+    path_in(crt, sizeof(crt), dir, "ca.crt");
+    path_in(key, sizeof(key), dir, "ca.key");
+    path_in(elsewhere, sizeof(elsewhere), f->dir, "moved.crt");
+
+    assert_int_equal(rename(crt, elsewhere), 0);
+    assert_int_equal(mkfifo(crt, 0600), 0);
+    alarm(20); /* a hang fails the test rather than the CI job */
+    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
+    alarm(0);
+    assert_null(ca);
+    assert_non_null(strstr(xs_ca_error(), "refusing the CA certificate"));
+    assert_non_null(strstr(xs_ca_error(), "a FIFO (named pipe), not a regular file"));
+
+    /* A link, even to the genuine certificate, is not followed. */
+    assert_int_equal(unlink(crt), 0);
+    assert_int_equal(symlink(elsewhere, crt), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
+    assert_non_null(strstr(xs_ca_error(), "it is a symbolic link"));
+    /* A dangling link counts as present: never replaced by a new CA, never followed. */
+    assert_int_equal(unlink(crt), 0);
+    assert_int_equal(symlink("/nonexistent/ca.crt", crt), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
+    assert_non_null(strstr(xs_ca_error(), "it is a symbolic link"));
+    assert_int_equal(unlink(crt), 0);
+    assert_int_equal(rename(elsewhere, crt), 0);
     assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
     xs_ca_free(ca);
 }
@@ -654,6 +733,14 @@ static void test_ca_cmd_exit_codes(void **state)
     assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 3, opt), 2);
     assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 3, extra), 2);
     assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 3, nodir), 2);
+    /* A refused CA directory is a configuration error. */
+    char bad[600];
+    path_in(bad, sizeof(bad), f->dir, "open");
+    assert_int_equal(mkdir(bad, 0777), 0);
+    assert_int_equal(chmod(bad, 0777), 0);
+    const char *init_bad[] = {"ca", "init", "--ca-dir", bad};
+    assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 4, init_bad), 2);
+    assert_non_null(strstr(err, "writable by group or others"));
     /* `show` never creates a CA. */
     assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 4, show_empty), 1);
     assert_non_null(strstr(err, "xmppscope ca init"));
@@ -673,6 +760,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ca_forge_rejects_bad_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_open_without_create_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_refuses_key_readable_by_others, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_refuses_untrusted_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_refuses_fifo_and_linked_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_half_present_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_mismatched_pair_is_an_error, setup, teardown),
         cmocka_unit_test(test_ca_default_dir),
