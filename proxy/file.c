@@ -113,8 +113,8 @@ static int check_stat(const struct stat *st, const char *path, const char *what,
 }
 
 /* Checks the open descriptor and makes it blocking again: O_NONBLOCK was only there so that
- * opening a FIFO could not hang. */
-static int check_fd(int fd, const char *path, const char *what, int secret)
+ * opening a FIFO could not hang. `chardev_ok`: a character device passes (see below). */
+static int check_fd(int fd, const char *path, const char *what, int secret, int chardev_ok)
 {
     struct stat st;
     int flags;
@@ -124,7 +124,9 @@ static int check_fd(int fd, const char *path, const char *what, int secret)
         set_error("cannot examine %s %s: %s", what, path, strerror(errno));
         return XS_EIO;
     }
-    rc = check_stat(&st, path, what, 0, secret);
+    /* A character device (/dev/null, /dev/full) is written to as it is: only root can make one,
+     * so no other user can have planted it, and the system's are shared by design. */
+    rc = chardev_ok && S_ISCHR(st.st_mode) ? 0 : check_stat(&st, path, what, 0, secret);
     if (rc != 0)
         return rc;
     flags = fcntl(fd, F_GETFL);
@@ -147,9 +149,9 @@ int xs_file_open_append(const char *path, const char *what, int *fd, int *others
              0600);
     if (f < 0)
         return open_failed(path, what, "writes", errno);
-    rc = check_fd(f, path, what, 0);
+    rc = check_fd(f, path, what, 0, 1);
     if (rc == 0 && fstat(f, &st) == 0)
-        *others_read = (st.st_mode & 044) != 0;
+        *others_read = S_ISREG(st.st_mode) && (st.st_mode & 044) != 0;
     if (rc != 0) {
         close(f);
         return rc;
@@ -167,7 +169,7 @@ int xs_file_open_read(const char *path, const char *what, int secret, int *fd)
     f = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (f < 0)
         return open_failed(path, what, "trusts", errno);
-    rc = check_fd(f, path, what, secret);
+    rc = check_fd(f, path, what, secret, 0);
     if (rc != 0) {
         close(f);
         return rc;

@@ -18,11 +18,12 @@
 #ifndef XS_PROXY_FILE_H
 #define XS_PROXY_FILE_H
 
-/* Opens `path` to append to it, creating it with mode 0600 when missing. `what` names the file
- * in messages as the user gave it ("--keylog", "SSLKEYLOGFILE", "--write"). On success *fd is a
- * blocking, close-on-exec descriptor the caller closes, and *others_read is 1 when group or
- * others may read the file (the caller may warn: it was made that way by its owner). Returns 0,
- * XS_EINVAL (refused) or XS_EIO; xs_file_error() says why. */
+/* Opens `path` to append to it, creating it with mode 0600 when missing. A character device
+ * (/dev/null, /dev/full) is accepted whatever its owner and mode: only root can make one. `what`
+ * names the file in messages as the user gave it ("--keylog", "SSLKEYLOGFILE", "--write"). On
+ * success *fd is a blocking, close-on-exec descriptor the caller closes, and *others_read is 1 when
+ * group or others may read the file (the caller may warn: it was made that way by its owner).
+ * Returns 0, XS_EINVAL (refused) or XS_EIO; xs_file_error() says why. */
 int xs_file_open_append(const char *path, const char *what, int *fd, int *others_read);
 
 /* Opens an existing file to read it: no link followed, no blocking; a regular file of the

@@ -874,6 +874,9 @@ static int on_established(xs_tls *t)
 
     t->established = 1;
     snapshot_info(t);
+    /* Only the certificate needed it; idle connections must stay small. */
+    free(t->local_ip);
+    t->local_ip = NULL;
     if (t->early_len > 0 && !t->shut)
         rc = write_all(t, t->early, t->early_len);
     if (t->early != NULL) {

@@ -120,6 +120,21 @@ static void test_file_append_creates_0600_and_appends(void **state)
     close(fd);
 }
 
+/* Only root can make a device node, so none can have been planted: /dev/null and /dev/full
+ * (root's, writable by all) are written to as they are. Reading the CA from one is refused. */
+static void test_file_append_accepts_character_device(void **state)
+{
+    int fd = -1, others = 1;
+    (void)state;
+
+    assert_int_equal(xs_file_open_append("/dev/null", "--write", &fd, &others), 0);
+    assert_int_equal(others, 0);
+    assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    close(fd);
+    assert_int_equal(xs_file_open_read("/dev/null", "the CA certificate", 0, &fd), XS_EINVAL);
+    assert_error_has("a character device, not a regular file", NULL);
+}
+
 static void test_file_append_refuses_symlink(void **state)
 {
     struct fixture *f = *state;
@@ -277,6 +292,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_file_append_creates_0600_and_appends, setup, teardown),
+        cmocka_unit_test(test_file_append_accepts_character_device),
         cmocka_unit_test_setup_teardown(test_file_append_refuses_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_fifo_refused_without_hang, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_refuses_directory_and_missing_parent, setup,
