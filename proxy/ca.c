@@ -27,6 +27,7 @@
 #include <openssl/x509v3.h>
 
 #include "inspect/error.h"
+#include "proxy/file.h"
 
 #define CA_DAYS (10 * 365 + 3)
 #define LEAF_DAYS 365
@@ -38,7 +39,7 @@
 #define MAX_NAME 253
 
 struct cache_entry {
-    char *name; /* normalized */
+    char *name; /* the normalized name, then " " and the extra address if there is one */
     X509 *cert;
     uint64_t used; /* value of the CA's clock at the last lookup */
 };
@@ -131,11 +132,12 @@ int xs_ca_default_dir(char *buf, size_t cap)
 }
 
 /* Returns 1 if path exists, 0 if it does not, a negative code (with the error set) if it cannot
- * be told. */
+ * be told. A symbolic link exists, even a dangling one: it is refused when read, never replaced
+ * or followed. */
 static int file_exists(const char *path)
 {
     struct stat st;
-    if (stat(path, &st) == 0)
+    if (lstat(path, &st) == 0)
         return 1;
     if (errno == ENOENT || errno == ENOTDIR)
         return 0;
@@ -193,8 +195,9 @@ out:
     return rc;
 }
 
-/* Reads a whole small file. A secret file must be a regular file that group and others cannot
- * read. The caller frees *data (after OPENSSL_cleanse() for a secret). */
+/* Reads a whole small file, opened by xs_file_open_read(): no link followed, no waiting on a
+ * FIFO, a regular file of ours that others cannot change, and for a secret one cannot read. The
+ * caller frees *data (after OPENSSL_cleanse() for a secret). */
 static int read_file(const char *path, int secret, char **data, size_t *len)
 {
     struct stat st;
@@ -205,20 +208,13 @@ static int read_file(const char *path, int secret, char **data, size_t *len)
 
     *data = NULL;
     *len = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        set_error("cannot open %s: %s", path, strerror(errno));
-        return XS_EIO;
+    rc = xs_file_open_read(path, secret ? "the CA key" : "the CA certificate", secret, &fd);
+    if (rc != 0) {
+        set_error("%s", xs_file_error());
+        return rc;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_error("%s is not a regular file; restore it or pass --ca-dir DIR", path);
-        rc = XS_EIO;
-        goto out;
-    }
-    if (secret && (st.st_mode & 077) != 0) {
-        set_error("%s is accessible by group or others (mode %04o); run `chmod 600 %s`, and make "
-                  "a new CA if others may have read it",
-                  path, (unsigned)(st.st_mode & 07777), path);
+    if (fstat(fd, &st) != 0) {
+        set_error("cannot examine %s: %s", path, strerror(errno));
         rc = XS_EIO;
         goto out;
     }
@@ -370,12 +366,42 @@ fail:
 
 /* Forges the certificate for `name`, signed by the CA, for `leaf_key`. Depends on nothing else:
  * the cache in front of it may drop and remake certificates at will. */
+/* Appends `name` to a subjectAltName list: an iPAddress for an IP literal, else a dNSName. */
+static int push_san(GENERAL_NAMES *san, const struct leaf_name *name)
+{
+    GENERAL_NAME *gen = GENERAL_NAME_new();
+
+    if (gen == NULL)
+        return 0;
+    if (name->is_ip) {
+        ASN1_OCTET_STRING *ip = ASN1_OCTET_STRING_new();
+        if (ip == NULL || !ASN1_OCTET_STRING_set(ip, name->ip, name->ip_len)) {
+            ASN1_OCTET_STRING_free(ip);
+            goto fail;
+        }
+        GENERAL_NAME_set0_value(gen, GEN_IPADD, ip);
+    } else {
+        ASN1_IA5STRING *dns = ASN1_IA5STRING_new();
+        if (dns == NULL || !ASN1_STRING_set(dns, name->text, -1)) {
+            ASN1_IA5STRING_free(dns);
+            goto fail;
+        }
+        GENERAL_NAME_set0_value(gen, GEN_DNS, dns);
+    }
+    if (sk_GENERAL_NAME_push(san, gen))
+        return 1;
+fail:
+    GENERAL_NAME_free(gen);
+    return 0;
+}
+
+/* The leaf for `name`; `extra_ip`, when not NULL, is an IP address the certificate also carries
+ * as a second subjectAltName (the address a client without SNI connected to). */
 static X509 *forge_leaf(X509 *ca_cert, EVP_PKEY *ca_key, EVP_PKEY *leaf_key,
-                        const struct leaf_name *name)
+                        const struct leaf_name *name, const struct leaf_name *extra_ip)
 {
     X509 *x = X509_new();
     GENERAL_NAMES *san = NULL;
-    GENERAL_NAME *gen = NULL;
     X509_NAME *n;
 
     if (x == NULL)
@@ -407,27 +433,10 @@ static X509 *forge_leaf(X509 *ca_cert, EVP_PKEY *ca_key, EVP_PKEY *leaf_key,
     /* The SAN is built by hand, not from openssl.cnf syntax, so that no character of a name
      * a client sent can be read as syntax. */
     san = GENERAL_NAMES_new();
-    gen = GENERAL_NAME_new();
-    if (san == NULL || gen == NULL)
+    if (san == NULL || !push_san(san, name))
         goto fail;
-    if (name->is_ip) {
-        ASN1_OCTET_STRING *ip = ASN1_OCTET_STRING_new();
-        if (ip == NULL || !ASN1_OCTET_STRING_set(ip, name->ip, name->ip_len)) {
-            ASN1_OCTET_STRING_free(ip);
-            goto fail;
-        }
-        GENERAL_NAME_set0_value(gen, GEN_IPADD, ip);
-    } else {
-        ASN1_IA5STRING *dns = ASN1_IA5STRING_new();
-        if (dns == NULL || !ASN1_STRING_set(dns, name->text, -1)) {
-            ASN1_IA5STRING_free(dns);
-            goto fail;
-        }
-        GENERAL_NAME_set0_value(gen, GEN_DNS, dns);
-    }
-    if (!sk_GENERAL_NAME_push(san, gen))
+    if (extra_ip != NULL && !push_san(san, extra_ip))
         goto fail;
-    gen = NULL;
     if (!X509_add1_ext_i2d(x, NID_subject_alt_name, san, 0, X509V3_ADD_DEFAULT))
         goto fail;
     if (!X509_sign(x, ca_key, EVP_sha256()))
@@ -435,7 +444,6 @@ static X509 *forge_leaf(X509 *ca_cert, EVP_PKEY *ca_key, EVP_PKEY *leaf_key,
     GENERAL_NAMES_free(san);
     return x;
 fail:
-    GENERAL_NAME_free(gen);
     GENERAL_NAMES_free(san);
     X509_free(x);
     return NULL;
@@ -598,11 +606,8 @@ static int create_ca(xs_ca *ca)
     char *cert_tmp = NULL;
     char *data;
     long len;
-    int rc;
+    int rc = 0;
 
-    rc = make_dir(ca->dir);
-    if (rc != 0)
-        goto out;
     key = EVP_EC_gen("P-256");
     cert = key != NULL ? make_ca_cert(key) : NULL;
     key_bio = BIO_new(BIO_s_secmem());
@@ -670,6 +675,7 @@ out:
 int xs_ca_open(const char *dir, int create, xs_ca **out)
 {
     xs_ca *ca = NULL;
+    struct stat st;
     int have_cert, have_key;
     int rc = 0;
 
@@ -697,6 +703,21 @@ int xs_ca_open(const char *dir, int create, xs_ca **out)
         goto nomem;
     }
 
+    /* The directory is checked before anything in it is believed: whoever can write to it can
+     * plant the CA that clients are told to trust. A missing one is made (mode 0700) only when
+     * asked to create a CA; without that the message below says how to make one. */
+    if (create) {
+        rc = make_dir(ca->dir);
+        if (rc != 0)
+            goto out;
+    }
+    if (create || lstat(ca->dir, &st) == 0) {
+        rc = xs_file_check_dir(ca->dir, "the CA directory");
+        if (rc != 0) {
+            set_error("%s", xs_file_error());
+            goto out;
+        }
+    }
     have_cert = file_exists(ca->cert_path);
     have_key = file_exists(ca->key_path);
     if (have_cert < 0 || have_key < 0) {
@@ -877,8 +898,15 @@ static int still_fresh(X509 *cert)
 
 int xs_ca_forge(xs_ca *ca, const char *name, X509 **cert)
 {
-    struct leaf_name ln;
+    return xs_ca_forge_ip(ca, name, NULL, cert);
+}
+
+int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, X509 **cert)
+{
+    struct leaf_name ln, extra;
+    const struct leaf_name *extra_ip = NULL;
     struct cache_entry *e;
+    char cache_key[2 * (MAX_NAME + 1)];
     char *key = NULL;
     X509 *x;
 
@@ -888,7 +916,21 @@ int xs_ca_forge(xs_ca *ca, const char *name, X509 **cert)
                   name != NULL ? name : "(null)");
         return XS_EINVAL;
     }
-    e = cache_find(ca, ln.text);
+    if (ip != NULL) {
+        if (normalize_name(ip, &extra) != 0 || !extra.is_ip) {
+            set_error("cannot forge a certificate for %s: \"%.80s\" is not an IP address", ln.text,
+                      ip);
+            return XS_EINVAL;
+        }
+        /* A name that is that very address needs it once. */
+        if (strcmp(extra.text, ln.text) != 0)
+            extra_ip = &extra;
+    }
+    /* The address is part of the key: the same name reached at two addresses makes two
+     * certificates, each carrying its own address. A space appears in no name. */
+    snprintf(cache_key, sizeof(cache_key), "%s%s%s", ln.text, extra_ip != NULL ? " " : "",
+             extra_ip != NULL ? extra_ip->text : "");
+    e = cache_find(ca, cache_key);
     if (e != NULL && still_fresh(e->cert)) {
         e->used = ++ca->clock;
         X509_up_ref(e->cert);
@@ -897,14 +939,14 @@ int xs_ca_forge(xs_ca *ca, const char *name, X509 **cert)
     }
 
     if (e == NULL) {
-        key = strdup(ln.text);
+        key = strdup(cache_key);
         if (key == NULL) {
             set_error("out of memory");
             return XS_ENOMEM;
         }
     }
     ERR_clear_error();
-    x = forge_leaf(ca->cert, ca->key, ca->leaf_key, &ln);
+    x = forge_leaf(ca->cert, ca->key, ca->leaf_key, &ln, extra_ip);
     if (x == NULL) {
         set_error("cannot forge a certificate for %s", ln.text);
         append_openssl_errors();

@@ -5,8 +5,9 @@
  * 0600, never readable by anyone else at any moment). The key is EC P-256.
  *
  * Forging is a pure function of the CA, the requested name and one leaf key generated for each
- * xs_ca at xs_ca_open(); a bounded cache in front of it keeps one certificate per name. Each leaf
- * has CN and subjectAltName set to the name (an IP address SAN for an IP literal), serverAuth,
+ * xs_ca at xs_ca_open(); a bounded cache in front of it keeps one certificate per name (and
+ * address). Each leaf has CN and subjectAltName set to the name (an IP address SAN for an IP
+ * literal), optionally a second IP address SAN (the address the client connected to), serverAuth,
  * a random serial and a validity from one hour ago to 365 days ahead.
  *
  * Nothing here is thread-safe. OpenSSL's headers are included only by ca.c and tls.c; the two
@@ -34,11 +35,14 @@ typedef struct xs_ca xs_ca;
 int xs_ca_default_dir(char *buf, size_t cap);
 
 /* Loads the CA from dir/ca.crt and dir/ca.key. When both are absent and create != 0, makes a new
- * CA there first (dir created with mode 0700 if missing, parents as by mkdir -p). The key must
- * not be readable by group or others. On success *out is the CA, freed with xs_ca_free().
- * Returns 0, XS_EIO (files missing, unreadable, permissions), XS_ETLS (bad PEM, key and
- * certificate do not match, not a CA), XS_ENOMEM or XS_EINVAL; xs_ca_error() gives the cause
- * and the fix in one line. */
+ * CA there first (dir created with mode 0700 if missing, parents as by mkdir -p). As ssh's
+ * StrictModes (proxy/file.h): the directory must not be a symbolic link, must belong to the
+ * effective user and not be writable by group or others; the files must be regular files of
+ * that user, reached without following a link and opened without blocking, and the key must not
+ * be readable by group or others. On success *out is the CA, freed with xs_ca_free().
+ * Returns 0, XS_EINVAL (no directory given, or the directory or a file refused: a configuration
+ * error), XS_EIO (files missing, unreadable), XS_ETLS (bad PEM, key and certificate do not
+ * match, not a CA) or XS_ENOMEM; xs_ca_error() gives the cause and the fix in one line. */
 int xs_ca_open(const char *dir, int create, xs_ca **out);
 
 /* 1 if xs_ca_open() created this CA, 0 if it loaded an existing one. */
@@ -68,6 +72,12 @@ int xs_ca_validity(const xs_ca *ca, time_t *not_before, time_t *not_after);
  * caller releases with X509_free(). Returns 0, XS_EINVAL (a name no certificate can carry),
  * XS_ETLS or XS_ENOMEM; xs_ca_error() says why. */
 int xs_ca_forge(xs_ca *ca, const char *name, struct x509_st **cert);
+
+/* As xs_ca_forge(), and when `ip` is not NULL the certificate also carries that IP address (an
+ * IP literal, IPv6 possibly in brackets) as a subjectAltName: the address a client connected to,
+ * which a client that dialled an address rather than a name checks. Certificates are cached per
+ * (name, ip) pair. Returns XS_EINVAL as well when `ip` is not an IP literal. */
+int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, struct x509_st **cert);
 
 /* The private key of every forged certificate. Borrowed: valid until xs_ca_free(). */
 struct evp_pkey_st *xs_ca_leaf_key(const xs_ca *ca);

@@ -139,7 +139,7 @@ int xs_ca_cmd_main(int argc, char **argv)
     rc = xs_ca_open(dir, strcmp(cmd, "init") == 0, &ca);
     if (rc != 0) {
         fprintf(stderr, "xmppscope ca: %s\n", xs_ca_error());
-        return 1;
+        return rc == XS_EINVAL ? 2 : 1; /* a directory or file refused is a configuration error */
     }
     if (strcmp(cmd, "init") == 0) {
         printf(xs_ca_created(ca) ? "Created a new CA in %s\n" : "A CA already exists in %s\n", dir);

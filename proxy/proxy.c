@@ -10,6 +10,7 @@
 #include "filters/features.h"
 #include "inspect/error.h"
 #include "proxy/ca.h"
+#include "proxy/file.h"
 #include "proxy/tls.h"
 
 #include <errno.h>
@@ -609,6 +610,31 @@ static int io_write_delayed(void *ctx, xs_side side, const char *data, size_t le
     return delay_push(l, data, len, uv_now(c->p->loop) + ms);
 }
 
+/* Gives the client leg's TLS the address the client connected to, for the forged certificate's
+ * IP address SAN: a client that dialled an address sends no SNI and checks that address. An
+ * IPv4 client of a dual-stack listener is named by its IPv4 address, as it dialled it. */
+static int set_local_ip(leg *cl)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN];
+
+    if (uv_tcp_getsockname(&cl->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return 0; /* no address: the certificate carries the name only */
+    if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, &a->s6_addr[12], ip, sizeof(ip));
+        else
+            inet_ntop(AF_INET6, a, ip, sizeof(ip));
+    } else if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
+    } else {
+        return 0;
+    }
+    return xs_tls_set_local_ip(cl->tls, ip);
+}
+
 static int io_start_tls(void *ctx, xs_side side, const char *name)
 {
     conn *c = ctx;
@@ -617,6 +643,8 @@ static int io_start_tls(void *ctx, xs_side side, const char *name)
     int rc;
     if (side == XS_CLIENT) {
         rc = xs_tls_new(p->server_ctx, name && name[0] ? name : NULL, &l->tls);
+        if (rc == 0 && p->ca != NULL)
+            rc = set_local_ip(l);
     } else {
         const char *host = c->server_mode == XS_TLSMODE_DIRECT ? p->upd_host : p->up_host;
         const char *port = c->server_mode == XS_TLSMODE_DIRECT ? p->upd_port : p->up_port;
@@ -1032,6 +1060,8 @@ static void on_connection(uv_stream_t *server, int status)
             inet_pton(AF_INET6, p->upd_host, &ip) != 1)
             defname = p->upd_host;
         rc = xs_tls_new(p->server_ctx, defname, &cl->tls);
+        if (rc == 0 && p->ca != NULL)
+            rc = set_local_ip(cl);
         if (rc < 0) {
             xs_session_on_closed(c->s, XS_CLIENT, rc, "cannot create a TLS connection");
             conn_settle(c);
@@ -1369,20 +1399,28 @@ static void keylog_line(void *user, const char *line)
     fflush(f);
 }
 
-static FILE *open_private(const char *path, const char *what)
+/* Opens a file that will hold secrets (the log, the key log) to append to it: never through a
+ * link, never a FIFO, only a file of ours that others cannot write (proxy/file.h). `what` names
+ * it as the user gave it. Returns NULL with the reason said, and *status the exit status: 2 for
+ * a refused file (configuration), 1 for one that cannot be opened. */
+static FILE *open_private(const char *path, const char *what, int *status)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        say("cannot open the %s file %s: %s", what, path, strerror(errno));
+    int fd, others_read;
+    int rc = xs_file_open_append(path, what, &fd, &others_read);
+    if (rc != 0) {
+        say("%s", xs_file_error());
+        *status = rc == XS_EINVAL ? 2 : 1;
         return NULL;
     }
-    struct stat st;
-    if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0)
-        say("warning: %s is readable by others (mode %03o); it holds secrets: chmod 600 %s", path,
-            (unsigned)(st.st_mode & 0777), path);
+    if (others_read)
+        say("warning: %s %s is readable by others; it holds secrets: chmod 600 %s", what, path,
+            path);
     FILE *f = fdopen(fd, "a");
-    if (f == NULL)
+    if (f == NULL) {
+        say("cannot open %s %s: %s", what, path, strerror(errno));
         close(fd);
+        *status = 1;
+    }
     return f;
 }
 
@@ -1403,9 +1441,10 @@ static int setup_tls(proxy *p)
             }
             d = dir;
         }
-        if (xs_ca_open(d, 1, &p->ca) < 0) {
+        int rc = xs_ca_open(d, 1, &p->ca);
+        if (rc < 0) {
             say("%s", xs_ca_error());
-            return 1;
+            return rc == XS_EINVAL ? 2 : 1; /* a refused directory or file: configuration */
         }
         char fp[XS_CA_FINGERPRINT_LEN];
         xs_ca_fingerprint(p->ca, fp, sizeof(fp));
@@ -1427,9 +1466,10 @@ static int setup_tls(proxy *p)
             "the path to it can read and change this traffic");
     const char *kl = cfg->keylog_path ? cfg->keylog_path : getenv("SSLKEYLOGFILE");
     if (kl != NULL && kl[0]) {
-        p->keylog = open_private(kl, "key log");
+        int status = 1;
+        p->keylog = open_private(kl, cfg->keylog_path ? "--keylog" : "SSLKEYLOGFILE", &status);
         if (p->keylog == NULL)
-            return 1;
+            return status;
         xs_tls_ctx_set_keylog(p->server_ctx, keylog_line, p->keylog);
         xs_tls_ctx_set_keylog(p->client_ctx, keylog_line, p->keylog);
         say("writing TLS secrets of both legs to %s (NSS key log format, for Wireshark)", kl);
@@ -1474,8 +1514,10 @@ int xs_proxy_run(const xs_proxy_config *cfg)
             p->fd_sessions = rl.rlim_cur > 48 ? (unsigned)((rl.rlim_cur - 32) / 2) : 8;
         }
     }
-    if (setup_tls(p) != 0)
+    status = setup_tls(p);
+    if (status != 0)
         goto out;
+    status = 1;
     if (load_rules(p, &p->rules) < 0) {
         status = 2;
         goto out;
@@ -1484,7 +1526,8 @@ int xs_proxy_run(const xs_proxy_config *cfg)
         say("rules: %zu from %s after the built-in rewrites (SIGHUP reloads them)",
             xs_rules_count_file(p->rules), cfg->rules_path);
     if (cfg->write_path != NULL) {
-        p->log_file = open_private(cfg->write_path, "log");
+        status = 1;
+        p->log_file = open_private(cfg->write_path, "--write", &status);
         if (p->log_file == NULL)
             goto out;
         /* Buffered: lines go out once per loop iteration (on_prepare), unless every line

@@ -63,6 +63,7 @@ struct xs_tls {
     int err_set;        /* a callback wrote err; keep it over OpenSSL's more generic text */
     char *server_name;  /* client: the name to verify */
     char *default_name; /* server: the name to forge for when there is no SNI */
+    char *local_ip;     /* server: the address the client connected to, a second SAN */
     char *sni;          /* server: what the client sent */
     char *cert_name;    /* server: what the forged certificate is for */
     char *resume_key;   /* client */
@@ -432,11 +433,12 @@ static int cert_cb(SSL *ssl, void *arg)
     if (name == NULL) {
         snprintf(err_buf(t), TLS_ERR_LEN,
                  "the client sent no server name (SNI) and no default name was set, so there is "
-                 "no name to make a certificate for");
+                 "no name to make a certificate for; pass --server-name NAME (the XMPP domain "
+                 "the client logs in to)");
         t->err_set = 1;
         return 0;
     }
-    if (xs_ca_forge(ctx->ca, name, &cert) != 0) {
+    if (xs_ca_forge_ip(ctx->ca, name, t->local_ip, &cert) != 0) {
         snprintf(err_buf(t), TLS_ERR_LEN, "%s", xs_ca_error());
         t->err_set = 1;
         return 0;
@@ -690,6 +692,7 @@ void xs_tls_free(xs_tls *t)
     SSL_free(t->ssl);
     free(t->server_name);
     free(t->default_name);
+    free(t->local_ip);
     free(t->sni);
     free(t->cert_name);
     free(t->resume_key);
@@ -719,6 +722,22 @@ int xs_tls_set_default_name(xs_tls *t, const char *name)
         return XS_ENOMEM;
     free(t->default_name);
     t->default_name = copy;
+    return 0;
+}
+
+int xs_tls_set_local_ip(xs_tls *t, const char *ip)
+{
+    unsigned char buf[16];
+    char *copy;
+
+    if (!t->ctx->server || t->started || ip == NULL ||
+        (inet_pton(AF_INET, ip, buf) != 1 && inet_pton(AF_INET6, ip, buf) != 1))
+        return XS_EINVAL;
+    copy = strdup(ip);
+    if (copy == NULL)
+        return XS_ENOMEM;
+    free(t->local_ip);
+    t->local_ip = copy;
     return 0;
 }
 
@@ -855,6 +874,9 @@ static int on_established(xs_tls *t)
 
     t->established = 1;
     snapshot_info(t);
+    /* Only the certificate needed it; idle connections must stay small. */
+    free(t->local_ip);
+    t->local_ip = NULL;
     if (t->early_len > 0 && !t->shut)
         rc = write_all(t, t->early, t->early_len);
     if (t->early != NULL) {

@@ -124,6 +124,13 @@ void xs_tls_free(xs_tls *t);
  * Returns 0, XS_EINVAL (client role, or a handshake already under way) or XS_ENOMEM. */
 int xs_tls_set_default_name(xs_tls *t, const char *name);
 
+/* Server role with a CA: the address the client connected to (an IPv4 or IPv6 literal), which
+ * every certificate forged for this connection also carries as an IP address SAN, so that a
+ * client that dialled the address (and so sent no SNI) can verify it. Call before the first
+ * handshake step. The string is copied. Returns 0, XS_EINVAL (client role, handshake started,
+ * not an IP literal) or XS_ENOMEM. */
+int xs_tls_set_local_ip(xs_tls *t, const char *ip);
+
 /* Client role: offer (on != 0) or do not offer ALPN "xmpp-client", overriding the context's
  * default. Call before the first handshake step. Returns 0 or XS_EINVAL / XS_ENOMEM. */
 int xs_tls_set_alpn(xs_tls *t, int on);

@@ -30,6 +30,7 @@ from xmpptest import rawclient  # noqa: E402
 from xmpptest.client import alice_to_bob, run_session  # noqa: E402
 from xmpptest.fakeserver import FakeServer, server_header  # noqa: E402
 from xmpptest.prosody import Prosody, free_ports, make_ca, make_server_cert  # noqa: E402
+from xmpptest.proxy import SANITIZER_PATTERN as SANITIZER  # noqa: E402
 from xmpptest.proxy import Proxy, ProxyError, xmppscope_binary  # noqa: E402
 
 DOMAIN = "example.test"
@@ -429,6 +430,57 @@ class RealSessions(ProsodyCase):
         self.assertEqual(x.wait(timeout=5), 0, "no prompt exit 0 after one SIGTERM")
         self.assertLess(time.monotonic() - t, 3)
         self.assertIn("stopped", x.stderr_text())
+
+    # -- direct TLS by IP address (issue 11, item 2) ---------------------------------------------
+    def no_sni_client(self, x):
+        """A direct-TLS client that dialled 127.0.0.1, as xmpp.js given xmpps://127.0.0.1:PORT:
+        no SNI, the chain verified against the proxy's CA, and the certificate checked against the
+        address by hand (Python checks names only when it sends one)."""
+        c = rawclient.RawClient(x.tls_port, timeout=5)
+        ctx = ssl.create_default_context(cafile=x.ca_file)
+        ctx.check_hostname = False
+        try:
+            c.sock = ctx.wrap_socket(c.sock, server_hostname=None)
+        except BaseException:
+            c.close()
+            raise
+        return c
+
+    def assert_ip_san_and_session(self, x, dns_name):
+        with self.no_sni_client(x) as c:
+            sans = c.sock.getpeercert().get("subjectAltName", ())
+            self.assertIn(("IP Address", HOST), sans)
+            self.assertIn(("DNS", dns_name), sans)
+            c.send(H)
+            self.assertIn(b"mechanisms", c.read_features())
+            c.send(rawclient.STREAM_END)
+
+    def test_direct_tls_by_ip_without_sni_gets_ip_san(self):
+        x = self.proxy(extra=["--server-name", DOMAIN])
+        self.assert_ip_san_and_session(x, DOMAIN)
+        # A real client on the same terms logs in and delivers a message.
+        self.chat(x, "direct", "PLAIN")
+
+    def test_direct_tls_without_sni_falls_back_to_upstream_name(self):
+        # --upstream-direct by name (localhost is 127.0.0.1 here) and no --server-name: the
+        # certificate is for that name and the address the client dialled.
+        x = self.start_proxy(upstream=(HOST, self.p.starttls_port),
+                             upstream_direct=("localhost", self.p.direct_tls_port),
+                             upstream_ca=self.p.ca_file)
+        self.assert_ip_san_and_session(x, "localhost")
+
+    def test_direct_tls_without_any_name_says_use_server_name(self):
+        x = self.proxy()  # the upstream is an IP address, and no --server-name
+        with self.assertRaises(ssl.SSLError):
+            with self.no_sni_client(x):
+                pass
+        deadline = time.monotonic() + 5
+        while "--server-name" not in x.stderr_text() + x.stdout_text() and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        out = x.stderr_text() + x.stdout_text()
+        self.assertIn("no server name (SNI)", out)
+        self.assertIn("pass --server-name NAME", out)
 
     # -- 6: key log -------------------------------------------------------------------------------
     def test_keylog(self):
@@ -914,6 +966,140 @@ class ErrorCases(ProxyCase):
         self.assertTrue(conn.received.endswith(H + b"</stream:stream>"), conn.received)
         self.assertEqual(x.wait(timeout=5), 0, "no prompt exit 0 after one SIGTERM")
         self.assertLess(time.monotonic() - t, 3)
+
+
+# =================================================================================================
+# Files trusted as found (issue 11, item 9): what a local user could plant is refused at start-up
+# =================================================================================================
+class FileSafety(unittest.TestCase):
+    """--keylog, SSLKEYLOGFILE, --write and --ca-dir as ssh's StrictModes would have them: no
+    link followed, no FIFO waited on, only files and directories of our own that nobody else
+    can write. Each refusal is a configuration error (exit status 2) that names the path, the
+    cause and the fix, and comes at once (a timeout proves that a FIFO does not hang)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="xmpptest-files-")
+        self.ca_dir = os.path.join(self.tmp, "ca")
+        self.target = os.path.join(self.tmp, "target")   # what a planted link points at
+        with open(self.target, "w") as f:
+            f.write("precious\n")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run_proxy(self, *args, env=None, ca_dir=None, timeout=15):
+        """Starts `xmppscope proxy` expecting it to give up at start-up; returns (status,
+        stderr). The upstream is never contacted: the files are opened before anything
+        listens."""
+        e = dict(os.environ)
+        e.pop("SSLKEYLOGFILE", None)
+        e.update(env or {})
+        argv = [xmppscope_binary(), "proxy", "--upstream", f"{HOST}:1", "--listen", f"{HOST}:0",
+                "--ca-dir", ca_dir or self.ca_dir, "--format", "none", *args]
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=e,
+                           timeout=timeout, cwd=self.tmp)
+        err = r.stderr.decode("utf-8", "replace")
+        self.assertIsNone(SANITIZER.search(err), err)
+        return r.returncode, err
+
+    def assert_refused(self, status, err, *needles):
+        self.assertEqual(status, 2, err)
+        for n in needles:
+            self.assertIn(n, err)
+        self.assertNotIn("listening on", err)
+        with open(self.target) as f:
+            self.assertEqual(f.read(), "precious\n", "the link's target was written")
+
+    def link(self, name):
+        path = os.path.join(self.tmp, name)
+        os.symlink(self.target, path)
+        return path
+
+    def test_keylog_symlink_refused(self):
+        path = self.link("keys")
+        status, err = self.run_proxy("--keylog", path)
+        self.assert_refused(status, err, f"refusing --keylog {path}: it is a symbolic link",
+                            "give the real path")
+
+    def test_sslkeylogfile_symlink_refused(self):
+        path = self.link("keys")
+        status, err = self.run_proxy(env={"SSLKEYLOGFILE": path})
+        self.assert_refused(status, err, f"refusing SSLKEYLOGFILE {path}: it is a symbolic link")
+
+    def test_write_symlink_refused(self):
+        path = self.link("log.jsonl")
+        status, err = self.run_proxy("--write", path)
+        self.assert_refused(status, err, f"refusing --write {path}: it is a symbolic link")
+
+    def test_keylog_of_another_user_refused(self):
+        if os.geteuid() != 0:
+            self.skipTest("only root can give a file to another user")
+        path = os.path.join(self.tmp, "keys")
+        with open(path, "w"):
+            pass
+        os.chmod(path, 0o600)
+        os.chown(path, 65534, 65534)
+        status, err = self.run_proxy("--keylog", path)
+        self.assert_refused(status, err, f"refusing --keylog {path}: it belongs to uid 65534")
+        self.assertEqual(os.path.getsize(path), 0)
+
+    def test_write_fifo_refused_without_hang(self):
+        path = os.path.join(self.tmp, "log.jsonl")
+        os.mkfifo(path, 0o600)
+        status, err = self.run_proxy("--write", path, timeout=10)
+        self.assert_refused(status, err, f"refusing --write {path}: it is a FIFO (named pipe)")
+
+    def test_keylog_writable_by_others_refused(self):
+        path = os.path.join(self.tmp, "keys")
+        with open(path, "w"):
+            pass
+        os.chmod(path, 0o666)
+        status, err = self.run_proxy("--keylog", path)
+        self.assert_refused(status, err, "writable by group or others (mode 0666)",
+                            f"chmod go-w {path}")
+
+    def test_ca_dir_symlink_refused(self):
+        real = os.path.join(self.tmp, "real-ca")
+        os.mkdir(real, 0o700)
+        link = os.path.join(self.tmp, "ca-link")
+        os.symlink(real, link)
+        status, err = self.run_proxy(ca_dir=link)
+        self.assert_refused(status, err, f"refusing the CA directory {link}: it is a symbolic link")
+        self.assertEqual(os.listdir(real), [], "a CA was created through the link")
+
+    def test_ca_dir_world_writable_refused(self):
+        os.mkdir(self.ca_dir)
+        os.chmod(self.ca_dir, 0o1777)
+        status, err = self.run_proxy()
+        self.assert_refused(status, err, f"refusing the CA directory {self.ca_dir}",
+                            "writable by group or others (mode 1777)")
+        self.assertEqual(os.listdir(self.ca_dir), [])
+        r = subprocess.run([xmppscope_binary(), "ca", "show", "--ca-dir", self.ca_dir],
+                           capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 2, r.stderr)
+
+    def test_ca_crt_fifo_refused_without_hang(self):
+        os.mkdir(self.ca_dir, 0o700)
+        os.mkfifo(os.path.join(self.ca_dir, "ca.crt"), 0o644)
+        fd = os.open(os.path.join(self.ca_dir, "ca.key"), os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+        status, err = self.run_proxy(timeout=10)
+        self.assert_refused(status, err, "refusing the CA certificate",
+                            "it is a FIFO (named pipe), not a regular file")
+
+    def test_good_files_are_used(self):
+        # The same flags with files of our own start the proxy (it is stopped at once).
+        keylog = os.path.join(self.tmp, "keys")
+        log = os.path.join(self.tmp, "log.jsonl")
+        x = Proxy(upstream=(HOST, 1), ca_dir=self.ca_dir, write=False,
+                  extra=["--keylog", keylog, "--write", log])
+        try:
+            self.assertEqual(x.stop(), 0)
+        finally:
+            x.cleanup()
+        for p in (keylog, log):
+            self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(self.ca_dir).st_mode), 0o700)
 
 
 if __name__ == "__main__":

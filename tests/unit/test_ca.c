@@ -294,6 +294,57 @@ static void test_ca_forge_ip_literal(void **state)
     xs_ca_free(ca);
 }
 
+/* A client that dialled an address sends no SNI and checks the certificate against that
+ * address: the certificate for the default name also carries the address the client connected
+ * to, and the cache keeps the two apart. */
+static void test_ca_forge_adds_local_address_san(void **state)
+{
+    struct fixture *f = *state;
+    char dir[600];
+    xs_ca *ca = NULL;
+    X509 *plain = NULL, *v4 = NULL, *v4b = NULL, *v6 = NULL, *self = NULL, *bad = NULL;
+
+    path_in(dir, sizeof(dir), f->dir, "ca");
+    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_forge(ca, "example.test", &plain), 0);
+    assert_int_equal(X509_check_ip_asc(plain, "127.0.0.1", 0), 0);
+
+    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "127.0.0.1", &v4), 0);
+    assert_ptr_not_equal(v4, plain); /* the address is part of the cache key */
+    assert_int_equal(X509_check_ip_asc(v4, "127.0.0.1", 0), 1);
+    assert_int_equal(X509_check_host(v4, "example.test", 0, 0, NULL), 1);
+    assert_int_equal(verify_leaf(xs_ca_cert_path(ca), v4, NULL, "127.0.0.1"), X509_V_OK);
+    assert_int_equal(verify_leaf(xs_ca_cert_path(ca), v4, "example.test", NULL), X509_V_OK);
+    assert_int_equal(verify_leaf(xs_ca_cert_path(ca), v4, NULL, "127.0.0.2"),
+                     X509_V_ERR_IP_ADDRESS_MISMATCH);
+    assert_int_equal(xs_ca_forge_ip(ca, "EXAMPLE.test.", "127.0.0.1", &v4b), 0);
+    assert_ptr_equal(v4, v4b);
+
+    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "[::1]", &v6), 0);
+    assert_ptr_not_equal(v6, v4);
+    assert_int_equal(X509_check_ip_asc(v6, "::1", 0), 1);
+    assert_int_equal(X509_check_ip_asc(v6, "127.0.0.1", 0), 0);
+
+    /* A name that is the address itself: one SAN, the certificate of the bare address. */
+    assert_int_equal(xs_ca_forge_ip(ca, "127.0.0.1", "127.0.0.1", &self), 0);
+    assert_int_equal(X509_check_ip_asc(self, "127.0.0.1", 0), 1);
+    GENERAL_NAMES *sans = X509_get_ext_d2i(self, NID_subject_alt_name, NULL, NULL);
+    assert_non_null(sans);
+    assert_int_equal(sk_GENERAL_NAME_num(sans), 1);
+    GENERAL_NAMES_free(sans);
+
+    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "example.org", &bad), XS_EINVAL);
+    assert_null(bad);
+    assert_non_null(strstr(xs_ca_error(), "not an IP address"));
+
+    X509_free(plain);
+    X509_free(v4);
+    X509_free(v4b);
+    X509_free(v6);
+    X509_free(self);
+    xs_ca_free(ca);
+}
+
 static void test_ca_cache_same_name_same_cert(void **state)
 {
     struct fixture *f = *state;
@@ -418,10 +469,89 @@ static void test_ca_refuses_key_readable_by_others(void **state)
     xs_ca_free(ca);
     path_in(key, sizeof(key), dir, "ca.key");
     assert_int_equal(chmod(key, 0640), 0);
-    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EIO);
+    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
     assert_null(ca);
     assert_non_null(strstr(xs_ca_error(), "chmod 600"));
     assert_int_equal(chmod(key, 0600), 0);
+    assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
+    xs_ca_free(ca);
+}
+
+/* A CA directory someone else could write to, or reach through a link, is not trusted: whoever
+ * writes there plants the CA that clients are told to trust. */
+static void test_ca_refuses_untrusted_dir(void **state)
+{
+    struct fixture *f = *state;
+    char dir[600], link_path[600];
+    xs_ca *ca = NULL;
+
+    path_in(dir, sizeof(dir), f->dir, "ca");
+    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    xs_ca_free(ca);
+    ca = NULL;
+
+    assert_int_equal(chmod(dir, 0777), 0);
+    assert_int_equal(xs_ca_open(dir, 0, &ca), XS_EINVAL);
+    assert_null(ca);
+    assert_non_null(strstr(xs_ca_error(), "refusing the CA directory"));
+    assert_non_null(strstr(xs_ca_error(), "writable by group or others (mode 0777)"));
+    assert_int_equal(chmod(dir, 0700), 0);
+
+    path_in(link_path, sizeof(link_path), f->dir, "ca-link");
+    assert_int_equal(symlink(dir, link_path), 0);
+    assert_int_equal(xs_ca_open(link_path, 1, &ca), XS_EINVAL);
+    assert_non_null(strstr(xs_ca_error(), "it is a symbolic link"));
+    /* "ca-link/" names the same link. */
+    char slash[620];
+    snprintf(slash, sizeof(slash), "%s/", link_path);
+    assert_int_equal(xs_ca_open(slash, 0, &ca), XS_EINVAL);
+
+    if (geteuid() == 0) {
+        assert_int_equal(chown(dir, 65534, 65534), 0);
+        assert_int_equal(xs_ca_open(dir, 0, &ca), XS_EINVAL);
+        assert_non_null(strstr(xs_ca_error(), "belongs to uid 65534"));
+        assert_int_equal(chown(dir, 0, 0), 0);
+    }
+    assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
+    xs_ca_free(ca);
+}
+
+/* ca.crt as a FIFO used to hang start-up forever in open(); a linked ca.key is not followed. */
+static void test_ca_refuses_fifo_and_linked_files(void **state)
+{
+    struct fixture *f = *state;
+    char dir[600], crt[700], key[700], elsewhere[700];
+    xs_ca *ca = NULL;
+
+    path_in(dir, sizeof(dir), f->dir, "ca");
+    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    xs_ca_free(ca);
+    ca = NULL;
+    path_in(crt, sizeof(crt), dir, "ca.crt");
+    path_in(key, sizeof(key), dir, "ca.key");
+    path_in(elsewhere, sizeof(elsewhere), f->dir, "moved.crt");
+
+    assert_int_equal(rename(crt, elsewhere), 0);
+    assert_int_equal(mkfifo(crt, 0600), 0);
+    alarm(20); /* a hang fails the test rather than the CI job */
+    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
+    alarm(0);
+    assert_null(ca);
+    assert_non_null(strstr(xs_ca_error(), "refusing the CA certificate"));
+    assert_non_null(strstr(xs_ca_error(), "a FIFO (named pipe), not a regular file"));
+
+    /* A link, even to the genuine certificate, is not followed. */
+    assert_int_equal(unlink(crt), 0);
+    assert_int_equal(symlink(elsewhere, crt), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
+    assert_non_null(strstr(xs_ca_error(), "it is a symbolic link"));
+    /* A dangling link counts as present: never replaced by a new CA, never followed. */
+    assert_int_equal(unlink(crt), 0);
+    assert_int_equal(symlink("/nonexistent/ca.crt", crt), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
+    assert_non_null(strstr(xs_ca_error(), "it is a symbolic link"));
+    assert_int_equal(unlink(crt), 0);
+    assert_int_equal(rename(elsewhere, crt), 0);
     assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
     xs_ca_free(ca);
 }
@@ -603,6 +733,14 @@ static void test_ca_cmd_exit_codes(void **state)
     assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 3, opt), 2);
     assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 3, extra), 2);
     assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 3, nodir), 2);
+    /* A refused CA directory is a configuration error. */
+    char bad[600];
+    path_in(bad, sizeof(bad), f->dir, "open");
+    assert_int_equal(mkdir(bad, 0777), 0);
+    assert_int_equal(chmod(bad, 0777), 0);
+    const char *init_bad[] = {"ca", "init", "--ca-dir", bad};
+    assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 4, init_bad), 2);
+    assert_non_null(strstr(err, "writable by group or others"));
     /* `show` never creates a CA. */
     assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 4, show_empty), 1);
     assert_non_null(strstr(err, "xmppscope ca init"));
@@ -616,11 +754,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ca_reopen_same_fingerprint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_forged_chain_verifies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_forge_ip_literal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_forge_adds_local_address_san, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_cache_same_name_same_cert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_cache_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_forge_rejects_bad_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_open_without_create_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_refuses_key_readable_by_others, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_refuses_untrusted_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_refuses_fifo_and_linked_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_half_present_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_mismatched_pair_is_an_error, setup, teardown),
         cmocka_unit_test(test_ca_default_dir),

@@ -383,6 +383,34 @@ static void test_tls_no_sni_gets_default_name(void **state)
     pair_free(&p);
 }
 
+/* A client that dialled an address sends no SNI and verifies that address; the forged
+ * certificate for the default name carries it because the server leg was told the address the
+ * client connected to. Without it the same client refuses the certificate. */
+static void test_tls_local_ip_is_in_forged_certificate(void **state)
+{
+    struct pair p;
+    xs_tls_info ci;
+    int rc_c, rc_s;
+    (void)state;
+
+    pair_new(&p, client_ctx(xs_ca_cert_path(env.ca), 0, 0, 0), server_ctx(env.ca, 0), "127.0.0.1");
+    assert_int_equal(xs_tls_set_default_name(p.s, "example.test"), 0);
+    assert_int_equal(xs_tls_set_local_ip(p.s, "127.0.0.1"), 0);
+    handshake_ok(p.c, p.s);
+    xs_tls_get_info(p.c, &ci);
+    assert_string_equal(ci.verify, "ok");
+    assert_int_equal(xs_tls_set_local_ip(p.s, "127.0.0.1"), XS_EINVAL); /* too late */
+    assert_int_equal(xs_tls_set_local_ip(p.c, "127.0.0.1"), XS_EINVAL); /* client role */
+    pair_free(&p);
+
+    pair_new(&p, client_ctx(xs_ca_cert_path(env.ca), 0, 0, 0), server_ctx(env.ca, 0), "127.0.0.1");
+    assert_int_equal(xs_tls_set_default_name(p.s, "example.test"), 0);
+    assert_int_equal(xs_tls_set_local_ip(p.s, "example.test"), XS_EINVAL);
+    handshake(p.c, p.s, &rc_c, &rc_s);
+    assert_int_equal(rc_c, XS_ETLS);
+    pair_free(&p);
+}
+
 static void test_tls_no_name_at_all_fails(void **state)
 {
     struct pair p;
@@ -393,6 +421,7 @@ static void test_tls_no_name_at_all_fails(void **state)
     handshake(p.c, p.s, &rc_c, &rc_s);
     assert_int_equal(rc_s, XS_ETLS);
     assert_non_null(strstr(xs_tls_last_error(p.s), "no server name (SNI)"));
+    assert_non_null(strstr(xs_tls_last_error(p.s), "pass --server-name NAME"));
     assert_int_equal(rc_c, XS_ETLS);
     pair_free(&p);
 }
@@ -867,6 +896,7 @@ int main(void)
         cmocka_unit_test(test_tls_verify_fails_for_untrusted_ca),
         cmocka_unit_test(test_tls_insecure_reports_problem),
         cmocka_unit_test(test_tls_no_sni_gets_default_name),
+        cmocka_unit_test(test_tls_local_ip_is_in_forged_certificate),
         cmocka_unit_test(test_tls_no_name_at_all_fails),
         cmocka_unit_test(test_tls_data_both_ways_1mib),
         cmocka_unit_test(test_tls_burst_then_idle),
