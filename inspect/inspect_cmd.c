@@ -252,6 +252,14 @@ static int handle_event(inspect *in, const xs_print_meta *meta, const xs_event *
                                                               : XS_RULE_ANY;
         if (xs_rules_apply(in->rules, &ctx, ev, &res) == 0) {
             applied = true;
+            /* As the proxy reports it (proxy/session.c run_rules()): a note before the stanza. */
+            if (res.error != NULL) {
+                char text[1024];
+                snprintf(text, sizeof(text), "rules: %s", res.error);
+                int nrc = xs_printer_note(in->printer, meta, "warn", text);
+                if (nrc < 0 && in->print_rc == 0)
+                    in->print_rc = nrc;
+            }
             size_t n = res.n_applied < 32 ? res.n_applied : 32;
             for (size_t i = 0; i < n; i++)
                 pr[i] = (xs_print_rule){.rule = res.applied[i].rule,

@@ -130,6 +130,35 @@ class InspectTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("bad.jsonl:2: not JSON", r.stderr.decode())
 
+    def test_inspect_rules_regex_budget_warns_as_the_proxy_does(self):
+        # Issue 11 item 10: a pattern that backtracks without end, run by a global replace-text on
+        # a thousand text nodes, used to cost seconds per stanza. Each stanza now has one regex
+        # budget; when it runs out the stanza passes unchanged with the proxy's "warn" note.
+        header = (b"<stream:stream xmlns='jabber:client' "
+                  b"xmlns:stream='http://etherx.jabber.org/streams' to='e.org' version='1.0'>")
+        body = b"".join(b"<body>" + b"x" * 240 + b"!</body>" for _ in range(1000))
+        cap = self.path("boom.xml", header + b"<message id='m1'>" + body + b"</message>"
+                        + b"<message id='m2'><body>ok!</body></message>")
+        rules = self.path("boom.rules", b'rule "boom"\n match /message\n'
+                          b' then replace-text //body "(x+x+)+y|!" "?"\nend\n')
+        size = len(b"<message id='m1'>" + body + b"</message>")
+        want = ('rules: rule "boom": replace-text: the regex budget of this stanza was used up '
+                '(%d steps); the stanza passes unchanged' % (1000000 + 16 * size))
+        r = run("inspect", "--rules", rules, "--format", "compact", cap)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.decode().splitlines()
+        self.assertIn("warn: " + want, lines[1])
+        self.assertIn("id=m1", lines[2])
+        self.assertNotIn("rewritten", lines[2])
+        self.assertIn("rewritten", lines[3])  # m2 is small and quick: rewritten as usual
+        r = run("inspect", "--rules", rules, "--format", "json", cap)
+        events = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        notes = [e for e in events if e["event"] == "note"]
+        self.assertEqual([(e["level"], e["message"]) for e in notes], [("warn", want)])
+        m1 = [e for e in events if e.get("id") == "m1"][0]
+        self.assertNotIn("rewritten", m1)
+        self.assertNotIn("rules", m1)
+
     def test_inspect_usage_errors_exit_2(self):
         for args in (["--format", "fancy"], ["--bogus"], ["--max-stanza", "-5"],
                      ["--max-depth", "0"], ["--color", "sometimes"]):
