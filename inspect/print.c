@@ -973,6 +973,20 @@ static void json_cstr(obuf *b, const char *s)
     json_str(b, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
 }
 
+int xs_json_fputs(FILE *f, const char *s)
+{
+    obuf b = {0};
+    int rc = 0;
+
+    json_cstr(&b, s);
+    if (b.err != 0)
+        rc = b.err;
+    else if (fwrite(b.p, 1, b.len, f) != b.len)
+        rc = XS_EIO;
+    free(b.p);
+    return rc;
+}
+
 /* Starts the next member of the object being written: a comma unless it is the first (*n counts
  * the members), then the key, an ASCII name that needs no escaping. */
 static void json_key(obuf *b, int *n, const char *key)

@@ -187,6 +187,10 @@ int xs_printer_needs_tree(const xs_printer *printer);
 int xs_term_printf(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int xs_term_vprintf(FILE *f, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/* Writes `s` to `f` as a JSON string (quotes included) escaped as the JSON printer escapes
+ * strings. Returns 0, XS_ENOMEM or XS_EIO. */
+int xs_json_fputs(FILE *f, const char *s);
+
 /* Frees the printer; a buffered printer first writes what it holds, ignoring errors (call
  * xs_printer_flush() before to see them). The FILE stays open. NULL is allowed. */
 void xs_printer_free(xs_printer *printer);
