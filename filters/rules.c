@@ -329,7 +329,7 @@ static bool spend(applying *ap, size_t n)
 
 /* ---- the regex budget ---------------------------------------------------------------------- */
 
-/* * PCRE2's match limit counts per call and a global substitution restarts it for each match, so a
+/* PCRE2's match limit counts per call and a global substitution restarts it for each match, so a
  * pattern that backtracks badly (`(x+x+)+y|!`) costs the limit many times over on a long text,
  * and again for every text node a replace-text selects. Instead every regex a stanza meets draws
  * on one budget of steps: patterns are compiled with auto callouts, and this callout, called
@@ -1531,6 +1531,8 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
         else
             res->verdict = XS_VERDICT_REWRITTEN;
     }
+    /* No callout may point to this stack frame after it is gone. */
+    pcre2_set_callout(rules->mctx, NULL, NULL);
     for (int i = 0; i < 3; i++)
         xmlFree(ap.orig[i]);
     free(ap.last_xml);
