@@ -36,8 +36,8 @@
  * is far above what a sensible expression needs and bounds a nested //-expression. */
 #define XPATH_OP_LIMIT 5000000ul
 
-/* PCRE2's limits per match (the defaults are ten million and 20 MB). */
-#define REGEX_MATCH_LIMIT 1000000u
+/* PCRE2's memory limit per match (the default is 20 MB). Time is bounded by the stanza's regex
+ * budget instead (see regex_step()). */
 #define REGEX_HEAP_LIMIT_KB 8192u
 
 static void ignore_xpath_error(void *user, xmlError *error)
@@ -100,7 +100,6 @@ int xs_rules_prepare(xs_rules *set)
         return XS_ENOMEM;
     /* Errors are read from lastError, not printed. */
     set->xpath->error = ignore_xpath_error;
-    pcre2_set_match_limit(set->mctx, REGEX_MATCH_LIMIT);
     pcre2_set_heap_limit(set->mctx, REGEX_HEAP_LIMIT_KB);
     for (size_t i = 0; i < set->n_uris; i++) {
         char pfx[32];
@@ -197,6 +196,14 @@ void xs_rule_result_clear(xs_rule_result *res)
 
 /* ---- the state of one application ------------------------------------------------------------ */
 
+/* The regex work one stanza may cost, shared by every match of every rule (see regex_step()). */
+typedef struct re_budget {
+    unsigned long total; /* the stanza's budget, for the message */
+    unsigned long left;
+    size_t pos; /* subject position at the previous step */
+    bool spent; /* used up: the stanza passes unchanged */
+} re_budget;
+
 typedef struct applying {
     xs_rules *set;
     const xs_rule_ctx *ctx;
@@ -216,6 +223,7 @@ typedef struct applying {
     xmlChar *orig[3];       /* from, to, id of the stanza as it arrived (NULL until asked) */
     bool orig_read;
     size_t budget;  /* bytes the rewrites may still add */
+    re_budget re;   /* the steps the stanza's regexes may still take */
     bool modified;  /* the copy differs from the original */
     bool decided;   /* drop or bounce ran */
     char *last_xml; /* XS_RULE_EXPLAIN: the copy as last serialized */
@@ -316,6 +324,56 @@ static bool spend(applying *ap, size_t n)
         return false;
     }
     ap->budget -= n;
+    return true;
+}
+
+/* ---- the regex budget ---------------------------------------------------------------------- */
+
+/* PCRE2's match limit counts per call and a global substitution restarts it for each match, so a
+ * pattern that backtracks badly (`(x+x+)+y|!`) costs the limit many times over on a long text,
+ * and again for every text node a replace-text selects. Instead every regex a stanza meets draws
+ * on one budget of steps: patterns are compiled with auto callouts, and this callout, called
+ * before each item the engine tries, charges one step plus the characters the subject position
+ * moved since the previous step (what a repeat or a jump to the next start consumed or gave
+ * back). The budget is XS_RULES_REGEX_STEPS plus XS_RULES_REGEX_STEPS_PER_BYTE per byte of the
+ * stanza, so regex work is linear in the stanza's size whatever the patterns and rules. */
+static int regex_step(pcre2_callout_block *cb, void *data)
+{
+    re_budget *b = data;
+    size_t pos = cb->current_position;
+    unsigned long cost = 1ul + (pos > b->pos ? pos - b->pos : b->pos - pos);
+    b->pos = pos;
+    if (cost > b->left) {
+        b->left = 0;
+        return PCRE2_ERROR_CALLOUT;
+    }
+    b->left -= cost;
+    return 0;
+}
+
+/* Readies the set's match context for a match on a new subject. PCRE2's own count is capped by
+ * what is left too, for the work between callouts it does not show us. */
+static void regex_begin(applying *ap)
+{
+    ap->re.pos = 0;
+    pcre2_set_match_limit(ap->set->mctx,
+                          ap->re.left > UINT32_MAX ? UINT32_MAX : (uint32_t)ap->re.left);
+}
+
+/* Whether a PCRE2 result code says the budget is used up; then the stanza passes unchanged, and
+ * the note says so in place of any earlier one (it explains the whole stanza's fate). */
+static bool regex_spent(applying *ap, int rc)
+{
+    if (rc != PCRE2_ERROR_CALLOUT && rc != PCRE2_ERROR_MATCHLIMIT && rc != PCRE2_ERROR_DEPTHLIMIT)
+        return false;
+    ap->re.spent = true;
+    ap->re.left = 0;
+    free(ap->res->error);
+    ap->res->error = NULL;
+    note_error(ap,
+               "replace-text: the regex budget of this stanza was used up (%lu steps); the "
+               "stanza passes unchanged",
+               ap->re.total);
     return true;
 }
 
@@ -972,8 +1030,11 @@ static void act_replace_text(applying *ap, const xs_action *a)
             if (!ap->set->reference && !xs_re_may_match(&a->re_run, subject, slen))
                 continue;
             /* libxml2 checked that the parser's text is UTF-8. */
+            regex_begin(ap);
             int rc = pcre2_match(a->re, (PCRE2_SPTR)subject, slen, 0, PCRE2_NO_UTF_CHECK,
                                  ap->set->mdata, ap->set->mctx);
+            if (regex_spent(ap, rc))
+                goto out;
             if (rc != PCRE2_ERROR_NOMATCH)
                 need_copy(ap);
         }
@@ -1010,6 +1071,7 @@ static void act_replace_text(applying *ap, const xs_action *a)
                 cap = want;
             }
             PCRE2_SIZE olen = cap;
+            regex_begin(ap);
             int rc = pcre2_substitute(a->re, (PCRE2_SPTR)subject, slen, 0,
                                       PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_UNSET_EMPTY |
                                           PCRE2_SUBSTITUTE_OVERFLOW_LENGTH,
@@ -1024,6 +1086,8 @@ static void act_replace_text(applying *ap, const xs_action *a)
                 want = olen + 1;
                 continue;
             }
+            if (regex_spent(ap, rc))
+                goto out;
             if (rc < 0) {
                 PCRE2_UCHAR msg[120];
                 pcre2_get_error_message(rc, msg, sizeof(msg));
@@ -1416,6 +1480,10 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
     ap.ev = ev;
     ap.res = res;
     ap.budget = XS_RULES_MAX_GROWTH;
+    ap.re.total = XS_RULES_REGEX_STEPS + XS_RULES_REGEX_STEPS_PER_BYTE * (unsigned long)ev->len;
+    ap.re.left = ap.re.total;
+    /* The match context is the set's; the budget is this stanza's. */
+    pcre2_set_callout(rules->mctx, regex_step, &ap.re);
     ap.content_ns = content_ns(ev->node);
     ap.root = ev->node;
     ap.qenv.uris = rules->uris;
@@ -1423,7 +1491,7 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
     ap.qenv.op_limit = XPATH_OP_LIMIT;
 
     uint64_t roots = stanza_roots(&ap);
-    for (size_t i = 0; i < rules->n_rules && ap.err == 0; i++) {
+    for (size_t i = 0; i < rules->n_rules && ap.err == 0 && !ap.re.spent; i++) {
         xs_rule *r = &rules->rules[i];
         if ((r->builtin & ctx->builtin_off) != 0)
             continue;
@@ -1441,19 +1509,30 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
         r->hits++;
         res->rules_matched++;
         bool stop = false;
-        for (size_t k = 0; k < r->n_actions && ap.err == 0; k++)
+        for (size_t k = 0; k < r->n_actions && ap.err == 0 && !ap.re.spent; k++)
             stop |= run_action(&ap, &r->actions[k]);
         if (stop)
             break;
     }
 
-    if (ap.err == 0 && !ap.decided && ap.modified) {
+    if (ap.err == 0 && ap.re.spent) {
+        /* Nothing the rules decided for this stanza stands, so that it passes as it came
+         * rather than half rewritten: only the note and the count of rules matched remain. */
+        char *note = res->error;
+        unsigned matched = res->rules_matched;
+        res->error = NULL;
+        xs_rule_result_clear(res);
+        res->error = note;
+        res->rules_matched = matched;
+    } else if (ap.err == 0 && !ap.decided && ap.modified) {
         res->xml = serialize(stream_of(&ap), ap.doc, ap.root, &res->len);
         if (res->xml == NULL)
             ap.err = XS_ENOMEM;
         else
             res->verdict = XS_VERDICT_REWRITTEN;
     }
+    /* No callout may point to this stack frame after it is gone. */
+    pcre2_set_callout(rules->mctx, NULL, NULL);
     for (int i = 0; i < 3; i++)
         xmlFree(ap.orig[i]);
     free(ap.last_xml);

@@ -56,9 +56,15 @@
  * Limits, so that a hostile file or stanza costs bounded time and memory: a file is at most
  * XS_RULES_MAX_FILE bytes, a line XS_RULES_MAX_LINE bytes, a set XS_RULES_MAX_RULES rules;
  * an action changes at most XS_RULES_MAX_NODES nodes; the rewrites of one stanza may add at most
- * XS_RULES_MAX_GROWTH bytes; an XPath evaluation and a regex match have operation limits. A
- * limit hit while applying is reported in xs_rule_result.error and the stanza goes on with what
- * was done until then.
+ * XS_RULES_MAX_GROWTH bytes; an XPath evaluation has an operation limit. A limit hit while
+ * applying is reported in xs_rule_result.error and the stanza goes on with what was done until
+ * then, except for the regex budget: all replace-text matches of a stanza, of every rule, share
+ * XS_RULES_REGEX_STEPS + XS_RULES_REGEX_STEPS_PER_BYTE * (its size) steps, and when they use it up
+ * no later action or rule runs and the stanza passes unchanged: the result is as if no rule had
+ * applied (verdict unchanged, no rewrite, drop, bounce, inject, delay or tag), but for
+ * rules_matched and the error 'rule "NAME": replace-text: the regex budget of this stanza was used
+ * up (N steps); the stanza passes unchanged'. A stanza is forwarded whole or as the rules
+ * rewrote it all, never as far as a budget let them.
  *
  * Threads: a set is compiled once and then only read, except for its hit counters and the scratch
  * objects xs_rules_apply() uses (an XPath context, a shell document the stanza is lent to); so
@@ -81,6 +87,11 @@
 #define XS_RULES_MAX_GROWTH 1048576u /* bytes the rewrites of one stanza may add */
 #define XS_RULES_MAX_DELAY_MS 600000u
 #define XS_RULES_MAX_APPLIED 256u /* entries of xs_rule_result.applied; more are counted */
+/* The regex budget of one stanza: steps (an item tried, or a character the subject position moved
+ * by) that all replace-text matches of all rules may take together, this many plus so many per
+ * byte of the stanza. */
+#define XS_RULES_REGEX_STEPS 1000000ul
+#define XS_RULES_REGEX_STEPS_PER_BYTE 16ul
 
 typedef struct xs_rules xs_rules;
 
@@ -249,7 +260,9 @@ typedef struct xs_rule_result {
     size_t applied_omitted; /* entries beyond XS_RULES_MAX_APPLIED */
     unsigned rules_matched;
     /* The first problem met while applying (an XPath that failed to evaluate, a limit), or NULL;
-     * the stanza still got what the other actions did. */
+     * the stanza still got what the other actions did. When the regex budget ran out, that note
+     * and nothing else (see the limits above). The proxy and `inspect --rules` both show it as
+     * a "warn" note "rules: " followed by this text. */
     char *error;
 } xs_rule_result;
 

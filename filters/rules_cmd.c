@@ -6,11 +6,13 @@
 #include "filters/features.h"
 #include "filters/rules.h"
 #include "inspect/error.h"
+#include "inspect/print.h"
 
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *out)
@@ -51,7 +53,7 @@ static void usage(FILE *out)
 static void print_diag(const xs_rule_diag *diag)
 {
     for (size_t i = 0; i < diag->n; i++)
-        fprintf(stderr, "%s\n", diag->errors[i].message);
+        xs_term_printf(stderr, "%s\n", diag->errors[i].message);
     if (diag->omitted > 0)
         fprintf(stderr, "(%zu more errors not shown)\n", diag->omitted);
 }
@@ -70,15 +72,21 @@ static int load(const char *path, unsigned builtin, xs_rules **out)
     return rc == 0 ? 0 : 2;
 }
 
+/* A rule's name as the file quotes it; what the file holds is escaped for the terminal. */
 static void print_quoted(const char *s)
 {
-    putchar('"');
+    size_t n = strlen(s);
+    char *q = malloc(2 * n + 1), *o = q;
+    if (q == NULL)
+        return;
     for (; *s; s++) {
         if (*s == '"' || *s == '\\')
-            putchar('\\');
-        putchar(*s);
+            *o++ = '\\';
+        *o++ = *s;
     }
-    putchar('"');
+    *o = 0;
+    xs_term_printf(stdout, "\"%s\"", q);
+    free(q);
 }
 
 static void print_rules(const xs_rules *set, bool builtin)
@@ -91,14 +99,14 @@ static void print_rules(const xs_rules *set, bool builtin)
         printf("rule ");
         print_quoted(info.name);
         if (info.builtin != 0)
-            printf("    # built in; turn off with --no-rewrite %s\n", info.name);
+            xs_term_printf(stdout, "    # built in; turn off with --no-rewrite %s\n", info.name);
         else
-            printf("    # %s:%u\n", info.file, info.line);
+            xs_term_printf(stdout, "    # %s:%u\n", info.file, info.line);
         printf("    direction %s\n", xs_rule_dir_name(info.direction));
         for (size_t k = 0; k < info.n_matches; k++)
-            printf("    match %s\n", info.matches[k]);
+            xs_term_printf(stdout, "    match %s\n", info.matches[k]);
         for (size_t k = 0; k < info.n_actions; k++)
-            printf("    then %s\n", info.actions[k]);
+            xs_term_printf(stdout, "    then %s\n", info.actions[k]);
         printf("end\n\n");
     }
 }
@@ -180,11 +188,12 @@ int xs_rules_cmd_main(int argc, char **argv)
             if (rc != 0)
                 return rc;
             size_t n = xs_rules_count_file(set);
-            printf("# %s: %zu rule%s, tried in this order\n", args[0], n, n == 1 ? "" : "s");
+            xs_term_printf(stdout, "# %s: %zu rule%s, tried in this order\n", args[0], n,
+                           n == 1 ? "" : "s");
             const xs_rules_ns *decls;
             size_t nd = xs_rules_file_namespaces(set, &decls);
             for (size_t i = 0; i < nd; i++)
-                printf("namespace %s %s\n", decls[i].prefix, decls[i].uri);
+                xs_term_printf(stdout, "namespace %s %s\n", decls[i].prefix, decls[i].uri);
             printf("\n");
             print_rules(set, false);
             xs_rules_unref(set);

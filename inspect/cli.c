@@ -1,5 +1,6 @@
 /* Small helpers shared by the subcommands' command lines. See cli.h. */
 #include "inspect/cli.h"
+#include "inspect/print.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,7 +12,8 @@ int xs_cli_usage_error(const char *cmd, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "xmppscope %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
+    /* The values quoted come from the command line: escaped like anything printed. */
+    xs_term_vprintf(stderr, fmt, ap);
     fprintf(stderr, "\nTry 'xmppscope %s --help'.\n", cmd);
     va_end(ap);
     return 2;

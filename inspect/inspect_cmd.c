@@ -179,21 +179,16 @@ static void print_stats(inspect *in, xs_format format)
         printf("{\"event\":\"stats\",\"streams\":%lu,\"stanzas\":%lu,\"stanza_bytes\":%llu,"
                "\"keepalives\":%lu,\"errors\":%lu,\"kinds\":{",
                in->streams, in->stanzas, in->stanza_bytes, in->keepalives, in->errors);
-        /* Keys are element names and namespace URIs: plain ASCII in practice, but escape the
-         * two characters JSON cares about to be safe. */
+        /* Keys are element names and namespace URIs from the input: JSON strings escaped as the
+         * printer escapes them. */
         for (size_t t = 0; t < 2; t++) {
             stat_table *tab = t == 0 ? &in->kinds : &in->payloads;
             if (t == 1)
                 printf("},\"payloads\":{");
             for (size_t i = 0; i < tab->n; i++) {
-                printf("%s\"", i ? "," : "");
-                for (const char *c = tab->rows[i].key; *c; c++) {
-                    if (*c == '"' || *c == '\\')
-                        putchar('\\');
-                    if ((unsigned char)*c >= 0x20)
-                        putchar(*c);
-                }
-                printf("\":{\"count\":%lu,\"bytes\":%llu}", tab->rows[i].count, tab->rows[i].bytes);
+                printf("%s", i ? "," : "");
+                xs_json_fputs(stdout, tab->rows[i].key);
+                printf(":{\"count\":%lu,\"bytes\":%llu}", tab->rows[i].count, tab->rows[i].bytes);
             }
         }
         printf("}}\n");
@@ -201,12 +196,12 @@ static void print_stats(inspect *in, xs_format format)
     }
     printf("\n%-52s %10s %12s\n", "stanzas by kind", "count", "bytes");
     for (size_t i = 0; i < in->kinds.n; i++)
-        printf("  %-50s %10lu %12llu\n", in->kinds.rows[i].key, in->kinds.rows[i].count,
-               in->kinds.rows[i].bytes);
+        xs_term_printf(stdout, "  %-50s %10lu %12llu\n", in->kinds.rows[i].key,
+                       in->kinds.rows[i].count, in->kinds.rows[i].bytes);
     printf("\n%-52s %10s %12s\n", "payload namespaces (children of stanzas)", "stanzas", "bytes");
     for (size_t i = 0; i < in->payloads.n; i++)
-        printf("  %-50s %10lu %12llu\n", in->payloads.rows[i].key, in->payloads.rows[i].count,
-               in->payloads.rows[i].bytes);
+        xs_term_printf(stdout, "  %-50s %10lu %12llu\n", in->payloads.rows[i].key,
+                       in->payloads.rows[i].count, in->payloads.rows[i].bytes);
     printf("\ntotal: %lu stream%s, %lu stanza%s (%llu bytes), %lu keepalive%s, %lu error%s\n",
            in->streams, in->streams == 1 ? "" : "s", in->stanzas, in->stanzas == 1 ? "" : "s",
            in->stanza_bytes, in->keepalives, in->keepalives == 1 ? "" : "s", in->errors,
@@ -236,8 +231,8 @@ static int handle_event(inspect *in, const xs_print_meta *meta, const xs_event *
     case XS_EV_ERROR:
         in->errors++;
         in->failed = true;
-        fprintf(stderr, "xmppscope inspect: %s:%u:%u: %s: %s\n", in->file, ev->line, ev->column,
-                xs_parse_error_condition(ev->error_kind), ev->message);
+        xs_term_printf(stderr, "xmppscope inspect: %s:%u:%u: %s: %s\n", in->file, ev->line,
+                       ev->column, xs_parse_error_condition(ev->error_kind), ev->message);
         break;
     }
     xs_print_meta m = *meta;
@@ -252,6 +247,14 @@ static int handle_event(inspect *in, const xs_print_meta *meta, const xs_event *
                                                               : XS_RULE_ANY;
         if (xs_rules_apply(in->rules, &ctx, ev, &res) == 0) {
             applied = true;
+            /* As the proxy reports it (proxy/session.c run_rules()): a note before the stanza. */
+            if (res.error != NULL) {
+                char text[1024];
+                snprintf(text, sizeof(text), "rules: %s", res.error);
+                int nrc = xs_printer_note(in->printer, meta, "warn", text);
+                if (nrc < 0 && in->print_rc == 0)
+                    in->print_rc = nrc;
+            }
             size_t n = res.n_applied < 32 ? res.n_applied : 32;
             for (size_t i = 0; i < n; i++)
                 pr[i] = (xs_print_rule){.rule = res.applied[i].rule,
@@ -304,7 +307,7 @@ static int read_raw(inspect *in, FILE *f, const xs_parser_limits *lim, const cha
     int rc = xs_parser_new(lim, XS_PARSER_TREE | XS_PARSER_RAW | XS_PARSER_AUTO_RESTART,
                            on_raw_event, in, &p);
     if (rc < 0) {
-        fprintf(stderr, "xmppscope inspect: %s\n", xs_strerror(rc));
+        xs_term_printf(stderr, "xmppscope inspect: %s\n", xs_strerror(rc));
         return 1;
     }
     in->meta = (xs_print_meta){.session = in->file, .untimed = 1};
@@ -324,7 +327,8 @@ static int read_raw(inspect *in, FILE *f, const xs_parser_limits *lim, const cha
     if (rc < 0) {
         status = 1; /* reported by the error event */
     } else if (ferror(f)) {
-        fprintf(stderr, "xmppscope inspect: %s: read error: %s\n", in->file, strerror(errno));
+        xs_term_printf(stderr, "xmppscope inspect: %s: read error: %s\n", in->file,
+                       strerror(errno));
         status = 1;
     }
     free(buf);
@@ -357,8 +361,8 @@ static int read_jsonl(inspect *in, FILE *f, const xs_parser_limits *lim, const c
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             size_t n = (size_t)((nl ? nl : end) - p);
             if (len + n > XS_JSONL_MAX_LINE) {
-                fprintf(stderr, "xmppscope inspect: %s:%lu: line longer than %u bytes\n", in->file,
-                        lineno + 1, XS_JSONL_MAX_LINE);
+                xs_term_printf(stderr, "xmppscope inspect: %s:%lu: line longer than %u bytes\n",
+                               in->file, lineno + 1, XS_JSONL_MAX_LINE);
                 status = 1;
                 goto out;
             }
@@ -382,8 +386,8 @@ static int read_jsonl(inspect *in, FILE *f, const xs_parser_limits *lim, const c
                 int rc = xs_jsonl_reader_line(r, line, len, err, sizeof(err));
                 len = 0;
                 if (rc < 0) {
-                    fprintf(stderr, "xmppscope inspect: %s:%lu: %s\n", in->file, lineno,
-                            err[0] ? err : xs_strerror(rc));
+                    xs_term_printf(stderr, "xmppscope inspect: %s:%lu: %s\n", in->file, lineno,
+                                   err[0] ? err : xs_strerror(rc));
                     status = 1;
                     goto out;
                 }
@@ -400,13 +404,14 @@ static int read_jsonl(inspect *in, FILE *f, const xs_parser_limits *lim, const c
         lineno++;
         int rc = xs_jsonl_reader_line(r, line, len, err, sizeof(err));
         if (rc < 0) {
-            fprintf(stderr, "xmppscope inspect: %s:%lu: %s\n", in->file, lineno,
-                    err[0] ? err : xs_strerror(rc));
+            xs_term_printf(stderr, "xmppscope inspect: %s:%lu: %s\n", in->file, lineno,
+                           err[0] ? err : xs_strerror(rc));
             status = 1;
         }
     }
     if (ferror(f)) {
-        fprintf(stderr, "xmppscope inspect: %s: read error: %s\n", in->file, strerror(errno));
+        xs_term_printf(stderr, "xmppscope inspect: %s: read error: %s\n", in->file,
+                       strerror(errno));
         status = 1;
     }
 out:
@@ -422,7 +427,8 @@ static int inspect_file(inspect *in, const char *path, const xs_parser_limits *l
     if (strcmp(path, "-") != 0) {
         f = fopen(path, "rb");
         if (f == NULL) {
-            fprintf(stderr, "xmppscope inspect: cannot open %s: %s\n", path, strerror(errno));
+            xs_term_printf(stderr, "xmppscope inspect: cannot open %s: %s\n", path,
+                           strerror(errno));
             return 1;
         }
     }
@@ -539,23 +545,23 @@ int xs_inspect_main(int argc, char **argv)
         xs_rule_diag diag = {0};
         int rc = xs_rules_load(rules_path, 0, &in.rules, &diag);
         for (size_t i = 0; i < diag.n; i++)
-            fprintf(stderr, "%s\n", diag.errors[i].message);
+            xs_term_printf(stderr, "%s\n", diag.errors[i].message);
         xs_rule_diag_clear(&diag);
         if (rc < 0) {
-            fprintf(stderr, "xmppscope inspect: cannot use the rules in %s (%s)\n", rules_path,
-                    xs_strerror(rc));
+            xs_term_printf(stderr, "xmppscope inspect: cannot use the rules in %s (%s)\n",
+                           rules_path, xs_strerror(rc));
             return 2;
         }
     }
     if (xs_printer_new(stdout, &popt, &in.printer) < 0) {
-        fprintf(stderr, "xmppscope inspect: out of memory\n");
+        xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
         return 1;
     }
     int status = 0;
     if (optind == argc) {
         if (isatty(STDIN_FILENO))
-            fprintf(stderr, "xmppscope inspect: reading standard input (give a FILE, or see "
-                            "--help)\n");
+            xs_term_printf(stderr, "xmppscope inspect: reading standard input (give a FILE, or see "
+                                   "--help)\n");
         status = inspect_file(&in, "-", &lim);
     }
     for (int i = optind; i < argc; i++) {
@@ -570,13 +576,13 @@ int xs_inspect_main(int argc, char **argv)
         for (size_t i = 0; i < xs_rules_count(in.rules); i++) {
             xs_rule_info info;
             if (xs_rules_info(in.rules, i, &info) == 0)
-                printf("  %-50s %10lu\n", info.name, info.hits);
+                xs_term_printf(stdout, "  %-50s %10lu\n", info.name, info.hits);
         }
     }
     xs_rules_unref(in.rules);
     if (fflush(stdout) != 0 || in.print_rc < 0) {
-        fprintf(stderr, "xmppscope inspect: cannot write the output: %s\n",
-                in.print_rc < 0 ? xs_strerror(in.print_rc) : strerror(errno));
+        xs_term_printf(stderr, "xmppscope inspect: cannot write the output: %s\n",
+                       in.print_rc < 0 ? xs_strerror(in.print_rc) : strerror(errno));
         status = 1;
     }
     xs_printer_free(in.printer);

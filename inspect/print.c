@@ -6,7 +6,9 @@
  * cut off the buffer again. Everything that comes from the wire goes through one escaper
  * (out_esc) that knows the output's context: XML text, XML attribute value, one line, or a block
  * of lines; JSON strings go through json_str. Terminal controls and invalid UTF-8 never reach the
- * FILE as they are.
+ * FILE as they are: neither do bidirectional controls and invisible characters (unsafe_cp()),
+ * which JSON strings carry as \u escapes. Messages printed outside a printer (errors on stderr,
+ * listings) go through the same escaper with xs_term_printf().
  *
  * JSON Lines are written directly, not through a jansson tree: building and dumping one tree per
  * stanza cost more than everything else the proxy does for it. The output is byte for byte what
@@ -159,11 +161,17 @@ typedef enum esc_mode {
     ESC_BLOCK, /* like ESC_LINE, but a newline starts a new indented line */
 } esc_mode;
 
-/* Code points a terminal would act on, or that would break or reorder a line. */
+/* Code points no output shows as they are, in any format: those a terminal would act on (C0,
+ * DEL, C1: U+009B is the 8-bit CSI), those that break a line (U+2028, U+2029), the bidirectional
+ * controls that reorder what follows (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) and
+ * the invisible ones that hide or join text (U+200B-U+200D, U+2060-U+2064, U+FEFF). */
 static int unsafe_cp(uint32_t cp)
 {
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
-           (cp >= 0x2066 && cp <= 0x2069) || cp == 0x2028 || cp == 0x2029;
+    if (cp < 0x80)
+        return cp < 0x20 || cp == 0x7f;
+    return cp <= 0x9f || cp == 0x061c || (cp >= 0x200b && cp <= 0x200f) ||
+           (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2064) ||
+           (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
 }
 
 static void out_esc(obuf *b, const char *str, size_t n, esc_mode m, unsigned block_indent)
@@ -237,6 +245,47 @@ static void out_esc_str(obuf *b, const char *s, esc_mode m)
 {
     if (s != NULL)
         out_esc(b, s, strlen(s), m, 0);
+}
+
+int xs_term_vprintf(FILE *f, const char *fmt, va_list ap)
+{
+    obuf raw = {0}, b = {0};
+    va_list copy;
+    int n, rc = 0;
+
+    va_copy(copy, ap);
+    n = vsnprintf(NULL, 0, fmt, copy);
+    va_end(copy);
+    if (n < 0 || out_grow(&raw, (size_t)n + 1) != 0) {
+        rc = XS_ENOMEM;
+        goto out;
+    }
+    vsnprintf(raw.p, (size_t)n + 1, fmt, ap);
+    raw.len = (size_t)n;
+    /* One newline at the end is the caller's; any other is escaped with the rest. */
+    int nl = raw.len > 0 && raw.p[raw.len - 1] == '\n';
+    out_esc(&b, raw.p, raw.len - nl, ESC_LINE, 0);
+    if (nl)
+        out_put(&b, "\n", 1);
+    if (b.err != 0) {
+        rc = b.err;
+        goto out;
+    }
+    if (b.len > 0 && fwrite(b.p, 1, b.len, f) != b.len)
+        rc = XS_EIO;
+out:
+    free(raw.p);
+    free(b.p);
+    return rc;
+}
+
+int xs_term_printf(FILE *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = xs_term_vprintf(f, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -818,14 +867,15 @@ static void compact_event(const xs_printer *p, obuf *b, obuf *tmp, const xs_prin
 #define WORD_HIGH UINT64_C(0x8080808080808080)
 
 /* Whether one of the eight bytes of v needs more than a copy into a JSON string: a control
- * character, '"', '\\', or a byte of a non-ASCII character (whose UTF-8 must be checked). The
- * tests for a byte below 0x20 and for a byte equal to '"' or '\\' are exact while no byte has
+ * character, DEL, '"', '\\', or a byte of a non-ASCII character (whose UTF-8 must be checked). The
+ * tests for a byte below 0x20 and for a byte equal to '"', '\\' or DEL are exact while no byte has
  * its high bit set, and a byte that has it answers on its own. */
 static int json_word_special(uint64_t v)
 {
     uint64_t quote = v ^ (WORD_ONES * '"'), bslash = v ^ (WORD_ONES * '\\');
+    uint64_t del = v ^ (WORD_ONES * 0x7f);
     uint64_t hits = ((v - WORD_ONES * 0x20) & ~v) | ((quote - WORD_ONES) & ~quote) |
-                    ((bslash - WORD_ONES) & ~bslash) | v;
+                    ((bslash - WORD_ONES) & ~bslash) | ((del - WORD_ONES) & ~del) | v;
 
     return (hits & WORD_HIGH) != 0;
 }
@@ -889,15 +939,23 @@ static void json_str(obuf *b, const char *str, size_t n)
             }
         }
         c = s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
             i++;
             continue;
         }
-        if (c >= 0x80) {
+        if (c >= 0x7f) {
             uint32_t cp;
             size_t k = xs_utf8_next(s + i, n - i, &cp);
-            if (k > 0) {
+            if (k > 0 && !unsafe_cp(cp)) {
                 i += k;
+                continue;
+            }
+            if (k > 0) {
+                /* Valid JSON as it is, but not for a terminal (see unsafe_cp()): the one place
+                 * JSON goes beyond what jansson escapes. */
+                out_put(b, s + run, i - run);
+                out_fmt(b, "\\u%04X", (unsigned)cp);
+                run = i += k;
                 continue;
             }
         }
@@ -913,6 +971,20 @@ static void json_str(obuf *b, const char *str, size_t n)
 static void json_cstr(obuf *b, const char *s)
 {
     json_str(b, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+}
+
+int xs_json_fputs(FILE *f, const char *s)
+{
+    obuf b = {0};
+    int rc = 0;
+
+    json_cstr(&b, s);
+    if (b.err != 0)
+        rc = b.err;
+    else if (fwrite(b.p, 1, b.len, f) != b.len)
+        rc = XS_EIO;
+    free(b.p);
+    return rc;
 }
 
 /* Starts the next member of the object being written: a comma unless it is the first (*n counts

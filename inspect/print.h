@@ -22,12 +22,20 @@
  *   none     nothing.
  * Colour (ANSI SGR) is used in pretty and compact only when xs_print_options.color is set.
  *
+ * Nothing from the wire or a file reaches the output as it is when a terminal would act on it or
+ * it would hide or reorder text: C0 controls, DEL, C1 controls (U+0080-U+009F), U+2028, U+2029,
+ * the bidirectional controls U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069 and the
+ * invisible U+200B-U+200D, U+2060-U+2064, U+FEFF. pretty and compact show them as \xXX or \uXXXX
+ * (&#xXX; inside XML), json as \uXXXX, in files (--write) as on the console: a log is often read
+ * with cat, tail or less, and the escape reads back as the same character.
+ *
  * JSON Lines schema: one object per line, keys in this order, absent keys omitted. No whitespace
  * outside strings. In strings, '"' and '\' are escaped with a backslash, the control characters
- * U+0001 to U+001F as \b, \f, \n, \r, \t or \u00XX (upper-case hex), and nothing else: other
- * characters, U+007F and non-ASCII ones included, appear as UTF-8. Invalid UTF-8 sequences and NUL
- * become U+FFFD, one per byte, so every line is valid UTF-8 and valid JSON (RFC 8259), as jansson
- * writes it (JSON_COMPACT) and reads it back (inspect/jsonl.c).
+ * U+0001 to U+001F as \b, \f, \n, \r, \t or \u00XX (upper-case hex), DEL and the other
+ * characters above as \uXXXX (upper-case hex), and nothing else: other non-ASCII characters appear
+ * as UTF-8. Invalid UTF-8 sequences and NUL become U+FFFD, one per byte, so every line is valid
+ * UTF-8 and valid JSON (RFC 8259): what jansson writes (JSON_COMPACT) but for those \u escapes, and
+ * what it reads back (inspect/jsonl.c) to the same strings.
  *   "time"       string, RFC 3339 UTC with microseconds: "2026-11-24T03:40:00.123456Z";
  *                omitted when unknown (events of a raw capture read offline)
  *   "session"    string, the session ("1") or, offline, the input file name
@@ -71,6 +79,7 @@
 #ifndef XS_INSPECT_PRINT_H
 #define XS_INSPECT_PRINT_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -171,6 +180,18 @@ int xs_printer_flush(xs_printer *printer);
  * (XS_PARSER_RAW); without them and without a tree it shows no XML. Trees are costly to build,
  * so the proxy asks the parser for them only when a printer or a rule needs them. */
 int xs_printer_needs_tree(const xs_printer *printer);
+
+/* Writes a message of the program to `f` (stderr, or stdout for listings) formatted as by
+ * printf, with every character that could act on a terminal or hide text escaped as the printers
+ * escape it on one line (see above; invalid UTF-8 as \xXX, a newline as \n) except one newline at
+ * the end. Every text printed outside a printer that may hold something from the wire, a file or
+ * the command line goes through it. Returns 0, XS_ENOMEM or XS_EIO. */
+int xs_term_printf(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int xs_term_vprintf(FILE *f, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* Writes `s` to `f` as a JSON string (quotes included) escaped as the JSON printer escapes
+ * strings. Returns 0, XS_ENOMEM or XS_EIO. */
+int xs_json_fputs(FILE *f, const char *s);
 
 /* Frees the printer; a buffered printer first writes what it holds, ignoring errors (call
  * xs_printer_flush() before to see them). The FILE stays open. NULL is allowed. */

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "inspect/error.h"
+#include "inspect/print.h"
 #include "proxy/ca.h"
 
 static void usage(FILE *f)
@@ -54,7 +55,7 @@ static int print_ca(const xs_ca *ca, int verbose)
     xs_ca_subject(ca, subject, sizeof(subject)); /* a truncated subject is still useful */
     printf("Certificate:  %s\n", path);
     printf("Private key:  %s (keep it secret)\n", xs_ca_key_path(ca));
-    printf("Subject:      %s\n", subject);
+    xs_term_printf(stdout, "Subject:      %s\n", subject); /* from the file */
     printf("SHA-256:      %s\n", fp);
     if (!verbose)
         return 0;
@@ -130,7 +131,7 @@ int xs_ca_cmd_main(int argc, char **argv)
         return usage_error("--ca-dir needs a directory", NULL);
     if (dir == NULL) {
         if (xs_ca_default_dir(default_dir, sizeof(default_dir)) != 0) {
-            fprintf(stderr, "xmppscope ca: %s\n", xs_ca_error());
+            xs_term_printf(stderr, "xmppscope ca: %s\n", xs_ca_error());
             return 2;
         }
         dir = default_dir;
@@ -138,7 +139,7 @@ int xs_ca_cmd_main(int argc, char **argv)
 
     rc = xs_ca_open(dir, strcmp(cmd, "init") == 0, &ca);
     if (rc != 0) {
-        fprintf(stderr, "xmppscope ca: %s\n", xs_ca_error());
+        xs_term_printf(stderr, "xmppscope ca: %s\n", xs_ca_error());
         return rc == XS_EINVAL ? 2 : 1; /* a directory or file refused is a configuration error */
     }
     if (strcmp(cmd, "init") == 0) {

@@ -6,6 +6,7 @@
 
 #include "filters/rules_cmd.h"
 #include "inspect/inspect_cmd.h"
+#include "inspect/print.h"
 #include "proxy/ca_cmd.h"
 #include "proxy/proxy_cmd.h"
 
@@ -60,7 +61,8 @@ int main(int argc, char **argv)
         printf("xmppscope %s (libxml2 %s)\n", XS_VERSION, xmlParserVersion);
         status = 0;
     } else {
-        fprintf(stderr, "xmppscope: unknown command '%s'\nTry 'xmppscope --help'.\n", cmd);
+        xs_term_printf(stderr, "xmppscope: unknown command '%s'\n", cmd);
+        fprintf(stderr, "Try 'xmppscope --help'.\n");
         status = 2;
     }
     xmlCleanupParser();

@@ -161,7 +161,8 @@ static void say(const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "xmppscope: ");
-    vfprintf(stderr, fmt, ap);
+    /* Addresses, names and messages may come from a peer or a file: escaped. */
+    xs_term_vprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
 }
@@ -1385,7 +1386,7 @@ static void print_rule_hits(proxy *p)
     for (size_t i = 0; i < xs_rules_count(p->rules); i++) {
         xs_rule_info info;
         if (xs_rules_info(p->rules, i, &info) == 0 && info.builtin == 0)
-            fprintf(stderr, "  %8lu  %s\n", info.hits, info.name);
+            xs_term_printf(stderr, "  %8lu  %s\n", info.hits, info.name);
     }
 }
 

@@ -7,7 +7,8 @@
  * features and SASL, all parsed by xs_parser as the proxy parses them. Rewritten output must parse
  * back inside its stream. Applying must leave the parser's tree as it was, and give what the slow
  * reference way gives (xs_rules.reference: a copy of every stanza, libxml2 for every XPath, every
- * regex tried), unless that one met a limit. */
+ * regex tried), unless that one met a limit. A stanza whose regex budget ran out must come back
+ * unchanged with nothing else decided. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -161,6 +162,11 @@ static int on_event(void *user, const xs_event *ev)
         if (res.verdict == XS_VERDICT_BOUNCE && res.bounce == NULL)
             __builtin_trap();
         if (res.verdict != XS_VERDICT_REWRITTEN && res.xml != NULL)
+            __builtin_trap();
+        /* A stanza whose regex budget ran out passes as it came, with nothing else decided. */
+        if (res.error != NULL && strstr(res.error, "the regex budget of this stanza") != NULL &&
+            (res.verdict != XS_VERDICT_UNCHANGED || res.n_applied != 0 || res.n_injects != 0 ||
+             res.n_tags != 0 || res.delay_ms != 0))
             __builtin_trap();
         for (size_t i = 0; i < res.n_injects; i++)
             if (res.injects[i].xml == NULL || strlen(res.injects[i].xml) != res.injects[i].len)

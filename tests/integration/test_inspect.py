@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import unittest
@@ -129,6 +130,90 @@ class InspectTest(unittest.TestCase):
         r = run("inspect", p)
         self.assertEqual(r.returncode, 1)
         self.assertIn("bad.jsonl:2: not JSON", r.stderr.decode())
+
+    def test_inspect_rules_regex_budget_warns_as_the_proxy_does(self):
+        # Issue 11 item 10: a pattern that backtracks without end, run by a global replace-text on
+        # a thousand text nodes, used to cost seconds per stanza. Each stanza now has one regex
+        # budget; when it runs out the stanza passes unchanged with the proxy's "warn" note.
+        header = (b"<stream:stream xmlns='jabber:client' "
+                  b"xmlns:stream='http://etherx.jabber.org/streams' to='e.org' version='1.0'>")
+        body = b"".join(b"<body>" + b"x" * 240 + b"!</body>" for _ in range(1000))
+        cap = self.path("boom.xml", header + b"<message id='m1'>" + body + b"</message>"
+                        + b"<message id='m2'><body>ok!</body></message>")
+        rules = self.path("boom.rules", b'rule "boom"\n match /message\n'
+                          b' then replace-text //body "(x+x+)+y|!" "?"\nend\n')
+        size = len(b"<message id='m1'>" + body + b"</message>")
+        want = ('rules: rule "boom": replace-text: the regex budget of this stanza was used up '
+                '(%d steps); the stanza passes unchanged' % (1000000 + 16 * size))
+        r = run("inspect", "--rules", rules, "--format", "compact", cap)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.decode().splitlines()
+        self.assertIn("warn: " + want, lines[1])
+        self.assertIn("id=m1", lines[2])
+        self.assertNotIn("rewritten", lines[2])
+        self.assertIn("rewritten", lines[3])  # m2 is small and quick: rewritten as usual
+        r = run("inspect", "--rules", rules, "--format", "json", cap)
+        events = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        notes = [e for e in events if e["event"] == "note"]
+        self.assertEqual([(e["level"], e["message"]) for e in notes], [("warn", want)])
+        m1 = [e for e in events if e.get("id") == "m1"][0]
+        self.assertNotIn("rewritten", m1)
+        self.assertNotIn("rules", m1)
+
+    # Issue 11 item 11: characters a terminal acts on, or that hide or reorder text.
+    UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e"
+                        "\u2060-\u2064\u2066-\u2069\ufeff]")
+
+    def assert_terminal_safe(self, r, what):
+        for name, data in (("stdout", r.stdout), ("stderr", r.stderr)):
+            text = data.decode("utf-8", errors="replace")
+            m = self.UNSAFE.search(text)
+            self.assertIsNone(m, "%s: %s has U+%04X at %d: %r" % (
+                what, name, ord(m.group()) if m else 0, m.start() if m else 0, text[:2000]))
+
+    def test_inspect_never_prints_raw_controls(self):
+        odd = "\x7f\u0080\u009b\u061c\u200b\u200c\u200d\u200e\u200f\u2028\u202a\u202e" \
+              "\u2060\u2066\u2069\ufeff"
+        header = ("<stream:stream xmlns='jabber:client' "
+                  "xmlns:stream='http://etherx.jabber.org/streams'>")
+        cap = self.path("odd.xml", (header + "<message id='a%sb'><body>x%sy</body></message>"
+                                    "<x xmlns='urn:a\u009b31m\u202e b'/>" % (odd, odd)).encode())
+        bad = self.path("odd.jsonl", b'{"event":"stream-open","raw":"<stream:stream xmlns:stream='
+                        b'\'http://etherx.jabber.org/streams\'>"}\n'
+                        b'{"event":"stanza" \x1b[2J\xc2\x9b\xe2\x80\xae}\n')
+        for fmt in ("pretty", "compact", "json"):
+            r = run("inspect", "--format", fmt, cap)
+            self.assertEqual(r.returncode, 1)
+            self.assert_terminal_safe(r, "odd.xml " + fmt)
+            # The namespace URI is named in the error, escaped.
+            self.assertIn("urn:a\\u009B31m\\u202E b", r.stderr.decode())
+            self.assertIn("not a valid URI", r.stderr.decode())
+            r = run("inspect", "--format", fmt, bad)
+            self.assertEqual(r.returncode, 1)
+            self.assert_terminal_safe(r, "odd.jsonl " + fmt)
+            self.assertIn("odd.jsonl:2: not JSON", r.stderr.decode())
+            self.assertIn("\\x1B", r.stderr.decode())
+        # JSON carries them as \u escapes and reads back as the same characters, through a log
+        # file and a second inspect.
+        r = run("inspect", "--format", "json", cap)
+        events = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        msg = [e for e in events if e.get("name") == "message"][0]
+        self.assertEqual(msg["id"], "a%sb" % odd)
+        self.assertIn("<body>x%sy</body>" % odd, msg["raw"])
+        log = self.path("odd-log.jsonl", r.stdout)
+        r2 = run("inspect", "--format", "json", log)
+        self.assert_terminal_safe(r2, "odd-log.jsonl")
+        again = [json.loads(l) for l in r2.stdout.decode().splitlines()]
+        kept = ("stream-open", "stanza")
+        self.assertEqual([e.get("raw") for e in again if e["event"] in kept],
+                         [e.get("raw") for e in events if e["event"] in kept])
+        # A rules file's names and XPaths are shown escaped too.
+        rules = self.path("odd.rules", ('rule "a\u202eb"\n match /message[@id="\u200b"]\n'
+                                        ' then tag t\u009b\nend\n').encode())
+        r = run("rules", "list", rules)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_terminal_safe(r, "rules list")
+        self.assertIn('rule "a\\u202Eb"', r.stdout.decode())
 
     def test_inspect_usage_errors_exit_2(self):
         for args in (["--format", "fancy"], ["--bogus"], ["--max-stanza", "-5"],

@@ -3,6 +3,7 @@
  * the end run the real parser, end to end and with and without the stanzas' trees. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <limits.h>
 #include <stdint.h>
@@ -778,6 +779,111 @@ static void test_print_pretty_color(void **state)
     stanza_free(&f);
 }
 
+/* One character of each class no output shows as it is (print.h), with its escapes. */
+typedef struct unsafe_char {
+    const char *utf8;
+    unsigned cp;
+    bool in_xml; /* XML 1.0 allows it in text and attribute values */
+} unsafe_char;
+
+static const unsafe_char unsafe_chars[] = {
+    {"\x1b", 0x1b, false},          /* C0: ESC */
+    {"\x7f", 0x7f, true},           /* DEL */
+    {"\xc2\x80", 0x80, true},       /* C1 */
+    {"\xc2\x9b", 0x9b, true},       /* C1: the 8-bit CSI */
+    {"\xc2\x9f", 0x9f, true},       /* C1 */
+    {"\xd8\x9c", 0x061c, true},     /* bidi: arabic letter mark */
+    {"\xe2\x80\x8b", 0x200b, true}, /* invisible: zero width space */
+    {"\xe2\x80\x8c", 0x200c, true}, /* invisible: zero width non-joiner */
+    {"\xe2\x80\x8d", 0x200d, true}, /* invisible: zero width joiner */
+    {"\xe2\x80\x8e", 0x200e, true}, /* bidi: left-to-right mark */
+    {"\xe2\x80\x8f", 0x200f, true}, /* bidi: right-to-left mark */
+    {"\xe2\x80\xa8", 0x2028, true}, /* line separator */
+    {"\xe2\x80\xaa", 0x202a, true}, /* bidi: embedding */
+    {"\xe2\x80\xae", 0x202e, true}, /* bidi: right-to-left override */
+    {"\xe2\x81\xa0", 0x2060, true}, /* invisible: word joiner */
+    {"\xe2\x81\xa6", 0x2066, true}, /* bidi: isolate */
+    {"\xe2\x81\xa9", 0x2069, true}, /* bidi: pop isolate */
+    {"\xef\xbb\xbf", 0xfeff, true}, /* invisible: zero width no-break space (BOM) */
+};
+
+/* Nothing from the wire reaches the output as it is when a terminal would act on it or it hides
+ * or reorders text: in a text, an attribute value, a namespace URI and a note, in every format.
+ * JSON carries each as \uXXXX, and the line reads back to the same string. */
+static void test_print_unsafe_characters_every_format(void **state)
+{
+    xs_print_meta m = meta_c2s();
+    for (size_t i = 0; i < sizeof(unsafe_chars) / sizeof(unsafe_chars[0]); i++) {
+        const unsafe_char *u = &unsafe_chars[i];
+        char *stanza = NULL, *note = NULL, xml_esc[16], line_esc[16], json_esc[16];
+        stanza_fx f;
+        snprintf(xml_esc, sizeof(xml_esc), "&#x%X;", u->cp);
+        snprintf(line_esc, sizeof(line_esc), u->cp < 0x80 ? "\\x%02X" : "\\u%04X", u->cp);
+        snprintf(json_esc, sizeof(json_esc), "\\u%04X", u->cp);
+        assert_true(asprintf(&note, "peer said a%sb", u->utf8) > 0);
+        if (u->in_xml) {
+            assert_true(asprintf(&stanza,
+                                 "<message to='a%sb'><body>c%sd</body><x xmlns='urn:e%sf'/>"
+                                 "</message>",
+                                 u->utf8, u->utf8, u->utf8) > 0);
+            stanza_init(&f, stanza);
+        }
+        for (size_t k = 0; k < sizeof(formats) / sizeof(formats[0]); k++) {
+            capture c;
+            capture_open(&c, formats[k], 0, 0);
+            if (u->in_xml)
+                assert_int_equal(xs_printer_event(c.p, &m, &f.ev), 0);
+            assert_int_equal(xs_printer_note(c.p, &m, "warn", note), 0);
+            char *out = capture_close(&c);
+            if (strstr(out, u->utf8) != NULL)
+                fail_msg("U+%04X printed as it is in format %s:\n%s", u->cp,
+                         xs_format_name(formats[k]), out);
+            if (formats[k] == XS_FORMAT_JSON) {
+                assert_non_null(strstr(out, json_esc));
+                char *cur = out;
+                json_t *j;
+                if (u->in_xml) {
+                    j = json_line(&cur);
+                    assert_jstr(j, "to", strstr(note, " a") + 1);
+                    assert_true(strstr(json_string_value(json_object_get(j, "raw")), u->utf8));
+                    json_decref(j);
+                }
+                j = json_line(&cur);
+                assert_jstr(j, "message", note);
+                json_decref(j);
+            } else {
+                /* Pretty shows the tree as XML: the character reference; compact the XML text on
+                 * one line, and the note the C-style escape. */
+                if (u->in_xml && formats[k] == XS_FORMAT_PRETTY)
+                    assert_non_null(strstr(out, xml_esc));
+                assert_non_null(strstr(out, line_esc));
+            }
+            free(out);
+        }
+        if (u->in_xml)
+            stanza_free(&f);
+        free(stanza);
+        free(note);
+    }
+}
+
+/* xs_term_printf(): messages printed outside a printer are escaped as one line, but for the
+ * newline that ends them. */
+static void test_print_term_printf_escapes(void **state)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    assert_int_equal(xs_term_printf(f, "x: %s: near '%s'\n", "urn:\xc2\x9b\xe2\x80\xae",
+                                    "\x1b[2J\n\xff\xe2\x80\x8b"),
+                     0);
+    assert_int_equal(xs_term_printf(f, "%d %s", 7, "no newline"), 0);
+    assert_int_equal(fclose(f), 0);
+    assert_string_equal(buf, "x: urn:\\u009B\\u202E: near '\\x1B[2J\\n\\xFF\\u200B'\n7 no newline");
+    free(buf);
+}
+
 static void test_print_no_tree_prints_raw(void **state)
 {
     xs_print_meta m = meta_c2s();
@@ -888,6 +994,42 @@ static void test_print_hostile_raw(void **state)
             assert_null(strchr(out, '\033'));
         free(out);
     }
+}
+
+/* The characters no output shows as they are (print.h), by their own list here: C0, DEL, C1,
+ * line breaks, bidirectional controls, invisible characters. */
+static bool term_unsafe(uint32_t cp)
+{
+    static const uint32_t ranges[][2] = {
+        {0x00, 0x1f},     {0x7f, 0x9f},     {0x061c, 0x061c}, {0x200b, 0x200f},
+        {0x2028, 0x202e}, {0x2060, 0x2064}, {0x2066, 0x2069}, {0xfeff, 0xfeff},
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+        if (cp >= ranges[i][0] && cp <= ranges[i][1])
+            return true;
+    return false;
+}
+
+/* What jansson dumped, with the characters jansson leaves as they are but the printer escapes
+ * (term_unsafe() above U+001F) as \uXXXX: the reference of the JSON printer. Takes `text`. */
+static char *ref_escape(char *text)
+{
+    size_t n = strlen(text);
+    char *out = malloc(n * 3 + 1), *o = out;
+    assert_non_null(out);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t k = xs_utf8_next((const unsigned char *)text + i, n - i, &cp);
+        assert_true(k > 0);
+        if (cp >= 0x20 && term_unsafe(cp))
+            o += sprintf(o, "\\u%04X", (unsigned)cp);
+        else
+            memcpy(o, text + i, k), o += k;
+        i += k;
+    }
+    *o = 0;
+    free(text);
+    return out;
 }
 
 /* ---- the jansson reference ----------------------------------------------------------------- */
@@ -1120,6 +1262,7 @@ static char *ref_event(const xs_print_meta *m, const xs_event *ev, int show_secr
     }
     text = json_dumps(o, JSON_COMPACT);
     assert_non_null(text);
+    text = ref_escape(text);
     assert_true(asprintf(&line, "%s\n", text) > 0);
     free(text);
     json_decref(o);
@@ -1136,6 +1279,7 @@ static char *ref_note(const xs_print_meta *m, const char *level, const char *msg
     ref_set(o, "message", ref_cstr(msg));
     text = json_dumps(o, JSON_COMPACT);
     assert_non_null(text);
+    text = ref_escape(text);
     assert_true(asprintf(&line, "%s\n", text) > 0);
     free(text);
     json_decref(o);
@@ -1417,9 +1561,10 @@ static void test_print_json_escapes(void **state)
                      "\"\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000B\\f\\r"
                      "\\u000E\\u000F\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017"
                      "\\u0018\\u0019\\u001A\\u001B\\u001C\\u001D\\u001E\\u001F\"");
-    /* Quotes and backslashes escaped; '/', DEL, U+2028 and other characters as they are. */
+    /* Quotes and backslashes escaped; DEL, U+2028 and U+0080 as \uXXXX (print.h); '/' and other
+     * characters as they are. */
     assert_raw_value(RAW("\"a\\\"b\\\\/'<>&\x7f\xe2\x80\xa8\xc2\x80\xf4\x8f\xbf\xbf"),
-                     "\"\\\"a\\\\\\\"b\\\\\\\\/'<>&\x7f\xe2\x80\xa8\xc2\x80\xf4\x8f\xbf\xbf\"");
+                     "\"\\\"a\\\\\\\"b\\\\\\\\/'<>&\\u007F\\u2028\\u0080\xf4\x8f\xbf\xbf\"");
     assert_raw_value(RAW(""), "\"\"");
     /* NUL and invalid UTF-8: one U+FFFD per byte. */
     assert_raw_value(RAW("a\0b"), "\"a" FFFD "b\"");
@@ -2167,6 +2312,8 @@ int main(void)
         cmocka_unit_test(test_print_hostile_raw),
         cmocka_unit_test(test_print_parser_end_to_end),
         cmocka_unit_test(test_print_json_matches_reference),
+        cmocka_unit_test(test_print_unsafe_characters_every_format),
+        cmocka_unit_test(test_print_term_printf_escapes),
         cmocka_unit_test(test_print_json_times),
         cmocka_unit_test(test_print_json_escapes),
         cmocka_unit_test(test_print_json_word_boundaries),

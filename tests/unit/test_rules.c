@@ -1976,6 +1976,73 @@ static void test_rules_limits_when_applying(void **state)
     xs_rules_unref(r);
 }
 
+/* Builds <message><body>!</body> then `n` <b> elements of `len` x's each </message>. */
+static char *budget_stanza(size_t n, size_t len)
+{
+    size_t cap = 64 + n * (len + 7);
+    char *s = malloc(cap);
+    assert_non_null(s);
+    size_t at = (size_t)sprintf(s, "<message><body>!</body>");
+    for (size_t i = 0; i < n; i++) {
+        memcpy(s + at, "<b>", 3);
+        memset(s + at + 3, 'x', len);
+        memcpy(s + at + 3 + len, "</b>", 4);
+        at += len + 7;
+    }
+    strcpy(s + at, "</message>");
+    return s;
+}
+
+/* Every regex of a stanza draws on one budget: a pattern that backtracks badly, run by a global
+ * replace-text on many text nodes, used to cost PCRE2's match limit once per text node and per
+ * match (seconds of CPU for one stanza). Now the stanza passes unchanged, whatever earlier rules
+ * rewrote, with a note naming the rule; no later rule runs. */
+static void test_rules_regex_budget_per_stanza(void **state)
+{
+    (void)state;
+    static const char text[] = "rule \"tag\"\n match /message\n then tag seen\nend\n"
+                               "rule \"cheap\"\n match /message\n then replace-text /message/body"
+                               " \"!\" \"?\"\nend\n"
+                               "rule \"boom\"\n match /message\n then replace-text //b"
+                               " \"(x+x+)+y|!\" \"?\"\nend\n"
+                               "rule \"after\"\n match /message\n then tag after\nend\n";
+    /* A few long texts (one match call each goes far past any per-call limit), and many short
+     * ones (each call well under it, together far over the budget). */
+    static const size_t shapes[][2] = {{300, 800}, {1000, 16}};
+    for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+        xs_rules *r = compile(text);
+        char *stanza = budget_stanza(shapes[k][0], shapes[k][1]);
+        run run1 = {.rules = r, .ctx = {.direction = XS_RULE_C2S}};
+        feed_checked(&run1, C2S_HEADER, stanza, 0);
+        assert_int_equal(run1.rc, 0);
+        assert_int_equal(run1.res.verdict, XS_VERDICT_UNCHANGED);
+        assert_null(run1.res.xml);
+        assert_int_equal(run1.res.n_tags, 0);
+        assert_int_equal(run1.res.n_applied, 0);
+        assert_int_equal(run1.res.rules_matched, 3);
+        char want[200];
+        snprintf(want, sizeof(want),
+                 "rule \"boom\": replace-text: the regex budget of this stanza was used up (%lu "
+                 "steps); the stanza passes unchanged",
+                 XS_RULES_REGEX_STEPS + XS_RULES_REGEX_STEPS_PER_BYTE * strlen(stanza));
+        assert_string_equal(run1.res.error, want);
+        xs_rule_result_clear(&run1.res);
+        free(stanza);
+        xs_rules_unref(r);
+    }
+
+    /* The same rules on a stanza the pattern handles quickly: every rule applies. */
+    xs_rules *r = compile(text);
+    run run2 = {.rules = r, .ctx = {.direction = XS_RULE_C2S}};
+    feed_checked(&run2, C2S_HEADER, "<message><body>!</body><b>xxy!</b></message>", 0);
+    assert_int_equal(run2.res.verdict, XS_VERDICT_REWRITTEN);
+    assert_null(run2.res.error);
+    assert_non_null(strstr(run2.res.xml, "<body>?</body><b>?\?</b>"));
+    assert_int_equal(run2.res.n_tags, 2);
+    xs_rule_result_clear(&run2.res);
+    xs_rules_unref(r);
+}
+
 static int wrong_event(void *user, const xs_event *ev)
 {
     xs_rules *r = user;
@@ -2152,6 +2219,7 @@ int main(void)
         cmocka_unit_test(test_rules_sorted_by_stanza),
         cmocka_unit_test(test_rules_hit_counters_and_refs),
         cmocka_unit_test(test_rules_limits_when_applying),
+        cmocka_unit_test(test_rules_regex_budget_per_stanza),
         cmocka_unit_test(test_rules_apply_refuses_misuse),
         cmocka_unit_test(test_rules_examples_compile),
         cmocka_unit_test(test_rules_command),
