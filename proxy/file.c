@@ -97,6 +97,14 @@ static int check_stat(const struct stat *st, const char *path, const char *what,
                   want_dir ? "put files of their choosing in it" : "read or change it");
         return XS_EINVAL;
     }
+    /* A second name for one of our own files (made by another user where the kernel does not
+     * protect hard links) would have us append secrets to whatever file it names. */
+    if (!want_dir && st->st_nlink > 1) {
+        set_error("refusing %s %s: it has %lu hard links, so it may be another file of yours under "
+                  "a second name; give the path of a file with one name",
+                  what, path, (unsigned long)st->st_nlink);
+        return XS_EINVAL;
+    }
     if ((mode & 022) != 0) {
         set_error("refusing %s %s: it is writable by group or others (mode %04o), so they could "
                   "change what xmppscope %s; run `chmod go-w %s`",

@@ -212,6 +212,22 @@ static void test_file_refuses_writable_by_others(void **state)
     assert_error_has("writable by group or others (mode 0602)", NULL);
 }
 
+static void test_file_refuses_hard_link(void **state)
+{
+    struct fixture *f = *state;
+    char path[600], other[600];
+    int fd, others;
+
+    path_in(other, sizeof(other), f->dir, "authorized_keys");
+    path_in(path, sizeof(path), f->dir, "keylog");
+    write_text(other, "ssh-ed25519 AAAA\n", 0600);
+    assert_int_equal(link(other, path), 0);
+    assert_int_equal(xs_file_open_append(path, "--keylog", &fd, &others), XS_EINVAL);
+    assert_error_has("has 2 hard links", "one name");
+    assert_int_equal(xs_file_open_read(path, "the CA key", 1, &fd), XS_EINVAL);
+    assert_error_has("has 2 hard links", NULL);
+}
+
 static void test_file_read_secret_mode(void **state)
 {
     struct fixture *f = *state;
@@ -298,6 +314,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_refuses_directory_and_missing_parent, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_file_refuses_writable_by_others, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_refuses_hard_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_read_secret_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_refuses_other_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_check_dir, setup, teardown),
