@@ -285,6 +285,29 @@ class HostileStreams(FaultCase):
         self.assert_closed(x, 1)
         self.assert_serves(x, srv)
 
+    def test_26000_attributes_refused_at_once(self):
+        """libxml2 2.9 checks attributes pairwise: 26,000 of them cost seconds. The proxy
+        refuses the element at the 65th (--max-attrs), from either side, and stays quick."""
+        attrs = b"".join(b" a%d=''" % k for k in range(26000))
+        srv, x = self.plain_pair()
+        t0 = time.monotonic()
+        self.client_fault(x, srv, b"<presence/><message" + attrs + b"/>", "policy-violation",
+                          forwarded=b"<presence/>")
+        self.assertLess(time.monotonic() - t0, 3.0)
+        self.assert_logged(x, "an element has more than 64 attributes (limit --max-attrs)")
+        # The server's side: the client gets a clean end, the server the stream error.
+        c, conn = self.open_session(x, srv)
+        with c:
+            mark = len(c.received)
+            conn.send(b"<presence/><iq><query" + attrs + b"/></iq>")
+            c.read_all(timeout=3)
+            self.assertEqual(c.received[mark:], b"<presence/>" + END)
+            self.assertTrue(c.closed_by_peer)
+        self.assertTrue(conn.wait_closed(3))
+        self.assertStreamError(conn.received, "policy-violation")
+        self.assert_closed(x, 2, "policy-violation")
+        self.assert_serves(x, srv)
+
     def test_nesting_10000_deep(self):
         srv, x = self.plain_pair()
         self.client_fault(x, srv, b"<message>" + b"<a>" * 10000, "policy-violation")
