@@ -105,7 +105,8 @@ struct xs_parser {
     unsigned tag_attrs, tag_ns;
     unsigned char aname; /* where the current attribute's name stands (enum aname_state) */
     unsigned ns_scope;
-    unsigned *ns_open; /* max_depth + 2 entries */
+    uint16_t *ns_open; /* max_depth + 2 entries, made at the first element that declares a
+                        * namespace inside another (NULL: every open element declares none) */
 
     /* Bytes of earlier reads still needed: unfed to libxml2, or part of the current top-level
      * item when XS_PARSER_RAW. They cover offsets [pend_start, pend_start + pend.len). */
@@ -1089,6 +1090,21 @@ static int after_close(xs_parser *p, uint64_t end)
                    msg);
 }
 
+/* Records the namespace declarations of the element whose start tag just ended at depth
+ * p->depth, for its end tag to take them out of scope. */
+static int ns_push(xs_parser *p)
+{
+    if (p->ns_open == NULL) {
+        if (p->tag_ns == 0)
+            return 0;
+        p->ns_open = calloc((size_t)p->lim.max_depth + 2, sizeof(*p->ns_open));
+        if (p->ns_open == NULL)
+            return XS_ENOMEM;
+    }
+    p->ns_open[p->depth] = (uint16_t)p->tag_ns;
+    return 0;
+}
+
 /* A start tag ended with '>' (empty: "/>") at offset p->off. */
 static int start_tag_done(xs_parser *p, bool empty)
 {
@@ -1107,7 +1123,8 @@ static int start_tag_done(xs_parser *p, bool empty)
             p->ns_scope = 0;
             return emit_stanza(p, end);
         }
-        p->ns_open[1] = p->tag_ns;
+        if (ns_push(p) < 0)
+            return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
         p->depth = 2;
         return 0;
     }
@@ -1119,7 +1136,8 @@ static int start_tag_done(xs_parser *p, bool empty)
     if (empty) {
         p->ns_scope -= p->tag_ns; /* its declarations go out of scope at once */
     } else {
-        p->ns_open[p->depth] = p->tag_ns;
+        if (ns_push(p) < 0)
+            return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
         p->depth++;
     }
     return 0;
@@ -1140,7 +1158,7 @@ static int end_tag_done(xs_parser *p)
         return emit_stanza(p, end);
     default:
         p->depth--;
-        p->ns_scope -= p->ns_open[p->depth];
+        p->ns_scope -= p->ns_open != NULL ? p->ns_open[p->depth] : 0u;
         return 0;
     }
 }
@@ -1624,11 +1642,6 @@ int xs_parser_new(const xs_parser_limits *limits, unsigned options, xs_parser_cb
         free(p);
         return XS_EINVAL;
     }
-    p->ns_open = calloc((size_t)p->lim.max_depth + 2, sizeof(*p->ns_open));
-    if (p->ns_open == NULL) {
-        free(p);
-        return XS_ENOMEM;
-    }
     p->opts = options;
     p->fast = !(options & XS_PARSER_LIBXML2_ONLY);
     p->cb = cb;
@@ -1729,6 +1742,8 @@ int xs_parser_trim(xs_parser *p)
     free(p->st_attrs);
     p->st_attrs = NULL;
     p->st_n_attrs = p->st_cap_attrs = 0;
+    free(p->ns_open); /* no stanza element is open */
+    p->ns_open = NULL;
     return 1;
 }
 
