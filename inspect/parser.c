@@ -1202,7 +1202,8 @@ static unsigned char aname_step(unsigned char a, unsigned char c)
 static int count_attr(xs_parser *p)
 {
     bool decl = p->aname == A_XMLNS || p->aname == A_DECL_IN || p->aname == A_DECL;
-    const char *what = p->depth == 0 ? "the stream header has" : "an element has";
+    const char *what =
+        p->depth == 0 && !p->after_close ? "the stream header has" : "an element has";
     char msg[160];
     p->aname = A_NONE;
     if (!decl) {
@@ -1216,9 +1217,8 @@ static int count_attr(xs_parser *p)
     if (p->depth == 0) {
         if (p->tag_ns <= p->lim.max_attrs)
             return 0;
-        snprintf(msg, sizeof(msg),
-                 "the stream header has more than %u namespace declarations (limit --max-attrs)",
-                 p->lim.max_attrs);
+        snprintf(msg, sizeof(msg), "%s more than %u namespace declarations (limit --max-attrs)",
+                 what, p->lim.max_attrs);
         return fail(p, XS_ETOOBIG, XS_PERR_POLICY, msg);
     }
     if (++p->ns_scope <= p->lim.max_attrs)
