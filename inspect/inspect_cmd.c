@@ -71,6 +71,8 @@ static void usage(FILE *out)
             "                       always or never\n"
             "      --max-stanza N   refuse stanzas larger than N bytes (default %u)\n"
             "      --max-depth N    refuse elements nested deeper than N (default %u)\n"
+            "      --max-attrs N    refuse elements with more than N attributes, or more than N\n"
+            "                       namespace declarations in scope (default %u, at most %u)\n"
             "  -h, --help           show this help\n"
             "\n"
             "exit status: 0 all input read, 1 malformed input or a read error (the events\n"
@@ -80,7 +82,8 @@ static void usage(FILE *out)
             "  xmppscope inspect examples/captures/c2s-plain.xml\n"
             "  xmppscope inspect --format compact --stats session.jsonl\n"
             "  xmppscope inspect --format json capture.xml > capture.jsonl\n",
-            XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH);
+            XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH, XS_PARSER_DEFAULT_MAX_ATTRS,
+            XS_PARSER_MAX_MAX_ATTRS);
 }
 
 /* ---- statistics ---------------------------------------------------------------------------- */
@@ -466,6 +469,7 @@ int xs_inspect_main(int argc, char **argv)
         {"colour", required_argument, NULL, 'C'},
         {"max-stanza", required_argument, NULL, 'M'},
         {"max-depth", required_argument, NULL, 'D'},
+        {"max-attrs", required_argument, NULL, 'A'},
         {"rules", required_argument, NULL, 'R'},
         {"direction", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
@@ -514,6 +518,13 @@ int xs_inspect_main(int argc, char **argv)
                 return xs_cli_usage_error(
                     "inspect", "--max-depth takes a number from 1 to 10000, not '%s'", optarg);
             lim.max_depth = (unsigned)v;
+            break;
+        case 'A':
+            if (xs_cli_parse_uint(optarg, 1, XS_PARSER_MAX_MAX_ATTRS, &v) < 0)
+                return xs_cli_usage_error("inspect",
+                                          "--max-attrs takes a number from 1 to %u, not '%s'",
+                                          XS_PARSER_MAX_MAX_ATTRS, optarg);
+            lim.max_attrs = (unsigned)v;
             break;
         case 'R':
             rules_path = optarg;

@@ -46,6 +46,20 @@ enum scan_state {
     S_FAILED,
 };
 
+/* Where the scanner stands in the name of an attribute, to tell a namespace declaration
+ * (xmlns='...', xmlns:p='...') from an attribute when its value's quote opens. */
+enum aname_state {
+    A_NONE,    /* between names, the last one not a declaration (or none yet) */
+    A_X1,      /* in a name: "x" so far */
+    A_X2,      /* "xm" */
+    A_X3,      /* "xml" */
+    A_X4,      /* "xmln" */
+    A_XMLNS,   /* "xmlns" */
+    A_DECL_IN, /* in "xmlns:..." */
+    A_OTHER,   /* in a name that declares nothing */
+    A_DECL,    /* between names, the last one a declaration */
+};
+
 /* A growable byte buffer with a hard cap. */
 typedef struct buf {
     char *data;
@@ -82,7 +96,17 @@ struct xs_parser {
     char root[NAME_CAP];
     size_t root_len;
     bool closed;
+    bool after_close; /* the current start tag came after the stream element was closed */
     unsigned stream_no;
+
+    /* The --max-attrs counts of the current start tag, taken at each attribute's opening quote,
+     * and the namespace declarations in scope in the current stanza: ns_open[d] holds those of
+     * the open element at depth d (1: the stanza), ns_scope their sum plus the current tag's. */
+    unsigned tag_attrs, tag_ns;
+    unsigned char aname; /* where the current attribute's name stands (enum aname_state) */
+    unsigned ns_scope;
+    uint16_t *ns_open; /* max_depth + 2 entries, made at the first element that declares a
+                        * namespace inside another (NULL: every open element declares none) */
 
     /* Bytes of earlier reads still needed: unfed to libxml2, or part of the current top-level
      * item when XS_PARSER_RAW. They cover offsets [pend_start, pend_start + pend.len). */
@@ -596,6 +620,7 @@ static int stream_begin(xs_parser *p, uint64_t at)
     p->sax_oom = false;
     p->root_len = 0;
     p->hdr_raw.len = 0;
+    p->ns_scope = 0;
     clear_lx_err(p);
     return 0;
 }
@@ -990,9 +1015,14 @@ static int start_name_done(xs_parser *p)
 {
     if (p->depth == 0) {
         if (p->closed) {
-            if (!(p->opts & XS_PARSER_AUTO_RESTART))
-                return fail(p, XS_EBADFORMAT, XS_PERR_BAD_FORMAT,
-                            "element after the stream was closed");
+            /* Only a new stream header (the same name as the stream element) starts a new
+             * stream; anything else is a second root element, refused once its start tag is
+             * complete, so that the error can quote it. */
+            if (!(p->opts & XS_PARSER_AUTO_RESTART) || p->root_len == 0 ||
+                p->name_len != p->root_len || memcmp(p->name, p->root, p->root_len) != 0) {
+                p->after_close = true;
+                return 0;
+            }
             int rc = restart_here(p);
             if (rc < 0)
                 return rc;
@@ -1021,11 +1051,67 @@ static int start_name_done(xs_parser *p)
     return 0;
 }
 
+/* Appends s[0, n) to out (room for cap bytes, NUL-terminated) as printable ASCII: other bytes
+ * as \xHH, and at most `max` bytes of s, then "...". Wire bytes go into messages only so. */
+static void quote_bytes(char *out, size_t cap, const char *s, size_t n, size_t max)
+{
+    size_t o = strlen(out);
+    for (size_t i = 0; i < n && i < max && o + 5 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7F)
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
+    }
+    if (n > max && o + 4 < cap) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = 0;
+}
+
+/* A start tag after the stream element's end (a second root element), complete at `end`. XML
+ * allows only whitespace after the root element, so this is not well-formed (RFC 6120 4.9.3.13;
+ * <bad-format/> is for XML that is well-formed but cannot be processed). The error names the tag
+ * and what it followed. */
+static int after_close(xs_parser *p, uint64_t end)
+{
+    char msg[256] = "'";
+    const char *tag = span_bytes(p, p->tag_start, end);
+    if (tag == NULL)
+        return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
+    quote_bytes(msg, sizeof(msg), tag, (size_t)(end - p->tag_start), 80);
+    snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+             "' arrived after the stream was closed with </");
+    quote_bytes(msg, sizeof(msg), p->root, p->root_len, NAME_CAP);
+    snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+             "> (XML allows only whitespace after the stream's end)");
+    return fail_at(p, XS_ENOTWF, XS_PERR_NOT_WELL_FORMED, p->tag_start, p->elem_line, p->elem_col,
+                   msg);
+}
+
+/* Records the namespace declarations of the element whose start tag just ended at depth
+ * p->depth, for its end tag to take them out of scope. */
+static int ns_push(xs_parser *p)
+{
+    if (p->ns_open == NULL) {
+        if (p->tag_ns == 0)
+            return 0;
+        p->ns_open = calloc((size_t)p->lim.max_depth + 2, sizeof(*p->ns_open));
+        if (p->ns_open == NULL)
+            return XS_ENOMEM;
+    }
+    p->ns_open[p->depth] = (uint16_t)p->tag_ns;
+    return 0;
+}
+
 /* A start tag ended with '>' (empty: "/>") at offset p->off. */
 static int start_tag_done(xs_parser *p, bool empty)
 {
     uint64_t end = p->off + 1;
     if (p->depth == 0) {
+        if (p->after_close)
+            return after_close(p, end);
         if (empty)
             return fail(p, XS_EBADFORMAT, XS_PERR_BAD_FORMAT,
                         "the stream element is empty: expected <stream:stream ...>");
@@ -1033,8 +1119,12 @@ static int start_tag_done(xs_parser *p, bool empty)
         return emit_stream_open(p, end);
     }
     if (p->depth == 1) {
-        if (empty)
+        if (empty) {
+            p->ns_scope = 0;
             return emit_stanza(p, end);
+        }
+        if (ns_push(p) < 0)
+            return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
         p->depth = 2;
         return 0;
     }
@@ -1043,8 +1133,13 @@ static int start_tag_done(xs_parser *p, bool empty)
         snprintf(msg, sizeof(msg), "elements nested deeper than the limit of %u", p->lim.max_depth);
         return fail(p, XS_ETOODEEP, XS_PERR_POLICY, msg);
     }
-    if (!empty)
+    if (empty) {
+        p->ns_scope -= p->tag_ns; /* its declarations go out of scope at once */
+    } else {
+        if (ns_push(p) < 0)
+            return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
         p->depth++;
+    }
     return 0;
 }
 
@@ -1059,9 +1154,11 @@ static int end_tag_done(xs_parser *p)
         return emit_stream_close(p, end);
     case 2:
         p->depth = 1;
+        p->ns_scope = 0;
         return emit_stanza(p, end);
     default:
         p->depth--;
+        p->ns_scope -= p->ns_open != NULL ? p->ns_open[p->depth] : 0u;
         return 0;
     }
 }
@@ -1074,6 +1171,62 @@ static void tag_open(xs_parser *p)
     p->name_len = 0;
     p->aux = 0;
     p->slash = false;
+    p->after_close = false;
+    p->tag_attrs = p->tag_ns = 0;
+    p->aname = A_NONE;
+}
+
+/* The name state after byte c of a start tag outside quotes (not '>', not a quote). */
+static unsigned char aname_step(unsigned char a, unsigned char c)
+{
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '=')
+        return a == A_XMLNS || a == A_DECL_IN || a == A_DECL ? A_DECL : A_NONE;
+    switch (a) {
+    case A_NONE:
+    case A_DECL:
+        return c == 'x' ? A_X1 : A_OTHER;
+    case A_X1:
+    case A_X2:
+    case A_X3:
+    case A_X4:
+        return c == (unsigned char)"xmlns"[a] ? (unsigned char)(a + 1) : A_OTHER;
+    case A_XMLNS:
+        return c == ':' ? A_DECL_IN : A_OTHER;
+    default:
+        return a; /* A_DECL_IN, A_OTHER: the rest of the name changes nothing */
+    }
+}
+
+/* An attribute's value opens at p->off: counts it against --max-attrs, before libxml2 sees any
+ * of the tag (it sees a start tag only once its '>' is there). */
+static int count_attr(xs_parser *p)
+{
+    bool decl = p->aname == A_XMLNS || p->aname == A_DECL_IN || p->aname == A_DECL;
+    const char *what =
+        p->depth == 0 && !p->after_close ? "the stream header has" : "an element has";
+    char msg[160];
+    p->aname = A_NONE;
+    if (!decl) {
+        if (++p->tag_attrs <= p->lim.max_attrs)
+            return 0;
+        snprintf(msg, sizeof(msg), "%s more than %u attributes (limit --max-attrs)", what,
+                 p->lim.max_attrs);
+        return fail(p, XS_ETOOBIG, XS_PERR_POLICY, msg);
+    }
+    p->tag_ns++;
+    if (p->depth == 0) {
+        if (p->tag_ns <= p->lim.max_attrs)
+            return 0;
+        snprintf(msg, sizeof(msg), "%s more than %u namespace declarations (limit --max-attrs)",
+                 what, p->lim.max_attrs);
+        return fail(p, XS_ETOOBIG, XS_PERR_POLICY, msg);
+    }
+    if (++p->ns_scope <= p->lim.max_attrs)
+        return 0;
+    snprintf(msg, sizeof(msg),
+             "a stanza has more than %u namespace declarations in scope (limit --max-attrs)",
+             p->lim.max_attrs);
+    return fail(p, XS_ETOOBIG, XS_PERR_POLICY, msg);
 }
 
 /* The byte limit of the current top-level item, as an offset one past the last allowed byte. */
@@ -1147,9 +1300,14 @@ static int scan(xs_parser *p)
                     return fail(p, XS_EBADFORMAT, XS_PERR_BAD_FORMAT,
                                 "text directly inside the stream (only whitespace keepalives "
                                 "are allowed between stanzas)");
-                if (p->closed)
-                    return fail(p, XS_EBADFORMAT, XS_PERR_BAD_FORMAT,
-                                "data after the stream was closed");
+                if (p->closed) {
+                    /* As for an element after the end (after_close()): not well-formed. */
+                    char msg[256] = "text arrived after the stream was closed with </";
+                    quote_bytes(msg, sizeof(msg), p->root, p->root_len, NAME_CAP);
+                    snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                             "> (XML allows only whitespace after the stream's end)");
+                    return fail(p, XS_ENOTWF, XS_PERR_NOT_WELL_FORMED, msg);
+                }
                 return fail(p, XS_ENOTWF, XS_PERR_NOT_WELL_FORMED, "text before the stream header");
             }
             if (p->depth == 1 && !p->in_ws) {
@@ -1204,8 +1362,10 @@ static int scan(xs_parser *p)
             const unsigned char *s = &AT(p->off);
             const unsigned char *e = s + (lim - p->off);
             const unsigned char *q = s;
+            unsigned char a = p->aname;
             while (q < e && *q != '>' && *q != '"' && *q != '\'' && *q != '\n')
-                q++;
+                a = aname_step(a, *q++);
+            p->aname = a;
             if (q > s)
                 p->slash = (q[-1] == '/');
             p->off += (uint64_t)(q - s);
@@ -1215,10 +1375,14 @@ static int scan(xs_parser *p)
                 p->line++;
                 p->line_start = p->off + 1;
                 p->slash = false;
+                p->aname = aname_step(p->aname, '\n');
             } else if (*q == '>') {
                 p->st = S_TEXT;
                 rc = start_tag_done(p, p->slash);
             } else {
+                rc = count_attr(p);
+                if (rc < 0)
+                    return rc;
                 p->quote = (char)*q;
                 p->st = S_QUOTE;
                 p->slash = false;
@@ -1471,7 +1635,10 @@ int xs_parser_new(const xs_parser_limits *limits, unsigned options, xs_parser_cb
         p->lim.max_stanza = XS_PARSER_DEFAULT_MAX_STANZA;
     if (p->lim.max_depth == 0)
         p->lim.max_depth = XS_PARSER_DEFAULT_MAX_DEPTH;
-    if (p->lim.max_stanza > (1u << 30)) {
+    if (p->lim.max_attrs == 0)
+        p->lim.max_attrs = XS_PARSER_DEFAULT_MAX_ATTRS;
+    if (p->lim.max_stanza > (1u << 30) || p->lim.max_attrs > XS_PARSER_MAX_MAX_ATTRS ||
+        p->lim.max_depth > (1u << 20)) {
         free(p);
         return XS_EINVAL;
     }
@@ -1575,6 +1742,8 @@ int xs_parser_trim(xs_parser *p)
     free(p->st_attrs);
     p->st_attrs = NULL;
     p->st_n_attrs = p->st_cap_attrs = 0;
+    free(p->ns_open); /* no stanza element is open */
+    p->ns_open = NULL;
     return 1;
 }
 
@@ -1592,6 +1761,7 @@ void xs_parser_free(xs_parser *p)
     buf_free(&p->hdr_strings);
     free(p->hdr_attrs);
     free(p->hdr_ns);
+    free(p->ns_open);
     free(p);
 }
 

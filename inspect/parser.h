@@ -30,10 +30,19 @@ typedef struct xs_parser xs_parser;
 typedef struct xs_parser_limits {
     size_t max_stanza;  /* bytes of one depth-1 element or stream header; default 262144 */
     unsigned max_depth; /* element depth below the stream element; default 64 */
+    /* Attributes of one element (the stream header too), and namespace declarations in scope
+     * within one stanza (so also on one element) or on the stream header; default 64, at most
+     * XS_PARSER_MAX_MAX_ATTRS. The scanner counts them before libxml2 sees the element: libxml2
+     * checks attribute uniqueness pairwise and looks prefixes up through every declaration in
+     * scope, so without a cap a 200 KB tag costs seconds. XMPP needs few: a stream header has
+     * about 7, the largest common elements (a Jingle ICE candidate) 12. */
+    unsigned max_attrs;
 } xs_parser_limits;
 
 #define XS_PARSER_DEFAULT_MAX_STANZA 262144u
 #define XS_PARSER_DEFAULT_MAX_DEPTH 64u
+#define XS_PARSER_DEFAULT_MAX_ATTRS 64u
+#define XS_PARSER_MAX_MAX_ATTRS 1024u
 
 /* Option bits for xs_parser_new(). */
 enum {

@@ -486,7 +486,9 @@ static bool start_tag(wf *w, bool *empty, xs_wf_root *root)
         w->i++;
     }
     /* Attributes: distinct local names (distinct expanded names, conservatively), every
-     * prefix bound. Declarations: distinct prefixes. */
+     * prefix bound. Declarations: distinct prefixes. Pairwise, but over at most XS_WF_MAX_ATTRS;
+     * a prefix is looked up among at most XS_WF_MAX_NS declarations of the stanza and the stream
+     * header's, which the parser caps (--max-attrs): so the cost per byte is bounded. */
     for (size_t k = 0; k < n_at; k++) {
         bool decl = at[k].decl != DECL_NONE;
         for (size_t j = 0; j < k; j++) {

@@ -57,6 +57,8 @@ static void usage(FILE *out)
             "limits:\n"
             "  --max-stanza N            bytes per stanza (default %u); bigger: policy-violation\n"
             "  --max-depth N             element nesting (default %u)\n"
+            "  --max-attrs N             attributes of an element, and namespace declarations\n"
+            "                            in scope in a stanza (default %u, at most %u)\n"
             "  --handshake-timeout S     seconds to set a session up (default %u)\n"
             "  --close-timeout S         seconds a side has to close its stream after the\n"
             "                            other closed its own (default %u)\n"
@@ -76,6 +78,7 @@ static void usage(FILE *out)
             "  xmppscope proxy --listen 127.0.0.1:5222 --upstream xmpp.example.org:5222 \\\n"
             "                  --write session.jsonl\n",
             XS_PROXY_DEFAULT_LISTEN, XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH,
+            XS_PARSER_DEFAULT_MAX_ATTRS, XS_PARSER_MAX_MAX_ATTRS,
             XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT, XS_PROXY_DEFAULT_CLOSE_TIMEOUT);
 }
 
@@ -101,6 +104,7 @@ int xs_proxy_main(int argc, char **argv)
         O_COLOR,
         O_MAX_STANZA,
         O_MAX_DEPTH,
+        O_MAX_ATTRS,
         O_HS_TIMEOUT,
         O_CLOSE_TIMEOUT,
         O_MAX_SESSIONS,
@@ -129,6 +133,7 @@ int xs_proxy_main(int argc, char **argv)
         {"colour", required_argument, NULL, O_COLOR},
         {"max-stanza", required_argument, NULL, O_MAX_STANZA},
         {"max-depth", required_argument, NULL, O_MAX_DEPTH},
+        {"max-attrs", required_argument, NULL, O_MAX_ATTRS},
         {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
         {"close-timeout", required_argument, NULL, O_CLOSE_TIMEOUT},
         {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
@@ -231,6 +236,13 @@ int xs_proxy_main(int argc, char **argv)
                 return xs_cli_usage_error(
                     "proxy", "--max-depth takes a number from 2 to 200, not '%s'", optarg);
             cfg.limits.max_depth = (unsigned)v;
+            break;
+        case O_MAX_ATTRS:
+            if (xs_cli_parse_uint(optarg, 1, XS_PARSER_MAX_MAX_ATTRS, &v) < 0)
+                return xs_cli_usage_error("proxy",
+                                          "--max-attrs takes a number from 1 to %u, not '%s'",
+                                          XS_PARSER_MAX_MAX_ATTRS, optarg);
+            cfg.limits.max_attrs = (unsigned)v;
             break;
         case O_HS_TIMEOUT:
             if (xs_cli_parse_uint(optarg, 1, 86400, &v) < 0)

@@ -149,7 +149,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 4)
         return 0;
     unsigned opts = data[0] & (XS_PARSER_TREE | XS_PARSER_RAW | XS_PARSER_AUTO_RESTART);
-    xs_parser_limits lim = {.max_stanza = 64 + (size_t)data[1] * 64, .max_depth = 1 + data[2] % 80};
+    /* A third of the inputs get a small attribute cap (1 to 8), the rest the default. */
+    xs_parser_limits lim = {.max_stanza = 64 + (size_t)data[1] * 64,
+                            .max_depth = 1 + data[2] % 80,
+                            .max_attrs = data[3] % 3 == 0 ? 1 + data[3] / 3 % 8 : 0};
     fz f = {.total = size - 4, .seed = data[3]};
     data += 4;
     size -= 4;

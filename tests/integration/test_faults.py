@@ -9,6 +9,7 @@ Each test checks what each side gets, that the proxy logs the cause and the per-
 Only 127.0.0.1 is used.
 """
 
+import html
 import os
 import select
 import socket
@@ -340,6 +341,29 @@ class HostileStreams(FaultCase):
         self.assert_closed(x, 1)
         self.assert_serves(x, srv)
 
+    def test_26000_attributes_refused_at_once(self):
+        """libxml2 2.9 checks attributes pairwise: 26,000 of them cost seconds. The proxy
+        refuses the element at the 65th (--max-attrs), from either side, and stays quick."""
+        attrs = b"".join(b" a%d=''" % k for k in range(26000))
+        srv, x = self.plain_pair()
+        t0 = time.monotonic()
+        self.client_fault(x, srv, b"<presence/><message" + attrs + b"/>", "policy-violation",
+                          forwarded=b"<presence/>")
+        self.assertLess(time.monotonic() - t0, 3.0)
+        self.assert_logged(x, "an element has more than 64 attributes (limit --max-attrs)")
+        # The server's side: the client gets a clean end, the server the stream error.
+        c, conn = self.open_session(x, srv)
+        with c:
+            mark = len(c.received)
+            conn.send(b"<presence/><iq><query" + attrs + b"/></iq>")
+            c.read_all(timeout=3)
+            self.assertEqual(c.received[mark:], b"<presence/>" + END)
+            self.assertTrue(c.closed_by_peer)
+        self.assertTrue(conn.wait_closed(3))
+        self.assertStreamError(conn.received, "policy-violation")
+        self.assert_closed(x, 2, "policy-violation")
+        self.assert_serves(x, srv)
+
     def test_nesting_10000_deep(self):
         srv, x = self.plain_pair()
         self.client_fault(x, srv, b"<message>" + b"<a>" * 10000, "policy-violation")
@@ -503,6 +527,47 @@ class StarttlsGap(FaultCase):
             c.send(H)
             self.assertIn(b"id='fake-1'", c.read_features())
         self.assertTrue(x.running)
+
+
+# =================================================================================================
+# Data after the client's </stream:stream>, through the proxy to Prosody
+# =================================================================================================
+class DataAfterStreamEnd(tp.ProsodyCase):
+
+    def test_sm_ack_after_stream_end(self):
+        """xmpp.js may send an XEP-0198 <a/> after its </stream:stream>. XML allows nothing but
+        whitespace after the root element: the client gets <not-well-formed/> naming what came
+        after what; Prosody gets what came before and exactly one </stream:stream>."""
+        x = self.proxy(client_tls="none", upstream_tls="starttls")
+        with raw(x.port) as c:
+            c.send(H)
+            c.read_features()
+            c.send(b"<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+            c.read_until(b"id='p1'")
+            c.send(END + b"<a xmlns='urn:xmpp:sm:3' h='3'/>")
+            got = c.read_all(timeout=5)
+            self.assertTrue(c.closed_by_peer)
+        self.assertStreamError(got, "not-well-formed")
+        self.assertTrue(got.endswith(b"</stream:stream>"), got)
+        text = html.unescape(got.decode("utf-8", "replace"))
+        want = ("'<a xmlns='urn:xmpp:sm:3' h='3'/>' arrived after the stream was closed with "
+                "</stream:stream>")
+        self.assertIn(want, text)
+        ev = self.assert_closed_note(x, "not-well-formed")
+        self.assertIn(want, ev)
+        console = x.stdout_text()
+        self.assertIn("<not-well-formed/> to the client: " + want, console)
+        self.assertNotIn("bad-format", console)
+        self.assertNotIn("the stream element is empty", console)
+        # Prosody got the stanza and one clean end of the client's stream, nothing after it.
+        sent = [e for e in x.log_events() if e.get("dir") == "c2s"]
+        self.assertEqual(sum(e.get("event") == "stream-close" for e in sent), 1, sent)
+
+    def assert_closed_note(self, x, condition):
+        ev = x.wait_for_log(lambda e: e.get("level") == "error"
+                            and f"<{condition}/>" in e.get("message", ""))
+        self.assertIsNotNone(ev, x.log_text()[-3000:])
+        return ev["message"]
 
 
 # =================================================================================================

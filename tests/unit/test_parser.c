@@ -507,7 +507,81 @@ static void test_parser_stream_close_and_after(void **state)
     /* Without auto-restart, anything but whitespace after the close is an error. */
     const char more[] = HDR "</stream:stream>\n<iq/>";
     log = check_all_splits(more, sizeof(more) - 1, 0, NULL, &rc);
-    assert_int_equal(rc, XS_EBADFORMAT);
+    assert_int_equal(rc, XS_ENOTWF);
+    free(log);
+}
+
+/* Feeds `in` whole, split at every offset, and one byte at a time, with and without trees
+ * (libxml2 only: whole and byte by byte); each run must end with `want_rc` and, when want_msg is
+ * set, an error message equal to it. Returns the error offset of the whole run. */
+static uint64_t check_error_all_splits(const char *in, size_t len, unsigned opts,
+                                       const xs_parser_limits *lim, int want_rc,
+                                       const char *want_msg)
+{
+    static const unsigned variants[] = {0, XS_PARSER_TREE, XS_PARSER_LIBXML2_ONLY,
+                                        XS_PARSER_TREE | XS_PARSER_LIBXML2_ONLY};
+    uint64_t offset = 0;
+    for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+        for (size_t k = 0; k <= len; k++) {
+            /* libxml2 alone: whole and byte by byte (every cut with the fast path). */
+            if ((variants[v] & XS_PARSER_LIBXML2_ONLY) && k > 0 && k < len)
+                k = len;
+            rec r = {0};
+            xs_parser *p = NULL;
+            assert_int_equal(xs_parser_new(lim, opts | variants[v], on_event, &r, &p), 0);
+            int rc = k == len ? feed_with(p, in, len, size_one, NULL)
+                              : feed_with(p, in, len, size_split, &k);
+            if (rc != want_rc || (want_msg != NULL && strcmp(r.last_message, want_msg) != 0) ||
+                (k > 0 && r.err_offset != offset)) {
+                fprintf(stderr, "variant %zu split %zu: rc %s at %llu, message '%s'\n%s", v, k,
+                        xs_errname(rc), (unsigned long long)r.err_offset, r.last_message,
+                        r.log ? r.log : "");
+                fail();
+            }
+            offset = r.err_offset;
+            xs_parser_free(p);
+            rec_free(&r);
+        }
+    }
+    return offset;
+}
+
+static void test_parser_data_after_stream_close(void **state)
+{
+    /* xmpp.js sends an XEP-0198 ack after its </stream:stream>: what came before is delivered,
+     * then the ack is refused as not well-formed, and the message says what came after what. */
+    const char in[] = HDR "<iq id='1'/></stream:stream><a xmlns='urn:xmpp:sm:3' h='3'/>";
+    const char *want = "'<a xmlns='urn:xmpp:sm:3' h='3'/>' arrived after the stream was closed "
+                       "with </stream:stream> (XML allows only whitespace after the stream's end)";
+    for (int restart = 0; restart < 2; restart++) {
+        unsigned opts = restart ? XS_PARSER_AUTO_RESTART : 0;
+        int rc = 0;
+        char *log = check_all_splits(in, sizeof(in) - 1, opts, NULL, &rc);
+        assert_int_equal(rc, XS_ENOTWF);
+        assert_non_null(strstr(log, "stanza #1 "));
+        assert_non_null(strstr(log, "close #1 "));
+        assert_non_null(strstr(log, "error XS_ENOTWF not-well-formed\n"));
+        assert_int_equal(count_lines(log, "open "), 1);
+        free(log);
+        uint64_t at = check_error_all_splits(in, sizeof(in) - 1, opts, NULL, XS_ENOTWF, want);
+        assert_int_equal(at, sizeof(in) - 1 - strlen("<a xmlns='urn:xmpp:sm:3' h='3'/>"));
+    }
+    /* Text after the end, and wire bytes quoted escaped. */
+    const char text[] = HDR "</stream:stream> x";
+    check_error_all_splits(text, sizeof(text) - 1, XS_PARSER_AUTO_RESTART, NULL, XS_ENOTWF,
+                           "text arrived after the stream was closed with </stream:stream> (XML "
+                           "allows only whitespace after the stream's end)");
+    const char ctl[] = HDR "</stream:stream><b a='\x1b[2J\xc2\x9b'>";
+    check_error_all_splits(ctl, sizeof(ctl) - 1, XS_PARSER_AUTO_RESTART, NULL, XS_ENOTWF,
+                           "'<b a='\\x1B[2J\\xC2\\x9B'>' arrived after the stream was closed "
+                           "with </stream:stream> (XML allows only whitespace after the stream's "
+                           "end)");
+    /* A new stream header after the end still starts a new stream in a capture. */
+    const char again[] = HDR "</stream:stream>" HDR "<iq/>";
+    int rc = 0;
+    char *log = check_all_splits(again, sizeof(again) - 1, XS_PARSER_AUTO_RESTART, NULL, &rc);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(log, "stanza #2 "));
     free(log);
 }
 
@@ -690,6 +764,127 @@ static void test_parser_depth_limit(void **state)
     xs_parser_free(p);
     rec_free(&r);
     free(deep);
+}
+
+/* Appends `n` attributes (decl: namespace declarations) of the form NAMEk='v' to s. */
+static void add_attrs(char *s, size_t n, const char *name, bool decl)
+{
+    for (size_t k = 0; k < n; k++)
+        sprintf(s + strlen(s), decl ? " %s%zu='u:%zu'" : " %s%zu='v'", name, k, k);
+}
+
+static void test_parser_attribute_limit(void **state)
+{
+    static const char hdr_start[] =
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'";
+    char *in = malloc(16384);
+    assert_non_null(in);
+    for (size_t n = 64; n <= 65; n++) {
+        int want = n <= 64 ? 0 : XS_ETOOBIG;
+        const char *msg =
+            n <= 64 ? "" : "an element has more than 64 attributes (limit --max-attrs)";
+        /* Attributes on a stanza, on a child, on an empty child. */
+        static const char *const shapes[][2] = {{"<message", "/>"},
+                                                {"<message><body", ">x</body></message>"},
+                                                {"<iq><x xmlns='urn:y'", "/></iq>"}};
+        for (size_t sh = 0; sh < 3; sh++) {
+            sprintf(in, "%s%s", HDR, shapes[sh][0]);
+            add_attrs(in, n, "a", false); /* xmlns= is no attribute */
+            strcat(in, shapes[sh][1]);
+            check_error_all_splits(in, strlen(in), 0, NULL, want, n <= 64 ? NULL : msg);
+        }
+        /* Namespace declarations on one element, and in scope in a stanza (nested and
+         * siblings: only the open elements' count). */
+        sprintf(in, "%s<iq", HDR);
+        add_attrs(in, n, "xmlns:p", true);
+        strcat(in, "/>");
+        const char *nmsg =
+            "a stanza has more than 64 namespace declarations in scope (limit --max-attrs)";
+        check_error_all_splits(in, strlen(in), 0, NULL, want, n <= 64 ? NULL : nmsg);
+        sprintf(in, "%s<iq", HDR);
+        add_attrs(in, 40, "xmlns:p", true);
+        strcat(in, "><query");
+        add_attrs(in, n - 41, "xmlns:q", true);
+        strcat(in, " xmlns = 'urn:q'/></iq>");
+        check_error_all_splits(in, strlen(in), 0, NULL, want, n <= 64 ? NULL : nmsg);
+        sprintf(in, "%s<iq><a", HDR);
+        add_attrs(in, 40, "xmlns:p", true);
+        strcat(in, "/><b");
+        add_attrs(in, 40, "xmlns:p", true);
+        strcat(in, "></b><c");
+        add_attrs(in, n - 40, "xmlns:p", true);
+        strcat(in, "/></iq>");
+        check_error_all_splits(in, strlen(in), 0, NULL, 0, NULL);
+        /* The stream header: attributes, then declarations. */
+        sprintf(in, "%s", hdr_start);
+        add_attrs(in, n, "a", false);
+        strcat(in, "><iq/>");
+        check_error_all_splits(
+            in, strlen(in), 0, NULL, want,
+            n <= 64 ? NULL : "the stream header has more than 64 attributes (limit --max-attrs)");
+        sprintf(in, "%s", hdr_start);
+        add_attrs(in, n - 2, "xmlns:p", true);
+        strcat(in, "><iq/>");
+        check_error_all_splits(in, strlen(in), XS_PARSER_AUTO_RESTART, NULL, want,
+                               n <= 64 ? NULL
+                                       : "the stream header has more than 64 namespace "
+                                         "declarations (limit --max-attrs)");
+    }
+    /* What looks like a declaration but is not, and quotes inside values. */
+    xs_parser_limits lim = {.max_attrs = 2};
+    const char *ok[] = {
+        HDR "<iq xmlnsx='1' xmlns:a='urn:a' xmlns='urn:b' xmlx='\"'/>",
+        HDR "<iq a='\"b=\"c\"' xml:lang='en'><q\nxmlns\n=\n'urn:q'\nb\n=\n'>'/></iq>",
+    };
+    for (size_t i = 0; i < 2; i++)
+        check_error_all_splits(ok[i], strlen(ok[i]), 0, &lim, 0, NULL);
+    const char *bad[] = {
+        HDR "<iq xmlnsx='1' a='2' x='3'/>",
+        HDR "<iq xmlns:a='urn:a'><q xmlns='urn:b'><r xmlns:c='urn:c'/></q></iq>",
+    };
+    for (size_t i = 0; i < 2; i++)
+        check_error_all_splits(bad[i], strlen(bad[i]), 0, &lim, XS_ETOOBIG, NULL);
+    free(in);
+}
+
+/* 26,000 attributes in one start tag (about 200 KB, within the stanza limit): libxml2 2.9
+ * checks them pairwise, seconds of CPU each. The scanner refuses the element at the 65th
+ * attribute's quote, before its '>' is read, in every way the bytes are cut. */
+static void test_parser_many_attributes_refused_early(void **state)
+{
+    size_t n = 26000;
+    char *in = malloc(strlen(HDR) + 16 + 8 * n + 32);
+    assert_non_null(in);
+    strcpy(in, HDR "<message");
+    size_t at = strlen(in), quote65 = 0;
+    for (size_t k = 0; k < n; k++) {
+        at +=
+            (size_t)sprintf(in + at, " %c%c%c%c=''", 'a' + (int)(k % 26), 'a' + (int)(k / 26 % 26),
+                            'a' + (int)(k / 676 % 26), 'a' + (int)(k / 17576 % 26));
+        if (k == 64)
+            quote65 = at - 2;
+    }
+    strcpy(in + at, "><body>x</body></message>");
+    size_t len = strlen(in);
+    for (int v = 0; v < 4; v++) {
+        unsigned opts = (v & 1 ? XS_PARSER_TREE : 0) | (v & 2 ? XS_PARSER_LIBXML2_ONLY : 0);
+        rec r = {0};
+        xs_parser *p = NULL;
+        assert_int_equal(xs_parser_new(NULL, opts | XS_PARSER_RAW, on_event, &r, &p), 0);
+        size_t used = 0;
+        assert_int_equal(xs_parser_feed(p, in, len, &used), XS_ETOOBIG);
+        assert_int_equal(r.err_offset, quote65);
+        assert_int_equal(r.n_stanza, 0);
+        assert_int_equal(r.last_error_kind, XS_PERR_POLICY);
+        xs_parser_free(p);
+        rec_free(&r);
+    }
+    /* Cut anywhere in its first 1,000 bytes (the 65th attribute is within them). */
+    uint64_t off = check_error_all_splits(in, 1000, 0, NULL, XS_ETOOBIG,
+                                          "an element has more than 64 attributes (limit "
+                                          "--max-attrs)");
+    assert_int_equal(off, quote65);
+    free(in);
 }
 
 static void test_parser_error_position(void **state)
@@ -1092,12 +1287,15 @@ int main(void)
         cmocka_unit_test(test_parser_keepalive_passes_at_once),
         cmocka_unit_test(test_parser_pause_and_reset_at_exact_byte),
         cmocka_unit_test(test_parser_stream_close_and_after),
+        cmocka_unit_test(test_parser_data_after_stream_close),
         cmocka_unit_test(test_parser_refuses_restricted_and_malformed),
         cmocka_unit_test(test_parser_nul_byte_refused),
         cmocka_unit_test(test_parser_billion_laughs_refused_at_once),
         cmocka_unit_test(test_parser_stanza_size_limit),
         cmocka_unit_test(test_parser_default_stanza_limit_is_bounded),
         cmocka_unit_test(test_parser_depth_limit),
+        cmocka_unit_test(test_parser_attribute_limit),
+        cmocka_unit_test(test_parser_many_attributes_refused_early),
         cmocka_unit_test(test_parser_error_position),
         cmocka_unit_test(test_parser_trim_between_stanzas),
         cmocka_unit_test(test_parser_fast_path_agrees_with_libxml2),
