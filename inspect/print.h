@@ -57,7 +57,8 @@
  *                masked XML of the stanza instead, and:
  *   "redacted"   true
  *   "sasl"       the one-line annotation of a secret-bearing payload (SASL, SASL2, FAST token,
- *                XEP-0077/0078 password), e.g. "PLAIN authzid=\"\" authcid=\"alice\" password=***"
+ *                XEP-0077/0078 password, data form password, MUC or XEP-0249 room password),
+ *                e.g. "PLAIN authzid=\"\" authcid=\"alice\" password=***"
  *   "gs2"        for a SCRAM client-first message, its channel binding flag: "n", "y" or
  *                "p=" followed by the binding name ("p=tls-exporter")
  *   For "stream-open":

@@ -32,6 +32,7 @@
 #define NS_FAST "urn:xmpp:fast:0"
 #define NS_MUC "http://jabber.org/protocol/muc"
 #define NS_MUC_USER "http://jabber.org/protocol/muc#user"
+#define NS_CONFERENCE "jabber:x:conference"
 
 /* The wrapper a stanza without a tree is parsed in: "<w" and the namespace declarations the
  * event tells of (see wrapper_decls), ">", the stanza, "</w>". */
@@ -854,10 +855,16 @@ static int muc_password(const xmlNode *el)
     return is_el(el, NS_MUC, "password") || is_el(el, NS_MUC_USER, "password");
 }
 
+/* A XEP-0249 direct invitation, which carries the room's password in an attribute. */
+static int conference_invite(const xmlNode *el)
+{
+    return is_el(el, NS_CONFERENCE, "x") && xmlHasNsProp(el, (const xmlChar *)"password", NULL);
+}
+
 /* Whether el, anywhere in a stanza, holds a secret of a form or of a room. */
 static int stanza_secret(const xmlNode *el)
 {
-    return secret_field(el) || muc_password(el);
+    return secret_field(el) || muc_password(el) || conference_invite(el);
 }
 
 /* The namespace a form field's note is labelled with: the XEP-0077 or XEP-0078 query it is in,
@@ -870,7 +877,34 @@ static const char *form_label(const xmlNode *st, const xmlNode *field)
     return NS_XDATA;
 }
 
-/* Masks the values of password fields of data forms and MUC passwords anywhere in the stanza. */
+/* Masks the password attribute of a XEP-0249 direct invitation, as mask_field() masks an element:
+ * an empty one hides nothing. */
+static int conference_password(rctx *c, xmlNode *el)
+{
+    xmlChar *pw;
+    int rc = get_prop(el, "password", &pw);
+
+    if (rc != 0 || pw == NULL || pw[0] == '\0')
+        goto out;
+    note_sep(&c->note);
+    note_str(&c->note, NS_CONFERENCE " password");
+    if (c->show) {
+        note_str(&c->note, "=\"");
+        note_bytes(&c->note, pw, strlen((const char *)pw));
+        note_str(&c->note, "\"");
+    } else {
+        note_str(&c->note, "=" XS_REDACT_MASK);
+        c->out->masked++;
+        if (xmlSetProp(el, (const xmlChar *)"password", (const xmlChar *)XS_REDACT_MASK) == NULL)
+            rc = XS_ENOMEM;
+    }
+out:
+    xmlFree(pw);
+    return rc;
+}
+
+/* Masks the values of password fields of data forms, MUC passwords and the room passwords of
+ * direct invitations anywhere in the stanza. */
 static int form_secrets(rctx *c, xmlNode *st)
 {
     int rc = 0;
@@ -885,6 +919,8 @@ static int form_secrets(rctx *c, xmlNode *st)
                     rc = mask_field(c, v, label, "form field");
         } else if (muc_password(e)) {
             rc = mask_field(c, e, (const char *)e->ns->href, "password");
+        } else if (conference_invite(e)) {
+            rc = conference_password(c, e);
         }
     }
     return rc;
@@ -921,8 +957,9 @@ static int iq_secrets(rctx *c, xmlNode *st)
 
 /* ---- the event ----------------------------------------------------------------------------- */
 
-/* Whether a stanza is worth copying: only the authentication elements, iq queries, data forms
- * and MUC elements can carry the secrets we know about, and most stanzas are none of these. */
+/* Whether a stanza is worth copying: only the authentication elements, iq queries, data forms,
+ * MUC elements and direct invitations can carry the secrets we know about, and most stanzas are
+ * none of these. */
 static int candidate(const xmlNode *st)
 {
     if (st == NULL || st->type != XML_ELEMENT_NODE)
@@ -1002,13 +1039,34 @@ static int has_element_name(const char *s, size_t n, const char *name)
     return 0;
 }
 
-/* Whether the bytes of a stanza may hold what stanza_secret() looks for. Element names are
- * written as they are: a MUC <password>, a data form <field>. Attribute values may be spelled
- * with character references ("&#"; the five named references spell no letter): the field's var
- * ("password", "password-verify", "...roomsecret") or type ("text-private"). */
+/* Whether the n bytes at s hold a start tag named `name` with attributes: `name` after "<" or a
+ * prefix's ":", then the whitespace that must come before an attribute. Namespace names such as
+ * "urn:xmpp:ping" do not count for "x". */
+static int has_start_tag_with_attrs(const char *s, size_t n, const char *name)
+{
+    const char *end = s + n;
+    size_t k = strlen(name);
+
+    for (const char *c = memchr(s, name[0], n); c != NULL;
+         c = memchr(c + 1, name[0], (size_t)(end - c - 1)))
+        if (c > s && (c[-1] == '<' || c[-1] == ':') && (size_t)(end - c) > k &&
+            memcmp(c, name, k) == 0 &&
+            (c[k] == ' ' || c[k] == '\t' || c[k] == '\r' || c[k] == '\n'))
+            return 1;
+    return 0;
+}
+
+/* Whether the bytes of a stanza may hold what stanza_secret() looks for. Element and attribute
+ * names are written as they are: a MUC <password>, a data form <field>, the password attribute
+ * of a direct invitation's <x> (whose namespace may come from the stream, so any <x> counts).
+ * Attribute values may be spelled with character references ("&#"; the five named references
+ * spell no letter): the field's var ("password", "password-verify", "...roomsecret") or type
+ * ("text-private"). */
 static int may_hold_stanza_secret(const char *raw, size_t len)
 {
     if (has_element_name(raw, len, "password"))
+        return 1;
+    if (has_start_tag_with_attrs(raw, len, "x") && contains(raw, len, "password"))
         return 1;
     if (!has_element_name(raw, len, "field"))
         return 0;
@@ -1021,7 +1079,7 @@ static int may_hold_stanza_secret(const char *raw, size_t len)
  * never say no where candidate() would say yes on the stanza's tree, so it errs towards yes.
  *
  * The root's name and namespace are the event's. Any stanza may carry a data form's password
- * field or a MUC password (may_hold_stanza_secret). An iq is also a candidate with a child named
+ * field or a room password (may_hold_stanza_secret). An iq is also a candidate with a child named
  * "query" in one of the two namespaces, and the name is written as it is in the bytes. So is the
  * namespace, unless it is spelled with references ('&'), or comes from outside the stanza: from
  * a prefix the stream element declares (a prefixed query), or from the default namespace in

@@ -3,8 +3,9 @@
  * Stanzas of the authentication phase carry credentials: SASL (RFC 6120 section 6) and SASL2
  * (XEP-0388) payloads, XEP-0077 registration and XEP-0078 legacy authentication passwords,
  * XEP-0484 FAST tokens; and outside of it, password fields of data forms (XEP-0004 text-private,
- * XEP-0133 change-password and add-user commands, XEP-0045 room configuration) and MUC room
- * passwords (XEP-0045). xs_redact_event() looks at one parser event and, when the stanza carries
+ * XEP-0133 change-password and add-user commands, XEP-0045 room configuration) and room
+ * passwords (XEP-0045 <password>, the password attribute of a XEP-0249 direct invitation).
+ * xs_redact_event() looks at one parser event and, when the stanza carries
  * such a payload, gives back a copy of the stanza with the secrets replaced by "***" and a
  * one-line annotation of the decoded payload for a human reader.
  *

@@ -682,8 +682,14 @@ rule "mark join"
     match /presence
     then set-attr /presence xs-mark yes
 end
+
+rule "mark invite"
+    direction c2s
+    match /message
+    then set-attr /message xs-mark yes
+end
 """
-    # PLAIN "\0alice\0Calliope-s3cr3t", XEP-0077, XEP-0078, XEP-0133, MUC.
+    # PLAIN "\0alice\0Calliope-s3cr3t", XEP-0077, XEP-0078, XEP-0133, XEP-0249, MUC.
     SECRET_STANZAS = (
         b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
         b"AGFsaWNlAENhbGxpb3BlLXMzY3IzdA==</auth>",
@@ -695,6 +701,8 @@ end
         b"node='http://jabber.org/protocol/admin#change-user-password'><x xmlns='jabber:x:data' "
         b"type='submit'><field var='accountjid'><value>bill@example.test</value></field>"
         b"<field var='password'><value>Calliope-s3cr3t</value></field></x></command></iq>",
+        b"<message id='inv1' to='hecate@example.test'><x xmlns='jabber:x:conference' "
+        b"jid='room@muc.example.test' password='Calliope-s3cr3t'/></message>",
         b"<presence id='join1' to='room@muc.example.test/bill'>"
         b"<x xmlns='http://jabber.org/protocol/muc'><password>Calliope-s3cr3t</password></x>"
         b"</presence>",

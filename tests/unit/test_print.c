@@ -318,6 +318,10 @@ static void test_print_rewritten_masked(void **state)
          "</password></x></presence>",
          "<presence to=\"r@c/m\"><x xmlns=\"http://jabber.org/protocol/muc\"><password>"
          "s3cr3t-m</password></x></presence>"},
+        {"<message to='h@s'><x xmlns='jabber:x:conference' jid='r@c' password='s3cr3t-d'/>"
+         "</message>",
+         "<message to=\"h@t\"><x xmlns=\"jabber:x:conference\" jid=\"r@c\" "
+         "password=\"s3cr3t-d\"/></message>"},
     };
     const xs_print_rule rule = {"r1", "set-attr", "1 node"};
 
@@ -364,7 +368,8 @@ static void test_print_rewritten_masked(void **state)
     }
 }
 
-/* XEP-0133 change-password forms, text-private fields and MUC passwords, in every format. */
+/* XEP-0133 change-password forms, text-private fields, MUC passwords and the room password of a
+ * XEP-0249 direct invitation, in every format. */
 static void test_print_forms_and_muc_masked(void **state)
 {
     static const char *const stanzas[] = {
@@ -379,6 +384,8 @@ static void test_print_forms_and_muc_masked(void **state)
         "<iq type='set' id='cfg1'><query xmlns='http://jabber.org/protocol/muc#owner'><x "
         "xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomsecret'><value>"
         "s3cr3t-room</value></field></x></query></iq>",
+        "<message to='alice@example.com'><x xmlns='jabber:x:conference' jid='r@c' "
+        "password='s3cr3t-dir'/></message>",
     };
 
     for (size_t fi = 0; fi < sizeof(formats) / sizeof(formats[0]); fi++) {
@@ -401,6 +408,23 @@ static void test_print_forms_and_muc_masked(void **state)
                 fail_msg("format %s tree %d:\n%s", xs_format_name(formats[fi]), tree, out);
             assert_non_null(strstr(out, "alice"));
             assert_non_null(strstr(out, "***"));
+            if (strstr(out, "jabber:x:conference password=***") == NULL)
+                fail_msg("format %s tree %d:\n%s", xs_format_name(formats[fi]), tree, out);
+            free(out);
+
+            /* --show-secrets shows the direct invitation's password. */
+            capture_open(&c, formats[fi], 0, 1);
+            {
+                stanza_fx f;
+                stanza_init(&f, stanzas[sizeof(stanzas) / sizeof(stanzas[0]) - 1]);
+                if (!tree)
+                    f.ev.node = NULL;
+                assert_int_equal(xs_printer_event(c.p, &m, &f.ev), 0);
+                stanza_free(&f);
+            }
+            out = capture_close(&c);
+            assert_non_null(strstr(out, "s3cr3t-dir"));
+            assert_null(strstr(out, "***"));
             free(out);
         }
     }

@@ -757,6 +757,12 @@ static void test_redact_forms_and_muc_masked(void **state)
          "</field><field var='muc#roomconfig_roomsecret'><value>s3cr3t-room</value></field>"
          "</x></query></iq>",
          1, "jabber:x:data form field=***", "<value>1</value>"},
+        /* XEP-0249: a direct invitation carries the room's password in an attribute. */
+        {"<message from='crone1@shakespeare.lit/desktop' to='hecate@shakespeare.lit'>"
+         "<x xmlns='jabber:x:conference' jid='darkcave@macbeth.shakespeare.lit' "
+         "password='s3cr3t-dir' reason='Hey Hecate, this is the place for all good witches!'/>"
+         "</message>",
+         1, "jabber:x:conference password=***", "jid=\"darkcave@macbeth.shakespeare.lit\""},
     };
     fixture f;
     xs_redaction r;
@@ -783,6 +789,18 @@ static void test_redact_forms_and_muc_masked(void **state)
            "<iq type='result' id='cfg0'><query xmlns='http://jabber.org/protocol/muc#owner'>"
            "<x xmlns='jabber:x:data' type='form'><field var='muc#roomconfig_roomsecret' "
            "type='text-private' label='Password'/></x></query></iq>",
+           0, &r);
+    assert_int_equal(r.masked, 0);
+    assert_null(r.xml);
+    xs_redaction_clear(&r);
+    fixture_free(&f);
+
+    /* A direct invitation to a room without a password, and a password attribute outside
+     * XEP-0249: nothing to hide. */
+    redact(&f,
+           "<message to='hecate@shakespeare.lit'><x xmlns='jabber:x:conference' "
+           "jid='darkcave@macbeth.shakespeare.lit' password=''/><x xmlns='urn:example' "
+           "password='not-a-room-password'/></message>",
            0, &r);
     assert_int_equal(r.masked, 0);
     assert_null(r.xml);
@@ -1021,6 +1039,17 @@ static void test_redact_same_without_tree(void **state)
         {"<message id='f1'><x xmlns='jabber:x:data'><field var='color'><value>blue</value>"
          "</field></x></message>",
          0},
+        {"<message to='h@s'><x xmlns='jabber:x:conference' jid='r@c' password='s3cr3t-d'/>"
+         "</message>",
+         1},
+        {"<message to='h@s'><c:x xmlns:c='jabber&#x3a;x:conference' jid='r@c' "
+         "password='s3cr3t&#x2d;ref'/></message>",
+         1},
+        {"<message to='h@s'><x xmlns='jabber:x:conference' jid='r@c'/><body>password?</body>"
+         "</message>",
+         1},
+        {"<message to='h@s'><x xmlns='jabber:x:oob'><url>http://a/b</url></x></message>", 0},
+        {"<message to='h@s'><body>the password is in the x</body></message>", 0},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -1099,6 +1128,15 @@ static void test_redact_stream_context_without_tree(void **state)
         {"<stream:stream xmlns='jabber:client' xmlns:stream='" NS_STREAMS "' xmlns:s2='"
          "urn:xmpp:sasl:2'><s2:authenticate mechanism='PLAIN'><initial-response>"
          "AGFsaWNlAHMzY3IzdCE=</initial-response></s2:authenticate>" STREAM_CLOSE,
+         0},
+        /* A direct invitation (XEP-0249) whose namespace is the stream's default, the root's
+         * too, or is bound to a prefix on the stream element. */
+        {"<stream:stream xmlns='jabber:x:conference' xmlns:stream='" NS_STREAMS "'>"
+         "<message><x jid='r@c' password='s3cr3t-dflt'/></message>" STREAM_CLOSE,
+         1},
+        {"<stream:stream xmlns='jabber:client' xmlns:stream='" NS_STREAMS
+         "' xmlns:conf='jabber:x:conference'><message><conf:x jid='r@c' password='s3cr3t-pfx'/>"
+         "</message>" STREAM_CLOSE,
          0},
     };
 
