@@ -1,5 +1,6 @@
 #include "inspect/error.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const struct {
@@ -48,4 +49,22 @@ const char *xs_errname(int err)
 #endif
     }
     return "EUNKNOWN";
+}
+
+void xs_quote_bytes(char *out, size_t cap, const char *s, size_t n, size_t max)
+{
+    size_t o = strlen(out);
+
+    for (size_t i = 0; i < n && i < max && o + 5 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7F && c != '\\')
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
+    }
+    if (n > max && o + 4 < cap) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = 0;
 }

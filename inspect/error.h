@@ -6,6 +6,8 @@
 #ifndef XS_INSPECT_ERROR_H
 #define XS_INSPECT_ERROR_H
 
+#include <stddef.h>
+
 #define XS_E_BASE (-20000)
 
 enum xs_error {
@@ -29,5 +31,10 @@ const char *xs_strerror(int err);
 
 /* Returns the symbolic name ("XS_ENOMEM", "ECONNREFUSED") of `err`. */
 const char *xs_errname(int err);
+
+/* Appends at most `max` bytes of s[0, n) to the NUL-terminated string in out (room for cap bytes
+ * in all) as printable ASCII, every other byte and the backslash as \xHH, then "..." when cut.
+ * Wire bytes go into an error message only so: it may reach a terminal. */
+void xs_quote_bytes(char *out, size_t cap, const char *s, size_t n, size_t max);
 
 #endif

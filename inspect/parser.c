@@ -1051,25 +1051,6 @@ static int start_name_done(xs_parser *p)
     return 0;
 }
 
-/* Appends s[0, n) to out (room for cap bytes, NUL-terminated) as printable ASCII: other bytes
- * as \xHH, and at most `max` bytes of s, then "...". Wire bytes go into messages only so. */
-static void quote_bytes(char *out, size_t cap, const char *s, size_t n, size_t max)
-{
-    size_t o = strlen(out);
-    for (size_t i = 0; i < n && i < max && o + 5 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7F)
-            out[o++] = (char)c;
-        else
-            o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
-    }
-    if (n > max && o + 4 < cap) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = 0;
-}
-
 /* A start tag after the stream element's end (a second root element), complete at `end`. XML
  * allows only whitespace after the root element, so this is not well-formed (RFC 6120 4.9.3.13;
  * <bad-format/> is for XML that is well-formed but cannot be processed). The error names the tag
@@ -1080,10 +1061,10 @@ static int after_close(xs_parser *p, uint64_t end)
     const char *tag = span_bytes(p, p->tag_start, end);
     if (tag == NULL)
         return fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
-    quote_bytes(msg, sizeof(msg), tag, (size_t)(end - p->tag_start), 80);
+    xs_quote_bytes(msg, sizeof(msg), tag, (size_t)(end - p->tag_start), 80);
     snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
              "' arrived after the stream was closed with </");
-    quote_bytes(msg, sizeof(msg), p->root, p->root_len, NAME_CAP);
+    xs_quote_bytes(msg, sizeof(msg), p->root, p->root_len, NAME_CAP);
     snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
              "> (XML allows only whitespace after the stream's end)");
     return fail_at(p, XS_ENOTWF, XS_PERR_NOT_WELL_FORMED, p->tag_start, p->elem_line, p->elem_col,
@@ -1303,7 +1284,7 @@ static int scan(xs_parser *p)
                 if (p->closed) {
                     /* As for an element after the end (after_close()): not well-formed. */
                     char msg[256] = "text arrived after the stream was closed with </";
-                    quote_bytes(msg, sizeof(msg), p->root, p->root_len, NAME_CAP);
+                    xs_quote_bytes(msg, sizeof(msg), p->root, p->root_len, NAME_CAP);
                     snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
                              "> (XML allows only whitespace after the stream's end)");
                     return fail(p, XS_ENOTWF, XS_PERR_NOT_WELL_FORMED, msg);

@@ -1172,32 +1172,13 @@ static bool xml_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Writes at most `max` bytes of `data` into `out` as printable ASCII (\xNN for the rest, "..."
- * when cut), for a message about bytes that belong to no protocol the session can show. */
-static void excerpt(char *out, size_t cap, const char *data, size_t len, size_t max)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < max && o + 5 < cap; i++) {
-        unsigned char c = (unsigned char)data[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'')
-            out[o++] = (char)c;
-        else
-            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
-    }
-    if (len > max && o + 4 < cap) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = 0;
-}
-
 /* Plaintext where the side's TLS handshake should begin: the STARTTLS command injection class
  * (bytes sent with <starttls/> or <proceed/> that a careless implementation would process as if
  * they came over TLS). They are neither forwarded nor given to TLS; the side fails. */
 static void plaintext_before_tls(xs_session *s, xs_side side, const char *data, size_t len)
 {
-    char shown[200];
-    excerpt(shown, sizeof(shown), data, len, 40);
+    char shown[200] = "";
+    xs_quote_bytes(shown, sizeof(shown), data, len, 40);
     if (side == XS_SERVER) {
         /* The client is told the cause, not the server's bytes. */
         note(s, "error",
