@@ -10,18 +10,15 @@ free port of 127.0.0.1 (no epmd is started), and so do the two client listeners.
         ... connect to e.host:e.starttls_port (STARTTLS) or e.direct_tls_port (XEP-0368) ...
 """
 
-import atexit
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
 import time
-import weakref
 
-from .prosody import (_is_gone, _listening_ports, ProsodyError, free_ports, make_ca,
-                      make_server_cert)
+from .prosody import (_LIVE, _listening_ports, ProsodyError, ServerProcess, free_ports,
+                      make_ca, make_server_cert, wait_gone)
 
 __all__ = ["Ejabberd", "EjabberdError"]
 
@@ -31,19 +28,6 @@ EJABBERDCTL = "/usr/sbin/ejabberdctl"
 
 class EjabberdError(ProsodyError):
     """ejabberd could not be set up, started, stopped or asked something."""
-
-
-_LIVE = weakref.WeakSet()
-
-
-@atexit.register
-def _cleanup_all():
-    """Stop every ejabberd still running when the interpreter exits (e.g. a test forgot)."""
-    for e in list(_LIVE):
-        try:
-            e.cleanup()
-        except Exception:
-            pass
 
 
 def _group_alive(pgid):
@@ -70,7 +54,7 @@ def _yaml_str(s):
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Ejabberd:
+class Ejabberd(ServerProcess):
     """A private ejabberd 23.01 on 127.0.0.1 in a temporary folder.
 
     Parameters
@@ -257,14 +241,6 @@ class Ejabberd:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 
-    @property
-    def pid(self):
-        return self.proc.pid if self.proc is not None else None
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self, timeout=15.0):
         """SIGTERM to ejabberd's process group (the script and the Erlang VM it started; the VM
         shuts down cleanly on SIGTERM), SIGKILL after `timeout`. Idempotent."""
@@ -286,31 +262,7 @@ class Ejabberd:
         except ProcessLookupError:
             pass
         proc.wait(5)
-        deadline = time.monotonic() + 5
-        while not _is_gone(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def cleanup(self):
-        """Stop ejabberd and remove the temporary folder. Idempotent."""
-        self.stop()
-        if self.tmpdir and os.path.isdir(self.tmpdir) and not os.environ.get("XMPPTEST_KEEP"):
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    close = cleanup
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.cleanup()
-        return False
-
-    def __del__(self):
-        try:
-            if self.proc is not None:
-                self.stop()
-        except Exception:
-            pass
+        wait_gone(proc.pid)
 
     # -- users ------------------------------------------------------------------------------
     def ctl(self, *args, timeout=60):
@@ -339,9 +291,6 @@ class Ejabberd:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
-
-    def jid(self, user):
-        return f"{user}@{self.domain}"
 
     def __repr__(self):
         return (f"<Ejabberd {self.domain} starttls={self.host}:{self.starttls_port} "

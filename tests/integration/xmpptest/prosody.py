@@ -146,7 +146,7 @@ _LIVE = weakref.WeakSet()
 
 @atexit.register
 def _cleanup_all():
-    """Stop every Prosody still running when the interpreter exits (e.g. a test forgot)."""
+    """Stop every server still running when the interpreter exits (e.g. a test forgot)."""
     for p in list(_LIVE):
         try:
             p.cleanup()
@@ -154,7 +154,57 @@ def _cleanup_all():
             pass
 
 
-class Prosody:
+def wait_gone(pid, timeout=5.0):
+    """Wait until `pid` is gone or a zombie (kill -0 succeeds on zombies)."""
+    deadline = time.monotonic() + timeout
+    while not _is_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+class ServerProcess:
+    """What a private server in a temporary folder has whatever it is: its process (`proc`), its
+    folder (`tmpdir`), its domain, and a life that ends in cleanup() however the test ends.
+    Subclasses start it, register it in _LIVE and define stop()."""
+
+    proc = None
+    tmpdir = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def jid(self, user):
+        return f"{user}@{self.domain}"
+
+    def cleanup(self):
+        """Stop the server and remove the temporary folder. Idempotent."""
+        self.stop()
+        if self.tmpdir and os.path.isdir(self.tmpdir) and not os.environ.get("XMPPTEST_KEEP"):
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def close(self):
+        self.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    def __del__(self):
+        try:
+            if self.proc is not None:
+                self.stop()
+        except Exception:
+            pass
+
+
+class Prosody(ServerProcess):
     """A private Prosody 0.12 on 127.0.0.1 in a temporary folder.
 
     Parameters
@@ -300,14 +350,6 @@ class Prosody:
         except OSError:
             return ""
 
-    @property
-    def pid(self):
-        return self.proc.pid if self.proc is not None else None
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self, timeout=10.0):
         """SIGTERM, wait (reaping the child), SIGKILL after `timeout`. Idempotent."""
         proc, self.proc = self.proc, None
@@ -324,31 +366,7 @@ class Prosody:
                 proc.kill()
                 proc.wait(5)
         # Popen.wait reaps our child; still make sure no zombie/process is left under that pid.
-        deadline = time.monotonic() + 5
-        while not _is_gone(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def cleanup(self):
-        """Stop Prosody and remove the temporary folder. Idempotent."""
-        self.stop()
-        if self.tmpdir and os.path.isdir(self.tmpdir) and not os.environ.get("XMPPTEST_KEEP"):
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    close = cleanup
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.cleanup()
-        return False
-
-    def __del__(self):
-        try:
-            if self.proc is not None:
-                self.stop()
-        except Exception:
-            pass
+        wait_gone(proc.pid)
 
     # -- users and queries ------------------------------------------------------------------
     def prosodyctl(self, *args, timeout=30):
@@ -358,9 +376,6 @@ class Prosody:
     def register(self, user, password):
         """Create user@domain with `password`; return the bare JID."""
         self.prosodyctl("register", user, self.domain, password)
-        return f"{user}@{self.domain}"
-
-    def jid(self, user):
         return f"{user}@{self.domain}"
 
     def offered_mechanisms(self, direct_tls=False, tls_max=None):
