@@ -672,12 +672,34 @@ static void on_connect(uv_connect_t *req, int status)
     conn_settle(c);
 }
 
+/* Starts connecting the server leg to addr. Returns 0 or a libuv error; the leg's handle may be
+ * open either way, and the session's close path closes it. */
+static int connect_to(conn *c, const struct sockaddr *addr)
+{
+    leg *l = &c->leg[XS_SERVER];
+    int rc = uv_tcp_init(c->p->loop, &l->tcp);
+    if (rc < 0)
+        return rc;
+    l->open = true;
+    c->handles++;
+    l->tcp.data = l;
+    /* Listed from the start: its parser holds a libxml2 context already. */
+    quiet_touch(l, true);
+    uv_connect_t *creq = malloc(sizeof(*creq)); /* freed by on_connect */
+    if (creq == NULL)
+        return UV_ENOMEM;
+    creq->data = c;
+    rc = uv_tcp_connect(creq, &l->tcp, addr, on_connect);
+    if (rc < 0)
+        free(creq);
+    return rc;
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     conn *c = req->data;
     free(req); /* libuv is done with it once the callback runs */
     c->resolving = false;
-    leg *l = &c->leg[XS_SERVER];
     if (xs_session_closing(c->s) || c->p->stopping) {
         uv_freeaddrinfo(res);
         conn_settle(c);
@@ -692,23 +714,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         conn_settle(c);
         return;
     }
-    int rc = uv_tcp_init(c->p->loop, &l->tcp);
-    if (rc == 0) {
-        l->open = true;
-        c->handles++;
-        l->tcp.data = l;
-        /* Listed from the start: its parser holds a libxml2 context already. */
-        quiet_touch(l, true);
-        uv_connect_t *creq = malloc(sizeof(*creq)); /* freed by on_connect */
-        if (creq == NULL) {
-            rc = UV_ENOMEM;
-        } else {
-            creq->data = c;
-            rc = uv_tcp_connect(creq, &l->tcp, res->ai_addr, on_connect);
-            if (rc < 0)
-                free(creq);
-        }
-    }
+    int rc = connect_to(c, res->ai_addr);
     uv_freeaddrinfo(res);
     if (rc < 0) {
         char cause[300];
@@ -723,6 +729,20 @@ static int io_connect(void *ctx)
     conn *c = ctx;
     proxy *p = c->p;
     bool direct = c->server_mode == XS_TLSMODE_DIRECT;
+    const char *host = direct ? p->upd_host : p->up_host, *port = direct ? p->upd_port : p->up_port;
+    /* An address needs no resolver: going through libuv's thread pool for it cost every
+     * session set-up two thread hand-offs. */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } addr;
+    char *end;
+    unsigned long num = strtoul(port, &end, 10);
+    if (port[0] >= '0' && port[0] <= '9' && *end == 0 && num > 0 && num <= 65535 &&
+        (uv_ip4_addr(host, (int)num, &addr.in4) == 0 ||
+         uv_ip6_addr(host, (int)num, &addr.in6) == 0))
+        return connect_to(c, &addr.sa);
     struct addrinfo hints;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -731,8 +751,7 @@ static int io_connect(void *ctx)
     if (gai == NULL)
         return UV_ENOMEM;
     gai->data = c;
-    int rc = uv_getaddrinfo(p->loop, gai, on_resolved, direct ? p->upd_host : p->up_host,
-                            direct ? p->upd_port : p->up_port, &hints);
+    int rc = uv_getaddrinfo(p->loop, gai, on_resolved, host, port, &hints);
     if (rc == 0)
         c->resolving = true;
     else
