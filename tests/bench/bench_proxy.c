@@ -128,6 +128,7 @@ typedef struct opts {
     unsigned idle;
     unsigned idle_stanzas;
     unsigned idle_reps;
+    unsigned idle_parallel;
     double idle_hold_s;
     unsigned window_kib;
     double inter_max_s;
@@ -161,6 +162,7 @@ static void usage(FILE *out)
                  "                       before it idles (default 1)\n"
                  "  --idle-hold-s S      how long the idle sessions are held before the RSS\n"
                  "                       is read (default 3)\n"
+                 "  --idle-parallel N    idle sessions negotiating at once (default 64)\n"
                  "  --idle-reps N        repetitions of the idle scenarios (default 1: their\n"
                  "                       figure is steady and they are slow)\n"
                  "  --window-kib N       bulk: KiB sent and not yet echoed (default 2048, at\n"
@@ -536,8 +538,8 @@ static void run_one(int scen, int target, unsigned rep)
             k = (unsigned)((nofile - 128) / 3);
         if (k != idle_sessions)
             snprintf(c->note, sizeof(c->note), "idle with %u sessions, not %u", k, idle_sessions);
-        bn_run_idle(client, scen == S_IDLE ? &in.st : &in.dt, k, 64, O.idle_stanzas, O.idle_hold_s,
-                    in.pid, &r);
+        bn_run_idle(client, scen == S_IDLE ? &in.st : &in.dt, k, O.idle_parallel, O.idle_stanzas,
+                    O.idle_hold_s, in.pid, &r);
         break;
     }
     }
@@ -1084,6 +1086,7 @@ static int parse_args(int argc, char **argv)
         O_IDLE,
         O_IDLE_STANZAS,
         O_IDLE_REPS,
+        O_IDLE_PARALLEL,
         O_IDLE_HOLD,
         O_WINDOW,
         O_SCEN,
@@ -1107,6 +1110,7 @@ static int parse_args(int argc, char **argv)
         {"idle", required_argument, NULL, O_IDLE},
         {"idle-stanzas", required_argument, NULL, O_IDLE_STANZAS},
         {"idle-reps", required_argument, NULL, O_IDLE_REPS},
+        {"idle-parallel", required_argument, NULL, O_IDLE_PARALLEL},
         {"idle-hold-s", required_argument, NULL, O_IDLE_HOLD},
         {"window-kib", required_argument, NULL, O_WINDOW},
         {"scenarios", required_argument, NULL, O_SCEN},
@@ -1132,6 +1136,7 @@ static int parse_args(int argc, char **argv)
     O.idle = 10000;
     O.idle_stanzas = 1;
     O.idle_reps = 1;
+    O.idle_parallel = 64;
     O.idle_hold_s = 3;
     O.window_kib = 2048;
     O.timeout_s = 300;
@@ -1156,20 +1161,22 @@ static int parse_args(int argc, char **argv)
         case O_PARALLEL:
         case O_IDLE:
         case O_IDLE_REPS:
+        case O_IDLE_PARALLEL:
         case O_WINDOW:
             if (bn_parse_uint(optarg, c == O_WINDOW ? 16 : 1, 100000000u, &u) < 0 ||
                 (c == O_REPS && u > MAX_REPS)) {
                 fprintf(stderr, "bench_proxy: bad number '%s'\n", optarg);
                 return -1;
             }
-            *(c == O_REPS        ? &O.reps
-              : c == O_BULK      ? &O.bulk_mib
-              : c == O_ROUNDS    ? &O.rounds
-              : c == O_SETUP     ? &O.setup_sessions
-              : c == O_PARALLEL  ? &O.parallel
-              : c == O_IDLE      ? &O.idle
-              : c == O_IDLE_REPS ? &O.idle_reps
-                                 : &O.window_kib) = u;
+            *(c == O_REPS            ? &O.reps
+              : c == O_BULK          ? &O.bulk_mib
+              : c == O_ROUNDS        ? &O.rounds
+              : c == O_SETUP         ? &O.setup_sessions
+              : c == O_PARALLEL      ? &O.parallel
+              : c == O_IDLE          ? &O.idle
+              : c == O_IDLE_REPS     ? &O.idle_reps
+              : c == O_IDLE_PARALLEL ? &O.idle_parallel
+                                     : &O.window_kib) = u;
             break;
         case O_IDLE_STANZAS:
             if (bn_parse_uint(optarg, 0, 1000000u, &u) < 0) {
