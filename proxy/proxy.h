@@ -18,7 +18,7 @@
 #define XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT 30 /* seconds to secure both legs */
 #define XS_PROXY_DEFAULT_CLOSE_TIMEOUT 10     /* seconds for the other side to close its stream */
 #define XS_PROXY_LINGER_MS 2000               /* reading after our FIN before closing */
-#define XS_PROXY_IDLE_MS 1000                 /* a leg quiet this long trims its parser */
+#define XS_PROXY_IDLE_MS 250                  /* a leg quiet this long trims its parser */
 
 typedef struct xs_proxy_config {
     const char *listen;          /* "ADDR:PORT" for plain TCP (STARTTLS); NULL: none */

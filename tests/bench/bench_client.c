@@ -71,11 +71,14 @@ struct crun {
     uint64_t deadline;
     pid_t pid;
     idle_phase phase;
+    unsigned idle_stanzas; /* idle: stanzas each session exchanges before it idles */
+    double hold_s;         /* idle: how long every session is held before measuring */
 };
 
 static void sess_start(crun *run);
 static void idle_warm(uv_timer_t *t);
 static void idle_settled(uv_timer_t *t);
+static void idle_exchanged(csess *s);
 
 /* ---- the run ---------------------------------------------------------------------------------
  */
@@ -221,20 +224,34 @@ static void on_ready(csess *s)
         send_next(s);
         break;
     case K_IDLE:
-        if (run->phase == IP_WARMUP) {
-            send_close(s);
-            break;
-        }
-        run->ready++;
-        if (run->ready == run->total) {
-            run->t1 = bn_now_ns();
-            run->phase = IP_HOLDING;
-            /* Let the proxy finish what it does after a handshake (tickets, buffers). */
-            uv_timer_start(&run->settle, idle_settled, 1000, 0);
-        }
-        idle_fill(run);
+        /* It still counts as negotiating until its exchange is done. */
+        run->negotiating++;
+        if (run->idle_stanzas > 0)
+            send_next(s);
+        else
+            idle_exchanged(s);
         break;
     }
+}
+
+/* An idle session finished its exchange: the warm-up session closes, the others idle. */
+static void idle_exchanged(csess *s)
+{
+    crun *run = s->run;
+    run->negotiating--;
+    if (run->phase == IP_WARMUP) {
+        send_close(s);
+        return;
+    }
+    run->ready++;
+    if (run->ready == run->total) {
+        run->t1 = bn_now_ns();
+        run->phase = IP_HOLDING;
+        /* Let the proxy finish what it does after a handshake and a quiet spell (tickets,
+         * buffers given back). */
+        uv_timer_start(&run->settle, idle_settled, (uint64_t)(run->hold_s * 1000), 0);
+    }
+    idle_fill(run);
 }
 
 static void on_stanza(csess *s)
@@ -258,6 +275,12 @@ static void on_stanza(csess *s)
             send_close(s);
         break;
     case K_IDLE:
+        if (s->recv_stanzas != s->sent_stanzas || s->state != CS_READY)
+            break;
+        if (s->sent_stanzas < run->idle_stanzas)
+            send_next(s);
+        else
+            idle_exchanged(s);
         break;
     }
 }
@@ -664,12 +687,14 @@ void bn_run_setup(const bn_client *cl, const bn_endpoint *ep, unsigned total, un
 }
 
 void bn_run_idle(const bn_client *cl, const bn_endpoint *ep, unsigned total, unsigned parallel,
-                 pid_t pid, bn_result *r)
+                 unsigned stanzas, double hold_s, pid_t pid, bn_result *r)
 {
     crun run;
     run_init(&run, cl, ep, K_IDLE, r);
     run.total = total;
     run.parallel = parallel;
+    run.idle_stanzas = stanzas;
+    run.hold_s = hold_s;
     run.pid = pid;
     run.phase = IP_WARMUP;
     sess_start(&run);

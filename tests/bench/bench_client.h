@@ -65,10 +65,12 @@ void bn_run_interactive(const bn_client *cl, const bn_endpoint *ep, unsigned rou
 void bn_run_setup(const bn_client *cl, const bn_endpoint *ep, unsigned total, unsigned parallel,
                   bn_result *r);
 
-/* Opens `total` sessions (at most `parallel` negotiating at once) and holds them idle; reads the
- * RSS of `pid` and its children after a warm-up session and again once all are open and have
- * settled; then closes them all. */
+/* Opens `total` sessions (at most `parallel` negotiating at once), each exchanging `stanzas`
+ * stanzas (each echoed before the next is sent) once its stream is secured, and holds them
+ * idle; reads the RSS of `pid` and its children after a warm-up session (which does the same
+ * exchange) and again once all are open and have been idle for `hold_s` seconds; then closes
+ * them all. */
 void bn_run_idle(const bn_client *cl, const bn_endpoint *ep, unsigned total, unsigned parallel,
-                 pid_t pid, bn_result *r);
+                 unsigned stanzas, double hold_s, pid_t pid, bn_result *r);
 
 #endif

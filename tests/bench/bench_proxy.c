@@ -15,7 +15,9 @@
  *                 a proxy adds (through minus direct)
  *   setup         sessions/s with --parallel in parallel, each doing stream + STARTTLS + one
  *                 stanza + close (setup-tls: the same with direct TLS, XEP-0368)
- *   idle          --idle sessions held open: RSS per session of the proxy (direct: of the server)
+ *   idle          --idle sessions, each after --idle-stanzas stanzas echoed, held open
+ *                 --idle-hold-s seconds: RSS per session of the proxy (direct: of the server);
+ *                 idle-tls: the same with direct TLS
  *   bulk-write    bulk through xmppscope --write LOG (JSON Lines to a temporary file)
  *   bulk-rules    bulk through xmppscope --rules FILE (when the proxy has --rules and
  *                 --rules-file is given)
@@ -77,10 +79,12 @@ enum scenario {
     S_SETUP,
     S_SETUP_TLS,
     S_IDLE,
+    S_IDLE_TLS,
     N_SCEN
 };
-static const char *const scen_names[] = {"bulk",        "bulk-write", "bulk-rules", "bulk-sink",
-                                         "interactive", "setup",      "setup-tls",  "idle"};
+static const char *const scen_names[] = {"bulk",      "bulk-write",  "bulk-rules",
+                                         "bulk-sink", "interactive", "setup",
+                                         "setup-tls", "idle",        "idle-tls"};
 
 #define N_METRICS 4
 /* The metrics of each scenario, by index; NULL ends the list. */
@@ -90,9 +94,10 @@ static const char *const metric_names[N_SCEN][N_METRICS] = {
     [S_BULK_RULES] = {"MBps", "stanzas_per_s", "proxy_cpu_pct", NULL},
     [S_BULK_SINK] = {"MBps", "stanzas_per_s", "proxy_cpu_pct", NULL},
     [S_INTER] = {"rtt_p50_us", "rtt_p99_us", "rtt_max_us", "round_trips"},
-    [S_SETUP] = {"sessions_per_s", NULL, NULL, NULL},
-    [S_SETUP_TLS] = {"sessions_per_s", NULL, NULL, NULL},
+    [S_SETUP] = {"sessions_per_s", "proxy_cpu_ms_per_session", NULL, NULL},
+    [S_SETUP_TLS] = {"sessions_per_s", "proxy_cpu_ms_per_session", NULL, NULL},
     [S_IDLE] = {"kib_per_session", "sessions", "opened_per_s", NULL},
+    [S_IDLE_TLS] = {"kib_per_session", "sessions", "opened_per_s", NULL},
 };
 
 typedef struct cell {
@@ -121,6 +126,10 @@ typedef struct opts {
     unsigned setup_sessions;
     unsigned parallel;
     unsigned idle;
+    unsigned idle_stanzas;
+    unsigned idle_reps;
+    unsigned idle_parallel;
+    double idle_hold_s;
     unsigned window_kib;
     double inter_max_s;
     double timeout_s;
@@ -149,11 +158,18 @@ static void usage(FILE *out)
                  "  --parallel N         sessions in parallel in setup runs (default 32)\n"
                  "  --idle N             idle sessions held open (default 10000; fewer if the\n"
                  "                       open-files limit does not allow them)\n"
+                 "  --idle-stanzas N     stanzas each idle session exchanges (each echoed)\n"
+                 "                       before it idles (default 1)\n"
+                 "  --idle-hold-s S      how long the idle sessions are held before the RSS\n"
+                 "                       is read (default 3)\n"
+                 "  --idle-parallel N    idle sessions negotiating at once (default 64)\n"
+                 "  --idle-reps N        repetitions of the idle scenarios (default 1: their\n"
+                 "                       figure is steady and they are slow)\n"
                  "  --window-kib N       bulk: KiB sent and not yet echoed (default 2048, at\n"
                  "                       least 16: the server echoes whole stanzas only)\n"
                  "  --scenarios LIST     comma-separated, from bulk, bulk-write, bulk-rules,\n"
-                 "                       bulk-sink, interactive, setup, setup-tls, idle (default:\n"
-                 "                       all but bulk-sink)\n"
+                 "                       bulk-sink, interactive, setup, setup-tls, idle, idle-tls\n"
+                 "                       (default: all but bulk-sink)\n"
                  "  --targets LIST       comma-separated, from direct, xmppscope, sslsplit\n"
                  "  --rules-file FILE    rules for bulk-rules (run when xmppscope has --rules)\n"
                  "  --profile CMD        run CMD (split at spaces; %%p: the proxy's pid, %%s: the\n"
@@ -510,7 +526,8 @@ static void run_one(int scen, int target, unsigned rep)
     case S_SETUP_TLS:
         bn_run_setup(client, &in.dt, O.setup_sessions, O.parallel, &r);
         break;
-    case S_IDLE: {
+    case S_IDLE:
+    case S_IDLE_TLS: {
         /* The server's figure is only a reference: fewer sessions save time. sslsplit leaks
          * the two sockets of each stalled session, so it gets fewer too, or it runs out of
          * descriptors and stops listening. */
@@ -521,7 +538,8 @@ static void run_one(int scen, int target, unsigned rep)
             k = (unsigned)((nofile - 128) / 3);
         if (k != idle_sessions)
             snprintf(c->note, sizeof(c->note), "idle with %u sessions, not %u", k, idle_sessions);
-        bn_run_idle(client, &in.st, k, 64, in.pid, &r);
+        bn_run_idle(client, scen == S_IDLE ? &in.st : &in.dt, k, O.idle_parallel, O.idle_stanzas,
+                    O.idle_hold_s, in.pid, &r);
         break;
     }
     }
@@ -598,10 +616,14 @@ static void run_one(int scen, int target, unsigned rep)
     case S_SETUP:
     case S_SETUP_TLS:
         m[0] = r.sessions / r.seconds;
-        bn_say("rep %u %s %s: %.0f sessions/s (%u sessions in %.2f s)", rep + 1, scen_names[scen],
-               target_names[target], m[0], r.sessions, r.seconds);
+        /* CPU time per session says what a session costs the proxy even when the machine is
+         * shared and the rate is noisy. */
+        m[1] = target != T_DIRECT && r.sessions ? 1e3 * (cpu1 - cpu0) / r.sessions : 0;
+        bn_say("rep %u %s %s: %.0f sessions/s (%u sessions in %.2f s), proxy CPU %.3f ms/session",
+               rep + 1, scen_names[scen], target_names[target], m[0], r.sessions, r.seconds, m[1]);
         break;
     case S_IDLE:
+    case S_IDLE_TLS:
         m[0] = r.sessions ? (double)(r.rss_after - r.rss_before) / r.sessions : 0;
         m[1] = r.sessions;
         m[2] = r.sessions / r.seconds;
@@ -661,6 +683,12 @@ static const struct paired_ratio {
     {"bulk_write_xmppscope_vs_sslsplit", "bulk-write / sslsplit bulk", S_BULK_WRITE, T_XS, S_BULK,
      T_SSLSPLIT},
     {"bulk_rules_vs_bulk", "bulk-rules / bulk", S_BULK_RULES, T_XS, S_BULK, T_XS},
+    {"setup_xmppscope_vs_sslsplit", "setup / sslsplit", S_SETUP, T_XS, S_SETUP, T_SSLSPLIT},
+    {"setup_tls_xmppscope_vs_sslsplit", "setup-tls / sslsplit", S_SETUP_TLS, T_XS, S_SETUP_TLS,
+     T_SSLSPLIT},
+    {"idle_kib_xmppscope_vs_sslsplit", "idle KiB / sslsplit", S_IDLE, T_XS, S_IDLE, T_SSLSPLIT},
+    {"idle_tls_kib_xmppscope_vs_sslsplit", "idle-tls KiB / sslsplit", S_IDLE_TLS, T_XS, S_IDLE_TLS,
+     T_SSLSPLIT},
 };
 
 /* The median of the paired ratios of metric 0, or -1 when the cells do not pair up (a run
@@ -784,9 +812,15 @@ static void print_table(void)
             snprintf(label, sizeof(label), "%s x%u", s == S_SETUP ? "setup STARTTLS" : "setup TLS",
                      O.parallel);
             rate_row(label, "sessions/s", s, s, 0, 0);
+            fmt_cell(b, sizeof(b), s, T_XS, 1, 3, "");
+            fmt_cell(d, sizeof(d), s, T_SSLSPLIT, 1, 3, "");
+            fmt_ratio(e, sizeof(e), s, T_XS, s, T_SSLSPLIT, 1);
+            row("", "proxy CPU ms/session", "-", b, "", d, e);
             break;
         case S_IDLE:
-            snprintf(label, sizeof(label), "idle %u sessions", idle_sessions);
+        case S_IDLE_TLS:
+            snprintf(label, sizeof(label), "%s %u sessions", s == S_IDLE ? "idle" : "idle TLS",
+                     idle_sessions);
             fmt_cell(a, sizeof(a), s, T_DIRECT, 0, 1, "");
             snprintf(a + strlen(a), sizeof(a) - strlen(a), "%s", have(s, T_DIRECT) ? "+" : "");
             fmt_cell(b, sizeof(b), s, T_XS, 0, 1, "");
@@ -798,15 +832,18 @@ static void print_table(void)
         }
     }
     printf("\n");
-    if (cells[S_IDLE][T_DIRECT].tried)
+    if (cells[S_IDLE][T_DIRECT].tried || cells[S_IDLE_TLS][T_DIRECT].tried)
         printf("+ idle/direct: the synthetic server's RSS per session (a bare OpenSSL server), "
                "for scale.\n");
     if (cells[S_BULK_WRITE][T_XS].tried || cells[S_BULK_RULES][T_XS].tried)
         printf("* bulk-write / bulk-rules run only through xmppscope; their direct and sslsplit "
                "columns and ratios are plain bulk's.\n");
-    printf("Medians of %u repetition(s)%s. MB = 10^6 bytes of stanzas one way (the echo "
+    printf("Medians of %u repetition(s) (idle: %u). MB = 10^6 bytes of stanzas one way (the echo "
            "doubles the traffic).\n",
-           O.reps, cells[S_IDLE][T_XS].tried ? " (idle: one)" : "");
+           O.reps, O.idle_reps < O.reps ? O.idle_reps : O.reps);
+    if (cells[S_IDLE][T_XS].tried || cells[S_IDLE_TLS][T_XS].tried)
+        printf("Idle: each session exchanged %u stanza(s), then all were held %.1f s.\n",
+               O.idle_stanzas, O.idle_hold_s);
     int any_pair = 0;
     for (size_t i = 0; i < sizeof(paired_ratios) / sizeof(paired_ratios[0]); i++) {
         double q = paired(&paired_ratios[i]);
@@ -883,11 +920,13 @@ static void write_json(FILE *f)
     fprintf(f,
             "},\"config\":{\"smoke\":%s,\"reps\":%u,\"bulk_mib\":%u,\"rounds\":%u,"
             "\"inter_max_s\":%g,\"setup_sessions\":%u,\"parallel\":%u,\"idle_sessions\":%u,"
+            "\"idle_stanzas\":%u,\"idle_hold_s\":%g,"
             "\"window_kib\":%u,\"nofile\":%llu,\"corpus_bytes\":%zu,\"corpus_stanzas\":%zu,"
             "\"stanza_min\":%zu,\"stanza_max\":%zu},\"results\":{",
             O.smoke ? "true" : "false", O.reps, O.bulk_mib, O.rounds, O.inter_max_s,
-            O.setup_sessions, O.parallel, idle_sessions, O.window_kib, (unsigned long long)nofile,
-            client->corpus->len, client->corpus->n, client->corpus->min, client->corpus->max);
+            O.setup_sessions, O.parallel, idle_sessions, O.idle_stanzas, O.idle_hold_s,
+            O.window_kib, (unsigned long long)nofile, client->corpus->len, client->corpus->n,
+            client->corpus->min, client->corpus->max);
     int first_s = 1;
     for (int s = 0; s < N_SCEN; s++) {
         int any = 0;
@@ -957,6 +996,7 @@ static void write_json(FILE *f)
         {"setup_xmppscope_vs_sslsplit", S_SETUP, T_XS, S_SETUP, T_SSLSPLIT, 0},
         {"setup_tls_xmppscope_vs_sslsplit", S_SETUP_TLS, T_XS, S_SETUP_TLS, T_SSLSPLIT, 0},
         {"idle_kib_xmppscope_vs_sslsplit", S_IDLE, T_XS, S_IDLE, T_SSLSPLIT, 0},
+        {"idle_tls_kib_xmppscope_vs_sslsplit", S_IDLE_TLS, T_XS, S_IDLE_TLS, T_SSLSPLIT, 0},
     };
     for (size_t i = 0; i < sizeof(ratios) / sizeof(ratios[0]); i++) {
         if (!have(ratios[i].s1, ratios[i].t1) || !have(ratios[i].s2, ratios[i].t2) ||
@@ -1044,6 +1084,10 @@ static int parse_args(int argc, char **argv)
         O_SETUP,
         O_PARALLEL,
         O_IDLE,
+        O_IDLE_STANZAS,
+        O_IDLE_REPS,
+        O_IDLE_PARALLEL,
+        O_IDLE_HOLD,
         O_WINDOW,
         O_SCEN,
         O_TARGETS,
@@ -1064,6 +1108,10 @@ static int parse_args(int argc, char **argv)
         {"setup-sessions", required_argument, NULL, O_SETUP},
         {"parallel", required_argument, NULL, O_PARALLEL},
         {"idle", required_argument, NULL, O_IDLE},
+        {"idle-stanzas", required_argument, NULL, O_IDLE_STANZAS},
+        {"idle-reps", required_argument, NULL, O_IDLE_REPS},
+        {"idle-parallel", required_argument, NULL, O_IDLE_PARALLEL},
+        {"idle-hold-s", required_argument, NULL, O_IDLE_HOLD},
         {"window-kib", required_argument, NULL, O_WINDOW},
         {"scenarios", required_argument, NULL, O_SCEN},
         {"targets", required_argument, NULL, O_TARGETS},
@@ -1086,6 +1134,10 @@ static int parse_args(int argc, char **argv)
     O.setup_sessions = 1000;
     O.parallel = 32;
     O.idle = 10000;
+    O.idle_stanzas = 1;
+    O.idle_reps = 1;
+    O.idle_parallel = 64;
+    O.idle_hold_s = 3;
     O.window_kib = 2048;
     O.timeout_s = 300;
     for (int s = 0; s < N_SCEN; s++)
@@ -1108,28 +1160,42 @@ static int parse_args(int argc, char **argv)
         case O_SETUP:
         case O_PARALLEL:
         case O_IDLE:
+        case O_IDLE_REPS:
+        case O_IDLE_PARALLEL:
         case O_WINDOW:
             if (bn_parse_uint(optarg, c == O_WINDOW ? 16 : 1, 100000000u, &u) < 0 ||
                 (c == O_REPS && u > MAX_REPS)) {
                 fprintf(stderr, "bench_proxy: bad number '%s'\n", optarg);
                 return -1;
             }
-            *(c == O_REPS       ? &O.reps
-              : c == O_BULK     ? &O.bulk_mib
-              : c == O_ROUNDS   ? &O.rounds
-              : c == O_SETUP    ? &O.setup_sessions
-              : c == O_PARALLEL ? &O.parallel
-              : c == O_IDLE     ? &O.idle
-                                : &O.window_kib) = u;
+            *(c == O_REPS            ? &O.reps
+              : c == O_BULK          ? &O.bulk_mib
+              : c == O_ROUNDS        ? &O.rounds
+              : c == O_SETUP         ? &O.setup_sessions
+              : c == O_PARALLEL      ? &O.parallel
+              : c == O_IDLE          ? &O.idle
+              : c == O_IDLE_REPS     ? &O.idle_reps
+              : c == O_IDLE_PARALLEL ? &O.idle_parallel
+                                     : &O.window_kib) = u;
+            break;
+        case O_IDLE_STANZAS:
+            if (bn_parse_uint(optarg, 0, 1000000u, &u) < 0) {
+                fprintf(stderr, "bench_proxy: bad number '%s'\n", optarg);
+                return -1;
+            }
+            O.idle_stanzas = u;
             break;
         case O_INTER_MAX:
-        case O_TIMEOUT: {
+        case O_TIMEOUT:
+        case O_IDLE_HOLD: {
             double v = atof(optarg);
-            if (v <= 0) {
+            if (v <= 0 || v > 3600) {
                 fprintf(stderr, "bench_proxy: bad number of seconds '%s'\n", optarg);
                 return -1;
             }
-            *(c == O_INTER_MAX ? &O.inter_max_s : &O.timeout_s) = v;
+            *(c == O_INTER_MAX ? &O.inter_max_s
+              : c == O_TIMEOUT ? &O.timeout_s
+                               : &O.idle_hold_s) = v;
             break;
         }
         case O_SCEN:
@@ -1181,6 +1247,8 @@ static int parse_args(int argc, char **argv)
             O.setup_sessions = 64;
         if (!set[O_IDLE])
             O.idle = 200;
+        if (!set[O_IDLE_HOLD])
+            O.idle_hold_s = 1;
         if (!set[O_TIMEOUT])
             O.timeout_s = 60;
     }
@@ -1274,16 +1342,17 @@ int main(int argc, char **argv)
     uint64_t t_start = bn_now_ns();
     for (unsigned rep = 0; rep < O.reps; rep++) {
         for (int s = 0; s < N_SCEN; s++) {
-            /* Idle is costly and its figure steady: it runs in the first repetition only. */
-            if (s == S_IDLE && rep > 0)
+            /* Idle is costly and its figure steady: it runs in the first --idle-reps
+             * repetitions only. */
+            if ((s == S_IDLE || s == S_IDLE_TLS) && rep >= O.idle_reps)
                 continue;
             for (int k = 0; k < N_TARGETS; k++) {
                 int t = (int)((rep + (unsigned)k) % N_TARGETS);
                 if (!plan[s][t])
                     continue;
                 double timeout = O.timeout_s;
-                if (s == S_IDLE)
-                    cl.timeout_s = timeout + idle_sessions / 50.0;
+                if (s == S_IDLE || s == S_IDLE_TLS)
+                    cl.timeout_s = timeout + idle_sessions / 50.0 + O.idle_hold_s;
                 else if (s == S_INTER)
                     cl.timeout_s = timeout + O.inter_max_s;
                 else

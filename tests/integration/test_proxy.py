@@ -605,6 +605,29 @@ class ByteExact(ProxyCase):
             self.assertTrue(conn.pre_tls.startswith(first), conn.pre_tls)
             self.assertEqual(conn.tls_version, "TLSv1.3")
 
+    def test_upstream_address_connects_without_resolver_threads(self):
+        """An upstream given as an address is connected to at once: no resolver thread (libuv
+        starts its thread pool at the first lookup, and the hand-off cost every session set-up
+        two thread switches). A host name still goes through the resolver."""
+        srv = self.fake_server(mode="none")
+
+        def threads(x):
+            return len(os.listdir(f"/proc/{x.pid}/task"))
+
+        x = self.start_proxy(upstream=srv.address, client_tls="none", upstream_tls="none")
+        before = threads(x)
+        for _ in range(3):
+            self.assert_serves(x, srv)
+        self.assertEqual(threads(x), before, "the proxy started threads for an address")
+        first = socket.getaddrinfo("localhost", srv.port, type=socket.SOCK_STREAM)[0]
+        if first[0] != socket.AF_INET or first[4][0] != HOST:
+            return  # localhost is not 127.0.0.1 first here: the resolver path cannot be shown
+        y = self.start_proxy(upstream=f"localhost:{srv.port}", client_tls="none",
+                             upstream_tls="none")
+        before = threads(y)
+        self.assert_serves(y, srv)
+        self.assertGreater(threads(y), before, "a host name went through no resolver")
+
     def test_keepalive_passes_at_once(self):
         srv = self.fake_server(mode="none")
         x = self.start_proxy(upstream=srv.address, client_tls="none", upstream_tls="none")
