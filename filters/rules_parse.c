@@ -987,7 +987,7 @@ static xmlDoc *parse_fragment(pstate *ps, const word *w, bool one_element, const
     first_error fe = {0};
     pc->_private = &fe;
     pc->sax->serror = keep_first_error;
-    doc = xmlCtxtReadMemory(pc, b.s, (int)b.len, NULL, "UTF-8",
+    doc = xmlCtxtReadMemory(pc, b.p, (int)b.len, NULL, "UTF-8",
                             XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
                                 XML_PARSE_NOCDATA);
     if (doc == NULL || !pc->wellFormed || fe.code != 0) {
