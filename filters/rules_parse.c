@@ -553,16 +553,7 @@ static int build_wrapper(pstate *ps)
             if (pass == 1 && prefix_uri(ps, d->prefix, strlen(d->prefix)) != d->uri)
                 continue; /* rebound by the file */
             xs_sbuf_addf(&b, " xmlns:%s='", d->prefix);
-            for (const char *c = d->uri; *c; c++) {
-                if (*c == '\'')
-                    xs_sbuf_adds(&b, "&apos;");
-                else if (*c == '&')
-                    xs_sbuf_adds(&b, "&amp;");
-                else if (*c == '<')
-                    xs_sbuf_adds(&b, "&lt;");
-                else
-                    xs_sbuf_add(&b, c, 1);
-            }
+            xs_buf_add_xml_escaped(&b, d->uri, strlen(d->uri), XS_XML_ATTR);
             xs_sbuf_adds(&b, "'");
         }
     }
