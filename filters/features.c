@@ -1,6 +1,7 @@
 /* Built-in rewrites of stream features. See features.h. */
 #include "filters/features.h"
 
+#include "inspect/buf.h"
 #include "inspect/error.h"
 
 #include <stdbool.h>
@@ -90,63 +91,32 @@ static bool strip_plus(xmlNode *list, unsigned which, xs_features_result *out)
     return changed;
 }
 
-/* Appends ` xmlns[:prefix]='uri'` with the URI escaped for an attribute value. */
-static int append_decl(char **buf, size_t *len, size_t *cap, const xs_attr *d)
-{
-    size_t need = 16 + (d->prefix ? strlen(d->prefix) : 0) + 6 * strlen(d->uri);
-    if (*len + need + 1 > *cap) {
-        size_t ncap = (*cap + need + 1) * 2;
-        char *n = realloc(*buf, ncap);
-        if (n == NULL)
-            return XS_ENOMEM;
-        *buf = n;
-        *cap = ncap;
-    }
-    *len += (size_t)sprintf(*buf + *len, " xmlns%s%s='", d->prefix ? ":" : "",
-                            d->prefix ? d->prefix : "");
-    for (const char *c = d->uri; *c; c++) {
-        const char *e = *c == '\'' ? "&apos;" : *c == '&' ? "&amp;" : *c == '<' ? "&lt;" : NULL;
-        if (e != NULL)
-            *len += (size_t)sprintf(*buf + *len, "%s", e);
-        else
-            (*buf)[(*len)++] = *c;
-    }
-    (*buf)[(*len)++] = '\'';
-    return 0;
-}
-
 int xs_element_parse(const char *raw, size_t len, const xs_attr *nsdecls, size_t n_nsdecls,
                      xmlDoc **doc, xmlNode **element)
 {
-    int rc = XS_ENOMEM;
-    char *text = NULL;
-    size_t tlen = 0, tcap = len + 64;
+    int rc;
+    xs_buf text;
 
     *doc = NULL;
     *element = NULL;
-    if (len > INT_MAX - 4096)
-        return XS_ETOOBIG;
     /* The element is parsed inside a wrapper that declares what the stream header declared. */
-    text = malloc(tcap);
-    if (text == NULL)
-        goto out;
-    tlen = (size_t)sprintf(text, "<w");
-    for (size_t i = 0; i < n_nsdecls; i++)
-        if (nsdecls[i].uri != NULL && append_decl(&text, &tlen, &tcap, &nsdecls[i]) < 0)
-            goto out;
-    if (tlen + len + 8 > tcap) {
-        char *n = realloc(text, tlen + len + 8);
-        if (n == NULL)
-            goto out;
-        text = n;
+    xs_buf_init(&text, INT_MAX);
+    xs_buf_adds(&text, "<w");
+    for (size_t i = 0; i < n_nsdecls; i++) {
+        if (nsdecls[i].uri == NULL)
+            continue;
+        xs_buf_addf(&text, " xmlns%s%s='", nsdecls[i].prefix ? ":" : "",
+                    nsdecls[i].prefix ? nsdecls[i].prefix : "");
+        xs_buf_add_xml_escaped(&text, nsdecls[i].uri, strlen(nsdecls[i].uri), XS_XML_ATTR);
+        xs_buf_adds(&text, "'");
     }
-    text[tlen++] = '>';
-    memcpy(text + tlen, raw, len);
-    tlen += len;
-    memcpy(text + tlen, "</w>", 4);
-    tlen += 4;
+    xs_buf_adds(&text, ">");
+    xs_buf_add(&text, raw, len);
+    rc = xs_buf_adds(&text, "</w>");
+    if (rc != 0)
+        goto out;
 
-    xmlDoc *d = xmlReadMemory(text, (int)tlen, NULL, "UTF-8",
+    xmlDoc *d = xmlReadMemory(text.p, (int)text.len, NULL, "UTF-8",
                               XML_PARSE_NONET | XML_PARSE_NOWARNING | XML_PARSE_NOERROR);
     rc = XS_ENOTWF;
     if (d == NULL)
@@ -162,7 +132,7 @@ int xs_element_parse(const char *raw, size_t len, const xs_attr *nsdecls, size_t
     *element = el;
     rc = 0;
 out:
-    free(text);
+    xs_buf_free(&text);
     return rc;
 }
 

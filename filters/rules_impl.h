@@ -14,6 +14,7 @@
 #include <pcre2.h>
 
 #include "filters/rules.h"
+#include "inspect/buf.h"
 
 /* Compiled XPaths never contain a prefix the user wrote: every prefixed name test becomes
  * XS_XPATH_NS_PREFIX followed by the index of its URI in the set's URI table ("xs-3:sm"), and
@@ -30,20 +31,15 @@
 
 /* ---- capped string buffer -------------------------------------------------------------------- */
 
-typedef struct xs_sbuf {
-    char *s;
-    size_t len, cap, max; /* max: the length may not pass it (0: no limit) */
-    int err;              /* first failure (XS_ENOMEM, XS_ETOOBIG); later appends do nothing */
-} xs_sbuf;
-
-void xs_sbuf_init(xs_sbuf *b, size_t max);
-void xs_sbuf_add(xs_sbuf *b, const char *s, size_t n);
-void xs_sbuf_adds(xs_sbuf *b, const char *s);
-void xs_sbuf_addf(xs_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Hands the NUL-terminated string over to the caller (free()) and resets the buffer; NULL if an
- * append failed (then b->err says why) or out of memory. */
-char *xs_sbuf_take(xs_sbuf *b, size_t *len);
-void xs_sbuf_free(xs_sbuf *b);
+/* The rule engine's string buffer is the program's one buffer (inspect/buf.h). The old names stay
+ * as aliases so that the rule-set split can land first; renaming the call sites is then one sed. */
+typedef xs_buf xs_sbuf;
+#define xs_sbuf_init xs_buf_init
+#define xs_sbuf_add xs_buf_add
+#define xs_sbuf_adds xs_buf_adds
+#define xs_sbuf_addf xs_buf_addf
+#define xs_sbuf_take xs_buf_take
+#define xs_sbuf_free xs_buf_free
 
 /* ---- XPath prefix rewriting (xpath_ns.c) ----------------------------------------------------- */
 

@@ -553,16 +553,7 @@ static int build_wrapper(pstate *ps)
             if (pass == 1 && prefix_uri(ps, d->prefix, strlen(d->prefix)) != d->uri)
                 continue; /* rebound by the file */
             xs_sbuf_addf(&b, " xmlns:%s='", d->prefix);
-            for (const char *c = d->uri; *c; c++) {
-                if (*c == '\'')
-                    xs_sbuf_adds(&b, "&apos;");
-                else if (*c == '&')
-                    xs_sbuf_adds(&b, "&amp;");
-                else if (*c == '<')
-                    xs_sbuf_adds(&b, "&lt;");
-                else
-                    xs_sbuf_add(&b, c, 1);
-            }
+            xs_buf_add_xml_escaped(&b, d->uri, strlen(d->uri), XS_XML_ATTR);
             xs_sbuf_adds(&b, "'");
         }
     }
@@ -987,7 +978,7 @@ static xmlDoc *parse_fragment(pstate *ps, const word *w, bool one_element, const
     first_error fe = {0};
     pc->_private = &fe;
     pc->sax->serror = keep_first_error;
-    doc = xmlCtxtReadMemory(pc, b.s, (int)b.len, NULL, "UTF-8",
+    doc = xmlCtxtReadMemory(pc, b.p, (int)b.len, NULL, "UTF-8",
                             XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
                                 XML_PARSE_NOCDATA);
     if (doc == NULL || !pc->wellFormed || fe.code != 0) {

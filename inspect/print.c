@@ -29,6 +29,7 @@
 
 #include "inspect/error.h"
 #include "inspect/redact.h"
+#include "inspect/utf8.h"
 
 /* Output of one event at most; a stanza is limited by the parser far below this. */
 #define OUT_MAX ((size_t)64 << 20)

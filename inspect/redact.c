@@ -22,7 +22,10 @@
 
 #include <libxml/parser.h>
 
+#include "inspect/b64.h"
+#include "inspect/buf.h"
 #include "inspect/error.h"
+#include "inspect/utf8.h"
 
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
 #define NS_SASL2 "urn:xmpp:sasl:2"
@@ -45,181 +48,6 @@
 
 /* Most attributes a SCRAM message may have before we call it something else. */
 #define SCRAM_MAX_ATTRS 16
-
-/* ---- UTF-8 --------------------------------------------------------------------------------- */
-
-size_t xs_utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t v, min;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        v = c & 0x1fu;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        v = c & 0x0fu;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        v = c & 0x07u;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3fu);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return n;
-}
-
-/* ---- base64 -------------------------------------------------------------------------------- */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-static int b64_space(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-int xs_base64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
-{
-    const unsigned char *s = (const unsigned char *)in;
-    size_t sig = 0, o = 0;
-    unsigned char *buf;
-    uint32_t acc = 0;
-    unsigned nacc = 0, pad = 0;
-    int rc = 0;
-
-    *out = NULL;
-    *out_len = 0;
-    for (size_t i = 0; i < len; i++)
-        if (!b64_space(s[i]))
-            sig++;
-    /* Every 4 characters give at most 3 bytes; one more for the NUL we add. */
-    buf = malloc(sig / 4 * 3 + 1);
-    if (buf == NULL)
-        return XS_ENOMEM;
-    if (sig == 1) {
-        /* The lone "=" of RFC 6120 is the only valid input of one character. */
-        for (size_t i = 0; i < len; i++)
-            if (!b64_space(s[i]) && s[i] != '=')
-                rc = XS_EPARSE;
-        goto out;
-    }
-    if (sig % 4 != 0) {
-        rc = XS_EPARSE;
-        goto out;
-    }
-    for (size_t i = 0; i < len; i++) {
-        int v;
-
-        if (b64_space(s[i]))
-            continue;
-        if (s[i] == '=') {
-            if (++pad > 2) {
-                rc = XS_EPARSE;
-                goto out;
-            }
-            continue;
-        }
-        v = b64_value(s[i]);
-        if (v < 0 || pad > 0) {
-            rc = XS_EPARSE;
-            goto out;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        if (++nacc == 4) {
-            buf[o++] = (unsigned char)(acc >> 16);
-            buf[o++] = (unsigned char)(acc >> 8);
-            buf[o++] = (unsigned char)acc;
-            acc = 0;
-            nacc = 0;
-        }
-    }
-    /* sig % 4 == 0, so the padding completes the last quantum or there is none. */
-    if (nacc == 2 && pad == 2) {
-        buf[o++] = (unsigned char)(acc >> 4);
-    } else if (nacc == 3 && pad == 1) {
-        buf[o++] = (unsigned char)(acc >> 10);
-        buf[o++] = (unsigned char)(acc >> 2);
-    } else if (nacc != 0 || pad != 0) {
-        rc = XS_EPARSE;
-    }
-out:
-    if (rc != 0) {
-        free(buf);
-        return rc;
-    }
-    buf[o] = '\0';
-    *out = buf;
-    *out_len = o;
-    return 0;
-}
-
-int xs_base64_encode(const void *in, size_t len, char **out, size_t *out_len)
-{
-    const unsigned char *s = in;
-    size_t o = 0, i = 0;
-    char *buf;
-
-    *out = NULL;
-    *out_len = 0;
-    if (len / 3 >= (SIZE_MAX - 1) / 4 - 1)
-        return XS_ETOOBIG;
-    buf = malloc((len + 2) / 3 * 4 + 1);
-    if (buf == NULL)
-        return XS_ENOMEM;
-    for (; len - i >= 3; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-        buf[o++] = b64_alphabet[v >> 18];
-        buf[o++] = b64_alphabet[(v >> 12) & 63];
-        buf[o++] = b64_alphabet[(v >> 6) & 63];
-        buf[o++] = b64_alphabet[v & 63];
-    }
-    if (len - i > 0) {
-        uint32_t v = (uint32_t)s[i] << 16;
-        if (len - i == 2)
-            v |= (uint32_t)s[i + 1] << 8;
-        buf[o++] = b64_alphabet[v >> 18];
-        buf[o++] = b64_alphabet[(v >> 12) & 63];
-        buf[o++] = len - i == 2 ? b64_alphabet[(v >> 6) & 63] : '=';
-        buf[o++] = '=';
-    }
-    buf[o] = '\0';
-    *out = buf;
-    *out_len = o;
-    return 0;
-}
 
 /* ---- GS2 header ---------------------------------------------------------------------------- */
 
@@ -657,7 +485,7 @@ static int sasl_payload(rctx *c, xmlNode *el, const char *mech)
     if (rc != 0)
         goto out;
     for (size_t i = 0; i < len; i++)
-        sig += !b64_space((unsigned char)text[i]);
+        sig += !xs_base64_space((unsigned char)text[i]);
     if (!odd && sig == 0)
         goto out; /* no payload at all, as in <auth mechanism='PLAIN'/> */
     note_sep(&c->note);
@@ -1267,38 +1095,18 @@ out:
 }
 
 /* Copies n bytes to out + *at when out is not NULL, and counts them. */
-static void put_bytes(char *out, size_t *at, const char *s, size_t n)
+/* Appends ` xmlns[:prefix]='uri'`, the URI escaped so that it reads back the same, whitespace
+ * too, which attribute-value normalization would otherwise turn into spaces. */
+static void put_decl(xs_buf *out, const char *prefix, const char *uri)
 {
-    if (out != NULL)
-        memcpy(out + *at, s, n);
-    *at += n;
-}
-
-/* Appends ` xmlns[:prefix]='uri'` at out + *at (or only counts it when out is NULL): the URI
- * escaped so that it reads back the same, whitespace too, which attribute-value normalization
- * would otherwise turn into spaces. */
-static void put_decl(char *out, size_t *at, const char *prefix, const char *uri)
-{
-    put_bytes(out, at, " xmlns", 6);
+    xs_buf_adds(out, " xmlns");
     if (prefix != NULL) {
-        put_bytes(out, at, ":", 1);
-        put_bytes(out, at, prefix, strlen(prefix));
+        xs_buf_adds(out, ":");
+        xs_buf_adds(out, prefix);
     }
-    put_bytes(out, at, "='", 2);
-    for (const char *u = uri; *u != '\0'; u++) {
-        const char *e = *u == '&'    ? "&amp;"
-                        : *u == '<'  ? "&lt;"
-                        : *u == '\'' ? "&apos;"
-                        : *u == '\t' ? "&#9;"
-                        : *u == '\n' ? "&#10;"
-                        : *u == '\r' ? "&#13;"
-                                     : NULL;
-        if (e != NULL)
-            put_bytes(out, at, e, strlen(e));
-        else
-            put_bytes(out, at, u, 1);
-    }
-    put_bytes(out, at, "'", 1);
+    xs_buf_adds(out, "='");
+    xs_buf_add_xml_escaped(out, uri, strlen(uri), XS_XML_ATTR);
+    xs_buf_adds(out, "'");
 }
 
 static int declared_prefix(const char *prefix, const char *const *seen, size_t n_seen)
@@ -1309,29 +1117,28 @@ static int declared_prefix(const char *prefix, const char *const *seen, size_t n
     return 0;
 }
 
-/* Writes (out not NULL) or measures the namespace declarations of the wrapper a stanza without a
+/* Appends to out the namespace declarations of the wrapper a stanza without a
  * tree is parsed in: what the event says the stanza inherited, nothing more. That is the binding
  * of the root's prefix, or for an unprefixed root the default namespace (the root's own), and
  * the bindings of the root's attribute prefixes. Anything else the stanza takes from the stream
  * element is left undeclared: an undeclared prefix makes the parse fail, and reliance on the
  * stream's default namespace is found by relies_on_stream_default(). The xml prefix needs no
- * declaration. Returns the length, or 0 with *unknown set when the event names a prefix without
- * its namespace. */
-static size_t wrapper_decls(const xs_event *ev, char *out, int *unknown)
+ * declaration. Sets *unknown when the event names a prefix without its namespace. */
+static void wrapper_decls(const xs_event *ev, xs_buf *out, int *unknown)
 {
     const char *seen[RAW_MAX_ATTR_PREFIXES + 1];
-    size_t n = 0, n_seen = 0, n_attr_decls = 0;
+    size_t n_seen = 0, n_attr_decls = 0;
 
     *unknown = 0;
     if (ev->prefix == NULL) {
         if (ev->ns != NULL)
-            put_decl(out, &n, NULL, ev->ns);
+            put_decl(out, NULL, ev->ns);
     } else if (strcmp(ev->prefix, "xml") != 0) {
         if (ev->ns == NULL) {
             *unknown = 1;
-            return 0;
+            return;
         }
-        put_decl(out, &n, ev->prefix, ev->ns);
+        put_decl(out, ev->prefix, ev->ns);
         seen[n_seen++] = ev->prefix;
     }
     for (size_t i = 0; ev->attrs != NULL && i < ev->n_attrs; i++) {
@@ -1342,11 +1149,10 @@ static size_t wrapper_decls(const xs_event *ev, char *out, int *unknown)
         if (a->prefix == NULL || a->uri == NULL || strcmp(a->prefix, "xml") == 0 ||
             declared_prefix(a->prefix, seen, n_seen))
             continue;
-        put_decl(out, &n, a->prefix, a->uri);
+        put_decl(out, a->prefix, a->uri);
         seen[n_seen++] = a->prefix;
         n_attr_decls++;
     }
-    return n;
 }
 
 /* Whether an element of the stanza is in the stream's default namespace, which the event does not
@@ -1375,33 +1181,31 @@ static int relies_on_stream_default(xmlNode *st)
  * then the names could not be known, and the caller masks the stanza whole. */
 static int parse_raw(const xs_event *ev, xmlDoc **doc_out, xmlNode **st_out)
 {
-    size_t lo = sizeof(RAW_OPEN) - 1, lc = sizeof(RAW_CLOSE) - 1, ld, len = ev->len, total;
     xmlParserCtxt *ctxt = NULL;
     xmlDoc *doc = NULL;
     xmlNode *st = NULL;
-    char *buf = NULL;
+    xs_buf buf;
     int rc = XS_EPARSE, unknown;
 
     *doc_out = NULL;
     *st_out = NULL;
-    ld = wrapper_decls(ev, NULL, &unknown);
-    if (unknown || len > (size_t)INT_MAX - lo - ld - 1 - lc)
-        return XS_EPARSE;
-    total = lo + ld + 1 + len + lc;
-    buf = malloc(total);
+    /* libxml2 takes an int length. */
+    xs_buf_init(&buf, INT_MAX);
+    xs_buf_adds(&buf, RAW_OPEN);
+    wrapper_decls(ev, &buf, &unknown);
+    xs_buf_adds(&buf, ">");
+    xs_buf_add(&buf, ev->raw, ev->len);
+    xs_buf_adds(&buf, RAW_CLOSE);
+    if (unknown || xs_buf_error(&buf) == XS_ETOOBIG)
+        goto out;
     ctxt = xmlNewParserCtxt();
-    if (buf == NULL || ctxt == NULL) {
+    if (xs_buf_error(&buf) != 0 || ctxt == NULL) {
         rc = XS_ENOMEM;
         goto out;
     }
-    memcpy(buf, RAW_OPEN, lo);
-    (void)wrapper_decls(ev, buf + lo, &unknown);
-    buf[lo + ld] = '>';
-    memcpy(buf + lo + ld + 1, ev->raw, len);
-    memcpy(buf + lo + ld + 1 + len, RAW_CLOSE, lc);
     /* No network, no DTD loading, no entity substitution: the default options are safe with
      * these two off. */
-    doc = xmlCtxtReadMemory(ctxt, buf, (int)total, NULL, "UTF-8",
+    doc = xmlCtxtReadMemory(ctxt, buf.p, (int)buf.len, NULL, "UTF-8",
                             XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
     if (doc == NULL || !ctxt->wellFormed || !ctxt->nsWellFormed) {
         if (ctxt->errNo == XML_ERR_NO_MEMORY)
@@ -1430,7 +1234,7 @@ static int parse_raw(const xs_event *ev, xmlDoc **doc_out, xmlNode **st_out)
 out:
     xmlFreeDoc(doc);
     xmlFreeParserCtxt(ctxt);
-    free(buf);
+    xs_buf_free(&buf);
     return rc;
 }
 

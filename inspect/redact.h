@@ -108,21 +108,4 @@ void xs_redaction_clear(xs_redaction *r);
  * NUL-terminated. */
 int xs_sasl_gs2_flag(const char *decoded, size_t len, char *cb_name_out, size_t cap);
 
-/* Decodes base64 (RFC 4648 section 4, padding required) as used by SASL in XMPP: whitespace is
- * skipped, and a lone "=" is the empty payload (RFC 6120 section 6.4.2). Sets *out to a malloc'd
- * buffer of *out_len bytes (NUL-terminated for convenience, not counted; the payload may contain
- * NULs itself) that the caller frees. Returns 0, XS_EPARSE for invalid base64 or XS_ENOMEM. */
-int xs_base64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len);
-
-/* Encodes `len` bytes as padded base64. Sets *out to a malloc'd NUL-terminated string of
- * *out_len characters that the caller frees; an empty input gives "" (not "="). Returns 0 or
- * XS_ENOMEM (XS_ETOOBIG when the result would not fit in a size_t). */
-int xs_base64_encode(const void *in, size_t len, char **out, size_t *out_len);
-
-/* Decodes one UTF-8 character at s (len > 0 bytes available). Returns its length (1 to 4) and
- * sets *cp, or 0 when s does not start a valid, shortest-form sequence of a Unicode scalar value
- * (no surrogates, nothing above U+10FFFF). Shared with the printers, which must hand jansson
- * valid UTF-8 and must not pass terminal controls through. */
-size_t xs_utf8_next(const unsigned char *s, size_t len, uint32_t *cp);
-
 #endif

@@ -2,6 +2,7 @@
 #include "proxy/session.h"
 
 #include "filters/features.h"
+#include "inspect/buf.h"
 #include "inspect/error.h"
 #include "inspect/redact.h"
 
@@ -353,25 +354,30 @@ static int put_str(xs_session *s, xs_side to, const char *str)
     return put(s, to, str, strlen(str));
 }
 
-/* Escapes a value for an XML attribute or text into `out`. */
+/* Escapes a value for an XML attribute or text into `out`, with the program's one escaper; a
+ * value too long for cap is cut before a whole character reference. Out of memory gives "". */
 static void xml_escape(char *out, size_t cap, const char *in)
 {
-    size_t o = 0;
-    for (; *in && o + 7 < cap; in++) {
-        const char *e = *in == '&'    ? "&amp;"
-                        : *in == '<'  ? "&lt;"
-                        : *in == '>'  ? "&gt;"
-                        : *in == '\'' ? "&apos;"
-                        : *in == '"'  ? "&quot;"
-                                      : NULL;
-        if (e != NULL) {
-            memcpy(out + o, e, strlen(e));
-            o += strlen(e);
-        } else {
-            out[o++] = *in;
+    xs_buf b;
+    size_t n;
+
+    xs_buf_init(&b, 0);
+    xs_buf_add_xml_escaped(&b, in, strlen(in), XS_XML_ATTR);
+    n = xs_buf_error(&b) != 0 ? 0 : xs_buf_len(&b);
+    if (n > cap - 1) {
+        n = cap - 1;
+        for (size_t k = n; k > 0 && n - k < 6; k--) {
+            if (b.p[k - 1] == ';')
+                break;
+            if (b.p[k - 1] == '&') {
+                n = k - 1;
+                break;
+            }
         }
     }
-    out[o] = 0;
+    memcpy(out, xs_buf_ptr(&b), n);
+    out[n] = '\0';
+    xs_buf_free(&b);
 }
 
 /* Opens the client's stream from our side, as the server would. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "inspect/parser.h"
+#include "inspect/b64.h"
 #include "inspect/redact.h"
 
 static const char *const wrappers[][2] = {

@@ -22,6 +22,7 @@
 #include "inspect/parser.h"
 #include "inspect/print.h"
 #include "inspect/redact.h"
+#include "inspect/utf8.h"
 
 #define NS_STREAMS "http://etherx.jabber.org/streams"
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"

@@ -15,6 +15,7 @@
 
 #include "inspect/error.h"
 #include "inspect/parser.h"
+#include "inspect/b64.h"
 #include "inspect/redact.h"
 
 #define STREAM_OPEN                                                                                \
