@@ -24,7 +24,7 @@
 
 #include "filters/features.h"
 #include "filters/rules.h"
-#include "filters/rules_cmd.h"
+#include "proxy/cmd/rules_cmd.h"
 #include "filters/rules_impl.h"
 #include "inspect/error.h"
 #include "inspect/parser.h"
