@@ -4,6 +4,7 @@
  * compiled and tried on a dummy stanza; regexes and their replacements are compiled and checked;
  * XML fragments are parsed. */
 #include "filters/features.h"
+#include "filters/rule_set.h"
 #include "filters/rules_impl.h"
 
 #include "inspect/error.h"
@@ -184,22 +185,6 @@ static const char *condition_static(const char *s)
     return NULL;
 }
 
-static const char *const act_names[] = {
-    [XS_ACT_DROP] = "drop",         [XS_ACT_BOUNCE] = "bounce",
-    [XS_ACT_SET_ATTR] = "set-attr", [XS_ACT_REMOVE_ATTR] = "remove-attr",
-    [XS_ACT_SET_TEXT] = "set-text", [XS_ACT_REPLACE_TEXT] = "replace-text",
-    [XS_ACT_REMOVE] = "remove",     [XS_ACT_INSERT] = "insert",
-    [XS_ACT_INJECT] = "inject",     [XS_ACT_DELAY] = "delay",
-    [XS_ACT_TAG] = "tag",           [XS_ACT_PASS] = "pass",
-};
-
-#define N_ACTS (sizeof(act_names) / sizeof(act_names[0]))
-
-const char *xs_act_name(xs_act_kind kind)
-{
-    return (size_t)kind < N_ACTS ? act_names[kind] : "unknown";
-}
-
 /* Usage of each action, for messages: its arguments after the name. */
 static const char *const act_usage[] = {
     [XS_ACT_DROP] = "",
@@ -223,19 +208,6 @@ static const unsigned char act_args[][2] = {
     [XS_ACT_REMOVE] = {1, 1},      [XS_ACT_INSERT] = {2, 2},   [XS_ACT_INJECT] = {2, 2},
     [XS_ACT_DELAY] = {1, 1},       [XS_ACT_TAG] = {1, 1},      [XS_ACT_PASS] = {0, 0},
 };
-
-const char *xs_rule_dir_name(xs_rule_dir dir)
-{
-    switch (dir) {
-    case XS_RULE_C2S:
-        return "c2s";
-    case XS_RULE_S2C:
-        return "s2c";
-    case XS_RULE_ANY:
-        break;
-    }
-    return "any";
-}
 
 /* ---- diagnostics ----------------------------------------------------------------------------- */
 
@@ -591,15 +563,6 @@ static void trim_message(char *s)
         s[--n] = 0;
 }
 
-static void xpath_free(xs_xpath *x)
-{
-    if (x->comp != NULL)
-        xmlXPathFreeCompExpr(x->comp);
-    xs_qx_free(x->quick);
-    free(x->root_local);
-    memset(x, 0, sizeof(*x));
-}
-
 /* Compiles the XPath `src` found at byte `off` of the line (unescaped, as in a quoted word when
  * `quoted`) into *out (zeroed when it fails). With `nodes`, it must select nodes (an action's
  * target). Returns false on an error (reported) or out of memory (ps->oom). */
@@ -680,7 +643,7 @@ out:
     xs_xpath_rw_clear(&rw);
     out->comp = comp;
     if (comp == NULL)
-        xpath_free(out);
+        xs_xpath_free(out);
     return comp != NULL;
 }
 
@@ -1121,20 +1084,6 @@ static char *dup_word(pstate *ps, const word *w)
     return s;
 }
 
-static void action_free(xs_action *a)
-{
-    xpath_free(&a->target);
-    free(a->attr_local);
-    free(a->attr_prefix);
-    free(a->attr_uri);
-    free(a->value);
-    if (a->re != NULL)
-        pcre2_code_free(a->re);
-    if (a->fragment != NULL)
-        xmlFreeDoc(a->fragment);
-    memset(a, 0, sizeof(*a));
-}
-
 /* Compiles `then ACTION ARGS` (w[0] is "then"). Returns false after an error. */
 static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
 {
@@ -1148,10 +1097,10 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
         return false;
     }
     size_t k;
-    for (k = 0; k < N_ACTS; k++)
-        if (is(&w[1], act_names[k]))
+    for (k = 0; k < XS_ACT_N; k++)
+        if (is(&w[1], xs_act_name((xs_act_kind)k)))
             break;
-    if (k == N_ACTS) {
+    if (k == XS_ACT_N) {
         err_at(ps, w[1].off,
                "unknown action '%s' (drop, bounce, set-attr, remove-attr, set-text, replace-text, "
                "remove, insert, inject, delay, tag, pass)",
@@ -1164,12 +1113,12 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
         size_t at = nargs > act_args[k][1] ? w[2 + act_args[k][1]].off : ps->line_len;
         err_at(ps, at, "%s %s: usage: %s%s%s",
                nargs > act_args[k][1] ? "too many arguments for" : "missing arguments for",
-               act_names[k], act_names[k], act_usage[k],
+               xs_act_name((xs_act_kind)k), xs_act_name((xs_act_kind)k), act_usage[k],
                nargs > act_args[k][1] ? " (quote text that contains blanks)" : "");
         return false;
     }
     word *arg = &w[2];
-    const char *what = act_names[k];
+    const char *what = xs_act_name((xs_act_kind)k);
     switch (a->kind) {
     case XS_ACT_DROP:
     case XS_ACT_PASS:
@@ -1283,24 +1232,6 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
 
 /* ---- rules ----------------------------------------------------------------------------------- */
 
-static void rule_free(xs_rule *r)
-{
-    free(r->name);
-    for (size_t i = 0; i < r->n_matches; i++) {
-        xpath_free(&r->matches[i]);
-        free(r->match_src[i]);
-    }
-    free(r->matches);
-    free(r->match_src);
-    for (size_t i = 0; i < r->n_actions; i++) {
-        action_free(&r->actions[i]);
-        free(r->action_src[i]);
-    }
-    free(r->actions);
-    free(r->action_src);
-    memset(r, 0, sizeof(*r));
-}
-
 static char *dup_trimmed(pstate *ps, const char *s, size_t n)
 {
     while (n > 0 && is_blank(s[n - 1]))
@@ -1350,7 +1281,7 @@ static bool add_match(pstate *ps, xs_rule *r, size_t from)
     if (m == NULL || s == NULL || src == NULL) {
         ps->oom = true;
         free(src);
-        xpath_free(&x);
+        xs_xpath_free(&x);
         return false;
     }
     r->matches[r->n_matches] = x;
@@ -1367,7 +1298,7 @@ static bool add_action(pstate *ps, xs_rule *r, word *w, int nw)
     }
     xs_action a;
     if (!compile_action(ps, w, nw, &a)) {
-        action_free(&a);
+        xs_action_free(&a);
         return false;
     }
     xs_action *acts = realloc(r->actions, (r->n_actions + 1) * sizeof(*acts));
@@ -1393,7 +1324,7 @@ static bool add_action(pstate *ps, xs_rule *r, word *w, int nw)
     if (acts == NULL || s == NULL || src == NULL) {
         ps->oom = true;
         free(src);
-        action_free(&a);
+        xs_action_free(&a);
         return false;
     }
     r->actions[r->n_actions] = a;
@@ -1443,7 +1374,7 @@ static void finish_rule(pstate *ps, xs_rule *r, bool bad)
             }
         }
     }
-    rule_free(r);
+    xs_rule_free(r);
 }
 
 /* ---- lines ----------------------------------------------------------------------------------- */
@@ -1661,39 +1592,6 @@ static void compile_text(pstate *ps, const char *text, size_t len)
 }
 
 /* ---- entry points ---------------------------------------------------------------------------- */
-
-void xs_rules_free(xs_rules *set)
-{
-    if (set == NULL)
-        return;
-    for (size_t i = 0; i < set->n_rules; i++)
-        rule_free(&set->rules[i]);
-    free(set->rules);
-    for (size_t i = 0; i < set->n_uris; i++)
-        free(set->uris[i]);
-    free(set->uris);
-    for (size_t i = 0; i < set->n_decls; i++) {
-        free((char *)set->decls[i].prefix);
-        free((char *)set->decls[i].uri);
-    }
-    free(set->decls);
-    if (set->xpath != NULL)
-        xmlXPathFreeContext(set->xpath);
-    free(set->stanza_ns);
-    if (set->shell != NULL) {
-        /* It never keeps a lent stanza; make sure freeing it cannot reach one. */
-        set->shell->children = set->shell->last = NULL;
-        xmlFreeDoc(set->shell);
-    }
-    if (set->mctx != NULL)
-        pcre2_match_context_free(set->mctx);
-    if (set->mdata != NULL)
-        pcre2_match_data_free(set->mdata);
-    free(set->selected);
-    free(set->texts);
-    free(set->filename);
-    free(set);
-}
 
 int xs_rules_parse(const char *text, size_t len, const char *filename, unsigned builtin,
                    xs_rules **out, xs_rule_diag *diag)
