@@ -1,4 +1,5 @@
-/* Applying compiled rules to stanzas. See rules.h; the compiler is rules_parse.c.
+/* Applying compiled rules to stanzas. See rules.h; the compiler is rules_parse.c and the compiled
+ * form is rule_set.c, which both use (this file never calls the compiler).
  *
  * Rules see the stanza as the root element of a document of its own. Most stanzas are only
  * looked at, so that document is the parser's own element, lent to an empty shell document while
@@ -14,6 +15,7 @@
  * result first (freeing that result reads every node in it), and handled in reverse document
  * order, so a node's descendants and attributes are handled before the node itself may free
  * them. */
+#include "filters/rule_set.h"
 #include "filters/rules_impl.h"
 
 #include "inspect/error.h"
@@ -35,129 +37,6 @@
 /* XPath operations one evaluation may take. A stanza is at most a few hundred kilobytes, so this
  * is far above what a sensible expression needs and bounds a nested //-expression. */
 #define XPATH_OP_LIMIT 5000000ul
-
-/* PCRE2's memory limit per match (the default is 20 MB). Time is bounded by the stanza's regex
- * budget instead (see regex_step()). */
-#define REGEX_HEAP_LIMIT_KB 8192u
-
-static void ignore_xpath_error(void *user, xmlError *error)
-{
-    (void)user;
-    (void)error;
-}
-
-/* The index of the stanza (local, ns) in set->roots, added when new; RULE_ANY_ROOT when the
- * table is full. */
-static int root_index(xs_rules *set, const char *local, int ns)
-{
-    for (size_t k = 0; k < set->n_roots; k++)
-        if (set->roots[k].ns == ns && strcmp(set->roots[k].local, local) == 0)
-            return (int)k;
-    if (set->n_roots == XS_RULES_MAX_ROOTS)
-        return RULE_ANY_ROOT;
-    set->roots[set->n_roots] = (xs_rule_root){local, ns};
-    return (int)set->n_roots++;
-}
-
-/* Sorts the rules by the stanza their matches need (see rule_may_match()). */
-static void sort_by_root(xs_rules *set)
-{
-    set->n_roots = 0;
-    for (size_t i = 0; i < set->n_rules; i++) {
-        xs_rule *r = &set->rules[i];
-        r->root = RULE_ANY_ROOT;
-        for (size_t m = 0; m < r->n_matches; m++) {
-            const xs_xpath *f = &r->matches[m];
-            if (f->root_local == NULL)
-                continue;
-            if (r->root == RULE_ANY_ROOT) {
-                r->root = root_index(set, f->root_local, f->root_ns);
-                if (r->root == RULE_ANY_ROOT)
-                    break; /* the table is full: the rule is tried on every stanza */
-            } else if (strcmp(set->roots[r->root].local, f->root_local) != 0 ||
-                       set->roots[r->root].ns != f->root_ns) {
-                /* Two names for the one stanza element: unless both namespaces are the same
-                 * URI, nothing matches; rule_may_match() decides on the stanza. */
-                r->root = RULE_ANY_ROOT;
-                break;
-            }
-        }
-    }
-}
-
-int xs_rules_prepare(xs_rules *set)
-{
-    sort_by_root(set);
-    set->xpath = xmlXPathNewContext(NULL);
-    set->shell = xmlNewDoc(BAD_CAST "1.0");
-    set->mctx = pcre2_match_context_create(NULL);
-    /* Only whether a regex matches is asked with it (see act_replace_text()). */
-    set->mdata = pcre2_match_data_create(1, NULL);
-    set->selected = malloc((XS_RULES_MAX_NODES + 1) * sizeof(*set->selected));
-    set->texts = malloc(XS_RULES_MAX_NODES * sizeof(*set->texts));
-    if (set->xpath == NULL || set->shell == NULL || set->mctx == NULL || set->mdata == NULL ||
-        set->selected == NULL || set->texts == NULL)
-        return XS_ENOMEM;
-    /* Errors are read from lastError, not printed. */
-    set->xpath->error = ignore_xpath_error;
-    pcre2_set_heap_limit(set->mctx, REGEX_HEAP_LIMIT_KB);
-    for (size_t i = 0; i < set->n_uris; i++) {
-        char pfx[32];
-        snprintf(pfx, sizeof(pfx), XS_XPATH_NS_PREFIX "%zu", i);
-        if (xmlXPathRegisterNs(set->xpath, BAD_CAST pfx, BAD_CAST set->uris[i]) != 0)
-            return XS_ENOMEM;
-    }
-    return 0;
-}
-
-xs_rules *xs_rules_ref(xs_rules *rules)
-{
-    if (rules != NULL)
-        rules->refs++;
-    return rules;
-}
-
-void xs_rules_unref(xs_rules *rules)
-{
-    if (rules == NULL)
-        return;
-    if (--rules->refs == 0)
-        xs_rules_free(rules);
-}
-
-size_t xs_rules_count(const xs_rules *rules)
-{
-    return rules->n_rules;
-}
-
-size_t xs_rules_count_file(const xs_rules *rules)
-{
-    return rules->n_rules - rules->n_builtin;
-}
-
-int xs_rules_info(const xs_rules *rules, size_t i, xs_rule_info *info)
-{
-    if (i >= rules->n_rules)
-        return XS_EINVAL;
-    const xs_rule *r = &rules->rules[i];
-    info->name = r->name;
-    info->direction = r->dir;
-    info->file = r->builtin ? "<builtin>" : rules->filename;
-    info->line = r->line;
-    info->builtin = r->builtin;
-    info->hits = r->hits;
-    info->n_matches = r->n_matches;
-    info->matches = (const char *const *)r->match_src;
-    info->n_actions = r->n_actions;
-    info->actions = (const char *const *)r->action_src;
-    return 0;
-}
-
-size_t xs_rules_file_namespaces(const xs_rules *rules, const xs_rules_ns **decls)
-{
-    *decls = rules->decls;
-    return rules->n_decls;
-}
 
 const char *xs_rule_verdict_name(xs_rule_verdict verdict)
 {
@@ -241,10 +120,10 @@ static void note_error(applying *ap, const char *fmt, ...)
     va_start(ap_list, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap_list);
     va_end(ap_list);
-    xs_sbuf b;
-    xs_sbuf_init(&b, 0);
-    xs_sbuf_addf(&b, "rule \"%s\": %s", ap->rule ? ap->rule->name : "?", msg);
-    ap->res->error = xs_sbuf_take(&b, NULL);
+    xs_buf b;
+    xs_buf_init(&b, 0);
+    xs_buf_addf(&b, "rule \"%s\": %s", ap->rule ? ap->rule->name : "?", msg);
+    ap->res->error = xs_buf_take(&b, NULL);
     if (ap->res->error == NULL)
         ap->err = XS_ENOMEM;
 }
@@ -273,8 +152,8 @@ static const char *orig_attr(applying *ap, int which)
  * `max` bytes. */
 static char *expand(applying *ap, const char *s, bool dollar, size_t max)
 {
-    xs_sbuf b;
-    xs_sbuf_init(&b, max);
+    xs_buf b;
+    xs_buf_init(&b, max);
     while (*s != 0) {
         const char *val = NULL;
         size_t skip = 0;
@@ -292,23 +171,23 @@ static char *expand(applying *ap, const char *s, bool dollar, size_t max)
             /* The caller's text: control characters would make the stanza malformed. */
             for (s += skip; *val != 0; val++)
                 if ((unsigned char)*val >= 0x20 || *val == '\t')
-                    xs_sbuf_add(&b, *val == '$' && dollar ? "$$" : val,
-                                *val == '$' && dollar ? 2 : 1);
+                    xs_buf_add(&b, *val == '$' && dollar ? "$$" : val,
+                               *val == '$' && dollar ? 2 : 1);
             continue;
         }
         if (val == NULL) {
             size_t n = strcspn(s + 1, "{") + 1;
-            xs_sbuf_add(&b, s, n);
+            xs_buf_add(&b, s, n);
             s += n;
             continue;
         }
         for (; dollar && *val != 0; val++)
-            xs_sbuf_add(&b, *val == '$' ? "$$" : val, *val == '$' ? 2 : 1);
+            xs_buf_add(&b, *val == '$' ? "$$" : val, *val == '$' ? 2 : 1);
         if (!dollar)
-            xs_sbuf_adds(&b, val);
+            xs_buf_adds(&b, val);
         s += skip;
     }
-    char *out = xs_sbuf_take(&b, NULL);
+    char *out = xs_buf_take(&b, NULL);
     if (out == NULL && b.err == XS_ENOMEM)
         ap->err = XS_ENOMEM;
     return out;

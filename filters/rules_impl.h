@@ -1,7 +1,7 @@
 /* Internals of the rule engine shared by its files: the compiled form of a rule set
- * (rules_parse.c builds it, rules.c applies it), the XPath prefix rewriter and quick evaluator
- * (xpath_ns.c) and a capped string buffer. Not for use outside filters/rules*.c and xpath_ns.c
- * (and the tests of the engine). */
+ * (rule_set.h: rules_parse.c builds it, rules.c applies it), the XPath prefix rewriter and quick
+ * evaluator (xpath_ns.c) and a capped string buffer. Not for use outside filters/rule*.c and
+ * xpath_ns.c (and the tests of the engine). */
 #ifndef XS_FILTERS_RULES_IMPL_H
 #define XS_FILTERS_RULES_IMPL_H
 
@@ -13,6 +13,7 @@
 #include <libxml/xpath.h>
 #include <pcre2.h>
 
+#include "filters/rule_set.h"
 #include "filters/rules.h"
 #include "inspect/buf.h"
 
@@ -28,18 +29,6 @@
 /* Fragments (insert, inject) are parsed at load time with this URI as their default namespace;
  * when applied it is replaced by the stream's content namespace. */
 #define XS_RULES_FRAGMENT_NS "urn:xmppscope:stanza-namespace"
-
-/* ---- capped string buffer -------------------------------------------------------------------- */
-
-/* The rule engine's string buffer is the program's one buffer (inspect/buf.h). The old names stay
- * as aliases so that the rule-set split can land first; renaming the call sites is then one sed. */
-typedef xs_buf xs_sbuf;
-#define xs_sbuf_init xs_buf_init
-#define xs_sbuf_add xs_buf_add
-#define xs_sbuf_adds xs_buf_adds
-#define xs_sbuf_addf xs_buf_addf
-#define xs_sbuf_take xs_buf_take
-#define xs_sbuf_free xs_buf_free
 
 /* ---- XPath prefix rewriting (xpath_ns.c) ----------------------------------------------------- */
 
@@ -130,142 +119,12 @@ const char *xs_xpath_error_text(int code);
 /* True when `code` says libxml2 ran out of memory. */
 #define XS_XPATH_OOM(code) ((code) == XML_ERR_NO_MEMORY || (code) == XML_XPATH_MEMORY_ERROR)
 
-/* ---- the compiled form ----------------------------------------------------------------------- */
-
-typedef enum xs_act_kind {
-    XS_ACT_DROP,
-    XS_ACT_BOUNCE,
-    XS_ACT_SET_ATTR,
-    XS_ACT_REMOVE_ATTR,
-    XS_ACT_SET_TEXT,
-    XS_ACT_REPLACE_TEXT,
-    XS_ACT_REMOVE,
-    XS_ACT_INSERT,
-    XS_ACT_INJECT,
-    XS_ACT_DELAY,
-    XS_ACT_TAG,
-    XS_ACT_PASS,
-} xs_act_kind;
-
-const char *xs_act_name(xs_act_kind kind);
-
-/* One compiled XPath of a rule, with what lets most evaluations skip libxml2. */
-typedef struct xs_xpath {
-    xmlXPathCompExpr *comp; /* NULL: none */
-    xs_qx *quick;           /* the quick form, or NULL when outside its subset */
-    bool own_doc;           /* xs_xpath_rw.own_doc */
-    /* A match is true only for a stanza of this name (xs_xpath_rw.root_local): most rules start
-     * with /message, /iq or /stream:features, and most stanzas are decided by the name alone. */
-    char *root_local; /* NULL: no such condition */
-    int root_ns;      /* URI index, or -1 for the stream's content namespace */
-} xs_xpath;
-
-/* What every match of a replace-text regex needs in a text: `run` consecutive characters that its
- * first item can match, when it starts (after \b, ^ and the like) with an item matching one
- * character with a minimum count (`\d{4}`, `[a-z]+`, `x`). Scanning a text for that is many
- * times faster than PCRE2 trying a Unicode-aware pattern at every position, and most texts do
- * not have it. Which ASCII characters can match is found with PCRE2 itself (the item compiled
- * alone with the same options); a character beyond ASCII always counts as one that can. */
-typedef struct xs_re_run {
-    unsigned run; /* 0: nothing known, try the regex */
-    /* For each byte: XS_RE_BREAK (an ASCII character the item cannot match), XS_RE_COUNT (one it
-     * can match, or the first byte of a character beyond ASCII) or XS_RE_SAME (a continuation
-     * byte of such a character). */
-    unsigned char step[256];
-    /* The ASCII characters that count are exactly lo to hi (\d, [a-z]), and no lead byte below
-     * `lead` counts: texts are then skipped sixteen bytes at a time. */
-    bool range;
-    unsigned char lo, hi, lead;
-} xs_re_run;
-
-enum { XS_RE_BREAK = 0, XS_RE_COUNT = 1, XS_RE_SAME = 2 };
+/* ---- applying (rules.c) --------------------------------------------------------------------- */
 
 /* False when `n` bytes of UTF-8 at `s` cannot hold a match (see xs_re_run). */
 bool xs_re_may_match(const xs_re_run *f, const char *s, size_t n);
 
-typedef struct xs_action {
-    xs_act_kind kind;
-    unsigned line;
-    xs_xpath target;   /* the nodes it works on (attr, text, remove, insert) */
-    char *attr_local;  /* set-attr, remove-attr: the attribute's local name */
-    char *attr_prefix; /* and its prefix and namespace, or NULL */
-    char *attr_uri;
-    char *value;           /* set-attr VALUE, set-text TEXT, replace-text REPLACEMENT, tag LABEL */
-    bool value_vars;       /* value contains a {placeholder} */
-    const char *condition; /* bounce: static strings */
-    const char *error_type;
-    pcre2_code *re;
-    xs_re_run re_run;
-    xmlDoc *fragment;   /* insert, inject: the wrapper element's children are the fragment */
-    bool fragment_vars; /* a text or attribute value of the fragment contains '{' */
-    size_t fragment_size;
-    xs_rule_dir inject_dir;
-    unsigned long ms;
-} xs_action;
-
-typedef struct xs_rule {
-    char *name;
-    xs_rule_dir dir;
-    unsigned line;
-    unsigned builtin; /* XS_REWRITE_* bit, 0 for a rule of the file */
-    xs_xpath *matches;
-    char **match_src;
-    size_t n_matches;
-    xs_action *actions;
-    char **action_src;
-    size_t n_actions;
-    unsigned long hits;
-    /* The stanza the rule's matches need (see xs_xpath.root_local): an index in the set's
-     * roots, or RULE_ANY_ROOT when no match names one, two name different ones or the roots
-     * are full (then each match's root is compared on the stanza). */
-    int root;
-} xs_rule;
-
-enum { RULE_ANY_ROOT = -1 };
-
-/* A stanza a rule may need: its local name and URI index (-1: the stream's content namespace). */
-typedef struct xs_rule_root {
-    const char *local; /* the first match's root_local that named it */
-    int ns;
-} xs_rule_root;
-
-#define XS_RULES_MAX_ROOTS 64 /* distinct stanzas rules are sorted by; more are not sorted */
-
-struct xs_rules {
-    unsigned refs;
-    char *filename;
-    xs_rule *rules;
-    size_t n_rules, n_builtin;
-    char **uris; /* the URI table the compiled XPaths refer to (xs-N) */
-    size_t n_uris;
-    xs_rules_ns *decls; /* the file's namespace declarations, for listings */
-    size_t n_decls;
-    /* The distinct stanzas the rules need: a stanza is looked up here once, and only the rules
-     * that need it or any stanza are tried. */
-    xs_rule_root roots[XS_RULES_MAX_ROOTS];
-    size_t n_roots;
-    /* Scratch for xs_rules_apply(), made once so that a stanza no rule changes costs no
-     * allocation of ours: an XPath context with the URI table registered, the content namespace
-     * XS_XPATH_STANZA_PREFIX is bound to in it (a copy), an empty document the parser's stanza
-     * is lent to while an XPath looks at it, PCRE2's match context (with limits) and match
-     * data, and two arrays of nodes. */
-    xmlXPathContext *xpath;
-    char *stanza_ns;
-    xmlDoc *shell;
-    pcre2_match_context *mctx;
-    pcre2_match_data *mdata;
-    xmlNode **selected; /* XS_RULES_MAX_NODES + 1 entries: what the quick evaluator selects */
-    xmlNode **texts;    /* XS_RULES_MAX_NODES entries: the text nodes of a replace-text */
-    /* For tests: apply the slow way the fast paths must agree with, every stanza copied before
-     * the first rule, every XPath evaluated by libxml2 and every regex tried. */
-    bool reference;
-};
-
-/* Creates the scratch objects of `set` once set->uris is complete. */
-int xs_rules_prepare(xs_rules *set);
-
-/* Frees a set whatever its state of construction. */
-void xs_rules_free(xs_rules *set);
+/* ---- compiling (rules_parse.c) -------------------------------------------------------------- */
 
 /* Bounce conditions of RFC 6120 section 8.3.3 and their recommended error types. */
 const char *xs_bounce_type(const char *condition);

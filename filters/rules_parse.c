@@ -4,6 +4,7 @@
  * compiled and tried on a dummy stanza; regexes and their replacements are compiled and checked;
  * XML fragments are parsed. */
 #include "filters/features.h"
+#include "filters/rule_set.h"
 #include "filters/rules_impl.h"
 
 #include "inspect/error.h"
@@ -184,22 +185,6 @@ static const char *condition_static(const char *s)
     return NULL;
 }
 
-static const char *const act_names[] = {
-    [XS_ACT_DROP] = "drop",         [XS_ACT_BOUNCE] = "bounce",
-    [XS_ACT_SET_ATTR] = "set-attr", [XS_ACT_REMOVE_ATTR] = "remove-attr",
-    [XS_ACT_SET_TEXT] = "set-text", [XS_ACT_REPLACE_TEXT] = "replace-text",
-    [XS_ACT_REMOVE] = "remove",     [XS_ACT_INSERT] = "insert",
-    [XS_ACT_INJECT] = "inject",     [XS_ACT_DELAY] = "delay",
-    [XS_ACT_TAG] = "tag",           [XS_ACT_PASS] = "pass",
-};
-
-#define N_ACTS (sizeof(act_names) / sizeof(act_names[0]))
-
-const char *xs_act_name(xs_act_kind kind)
-{
-    return (size_t)kind < N_ACTS ? act_names[kind] : "unknown";
-}
-
 /* Usage of each action, for messages: its arguments after the name. */
 static const char *const act_usage[] = {
     [XS_ACT_DROP] = "",
@@ -223,19 +208,6 @@ static const unsigned char act_args[][2] = {
     [XS_ACT_REMOVE] = {1, 1},      [XS_ACT_INSERT] = {2, 2},   [XS_ACT_INJECT] = {2, 2},
     [XS_ACT_DELAY] = {1, 1},       [XS_ACT_TAG] = {1, 1},      [XS_ACT_PASS] = {0, 0},
 };
-
-const char *xs_rule_dir_name(xs_rule_dir dir)
-{
-    switch (dir) {
-    case XS_RULE_C2S:
-        return "c2s";
-    case XS_RULE_S2C:
-        return "s2c";
-    case XS_RULE_ANY:
-        break;
-    }
-    return "any";
-}
 
 /* ---- diagnostics ----------------------------------------------------------------------------- */
 
@@ -309,16 +281,16 @@ static void diag_add(pstate *ps, unsigned line, unsigned col, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    xs_sbuf b;
-    xs_sbuf_init(&b, 0);
+    xs_buf b;
+    xs_buf_init(&b, 0);
     size_t head;
     if (line > 0)
-        xs_sbuf_addf(&b, "%s:%u:%u: ", ps->filename, line, col);
+        xs_buf_addf(&b, "%s:%u:%u: ", ps->filename, line, col);
     else
-        xs_sbuf_addf(&b, "%s: ", ps->filename);
+        xs_buf_addf(&b, "%s: ", ps->filename);
     head = b.len;
-    xs_sbuf_adds(&b, text);
-    char *msg = xs_sbuf_take(&b, NULL);
+    xs_buf_adds(&b, text);
+    char *msg = xs_buf_take(&b, NULL);
     if (msg == NULL) {
         ps->oom = true;
         return;
@@ -543,23 +515,23 @@ static void declare(pstate *ps, const word *w, int nw)
  * prefix in force. */
 static int build_wrapper(pstate *ps)
 {
-    xs_sbuf b;
-    xs_sbuf_init(&b, 0);
-    xs_sbuf_adds(&b, "<xs-fragment xmlns='" XS_RULES_FRAGMENT_NS "'");
+    xs_buf b;
+    xs_buf_init(&b, 0);
+    xs_buf_adds(&b, "<xs-fragment xmlns='" XS_RULES_FRAGMENT_NS "'");
     for (int pass = 0; pass < 2; pass++) {
         size_t n = pass == 0 ? ps->set->n_decls : sizeof(builtin_ns) / sizeof(builtin_ns[0]) - 1;
         for (size_t i = pass == 0 ? ps->first_decl : 0; i < n; i++) {
             const xs_rules_ns *d = pass == 0 ? &ps->set->decls[i] : &builtin_ns[i];
             if (pass == 1 && prefix_uri(ps, d->prefix, strlen(d->prefix)) != d->uri)
                 continue; /* rebound by the file */
-            xs_sbuf_addf(&b, " xmlns:%s='", d->prefix);
+            xs_buf_addf(&b, " xmlns:%s='", d->prefix);
             xs_buf_add_xml_escaped(&b, d->uri, strlen(d->uri), XS_XML_ATTR);
-            xs_sbuf_adds(&b, "'");
+            xs_buf_adds(&b, "'");
         }
     }
-    xs_sbuf_adds(&b, ">");
+    xs_buf_adds(&b, ">");
     free(ps->wrapper);
-    ps->wrapper = xs_sbuf_take(&b, &ps->wrapper_len);
+    ps->wrapper = xs_buf_take(&b, &ps->wrapper_len);
     if (ps->wrapper == NULL) {
         ps->oom = true;
         return XS_ENOMEM;
@@ -580,15 +552,6 @@ static void trim_message(char *s)
     size_t n = strlen(s);
     while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '.'))
         s[--n] = 0;
-}
-
-static void xpath_free(xs_xpath *x)
-{
-    if (x->comp != NULL)
-        xmlXPathFreeCompExpr(x->comp);
-    xs_qx_free(x->quick);
-    free(x->root_local);
-    memset(x, 0, sizeof(*x));
 }
 
 /* Compiles the XPath `src` found at byte `off` of the line (unescaped, as in a quoted word when
@@ -671,7 +634,7 @@ out:
     xs_xpath_rw_clear(&rw);
     out->comp = comp;
     if (comp == NULL)
-        xpath_free(out);
+        xs_xpath_free(out);
     return comp != NULL;
 }
 
@@ -959,13 +922,13 @@ static xmlDoc *parse_fragment(pstate *ps, const word *w, bool one_element, const
 {
     xmlDoc *doc = NULL;
     xmlParserCtxt *pc = NULL;
-    xs_sbuf b;
-    xs_sbuf_init(&b, 0);
+    xs_buf b;
+    xs_buf_init(&b, 0);
     if (ps->wrapper == NULL && build_wrapper(ps) != 0)
         goto out;
-    xs_sbuf_add(&b, ps->wrapper, ps->wrapper_len);
-    xs_sbuf_add(&b, w->s, w->len);
-    xs_sbuf_adds(&b, "</xs-fragment>");
+    xs_buf_add(&b, ps->wrapper, ps->wrapper_len);
+    xs_buf_add(&b, w->s, w->len);
+    xs_buf_adds(&b, "</xs-fragment>");
     if (b.err != 0) {
         ps->oom = true;
         goto out;
@@ -1057,7 +1020,7 @@ static xmlDoc *parse_fragment(pstate *ps, const word *w, bool one_element, const
 out:
     if (pc != NULL)
         xmlFreeParserCtxt(pc);
-    xs_sbuf_free(&b);
+    xs_buf_free(&b);
     return doc;
 }
 
@@ -1112,20 +1075,6 @@ static char *dup_word(pstate *ps, const word *w)
     return s;
 }
 
-static void action_free(xs_action *a)
-{
-    xpath_free(&a->target);
-    free(a->attr_local);
-    free(a->attr_prefix);
-    free(a->attr_uri);
-    free(a->value);
-    if (a->re != NULL)
-        pcre2_code_free(a->re);
-    if (a->fragment != NULL)
-        xmlFreeDoc(a->fragment);
-    memset(a, 0, sizeof(*a));
-}
-
 /* Compiles `then ACTION ARGS` (w[0] is "then"). Returns false after an error. */
 static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
 {
@@ -1139,10 +1088,10 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
         return false;
     }
     size_t k;
-    for (k = 0; k < N_ACTS; k++)
-        if (is(&w[1], act_names[k]))
+    for (k = 0; k < XS_ACT_N; k++)
+        if (is(&w[1], xs_act_name((xs_act_kind)k)))
             break;
-    if (k == N_ACTS) {
+    if (k == XS_ACT_N) {
         err_at(ps, w[1].off,
                "unknown action '%s' (drop, bounce, set-attr, remove-attr, set-text, replace-text, "
                "remove, insert, inject, delay, tag, pass)",
@@ -1155,12 +1104,12 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
         size_t at = nargs > act_args[k][1] ? w[2 + act_args[k][1]].off : ps->line_len;
         err_at(ps, at, "%s %s: usage: %s%s%s",
                nargs > act_args[k][1] ? "too many arguments for" : "missing arguments for",
-               act_names[k], act_names[k], act_usage[k],
+               xs_act_name((xs_act_kind)k), xs_act_name((xs_act_kind)k), act_usage[k],
                nargs > act_args[k][1] ? " (quote text that contains blanks)" : "");
         return false;
     }
     word *arg = &w[2];
-    const char *what = act_names[k];
+    const char *what = xs_act_name((xs_act_kind)k);
     switch (a->kind) {
     case XS_ACT_DROP:
     case XS_ACT_PASS:
@@ -1274,24 +1223,6 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
 
 /* ---- rules ----------------------------------------------------------------------------------- */
 
-static void rule_free(xs_rule *r)
-{
-    free(r->name);
-    for (size_t i = 0; i < r->n_matches; i++) {
-        xpath_free(&r->matches[i]);
-        free(r->match_src[i]);
-    }
-    free(r->matches);
-    free(r->match_src);
-    for (size_t i = 0; i < r->n_actions; i++) {
-        action_free(&r->actions[i]);
-        free(r->action_src[i]);
-    }
-    free(r->actions);
-    free(r->action_src);
-    memset(r, 0, sizeof(*r));
-}
-
 static char *dup_trimmed(pstate *ps, const char *s, size_t n)
 {
     while (n > 0 && is_blank(s[n - 1]))
@@ -1341,7 +1272,7 @@ static bool add_match(pstate *ps, xs_rule *r, size_t from)
     if (m == NULL || s == NULL || src == NULL) {
         ps->oom = true;
         free(src);
-        xpath_free(&x);
+        xs_xpath_free(&x);
         return false;
     }
     r->matches[r->n_matches] = x;
@@ -1358,7 +1289,7 @@ static bool add_action(pstate *ps, xs_rule *r, word *w, int nw)
     }
     xs_action a;
     if (!compile_action(ps, w, nw, &a)) {
-        action_free(&a);
+        xs_action_free(&a);
         return false;
     }
     xs_action *acts = realloc(r->actions, (r->n_actions + 1) * sizeof(*acts));
@@ -1384,7 +1315,7 @@ static bool add_action(pstate *ps, xs_rule *r, word *w, int nw)
     if (acts == NULL || s == NULL || src == NULL) {
         ps->oom = true;
         free(src);
-        action_free(&a);
+        xs_action_free(&a);
         return false;
     }
     r->actions[r->n_actions] = a;
@@ -1434,7 +1365,7 @@ static void finish_rule(pstate *ps, xs_rule *r, bool bad)
             }
         }
     }
-    rule_free(r);
+    xs_rule_free(r);
 }
 
 /* ---- lines ----------------------------------------------------------------------------------- */
@@ -1652,39 +1583,6 @@ static void compile_text(pstate *ps, const char *text, size_t len)
 }
 
 /* ---- entry points ---------------------------------------------------------------------------- */
-
-void xs_rules_free(xs_rules *set)
-{
-    if (set == NULL)
-        return;
-    for (size_t i = 0; i < set->n_rules; i++)
-        rule_free(&set->rules[i]);
-    free(set->rules);
-    for (size_t i = 0; i < set->n_uris; i++)
-        free(set->uris[i]);
-    free(set->uris);
-    for (size_t i = 0; i < set->n_decls; i++) {
-        free((char *)set->decls[i].prefix);
-        free((char *)set->decls[i].uri);
-    }
-    free(set->decls);
-    if (set->xpath != NULL)
-        xmlXPathFreeContext(set->xpath);
-    free(set->stanza_ns);
-    if (set->shell != NULL) {
-        /* It never keeps a lent stanza; make sure freeing it cannot reach one. */
-        set->shell->children = set->shell->last = NULL;
-        xmlFreeDoc(set->shell);
-    }
-    if (set->mctx != NULL)
-        pcre2_match_context_free(set->mctx);
-    if (set->mdata != NULL)
-        pcre2_match_data_free(set->mdata);
-    free(set->selected);
-    free(set->texts);
-    free(set->filename);
-    free(set);
-}
 
 int xs_rules_parse(const char *text, size_t len, const char *filename, unsigned builtin,
                    xs_rules **out, xs_rule_diag *diag)

@@ -143,9 +143,9 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
                      xs_xpath_rw *rw)
 {
     memset(rw, 0, sizeof(*rw));
-    xs_sbuf out;
+    xs_buf out;
     /* A prefix becomes at most "xs-" and ten digits; that bounds the growth. */
-    xs_sbuf_init(&out, len * 8 + 64);
+    xs_buf_init(&out, len * 8 + 64);
     enum prev prev = PREV_NONE;
     bool attr_axis = false; /* the next name test names an attribute or namespace */
     int rc = 0;
@@ -159,7 +159,7 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
     while (i < len) {
         unsigned char c = (unsigned char)src[i];
         if (blank(c)) {
-            xs_sbuf_add(&out, src + i, 1);
+            xs_buf_add(&out, src + i, 1);
             i++;
             continue;
         }
@@ -277,7 +277,7 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
                 }
                 prev = PREV_OPERATOR;
                 path = path && depth > 0;
-                xs_sbuf_add(&out, src + start, i - start);
+                xs_buf_add(&out, src + start, i - start);
                 if (map_add(rw, out.len, i) != 0) {
                     rc = XS_ENOMEM;
                     goto out;
@@ -328,16 +328,16 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
                         goto out;
                     }
                     if (idx >= 0) {
-                        xs_sbuf_addf(&out, XS_XPATH_NS_PREFIX "%d:", idx);
-                        xs_sbuf_add(&out, local, local_len);
+                        xs_buf_addf(&out, XS_XPATH_NS_PREFIX "%d:", idx);
+                        xs_buf_add(&out, local, local_len);
                     } else {
-                        xs_sbuf_add(&out, src + start, i - start);
+                        xs_buf_add(&out, src + start, i - start);
                     }
                 } else if (attr_axis) {
-                    xs_sbuf_add(&out, src + start, i - start);
+                    xs_buf_add(&out, src + start, i - start);
                 } else {
-                    xs_sbuf_adds(&out, XS_XPATH_STANZA_PREFIX ":");
-                    xs_sbuf_add(&out, src + start, i - start);
+                    xs_buf_adds(&out, XS_XPATH_STANZA_PREFIX ":");
+                    xs_buf_add(&out, src + start, i - start);
                 }
                 attr_axis = false;
                 prev = PREV_OPERAND;
@@ -351,7 +351,7 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
             rc = fail(rw, i, "unexpected character '%c' in XPath", c < 0x20 || c > 0x7e ? '?' : c);
             goto out;
         }
-        xs_sbuf_add(&out, src + start, i - start);
+        xs_buf_add(&out, src + start, i - start);
         if (map_add(rw, out.len, i) != 0) {
             rc = XS_ENOMEM;
             goto out;
@@ -363,11 +363,11 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
         rw->root_local = NULL;
         rw->root_local_len = 0;
     }
-    rw->expr = xs_sbuf_take(&out, NULL);
+    rw->expr = xs_buf_take(&out, NULL);
     if (rw->expr == NULL)
         rc = out.err == XS_ETOOBIG ? fail(rw, 0, "XPath too long") : XS_ENOMEM;
 out:
-    xs_sbuf_free(&out);
+    xs_buf_free(&out);
     return rc;
 }
 

@@ -1,4 +1,4 @@
-/* Unit tests of the certificate authority (proxy/ca.c) and `xmppscope ca` (proxy/ca_cmd.c).
+/* Unit tests of the certificate authority (proxy/ca.c) and `xmppscope ca` (proxy/cmd/ca_cmd.c).
  *
  * Every CA is made by the tests in a fresh directory under $XS_TEST_TMP (or /tmp) and removed
  * afterwards. The tests look at the certificates through OpenSSL directly, as a client would. */
@@ -24,7 +24,7 @@
 
 #include "inspect/error.h"
 #include "proxy/ca.h"
-#include "proxy/ca_cmd.h"
+#include "proxy/cmd/ca_cmd.h"
 
 struct fixture {
     char dir[512]; /* a fresh, empty directory */

@@ -24,7 +24,7 @@
 
 #include "filters/features.h"
 #include "filters/rules.h"
-#include "filters/rules_cmd.h"
+#include "proxy/cmd/rules_cmd.h"
 #include "filters/rules_impl.h"
 #include "inspect/error.h"
 #include "inspect/parser.h"
@@ -1474,13 +1474,13 @@ static void test_rules_stanza_is_its_own_document(void **state)
         "count(namespace::*) = 3",
         "count(//node()) = 4 and string(/) = 'b'",
     };
-    xs_sbuf text;
-    xs_sbuf_init(&text, 0);
-    xs_sbuf_adds(&text, "namespace db jabber:server:dialback\n");
+    xs_buf text;
+    xs_buf_init(&text, 0);
+    xs_buf_adds(&text, "namespace db jabber:server:dialback\n");
     for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++)
-        xs_sbuf_addf(&text, "rule \"r%zu\"\n match %s\n then tag t%zu\nend\n", i, exprs[i], i);
-    xs_sbuf_adds(&text, "rule \"w\"\n match /message\n then set-attr //db:x a 1\nend\n");
-    char *t = xs_sbuf_take(&text, NULL);
+        xs_buf_addf(&text, "rule \"r%zu\"\n match %s\n then tag t%zu\nend\n", i, exprs[i], i);
+    xs_buf_adds(&text, "rule \"w\"\n match /message\n then set-attr //db:x a 1\nend\n");
+    char *t = xs_buf_take(&text, NULL);
     assert_non_null(t);
     xs_rules *r = compile(t);
     free(t);
@@ -1599,19 +1599,19 @@ static void test_rules_quick_evaluator_agrees(void **state)
     xs_rules_unref(r);
 
     /* Expressions too large or too deep for the quick form are left to libxml2. */
-    xs_sbuf big;
-    xs_sbuf_init(&big, 0);
-    xs_sbuf_adds(&big, "rule \"big\"\n match /message/body");
+    xs_buf big;
+    xs_buf_init(&big, 0);
+    xs_buf_adds(&big, "rule \"big\"\n match /message/body");
     for (int i = 0; i < 200; i++)
-        xs_sbuf_adds(&big, " and /message/n");
-    xs_sbuf_adds(&big, "\n then tag big\nend\nrule \"deep\"\n match ");
+        xs_buf_adds(&big, " and /message/n");
+    xs_buf_adds(&big, "\n then tag big\nend\nrule \"deep\"\n match ");
     for (int i = 0; i < 40; i++)
-        xs_sbuf_adds(&big, "not(");
-    xs_sbuf_adds(&big, "/message/body");
+        xs_buf_adds(&big, "not(");
+    xs_buf_adds(&big, "/message/body");
     for (int i = 0; i < 40; i++)
-        xs_sbuf_adds(&big, ")");
-    xs_sbuf_adds(&big, "\n then tag deep\nend\n");
-    char *big_text = xs_sbuf_take(&big, NULL);
+        xs_buf_adds(&big, ")");
+    xs_buf_adds(&big, "\n then tag deep\nend\n");
+    char *big_text = xs_buf_take(&big, NULL);
     assert_non_null(big_text);
     r = compile(big_text);
     free(big_text);

@@ -1,6 +1,6 @@
 /* Small helpers shared by the subcommands' command lines. */
-#ifndef XS_INSPECT_CLI_H
-#define XS_INSPECT_CLI_H
+#ifndef XS_CMD_CLI_H
+#define XS_CMD_CLI_H
 
 /* Prints "xmppscope CMD: MESSAGE" and "Try 'xmppscope CMD --help'." to stderr and returns 2,
  * the exit status of a usage error. */

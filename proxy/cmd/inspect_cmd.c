@@ -1,9 +1,9 @@
 /* `xmppscope inspect`: offline reading of raw XMPP streams and of xmppscope's JSON Lines logs. */
-#include "inspect/inspect_cmd.h"
+#include "proxy/cmd/inspect_cmd.h"
 
 #include "filters/rules.h"
 
-#include "inspect/cli.h"
+#include "proxy/cmd/cli.h"
 #include "inspect/error.h"
 #include "inspect/jsonl.h"
 #include "inspect/parser.h"

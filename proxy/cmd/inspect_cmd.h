@@ -1,6 +1,6 @@
 /* The `xmppscope inspect` subcommand. */
-#ifndef XS_INSPECT_INSPECT_CMD_H
-#define XS_INSPECT_INSPECT_CMD_H
+#ifndef XS_CMD_INSPECT_CMD_H
+#define XS_CMD_INSPECT_CMD_H
 
 /* Runs `xmppscope inspect` with argv[0] == "inspect". Returns the exit status: 0 all input read,
  * 1 malformed input or an I/O error, 2 a usage error. */

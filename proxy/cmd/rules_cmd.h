@@ -1,6 +1,6 @@
 /* `xmppscope rules`: check and list rule files. */
-#ifndef XS_FILTERS_RULES_CMD_H
-#define XS_FILTERS_RULES_CMD_H
+#ifndef XS_CMD_RULES_CMD_H
+#define XS_CMD_RULES_CMD_H
 
 /* Runs `xmppscope rules check FILE`, `rules list [--builtin] [FILE]` or `rules namespaces`;
  * argv[0] is "rules". Prints to stdout, errors to stderr. Returns the process exit code: 0 ok

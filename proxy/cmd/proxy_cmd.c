@@ -1,8 +1,8 @@
 /* `xmppscope proxy`: the command line of the proxy. */
-#include "proxy/proxy_cmd.h"
+#include "proxy/cmd/proxy_cmd.h"
 
 #include "filters/features.h"
-#include "inspect/cli.h"
+#include "proxy/cmd/cli.h"
 #include "inspect/error.h"
 #include "proxy/proxy.h"
 

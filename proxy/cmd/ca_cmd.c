@@ -1,5 +1,5 @@
 /* `xmppscope ca init|show [--ca-dir DIR]`. */
-#include "proxy/ca_cmd.h"
+#include "proxy/cmd/ca_cmd.h"
 
 #include <limits.h>
 #include <stdio.h>

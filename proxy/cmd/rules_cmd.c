@@ -1,7 +1,7 @@
 /* `xmppscope rules`: check and list rule files. See rules_cmd.h. */
-#include "filters/rules_cmd.h"
+#include "proxy/cmd/rules_cmd.h"
 
-#include "inspect/cli.h"
+#include "proxy/cmd/cli.h"
 
 #include "filters/features.h"
 #include "filters/rules.h"

@@ -4,11 +4,11 @@
 
 #include <libxml/parser.h>
 
-#include "filters/rules_cmd.h"
-#include "inspect/inspect_cmd.h"
+#include "proxy/cmd/rules_cmd.h"
+#include "proxy/cmd/inspect_cmd.h"
 #include "inspect/print.h"
-#include "proxy/ca_cmd.h"
-#include "proxy/proxy_cmd.h"
+#include "proxy/cmd/ca_cmd.h"
+#include "proxy/cmd/proxy_cmd.h"
 
 #ifndef XS_VERSION
 #define XS_VERSION "0.1.0"

@@ -1,5 +1,5 @@
 /* Small helpers shared by the subcommands' command lines. See cli.h. */
-#include "inspect/cli.h"
+#include "proxy/cmd/cli.h"
 #include "inspect/print.h"
 
 #include <errno.h>
