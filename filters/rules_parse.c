@@ -7,6 +7,7 @@
 #include "filters/rules_impl.h"
 
 #include "inspect/error.h"
+#include "inspect/reference.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -1713,6 +1714,8 @@ int xs_rules_parse(const char *text, size_t len, const char *filename, unsigned 
     if (ps.set == NULL)
         goto out;
     ps.set->refs = 1;
+    /* The reference switch (inspect/reference.h): libxml2's XPath on a copy of every stanza. */
+    ps.set->reference = xs_reference_mode();
     ps.set->filename = strdup(ps.filename);
     ps.cctx = xmlXPathNewContext(NULL);
     static const char dummy[] = "<message xmlns='jabber:client'/>";

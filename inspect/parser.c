@@ -13,6 +13,7 @@
 #include "inspect/parser.h"
 
 #include "inspect/error.h"
+#include "inspect/reference.h"
 #include "inspect/wf.h"
 
 #include <assert.h>
@@ -1624,7 +1625,8 @@ int xs_parser_new(const xs_parser_limits *limits, unsigned options, xs_parser_cb
         return XS_EINVAL;
     }
     p->opts = options;
-    p->fast = !(options & XS_PARSER_LIBXML2_ONLY);
+    /* The reference switch (inspect/reference.h) sends every stanza to libxml2 too. */
+    p->fast = !(options & XS_PARSER_LIBXML2_ONLY) && !xs_reference_mode();
     p->cb = cb;
     p->user = user;
     p->line = 1;
