@@ -528,7 +528,17 @@ static void applied_rewrite(applying *ap, xs_act_kind kind, unsigned nodes)
  * inherits from the stream element still resolve: name tests compare the xmlNs each node points
  * to, and those stay where they are. Only id() and the namespace axis look at the document or
  * walk up for declarations, so an XPath that uses them is evaluated on the copy
- * (xs_xpath_rw.own_doc). Returns the document to evaluate in. */
+ * (xs_xpath_rw.own_doc). Returns the document to evaluate in.
+ *
+ * This is the one write into the tree the parser hands out const (xs_event.node), and it stays
+ * on purpose: libxml2's XPath finds `/` and `..` by walking parent pointers and has no way to
+ * evaluate under another root, so the alternative is a copy of every stanza, which was most of
+ * what rules cost. It is safe because the parser is neither re-entered nor reading its tree while
+ * its callback runs xs_rules_apply(), nothing but the three link pointers and the shell's child
+ * pointers is written, and give_back() restores them before xs_rules_apply() returns, on every
+ * path (test_rules checks the tree, links included, after every apply). With the reference
+ * switch (inspect/reference.h) the stanza is copied first and the parser's tree is not written
+ * at all. */
 static xmlDoc *lend(applying *ap)
 {
     if (ap->doc != NULL)
@@ -1485,7 +1495,11 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
     /* The match context is the set's; the budget is this stanza's. */
     pcre2_set_callout(rules->mctx, regex_step, &ap.re);
     ap.content_ns = content_ns(ev->node);
-    ap.root = ev->node;
+    /* The one place the parser's const element loses its const: libxml2's XPath API takes a
+     * non-const node, and lend() rewires three link pointers of it for one evaluation (see there
+     * why, and why that is safe). Until ensure_copy() nothing else writes through ap.root:
+     * every action calls need_copy() before its first change. */
+    ap.root = (xmlNode *)ev->node;
     ap.qenv.uris = rules->uris;
     ap.qenv.stanza_ns = ap.content_ns;
     ap.qenv.op_limit = XPATH_OP_LIMIT;
