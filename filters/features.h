@@ -5,7 +5,9 @@
  * server's stream features are therefore rewritten before the client sees them: SASL mechanisms
  * ending in -PLUS and the XEP-0440 channel-binding advertisement are removed, and so is stream
  * compression (XEP-0138), which xmppscope cannot parse through. Each rewrite can be turned off.
- * A STARTTLS offer is removed when the proxy has already secured the client leg itself. */
+ * A STARTTLS offer is removed when the proxy has already secured the client leg itself. The rule
+ * engine applies these rewrites as built-in rules (xs_rules_builtin()); the tests keep a direct
+ * implementation to compare it with (tests/unit/features_ref.c). */
 #ifndef XS_FILTERS_FEATURES_H
 #define XS_FILTERS_FEATURES_H
 
@@ -28,26 +30,6 @@ enum {
  * "compression", "starttls"), and the reverse. */
 const char *xs_rewrite_name(unsigned bit);
 int xs_rewrite_parse(const char *name, unsigned *bit);
-
-typedef struct xs_features_result {
-    char *xml; /* the rewritten element, malloc'd; NULL when nothing changed */
-    size_t len;
-    char removed[512]; /* what was removed, for the log: "SCRAM-SHA-1-PLUS, sasl-channel-binding" */
-    int offered_binding;   /* the original offered -PLUS mechanisms or channel-binding types */
-    int starttls_required; /* the original offered <starttls><required/></starttls> */
-} xs_features_result;
-
-/* The proxy applies these rewrites as built-in rules of the rule engine (xs_rules_builtin());
- * this direct implementation stays as an independent reference that test_features and
- * test_rules compare the engine's output with.
- *
- * Rewrites a <stream:features/> element given as its raw bytes, in the context of the stream
- * header's namespace declarations (`nsdecls`, as in the stream-open event). `which` selects the
- * rewrites. On success fills *out (free out->xml with free()) and returns 0; returns XS_ENOTWF if
- * the bytes do not parse, XS_ENOMEM when out of memory. Elements other than features are left
- * alone (out->xml NULL). */
-int xs_features_rewrite(const char *raw, size_t len, const xs_attr *nsdecls, size_t n_nsdecls,
-                        unsigned which, xs_features_result *out);
 
 /* Parses one depth-1 element given as its raw bytes (a stanza, stream features) in the context
  * of the stream header's namespace declarations (`nsdecls`, as in the stream-open event): the

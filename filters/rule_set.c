@@ -4,6 +4,7 @@
 #include "filters/rule_set.h"
 #include "filters/rules_impl.h"
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
 
 #include <stdio.h>
@@ -102,8 +103,8 @@ int xs_rules_prepare(xs_rules *set)
     set->mctx = pcre2_match_context_create(NULL);
     /* Only whether a regex matches is asked with it (see act_replace_text()). */
     set->mdata = pcre2_match_data_create(1, NULL);
-    set->selected = malloc((XS_RULES_MAX_NODES + 1) * sizeof(*set->selected));
-    set->texts = malloc(XS_RULES_MAX_NODES * sizeof(*set->texts));
+    set->selected = xs_malloc((XS_RULES_MAX_NODES + 1) * sizeof(*set->selected));
+    set->texts = xs_malloc(XS_RULES_MAX_NODES * sizeof(*set->texts));
     if (set->xpath == NULL || set->shell == NULL || set->mctx == NULL || set->mdata == NULL ||
         set->selected == NULL || set->texts == NULL)
         return XS_ENOMEM;
@@ -173,17 +174,17 @@ void xs_xpath_free(xs_xpath *x)
     if (x->comp != NULL)
         xmlXPathFreeCompExpr(x->comp);
     xs_qx_free(x->quick);
-    free(x->root_local);
+    xs_free(x->root_local);
     memset(x, 0, sizeof(*x));
 }
 
 void xs_action_free(xs_action *a)
 {
     xs_xpath_free(&a->target);
-    free(a->attr_local);
-    free(a->attr_prefix);
-    free(a->attr_uri);
-    free(a->value);
+    xs_free(a->attr_local);
+    xs_free(a->attr_prefix);
+    xs_free(a->attr_uri);
+    xs_free(a->value);
     if (a->re != NULL)
         pcre2_code_free(a->re);
     if (a->fragment != NULL)
@@ -193,19 +194,19 @@ void xs_action_free(xs_action *a)
 
 void xs_rule_free(xs_rule *r)
 {
-    free(r->name);
+    xs_free(r->name);
     for (size_t i = 0; i < r->n_matches; i++) {
         xs_xpath_free(&r->matches[i]);
-        free(r->match_src[i]);
+        xs_free(r->match_src[i]);
     }
-    free(r->matches);
-    free(r->match_src);
+    xs_free(r->matches);
+    xs_free(r->match_src);
     for (size_t i = 0; i < r->n_actions; i++) {
         xs_action_free(&r->actions[i]);
-        free(r->action_src[i]);
+        xs_free(r->action_src[i]);
     }
-    free(r->actions);
-    free(r->action_src);
+    xs_free(r->actions);
+    xs_free(r->action_src);
     memset(r, 0, sizeof(*r));
 }
 
@@ -215,18 +216,18 @@ void xs_rules_free(xs_rules *set)
         return;
     for (size_t i = 0; i < set->n_rules; i++)
         xs_rule_free(&set->rules[i]);
-    free(set->rules);
+    xs_free(set->rules);
     for (size_t i = 0; i < set->n_uris; i++)
-        free(set->uris[i]);
-    free(set->uris);
+        xs_free(set->uris[i]);
+    xs_free(set->uris);
     for (size_t i = 0; i < set->n_decls; i++) {
-        free((char *)set->decls[i].prefix);
-        free((char *)set->decls[i].uri);
+        xs_free((char *)set->decls[i].prefix);
+        xs_free((char *)set->decls[i].uri);
     }
-    free(set->decls);
+    xs_free(set->decls);
     if (set->xpath != NULL)
         xmlXPathFreeContext(set->xpath);
-    free(set->stanza_ns);
+    xs_free(set->stanza_ns);
     if (set->shell != NULL) {
         /* It never keeps a lent stanza; make sure freeing it cannot reach one. */
         set->shell->children = set->shell->last = NULL;
@@ -236,8 +237,8 @@ void xs_rules_free(xs_rules *set)
         pcre2_match_context_free(set->mctx);
     if (set->mdata != NULL)
         pcre2_match_data_free(set->mdata);
-    free(set->selected);
-    free(set->texts);
-    free(set->filename);
-    free(set);
+    xs_free(set->selected);
+    xs_free(set->texts);
+    xs_free(set->filename);
+    xs_free(set);
 }

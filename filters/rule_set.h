@@ -144,8 +144,9 @@ struct xs_rules {
     pcre2_match_data *mdata;
     xmlNode **selected; /* XS_RULES_MAX_NODES + 1 entries: what the quick evaluator selects */
     xmlNode **texts;    /* XS_RULES_MAX_NODES entries: the text nodes of a replace-text */
-    /* For tests: apply the slow way the fast paths must agree with, every stanza copied before
-     * the first rule, every XPath evaluated by libxml2 and every regex tried. */
+    /* The reference switch (inspect/reference.h), and for tests: apply the slow way the fast
+     * paths must agree with, every stanza copied before the first rule, every XPath evaluated by
+     * libxml2 and every regex tried. */
     bool reference;
 };
 

@@ -18,6 +18,7 @@
 #include "filters/rule_set.h"
 #include "filters/rules_impl.h"
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
 
 #include <stdarg.h>
@@ -55,21 +56,21 @@ const char *xs_rule_verdict_name(xs_rule_verdict verdict)
 
 void xs_rule_result_clear(xs_rule_result *res)
 {
-    free(res->xml);
-    free(res->bounce);
+    xs_free(res->xml);
+    xs_free(res->bounce);
     for (size_t i = 0; i < res->n_injects; i++)
-        free(res->injects[i].xml);
-    free(res->injects);
+        xs_free(res->injects[i].xml);
+    xs_free(res->injects);
     for (size_t i = 0; i < res->n_tags; i++)
-        free(res->tags[i]);
-    free(res->tags);
+        xs_free(res->tags[i]);
+    xs_free(res->tags);
     for (size_t i = 0; i < res->n_applied; i++) {
-        free(res->applied[i].rule); /* and the detail with it */
-        free(res->applied[i].before);
-        free(res->applied[i].after);
+        xs_free(res->applied[i].rule); /* and the detail with it */
+        xs_free(res->applied[i].before);
+        xs_free(res->applied[i].after);
     }
-    free(res->applied);
-    free(res->error);
+    xs_free(res->applied);
+    xs_free(res->error);
     memset(res, 0, sizeof(*res));
 }
 
@@ -247,7 +248,7 @@ static bool regex_spent(applying *ap, int rc)
         return false;
     ap->re.spent = true;
     ap->re.left = 0;
-    free(ap->res->error);
+    xs_free(ap->res->error);
     ap->res->error = NULL;
     note_error(ap,
                "replace-text: the regex budget of this stanza was used up (%lu steps); the "
@@ -289,7 +290,7 @@ static char *serialize(const xmlNode *stream, xmlDoc *doc, xmlNode *node, size_t
     xmlBuffer *xb = xmlBufferCreate();
     if (xb != NULL && xmlNodeDump(xb, doc, node, 0, 0) >= 0) {
         size_t n = (size_t)xmlBufferLength(xb);
-        out = malloc(n + 1);
+        out = xs_malloc(n + 1);
         if (out != NULL) {
             memcpy(out, xmlBufferContent(xb), n);
             out[n] = 0;
@@ -329,7 +330,7 @@ static xs_rule_applied *add_applied(applying *ap, xs_act_kind kind, unsigned nod
     }
     size_t n = res->n_applied;
     if (n == 0 || (n >= 4 && (n & (n - 1)) == 0)) {
-        xs_rule_applied *grown = realloc(res->applied, (n == 0 ? 4 : 2 * n) * sizeof(*grown));
+        xs_rule_applied *grown = xs_realloc(res->applied, (n == 0 ? 4 : 2 * n) * sizeof(*grown));
         if (grown == NULL)
             return oom(ap);
         res->applied = grown;
@@ -339,7 +340,7 @@ static xs_rule_applied *add_applied(applying *ap, xs_act_kind kind, unsigned nod
     a->action = xs_act_name(kind);
     a->nodes = nodes;
     size_t rl = strlen(ap->rule->name) + 1, dl = detail != NULL ? strlen(detail) + 1 : 0;
-    a->rule = malloc(rl + dl);
+    a->rule = xs_malloc(rl + dl);
     if (a->rule == NULL)
         return oom(ap);
     memcpy(a->rule, ap->rule->name, rl);
@@ -390,7 +391,7 @@ static void applied_rewrite(applying *ap, xs_act_kind kind, unsigned nodes)
     a->before = ap->last_xml;
     ap->last_xml = serialize(stream_of(ap), ap->doc, ap->root, NULL);
     if (ap->last_xml != NULL)
-        a->after = strdup(ap->last_xml);
+        a->after = xs_strdup(ap->last_xml);
     if (a->before == NULL || ap->last_xml == NULL || a->after == NULL)
         ap->err = XS_ENOMEM;
 }
@@ -407,7 +408,17 @@ static void applied_rewrite(applying *ap, xs_act_kind kind, unsigned nodes)
  * inherits from the stream element still resolve: name tests compare the xmlNs each node points
  * to, and those stay where they are. Only id() and the namespace axis look at the document or
  * walk up for declarations, so an XPath that uses them is evaluated on the copy
- * (xs_xpath_rw.own_doc). Returns the document to evaluate in. */
+ * (xs_xpath_rw.own_doc). Returns the document to evaluate in.
+ *
+ * This is the one write into the tree the parser hands out const (xs_event.node), and it stays
+ * on purpose: libxml2's XPath finds `/` and `..` by walking parent pointers and has no way to
+ * evaluate under another root, so the alternative is a copy of every stanza, which was most of
+ * what rules cost. It is safe because the parser is neither re-entered nor reading its tree while
+ * its callback runs xs_rules_apply(), nothing but the three link pointers and the shell's child
+ * pointers is written, and give_back() restores them before xs_rules_apply() returns, on every
+ * path (test_rules checks the tree, links included, after every apply). With the reference
+ * switch (inspect/reference.h) the stanza is copied first and the parser's tree is not written
+ * at all. */
 static xmlDoc *lend(applying *ap)
 {
     if (ap->doc != NULL)
@@ -511,7 +522,7 @@ static bool select_quick(applying *ap, const xs_xpath *xp, bool not_root, xmlNod
         k = XS_RULES_MAX_NODES;
     }
     *n = k;
-    if (k > 0 && (*out = malloc(k * sizeof(**out))) == NULL) {
+    if (k > 0 && (*out = xs_malloc(k * sizeof(**out))) == NULL) {
         ap->err = XS_ENOMEM;
         *n = 0;
     } else if (k > 0) {
@@ -523,7 +534,7 @@ static bool select_quick(applying *ap, const xs_xpath *xp, bool not_root, xmlNod
 /* The nodes an action's XPath selects, in document order, without namespace nodes and the
  * document node; the XPath result is freed before the caller changes anything. With
  * `not_root`, the stanza element is left out too. Returns the count (at most
- * XS_RULES_MAX_NODES) and *out (free()), or 0. */
+ * XS_RULES_MAX_NODES) and *out (xs_free()), or 0. */
 static size_t select_nodes(applying *ap, const xs_xpath *xp, bool not_root, xmlNode ***out)
 {
     *out = NULL;
@@ -539,7 +550,7 @@ static size_t select_nodes(applying *ap, const xs_xpath *xp, bool not_root, xmlN
     xmlNodeSet *set = obj->type == XPATH_NODESET ? obj->nodesetval : NULL;
     if (set != NULL && set->nodeNr > 0) {
         xmlXPathNodeSetSort(set);
-        *out = malloc((size_t)set->nodeNr * sizeof(**out));
+        *out = xs_malloc((size_t)set->nodeNr * sizeof(**out));
         if (*out == NULL) {
             ap->err = XS_ENOMEM;
         } else {
@@ -560,7 +571,7 @@ static size_t select_nodes(applying *ap, const xs_xpath *xp, bool not_root, xmlN
     xmlXPathFreeObject(obj);
     give_back(ap);
     if (n == 0) {
-        free(*out);
+        xs_free(*out);
         *out = NULL;
     }
     return n;
@@ -605,7 +616,7 @@ static void fix_fragment(applying *ap, xmlNode *top, bool vars)
                 xmlFree(v);
                 if (e == NULL || xmlSetNsProp(n, a->ns, a->name, BAD_CAST e) == NULL)
                     ap->err = XS_ENOMEM;
-                free(e);
+                xs_free(e);
             }
         } else if (vars && n->type == XML_TEXT_NODE && n->content != NULL) {
             char *e = expand(ap, (const char *)n->content, false, XS_RULES_MAX_GROWTH);
@@ -613,7 +624,7 @@ static void fix_fragment(applying *ap, xmlNode *top, bool vars)
                 ap->err = XS_ENOMEM;
             else
                 xmlNodeSetContent(n, BAD_CAST e);
-            free(e);
+            xs_free(e);
         }
     }
 }
@@ -699,8 +710,8 @@ static void act_set_attr(applying *ap, const xs_action *a)
         }
         changed++;
     }
-    free(value);
-    free(nodes);
+    xs_free(value);
+    xs_free(nodes);
     applied_rewrite(ap, XS_ACT_SET_ATTR, changed);
 }
 
@@ -718,7 +729,7 @@ static void act_remove_attr(applying *ap, const xs_action *a)
         if (attr != NULL && xmlRemoveProp(attr) == 0)
             changed++;
     }
-    free(nodes);
+    xs_free(nodes);
     applied_rewrite(ap, XS_ACT_REMOVE_ATTR, changed);
 }
 
@@ -771,8 +782,8 @@ static void act_set_text(applying *ap, const xs_action *a)
         }
         changed++;
     }
-    free(value);
-    free(nodes);
+    xs_free(value);
+    xs_free(nodes);
     applied_rewrite(ap, XS_ACT_SET_TEXT, changed);
 }
 
@@ -941,7 +952,7 @@ static void act_replace_text(applying *ap, const xs_action *a)
         size_t want = slen + (ap->budget < 4096 ? ap->budget : 4096) + 1;
         for (;;) {
             if (want > cap) {
-                PCRE2_UCHAR *nb = realloc(buf, want);
+                PCRE2_UCHAR *nb = xs_realloc(buf, want);
                 if (nb == NULL) {
                     ap->err = XS_ENOMEM;
                     goto out;
@@ -983,9 +994,9 @@ static void act_replace_text(applying *ap, const xs_action *a)
         }
     }
 out:
-    free(buf);
-    free(repl);
-    free(nodes);
+    xs_free(buf);
+    xs_free(repl);
+    xs_free(nodes);
     applied_rewrite(ap, XS_ACT_REPLACE_TEXT, changed);
 }
 
@@ -1001,7 +1012,7 @@ static void act_remove(applying *ap, const xs_action *a)
         xmlUnlinkNode(nodes[i]);
     for (size_t i = 0; i < n; i++)
         xmlFreeNode(nodes[i]);
-    free(nodes);
+    xs_free(nodes);
     applied_rewrite(ap, XS_ACT_REMOVE, (unsigned)n);
 }
 
@@ -1037,7 +1048,7 @@ static void act_insert(applying *ap, const xs_action *a)
         }
         changed++;
     }
-    free(nodes);
+    xs_free(nodes);
     applied_rewrite(ap, XS_ACT_INSERT, changed);
 }
 
@@ -1059,7 +1070,7 @@ static void act_inject(applying *ap, const xs_action *a)
     xml = serialize(NULL, doc, copy, &len);
     if (xml == NULL)
         goto out;
-    xs_rule_inject *inj = realloc(ap->res->injects, (ap->res->n_injects + 1) * sizeof(*inj));
+    xs_rule_inject *inj = xs_realloc(ap->res->injects, (ap->res->n_injects + 1) * sizeof(*inj));
     if (inj == NULL)
         goto out;
     ap->res->injects = inj;
@@ -1073,7 +1084,7 @@ static void act_inject(applying *ap, const xs_action *a)
     return;
 out:
     ap->err = XS_ENOMEM;
-    free(xml);
+    xs_free(xml);
     if (doc != NULL)
         xmlFreeDoc(doc);
 }
@@ -1158,13 +1169,13 @@ static void act_tag(applying *ap, const char *label)
     for (size_t i = 0; i < res->n_tags; i++)
         if (strcmp(res->tags[i], label) == 0)
             goto applied;
-    char **t = realloc(res->tags, (res->n_tags + 1) * sizeof(*t));
+    char **t = xs_realloc(res->tags, (res->n_tags + 1) * sizeof(*t));
     if (t == NULL) {
         ap->err = XS_ENOMEM;
         return;
     }
     res->tags = t;
-    if ((t[res->n_tags] = strdup(label)) == NULL) {
+    if ((t[res->n_tags] = xs_strdup(label)) == NULL) {
         ap->err = XS_ENOMEM;
         return;
     }
@@ -1296,11 +1307,11 @@ static bool bind_stanza_ns(applying *ap)
     ap->ns_bound = true;
     if (set->stanza_ns != NULL && strcmp(set->stanza_ns, ap->content_ns) == 0)
         return true;
-    free(set->stanza_ns);
-    set->stanza_ns = strdup(ap->content_ns);
+    xs_free(set->stanza_ns);
+    set->stanza_ns = xs_strdup(ap->content_ns);
     if (set->stanza_ns == NULL || xmlXPathRegisterNs(set->xpath, BAD_CAST XS_XPATH_STANZA_PREFIX,
                                                      BAD_CAST ap->content_ns) != 0) {
-        free(set->stanza_ns);
+        xs_free(set->stanza_ns);
         set->stanza_ns = NULL;
         ap->err = XS_ENOMEM;
         return false;
@@ -1364,7 +1375,11 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
     /* The match context is the set's; the budget is this stanza's. */
     pcre2_set_callout(rules->mctx, regex_step, &ap.re);
     ap.content_ns = content_ns(ev->node);
-    ap.root = ev->node;
+    /* The one place the parser's const element loses its const: libxml2's XPath API takes a
+     * non-const node, and lend() rewires three link pointers of it for one evaluation (see there
+     * why, and why that is safe). Until ensure_copy() nothing else writes through ap.root:
+     * every action calls need_copy() before its first change. */
+    ap.root = (xmlNode *)ev->node;
     ap.qenv.uris = rules->uris;
     ap.qenv.stanza_ns = ap.content_ns;
     ap.qenv.op_limit = XPATH_OP_LIMIT;
@@ -1414,7 +1429,7 @@ int xs_rules_apply(xs_rules *rules, const xs_rule_ctx *ctx, const xs_event *ev, 
     pcre2_set_callout(rules->mctx, NULL, NULL);
     for (int i = 0; i < 3; i++)
         xmlFree(ap.orig[i]);
-    free(ap.last_xml);
+    xs_free(ap.last_xml);
     if (ap.doc != NULL)
         xmlFreeDoc(ap.doc);
     if (ap.err != 0) {

@@ -7,7 +7,9 @@
 #include "filters/rule_set.h"
 #include "filters/rules_impl.h"
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
+#include "inspect/reference.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -216,8 +218,8 @@ void xs_rule_diag_clear(xs_rule_diag *diag)
     if (diag == NULL)
         return;
     for (size_t i = 0; i < diag->n; i++)
-        free(diag->errors[i].message);
-    free(diag->errors);
+        xs_free(diag->errors[i].message);
+    xs_free(diag->errors);
     memset(diag, 0, sizeof(*diag));
 }
 
@@ -268,7 +270,7 @@ static void diag_add(pstate *ps, unsigned line, unsigned col, const char *fmt, .
     }
     if (d->n == d->cap) {
         size_t ncap = d->cap ? d->cap * 2 : 8;
-        xs_rule_error *e = realloc(d->errors, ncap * sizeof(*e));
+        xs_rule_error *e = xs_realloc(d->errors, ncap * sizeof(*e));
         if (e == NULL) {
             ps->oom = true;
             return;
@@ -433,11 +435,11 @@ static int uri_index(pstate *ps, const char *uri)
     for (size_t i = 0; i < set->n_uris; i++)
         if (strcmp(set->uris[i], uri) == 0)
             return (int)i;
-    char **u = realloc(set->uris, (set->n_uris + 1) * sizeof(*u));
+    char **u = xs_realloc(set->uris, (set->n_uris + 1) * sizeof(*u));
     if (u == NULL)
         goto oom;
     set->uris = u;
-    set->uris[set->n_uris] = strdup(uri);
+    set->uris[set->n_uris] = xs_strdup(uri);
     if (set->uris[set->n_uris] == NULL)
         goto oom;
     char pfx[32];
@@ -492,16 +494,16 @@ static void declare(pstate *ps, const word *w, int nw)
         return;
     }
     size_t k = set->n_decls - ps->first_decl;
-    xs_rules_ns *d = realloc(set->decls, (set->n_decls + 1) * sizeof(*d));
+    xs_rules_ns *d = xs_realloc(set->decls, (set->n_decls + 1) * sizeof(*d));
     if (d != NULL)
         set->decls = d;
-    unsigned *dl = realloc(ps->decl_lines, (k + 1) * sizeof(*dl));
+    unsigned *dl = xs_realloc(ps->decl_lines, (k + 1) * sizeof(*dl));
     if (dl != NULL)
         ps->decl_lines = dl;
-    char *pc = strdup(p->s), *uc = strdup(u->s);
+    char *pc = xs_strdup(p->s), *uc = xs_strdup(u->s);
     if (d == NULL || dl == NULL || pc == NULL || uc == NULL) {
-        free(pc);
-        free(uc);
+        xs_free(pc);
+        xs_free(uc);
         ps->oom = true;
         return;
     }
@@ -530,7 +532,7 @@ static int build_wrapper(pstate *ps)
         }
     }
     xs_buf_adds(&b, ">");
-    free(ps->wrapper);
+    xs_free(ps->wrapper);
     ps->wrapper = xs_buf_take(&b, &ps->wrapper_len);
     if (ps->wrapper == NULL) {
         ps->oom = true;
@@ -592,7 +594,7 @@ static bool compile_xpath(pstate *ps, const char *src, size_t len, size_t off, b
     out->own_doc = rw.own_doc;
     out->root_ns = rw.root_ns;
     if (!nodes && rw.root_local != NULL &&
-        (out->root_local = strndup(rw.root_local, rw.root_local_len)) == NULL)
+        (out->root_local = xs_strndup(rw.root_local, rw.root_local_len)) == NULL)
         ps->oom = true;
     if (!ps->oom && xs_qx_compile(rw.expr, nodes, &out->quick) != 0)
         ps->oom = true;
@@ -1044,13 +1046,13 @@ static bool attr_name(pstate *ps, const word *w, xs_action *a)
             err_at(ps, w->off, "unknown namespace prefix '%.*s'", (int)plen, w->s);
             return false;
         }
-        a->attr_prefix = strndup(w->s, plen);
-        a->attr_uri = strdup(uri);
-        a->attr_local = strdup(colon + 1);
+        a->attr_prefix = xs_strndup(w->s, plen);
+        a->attr_uri = xs_strdup(uri);
+        a->attr_local = xs_strdup(colon + 1);
         if (a->attr_prefix == NULL || a->attr_uri == NULL)
             ps->oom = true;
     } else {
-        a->attr_local = strdup(w->s);
+        a->attr_local = xs_strdup(w->s);
     }
     if (a->attr_local == NULL)
         ps->oom = true;
@@ -1069,7 +1071,7 @@ static bool label_ok(const char *s, size_t n)
 
 static char *dup_word(pstate *ps, const word *w)
 {
-    char *s = strndup(w->s, w->len);
+    char *s = xs_strndup(w->s, w->len);
     if (s == NULL)
         ps->oom = true;
     return s;
@@ -1227,7 +1229,7 @@ static char *dup_trimmed(pstate *ps, const char *s, size_t n)
 {
     while (n > 0 && is_blank(s[n - 1]))
         n--;
-    char *d = strndup(s, n);
+    char *d = xs_strndup(s, n);
     if (d == NULL)
         ps->oom = true;
     return d;
@@ -1262,16 +1264,16 @@ static bool add_match(pstate *ps, xs_rule *r, size_t from)
     xs_xpath x;
     if (!compile_xpath(ps, l + i, len - i, i, false, "match", &x))
         return false;
-    xs_xpath *m = realloc(r->matches, (r->n_matches + 1) * sizeof(*m));
+    xs_xpath *m = xs_realloc(r->matches, (r->n_matches + 1) * sizeof(*m));
     if (m != NULL)
         r->matches = m;
-    char **s = realloc(r->match_src, (r->n_matches + 1) * sizeof(*s));
+    char **s = xs_realloc(r->match_src, (r->n_matches + 1) * sizeof(*s));
     if (s != NULL)
         r->match_src = s;
     char *src = dup_trimmed(ps, l + i, len - i);
     if (m == NULL || s == NULL || src == NULL) {
         ps->oom = true;
-        free(src);
+        xs_free(src);
         xs_xpath_free(&x);
         return false;
     }
@@ -1292,10 +1294,10 @@ static bool add_action(pstate *ps, xs_rule *r, word *w, int nw)
         xs_action_free(&a);
         return false;
     }
-    xs_action *acts = realloc(r->actions, (r->n_actions + 1) * sizeof(*acts));
+    xs_action *acts = xs_realloc(r->actions, (r->n_actions + 1) * sizeof(*acts));
     if (acts != NULL)
         r->actions = acts;
-    char **s = realloc(r->action_src, (r->n_actions + 1) * sizeof(*s));
+    char **s = xs_realloc(r->action_src, (r->n_actions + 1) * sizeof(*s));
     if (s != NULL)
         r->action_src = s;
     /* The action as written: from the action's name to the end of the line or a comment. */
@@ -1314,7 +1316,7 @@ static bool add_action(pstate *ps, xs_rule *r, word *w, int nw)
     char *src = dup_trimmed(ps, ps->line + w[1].off, end - w[1].off);
     if (acts == NULL || s == NULL || src == NULL) {
         ps->oom = true;
-        free(src);
+        xs_free(src);
         xs_action_free(&a);
         return false;
     }
@@ -1353,7 +1355,7 @@ static void finish_rule(pstate *ps, xs_rule *r, bool bad)
             diag_add(ps, r->line, 1, "too many rules (at most %u)", XS_RULES_MAX_RULES);
         } else {
             xs_rule *rules =
-                realloc(ps->set->rules, (ps->set->n_rules + 1) * sizeof(*ps->set->rules));
+                xs_realloc(ps->set->rules, (ps->set->n_rules + 1) * sizeof(*ps->set->rules));
             if (rules == NULL) {
                 ps->oom = true;
             } else {
@@ -1433,7 +1435,7 @@ static bool next_line(pstate *ps, const char *text, size_t len, size_t *pos)
 /* Compiles one text (a file or a built-in rule) into ps->set. */
 static void compile_text(pstate *ps, const char *text, size_t len)
 {
-    char *scratch = malloc(XS_RULES_MAX_LINE + MAX_WORDS + 1);
+    char *scratch = xs_malloc(XS_RULES_MAX_LINE + MAX_WORDS + 1);
     word w[MAX_WORDS];
     xs_rule cur;
     bool in_rule = false, bad = false, dir_seen = false;
@@ -1516,7 +1518,7 @@ static void compile_text(pstate *ps, const char *text, size_t len)
                 err_at(ps, nw >= 2 ? w[1].off : ps->line_len,
                        nw > 2 ? "a rule name with blanks must be quoted"
                               : "rule needs a name of 1 to 128 bytes: rule \"NAME\"");
-                cur.name = strdup("?");
+                cur.name = xs_strdup("?");
                 bad = true;
             } else {
                 cur.name = dup_word(ps, &w[1]);
@@ -1579,7 +1581,7 @@ static void compile_text(pstate *ps, const char *text, size_t len)
         diag_add(ps, cur.line, 1, "missing 'end' of rule \"%s\"", cur.name ? cur.name : "?");
         finish_rule(ps, &cur, true);
     }
-    free(scratch);
+    xs_free(scratch);
 }
 
 /* ---- entry points ---------------------------------------------------------------------------- */
@@ -1598,11 +1600,13 @@ int xs_rules_parse(const char *text, size_t len, const char *filename, unsigned 
         diag_add(&ps, 0, 0, "larger than %u bytes", XS_RULES_MAX_FILE);
         return XS_ETOOBIG;
     }
-    ps.set = calloc(1, sizeof(*ps.set));
+    ps.set = xs_calloc(1, sizeof(*ps.set));
     if (ps.set == NULL)
         goto out;
     ps.set->refs = 1;
-    ps.set->filename = strdup(ps.filename);
+    /* The reference switch (inspect/reference.h): libxml2's XPath on a copy of every stanza. */
+    ps.set->reference = xs_reference_mode();
+    ps.set->filename = xs_strdup(ps.filename);
     ps.cctx = xmlXPathNewContext(NULL);
     static const char dummy[] = "<message xmlns='jabber:client'/>";
     ps.dummy = xmlReadMemory(dummy, sizeof(dummy) - 1, NULL, "UTF-8", XML_PARSE_NONET);
@@ -1624,7 +1628,7 @@ int xs_rules_parse(const char *text, size_t len, const char *filename, unsigned 
     ps.filename = filename != NULL ? filename : "<rules>";
     ps.builtin = 0;
     ps.first_decl = ps.set->n_decls;
-    free(ps.wrapper);
+    xs_free(ps.wrapper);
     ps.wrapper = NULL;
     if (!ps.oom)
         compile_text(&ps, text, len);
@@ -1647,8 +1651,8 @@ out:
         xmlXPathFreeContext(ps.cctx);
     if (ps.dummy != NULL)
         xmlFreeDoc(ps.dummy);
-    free(ps.wrapper);
-    free(ps.decl_lines);
+    xs_free(ps.wrapper);
+    xs_free(ps.decl_lines);
     return rc;
 }
 
@@ -1666,7 +1670,7 @@ int xs_rules_load(const char *path, unsigned builtin, xs_rules **out, xs_rule_di
         diag_add(&ps, 0, 0, "cannot open: %s", strerror(e));
         return XS_EIO;
     }
-    char *buf = malloc(XS_RULES_MAX_FILE + 1);
+    char *buf = xs_malloc(XS_RULES_MAX_FILE + 1);
     if (buf == NULL) {
         fclose(f);
         return XS_ENOMEM;
@@ -1684,7 +1688,7 @@ int xs_rules_load(const char *path, unsigned builtin, xs_rules **out, xs_rule_di
         rc = xs_rules_parse(buf, n, path, builtin, out, diag);
     }
     fclose(f);
-    free(buf);
+    xs_free(buf);
     return rc;
 }
 

@@ -12,7 +12,9 @@
  */
 #include "inspect/parser.h"
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
+#include "inspect/reference.h"
 #include "inspect/wf.h"
 
 #include <assert.h>
@@ -175,7 +177,7 @@ static int buf_reserve(buf *b, size_t extra, size_t limit)
         ncap *= 2;
     if (ncap > limit)
         ncap = limit;
-    char *nd = realloc(b->data, ncap);
+    char *nd = xs_realloc(b->data, ncap);
     if (nd == NULL)
         return XS_ENOMEM;
     b->data = nd;
@@ -196,7 +198,7 @@ static int buf_append(buf *b, const void *src, size_t n, size_t limit)
 
 static void buf_free(buf *b)
 {
-    free(b->data);
+    xs_free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }
@@ -273,7 +275,7 @@ static int grow_attrs(xs_attr **arr, size_t *cap, size_t need)
     size_t ncap = *cap ? *cap * 2 : 8;
     while (ncap < need)
         ncap *= 2;
-    xs_attr *n = realloc(*arr, ncap * sizeof(*n));
+    xs_attr *n = xs_realloc(*arr, ncap * sizeof(*n));
     if (n == NULL)
         return XS_ENOMEM;
     *arr = n;
@@ -497,7 +499,9 @@ static void sax_serror(void *ctx, xmlErrorPtr err)
 {
     xs_parser *p = parser_of(ctx);
 
-    if (err == NULL || err->level < XML_ERR_ERROR || p->have_lx_err)
+    /* libxml2 reports an allocation failure inside xmlCreatePushParserCtxt() before ctxt_create()
+     * has tied the context to us; the NULL context it then returns is the error. */
+    if (p == NULL || err == NULL || err->level < XML_ERR_ERROR || p->have_lx_err)
         return;
     p->have_lx_err = true;
     p->lx_err.code = err->code;
@@ -505,7 +509,7 @@ static void sax_serror(void *ctx, xmlErrorPtr err)
     p->lx_err.int2 = err->int2;
     p->lx_err.level = err->level;
     /* The message is copied at reporting time from a fixed buffer; keep a private copy. */
-    p->lx_err.message = err->message ? strdup(err->message) : NULL;
+    p->lx_err.message = err->message ? xs_strdup(err->message) : NULL;
 }
 
 /* The SAX handlers, the same for every parser (libxml2 copies them into each context); the
@@ -570,7 +574,7 @@ static void ctxt_destroy(xs_parser *p)
 
 static void clear_lx_err(xs_parser *p)
 {
-    free(p->lx_err.message);
+    xs_free(p->lx_err.message);
     memset(&p->lx_err, 0, sizeof(p->lx_err));
     p->have_lx_err = false;
 }
@@ -1078,7 +1082,7 @@ static int ns_push(xs_parser *p)
     if (p->ns_open == NULL) {
         if (p->tag_ns == 0)
             return 0;
-        p->ns_open = calloc((size_t)p->lim.max_depth + 2, sizeof(*p->ns_open));
+        p->ns_open = xs_calloc((size_t)p->lim.max_depth + 2, sizeof(*p->ns_open));
         if (p->ns_open == NULL)
             return XS_ENOMEM;
     }
@@ -1607,7 +1611,7 @@ static int finish_read(xs_parser *p)
 int xs_parser_new(const xs_parser_limits *limits, unsigned options, xs_parser_cb cb, void *user,
                   xs_parser **out)
 {
-    xs_parser *p = calloc(1, sizeof(*p));
+    xs_parser *p = xs_calloc(1, sizeof(*p));
     if (p == NULL)
         return XS_ENOMEM;
     if (limits != NULL)
@@ -1620,11 +1624,12 @@ int xs_parser_new(const xs_parser_limits *limits, unsigned options, xs_parser_cb
         p->lim.max_attrs = XS_PARSER_DEFAULT_MAX_ATTRS;
     if (p->lim.max_stanza > (1u << 30) || p->lim.max_attrs > XS_PARSER_MAX_MAX_ATTRS ||
         p->lim.max_depth > (1u << 20)) {
-        free(p);
+        xs_free(p);
         return XS_EINVAL;
     }
     p->opts = options;
-    p->fast = !(options & XS_PARSER_LIBXML2_ONLY);
+    /* The reference switch (inspect/reference.h) sends every stanza to libxml2 too. */
+    p->fast = !(options & XS_PARSER_LIBXML2_ONLY) && !xs_reference_mode();
     p->cb = cb;
     p->user = user;
     p->line = 1;
@@ -1720,10 +1725,10 @@ int xs_parser_trim(xs_parser *p)
     }
     buf_free(&p->st_strings); /* the last stanza's names and attributes, no longer referenced */
     xs_wf_arena_free(&p->arena);
-    free(p->st_attrs);
+    xs_free(p->st_attrs);
     p->st_attrs = NULL;
     p->st_n_attrs = p->st_cap_attrs = 0;
-    free(p->ns_open); /* no stanza element is open */
+    xs_free(p->ns_open); /* no stanza element is open */
     p->ns_open = NULL;
     return 1;
 }
@@ -1738,12 +1743,12 @@ void xs_parser_free(xs_parser *p)
     buf_free(&p->pend);
     buf_free(&p->hdr_raw);
     buf_free(&p->st_strings);
-    free(p->st_attrs);
+    xs_free(p->st_attrs);
     buf_free(&p->hdr_strings);
-    free(p->hdr_attrs);
-    free(p->hdr_ns);
-    free(p->ns_open);
-    free(p);
+    xs_free(p->hdr_attrs);
+    xs_free(p->hdr_ns);
+    xs_free(p->ns_open);
+    xs_free(p);
 }
 
 xmlDoc *xs_stanza_copy(const xmlNode *node)

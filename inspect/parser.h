@@ -120,8 +120,10 @@ typedef struct xs_event {
     const char *default_ns; /* the stream's default namespace (jabber:client), or NULL */
 
     /* XS_EV_STANZA with XS_PARSER_TREE: the element, still attached to the stream element so
-     * namespace declarations inherited from it resolve. NULL otherwise. */
-    xmlNode *node;
+     * namespace declarations inherited from it resolve. NULL otherwise. It belongs to the parser
+     * (built in its arena on the fast path): a consumer reads it and never changes or frees it;
+     * one that wants to change the stanza changes a copy (xs_stanza_copy). */
+    const xmlNode *node;
 
     /* With XS_PARSER_RAW: the exact bytes of the span (stanza, stream header, keepalive, stream
      * close). NULL otherwise. */

@@ -418,7 +418,8 @@ static void event_xml(const xs_event *ev, const xs_redaction *red, obuf *tmp, co
             tmp->err = XS_ENOMEM;
             return;
         }
-        if (xmlNodeDump(xb, ev->node->doc, ev->node, 0, 0) < 0)
+        /* xmlNodeDump() only reads the node; its prototype predates const. */
+        if (xmlNodeDump(xb, ev->node->doc, (xmlNode *)ev->node, 0, 0) < 0)
             tmp->err = XS_ENOMEM;
         else
             out_put(tmp, xmlBufferContent(xb), (size_t)xmlBufferLength(xb));

@@ -1,6 +1,8 @@
 /* The fast, conservative well-formedness check of one stanza. See wf.h. */
 #include "inspect/wf.h"
 
+#include "inspect/alloc.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -636,7 +638,7 @@ static void *arena_alloc(xs_wf_arena *a, size_t n)
         size_t cap = c != NULL ? 2 * c->cap : a->hint != 0 ? a->hint : ARENA_MIN;
         while (cap < n)
             cap *= 2;
-        struct xs_wf_chunk *nc = malloc(sizeof(*nc) + cap);
+        struct xs_wf_chunk *nc = xs_malloc(sizeof(*nc) + cap);
         if (nc == NULL)
             return NULL;
         nc->next = c;
@@ -663,7 +665,7 @@ void xs_wf_arena_reset(xs_wf_arena *a)
     while (c != NULL) {
         struct xs_wf_chunk *next = c->next;
         total += c->cap;
-        free(c);
+        xs_free(c);
         c = next;
     }
     a->head = NULL;
@@ -676,7 +678,7 @@ void xs_wf_arena_reset(xs_wf_arena *a)
 void xs_wf_arena_free(xs_wf_arena *a)
 {
     xs_wf_arena_reset(a);
-    free(a->head);
+    xs_free(a->head);
     a->head = NULL;
     a->hint = 0;
 }

@@ -1,4 +1,5 @@
-/* Unit tests of the built-in feature rewrites (filters/features.c). */
+/* Unit tests of the built-in feature rewrites: the reference implementation (features_ref.c)
+ * and the helpers of filters/features.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "filters/features.h"
+#include "features_ref.h"
 #include "inspect/error.h"
 
 static const xs_attr decls[] = {

@@ -14,6 +14,7 @@
 
 #include "inspect/error.h"
 #include "inspect/parser.h"
+#include "inspect/reference.h"
 #include "inspect/wf.h"
 
 #include <libxml/tree.h>
@@ -1048,6 +1049,14 @@ static void parser_pair(unsigned opts, rec *a, rec *b, xs_parser **pa, xs_parser
     assert_int_equal(xs_parser_new(NULL, opts | XS_PARSER_LIBXML2_ONLY, on_event, b, pb), 0);
 }
 
+/* How many stanzas the first parser of a pair should have taken the fast path for: `n`, or 0 on
+ * the reference libraries (XS_REFERENCE), where there is no fast path. Only this count is a
+ * fast-path property; every other check of a pair holds both ways. */
+static uint64_t fast_expected(uint64_t n)
+{
+    return xs_reference_mode() ? 0 : n;
+}
+
 static void parser_pair_free(rec *a, rec *b, xs_parser *pa, xs_parser *pb)
 {
     xs_parser_free(pa);
@@ -1133,7 +1142,8 @@ static void test_parser_fast_path_agrees_with_libxml2(void **state)
             int rb = feed_with(pb, in, strlen(in), size_whole, NULL);
             assert_int_equal(xs_parser_fast_stanzas(pb), 0);
             if (cases[i].fast)
-                assert_int_equal(xs_parser_fast_stanzas(pa), 2); /* the case and the <iq/> after */
+                assert_int_equal(xs_parser_fast_stanzas(pa),
+                                 fast_expected(2)); /* the case and the <iq/> after */
             assert_true(xs_parser_fast_stanzas(pa) <= 2);
             if (ra != rb || strcmp(a.log ? a.log : "", b.log ? b.log : "") != 0 ||
                 a.err_line != b.err_line || a.err_col != b.err_col) {
@@ -1197,7 +1207,7 @@ static void test_parser_split_stanza_waits(void **state)
                     amp = st[k] == '&' ? st + k : st[k] == ';' ? NULL : amp;
                 bool clean = (st[cut] & 0xC0) != 0x80 && amp == NULL;
                 if (i < 2 && clean)
-                    assert_int_equal(xs_parser_fast_stanzas(pa), 2);
+                    assert_int_equal(xs_parser_fast_stanzas(pa), fast_expected(2));
                 parser_pair_free(&a, &b, pa, pb);
             }
         }
@@ -1217,7 +1227,7 @@ static void test_parser_fast_path_empty_default_ns(void **state)
         parser_pair(XS_PARSER_RAW | tree, &a, &b, &pa, &pb);
         assert_int_equal(xs_parser_feed(pa, in, sizeof(in) - 1, NULL), 0);
         assert_int_equal(xs_parser_feed(pb, in, sizeof(in) - 1, NULL), 0);
-        assert_int_equal(xs_parser_fast_stanzas(pa), 2);
+        assert_int_equal(xs_parser_fast_stanzas(pa), fast_expected(2));
         if (strcmp(a.log, b.log) != 0)
             fprintf(stderr, "--- fast\n%s--- libxml2\n%s", a.log, b.log);
         assert_string_equal(a.log, b.log);

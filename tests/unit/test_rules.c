@@ -22,7 +22,7 @@
 #include <libxml/c14n.h>
 #include <libxml/parser.h>
 
-#include "filters/features.h"
+#include "features_ref.h"
 #include "filters/rules.h"
 #include "proxy/cmd/rules_cmd.h"
 #include "filters/rules_impl.h"
