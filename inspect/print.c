@@ -28,6 +28,7 @@
 #include <libxml/tree.h>
 
 #include "inspect/error.h"
+#include "inspect/observer.h"
 #include "inspect/redact.h"
 #include "inspect/utf8.h"
 
@@ -1425,66 +1426,51 @@ void xs_printer_free(xs_printer *p)
     free(p);
 }
 
-/* Masks the secrets of everything an event shows, before any format sees it: the stanza (*red,
- * which the formats show instead of ev's bytes when it is set) and the XML a rule forwarded
- * instead of it (meta->rewritten; *shown is meta with the masked XML in its place). This is the
- * one place where masking happens, and every output of a stanza (console, --write log,
- * inspect) goes through xs_printer_event(), so no output can forget it. Returns 0 or
- * XS_ENOMEM, with nothing to clear then. */
-static int mask_event(const xs_printer *p, const xs_print_meta *meta, const xs_event *ev,
-                      xs_redaction *red, xs_redaction *rew, xs_print_meta *shown)
+int xs_printer_masked(xs_printer *p, const xs_print_meta *meta, const xs_event *ev,
+                      const xs_redaction *red)
 {
-    int rc;
+    static const xs_redaction none;
+    obuf *b;
 
-    memset(rew, 0, sizeof(*rew));
-    if (meta != NULL)
-        *shown = *meta;
-    rc = xs_redact_event(ev, p->o.show_secrets, red);
-    if (rc != 0 || meta == NULL || meta->rewritten == NULL)
-        return rc;
-    rc = xs_redact_rewritten(ev, meta->rewritten, strlen(meta->rewritten), p->o.show_secrets, rew);
-    if (rc != 0) {
-        xs_redaction_clear(red);
-        return rc;
+    if (p == NULL || ev == NULL)
+        return XS_EINVAL;
+    if (p->o.format == XS_FORMAT_NONE)
+        return 0;
+    if (red == NULL)
+        red = &none;
+    b = event_begin(p);
+    switch (p->o.format) {
+    case XS_FORMAT_PRETTY:
+        pretty_event(p, b, &p->scratch, meta, ev, red);
+        break;
+    case XS_FORMAT_COMPACT:
+        compact_event(p, b, &p->scratch, meta, ev, red);
+        break;
+    case XS_FORMAT_JSON:
+        json_event(p, b, &p->scratch, meta, ev, red);
+        break;
+    case XS_FORMAT_NONE:
+        break;
     }
-    if (rew->xml != NULL)
-        shown->rewritten = rew->xml;
-    return 0;
+    return event_end(p);
 }
 
+/* The masking is xs_obs_mask()'s, the one place where it happens (inspect/observer.c): every
+ * output of a stanza goes through it, this one included. */
 int xs_printer_event(xs_printer *p, const xs_print_meta *meta, const xs_event *ev)
 {
-    xs_redaction red, rew;
-    xs_print_meta shown;
-    const xs_print_meta *m;
-    obuf *b;
+    xs_obs_masked m;
     int rc;
 
     if (p == NULL || ev == NULL)
         return XS_EINVAL;
     if (p->o.format == XS_FORMAT_NONE)
         return 0;
-    rc = mask_event(p, meta, ev, &red, &rew, &shown);
+    rc = xs_obs_mask(ev, meta, p->o.show_secrets, &m);
     if (rc != 0)
         return rc;
-    m = meta != NULL ? &shown : NULL;
-    b = event_begin(p);
-    switch (p->o.format) {
-    case XS_FORMAT_PRETTY:
-        pretty_event(p, b, &p->scratch, m, ev, &red);
-        break;
-    case XS_FORMAT_COMPACT:
-        compact_event(p, b, &p->scratch, m, ev, &red);
-        break;
-    case XS_FORMAT_JSON:
-        json_event(p, b, &p->scratch, m, ev, &red);
-        break;
-    case XS_FORMAT_NONE:
-        break;
-    }
-    rc = event_end(p);
-    xs_redaction_clear(&red);
-    xs_redaction_clear(&rew);
+    rc = xs_printer_masked(p, meta != NULL ? &m.meta : NULL, ev, &m.red);
+    xs_obs_masked_clear(&m);
     return rc;
 }
 

@@ -6,8 +6,9 @@
  * (xs_print_options.buffered) keeps whole lines instead and writes them, again with one fwrite()
  * and one fflush(), when its owner calls xs_printer_flush() or when it holds XS_PRINT_BUFFER_MAX
  * bytes: one write for many events, for a log file under load. Secrets are masked in every format
- * (see redact.h) unless show_secrets is set: in one place, before any format runs, for the stanza
- * and for the XML a rule forwarded instead of it (xs_print_meta.rewritten).
+ * (see redact.h) unless show_secrets is set: in one place, xs_obs_mask() (observer.h), before
+ * any format runs, for the stanza and for the XML a rule forwarded instead of it
+ * (xs_print_meta.rewritten).
  *
  * Formats:
  *   pretty   a header line per event, then the XML indented from the tree (2 spaces per level),
@@ -158,6 +159,14 @@ int xs_printer_new(FILE *out, const xs_print_options *options, xs_printer **prin
  * failed; the lines it held are then dropped, this event's included. An XS_ENOMEM or XS_ETOOBIG
  * drops this event only: the lines held before it stay whole. */
 int xs_printer_event(xs_printer *printer, const xs_print_meta *meta, const xs_event *ev);
+
+struct xs_redaction;
+
+/* Prints one parser event whose secrets xs_obs_mask() masked already: `meta` is the masked meta
+ * (xs_obs_masked.meta, or NULL), `red` the stanza's masks (xs_obs_masked.red; NULL: none).
+ * xs_printer_event() is xs_obs_mask() followed by this. Returns as xs_printer_event(). */
+int xs_printer_masked(xs_printer *printer, const xs_print_meta *meta, const xs_event *ev,
+                      const struct xs_redaction *red);
 
 /* Prints a diagnostic of the proxy in the same format as the events (JSON: event "note").
  * level is "info", "warn" or "error" (NULL: "info"); text is one message, newlines are shown

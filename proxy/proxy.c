@@ -26,6 +26,7 @@
 #include <limits.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -132,6 +133,9 @@ struct proxy {
     xs_ca *ca;
     xs_tls_ctx *server_ctx, *client_ctx;
     xs_printer *console, *log;
+    /* The sessions' observers: the console, then the --write log (xs_session_cfg.observers). */
+    xs_observer observers[2];
+    size_t n_observers;
     FILE *log_file, *keylog;
     conn *conns;
     unsigned n_conns;
@@ -794,12 +798,31 @@ static void io_close(void *ctx, xs_side side)
     c->leg[side].want_close = true;
 }
 
+/* The session reads no clock itself: its time stamps and its duration come from here. */
+static uint64_t io_now_us(void *ctx, int wall)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(wall ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* What a session has to say that no observer can take goes to stderr, as the proxy's own
+ * messages do. */
+static void io_diag(void *ctx, const char *text)
+{
+    (void)ctx;
+    say("%s", text);
+}
+
 static const xs_session_io session_io = {
     .write = io_write,
     .start_tls = io_start_tls,
     .connect = io_connect,
     .close = io_close,
     .write_delayed = io_write_delayed,
+    .now_us = io_now_us,
+    .diag = io_diag,
 };
 
 /* ---- the end of every callback -----------------------------------------------------------------
@@ -1117,13 +1140,12 @@ static int listen_on(proxy *p, listener *ls, const char *spec, xs_tls_mode mode)
         .server_mode = p->cfg->upstream_tls,
         .rewrites = p->cfg->rewrites,
         .limits = p->cfg->limits,
-        .console = p->console,
-        .log = p->log,
+        .observers = p->observers,
+        .n_observers = p->n_observers,
         .show_secrets = p->cfg->console.show_secrets,
         .server_name = p->cfg->server_name,
         .rules = &p->rules,
         .user_rules = p->cfg->rules_path != NULL,
-        .log_required = p->cfg->log_stop,
     };
     uv_tcp_init(p->loop, &ls->tcp);
     ls->tcp.data = ls;
@@ -1566,6 +1588,15 @@ int xs_proxy_run(const xs_proxy_config *cfg)
     if (cfg->console.format != XS_FORMAT_NONE &&
         xs_printer_new(stdout, &cfg->console, &p->console) < 0)
         goto out;
+    /* The console shows what a person needs (no state changes), and its failures are ignored;
+     * the log takes everything, and its failure is said once or ends the session
+     * (--on-log-error). */
+    if (p->console != NULL)
+        p->observers[p->n_observers++] =
+            xs_printer_observer(p->console, XS_OBS_BEST_EFFORT, 0, "the console");
+    if (p->log != NULL)
+        p->observers[p->n_observers++] = xs_printer_observer(
+            p->log, cfg->log_stop ? XS_OBS_REQUIRED : XS_OBS_WARN, 1, "the --write log");
 
     if (cfg->listen != NULL) {
         status = listen_on(p, &p->lst[0], cfg->listen, cfg->client_tls);

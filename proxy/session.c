@@ -2,16 +2,18 @@
 #include "proxy/session.h"
 
 #include "filters/features.h"
+#include "inspect/b64.h"
 #include "inspect/buf.h"
 #include "inspect/error.h"
 #include "inspect/redact.h"
+
+#include <libxml/tree.h>
 
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define NS_STREAMS "http://etherx.jabber.org/streams"
 #define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
@@ -68,7 +70,7 @@ struct xs_session {
     char id_str[16];
     char *peer; /* for the "connected" line of xs_session_start(), then freed */
     xs_tls_mode client_mode, server_mode;
-    struct timespec started;
+    uint64_t started_us; /* io->now_us(monotonic) when the session was made */
 
     sess_state state;
     client_state cst;
@@ -103,7 +105,14 @@ struct xs_session {
      * session waits for the other side: said once, however many ways the leg reports the end
      * (TLS close_notify, then the TCP FIN). */
     bool half_closed[2];
-    bool log_warned; /* the --write log failed once: said, not repeated */
+    /* Bit i: observer i (an XS_OBS_WARN one) failed once in this session: said, not repeated.
+     * Observers beyond the 32nd are warned about at every failure. */
+    uint32_t warned;
+    /* While a parser event is handled (on_event()), the notes it causes are kept here (level,
+     * NUL, text, NUL, ...) and told after the event itself, which the observers get only once
+     * its bytes are queued: they read the event, then its consequences. */
+    bool in_event;
+    bytes deferred;
     /* The server leg failed while the client could not be told (its TLS handshake was under
      * way): the stream error waits for the client's next stream header. NULL: no such failure. */
     char *deferred_failure;
@@ -217,13 +226,58 @@ int xs_tls_mode_parse(const char *name, xs_tls_mode *out)
     return XS_EINVAL;
 }
 
-/* ---- output: console and log ------------------------------------------------------------- */
+/* ---- output: the observers ---------------------------------------------------------------- */
+
+static uint64_t now_us(const xs_session *s, int wall)
+{
+    return s->io->now_us != NULL ? s->io->now_us(s->io_ctx, wall) : 0;
+}
 
 static xs_print_meta meta_of(const xs_session *s, const char *dir, const char *ph)
 {
     xs_print_meta m = {.session = s->id_str, .direction = dir, .phase = ph};
-    clock_gettime(CLOCK_REALTIME, &m.time);
+    uint64_t us = now_us(s, 1);
+    m.time.tv_sec = (time_t)(us / 1000000u);
+    m.time.tv_nsec = (long)(us % 1000000u) * 1000L;
     return m;
+}
+
+static void diag(xs_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A line no observer can take goes to the legs' diagnostics (stderr in the proxy). */
+static void diag(xs_session *s, const char *fmt, ...)
+{
+    char text[512];
+    int n = snprintf(text, sizeof(text), "session %s: ", s->id_str);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text + n, sizeof(text) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (s->io->diag != NULL)
+        s->io->diag(s->io_ctx, text);
+}
+
+/* Tells every observer but observer `skip` (SIZE_MAX: none) an event other than a parser event.
+ * Their failures are not acted upon: a note that cannot be written is lost, as a line of a
+ * console is; only the parser events carry the promise of --on-log-error. Returns how many
+ * observers were told. */
+static size_t tell_all(xs_session *s, const xs_obs_event *e, size_t skip)
+{
+    size_t told = 0;
+    for (size_t i = 0; i < s->cfg->n_observers; i++) {
+        if (i == skip)
+            continue;
+        (void)xs_obs_call(&s->cfg->observers[i], e);
+        told++;
+    }
+    return told;
+}
+
+static void tell_note(xs_session *s, const char *level, const char *text)
+{
+    xs_print_meta m = meta_of(s, NULL, NULL);
+    xs_obs_event e = {.kind = XS_OBS_NOTE, .meta = &m, .level = level, .text = text};
+    (void)tell_all(s, &e, SIZE_MAX);
 }
 
 static void note(xs_session *s, const char *level, const char *fmt, ...)
@@ -236,12 +290,32 @@ static void note(xs_session *s, const char *level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    xs_print_meta m = meta_of(s, NULL, NULL);
-    /* State changes are for the log; the console shows what a person needs. */
-    if (s->cfg->console != NULL && strcmp(level, "debug") != 0)
-        (void)xs_printer_note(s->cfg->console, &m, level, text);
-    if (s->cfg->log != NULL)
-        (void)xs_printer_note(s->cfg->log, &m, level, text);
+    if (s->cfg->n_observers == 0)
+        return;
+    if (s->in_event) {
+        size_t ll = strlen(level) + 1, tl = strlen(text) + 1;
+        /* Out of memory (or past 64 KiB of notes for one event) the note is told at once,
+         * before the event: out of order rather than lost. */
+        if (bytes_append(&s->deferred, level, ll, 65536) == 0) {
+            if (bytes_append(&s->deferred, text, tl, 65536) == 0)
+                return;
+            s->deferred.len -= ll;
+        }
+    }
+    tell_note(s, level, text);
+}
+
+/* Tells the notes kept while an event was handled, in order. */
+static void tell_deferred(xs_session *s)
+{
+    size_t at = 0;
+    while (at < s->deferred.len) {
+        const char *level = s->deferred.data + at;
+        const char *text = level + strlen(level) + 1;
+        at = (size_t)(text - s->deferred.data) + strlen(text) + 1;
+        tell_note(s, level, text);
+    }
+    bytes_free(&s->deferred);
 }
 
 static void fail_unlogged(xs_session *s, int rc);
@@ -249,12 +323,10 @@ static void fail_unlogged(xs_session *s, int rc);
 /* The deferred failure when there is no memory for its text. Never freed. */
 static char deferred_oom[] = "the server leg failed (out of memory for the details)";
 
-/* Shows and logs an event. Returns false when the log failed and the session ends for it
- * (--on-log-error stop). */
-static bool show(xs_session *s, xs_side from, const xs_event *ev)
+/* The meta of a parser event: where it comes from, and what the rules did to it. */
+static xs_print_meta event_meta(const xs_session *s, xs_side from, xs_print_rule pr[32])
 {
     xs_print_meta m = meta_of(s, side_dir(from), phase_names[s->ph[from]]);
-    xs_print_rule pr[32];
     const xs_rule_result *res = s->res;
     if (res != NULL && res->n_applied > 0) {
         size_t n = res->n_applied < 32 ? res->n_applied : 32;
@@ -268,33 +340,56 @@ static bool show(xs_session *s, xs_side from, const xs_event *ev)
         if (res->verdict == XS_VERDICT_REWRITTEN)
             m.rewritten = res->xml;
     }
-    if (s->cfg->console != NULL)
-        (void)xs_printer_event(s->cfg->console, &m, ev);
-    if (s->cfg->log != NULL) {
-        int rc = xs_printer_event(s->cfg->log, &m, ev);
-        if (rc < 0 && s->cfg->log_required) {
-            fail_unlogged(s, rc);
-            return false;
-        }
-        if (rc < 0 && !s->log_warned) {
-            /* Forwarding goes on: the traffic matters more than its record. Said once per
-             * session, on the console. */
-            s->log_warned = true;
-            if (s->cfg->console != NULL) {
-                char text[200];
-                snprintf(text, sizeof(text),
-                         "cannot write the --write log (%s): this session goes on unlogged",
-                         xs_strerror(rc));
-                (void)xs_printer_note(s->cfg->console, &m, "error", text);
-            } else {
-                fprintf(stderr,
-                        "xmppscope: session %s: cannot write the --write log (%s): the session "
-                        "goes on unlogged\n",
-                        s->id_str, xs_strerror(rc));
-            }
-        }
+    return m;
+}
+
+/* Before the event is forwarded: the observers that must see it first (XS_OBS_REQUIRED, the log
+ * with --on-log-error stop). This is the one synchronous check on the forwarding path, kept
+ * because the user's promise is that nothing unlogged reaches the other side. `mrc` is the
+ * masking's result: when it failed, every observer failed. Returns 0, or the first failure (the
+ * session then ends without forwarding the event). */
+static int tell_required(xs_session *s, int mrc, const xs_obs_masked *m)
+{
+    for (size_t i = 0; i < s->cfg->n_observers; i++) {
+        const xs_observer *o = &s->cfg->observers[i];
+        if (o->policy != XS_OBS_REQUIRED)
+            continue;
+        int rc = mrc < 0 ? mrc : xs_obs_call(o, &m->event);
+        if (rc < 0)
+            return rc;
     }
-    return true;
+    return 0;
+}
+
+/* After the event's bytes are queued: every other observer. An XS_OBS_WARN observer that fails
+ * is said to fail once per session (forwarding goes on: the traffic matters more than its
+ * record), to the other observers, or as a diagnostic when there is none. */
+static void tell_others(xs_session *s, int mrc, const xs_obs_masked *m, const xs_print_meta *meta)
+{
+    for (size_t i = 0; i < s->cfg->n_observers; i++) {
+        const xs_observer *o = &s->cfg->observers[i];
+        if (o->policy == XS_OBS_REQUIRED)
+            continue;
+        int rc = mrc < 0 ? mrc : xs_obs_call(o, &m->event);
+        if (rc >= 0 || o->policy != XS_OBS_WARN)
+            continue;
+        uint32_t bit = i < 32 ? (uint32_t)1 << i : 0;
+        if (s->warned & bit)
+            continue;
+        s->warned |= bit;
+        const char *name = o->name != NULL ? o->name : "an observer";
+        char text[200];
+        snprintf(text, sizeof(text), "cannot write %s (%s): this session goes on unlogged", name,
+                 xs_strerror(rc));
+        xs_print_meta nm = *meta;
+        nm.rules = NULL;
+        nm.n_rules = 0;
+        nm.verdict = NULL;
+        nm.rewritten = NULL;
+        xs_obs_event e = {.kind = XS_OBS_NOTE, .meta = &nm, .level = "error", .text = text};
+        if (tell_all(s, &e, i) == 0)
+            diag(s, "cannot write %s (%s): the session goes on unlogged", name, xs_strerror(rc));
+    }
 }
 
 /* Every state change goes through these, and is logged. */
@@ -390,7 +485,7 @@ static void answer_client_header(xs_session *s)
              "xmlns:stream='" NS_STREAMS "' from='%s' id='xmppscope-%u-%ld' version='1.0' "
              "xml:lang='en'>",
              s->client_ns != NULL && s->client_ns[0] ? s->client_ns : "jabber:client", dom, s->id,
-             (long)s->started.tv_nsec);
+             (long)(s->started_us % 1000000u) * 1000L);
     put_str(s, XS_CLIENT, hdr);
     s->client_answered = true;
 }
@@ -476,12 +571,17 @@ static void fail_unlogged(xs_session *s, int rc)
     snprintf(text, sizeof(text),
              "cannot write the --write log (%s): the session ends (--on-log-error stop)",
              xs_strerror(rc));
-    if (s->cfg->console != NULL) {
-        xs_print_meta m = meta_of(s, NULL, NULL);
-        (void)xs_printer_note(s->cfg->console, &m, "error", text);
-    } else {
-        fprintf(stderr, "xmppscope: session %s: %s\n", s->id_str, text);
-    }
+    /* Said to the observers that can still take it (the console), else as a diagnostic. */
+    xs_print_meta m = meta_of(s, NULL, NULL);
+    xs_obs_event e = {.kind = XS_OBS_NOTE, .meta = &m, .level = "error", .text = text};
+    size_t told = 0;
+    for (size_t i = 0; i < s->cfg->n_observers; i++)
+        if (s->cfg->observers[i].policy != XS_OBS_REQUIRED) {
+            (void)xs_obs_call(&s->cfg->observers[i], &e);
+            told++;
+        }
+    if (told == 0)
+        diag(s, "%s", text);
     set_end_cause(s, "%s", text);
     if (can_speak(s, XS_CLIENT))
         stream_error_to(s, XS_CLIENT, "internal-server-error",
@@ -737,17 +837,91 @@ static bool server_features(xs_session *s)
     return false;
 }
 
+/* Reads a SCRAM client-first message (RFC 5802 section 7): a GS2 header (RFC 5801 section 4),
+ * then [reserved-mext ","] "n=" username "," "r=" nonce. Returns its channel binding flag ('n',
+ * 'y' or 'p', with the binding's name in cb, cut to fit), or 0 when d is not such a message. */
+static int scram_client_first(const unsigned char *d, size_t len, char *cb, size_t cap)
+{
+    char name[256];
+    if (memchr(d, '\0', len) != NULL)
+        return 0;
+    int flag = xs_sasl_gs2_flag((const char *)d, len, name, sizeof(name));
+    if (flag == 0)
+        return 0;
+    /* The header is the flag and the optional authzid, each ended by a comma; neither holds
+     * one. */
+    const unsigned char *c1 = memchr(d, ',', len);
+    const unsigned char *c2 = c1 != NULL ? memchr(c1 + 1, ',', len - (size_t)(c1 + 1 - d)) : NULL;
+    if (c2 == NULL)
+        return 0;
+    const unsigned char *bare = c2 + 1, *end = d + len;
+    if (end - bare >= 2 && bare[0] == 'm' && bare[1] == '=') {
+        const unsigned char *c = memchr(bare, ',', (size_t)(end - bare));
+        if (c == NULL)
+            return 0;
+        bare = c + 1;
+    }
+    if (end - bare < 2 || bare[0] != 'n' || bare[1] != '=')
+        return 0;
+    const unsigned char *c = memchr(bare, ',', (size_t)(end - bare));
+    if (c == NULL || end - c < 3 || c[1] != 'r' || c[2] != '=')
+        return 0;
+    snprintf(cb, cap, "%s", flag == 'p' ? name : "");
+    return flag;
+}
+
+/* The decoded initial response of a client's SASL <auth/> or SASL2 <authenticate/> when its
+ * mechanism is SCRAM (or not named, as a SCRAM payload may come): its channel binding flag, as
+ * scram_client_first() gives it. The tree is the parser's or one parsed from the bytes; nothing
+ * here masks or shows anything. */
+static int sasl_client_first(const xs_event *ev, char *cb, size_t cap)
+{
+    xmlDoc *doc = NULL;
+    const xmlNode *el = ev->node;
+    int flag = 0;
+    if (el == NULL) {
+        xmlNode *parsed = NULL;
+        if (ev->raw == NULL || xs_element_parse(ev->raw, ev->len, NULL, 0, &doc, &parsed) < 0)
+            return 0;
+        el = parsed;
+    }
+    xmlChar *mech = xmlGetNoNsProp(el, (const xmlChar *)"mechanism");
+    if (mech != NULL && xmlStrncasecmp(mech, (const xmlChar *)"SCRAM-", 6) != 0)
+        goto out;
+    const xmlNode *payload = el;
+    if (xmlStrEqual(el->name, (const xmlChar *)"authenticate")) {
+        for (payload = el->children; payload != NULL; payload = payload->next)
+            if (payload->type == XML_ELEMENT_NODE && payload->ns != NULL &&
+                xmlStrEqual(payload->ns->href, (const xmlChar *)NS_SASL2) &&
+                xmlStrEqual(payload->name, (const xmlChar *)"initial-response"))
+                break;
+        if (payload == NULL)
+            goto out;
+    }
+    /* The payload is the element's text; an element inside makes it no SCRAM message. */
+    for (const xmlNode *k = payload->children; k != NULL; k = k->next)
+        if (k->type != XML_TEXT_NODE && k->type != XML_CDATA_SECTION_NODE)
+            goto out;
+    xmlChar *text = xmlNodeGetContent(payload);
+    unsigned char *dec = NULL;
+    size_t dlen = 0;
+    if (text != NULL &&
+        xs_base64_decode((const char *)text, strlen((const char *)text), &dec, &dlen) == 0)
+        flag = scram_client_first(dec, dlen, cb, cap);
+    free(dec);
+    xmlFree(text);
+out:
+    xmlFree(mech);
+    xmlFreeDoc(doc);
+    return flag;
+}
+
 static void check_channel_binding(xs_session *s, const xs_event *ev)
 {
     if (!is_el(ev, NS_SASL, "auth") && !is_el(ev, NS_SASL2, "authenticate"))
         return;
-    xs_redaction r = {0};
-    if (xs_redact_event(ev, 1, &r) < 0)
-        return;
-    int flag = r.gs2_flag;
-    char cb[32];
-    snprintf(cb, sizeof(cb), "%s", r.cb_name);
-    xs_redaction_clear(&r);
+    char cb[32] = "";
+    int flag = sasl_client_first(ev, cb, sizeof(cb));
     if (s->warned_binding)
         return;
     if (flag == 'p') {
@@ -1085,11 +1259,19 @@ static int on_event(void *user, const xs_event *ev)
     s->features_doc = NULL;
     if (secured && ev->kind == XS_EV_STANZA)
         run_rules(s, from, ev, &res);
-    bool shown = show(s, from, ev);
+
+    /* The secrets are masked once for every observer; without observers there is nothing to
+     * mask for. */
+    xs_print_rule pr[32];
+    xs_print_meta meta = event_meta(s, from, pr);
+    xs_obs_masked m = {0};
+    int mrc = s->cfg->n_observers > 0 ? xs_obs_mask(ev, &meta, s->cfg->show_secrets, &m) : 0;
+    int unlogged = tell_required(s, mrc, &m);
+    s->in_event = true;
     s->stats.bytes[from] += ev->len;
     int r = 0;
-    if (!shown) {
-        r = XS_PARSER_PAUSE; /* the session ended: the event goes nowhere */
+    if (unlogged < 0) {
+        r = XS_PARSER_PAUSE; /* the session ends: the event goes nowhere */
     } else if (ev->kind == XS_EV_ERROR) {
         /* The side that sent malformed XML gets the stream error the parser chose. */
         char where[64];
@@ -1099,6 +1281,14 @@ static int on_event(void *user, const xs_event *ev)
     } else {
         r = from == XS_CLIENT ? on_client_event(s, ev) : on_server_event(s, ev);
     }
+    /* The bytes are queued (or held for a leg not ready yet): now the observers see the event,
+     * then the notes it caused. */
+    tell_others(s, mrc, &m, &meta);
+    s->in_event = false;
+    tell_deferred(s);
+    xs_obs_masked_clear(&m);
+    if (unlogged < 0)
+        fail_unlogged(s, unlogged);
     if (s->res != NULL)
         xs_rule_result_clear(&res);
     s->res = NULL;
@@ -1122,15 +1312,18 @@ int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_
     s->id = id;
     snprintf(s->id_str, sizeof(s->id_str), "%u", id);
     s->peer = strdup(peer ? peer : "?"); /* NULL out of memory: the line says "?" */
-    clock_gettime(CLOCK_MONOTONIC, &s->started);
+    s->started_us = now_us(s, 0);
     s->client_mode = cfg->client_mode;
     s->server_mode = cfg->server_mode == XS_TLSMODE_MIRROR ? cfg->client_mode : cfg->server_mode;
     s->max_stanza = cfg->limits.max_stanza ? cfg->limits.max_stanza : XS_PARSER_DEFAULT_MAX_STANZA;
 
     unsigned opts = XS_PARSER_RAW | XS_PARSER_AUTO_RESTART;
-    if (cfg->console == NULL && cfg->log == NULL)
-        opts |= XS_PARSER_NO_ATTRS; /* the printers are their only readers */
-    if (xs_printer_needs_tree(cfg->console) || xs_printer_needs_tree(cfg->log) || cfg->user_rules)
+    bool tree = cfg->user_rules != 0;
+    for (size_t i = 0; i < cfg->n_observers; i++)
+        tree = tree || cfg->observers[i].needs_tree;
+    if (cfg->n_observers == 0)
+        opts |= XS_PARSER_NO_ATTRS; /* the observers are their only readers */
+    if (tree)
         opts |= XS_PARSER_TREE;
     for (int i = 0; i < 2; i++) {
         int rc = xs_parser_new(&cfg->limits, opts, on_event, s, &s->parser[i]);
@@ -1251,6 +1444,21 @@ int xs_session_before_tls(const xs_session *s, xs_side side)
     return s->state != SS_CLOSING && s->before_tls[side];
 }
 
+static void tell_tls_up(xs_session *s, xs_side side, const char *desc)
+{
+    char text[1024];
+    snprintf(text, sizeof(text), "%s leg: TLS up: %s", side == XS_CLIENT ? "client" : "server",
+             desc ? desc : "");
+    xs_print_meta m = meta_of(s, NULL, NULL);
+    xs_obs_event e = {.kind = XS_OBS_TLS_UP,
+                      .meta = &m,
+                      .level = "info",
+                      .text = text,
+                      .side = side,
+                      .tls_desc = desc ? desc : ""};
+    (void)tell_all(s, &e, SIZE_MAX);
+}
+
 void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const char *desc)
 {
     if (s->state == SS_CLOSING)
@@ -1258,7 +1466,7 @@ void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const ch
     s->ph[side] = PH_TLS;
     s->before_tls[side] = false;
     if (side == XS_CLIENT) {
-        note(s, "info", "client leg: TLS up: %s", desc ? desc : "");
+        tell_tls_up(s, side, desc);
         /* Out of memory the domain stays unknown: the forged certificate is already made,
          * only the names in our own stream header fall back to defaults. */
         if (sni != NULL && sni[0] && domain_of(s)[0] == 0)
@@ -1269,7 +1477,7 @@ void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const ch
         if (s->pending.len > 0)
             bytes_free(&s->pending);
     } else {
-        note(s, "info", "server leg: TLS up: %s", desc ? desc : "");
+        tell_tls_up(s, side, desc);
         (void)xs_parser_reset(s->parser[XS_SERVER]);
         s->server_opened = false;
         server_secured(s);
@@ -1407,22 +1615,28 @@ void xs_session_free(xs_session *s)
 {
     if (s == NULL)
         return;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double secs =
-        (double)(now.tv_sec - s->started.tv_sec) + (double)(now.tv_nsec - s->started.tv_nsec) / 1e9;
-    note(s, "info",
-         "session closed after %.3f s: c2s %llu stanzas %llu bytes, s2c %llu stanzas %llu "
-         "bytes; %s",
-         secs, (unsigned long long)s->stats.stanzas[XS_CLIENT],
-         (unsigned long long)s->stats.bytes[XS_CLIENT],
-         (unsigned long long)s->stats.stanzas[XS_SERVER],
-         (unsigned long long)s->stats.bytes[XS_SERVER],
-         s->end_cause != NULL ? s->end_cause : "closed");
+    xs_obs_summary sum = {
+        .seconds = (double)(now_us(s, 0) - s->started_us) / 1e6,
+        .stanzas = {s->stats.stanzas[XS_CLIENT], s->stats.stanzas[XS_SERVER]},
+        .bytes = {s->stats.bytes[XS_CLIENT], s->stats.bytes[XS_SERVER]},
+        .cause = s->end_cause != NULL ? s->end_cause : "closed",
+    };
+    char text[512];
+    snprintf(text, sizeof(text),
+             "session closed after %.3f s: c2s %llu stanzas %llu bytes, s2c %llu stanzas %llu "
+             "bytes; %s",
+             sum.seconds, (unsigned long long)sum.stanzas[XS_CLIENT],
+             (unsigned long long)sum.bytes[XS_CLIENT], (unsigned long long)sum.stanzas[XS_SERVER],
+             (unsigned long long)sum.bytes[XS_SERVER], sum.cause);
+    xs_print_meta m = meta_of(s, NULL, NULL);
+    xs_obs_event e = {
+        .kind = XS_OBS_CLOSED, .meta = &m, .level = "info", .text = text, .summary = &sum};
+    (void)tell_all(s, &e, SIZE_MAX);
     xs_parser_free(s->parser[0]);
     xs_parser_free(s->parser[1]);
     bytes_free(&s->first_header);
     bytes_free(&s->pending);
+    bytes_free(&s->deferred);
     free(s->peer);
     free(s->domain);
     free(s->client_ns);

@@ -1,9 +1,11 @@
 /* One proxied XMPP session: the protocol state machine, without sockets.
  *
  * A session sits between two legs, the client's and the server's. It reads plaintext from each
- * (the legs decrypt), parses both directions, shows and logs every event, secures each leg the
- * way it is configured, and forwards what it parsed to the other leg. Everything it does to the
- * outside goes through xs_session_io, so the whole machine is tested with plain buffers.
+ * (the legs decrypt), parses both directions, secures each leg the way it is configured,
+ * forwards what it parsed to the other leg, and tells its observers (inspect/observer.h: the
+ * console, the --write log, ...) what happened. Everything it does to the outside goes through
+ * xs_session_io, the clock and its diagnostics included, so the whole machine is pure and is
+ * tested with plain buffers.
  *
  * Each leg is secured independently. The client leg: `direct` (TLS from the first byte),
  * `starttls` (xmppscope answers the client's first stream itself, offers STARTTLS and requires
@@ -20,8 +22,8 @@
 #include <stdint.h>
 
 #include "filters/rules.h"
+#include "inspect/observer.h"
 #include "inspect/parser.h"
-#include "inspect/print.h"
 
 typedef enum xs_side { XS_CLIENT = 0, XS_SERVER = 1 } xs_side;
 
@@ -53,6 +55,14 @@ typedef struct xs_session_io {
      * the side after them waits behind them (order within a direction is kept). NULL: the
      * legs cannot delay; the bytes are written at once. */
     int (*write_delayed)(void *ctx, xs_side side, const char *data, size_t len, unsigned long ms);
+    /* The time in microseconds: `wall` 1 for the wall clock (since the epoch: the events' time
+     * stamps), 0 for a monotonic clock (the session's duration). NULL: the time is unknown; the
+     * events carry none (a printer then stamps them when it prints them) and the duration is 0. */
+    uint64_t (*now_us)(void *ctx, int wall);
+    /* A line for the operator that no observer can take: the one that failed was the only one,
+     * or there is none. `text` is one line without a newline, starting "session N: ". NULL:
+     * dropped. */
+    void (*diag)(void *ctx, const char *text);
 } xs_session_io;
 
 typedef struct xs_session_cfg {
@@ -60,11 +70,12 @@ typedef struct xs_session_cfg {
     xs_tls_mode server_mode; /* may be XS_TLSMODE_MIRROR */
     unsigned rewrites;       /* XS_REWRITE_* bits (filters/features.h) */
     xs_parser_limits limits;
-    xs_printer *console; /* may be NULL */
-    xs_printer *log;     /* the --write JSON Lines log; may be NULL */
-    /* When the log cannot be written: 0 goes on unlogged (said once), 1 ends the session
-     * before the event that could not be logged is forwarded. */
-    int log_required;
+    /* Who is told what happens, in this order (the console, then the --write log). Borrowed: the
+     * array and what it points to outlive every session made with it. What an observer's failure
+     * does is its policy (xs_obs_policy): for the log, --on-log-error. */
+    const xs_observer *observers;
+    size_t n_observers;
+    /* Secrets go to the observers in clear (--show-secrets); else xs_obs_mask() masks them. */
     int show_secrets;
     /* The name the server's certificate must have; NULL: the domain the client asked for. */
     const char *server_name;

@@ -315,10 +315,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     cfg.rules = &builtin[b];
     xs_printer *printer = NULL;
+    xs_observer obs;
     if ((data[0] & 0x20) && devnull() != NULL) {
         xs_print_options po = {.format = (data[1] & 1) ? XS_FORMAT_JSON : XS_FORMAT_PRETTY};
-        if (xs_printer_new(devnull(), &po, &printer) == 0)
-            cfg.log = printer;
+        if (xs_printer_new(devnull(), &po, &printer) == 0) {
+            obs = xs_printer_observer(printer, XS_OBS_WARN, 1, "the --write log");
+            cfg.observers = &obs;
+            cfg.n_observers = 1;
+        }
     }
 
     fz f;

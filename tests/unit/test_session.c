@@ -149,6 +149,8 @@ typedef struct fake {
     int fail_write[2];       /* returned by write when nonzero */
     int fail_start_tls[2];
     int fail_connect;
+    uint64_t mono_us; /* the fake clock (monotonic); the wall clock is 1.7e9 s later */
+    sbuf diag;        /* the session's diagnostics, one per line */
 } fake;
 
 static const char side_ch[2] = {'C', 'S'};
@@ -206,11 +208,26 @@ static void fake_close(void *ctx, xs_side side)
     f->closes[side]++;
 }
 
+static uint64_t fake_now_us(void *ctx, int wall)
+{
+    fake *f = ctx;
+    return wall ? 1700000000000000u + f->mono_us : f->mono_us;
+}
+
+static void fake_diag(void *ctx, const char *text)
+{
+    fake *f = ctx;
+    sb_str(&f->diag, text);
+    sb_str(&f->diag, "\n");
+}
+
 static const xs_session_io fake_io = {
     .write = fake_write,
     .start_tls = fake_start_tls,
     .connect = fake_connect,
     .close = fake_close,
+    .now_us = fake_now_us,
+    .diag = fake_diag,
 };
 
 /* ---- the test context ---------------------------------------------------------------------- */
@@ -232,6 +249,7 @@ typedef struct tctx {
     char *mem_buf;
     size_t mem_len;
     xs_printer *printer;
+    xs_observer obs;   /* the printer as the session's one observer, as proxy.c makes the log */
     xs_rules *builtin; /* the built-in rewrites of cfg.rewrites, as the proxy gives them */
 } tctx;
 
@@ -259,7 +277,9 @@ static void t_with_log(tctx *t)
     assert_non_null(t->mem);
     xs_print_options po = {.format = XS_FORMAT_JSON};
     assert_int_equal(xs_printer_new(t->mem, &po, &t->printer), 0);
-    t->cfg.log = t->printer;
+    t->obs = xs_printer_observer(t->printer, XS_OBS_WARN, 1, "the --write log");
+    t->cfg.observers = &t->obs;
+    t->cfg.n_observers = 1;
 }
 
 static void t_start(tctx *t, xs_tls_mode client, xs_tls_mode server)
@@ -300,6 +320,7 @@ static void t_free(tctx *t)
     for (int i = 0; i < 2; i++)
         sb_free(&t->f.out[i]);
     sb_free(&t->f.trace);
+    sb_free(&t->f.diag);
     for (size_t i = 0; i < n_live; i++) {
         if (live[i] == t) {
             live[i] = live[--n_live];
@@ -1448,6 +1469,234 @@ static const named scenarios[] = {
     {"half_close_said_once", scen_half_close_said_once},
 };
 
+/* ---- observers ------------------------------------------------------------------------------ */
+
+/* An observer that writes down what it is told, one line per event, and checks that a stanza's
+ * bytes were queued for the other side before it is told of it. */
+typedef struct recorder {
+    fake *f;
+    sbuf lines;
+    int fail;        /* returned for parser events when nonzero */
+    unsigned early;  /* stanzas told before their bytes were queued */
+    unsigned masked; /* stanzas told with their secrets masked */
+    double seconds;  /* the summary's duration */
+} recorder;
+
+static int rec_on_event(void *ctx, const xs_obs_event *ev)
+{
+    recorder *r = ctx;
+    char line[1200];
+    switch (ev->kind) {
+    case XS_OBS_PARSED:
+        snprintf(line, sizeof(line), "parsed %s %s\n", ev->meta->direction,
+                 ev->ev->name != NULL ? ev->ev->name : "-");
+        if (ev->ev->kind == XS_EV_STANZA) {
+            const sbuf *to = &r->f->out[strcmp(ev->meta->direction, "c2s") == 0 ? 1 : 0];
+            const char *raw = ev->ev->raw;
+            if (to->d == NULL || raw == NULL || ev->ev->len > to->len ||
+                memcmp(to->d + to->len - ev->ev->len, raw, ev->ev->len) != 0)
+                r->early++;
+            if (ev->masked->xml != NULL)
+                r->masked++;
+        }
+        sb_str(&r->lines, line);
+        return r->fail;
+    case XS_OBS_CLOSED:
+        r->seconds = ev->summary->seconds;
+        /* fall through */
+    case XS_OBS_NOTE:
+    case XS_OBS_TLS_UP:
+        snprintf(line, sizeof(line), "%s %s: %s\n",
+                 ev->kind == XS_OBS_CLOSED   ? "closed"
+                 : ev->kind == XS_OBS_TLS_UP ? "tls-up"
+                                             : "note",
+                 ev->level, ev->text);
+        sb_str(&r->lines, line);
+        return 0;
+    }
+    return 0;
+}
+
+static const char *rec_text(recorder *r)
+{
+    return r->lines.d != NULL ? r->lines.d : "";
+}
+
+/* Observers are told of a stanza once its bytes are queued for the other side, with its secrets
+ * masked, and of the notes it caused after it: the order of the console and the log is kept. */
+static void test_session_observers_after_forwarding(void **state)
+{
+    (void)state;
+    tctx *t = t_new(SPLIT_NONE, 0);
+    static recorder r;
+    r = (recorder){.f = &t->f};
+    static xs_observer obs;
+    obs = (xs_observer){.on_event = rec_on_event, .ctx = &r, .debug = 1};
+    t->cfg.observers = &obs;
+    t->cfg.n_observers = 1;
+    size_t cm, sm;
+    forwarding_plain(t, &cm, &sm);
+    t_send(t, XS_CLIENT, C_AUTH_PLAIN);
+    t_send(t, XS_CLIENT, C_MSG);
+    t_send(t, XS_SERVER, S_MSG);
+    assert_int_equal(r.early, 0);
+    assert_int_equal(r.masked, 1);
+    /* The client's header is told, then the state change it caused. */
+    const char *l = rec_text(&r);
+    const char *hdr = strstr(l, "parsed c2s stream");
+    assert_non_null(hdr);
+    const char *change = strstr(l, "client leg: wait-header -> secure");
+    assert_non_null(change);
+    assert_true(change > hdr);
+    t_free(t);
+    sb_free(&r.lines);
+}
+
+/* A required observer (the log with --on-log-error stop) that fails: the session ends before
+ * the event is forwarded; the client gets <internal-server-error/>, the server nothing. The
+ * other observers are told why; with none, the session's diagnostics are. */
+static void test_session_required_observer_fails(void **state)
+{
+    (void)state;
+    for (int alone = 0; alone < 2; alone++) {
+        tctx *t = t_new(SPLIT_NONE, 0);
+        static recorder log, con;
+        log = (recorder){.f = &t->f, .fail = XS_EIO};
+        con = (recorder){.f = &t->f};
+        static xs_observer obs[2];
+        obs[0] = (xs_observer){.on_event = rec_on_event, .ctx = &con, .policy = XS_OBS_BEST_EFFORT};
+        obs[1] = (xs_observer){.on_event = rec_on_event,
+                               .ctx = &log,
+                               .policy = XS_OBS_REQUIRED,
+                               .debug = 1,
+                               .name = "the --write log"};
+        t->cfg.observers = alone ? &obs[1] : obs;
+        t->cfg.n_observers = alone ? 1 : 2;
+        t_start(t, XS_TLSMODE_NONE, XS_TLSMODE_NONE);
+        t_send(t, XS_CLIENT, C_HDR2);
+        assert_true(xs_session_closing(t->s));
+        assert_non_null(strstr(t_out(t, XS_CLIENT, 0), STREAM_ERROR("internal-server-error")));
+        assert_non_null(strstr(t_out(t, XS_CLIENT, 0), "cannot write its log"));
+        assert_int_equal(t->f.out[XS_SERVER].len, 0);
+        assert_int_equal(t->f.connects, 0);
+        const char *said = "cannot write the --write log (input/output error): the session ends "
+                           "(--on-log-error stop)";
+        if (alone) {
+            assert_non_null(t->f.diag.d);
+            assert_int_equal(count(t->f.diag.d, said), 1);
+            assert_non_null(strstr(t->f.diag.d, "session 7: "));
+        } else {
+            assert_null(t->f.diag.d);
+            /* The console saw the event, then why the session ends. */
+            const char *l = rec_text(&con);
+            assert_non_null(strstr(l, "parsed c2s stream"));
+            assert_true(strstr(l, said) > strstr(l, "parsed c2s stream"));
+        }
+        t_free(t);
+        sb_free(&log.lines);
+        sb_free(&con.lines);
+    }
+}
+
+/* An observer that may fail (the log with --on-log-error continue): forwarding goes on, and the
+ * failure is said once per session, to the other observers or as a diagnostic. */
+static void test_session_warn_observer_fails_once(void **state)
+{
+    (void)state;
+    for (int alone = 0; alone < 2; alone++) {
+        tctx *t = t_new(SPLIT_NONE, 0);
+        static recorder log, con;
+        log = (recorder){.f = &t->f, .fail = XS_EIO};
+        con = (recorder){.f = &t->f};
+        static xs_observer obs[2];
+        obs[0] = (xs_observer){.on_event = rec_on_event, .ctx = &con, .policy = XS_OBS_BEST_EFFORT};
+        obs[1] = (xs_observer){.on_event = rec_on_event,
+                               .ctx = &log,
+                               .policy = XS_OBS_WARN,
+                               .debug = 1,
+                               .name = "the --write log"};
+        t->cfg.observers = alone ? &obs[1] : obs;
+        t->cfg.n_observers = alone ? 1 : 2;
+        size_t cm, sm;
+        forwarding_plain(t, &cm, &sm);
+        t_send(t, XS_CLIENT, C_MSG);
+        t_send(t, XS_SERVER, S_MSG);
+        assert_string_equal(t_out(t, XS_SERVER, sm), C_MSG);
+        assert_string_equal(t_out(t, XS_CLIENT, cm), S_MSG);
+        assert_false(xs_session_closing(t->s));
+        if (alone) {
+            assert_int_equal(count(t->f.diag.d,
+                                   "session 7: cannot write the --write log "
+                                   "(input/output error): the session goes on unlogged"),
+                             1);
+        } else {
+            assert_null(t->f.diag.d);
+            assert_int_equal(count(rec_text(&con),
+                                   "error: cannot write the --write log (input/output "
+                                   "error): this session goes on unlogged"),
+                             1);
+        }
+        /* The log is not told of its own failure. */
+        assert_null(strstr(rec_text(&log), "cannot write"));
+        t_free(t);
+        sb_free(&log.lines);
+        sb_free(&con.lines);
+    }
+}
+
+/* The session reads no clock: the summary's duration and the stream ids come from the legs. */
+static void test_session_clock_from_io(void **state)
+{
+    (void)state;
+    tctx *t = t_new(SPLIT_NONE, 0);
+    static recorder r;
+    r = (recorder){.f = &t->f};
+    static xs_observer obs;
+    obs = (xs_observer){.on_event = rec_on_event, .ctx = &r};
+    t->cfg.observers = &obs;
+    t->cfg.n_observers = 1;
+    t->f.mono_us = 5000123;
+    t_start(t, XS_TLSMODE_STARTTLS, XS_TLSMODE_NONE);
+    t_send(t, XS_CLIENT, C_HDR1);
+    assert_non_null(strstr(t_out(t, XS_CLIENT, 0), "id='xmppscope-7-123000'"));
+    t->f.mono_us += 2500000;
+    xs_session_free(t->s);
+    t->s = NULL;
+    assert_true(r.seconds == 2.5);
+    assert_non_null(strstr(rec_text(&r), "closed info: session closed after 2.500 s: "));
+    t_free(t);
+    sb_free(&r.lines);
+}
+
+/* The channel binding flag is read from the SCRAM client-first message of a SASL2
+ * <authenticate/> too, with its binding's name: 'p' cannot pass a man in the middle. */
+static void test_session_binding_p_sasl2(void **state)
+{
+    (void)state;
+    tctx *t = t_new(SPLIT_NONE, 0);
+    static recorder r;
+    r = (recorder){.f = &t->f};
+    static xs_observer obs;
+    obs = (xs_observer){.on_event = rec_on_event, .ctx = &r};
+    t->cfg.observers = &obs;
+    t->cfg.n_observers = 1;
+    size_t cm, sm;
+    forwarding_plain(t, &cm, &sm);
+    /* "p=tls-exporter,,n=alice,r=abc" */
+    t_send(t, XS_CLIENT,
+           "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-1-PLUS'>"
+           "<initial-response>cD10bHMtZXhwb3J0ZXIsLG49YWxpY2Uscj1hYmM=</initial-response>"
+           "</authenticate>");
+    assert_int_equal(count(rec_text(&r), "channel binding: the client binds its login to the "
+                                         "TLS channel (tls-exporter)"),
+                     1);
+    /* PLAIN carries no GS2 header to read. */
+    t_send(t, XS_CLIENT, C_AUTH_PLAIN);
+    assert_int_equal(count(rec_text(&r), "channel binding:"), 1);
+    t_free(t);
+    sb_free(&r.lines);
+}
+
 static void run_whole(scenario fn)
 {
     tctx *t = t_new(SPLIT_NONE, 0);
@@ -1551,6 +1800,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_session_starttls_both, teardown),
+        cmocka_unit_test_teardown(test_session_observers_after_forwarding, teardown),
+        cmocka_unit_test_teardown(test_session_required_observer_fails, teardown),
+        cmocka_unit_test_teardown(test_session_warn_observer_fails_once, teardown),
+        cmocka_unit_test_teardown(test_session_clock_from_io, teardown),
+        cmocka_unit_test_teardown(test_session_binding_p_sasl2, teardown),
         cmocka_unit_test_teardown(test_session_starttls_client_first, teardown),
         cmocka_unit_test_teardown(test_session_all_modes, teardown),
         cmocka_unit_test_teardown(test_session_features_rewritten, teardown),
