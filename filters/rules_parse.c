@@ -8,6 +8,7 @@
 #include "filters/rules_impl.h"
 
 #include "inspect/error.h"
+#include "inspect/fragment.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -235,8 +236,8 @@ typedef struct pstate {
     unsigned *decl_lines;
     xmlXPathContext *cctx; /* compiles XPaths and tries them on `dummy` */
     xmlDoc *dummy;
-    char *wrapper; /* start tag declaring the prefixes, for parsing fragments */
-    size_t wrapper_len;
+    xs_attr *frag_decls; /* the declarations fragments are parsed in, NULL until needed */
+    size_t n_frag_decls;
     /* The line being compiled, for positions. */
     const char *line;
     size_t line_len;
@@ -511,31 +512,29 @@ static void declare(pstate *ps, const word *w, int nw)
     ps->decl_lines[k] = ps->line_no;
 }
 
-/* Builds the start tag that fragments are parsed in: the fragment namespace as default and every
- * prefix in force. */
-static int build_wrapper(pstate *ps)
+/* Lists the declarations that fragments are parsed in: the fragment namespace as default and
+ * every prefix in force. */
+static int build_frag_decls(pstate *ps)
 {
-    xs_buf b;
-    xs_buf_init(&b, 0);
-    xs_buf_adds(&b, "<xs-fragment xmlns='" XS_RULES_FRAGMENT_NS "'");
-    for (int pass = 0; pass < 2; pass++) {
-        size_t n = pass == 0 ? ps->set->n_decls : sizeof(builtin_ns) / sizeof(builtin_ns[0]) - 1;
-        for (size_t i = pass == 0 ? ps->first_decl : 0; i < n; i++) {
-            const xs_rules_ns *d = pass == 0 ? &ps->set->decls[i] : &builtin_ns[i];
-            if (pass == 1 && prefix_uri(ps, d->prefix, strlen(d->prefix)) != d->uri)
-                continue; /* rebound by the file */
-            xs_buf_addf(&b, " xmlns:%s='", d->prefix);
-            xs_buf_add_xml_escaped(&b, d->uri, strlen(d->uri), XS_XML_ATTR);
-            xs_buf_adds(&b, "'");
-        }
-    }
-    xs_buf_adds(&b, ">");
-    free(ps->wrapper);
-    ps->wrapper = xs_buf_take(&b, &ps->wrapper_len);
-    if (ps->wrapper == NULL) {
+    size_t n_builtin = sizeof(builtin_ns) / sizeof(builtin_ns[0]) - 1, n = 0;
+    xs_attr *d = calloc(1 + ps->set->n_decls - ps->first_decl + n_builtin, sizeof(*d));
+
+    if (d == NULL) {
         ps->oom = true;
         return XS_ENOMEM;
     }
+    d[n++] = (xs_attr){.prefix = NULL, .uri = XS_RULES_FRAGMENT_NS};
+    for (size_t i = ps->first_decl; i < ps->set->n_decls; i++)
+        d[n++] = (xs_attr){.prefix = ps->set->decls[i].prefix, .uri = ps->set->decls[i].uri};
+    for (size_t i = 0; i < n_builtin; i++) {
+        const xs_rules_ns *b = &builtin_ns[i];
+        if (prefix_uri(ps, b->prefix, strlen(b->prefix)) != b->uri)
+            continue; /* rebound by the file */
+        d[n++] = (xs_attr){.prefix = b->prefix, .uri = b->uri};
+    }
+    free(ps->frag_decls);
+    ps->frag_decls = d;
+    ps->n_frag_decls = n;
     return 0;
 }
 
@@ -545,13 +544,6 @@ static void ignore_xpath_error(void *user, xmlError *error)
 {
     (void)user;
     (void)error;
-}
-
-static void trim_message(char *s)
-{
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '.'))
-        s[--n] = 0;
 }
 
 /* Compiles the XPath `src` found at byte `off` of the line (unescaped, as in a quoted word when
@@ -895,102 +887,40 @@ out:
         memset(out, 0, sizeof(*out));
 }
 
-/* libxml2 reports the errors of a parse through this; the first one is the one to show (later
- * ones are consequences, such as "premature end of data"). */
-typedef struct first_error {
-    int code;
-    int column;
-    char message[200];
-} first_error;
-
-static void keep_first_error(void *user, xmlError *e)
-{
-    xmlParserCtxt *pc = user;
-    first_error *fe = pc->_private;
-    if (fe == NULL || fe->code != 0 || e == NULL || e->level < XML_ERR_ERROR)
-        return;
-    fe->code = e->code != 0 ? e->code : -1;
-    fe->column = e->int2;
-    snprintf(fe->message, sizeof(fe->message), "%s", e->message ? e->message : "not well-formed");
-    trim_message(fe->message);
-}
-
 /* Parses an XML fragment (insert, inject). `one_element`: exactly one element, and nothing but
  * blanks around it. */
 static xmlDoc *parse_fragment(pstate *ps, const word *w, bool one_element, const char *what,
                               bool *vars)
 {
     xmlDoc *doc = NULL;
-    xmlParserCtxt *pc = NULL;
-    xs_buf b;
-    xs_buf_init(&b, 0);
-    if (ps->wrapper == NULL && build_wrapper(ps) != 0)
-        goto out;
-    xs_buf_add(&b, ps->wrapper, ps->wrapper_len);
-    xs_buf_add(&b, w->s, w->len);
-    xs_buf_adds(&b, "</xs-fragment>");
-    if (b.err != 0) {
+    xmlNode *el = NULL;
+    xs_fragment_error fe;
+    if (ps->frag_decls == NULL && build_frag_decls(ps) != 0)
+        return NULL;
+    xs_fragment_ctx ctx = {
+        .root = "xs-fragment",
+        .decls = ps->frag_decls,
+        .n_decls = ps->n_frag_decls,
+        .flags = XS_FRAGMENT_NOCDATA | (one_element ? 0u : (unsigned)XS_FRAGMENT_CONTENT),
+    };
+    int rc = xs_fragment_parse(&ctx, w->s, w->len, &doc, &el, &fe);
+    if (rc == XS_ENOMEM) {
         ps->oom = true;
-        goto out;
+        return NULL;
     }
-    pc = xmlNewParserCtxt();
-    if (pc == NULL) {
-        ps->oom = true;
-        goto out;
+    if (rc == XS_ENOTWF || rc == XS_ETOOBIG) {
+        err_at(ps, word_off(w, fe.off), "%s: bad XML: %s", what,
+               rc == XS_ETOOBIG ? "too big" : fe.message);
+        return NULL;
     }
-    first_error fe = {0};
-    pc->_private = &fe;
-    pc->sax->serror = keep_first_error;
-    doc = xmlCtxtReadMemory(pc, b.p, (int)b.len, NULL, "UTF-8",
-                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
-                                XML_PARSE_NOCDATA);
-    if (doc == NULL || !pc->wellFormed || fe.code != 0) {
-        const char *msg = fe.code != 0 ? fe.message : "not well-formed";
-        size_t col = fe.column > 0 ? (size_t)fe.column : 0;
-        size_t wrap = columns(ps->wrapper, ps->wrapper_len);
-        /* libxml2 counts columns in characters; the wrapper is ASCII. */
-        size_t k = col > wrap + 1 ? col - wrap - 1 : 0;
-        /* Back from characters to bytes of the word. */
-        size_t byte = 0;
-        while (byte < w->len && k > 0) {
-            byte++;
-            while (byte < w->len && ((unsigned char)w->s[byte] & 0xC0) == 0x80)
-                byte++;
-            k--;
-        }
-        if (fe.code == XML_ERR_NO_MEMORY)
-            ps->oom = true;
-        else
-            err_at(ps, word_off(w, byte), "%s: bad XML: %s", what, msg);
-        if (doc != NULL)
-            xmlFreeDoc(doc);
-        doc = NULL;
-        goto out;
+    if (rc != 0) {
+        err_at(ps, w->off, "%s: %s", what, fe.message);
+        return NULL;
     }
+    /* Note whether a placeholder is used. */
     xmlNode *root = xmlDocGetRootElement(doc);
-    size_t elements = 0;
-    bool other = false;
     *vars = false;
-    /* Walk the fragment: no comments or processing instructions (RFC 6120 section 11), and note
-     * whether a placeholder is used. */
     for (xmlNode *n = root->children; n != NULL;) {
-        if (n->type == XML_COMMENT_NODE || n->type == XML_PI_NODE ||
-            n->type == XML_ENTITY_REF_NODE || n->type == XML_DTD_NODE) {
-            err_at(ps, w->off,
-                   "%s: comments, processing instructions and entities are not "
-                   "allowed in XMPP",
-                   what);
-            xmlFreeDoc(doc);
-            doc = NULL;
-            goto out;
-        }
-        if (n->parent == root) {
-            if (n->type == XML_ELEMENT_NODE)
-                elements++;
-            else if (n->type == XML_TEXT_NODE && n->content != NULL &&
-                     strspn((const char *)n->content, " \t\r\n") != strlen((char *)n->content))
-                other = true;
-        }
         if (n->type == XML_TEXT_NODE && n->content != NULL &&
             has_placeholder((const char *)n->content))
             *vars = true;
@@ -1008,19 +938,6 @@ static xmlDoc *parse_fragment(pstate *ps, const word *w, bool one_element, const
             n = n->parent;
         n = n == root ? NULL : n->next;
     }
-    if (root->children == NULL) {
-        err_at(ps, w->off, "%s: empty XML fragment", what);
-        xmlFreeDoc(doc);
-        doc = NULL;
-    } else if (one_element && (elements != 1 || other)) {
-        err_at(ps, w->off, "%s: needs exactly one element (a stanza)", what);
-        xmlFreeDoc(doc);
-        doc = NULL;
-    }
-out:
-    if (pc != NULL)
-        xmlFreeParserCtxt(pc);
-    xs_buf_free(&b);
     return doc;
 }
 
@@ -1624,8 +1541,8 @@ int xs_rules_parse(const char *text, size_t len, const char *filename, unsigned 
     ps.filename = filename != NULL ? filename : "<rules>";
     ps.builtin = 0;
     ps.first_decl = ps.set->n_decls;
-    free(ps.wrapper);
-    ps.wrapper = NULL;
+    free(ps.frag_decls);
+    ps.frag_decls = NULL;
     if (!ps.oom)
         compile_text(&ps, text, len);
     if (ps.oom)
@@ -1647,7 +1564,7 @@ out:
         xmlXPathFreeContext(ps.cctx);
     if (ps.dummy != NULL)
         xmlFreeDoc(ps.dummy);
-    free(ps.wrapper);
+    free(ps.frag_decls);
     free(ps.decl_lines);
     return rc;
 }
