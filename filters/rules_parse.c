@@ -993,6 +993,120 @@ static char *dup_word(pstate *ps, const word *w)
 }
 
 /* Compiles `then ACTION ARGS` (w[0] is "then"). Returns false after an error. */
+/* bounce [CONDITION [TYPE]] */
+static bool compile_bounce(pstate *ps, const word *arg, unsigned nargs, xs_action *a)
+{
+    a->condition = "service-unavailable";
+    if (nargs >= 1) {
+        a->condition = condition_static(arg[0].s);
+        if (a->condition == NULL) {
+            err_at(ps, arg[0].off,
+                   "unknown stanza error condition '%s' (RFC 6120 section 8.3.3, e.g. "
+                   "service-unavailable, item-not-found, not-allowed, forbidden)",
+                   arg[0].s);
+            return false;
+        }
+    }
+    a->error_type = xs_bounce_type(a->condition);
+    if (nargs == 2) {
+        size_t t;
+        for (t = 0; error_types[t] != NULL; t++)
+            if (strcmp(error_types[t], arg[1].s) == 0)
+                break;
+        if (error_types[t] == NULL) {
+            err_at(ps, arg[1].off,
+                   "unknown error type '%s' (auth, cancel, continue, modify or wait)", arg[1].s);
+            return false;
+        }
+        a->error_type = error_types[t];
+    }
+    return true;
+}
+
+/* The actions on a target: set-attr, remove-attr, set-text, replace-text, remove, insert. */
+static bool compile_target_action(pstate *ps, word *arg, const char *what, xs_action *a)
+{
+    if (!compile_xpath(ps, arg[0].s, arg[0].len, word_off(&arg[0], 0), true, what, &a->target))
+        return false;
+    if (a->kind == XS_ACT_SET_ATTR || a->kind == XS_ACT_REMOVE_ATTR) {
+        if (!attr_name(ps, &arg[1], a))
+            return false;
+        if (a->kind == XS_ACT_SET_ATTR && (a->value = dup_word(ps, &arg[2])) == NULL)
+            return false;
+    } else if (a->kind == XS_ACT_SET_TEXT) {
+        if ((a->value = dup_word(ps, &arg[1])) == NULL)
+            return false;
+    } else if (a->kind == XS_ACT_REPLACE_TEXT) {
+        if (arg[1].len == 0) {
+            err_at(ps, arg[1].off, "replace-text: empty regex");
+            return false;
+        }
+        a->re = compile_regex(ps, &arg[1]);
+        if (a->re == NULL || !check_replacement(ps, a->re, &arg[2]))
+            return false;
+        regex_run(arg[1].s, arg[1].len, REGEX_OPTIONS, &a->re_run);
+        if ((a->value = dup_word(ps, &arg[2])) == NULL)
+            return false;
+    } else if (a->kind == XS_ACT_INSERT) {
+        a->fragment = parse_fragment(ps, &arg[1], false, what, &a->fragment_vars);
+        a->fragment_size = arg[1].len;
+        if (a->fragment == NULL)
+            return false;
+    }
+    return true;
+}
+
+/* inject c2s|s2c STANZA */
+static bool compile_inject(pstate *ps, word *arg, const char *what, xs_action *a)
+{
+    if (is(&arg[0], "c2s"))
+        a->inject_dir = XS_RULE_C2S;
+    else if (is(&arg[0], "s2c"))
+        a->inject_dir = XS_RULE_S2C;
+    else {
+        err_at(ps, arg[0].off, "inject: direction must be c2s or s2c, not '%s'", arg[0].s);
+        return false;
+    }
+    a->fragment = parse_fragment(ps, &arg[1], true, what, &a->fragment_vars);
+    a->fragment_size = arg[1].len;
+    if (a->fragment == NULL)
+        return false;
+    return true;
+}
+
+/* delay MS */
+static bool compile_delay(pstate *ps, const word *arg, xs_action *a)
+{
+    const char *s = arg[0].s;
+    unsigned long ms = 0;
+    bool ok = arg[0].len > 0 && arg[0].len <= 7;
+    for (size_t i = 0; ok && i < arg[0].len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            ok = false;
+        else
+            ms = ms * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (!ok || ms > XS_RULES_MAX_DELAY_MS) {
+        err_at(ps, arg[0].off, "delay: '%s' is not a number of milliseconds from 0 to %u", s,
+               XS_RULES_MAX_DELAY_MS);
+        return false;
+    }
+    a->ms = ms;
+    return true;
+}
+
+/* tag LABEL */
+static bool compile_tag(pstate *ps, const word *arg, xs_action *a)
+{
+    if (!label_ok(arg[0].s, arg[0].len)) {
+        err_at(ps, arg[0].off, "tag: a label is 1 to 128 bytes without control characters");
+        return false;
+    }
+    if ((a->value = dup_word(ps, &arg[0])) == NULL)
+        return false;
+    return true;
+}
+
 static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
 {
     memset(a, 0, sizeof(*a));
@@ -1027,36 +1141,13 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
     }
     word *arg = &w[2];
     const char *what = xs_act_name((xs_act_kind)k);
+    bool ok = true;
     switch (a->kind) {
     case XS_ACT_DROP:
     case XS_ACT_PASS:
         break;
     case XS_ACT_BOUNCE:
-        a->condition = "service-unavailable";
-        if (nargs >= 1) {
-            a->condition = condition_static(arg[0].s);
-            if (a->condition == NULL) {
-                err_at(ps, arg[0].off,
-                       "unknown stanza error condition '%s' (RFC 6120 section 8.3.3, e.g. "
-                       "service-unavailable, item-not-found, not-allowed, forbidden)",
-                       arg[0].s);
-                return false;
-            }
-        }
-        a->error_type = xs_bounce_type(a->condition);
-        if (nargs == 2) {
-            size_t t;
-            for (t = 0; error_types[t] != NULL; t++)
-                if (strcmp(error_types[t], arg[1].s) == 0)
-                    break;
-            if (error_types[t] == NULL) {
-                err_at(ps, arg[1].off,
-                       "unknown error type '%s' (auth, cancel, continue, modify or wait)",
-                       arg[1].s);
-                return false;
-            }
-            a->error_type = error_types[t];
-        }
+        ok = compile_bounce(ps, arg, nargs, a);
         break;
     case XS_ACT_SET_ATTR:
     case XS_ACT_REMOVE_ATTR:
@@ -1064,75 +1155,20 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
     case XS_ACT_REPLACE_TEXT:
     case XS_ACT_REMOVE:
     case XS_ACT_INSERT:
-        if (!compile_xpath(ps, arg[0].s, arg[0].len, word_off(&arg[0], 0), true, what, &a->target))
-            return false;
-        if (a->kind == XS_ACT_SET_ATTR || a->kind == XS_ACT_REMOVE_ATTR) {
-            if (!attr_name(ps, &arg[1], a))
-                return false;
-            if (a->kind == XS_ACT_SET_ATTR && (a->value = dup_word(ps, &arg[2])) == NULL)
-                return false;
-        } else if (a->kind == XS_ACT_SET_TEXT) {
-            if ((a->value = dup_word(ps, &arg[1])) == NULL)
-                return false;
-        } else if (a->kind == XS_ACT_REPLACE_TEXT) {
-            if (arg[1].len == 0) {
-                err_at(ps, arg[1].off, "replace-text: empty regex");
-                return false;
-            }
-            a->re = compile_regex(ps, &arg[1]);
-            if (a->re == NULL || !check_replacement(ps, a->re, &arg[2]))
-                return false;
-            regex_run(arg[1].s, arg[1].len, REGEX_OPTIONS, &a->re_run);
-            if ((a->value = dup_word(ps, &arg[2])) == NULL)
-                return false;
-        } else if (a->kind == XS_ACT_INSERT) {
-            a->fragment = parse_fragment(ps, &arg[1], false, what, &a->fragment_vars);
-            a->fragment_size = arg[1].len;
-            if (a->fragment == NULL)
-                return false;
-        }
+        ok = compile_target_action(ps, arg, what, a);
         break;
     case XS_ACT_INJECT:
-        if (is(&arg[0], "c2s"))
-            a->inject_dir = XS_RULE_C2S;
-        else if (is(&arg[0], "s2c"))
-            a->inject_dir = XS_RULE_S2C;
-        else {
-            err_at(ps, arg[0].off, "inject: direction must be c2s or s2c, not '%s'", arg[0].s);
-            return false;
-        }
-        a->fragment = parse_fragment(ps, &arg[1], true, what, &a->fragment_vars);
-        a->fragment_size = arg[1].len;
-        if (a->fragment == NULL)
-            return false;
+        ok = compile_inject(ps, arg, what, a);
         break;
-    case XS_ACT_DELAY: {
-        const char *s = arg[0].s;
-        unsigned long ms = 0;
-        bool ok = arg[0].len > 0 && arg[0].len <= 7;
-        for (size_t i = 0; ok && i < arg[0].len; i++) {
-            if (s[i] < '0' || s[i] > '9')
-                ok = false;
-            else
-                ms = ms * 10 + (unsigned long)(s[i] - '0');
-        }
-        if (!ok || ms > XS_RULES_MAX_DELAY_MS) {
-            err_at(ps, arg[0].off, "delay: '%s' is not a number of milliseconds from 0 to %u", s,
-                   XS_RULES_MAX_DELAY_MS);
-            return false;
-        }
-        a->ms = ms;
+    case XS_ACT_DELAY:
+        ok = compile_delay(ps, arg, a);
         break;
-    }
     case XS_ACT_TAG:
-        if (!label_ok(arg[0].s, arg[0].len)) {
-            err_at(ps, arg[0].off, "tag: a label is 1 to 128 bytes without control characters");
-            return false;
-        }
-        if ((a->value = dup_word(ps, &arg[0])) == NULL)
-            return false;
+        ok = compile_tag(ps, arg, a);
         break;
     }
+    if (!ok)
+        return false;
     if (a->value != NULL && a->kind != XS_ACT_TAG)
         a->value_vars = has_placeholder(a->value);
     return true;
@@ -1348,6 +1384,86 @@ static bool next_line(pstate *ps, const char *text, size_t len, size_t *pos)
 }
 
 /* Compiles one text (a file or a built-in rule) into ps->set. */
+/* The first pass over the text: namespace declarations, so that they hold for the whole file. */
+static void declare_all(pstate *ps, const char *text, size_t len, char *scratch, word *w)
+{
+    size_t pos;
+
+    pos = 0;
+    ps->line_no = 0;
+    while (next_line(ps, text, len, &pos)) {
+        if (ps->line_len > XS_RULES_MAX_LINE || utf8_check(ps->line, ps->line_len) != ps->line_len)
+            continue;
+        int nw = split_words(ps, 1, scratch, w, false);
+        if (nw == 1 && is(&w[0], "namespace")) {
+            nw = split_words(ps, MAX_WORDS, scratch, w, true);
+            if (nw > 0)
+                declare(ps, w, nw);
+        }
+    }
+}
+
+/* A rule line: starts the rule *cur (ending one left open without 'end'). Returns whether the
+ * rule is bad already. */
+static bool start_rule(pstate *ps, xs_rule *cur, bool in_rule, word *w, int nw)
+{
+    bool bad = false;
+
+    if (in_rule) {
+        err_at(ps, w[0].off, "missing 'end' of rule \"%s\" (line %u) before this rule",
+               cur->name ? cur->name : "?", cur->line);
+        finish_rule(ps, cur, true);
+    }
+    ps->line_failed = false;
+    memset(cur, 0, sizeof(*cur));
+    cur->line = ps->line_no;
+    if (nw != 2 || !label_ok(w[1].s, w[1].len)) {
+        err_at(ps, nw >= 2 ? w[1].off : ps->line_len,
+               nw > 2 ? "a rule name with blanks must be quoted"
+                      : "rule needs a name of 1 to 128 bytes: rule \"NAME\"");
+        cur->name = strdup("?");
+        bad = true;
+    } else {
+        cur->name = dup_word(ps, &w[1]);
+        const xs_rule *dup = cur->name ? find_rule(ps->set, cur->name) : NULL;
+        if (dup != NULL) {
+            err_at(ps, w[1].off, "duplicate rule name \"%s\" (first at line %u)", cur->name,
+                   dup->line);
+            bad = true;
+        } else if (ps->builtin == 0 && cur->name != NULL && reserved_name(cur->name)) {
+            err_at(ps, w[1].off, "the rule name \"%s\" is reserved for a built-in rule", cur->name);
+            bad = true;
+        }
+    }
+    if (cur->name == NULL)
+        ps->oom = true;
+    return bad;
+}
+
+/* A direction line of the rule *cur. Returns false on an error (reported). */
+static bool rule_direction(pstate *ps, xs_rule *cur, const word *w, int nw, bool *dir_seen)
+{
+    bool bad = false;
+
+    xs_rule_dir d = XS_RULE_ANY;
+    if (nw != 2) {
+        err_at(ps, nw > 2 ? w[2].off : ps->line_len, "direction needs one of c2s, s2c, any");
+        bad = true;
+    } else if (is(&w[1], "c2s") || is(&w[1], "s2c") || is(&w[1], "any")) {
+        d = is(&w[1], "c2s") ? XS_RULE_C2S : is(&w[1], "s2c") ? XS_RULE_S2C : XS_RULE_ANY;
+        if (*dir_seen) {
+            err_at(ps, w[0].off, "direction given twice in one rule");
+            bad = true;
+        }
+        *dir_seen = true;
+        cur->dir = d;
+    } else {
+        err_at(ps, w[1].off, "unknown direction '%s' (c2s, s2c or any)", w[1].s);
+        bad = true;
+    }
+    return !bad;
+}
+
 static void compile_text(pstate *ps, const char *text, size_t len)
 {
     char *scratch = malloc(XS_RULES_MAX_LINE + MAX_WORDS + 1);
@@ -1362,18 +1478,7 @@ static void compile_text(pstate *ps, const char *text, size_t len)
         return;
     }
     /* First pass: namespace declarations, so that they hold for the whole file. */
-    pos = 0;
-    ps->line_no = 0;
-    while (next_line(ps, text, len, &pos)) {
-        if (ps->line_len > XS_RULES_MAX_LINE || utf8_check(ps->line, ps->line_len) != ps->line_len)
-            continue;
-        int nw = split_words(ps, 1, scratch, w, false);
-        if (nw == 1 && is(&w[0], "namespace")) {
-            nw = split_words(ps, MAX_WORDS, scratch, w, true);
-            if (nw > 0)
-                declare(ps, w, nw);
-        }
-    }
+    declare_all(ps, text, len, scratch, w);
     /* Second pass: everything else. */
     pos = 0;
     ps->line_no = 0;
@@ -1418,38 +1523,9 @@ static void compile_text(pstate *ps, const char *text, size_t len)
                 bad = true;
             }
         } else if (is(&w[0], "rule")) {
-            if (in_rule) {
-                err_at(ps, w[0].off, "missing 'end' of rule \"%s\" (line %u) before this rule",
-                       cur.name ? cur.name : "?", cur.line);
-                finish_rule(ps, &cur, true);
-            }
-            ps->line_failed = false;
+            bad = start_rule(ps, &cur, in_rule, w, nw);
             in_rule = true;
-            bad = false;
             dir_seen = false;
-            memset(&cur, 0, sizeof(cur));
-            cur.line = ps->line_no;
-            if (nw != 2 || !label_ok(w[1].s, w[1].len)) {
-                err_at(ps, nw >= 2 ? w[1].off : ps->line_len,
-                       nw > 2 ? "a rule name with blanks must be quoted"
-                              : "rule needs a name of 1 to 128 bytes: rule \"NAME\"");
-                cur.name = strdup("?");
-                bad = true;
-            } else {
-                cur.name = dup_word(ps, &w[1]);
-                const xs_rule *dup = cur.name ? find_rule(ps->set, cur.name) : NULL;
-                if (dup != NULL) {
-                    err_at(ps, w[1].off, "duplicate rule name \"%s\" (first at line %u)", cur.name,
-                           dup->line);
-                    bad = true;
-                } else if (ps->builtin == 0 && cur.name != NULL && reserved_name(cur.name)) {
-                    err_at(ps, w[1].off, "the rule name \"%s\" is reserved for a built-in rule",
-                           cur.name);
-                    bad = true;
-                }
-            }
-            if (cur.name == NULL)
-                ps->oom = true;
         } else if (is(&w[0], "end") || is(&w[0], "direction") || is(&w[0], "then")) {
             if (!in_rule) {
                 err_at(ps, w[0].off, "'%s' outside a rule (start one with: rule \"NAME\")", w[0].s);
@@ -1463,25 +1539,8 @@ static void compile_text(pstate *ps, const char *text, size_t len)
                 finish_rule(ps, &cur, bad);
                 in_rule = false;
             } else if (is(&w[0], "direction")) {
-                xs_rule_dir d = XS_RULE_ANY;
-                if (nw != 2) {
-                    err_at(ps, nw > 2 ? w[2].off : ps->line_len,
-                           "direction needs one of c2s, s2c, any");
+                if (!rule_direction(ps, &cur, w, nw, &dir_seen))
                     bad = true;
-                } else if (is(&w[1], "c2s") || is(&w[1], "s2c") || is(&w[1], "any")) {
-                    d = is(&w[1], "c2s")   ? XS_RULE_C2S
-                        : is(&w[1], "s2c") ? XS_RULE_S2C
-                                           : XS_RULE_ANY;
-                    if (dir_seen) {
-                        err_at(ps, w[0].off, "direction given twice in one rule");
-                        bad = true;
-                    }
-                    dir_seen = true;
-                    cur.dir = d;
-                } else {
-                    err_at(ps, w[1].off, "unknown direction '%s' (c2s, s2c or any)", w[1].s);
-                    bad = true;
-                }
             } else {
                 if (!add_action(ps, &cur, w, nw))
                     bad = true;
