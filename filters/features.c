@@ -3,6 +3,7 @@
 
 #include "inspect/buf.h"
 #include "inspect/error.h"
+#include "inspect/fragment.h"
 
 #include <stdbool.h>
 #include <limits.h>
@@ -53,46 +54,11 @@ static bool is(const xmlNode *n, const char *ns, const char *name)
 int xs_element_parse(const char *raw, size_t len, const xs_attr *nsdecls, size_t n_nsdecls,
                      xmlDoc **doc, xmlNode **element)
 {
-    int rc;
-    xs_buf text;
-
-    *doc = NULL;
-    *element = NULL;
     /* The element is parsed inside a wrapper that declares what the stream header declared. */
-    xs_buf_init(&text, INT_MAX);
-    xs_buf_adds(&text, "<w");
-    for (size_t i = 0; i < n_nsdecls; i++) {
-        if (nsdecls[i].uri == NULL)
-            continue;
-        xs_buf_addf(&text, " xmlns%s%s='", nsdecls[i].prefix ? ":" : "",
-                    nsdecls[i].prefix ? nsdecls[i].prefix : "");
-        xs_buf_add_xml_escaped(&text, nsdecls[i].uri, strlen(nsdecls[i].uri), XS_XML_ATTR);
-        xs_buf_adds(&text, "'");
-    }
-    xs_buf_adds(&text, ">");
-    xs_buf_add(&text, raw, len);
-    rc = xs_buf_adds(&text, "</w>");
-    if (rc != 0)
-        goto out;
+    xs_fragment_ctx ctx = {.root = "w", .decls = nsdecls, .n_decls = n_nsdecls};
+    int rc = xs_fragment_parse(&ctx, raw, len, doc, element, NULL);
 
-    xmlDoc *d = xmlReadMemory(text.p, (int)text.len, NULL, "UTF-8",
-                              XML_PARSE_NONET | XML_PARSE_NOWARNING | XML_PARSE_NOERROR);
-    rc = XS_ENOTWF;
-    if (d == NULL)
-        goto out;
-    xmlNode *el = xmlDocGetRootElement(d)->children;
-    while (el != NULL && el->type != XML_ELEMENT_NODE)
-        el = el->next;
-    if (el == NULL) {
-        xmlFreeDoc(d);
-        goto out;
-    }
-    *doc = d;
-    *element = el;
-    rc = 0;
-out:
-    xs_buf_free(&text);
-    return rc;
+    return rc == XS_ENOMEM || rc == XS_ETOOBIG || rc == 0 ? rc : XS_ENOTWF;
 }
 
 int xs_features_starttls_required(const xmlNode *features)

@@ -9,6 +9,7 @@
 
 #include "inspect/alloc.h"
 #include "inspect/error.h"
+#include "inspect/fragment.h"
 #include "inspect/reference.h"
 
 #include <errno.h>
@@ -237,8 +238,8 @@ typedef struct pstate {
     unsigned *decl_lines;
     xmlXPathContext *cctx; /* compiles XPaths and tries them on `dummy` */
     xmlDoc *dummy;
-    char *wrapper; /* start tag declaring the prefixes, for parsing fragments */
-    size_t wrapper_len;
+    xs_attr *frag_decls; /* the declarations fragments are parsed in, NULL until needed */
+    size_t n_frag_decls;
     /* The line being compiled, for positions. */
     const char *line;
     size_t line_len;
@@ -513,31 +514,29 @@ static void declare(pstate *ps, const word *w, int nw)
     ps->decl_lines[k] = ps->line_no;
 }
 
-/* Builds the start tag that fragments are parsed in: the fragment namespace as default and every
- * prefix in force. */
-static int build_wrapper(pstate *ps)
+/* Lists the declarations that fragments are parsed in: the fragment namespace as default and
+ * every prefix in force. */
+static int build_frag_decls(pstate *ps)
 {
-    xs_buf b;
-    xs_buf_init(&b, 0);
-    xs_buf_adds(&b, "<xs-fragment xmlns='" XS_RULES_FRAGMENT_NS "'");
-    for (int pass = 0; pass < 2; pass++) {
-        size_t n = pass == 0 ? ps->set->n_decls : sizeof(builtin_ns) / sizeof(builtin_ns[0]) - 1;
-        for (size_t i = pass == 0 ? ps->first_decl : 0; i < n; i++) {
-            const xs_rules_ns *d = pass == 0 ? &ps->set->decls[i] : &builtin_ns[i];
-            if (pass == 1 && prefix_uri(ps, d->prefix, strlen(d->prefix)) != d->uri)
-                continue; /* rebound by the file */
-            xs_buf_addf(&b, " xmlns:%s='", d->prefix);
-            xs_buf_add_xml_escaped(&b, d->uri, strlen(d->uri), XS_XML_ATTR);
-            xs_buf_adds(&b, "'");
-        }
-    }
-    xs_buf_adds(&b, ">");
-    xs_free(ps->wrapper);
-    ps->wrapper = xs_buf_take(&b, &ps->wrapper_len);
-    if (ps->wrapper == NULL) {
+    size_t n_builtin = sizeof(builtin_ns) / sizeof(builtin_ns[0]) - 1, n = 0;
+    xs_attr *d = xs_calloc(1 + ps->set->n_decls - ps->first_decl + n_builtin, sizeof(*d));
+
+    if (d == NULL) {
         ps->oom = true;
         return XS_ENOMEM;
     }
+    d[n++] = (xs_attr){.prefix = NULL, .uri = XS_RULES_FRAGMENT_NS};
+    for (size_t i = ps->first_decl; i < ps->set->n_decls; i++)
+        d[n++] = (xs_attr){.prefix = ps->set->decls[i].prefix, .uri = ps->set->decls[i].uri};
+    for (size_t i = 0; i < n_builtin; i++) {
+        const xs_rules_ns *b = &builtin_ns[i];
+        if (prefix_uri(ps, b->prefix, strlen(b->prefix)) != b->uri)
+            continue; /* rebound by the file */
+        d[n++] = (xs_attr){.prefix = b->prefix, .uri = b->uri};
+    }
+    xs_free(ps->frag_decls);
+    ps->frag_decls = d;
+    ps->n_frag_decls = n;
     return 0;
 }
 
@@ -547,13 +546,6 @@ static void ignore_xpath_error(void *user, xmlError *error)
 {
     (void)user;
     (void)error;
-}
-
-static void trim_message(char *s)
-{
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ' || s[n - 1] == '.'))
-        s[--n] = 0;
 }
 
 /* Compiles the XPath `src` found at byte `off` of the line (unescaped, as in a quoted word when
@@ -897,102 +889,40 @@ out:
         memset(out, 0, sizeof(*out));
 }
 
-/* libxml2 reports the errors of a parse through this; the first one is the one to show (later
- * ones are consequences, such as "premature end of data"). */
-typedef struct first_error {
-    int code;
-    int column;
-    char message[200];
-} first_error;
-
-static void keep_first_error(void *user, xmlError *e)
-{
-    xmlParserCtxt *pc = user;
-    first_error *fe = pc->_private;
-    if (fe == NULL || fe->code != 0 || e == NULL || e->level < XML_ERR_ERROR)
-        return;
-    fe->code = e->code != 0 ? e->code : -1;
-    fe->column = e->int2;
-    snprintf(fe->message, sizeof(fe->message), "%s", e->message ? e->message : "not well-formed");
-    trim_message(fe->message);
-}
-
 /* Parses an XML fragment (insert, inject). `one_element`: exactly one element, and nothing but
  * blanks around it. */
 static xmlDoc *parse_fragment(pstate *ps, const word *w, bool one_element, const char *what,
                               bool *vars)
 {
     xmlDoc *doc = NULL;
-    xmlParserCtxt *pc = NULL;
-    xs_buf b;
-    xs_buf_init(&b, 0);
-    if (ps->wrapper == NULL && build_wrapper(ps) != 0)
-        goto out;
-    xs_buf_add(&b, ps->wrapper, ps->wrapper_len);
-    xs_buf_add(&b, w->s, w->len);
-    xs_buf_adds(&b, "</xs-fragment>");
-    if (b.err != 0) {
+    xmlNode *el = NULL;
+    xs_fragment_error fe;
+    if (ps->frag_decls == NULL && build_frag_decls(ps) != 0)
+        return NULL;
+    xs_fragment_ctx ctx = {
+        .root = "xs-fragment",
+        .decls = ps->frag_decls,
+        .n_decls = ps->n_frag_decls,
+        .flags = XS_FRAGMENT_NOCDATA | (one_element ? 0u : (unsigned)XS_FRAGMENT_CONTENT),
+    };
+    int rc = xs_fragment_parse(&ctx, w->s, w->len, &doc, &el, &fe);
+    if (rc == XS_ENOMEM) {
         ps->oom = true;
-        goto out;
+        return NULL;
     }
-    pc = xmlNewParserCtxt();
-    if (pc == NULL) {
-        ps->oom = true;
-        goto out;
+    if (rc == XS_ENOTWF || rc == XS_ETOOBIG) {
+        err_at(ps, word_off(w, fe.off), "%s: bad XML: %s", what,
+               rc == XS_ETOOBIG ? "too big" : fe.message);
+        return NULL;
     }
-    first_error fe = {0};
-    pc->_private = &fe;
-    pc->sax->serror = keep_first_error;
-    doc = xmlCtxtReadMemory(pc, b.p, (int)b.len, NULL, "UTF-8",
-                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
-                                XML_PARSE_NOCDATA);
-    if (doc == NULL || !pc->wellFormed || fe.code != 0) {
-        const char *msg = fe.code != 0 ? fe.message : "not well-formed";
-        size_t col = fe.column > 0 ? (size_t)fe.column : 0;
-        size_t wrap = columns(ps->wrapper, ps->wrapper_len);
-        /* libxml2 counts columns in characters; the wrapper is ASCII. */
-        size_t k = col > wrap + 1 ? col - wrap - 1 : 0;
-        /* Back from characters to bytes of the word. */
-        size_t byte = 0;
-        while (byte < w->len && k > 0) {
-            byte++;
-            while (byte < w->len && ((unsigned char)w->s[byte] & 0xC0) == 0x80)
-                byte++;
-            k--;
-        }
-        if (fe.code == XML_ERR_NO_MEMORY)
-            ps->oom = true;
-        else
-            err_at(ps, word_off(w, byte), "%s: bad XML: %s", what, msg);
-        if (doc != NULL)
-            xmlFreeDoc(doc);
-        doc = NULL;
-        goto out;
+    if (rc != 0) {
+        err_at(ps, w->off, "%s: %s", what, fe.message);
+        return NULL;
     }
+    /* Note whether a placeholder is used. */
     xmlNode *root = xmlDocGetRootElement(doc);
-    size_t elements = 0;
-    bool other = false;
     *vars = false;
-    /* Walk the fragment: no comments or processing instructions (RFC 6120 section 11), and note
-     * whether a placeholder is used. */
     for (xmlNode *n = root->children; n != NULL;) {
-        if (n->type == XML_COMMENT_NODE || n->type == XML_PI_NODE ||
-            n->type == XML_ENTITY_REF_NODE || n->type == XML_DTD_NODE) {
-            err_at(ps, w->off,
-                   "%s: comments, processing instructions and entities are not "
-                   "allowed in XMPP",
-                   what);
-            xmlFreeDoc(doc);
-            doc = NULL;
-            goto out;
-        }
-        if (n->parent == root) {
-            if (n->type == XML_ELEMENT_NODE)
-                elements++;
-            else if (n->type == XML_TEXT_NODE && n->content != NULL &&
-                     strspn((const char *)n->content, " \t\r\n") != strlen((char *)n->content))
-                other = true;
-        }
         if (n->type == XML_TEXT_NODE && n->content != NULL &&
             has_placeholder((const char *)n->content))
             *vars = true;
@@ -1010,19 +940,6 @@ static xmlDoc *parse_fragment(pstate *ps, const word *w, bool one_element, const
             n = n->parent;
         n = n == root ? NULL : n->next;
     }
-    if (root->children == NULL) {
-        err_at(ps, w->off, "%s: empty XML fragment", what);
-        xmlFreeDoc(doc);
-        doc = NULL;
-    } else if (one_element && (elements != 1 || other)) {
-        err_at(ps, w->off, "%s: needs exactly one element (a stanza)", what);
-        xmlFreeDoc(doc);
-        doc = NULL;
-    }
-out:
-    if (pc != NULL)
-        xmlFreeParserCtxt(pc);
-    xs_buf_free(&b);
     return doc;
 }
 
@@ -1078,6 +995,120 @@ static char *dup_word(pstate *ps, const word *w)
 }
 
 /* Compiles `then ACTION ARGS` (w[0] is "then"). Returns false after an error. */
+/* bounce [CONDITION [TYPE]] */
+static bool compile_bounce(pstate *ps, const word *arg, unsigned nargs, xs_action *a)
+{
+    a->condition = "service-unavailable";
+    if (nargs >= 1) {
+        a->condition = condition_static(arg[0].s);
+        if (a->condition == NULL) {
+            err_at(ps, arg[0].off,
+                   "unknown stanza error condition '%s' (RFC 6120 section 8.3.3, e.g. "
+                   "service-unavailable, item-not-found, not-allowed, forbidden)",
+                   arg[0].s);
+            return false;
+        }
+    }
+    a->error_type = xs_bounce_type(a->condition);
+    if (nargs == 2) {
+        size_t t;
+        for (t = 0; error_types[t] != NULL; t++)
+            if (strcmp(error_types[t], arg[1].s) == 0)
+                break;
+        if (error_types[t] == NULL) {
+            err_at(ps, arg[1].off,
+                   "unknown error type '%s' (auth, cancel, continue, modify or wait)", arg[1].s);
+            return false;
+        }
+        a->error_type = error_types[t];
+    }
+    return true;
+}
+
+/* The actions on a target: set-attr, remove-attr, set-text, replace-text, remove, insert. */
+static bool compile_target_action(pstate *ps, word *arg, const char *what, xs_action *a)
+{
+    if (!compile_xpath(ps, arg[0].s, arg[0].len, word_off(&arg[0], 0), true, what, &a->target))
+        return false;
+    if (a->kind == XS_ACT_SET_ATTR || a->kind == XS_ACT_REMOVE_ATTR) {
+        if (!attr_name(ps, &arg[1], a))
+            return false;
+        if (a->kind == XS_ACT_SET_ATTR && (a->value = dup_word(ps, &arg[2])) == NULL)
+            return false;
+    } else if (a->kind == XS_ACT_SET_TEXT) {
+        if ((a->value = dup_word(ps, &arg[1])) == NULL)
+            return false;
+    } else if (a->kind == XS_ACT_REPLACE_TEXT) {
+        if (arg[1].len == 0) {
+            err_at(ps, arg[1].off, "replace-text: empty regex");
+            return false;
+        }
+        a->re = compile_regex(ps, &arg[1]);
+        if (a->re == NULL || !check_replacement(ps, a->re, &arg[2]))
+            return false;
+        regex_run(arg[1].s, arg[1].len, REGEX_OPTIONS, &a->re_run);
+        if ((a->value = dup_word(ps, &arg[2])) == NULL)
+            return false;
+    } else if (a->kind == XS_ACT_INSERT) {
+        a->fragment = parse_fragment(ps, &arg[1], false, what, &a->fragment_vars);
+        a->fragment_size = arg[1].len;
+        if (a->fragment == NULL)
+            return false;
+    }
+    return true;
+}
+
+/* inject c2s|s2c STANZA */
+static bool compile_inject(pstate *ps, word *arg, const char *what, xs_action *a)
+{
+    if (is(&arg[0], "c2s"))
+        a->inject_dir = XS_RULE_C2S;
+    else if (is(&arg[0], "s2c"))
+        a->inject_dir = XS_RULE_S2C;
+    else {
+        err_at(ps, arg[0].off, "inject: direction must be c2s or s2c, not '%s'", arg[0].s);
+        return false;
+    }
+    a->fragment = parse_fragment(ps, &arg[1], true, what, &a->fragment_vars);
+    a->fragment_size = arg[1].len;
+    if (a->fragment == NULL)
+        return false;
+    return true;
+}
+
+/* delay MS */
+static bool compile_delay(pstate *ps, const word *arg, xs_action *a)
+{
+    const char *s = arg[0].s;
+    unsigned long ms = 0;
+    bool ok = arg[0].len > 0 && arg[0].len <= 7;
+    for (size_t i = 0; ok && i < arg[0].len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            ok = false;
+        else
+            ms = ms * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (!ok || ms > XS_RULES_MAX_DELAY_MS) {
+        err_at(ps, arg[0].off, "delay: '%s' is not a number of milliseconds from 0 to %u", s,
+               XS_RULES_MAX_DELAY_MS);
+        return false;
+    }
+    a->ms = ms;
+    return true;
+}
+
+/* tag LABEL */
+static bool compile_tag(pstate *ps, const word *arg, xs_action *a)
+{
+    if (!label_ok(arg[0].s, arg[0].len)) {
+        err_at(ps, arg[0].off, "tag: a label is 1 to 128 bytes without control characters");
+        return false;
+    }
+    if ((a->value = dup_word(ps, &arg[0])) == NULL)
+        return false;
+    return true;
+}
+
 static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
 {
     memset(a, 0, sizeof(*a));
@@ -1112,36 +1143,13 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
     }
     word *arg = &w[2];
     const char *what = xs_act_name((xs_act_kind)k);
+    bool ok = true;
     switch (a->kind) {
     case XS_ACT_DROP:
     case XS_ACT_PASS:
         break;
     case XS_ACT_BOUNCE:
-        a->condition = "service-unavailable";
-        if (nargs >= 1) {
-            a->condition = condition_static(arg[0].s);
-            if (a->condition == NULL) {
-                err_at(ps, arg[0].off,
-                       "unknown stanza error condition '%s' (RFC 6120 section 8.3.3, e.g. "
-                       "service-unavailable, item-not-found, not-allowed, forbidden)",
-                       arg[0].s);
-                return false;
-            }
-        }
-        a->error_type = xs_bounce_type(a->condition);
-        if (nargs == 2) {
-            size_t t;
-            for (t = 0; error_types[t] != NULL; t++)
-                if (strcmp(error_types[t], arg[1].s) == 0)
-                    break;
-            if (error_types[t] == NULL) {
-                err_at(ps, arg[1].off,
-                       "unknown error type '%s' (auth, cancel, continue, modify or wait)",
-                       arg[1].s);
-                return false;
-            }
-            a->error_type = error_types[t];
-        }
+        ok = compile_bounce(ps, arg, nargs, a);
         break;
     case XS_ACT_SET_ATTR:
     case XS_ACT_REMOVE_ATTR:
@@ -1149,75 +1157,20 @@ static bool compile_action(pstate *ps, word *w, int nw, xs_action *a)
     case XS_ACT_REPLACE_TEXT:
     case XS_ACT_REMOVE:
     case XS_ACT_INSERT:
-        if (!compile_xpath(ps, arg[0].s, arg[0].len, word_off(&arg[0], 0), true, what, &a->target))
-            return false;
-        if (a->kind == XS_ACT_SET_ATTR || a->kind == XS_ACT_REMOVE_ATTR) {
-            if (!attr_name(ps, &arg[1], a))
-                return false;
-            if (a->kind == XS_ACT_SET_ATTR && (a->value = dup_word(ps, &arg[2])) == NULL)
-                return false;
-        } else if (a->kind == XS_ACT_SET_TEXT) {
-            if ((a->value = dup_word(ps, &arg[1])) == NULL)
-                return false;
-        } else if (a->kind == XS_ACT_REPLACE_TEXT) {
-            if (arg[1].len == 0) {
-                err_at(ps, arg[1].off, "replace-text: empty regex");
-                return false;
-            }
-            a->re = compile_regex(ps, &arg[1]);
-            if (a->re == NULL || !check_replacement(ps, a->re, &arg[2]))
-                return false;
-            regex_run(arg[1].s, arg[1].len, REGEX_OPTIONS, &a->re_run);
-            if ((a->value = dup_word(ps, &arg[2])) == NULL)
-                return false;
-        } else if (a->kind == XS_ACT_INSERT) {
-            a->fragment = parse_fragment(ps, &arg[1], false, what, &a->fragment_vars);
-            a->fragment_size = arg[1].len;
-            if (a->fragment == NULL)
-                return false;
-        }
+        ok = compile_target_action(ps, arg, what, a);
         break;
     case XS_ACT_INJECT:
-        if (is(&arg[0], "c2s"))
-            a->inject_dir = XS_RULE_C2S;
-        else if (is(&arg[0], "s2c"))
-            a->inject_dir = XS_RULE_S2C;
-        else {
-            err_at(ps, arg[0].off, "inject: direction must be c2s or s2c, not '%s'", arg[0].s);
-            return false;
-        }
-        a->fragment = parse_fragment(ps, &arg[1], true, what, &a->fragment_vars);
-        a->fragment_size = arg[1].len;
-        if (a->fragment == NULL)
-            return false;
+        ok = compile_inject(ps, arg, what, a);
         break;
-    case XS_ACT_DELAY: {
-        const char *s = arg[0].s;
-        unsigned long ms = 0;
-        bool ok = arg[0].len > 0 && arg[0].len <= 7;
-        for (size_t i = 0; ok && i < arg[0].len; i++) {
-            if (s[i] < '0' || s[i] > '9')
-                ok = false;
-            else
-                ms = ms * 10 + (unsigned long)(s[i] - '0');
-        }
-        if (!ok || ms > XS_RULES_MAX_DELAY_MS) {
-            err_at(ps, arg[0].off, "delay: '%s' is not a number of milliseconds from 0 to %u", s,
-                   XS_RULES_MAX_DELAY_MS);
-            return false;
-        }
-        a->ms = ms;
+    case XS_ACT_DELAY:
+        ok = compile_delay(ps, arg, a);
         break;
-    }
     case XS_ACT_TAG:
-        if (!label_ok(arg[0].s, arg[0].len)) {
-            err_at(ps, arg[0].off, "tag: a label is 1 to 128 bytes without control characters");
-            return false;
-        }
-        if ((a->value = dup_word(ps, &arg[0])) == NULL)
-            return false;
+        ok = compile_tag(ps, arg, a);
         break;
     }
+    if (!ok)
+        return false;
     if (a->value != NULL && a->kind != XS_ACT_TAG)
         a->value_vars = has_placeholder(a->value);
     return true;
@@ -1433,6 +1386,86 @@ static bool next_line(pstate *ps, const char *text, size_t len, size_t *pos)
 }
 
 /* Compiles one text (a file or a built-in rule) into ps->set. */
+/* The first pass over the text: namespace declarations, so that they hold for the whole file. */
+static void declare_all(pstate *ps, const char *text, size_t len, char *scratch, word *w)
+{
+    size_t pos;
+
+    pos = 0;
+    ps->line_no = 0;
+    while (next_line(ps, text, len, &pos)) {
+        if (ps->line_len > XS_RULES_MAX_LINE || utf8_check(ps->line, ps->line_len) != ps->line_len)
+            continue;
+        int nw = split_words(ps, 1, scratch, w, false);
+        if (nw == 1 && is(&w[0], "namespace")) {
+            nw = split_words(ps, MAX_WORDS, scratch, w, true);
+            if (nw > 0)
+                declare(ps, w, nw);
+        }
+    }
+}
+
+/* A rule line: starts the rule *cur (ending one left open without 'end'). Returns whether the
+ * rule is bad already. */
+static bool start_rule(pstate *ps, xs_rule *cur, bool in_rule, word *w, int nw)
+{
+    bool bad = false;
+
+    if (in_rule) {
+        err_at(ps, w[0].off, "missing 'end' of rule \"%s\" (line %u) before this rule",
+               cur->name ? cur->name : "?", cur->line);
+        finish_rule(ps, cur, true);
+    }
+    ps->line_failed = false;
+    memset(cur, 0, sizeof(*cur));
+    cur->line = ps->line_no;
+    if (nw != 2 || !label_ok(w[1].s, w[1].len)) {
+        err_at(ps, nw >= 2 ? w[1].off : ps->line_len,
+               nw > 2 ? "a rule name with blanks must be quoted"
+                      : "rule needs a name of 1 to 128 bytes: rule \"NAME\"");
+        cur->name = xs_strdup("?");
+        bad = true;
+    } else {
+        cur->name = dup_word(ps, &w[1]);
+        const xs_rule *dup = cur->name ? find_rule(ps->set, cur->name) : NULL;
+        if (dup != NULL) {
+            err_at(ps, w[1].off, "duplicate rule name \"%s\" (first at line %u)", cur->name,
+                   dup->line);
+            bad = true;
+        } else if (ps->builtin == 0 && cur->name != NULL && reserved_name(cur->name)) {
+            err_at(ps, w[1].off, "the rule name \"%s\" is reserved for a built-in rule", cur->name);
+            bad = true;
+        }
+    }
+    if (cur->name == NULL)
+        ps->oom = true;
+    return bad;
+}
+
+/* A direction line of the rule *cur. Returns false on an error (reported). */
+static bool rule_direction(pstate *ps, xs_rule *cur, const word *w, int nw, bool *dir_seen)
+{
+    bool bad = false;
+
+    xs_rule_dir d = XS_RULE_ANY;
+    if (nw != 2) {
+        err_at(ps, nw > 2 ? w[2].off : ps->line_len, "direction needs one of c2s, s2c, any");
+        bad = true;
+    } else if (is(&w[1], "c2s") || is(&w[1], "s2c") || is(&w[1], "any")) {
+        d = is(&w[1], "c2s") ? XS_RULE_C2S : is(&w[1], "s2c") ? XS_RULE_S2C : XS_RULE_ANY;
+        if (*dir_seen) {
+            err_at(ps, w[0].off, "direction given twice in one rule");
+            bad = true;
+        }
+        *dir_seen = true;
+        cur->dir = d;
+    } else {
+        err_at(ps, w[1].off, "unknown direction '%s' (c2s, s2c or any)", w[1].s);
+        bad = true;
+    }
+    return !bad;
+}
+
 static void compile_text(pstate *ps, const char *text, size_t len)
 {
     char *scratch = xs_malloc(XS_RULES_MAX_LINE + MAX_WORDS + 1);
@@ -1447,18 +1480,7 @@ static void compile_text(pstate *ps, const char *text, size_t len)
         return;
     }
     /* First pass: namespace declarations, so that they hold for the whole file. */
-    pos = 0;
-    ps->line_no = 0;
-    while (next_line(ps, text, len, &pos)) {
-        if (ps->line_len > XS_RULES_MAX_LINE || utf8_check(ps->line, ps->line_len) != ps->line_len)
-            continue;
-        int nw = split_words(ps, 1, scratch, w, false);
-        if (nw == 1 && is(&w[0], "namespace")) {
-            nw = split_words(ps, MAX_WORDS, scratch, w, true);
-            if (nw > 0)
-                declare(ps, w, nw);
-        }
-    }
+    declare_all(ps, text, len, scratch, w);
     /* Second pass: everything else. */
     pos = 0;
     ps->line_no = 0;
@@ -1503,38 +1525,9 @@ static void compile_text(pstate *ps, const char *text, size_t len)
                 bad = true;
             }
         } else if (is(&w[0], "rule")) {
-            if (in_rule) {
-                err_at(ps, w[0].off, "missing 'end' of rule \"%s\" (line %u) before this rule",
-                       cur.name ? cur.name : "?", cur.line);
-                finish_rule(ps, &cur, true);
-            }
-            ps->line_failed = false;
+            bad = start_rule(ps, &cur, in_rule, w, nw);
             in_rule = true;
-            bad = false;
             dir_seen = false;
-            memset(&cur, 0, sizeof(cur));
-            cur.line = ps->line_no;
-            if (nw != 2 || !label_ok(w[1].s, w[1].len)) {
-                err_at(ps, nw >= 2 ? w[1].off : ps->line_len,
-                       nw > 2 ? "a rule name with blanks must be quoted"
-                              : "rule needs a name of 1 to 128 bytes: rule \"NAME\"");
-                cur.name = xs_strdup("?");
-                bad = true;
-            } else {
-                cur.name = dup_word(ps, &w[1]);
-                const xs_rule *dup = cur.name ? find_rule(ps->set, cur.name) : NULL;
-                if (dup != NULL) {
-                    err_at(ps, w[1].off, "duplicate rule name \"%s\" (first at line %u)", cur.name,
-                           dup->line);
-                    bad = true;
-                } else if (ps->builtin == 0 && cur.name != NULL && reserved_name(cur.name)) {
-                    err_at(ps, w[1].off, "the rule name \"%s\" is reserved for a built-in rule",
-                           cur.name);
-                    bad = true;
-                }
-            }
-            if (cur.name == NULL)
-                ps->oom = true;
         } else if (is(&w[0], "end") || is(&w[0], "direction") || is(&w[0], "then")) {
             if (!in_rule) {
                 err_at(ps, w[0].off, "'%s' outside a rule (start one with: rule \"NAME\")", w[0].s);
@@ -1548,25 +1541,8 @@ static void compile_text(pstate *ps, const char *text, size_t len)
                 finish_rule(ps, &cur, bad);
                 in_rule = false;
             } else if (is(&w[0], "direction")) {
-                xs_rule_dir d = XS_RULE_ANY;
-                if (nw != 2) {
-                    err_at(ps, nw > 2 ? w[2].off : ps->line_len,
-                           "direction needs one of c2s, s2c, any");
+                if (!rule_direction(ps, &cur, w, nw, &dir_seen))
                     bad = true;
-                } else if (is(&w[1], "c2s") || is(&w[1], "s2c") || is(&w[1], "any")) {
-                    d = is(&w[1], "c2s")   ? XS_RULE_C2S
-                        : is(&w[1], "s2c") ? XS_RULE_S2C
-                                           : XS_RULE_ANY;
-                    if (dir_seen) {
-                        err_at(ps, w[0].off, "direction given twice in one rule");
-                        bad = true;
-                    }
-                    dir_seen = true;
-                    cur.dir = d;
-                } else {
-                    err_at(ps, w[1].off, "unknown direction '%s' (c2s, s2c or any)", w[1].s);
-                    bad = true;
-                }
             } else {
                 if (!add_action(ps, &cur, w, nw))
                     bad = true;
@@ -1628,8 +1604,8 @@ int xs_rules_parse(const char *text, size_t len, const char *filename, unsigned 
     ps.filename = filename != NULL ? filename : "<rules>";
     ps.builtin = 0;
     ps.first_decl = ps.set->n_decls;
-    xs_free(ps.wrapper);
-    ps.wrapper = NULL;
+    xs_free(ps.frag_decls);
+    ps.frag_decls = NULL;
     if (!ps.oom)
         compile_text(&ps, text, len);
     if (ps.oom)
@@ -1651,7 +1627,7 @@ out:
         xmlXPathFreeContext(ps.cctx);
     if (ps.dummy != NULL)
         xmlFreeDoc(ps.dummy);
-    xs_free(ps.wrapper);
+    xs_free(ps.frag_decls);
     xs_free(ps.decl_lines);
     return rc;
 }

@@ -25,6 +25,7 @@
 #include "inspect/b64.h"
 #include "inspect/buf.h"
 #include "inspect/error.h"
+#include "inspect/fragment.h"
 #include "inspect/utf8.h"
 
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -37,10 +38,6 @@
 #define NS_MUC_USER "http://jabber.org/protocol/muc#user"
 #define NS_CONFERENCE "jabber:x:conference"
 
-/* The wrapper a stanza without a tree is parsed in: "<w" and the namespace declarations the
- * event tells of (see wrapper_decls), ">", the stanza, "</w>". */
-#define RAW_OPEN "<w"
-#define RAW_CLOSE "</w>"
 /* Prefixes of the stanza's attributes declared on the wrapper at most; the others must be
  * declared by the stanza itself, else it cannot be parsed and is masked whole. A bound, so that a
  * stanza with thousands of prefixed attributes costs no more than one with a few. */
@@ -1094,21 +1091,6 @@ out:
     return rc;
 }
 
-/* Copies n bytes to out + *at when out is not NULL, and counts them. */
-/* Appends ` xmlns[:prefix]='uri'`, the URI escaped so that it reads back the same, whitespace
- * too, which attribute-value normalization would otherwise turn into spaces. */
-static void put_decl(xs_buf *out, const char *prefix, const char *uri)
-{
-    xs_buf_adds(out, " xmlns");
-    if (prefix != NULL) {
-        xs_buf_adds(out, ":");
-        xs_buf_adds(out, prefix);
-    }
-    xs_buf_adds(out, "='");
-    xs_buf_add_xml_escaped(out, uri, strlen(uri), XS_XML_ATTR);
-    xs_buf_adds(out, "'");
-}
-
 static int declared_prefix(const char *prefix, const char *const *seen, size_t n_seen)
 {
     for (size_t i = 0; i < n_seen; i++)
@@ -1117,28 +1099,27 @@ static int declared_prefix(const char *prefix, const char *const *seen, size_t n
     return 0;
 }
 
-/* Appends to out the namespace declarations of the wrapper a stanza without a
- * tree is parsed in: what the event says the stanza inherited, nothing more. That is the binding
- * of the root's prefix, or for an unprefixed root the default namespace (the root's own), and
- * the bindings of the root's attribute prefixes. Anything else the stanza takes from the stream
- * element is left undeclared: an undeclared prefix makes the parse fail, and reliance on the
- * stream's default namespace is found by relies_on_stream_default(). The xml prefix needs no
- * declaration. Sets *unknown when the event names a prefix without its namespace. */
-static void wrapper_decls(const xs_event *ev, xs_buf *out, int *unknown)
+/* Fills decls (room for 1 + RAW_MAX_ATTR_PREFIXES) with the namespace declarations of the
+ * wrapper a stanza without a tree is parsed in (element w): what the event says the stanza
+ * inherited, nothing more. That is the binding of the root's prefix, or for an unprefixed root
+ * the default namespace (the root's own), and the bindings of the root's attribute prefixes.
+ * Anything else the stanza takes from the stream element is left undeclared: an undeclared prefix
+ * makes the parse fail, and reliance on the stream's default namespace is found by
+ * relies_on_stream_default(). The xml prefix needs no declaration. Returns how many, or -1 when
+ * the event names a prefix without its namespace. */
+static int wrapper_decls(const xs_event *ev, xs_attr *decls)
 {
     const char *seen[RAW_MAX_ATTR_PREFIXES + 1];
     size_t n_seen = 0, n_attr_decls = 0;
+    int n = 0;
 
-    *unknown = 0;
     if (ev->prefix == NULL) {
         if (ev->ns != NULL)
-            put_decl(out, NULL, ev->ns);
+            decls[n++] = (xs_attr){.prefix = NULL, .uri = ev->ns};
     } else if (strcmp(ev->prefix, "xml") != 0) {
-        if (ev->ns == NULL) {
-            *unknown = 1;
-            return;
-        }
-        put_decl(out, ev->prefix, ev->ns);
+        if (ev->ns == NULL)
+            return -1;
+        decls[n++] = (xs_attr){.prefix = ev->prefix, .uri = ev->ns};
         seen[n_seen++] = ev->prefix;
     }
     for (size_t i = 0; ev->attrs != NULL && i < ev->n_attrs; i++) {
@@ -1149,10 +1130,11 @@ static void wrapper_decls(const xs_event *ev, xs_buf *out, int *unknown)
         if (a->prefix == NULL || a->uri == NULL || strcmp(a->prefix, "xml") == 0 ||
             declared_prefix(a->prefix, seen, n_seen))
             continue;
-        put_decl(out, a->prefix, a->uri);
+        decls[n++] = (xs_attr){.prefix = a->prefix, .uri = a->uri};
         seen[n_seen++] = a->prefix;
         n_attr_decls++;
     }
+    return n;
 }
 
 /* Whether an element of the stanza is in the stream's default namespace, which the event does not
@@ -1181,61 +1163,31 @@ static int relies_on_stream_default(xmlNode *st)
  * then the names could not be known, and the caller masks the stanza whole. */
 static int parse_raw(const xs_event *ev, xmlDoc **doc_out, xmlNode **st_out)
 {
-    xmlParserCtxt *ctxt = NULL;
+    xs_attr decls[1 + RAW_MAX_ATTR_PREFIXES];
+    xs_fragment_ctx ctx = {.root = "w", .decls = decls};
     xmlDoc *doc = NULL;
     xmlNode *st = NULL;
-    xs_buf buf;
-    int rc = XS_EPARSE, unknown;
+    int n = wrapper_decls(ev, decls), rc;
 
     *doc_out = NULL;
     *st_out = NULL;
-    /* libxml2 takes an int length. */
-    xs_buf_init(&buf, INT_MAX);
-    xs_buf_adds(&buf, RAW_OPEN);
-    wrapper_decls(ev, &buf, &unknown);
-    xs_buf_adds(&buf, ">");
-    xs_buf_add(&buf, ev->raw, ev->len);
-    xs_buf_adds(&buf, RAW_CLOSE);
-    if (unknown || xs_buf_error(&buf) == XS_ETOOBIG)
-        goto out;
-    ctxt = xmlNewParserCtxt();
-    if (xs_buf_error(&buf) != 0 || ctxt == NULL) {
-        rc = XS_ENOMEM;
-        goto out;
+    if (n < 0)
+        return XS_EPARSE;
+    ctx.n_decls = (size_t)n;
+    rc = xs_fragment_parse(&ctx, ev->raw, ev->len, &doc, &st, NULL);
+    if (rc == XS_ENOMEM)
+        return rc;
+    if (rc != 0 || (ev->prefix != NULL && relies_on_stream_default(st))) {
+        xmlFreeDoc(doc);
+        return XS_EPARSE;
     }
-    /* No network, no DTD loading, no entity substitution: the default options are safe with
-     * these two off. */
-    doc = xmlCtxtReadMemory(ctxt, buf.p, (int)buf.len, NULL, "UTF-8",
-                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (doc == NULL || !ctxt->wellFormed || !ctxt->nsWellFormed) {
-        if (ctxt->errNo == XML_ERR_NO_MEMORY)
-            rc = XS_ENOMEM;
-        goto out;
-    }
-    for (xmlNode *k = xmlDocGetRootElement(doc)->children; k != NULL; k = k->next) {
-        if (k->type == XML_ELEMENT_NODE) {
-            if (st != NULL)
-                goto out;
-            st = k;
-        } else if (k->type != XML_TEXT_NODE || !xmlIsBlankNode(k)) {
-            goto out;
-        }
-    }
-    if (st == NULL || (ev->prefix != NULL && relies_on_stream_default(st)))
-        goto out;
     /* Serialized like the copy of a tree (copy_stanza), in a document without an encoding:
      * non-ASCII characters of attribute values then come out as character references. */
     xmlFree((xmlChar *)doc->encoding);
     doc->encoding = NULL;
     *doc_out = doc;
     *st_out = st;
-    doc = NULL;
-    rc = 0;
-out:
-    xmlFreeDoc(doc);
-    xmlFreeParserCtxt(ctxt);
-    xs_buf_free(&buf);
-    return rc;
+    return 0;
 }
 
 static int serialize(xmlDoc *doc, xmlNode *st, char **xml, size_t *len)
