@@ -243,9 +243,9 @@ static void keylog_line(void *user, const char *line)
 static int open_private(const char *path, const char *what, FILE **out, xs_diag *diag)
 {
     int fd, others_read;
-    int rc = xs_file_open_append(path, what, &fd, &others_read);
+    int rc = xs_file_open_append(path, what, &fd, &others_read, diag);
     if (rc != 0)
-        return xs_diag_set(diag, rc == XS_EINVAL ? XS_EINVAL : XS_EIO, "%s", xs_file_error());
+        return rc == XS_EINVAL ? XS_EINVAL : XS_EIO;
     if (others_read)
         say("warning: %s %s is readable by others; it holds secrets: chmod 600 %s", what, path,
             path);
