@@ -325,11 +325,12 @@ static int setup_tls(xs_proxy *p, xs_diag *diag)
         so.ca = p->ca;
     }
     /* A context that cannot be made is a runtime failure, whatever its cause. */
-    if (xs_tls_server_ctx_new(&so, &p->server_ctx) < 0)
-        return xs_diag_set(diag, XS_ETLS, "TLS for clients: %s", xs_tls_ctx_error());
+    xs_diag why = {""};
+    if (xs_tls_server_ctx_new(&so, &p->server_ctx, &why) < 0)
+        return xs_diag_set(diag, XS_ETLS, "TLS for clients: %s", why.text);
     xs_tls_client_opts co = {.ca_file = cfg->upstream_ca, .insecure = cfg->upstream_insecure};
-    if (xs_tls_client_ctx_new(&co, &p->client_ctx) < 0)
-        return xs_diag_set(diag, XS_ETLS, "TLS for the server: %s", xs_tls_ctx_error());
+    if (xs_tls_client_ctx_new(&co, &p->client_ctx, &why) < 0)
+        return xs_diag_set(diag, XS_ETLS, "TLS for the server: %s", why.text);
     if (cfg->upstream_insecure)
         say("WARNING: --upstream-insecure: the server's certificate is NOT verified; anyone on "
             "the path to it can read and change this traffic");
