@@ -1,5 +1,6 @@
 #include "inspect/error.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -67,4 +68,15 @@ void xs_quote_bytes(char *out, size_t cap, const char *s, size_t n, size_t max)
         o += 3;
     }
     out[o] = 0;
+}
+
+int xs_diag_set(xs_diag *d, int err, const char *fmt, ...)
+{
+    if (d == NULL)
+        return err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->text, sizeof(d->text), fmt, ap);
+    va_end(ap);
+    return err;
 }

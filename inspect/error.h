@@ -37,4 +37,17 @@ const char *xs_errname(int err);
  * Wire bytes go into an error message only so: it may reach a terminal. */
 void xs_quote_bytes(char *out, size_t cap, const char *s, size_t n, size_t max);
 
+/* The diagnostics out-parameter of the one error convention: a function that fails returns a
+ * negative XS_E code (or libuv's) and, when its caller passed a diag, says why in it, in one line
+ * with the cause and the fix ("cannot read the CA key /x/ca.key: ...; run 'xmppscope ca init'").
+ * The caller owns it (on its stack, usually) and decides where the text goes; only the commands
+ * turn codes into exit statuses. An empty text means the callee had nothing to add to the code. */
+typedef struct xs_diag {
+    char text[768]; /* as long as the longest message of ca.c and file.c, uncut */
+} xs_diag;
+
+/* Sets d's text (when d is not NULL), cut to fit. Returns `err`, so that a failure path reads
+ * `return xs_diag_set(diag, XS_EINVAL, "...", ...);`. */
+int xs_diag_set(xs_diag *d, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

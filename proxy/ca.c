@@ -208,9 +208,11 @@ static int read_file(const char *path, int secret, char **data, size_t *len)
 
     *data = NULL;
     *len = 0;
-    rc = xs_file_open_read(path, secret ? "the CA key" : "the CA certificate", secret, &fd);
+    xs_diag fd_diag;
+    rc = xs_file_open_read(path, secret ? "the CA key" : "the CA certificate", secret, &fd,
+                           &fd_diag);
     if (rc != 0) {
-        set_error("%s", xs_file_error());
+        set_error("%s", fd_diag.text);
         return rc;
     }
     if (fstat(fd, &st) != 0) {
@@ -712,9 +714,10 @@ int xs_ca_open(const char *dir, int create, xs_ca **out)
             goto out;
     }
     if (create || lstat(ca->dir, &st) == 0) {
-        rc = xs_file_check_dir(ca->dir, "the CA directory");
+        xs_diag dir_diag;
+        rc = xs_file_check_dir(ca->dir, "the CA directory", &dir_diag);
         if (rc != 0) {
-            set_error("%s", xs_file_error());
+            set_error("%s", dir_diag.text);
             goto out;
         }
     }

@@ -3,28 +3,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "inspect/error.h"
-
-static _Thread_local char last_error[768];
-
-const char *xs_file_error(void)
-{
-    return last_error;
-}
-
-__attribute__((format(printf, 1, 2))) static void set_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof(last_error), fmt, ap);
-    va_end(ap);
-}
 
 /* "a FIFO (named pipe)" and so on, for "it is %s, not a regular file". */
 static const char *kind(mode_t mode)
@@ -49,72 +33,87 @@ static const char *kind(mode_t mode)
 /* Why open() failed: a refusal (XS_EINVAL) when the file is what it must not be (a link, a FIFO
  * without a reader, a directory), else XS_EIO as for any file that cannot be opened.
  * `verb` says what xmppscope does with such files: "writes" or "trusts". */
-static int open_failed(const char *path, const char *what, const char *verb, int err)
+static int open_failed(const char *path, const char *what, const char *verb, int err, xs_diag *diag)
 {
     struct stat st;
     int have = lstat(path, &st) == 0;
 
     if (have && S_ISLNK(st.st_mode)) {
-        set_error("refusing %s %s: it is a symbolic link (xmppscope never follows links for the "
-                  "files it %s); give the real path",
-                  what, path, verb);
+        (void)xs_diag_set(
+            diag, 0,
+            "refusing %s %s: it is a symbolic link (xmppscope never follows links for the "
+            "files it %s); give the real path",
+            what, path, verb);
         return XS_EINVAL;
     }
     if (have && !S_ISREG(st.st_mode) && (err == ENXIO || err == EISDIR || err == ENODEV)) {
-        set_error("refusing %s %s: it is %s, not a regular file; give the path of a regular file",
-                  what, path, kind(st.st_mode));
+        (void)xs_diag_set(
+            diag, 0,
+            "refusing %s %s: it is %s, not a regular file; give the path of a regular file", what,
+            path, kind(st.st_mode));
         return XS_EINVAL;
     }
-    set_error("cannot open %s %s: %s; check the path and the permissions of its directory", what,
-              path, strerror(err));
+    (void)xs_diag_set(diag, 0,
+                      "cannot open %s %s: %s; check the path and the permissions of its directory",
+                      what, path, strerror(err));
     return XS_EIO;
 }
 
 /* The checks made on what was opened (or, for a directory, found by lstat). `secret`: group and
  * others must not read it either. */
 static int check_stat(const struct stat *st, const char *path, const char *what, int want_dir,
-                      int secret)
+                      int secret, xs_diag *diag)
 {
     uid_t me = geteuid();
     unsigned mode = (unsigned)(st->st_mode & 07777);
 
     if (S_ISLNK(st->st_mode)) {
-        set_error("refusing %s %s: it is a symbolic link (xmppscope never follows links for the "
-                  "files it trusts); give the real path",
-                  what, path);
+        (void)xs_diag_set(
+            diag, 0,
+            "refusing %s %s: it is a symbolic link (xmppscope never follows links for the "
+            "files it trusts); give the real path",
+            what, path);
         return XS_EINVAL;
     }
     if (want_dir ? !S_ISDIR(st->st_mode) : !S_ISREG(st->st_mode)) {
-        set_error("refusing %s %s: it is %s, not %s; give the path of %s", what, path,
-                  kind(st->st_mode), want_dir ? "a directory" : "a regular file",
-                  want_dir ? "a directory" : "a regular file");
+        (void)xs_diag_set(diag, 0, "refusing %s %s: it is %s, not %s; give the path of %s", what,
+                          path, kind(st->st_mode), want_dir ? "a directory" : "a regular file",
+                          want_dir ? "a directory" : "a regular file");
         return XS_EINVAL;
     }
     if (st->st_uid != me) {
-        set_error("refusing %s %s: it belongs to uid %lu, not to you (uid %lu), so its owner "
-                  "could %s; remove it, or give a path of your own",
-                  what, path, (unsigned long)st->st_uid, (unsigned long)me,
-                  want_dir ? "put files of their choosing in it" : "read or change it");
+        (void)xs_diag_set(
+            diag, 0,
+            "refusing %s %s: it belongs to uid %lu, not to you (uid %lu), so its owner "
+            "could %s; remove it, or give a path of your own",
+            what, path, (unsigned long)st->st_uid, (unsigned long)me,
+            want_dir ? "put files of their choosing in it" : "read or change it");
         return XS_EINVAL;
     }
     /* A second name for one of our own files (made by another user where the kernel does not
      * protect hard links) would have us append secrets to whatever file it names. */
     if (!want_dir && st->st_nlink > 1) {
-        set_error("refusing %s %s: it has %lu hard links, so it may be another file of yours under "
-                  "a second name; give the path of a file with one name",
-                  what, path, (unsigned long)st->st_nlink);
+        (void)xs_diag_set(
+            diag, 0,
+            "refusing %s %s: it has %lu hard links, so it may be another file of yours under "
+            "a second name; give the path of a file with one name",
+            what, path, (unsigned long)st->st_nlink);
         return XS_EINVAL;
     }
     if ((mode & 022) != 0) {
-        set_error("refusing %s %s: it is writable by group or others (mode %04o), so they could "
-                  "change what xmppscope %s; run `chmod go-w %s`",
-                  what, path, mode, want_dir ? "keeps in it" : "reads or writes", path);
+        (void)xs_diag_set(
+            diag, 0,
+            "refusing %s %s: it is writable by group or others (mode %04o), so they could "
+            "change what xmppscope %s; run `chmod go-w %s`",
+            what, path, mode, want_dir ? "keeps in it" : "reads or writes", path);
         return XS_EINVAL;
     }
     if (secret && (mode & 077) != 0) {
-        set_error("refusing %s %s: it is accessible by group or others (mode %04o); run `chmod 600 "
-                  "%s`, and replace it if others may have read it",
-                  what, path, mode, path);
+        (void)xs_diag_set(
+            diag, 0,
+            "refusing %s %s: it is accessible by group or others (mode %04o); run `chmod 600 "
+            "%s`, and replace it if others may have read it",
+            what, path, mode, path);
         return XS_EINVAL;
     }
     return 0;
@@ -122,30 +121,32 @@ static int check_stat(const struct stat *st, const char *path, const char *what,
 
 /* Checks the open descriptor and makes it blocking again: O_NONBLOCK was only there so that
  * opening a FIFO could not hang. `chardev_ok`: a character device passes (see below). */
-static int check_fd(int fd, const char *path, const char *what, int secret, int chardev_ok)
+static int check_fd(int fd, const char *path, const char *what, int secret, int chardev_ok,
+                    xs_diag *diag)
 {
     struct stat st;
     int flags;
     int rc;
 
     if (fstat(fd, &st) != 0) {
-        set_error("cannot examine %s %s: %s", what, path, strerror(errno));
+        (void)xs_diag_set(diag, 0, "cannot examine %s %s: %s", what, path, strerror(errno));
         return XS_EIO;
     }
     /* A character device (/dev/null, /dev/full) is written to as it is: only root can make one,
      * so no other user can have planted it, and the system's are shared by design. */
-    rc = chardev_ok && S_ISCHR(st.st_mode) ? 0 : check_stat(&st, path, what, 0, secret);
+    rc = chardev_ok && S_ISCHR(st.st_mode) ? 0 : check_stat(&st, path, what, 0, secret, diag);
     if (rc != 0)
         return rc;
     flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-        set_error("cannot use %s %s: %s", what, path, strerror(errno));
+        (void)xs_diag_set(diag, 0, "cannot use %s %s: %s", what, path, strerror(errno));
         return XS_EIO;
     }
     return 0;
 }
 
-int xs_file_open_append(const char *path, const char *what, int *fd, int *others_read)
+int xs_file_open_append(const char *path, const char *what, int *fd, int *others_read,
+                        xs_diag *diag)
 {
     struct stat st;
     int f;
@@ -156,8 +157,8 @@ int xs_file_open_append(const char *path, const char *what, int *fd, int *others
     f = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
              0600);
     if (f < 0)
-        return open_failed(path, what, "writes", errno);
-    rc = check_fd(f, path, what, 0, 1);
+        return open_failed(path, what, "writes", errno, diag);
+    rc = check_fd(f, path, what, 0, 1, diag);
     if (rc == 0 && fstat(f, &st) == 0)
         *others_read = S_ISREG(st.st_mode) && (st.st_mode & 044) != 0;
     if (rc != 0) {
@@ -168,7 +169,7 @@ int xs_file_open_append(const char *path, const char *what, int *fd, int *others
     return 0;
 }
 
-int xs_file_open_read(const char *path, const char *what, int secret, int *fd)
+int xs_file_open_read(const char *path, const char *what, int secret, int *fd, xs_diag *diag)
 {
     int f;
     int rc;
@@ -176,8 +177,8 @@ int xs_file_open_read(const char *path, const char *what, int secret, int *fd)
     *fd = -1;
     f = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (f < 0)
-        return open_failed(path, what, "trusts", errno);
-    rc = check_fd(f, path, what, secret, 0);
+        return open_failed(path, what, "trusts", errno, diag);
+    rc = check_fd(f, path, what, secret, 0, diag);
     if (rc != 0) {
         close(f);
         return rc;
@@ -186,14 +187,14 @@ int xs_file_open_read(const char *path, const char *what, int secret, int *fd)
     return 0;
 }
 
-int xs_file_check_dir(const char *path, const char *what)
+int xs_file_check_dir(const char *path, const char *what, xs_diag *diag)
 {
     struct stat st;
 
     if (lstat(path, &st) != 0) {
         int err = errno;
-        set_error("cannot use %s %s: %s", what, path, strerror(err));
+        (void)xs_diag_set(diag, 0, "cannot use %s %s: %s", what, path, strerror(err));
         return XS_EIO;
     }
-    return check_stat(&st, path, what, 1, 0);
+    return check_stat(&st, path, what, 1, 0, diag);
 }

@@ -8,8 +8,8 @@
  * waited on), and after opening, fstat() must show a regular file that belongs to the effective
  * user and that group and others cannot write. A directory is checked with lstat() the same way.
  *
- * Every refusal returns XS_EINVAL, a configuration error (exit status 2), with a message from
- * xs_file_error() that names the file as the user gave it, the path, the cause and the fix:
+ * Every refusal returns XS_EINVAL, a configuration error (exit status 2), with a message in
+ * the caller's xs_diag that names the file as the user gave it, the path, the cause and the fix:
  *   refusing --keylog /tmp/k: it is a symbolic link (xmppscope never follows links for the files
  *   it writes); give the real path
  * A file that cannot be opened at all (no such directory, no permission, out of descriptors)
@@ -18,27 +18,26 @@
 #ifndef XS_PROXY_FILE_H
 #define XS_PROXY_FILE_H
 
+#include "inspect/error.h"
+
 /* Opens `path` to append to it, creating it with mode 0600 when missing. A character device
  * (/dev/null, /dev/full) is accepted whatever its owner and mode: only root can make one. `what`
  * names the file in messages as the user gave it ("--keylog", "SSLKEYLOGFILE", "--write"). On
  * success *fd is a blocking, close-on-exec descriptor the caller closes, and *others_read is 1 when
  * group or others may read the file (the caller may warn: it was made that way by its owner).
- * Returns 0, XS_EINVAL (refused) or XS_EIO; xs_file_error() says why. */
-int xs_file_open_append(const char *path, const char *what, int *fd, int *others_read);
+ * Returns 0, XS_EINVAL (refused) or XS_EIO; *diag says why. */
+int xs_file_open_append(const char *path, const char *what, int *fd, int *others_read,
+                        xs_diag *diag);
 
 /* Opens an existing file to read it: no link followed, no blocking; a regular file of the
  * effective user that group and others cannot write, and, when `secret` != 0, cannot read
  * either. On success *fd is a blocking, close-on-exec descriptor the caller closes. Returns 0,
- * XS_EINVAL (refused) or XS_EIO (missing, unreadable); xs_file_error() says why. */
-int xs_file_open_read(const char *path, const char *what, int secret, int *fd);
+ * XS_EINVAL (refused) or XS_EIO (missing, unreadable); *diag says why. */
+int xs_file_open_read(const char *path, const char *what, int secret, int *fd, xs_diag *diag);
 
 /* Checks an existing directory that holds secrets: not a symbolic link, a directory, owned by
  * the effective user, not writable by group or others. Returns 0, XS_EINVAL (refused) or XS_EIO
- * (missing, cannot be examined); xs_file_error() says why. */
-int xs_file_check_dir(const char *path, const char *what);
-
-/* A one-line description, with the fix, of the last failure of an xs_file_* function in this
- * thread. Thread-local storage, overwritten by the next failure. */
-const char *xs_file_error(void);
+ * (missing, cannot be examined); *diag says why. */
+int xs_file_check_dir(const char *path, const char *what, xs_diag *diag);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "inspect/error.h"
 #include "inspect/parser.h"
 #include "inspect/print.h"
 #include "proxy/session.h"
@@ -44,8 +45,11 @@ typedef struct xs_proxy_config {
     unsigned max_sessions;      /* 0: no limit */
 } xs_proxy_config;
 
-/* Runs the proxy until SIGINT or SIGTERM. Returns 0 after a clean stop, 1 on a runtime failure
- * (e.g. a listener cannot bind), with the cause on stderr. */
-int xs_proxy_run(const xs_proxy_config *cfg);
+/* Runs the proxy until SIGINT or SIGTERM. Returns 0 after a clean stop, XS_EINVAL when the
+ * configuration is refused (an address that cannot be read, a refused CA directory or file, rules
+ * with errors) or another negative code on a runtime failure (a listener cannot bind, a file
+ * cannot be opened or finished). The cause is in *diag, for the caller to say; it is empty when
+ * there is nothing to add or it was said already (each error of a rules file, on stderr). */
+int xs_proxy_run(const xs_proxy_config *cfg, xs_diag *diag);
 
 #endif

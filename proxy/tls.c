@@ -106,8 +106,6 @@ static char *err_buf(xs_tls *t)
     return t->err;
 }
 
-static _Thread_local char ctx_err[512];
-
 /* ---- the connections' BIO ------------------------------------------------------------------ */
 
 /* Makes room for `extra` more bytes after the bytes waiting in a buffer (from *off to *len),
@@ -226,11 +224,6 @@ static BIO_METHOD *buffer_bio_method(void)
     return m;
 }
 
-const char *xs_tls_ctx_error(void)
-{
-    return ctx_err;
-}
-
 /* Appends the reasons drained from OpenSSL's error queue (oldest, usually the cause, first) to
  * the string in buf. Returns 1 if there were any. */
 static int append_openssl_errors(char *buf, size_t cap)
@@ -261,13 +254,17 @@ static int append_openssl_errors(char *buf, size_t cap)
     return any;
 }
 
-__attribute__((format(printf, 1, 2))) static void set_ctx_error(const char *fmt, ...)
+/* Says in *diag why a context could not be made, with OpenSSL's errors after it (in 512 bytes,
+ * as these messages always were). */
+__attribute__((format(printf, 2, 3))) static void set_ctx_error(xs_diag *diag, const char *fmt, ...)
 {
+    char text[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ctx_err, sizeof(ctx_err), fmt, ap);
+    vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    append_openssl_errors(ctx_err, sizeof(ctx_err));
+    append_openssl_errors(text, sizeof(text));
+    (void)xs_diag_set(diag, 0, "%s", text);
 }
 
 static int is_ip_literal(const char *name)
@@ -326,25 +323,26 @@ static void keylog_cb(const SSL *ssl, const char *line)
 }
 
 /* Allocates the context and applies what both roles share. */
-static int ctx_new(const SSL_METHOD *method, int min_version, int max_version, xs_tls_ctx **out)
+static int ctx_new(const SSL_METHOD *method, int min_version, int max_version, xs_tls_ctx **out,
+                   xs_diag *diag)
 {
     xs_tls_ctx *ctx;
     int minv, maxv;
 
     *out = NULL;
     if (to_openssl_version(min_version, &minv) != 0 || to_openssl_version(max_version, &maxv)) {
-        snprintf(ctx_err, sizeof(ctx_err), "unsupported TLS version (1.2 and 1.3 are)");
+        (void)xs_diag_set(diag, 0, "unsupported TLS version (1.2 and 1.3 are)");
         return XS_EINVAL;
     }
     if (minv == 0)
         minv = TLS1_2_VERSION;
     if (maxv != 0 && maxv < minv) {
-        snprintf(ctx_err, sizeof(ctx_err), "the highest TLS version is below the lowest one");
+        (void)xs_diag_set(diag, 0, "the highest TLS version is below the lowest one");
         return XS_EINVAL;
     }
     ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL) {
-        snprintf(ctx_err, sizeof(ctx_err), "out of memory");
+        (void)xs_diag_set(diag, 0, "out of memory");
         return XS_ENOMEM;
     }
     ctx->refs = 1;
@@ -354,7 +352,7 @@ static int ctx_new(const SSL_METHOD *method, int min_version, int max_version, x
         !SSL_CTX_set_min_proto_version(ctx->ssl_ctx, minv) ||
         !SSL_CTX_set_max_proto_version(ctx->ssl_ctx, maxv) ||
         !SSL_CTX_set_app_data(ctx->ssl_ctx, ctx)) {
-        set_ctx_error("cannot create the TLS context");
+        set_ctx_error(diag, "cannot create the TLS context");
         SSL_CTX_free(ctx->ssl_ctx);
         BIO_meth_free(ctx->bio_method);
         free(ctx);
@@ -478,7 +476,7 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
     return SSL_TLSEXT_ERR_NOACK;
 }
 
-int xs_tls_server_ctx_new(const xs_tls_server_opts *o, xs_tls_ctx **out)
+int xs_tls_server_ctx_new(const xs_tls_server_opts *o, xs_tls_ctx **out, xs_diag *diag)
 {
     static const unsigned char sid_ctx[] = "xmppscope";
     xs_tls_ctx *ctx = NULL;
@@ -488,17 +486,17 @@ int xs_tls_server_ctx_new(const xs_tls_server_opts *o, xs_tls_ctx **out)
 
     *out = NULL;
     if (o == NULL) {
-        snprintf(ctx_err, sizeof(ctx_err), "no TLS server options given");
+        (void)xs_diag_set(diag, 0, "no TLS server options given");
         return XS_EINVAL;
     }
     have_files = o->cert_file != NULL || o->key_file != NULL;
     if ((o->ca != NULL) == have_files || (have_files && (!o->cert_file || !o->key_file))) {
-        snprintf(ctx_err, sizeof(ctx_err),
-                 "give either a CA to forge certificates or both --cert FILE and --key FILE");
+        (void)xs_diag_set(
+            diag, 0, "give either a CA to forge certificates or both --cert FILE and --key FILE");
         return XS_EINVAL;
     }
     ERR_clear_error();
-    rc = ctx_new(TLS_server_method(), o->min_version, o->max_version, &ctx);
+    rc = ctx_new(TLS_server_method(), o->min_version, o->max_version, &ctx, diag);
     if (rc != 0)
         return rc;
     c = ctx->ssl_ctx;
@@ -506,7 +504,7 @@ int xs_tls_server_ctx_new(const xs_tls_server_opts *o, xs_tls_ctx **out)
     ctx->ca = o->ca;
     rc = XS_ETLS;
     if (!SSL_CTX_set_session_id_context(c, sid_ctx, sizeof(sid_ctx) - 1)) {
-        set_ctx_error("cannot set up the TLS server context");
+        set_ctx_error(diag, "cannot set up the TLS server context");
         goto fail;
     }
     SSL_CTX_set_tlsext_servername_callback(c, servername_cb);
@@ -516,15 +514,17 @@ int xs_tls_server_ctx_new(const xs_tls_server_opts *o, xs_tls_ctx **out)
     } else {
         SSL_CTX_set_default_passwd_cb(c, no_password);
         if (SSL_CTX_use_certificate_chain_file(c, o->cert_file) != 1) {
-            set_ctx_error("cannot load the certificate chain %s (PEM expected)", o->cert_file);
+            set_ctx_error(diag, "cannot load the certificate chain %s (PEM expected)",
+                          o->cert_file);
             goto fail;
         }
         if (SSL_CTX_use_PrivateKey_file(c, o->key_file, SSL_FILETYPE_PEM) != 1) {
-            set_ctx_error("cannot load the private key %s (unencrypted PEM expected)", o->key_file);
+            set_ctx_error(diag, "cannot load the private key %s (unencrypted PEM expected)",
+                          o->key_file);
             goto fail;
         }
         if (SSL_CTX_check_private_key(c) != 1) {
-            set_ctx_error("the key %s does not match the certificate %s", o->key_file,
+            set_ctx_error(diag, "the key %s does not match the certificate %s", o->key_file,
                           o->cert_file);
             goto fail;
         }
@@ -583,7 +583,7 @@ static void forget_session(xs_tls_ctx *ctx, const char *key)
     }
 }
 
-int xs_tls_client_ctx_new(const xs_tls_client_opts *o, xs_tls_ctx **out)
+int xs_tls_client_ctx_new(const xs_tls_client_opts *o, xs_tls_ctx **out, xs_diag *diag)
 {
     xs_tls_ctx *ctx = NULL;
     SSL_CTX *c;
@@ -591,11 +591,11 @@ int xs_tls_client_ctx_new(const xs_tls_client_opts *o, xs_tls_ctx **out)
 
     *out = NULL;
     if (o == NULL) {
-        snprintf(ctx_err, sizeof(ctx_err), "no TLS client options given");
+        (void)xs_diag_set(diag, 0, "no TLS client options given");
         return XS_EINVAL;
     }
     ERR_clear_error();
-    rc = ctx_new(TLS_client_method(), o->min_version, o->max_version, &ctx);
+    rc = ctx_new(TLS_client_method(), o->min_version, o->max_version, &ctx, diag);
     if (rc != 0)
         return rc;
     c = ctx->ssl_ctx;
@@ -605,12 +605,13 @@ int xs_tls_client_ctx_new(const xs_tls_client_opts *o, xs_tls_ctx **out)
     SSL_CTX_set_verify(c, ctx->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     if (o->ca_file != NULL) {
         if (SSL_CTX_load_verify_locations(c, o->ca_file, NULL) != 1) {
-            set_ctx_error("cannot load CA certificates from %s (PEM expected)", o->ca_file);
+            set_ctx_error(diag, "cannot load CA certificates from %s (PEM expected)", o->ca_file);
             rc = XS_ETLS;
             goto fail;
         }
     } else if (SSL_CTX_set_default_verify_paths(c) != 1) {
-        set_ctx_error("cannot load the system's trusted certificates; pass --upstream-ca FILE");
+        set_ctx_error(diag,
+                      "cannot load the system's trusted certificates; pass --upstream-ca FILE");
         rc = XS_ETLS;
         goto fail;
     }

@@ -19,6 +19,8 @@
 
 #include <stddef.h>
 
+#include "inspect/error.h"
+
 #include "proxy/ca.h"
 
 typedef struct xs_tls_ctx xs_tls_ctx;
@@ -87,17 +89,13 @@ typedef struct xs_tls_info {
  * compression, ALPN "xmpp-client" selected when the client offers it (and nothing selected,
  * without failing, otherwise). On success *out holds one reference for the caller, dropped with
  * xs_tls_ctx_free(). On failure returns XS_EINVAL (bad options) or XS_ETLS (e.g. unreadable
- * certificate) and xs_tls_ctx_error() says why. */
-int xs_tls_server_ctx_new(const xs_tls_server_opts *o, xs_tls_ctx **out);
+ * certificate) and *diag (when not NULL) says why. */
+int xs_tls_server_ctx_new(const xs_tls_server_opts *o, xs_tls_ctx **out, xs_diag *diag);
 
 /* Creates a context for the side facing the real server: verifies the server certificate against
  * the system store or o->ca_file, and the server name given to xs_tls_new(). Same ownership and
  * errors as xs_tls_server_ctx_new(). */
-int xs_tls_client_ctx_new(const xs_tls_client_opts *o, xs_tls_ctx **out);
-
-/* A one-line description of why the last xs_tls_*_ctx_new() of this thread failed. Static
- * storage, overwritten by the next failure. */
-const char *xs_tls_ctx_error(void);
+int xs_tls_client_ctx_new(const xs_tls_client_opts *o, xs_tls_ctx **out, xs_diag *diag);
 
 /* Calls cb(user, line) for each secret negotiated by connections of this context, as one line
  * of the NSS key log format without the newline (CLIENT_RANDOM for TLS 1.2, the

@@ -310,5 +310,11 @@ int xs_proxy_main(int argc, char **argv)
         cfg.console.color = 1;
     else if (strcmp(color, "auto") == 0)
         cfg.console.color = xs_color_wanted(STDOUT_FILENO);
-    return xs_proxy_run(&cfg);
+    xs_diag diag;
+    int rc = xs_proxy_run(&cfg, &diag);
+    if (diag.text[0] != 0)
+        xs_term_printf(stderr, "xmppscope: %s\n", diag.text);
+    /* The exit statuses of the proxy: 0 after a clean stop, 2 for a configuration it refuses,
+     * 1 for a runtime failure. */
+    return rc == 0 ? 0 : rc == XS_EINVAL ? 2 : 1;
 }

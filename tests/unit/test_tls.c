@@ -35,6 +35,9 @@ struct env {
 
 static struct env env;
 
+/* What the last xs_tls_*_ctx_new() of a test said. */
+static xs_diag ctx_diag;
+
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st;
@@ -109,7 +112,7 @@ static xs_tls_ctx *server_ctx(xs_ca *ca, int max_version)
         o.cert_file = env.leaf_cert;
         o.key_file = env.leaf_key;
     }
-    assert_int_equal(xs_tls_server_ctx_new(&o, &ctx), 0);
+    assert_int_equal(xs_tls_server_ctx_new(&o, &ctx, &ctx_diag), 0);
     return ctx;
 }
 
@@ -118,9 +121,9 @@ static xs_tls_ctx *client_ctx(const char *ca_file, int insecure, int alpn, int m
     xs_tls_client_opts o = {
         .ca_file = ca_file, .insecure = insecure, .alpn = alpn, .max_version = max_version};
     xs_tls_ctx *ctx = NULL;
-    int rc = xs_tls_client_ctx_new(&o, &ctx);
+    int rc = xs_tls_client_ctx_new(&o, &ctx, &ctx_diag);
     if (rc != 0)
-        fail_msg("client ctx: %s", xs_tls_ctx_error());
+        fail_msg("client ctx: %s", ctx_diag.text);
     return ctx;
 }
 
@@ -829,35 +832,35 @@ static void test_tls_bad_options(void **state)
     (void)state;
 
     snprintf(missing, sizeof(missing), "%s/does-not-exist.pem", env.dir);
-    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx), XS_EINVAL);
+    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx, &ctx_diag), XS_EINVAL);
     assert_null(ctx);
-    assert_non_null(strstr(xs_tls_ctx_error(), "--cert"));
+    assert_non_null(strstr(ctx_diag.text, "--cert"));
     so.ca = env.ca;
     so.cert_file = env.leaf_cert;
     so.key_file = env.leaf_key;
-    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx), XS_EINVAL);
+    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx, &ctx_diag), XS_EINVAL);
     so.ca = NULL;
     so.key_file = NULL;
-    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx), XS_EINVAL);
+    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx, &ctx_diag), XS_EINVAL);
     so.cert_file = missing;
     so.key_file = env.leaf_key;
-    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx), XS_ETLS);
-    assert_non_null(strstr(xs_tls_ctx_error(), missing));
+    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx, &ctx_diag), XS_ETLS);
+    assert_non_null(strstr(ctx_diag.text, missing));
     so.cert_file = env.leaf_cert;
     so.key_file = env.leaf_cert; /* a certificate is not a key */
-    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx), XS_ETLS);
-    assert_non_null(strstr(xs_tls_ctx_error(), "private key"));
+    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx, &ctx_diag), XS_ETLS);
+    assert_non_null(strstr(ctx_diag.text, "private key"));
     so.key_file = env.leaf_key;
     so.min_version = XS_TLS_1_3;
     so.max_version = XS_TLS_1_2;
-    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx), XS_EINVAL);
+    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx, &ctx_diag), XS_EINVAL);
     so.min_version = 10;
     so.max_version = 0;
-    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx), XS_EINVAL);
+    assert_int_equal(xs_tls_server_ctx_new(&so, &ctx, &ctx_diag), XS_EINVAL);
 
     co.ca_file = missing;
-    assert_int_equal(xs_tls_client_ctx_new(&co, &ctx), XS_ETLS);
-    assert_non_null(strstr(xs_tls_ctx_error(), missing));
+    assert_int_equal(xs_tls_client_ctx_new(&co, &ctx, &ctx_diag), XS_ETLS);
+    assert_non_null(strstr(ctx_diag.text, missing));
 
     /* A verifying client needs a name to verify. */
     ctx = client_ctx(xs_ca_cert_path(env.ca), 0, 0, 0);

@@ -1,0 +1,62 @@
+/* A conn: one session and its two legs (internal to proxy/).
+ *
+ * Ownership: a conn embeds both legs (and so their uv_tcp_t) and points at its deadline timer.
+ * Every libuv callback into a conn ends with xs_conn_settle(), which flushes what the session
+ * queued, applies backpressure, carries out close requests and, once every handle of the conn has
+ * been closed (the last close callback), frees the session and the conn. Nothing is freed from a
+ * read or write callback directly. The conn plays the session's xs_session_io. */
+#ifndef XS_PROXY_CONN_H
+#define XS_PROXY_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "proxy/leg.h"
+#include "proxy/session.h"
+
+struct xs_proxy;
+struct xs_listener;
+
+typedef enum xs_conn_timer {
+    XS_TIMER_NONE,
+    XS_TIMER_HANDSHAKE,
+    XS_TIMER_CLOSE,
+    XS_TIMER_LINGER
+} xs_conn_timer;
+
+typedef struct xs_conn {
+    struct xs_proxy *p;
+    xs_session *s;
+    xs_leg leg[2];
+    /* The session's deadline (handshake, close, linger): allocated when one is set and given
+     * back when it is cleared, so a forwarding session holds none. Its data is the conn. */
+    uv_timer_t *timer;
+    xs_conn_timer timer_kind;
+    bool timer_open;  /* deadlines may still be set: false once every handle is closing */
+    bool resolving;   /* a uv_getaddrinfo (allocated for it) is under way */
+    bool listed;      /* in the proxy's list of conns (it has a session) */
+    unsigned handles; /* handles opened and not yet closed */
+    bool dead;        /* every handle closed: free at the end of the callback */
+    xs_tls_mode server_mode;
+    struct xs_conn *prev, *next;
+} xs_conn;
+
+/* Accepts a connection on the listener's socket into a new conn and starts its session. Refusals
+ * (limits, stopping, no memory) are said on stderr and the socket is closed. */
+void xs_conn_accept(struct xs_listener *ls, uv_stream_t *server);
+
+/* The end of every callback into the conn (see above). May free the conn. */
+void xs_conn_settle(xs_conn *c);
+
+/* One of the conn's handles finished closing; the conn is freed with its last. */
+void xs_conn_handle_gone(xs_conn *c);
+
+/* Starts the deadline of kind `kind` (replacing any other) `ms` from now. */
+void xs_conn_timer_start(xs_conn *c, xs_conn_timer kind, uint64_t ms);
+
+/* Closes both legs' handles at once (the stop timer, the linger timer, no memory). */
+void xs_conn_cut(xs_conn *c);
+
+#endif
