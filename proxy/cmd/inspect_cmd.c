@@ -459,112 +459,147 @@ static int inspect_file(inspect *in, const char *path, const xs_parser_limits *l
     return status;
 }
 
+/* The long options of `xmppscope inspect`. */
+static const struct option longopts[] = {
+    {"format", required_argument, NULL, 'f'},
+    {"stats", no_argument, NULL, 's'},
+    {"show-secrets", no_argument, NULL, 'S'},
+    {"color", required_argument, NULL, 'C'},
+    {"colour", required_argument, NULL, 'C'},
+    {"max-stanza", required_argument, NULL, 'M'},
+    {"max-depth", required_argument, NULL, 'D'},
+    {"max-attrs", required_argument, NULL, 'A'},
+    {"rules", required_argument, NULL, 'R'},
+    {"direction", required_argument, NULL, 'd'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The options as given. */
+typedef struct inspect_args {
+    xs_print_options popt;
+    xs_parser_limits lim;
+    const char *color;
+    const char *rules_path;
+    inspect *in;
+} inspect_args;
+
+/* Takes one option and its value. Returns 0, or the exit status of a usage error. */
+static int take_option(inspect_args *a, int c, const char *arg)
+{
+    unsigned long long v;
+
+    switch (c) {
+    case 'f':
+        if (xs_format_parse(arg, &a->popt.format) < 0)
+            return xs_cli_usage_error("inspect",
+                                      "unknown format '%s' (pretty, compact, json or none)", arg);
+        break;
+    case 's':
+        a->in->stats = true;
+        break;
+    case 'S':
+        a->popt.show_secrets = 1;
+        break;
+    case 'C':
+        if (strcmp(arg, "auto") != 0 && strcmp(arg, "always") != 0 && strcmp(arg, "never") != 0)
+            return xs_cli_usage_error("inspect", "--color takes auto, always or never, not '%s'",
+                                      arg);
+        a->color = arg;
+        break;
+    case 'M':
+        if (xs_cli_parse_uint(arg, 64, 1u << 30, &v) < 0)
+            return xs_cli_usage_error("inspect",
+                                      "--max-stanza takes a byte count from 64 to 1073741824, "
+                                      "not '%s'",
+                                      arg);
+        a->lim.max_stanza = (size_t)v;
+        break;
+    case 'D':
+        if (xs_cli_parse_uint(arg, 1, 10000, &v) < 0)
+            return xs_cli_usage_error("inspect",
+                                      "--max-depth takes a number from 1 to 10000, not '%s'", arg);
+        a->lim.max_depth = (unsigned)v;
+        break;
+    case 'A':
+        if (xs_cli_parse_uint(arg, 1, XS_PARSER_MAX_MAX_ATTRS, &v) < 0)
+            return xs_cli_usage_error("inspect",
+                                      "--max-attrs takes a number from 1 to %u, not '%s'",
+                                      XS_PARSER_MAX_MAX_ATTRS, arg);
+        a->lim.max_attrs = (unsigned)v;
+        break;
+    case 'R':
+        a->rules_path = arg;
+        break;
+    case 'd':
+        if (strcmp(arg, "c2s") == 0)
+            a->in->raw_dir = XS_RULE_C2S;
+        else if (strcmp(arg, "s2c") == 0)
+            a->in->raw_dir = XS_RULE_S2C;
+        else
+            return xs_cli_usage_error("inspect", "--direction takes c2s or s2c, not '%s'", arg);
+        break;
+    }
+    return 0;
+}
+
+/* Loads the --rules file, its diagnostics on stderr. Returns 0 or the exit status 2. */
+static int load_rules(inspect *in, const char *rules_path)
+{
+    xs_rule_diag diag = {0};
+    int rc = xs_rules_load(rules_path, 0, &in->rules, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        xs_term_printf(stderr, "%s\n", diag.errors[i].message);
+    xs_rule_diag_clear(&diag);
+    if (rc < 0) {
+        xs_term_printf(stderr, "xmppscope inspect: cannot use the rules in %s (%s)\n", rules_path,
+                       xs_strerror(rc));
+        return 2;
+    }
+    return 0;
+}
+
+/* The hits of each rule, after a dry run with --rules (not in JSON, which has them per event). */
+static void print_dry_run(const inspect *in)
+{
+    printf("\n%-52s %10s\n", "rule (dry run)", "hits");
+    for (size_t i = 0; i < xs_rules_count(in->rules); i++) {
+        xs_rule_info info;
+        if (xs_rules_info(in->rules, i, &info) == 0)
+            xs_term_printf(stdout, "  %-50s %10lu\n", info.name, info.hits);
+    }
+}
+
 int xs_inspect_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"format", required_argument, NULL, 'f'},
-        {"stats", no_argument, NULL, 's'},
-        {"show-secrets", no_argument, NULL, 'S'},
-        {"color", required_argument, NULL, 'C'},
-        {"colour", required_argument, NULL, 'C'},
-        {"max-stanza", required_argument, NULL, 'M'},
-        {"max-depth", required_argument, NULL, 'D'},
-        {"max-attrs", required_argument, NULL, 'A'},
-        {"rules", required_argument, NULL, 'R'},
-        {"direction", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    xs_print_options popt = {.format = XS_FORMAT_PRETTY};
-    xs_parser_limits lim = {0};
-    const char *color = "auto";
-    const char *rules_path = NULL;
     inspect in = {0};
-    int c;
-    unsigned long long v;
+    inspect_args a = {.popt = {.format = XS_FORMAT_PRETTY}, .color = "auto", .in = &in};
+    int c, rc;
 
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:sh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'f':
-            if (xs_format_parse(optarg, &popt.format) < 0)
-                return xs_cli_usage_error(
-                    "inspect", "unknown format '%s' (pretty, compact, json or none)", optarg);
-            break;
-        case 's':
-            in.stats = true;
-            break;
-        case 'S':
-            popt.show_secrets = 1;
-            break;
-        case 'C':
-            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "always") != 0 &&
-                strcmp(optarg, "never") != 0)
-                return xs_cli_usage_error("inspect",
-                                          "--color takes auto, always or never, not '%s'", optarg);
-            color = optarg;
-            break;
-        case 'M':
-            if (xs_cli_parse_uint(optarg, 64, 1u << 30, &v) < 0)
-                return xs_cli_usage_error("inspect",
-                                          "--max-stanza takes a byte count from 64 to 1073741824, "
-                                          "not '%s'",
-                                          optarg);
-            lim.max_stanza = (size_t)v;
-            break;
-        case 'D':
-            if (xs_cli_parse_uint(optarg, 1, 10000, &v) < 0)
-                return xs_cli_usage_error(
-                    "inspect", "--max-depth takes a number from 1 to 10000, not '%s'", optarg);
-            lim.max_depth = (unsigned)v;
-            break;
-        case 'A':
-            if (xs_cli_parse_uint(optarg, 1, XS_PARSER_MAX_MAX_ATTRS, &v) < 0)
-                return xs_cli_usage_error("inspect",
-                                          "--max-attrs takes a number from 1 to %u, not '%s'",
-                                          XS_PARSER_MAX_MAX_ATTRS, optarg);
-            lim.max_attrs = (unsigned)v;
-            break;
-        case 'R':
-            rules_path = optarg;
-            break;
-        case 'd':
-            if (strcmp(optarg, "c2s") == 0)
-                in.raw_dir = XS_RULE_C2S;
-            else if (strcmp(optarg, "s2c") == 0)
-                in.raw_dir = XS_RULE_S2C;
-            else
-                return xs_cli_usage_error("inspect", "--direction takes c2s or s2c, not '%s'",
-                                          optarg);
-            break;
         case 'h':
             usage(stdout);
             return 0;
         case ':':
             return xs_cli_usage_error("inspect", "option '%s' needs a value", argv[optind - 1]);
-        default:
+        case '?':
             return xs_cli_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
+        default:
+            if ((rc = take_option(&a, c, optarg)) != 0)
+                return rc;
         }
     }
-    if (strcmp(color, "always") == 0)
-        popt.color = 1;
-    else if (strcmp(color, "auto") == 0)
-        popt.color = xs_color_wanted(STDOUT_FILENO);
+    if (strcmp(a.color, "always") == 0)
+        a.popt.color = 1;
+    else if (strcmp(a.color, "auto") == 0)
+        a.popt.color = xs_color_wanted(STDOUT_FILENO);
 
-    if (rules_path != NULL) {
-        xs_rule_diag diag = {0};
-        int rc = xs_rules_load(rules_path, 0, &in.rules, &diag);
-        for (size_t i = 0; i < diag.n; i++)
-            xs_term_printf(stderr, "%s\n", diag.errors[i].message);
-        xs_rule_diag_clear(&diag);
-        if (rc < 0) {
-            xs_term_printf(stderr, "xmppscope inspect: cannot use the rules in %s (%s)\n",
-                           rules_path, xs_strerror(rc));
-            return 2;
-        }
-    }
-    if (xs_printer_new(stdout, &popt, &in.printer) < 0) {
+    if (a.rules_path != NULL && (rc = load_rules(&in, a.rules_path)) != 0)
+        return rc;
+    if (xs_printer_new(stdout, &a.popt, &in.printer) < 0) {
         xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
         return 1;
     }
@@ -573,23 +608,17 @@ int xs_inspect_main(int argc, char **argv)
         if (isatty(STDIN_FILENO))
             xs_term_printf(stderr, "xmppscope inspect: reading standard input (give a FILE, or see "
                                    "--help)\n");
-        status = inspect_file(&in, "-", &lim);
+        status = inspect_file(&in, "-", &a.lim);
     }
     for (int i = optind; i < argc; i++) {
-        int st = inspect_file(&in, argv[i], &lim);
+        int st = inspect_file(&in, argv[i], &a.lim);
         if (st != 0)
             status = st;
     }
     if (in.stats)
-        print_stats(&in, popt.format);
-    if (in.rules != NULL && popt.format != XS_FORMAT_JSON) {
-        printf("\n%-52s %10s\n", "rule (dry run)", "hits");
-        for (size_t i = 0; i < xs_rules_count(in.rules); i++) {
-            xs_rule_info info;
-            if (xs_rules_info(in.rules, i, &info) == 0)
-                xs_term_printf(stdout, "  %-50s %10lu\n", info.name, info.hits);
-        }
-    }
+        print_stats(&in, a.popt.format);
+    if (in.rules != NULL && a.popt.format != XS_FORMAT_JSON)
+        print_dry_run(&in);
     xs_rules_unref(in.rules);
     if (fflush(stdout) != 0 || in.print_rc < 0) {
         xs_term_printf(stderr, "xmppscope inspect: cannot write the output: %s\n",

@@ -82,236 +82,267 @@ static void usage(FILE *out)
             XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT, XS_PROXY_DEFAULT_CLOSE_TIMEOUT);
 }
 
+/* The long options of `xmppscope proxy` (getopt_long values above any character). */
+enum {
+    O_LISTEN = 256,
+    O_LISTEN_TLS,
+    O_UPSTREAM,
+    O_UPSTREAM_DIRECT,
+    O_CLIENT_TLS,
+    O_UPSTREAM_TLS,
+    O_CA_DIR,
+    O_CERT,
+    O_KEY,
+    O_UPSTREAM_CA,
+    O_INSECURE,
+    O_SERVER_NAME,
+    O_KEYLOG,
+    O_FORMAT,
+    O_WRITE,
+    O_SECRETS,
+    O_COLOR,
+    O_MAX_STANZA,
+    O_MAX_DEPTH,
+    O_MAX_ATTRS,
+    O_HS_TIMEOUT,
+    O_CLOSE_TIMEOUT,
+    O_MAX_SESSIONS,
+    O_NO_REWRITE,
+    O_RULES,
+    O_ON_LOG_ERROR,
+};
+
+static const struct option longopts[] = {
+    {"listen", required_argument, NULL, O_LISTEN},
+    {"listen-tls", required_argument, NULL, O_LISTEN_TLS},
+    {"upstream", required_argument, NULL, O_UPSTREAM},
+    {"upstream-direct", required_argument, NULL, O_UPSTREAM_DIRECT},
+    {"client-tls", required_argument, NULL, O_CLIENT_TLS},
+    {"upstream-tls", required_argument, NULL, O_UPSTREAM_TLS},
+    {"ca-dir", required_argument, NULL, O_CA_DIR},
+    {"cert", required_argument, NULL, O_CERT},
+    {"key", required_argument, NULL, O_KEY},
+    {"upstream-ca", required_argument, NULL, O_UPSTREAM_CA},
+    {"upstream-insecure", no_argument, NULL, O_INSECURE},
+    {"server-name", required_argument, NULL, O_SERVER_NAME},
+    {"keylog", required_argument, NULL, O_KEYLOG},
+    {"format", required_argument, NULL, O_FORMAT},
+    {"write", required_argument, NULL, O_WRITE},
+    {"show-secrets", no_argument, NULL, O_SECRETS},
+    {"color", required_argument, NULL, O_COLOR},
+    {"colour", required_argument, NULL, O_COLOR},
+    {"max-stanza", required_argument, NULL, O_MAX_STANZA},
+    {"max-depth", required_argument, NULL, O_MAX_DEPTH},
+    {"max-attrs", required_argument, NULL, O_MAX_ATTRS},
+    {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
+    {"close-timeout", required_argument, NULL, O_CLOSE_TIMEOUT},
+    {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
+    {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
+    {"rules", required_argument, NULL, O_RULES},
+    {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The options as given: the configuration, and what decides part of it once all are read. */
+typedef struct proxy_args {
+    xs_proxy_config cfg;
+    const char *color;
+    int listen_given;
+} proxy_args;
+
+/* Takes one option and its value. Returns 0, or the exit status of a usage error. */
+static int take_option(proxy_args *a, int c, const char *arg)
+{
+    unsigned long long v;
+
+    switch (c) {
+    case O_LISTEN:
+        a->cfg.listen = arg;
+        a->listen_given = 1;
+        break;
+    case O_LISTEN_TLS:
+        a->cfg.listen_tls = arg;
+        break;
+    case O_UPSTREAM:
+        a->cfg.upstream = arg;
+        break;
+    case O_UPSTREAM_DIRECT:
+        a->cfg.upstream_direct = arg;
+        break;
+    case O_CLIENT_TLS:
+        if (xs_tls_mode_parse(arg, &a->cfg.client_tls) < 0 ||
+            a->cfg.client_tls == XS_TLSMODE_MIRROR)
+            return xs_cli_usage_error("proxy",
+                                      "--client-tls takes starttls, direct or none, not '%s'", arg);
+        break;
+    case O_UPSTREAM_TLS:
+        if (xs_tls_mode_parse(arg, &a->cfg.upstream_tls) < 0)
+            return xs_cli_usage_error("proxy",
+                                      "--upstream-tls takes mirror, starttls, direct or none, "
+                                      "not '%s'",
+                                      arg);
+        break;
+    case O_CA_DIR:
+        a->cfg.ca_dir = arg;
+        break;
+    case O_CERT:
+        a->cfg.cert_file = arg;
+        break;
+    case O_KEY:
+        a->cfg.key_file = arg;
+        break;
+    case O_UPSTREAM_CA:
+        a->cfg.upstream_ca = arg;
+        break;
+    case O_INSECURE:
+        a->cfg.upstream_insecure = 1;
+        break;
+    case O_SERVER_NAME:
+        a->cfg.server_name = arg;
+        break;
+    case O_KEYLOG:
+        a->cfg.keylog_path = arg;
+        break;
+    case O_FORMAT:
+        if (xs_format_parse(arg, &a->cfg.console.format) < 0)
+            return xs_cli_usage_error("proxy",
+                                      "unknown format '%s' (pretty, compact, json or none)", arg);
+        break;
+    case O_WRITE:
+        a->cfg.write_path = arg;
+        break;
+    case O_SECRETS:
+        a->cfg.console.show_secrets = 1;
+        break;
+    case O_COLOR:
+        if (strcmp(arg, "auto") != 0 && strcmp(arg, "always") != 0 && strcmp(arg, "never") != 0)
+            return xs_cli_usage_error("proxy", "--color takes auto, always or never, not '%s'",
+                                      arg);
+        a->color = arg;
+        break;
+    case O_MAX_STANZA:
+        if (xs_cli_parse_uint(arg, 1024, 1u << 30, &v) < 0)
+            return xs_cli_usage_error(
+                "proxy", "--max-stanza takes bytes from 1024 to 1073741824, not '%s'", arg);
+        a->cfg.limits.max_stanza = (size_t)v;
+        break;
+    case O_MAX_DEPTH:
+        if (xs_cli_parse_uint(arg, 2, 200, &v) < 0)
+            return xs_cli_usage_error("proxy", "--max-depth takes a number from 2 to 200, not '%s'",
+                                      arg);
+        a->cfg.limits.max_depth = (unsigned)v;
+        break;
+    case O_MAX_ATTRS:
+        if (xs_cli_parse_uint(arg, 1, XS_PARSER_MAX_MAX_ATTRS, &v) < 0)
+            return xs_cli_usage_error("proxy", "--max-attrs takes a number from 1 to %u, not '%s'",
+                                      XS_PARSER_MAX_MAX_ATTRS, arg);
+        a->cfg.limits.max_attrs = (unsigned)v;
+        break;
+    case O_HS_TIMEOUT:
+        if (xs_cli_parse_uint(arg, 1, 86400, &v) < 0)
+            return xs_cli_usage_error(
+                "proxy", "--handshake-timeout takes seconds from 1 to 86400, not '%s'", arg);
+        a->cfg.handshake_timeout = (unsigned)v;
+        break;
+    case O_CLOSE_TIMEOUT:
+        if (xs_cli_parse_uint(arg, 1, 3600, &v) < 0)
+            return xs_cli_usage_error(
+                "proxy", "--close-timeout takes seconds from 1 to 3600, not '%s'", arg);
+        a->cfg.close_timeout = (unsigned)v;
+        break;
+    case O_MAX_SESSIONS:
+        if (xs_cli_parse_uint(arg, 1, 10000000, &v) < 0)
+            return xs_cli_usage_error("proxy", "--max-sessions takes a number from 1, not '%s'",
+                                      arg);
+        a->cfg.max_sessions = (unsigned)v;
+        break;
+    case O_NO_REWRITE: {
+        unsigned bit;
+        if (xs_rewrite_parse(arg, &bit) < 0 || bit == XS_REWRITE_STARTTLS)
+            return xs_cli_usage_error("proxy",
+                                      "--no-rewrite takes sasl-plus, channel-binding or "
+                                      "compression, not '%s'",
+                                      arg);
+        a->cfg.rewrites &= ~bit;
+        break;
+    }
+    case O_RULES:
+        a->cfg.rules_path = arg;
+        break;
+    case O_ON_LOG_ERROR:
+        if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
+            return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
+                                      arg);
+        a->cfg.log_stop = strcmp(arg, "stop") == 0;
+        break;
+    }
+    return 0;
+}
+
+/* Checks the options together and fills in what they leave to defaults. Returns 0, or the exit
+ * status of a usage error. */
+static int finish_args(proxy_args *a)
+{
+    if (a->cfg.upstream == NULL)
+        return xs_cli_usage_error("proxy",
+                                  "--upstream HOST:PORT is required (the real XMPP server)");
+    if ((a->cfg.cert_file == NULL) != (a->cfg.key_file == NULL))
+        return xs_cli_usage_error("proxy", "--cert and --key go together");
+    if (a->cfg.cert_file != NULL && a->cfg.ca_dir != NULL)
+        return xs_cli_usage_error("proxy", "--cert/--key and --ca-dir exclude each other");
+    if (a->cfg.upstream_ca != NULL && a->cfg.upstream_insecure)
+        return xs_cli_usage_error("proxy",
+                                  "--upstream-ca and --upstream-insecure exclude each other");
+    if (a->cfg.log_stop && a->cfg.write_path == NULL)
+        return xs_cli_usage_error("proxy", "--on-log-error goes with --write FILE");
+    if (!a->listen_given && a->cfg.listen_tls == NULL)
+        a->cfg.listen = XS_PROXY_DEFAULT_LISTEN;
+    if (strcmp(a->color, "always") == 0)
+        a->cfg.console.color = 1;
+    else if (strcmp(a->color, "auto") == 0)
+        a->cfg.console.color = xs_color_wanted(STDOUT_FILENO);
+    return 0;
+}
+
 int xs_proxy_main(int argc, char **argv)
 {
-    enum {
-        O_LISTEN = 256,
-        O_LISTEN_TLS,
-        O_UPSTREAM,
-        O_UPSTREAM_DIRECT,
-        O_CLIENT_TLS,
-        O_UPSTREAM_TLS,
-        O_CA_DIR,
-        O_CERT,
-        O_KEY,
-        O_UPSTREAM_CA,
-        O_INSECURE,
-        O_SERVER_NAME,
-        O_KEYLOG,
-        O_FORMAT,
-        O_WRITE,
-        O_SECRETS,
-        O_COLOR,
-        O_MAX_STANZA,
-        O_MAX_DEPTH,
-        O_MAX_ATTRS,
-        O_HS_TIMEOUT,
-        O_CLOSE_TIMEOUT,
-        O_MAX_SESSIONS,
-        O_NO_REWRITE,
-        O_RULES,
-        O_ON_LOG_ERROR,
+    proxy_args a = {
+        .cfg =
+            {
+                .client_tls = XS_TLSMODE_STARTTLS,
+                .upstream_tls = XS_TLSMODE_MIRROR,
+                .console = {.format = XS_FORMAT_PRETTY},
+                .rewrites = XS_REWRITE_DEFAULT,
+                .handshake_timeout = XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT,
+                .close_timeout = XS_PROXY_DEFAULT_CLOSE_TIMEOUT,
+            },
+        .color = "auto",
     };
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"listen-tls", required_argument, NULL, O_LISTEN_TLS},
-        {"upstream", required_argument, NULL, O_UPSTREAM},
-        {"upstream-direct", required_argument, NULL, O_UPSTREAM_DIRECT},
-        {"client-tls", required_argument, NULL, O_CLIENT_TLS},
-        {"upstream-tls", required_argument, NULL, O_UPSTREAM_TLS},
-        {"ca-dir", required_argument, NULL, O_CA_DIR},
-        {"cert", required_argument, NULL, O_CERT},
-        {"key", required_argument, NULL, O_KEY},
-        {"upstream-ca", required_argument, NULL, O_UPSTREAM_CA},
-        {"upstream-insecure", no_argument, NULL, O_INSECURE},
-        {"server-name", required_argument, NULL, O_SERVER_NAME},
-        {"keylog", required_argument, NULL, O_KEYLOG},
-        {"format", required_argument, NULL, O_FORMAT},
-        {"write", required_argument, NULL, O_WRITE},
-        {"show-secrets", no_argument, NULL, O_SECRETS},
-        {"color", required_argument, NULL, O_COLOR},
-        {"colour", required_argument, NULL, O_COLOR},
-        {"max-stanza", required_argument, NULL, O_MAX_STANZA},
-        {"max-depth", required_argument, NULL, O_MAX_DEPTH},
-        {"max-attrs", required_argument, NULL, O_MAX_ATTRS},
-        {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
-        {"close-timeout", required_argument, NULL, O_CLOSE_TIMEOUT},
-        {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
-        {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
-        {"rules", required_argument, NULL, O_RULES},
-        {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    xs_proxy_config cfg = {
-        .client_tls = XS_TLSMODE_STARTTLS,
-        .upstream_tls = XS_TLSMODE_MIRROR,
-        .console = {.format = XS_FORMAT_PRETTY},
-        .rewrites = XS_REWRITE_DEFAULT,
-        .handshake_timeout = XS_PROXY_DEFAULT_HANDSHAKE_TIMEOUT,
-        .close_timeout = XS_PROXY_DEFAULT_CLOSE_TIMEOUT,
-    };
-    const char *color = "auto";
-    int listen_given = 0;
-    unsigned long long v;
-    int c;
+    int c, rc;
 
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
-        case O_LISTEN:
-            cfg.listen = optarg;
-            listen_given = 1;
-            break;
-        case O_LISTEN_TLS:
-            cfg.listen_tls = optarg;
-            break;
-        case O_UPSTREAM:
-            cfg.upstream = optarg;
-            break;
-        case O_UPSTREAM_DIRECT:
-            cfg.upstream_direct = optarg;
-            break;
-        case O_CLIENT_TLS:
-            if (xs_tls_mode_parse(optarg, &cfg.client_tls) < 0 ||
-                cfg.client_tls == XS_TLSMODE_MIRROR)
-                return xs_cli_usage_error(
-                    "proxy", "--client-tls takes starttls, direct or none, not '%s'", optarg);
-            break;
-        case O_UPSTREAM_TLS:
-            if (xs_tls_mode_parse(optarg, &cfg.upstream_tls) < 0)
-                return xs_cli_usage_error("proxy",
-                                          "--upstream-tls takes mirror, starttls, direct or none, "
-                                          "not '%s'",
-                                          optarg);
-            break;
-        case O_CA_DIR:
-            cfg.ca_dir = optarg;
-            break;
-        case O_CERT:
-            cfg.cert_file = optarg;
-            break;
-        case O_KEY:
-            cfg.key_file = optarg;
-            break;
-        case O_UPSTREAM_CA:
-            cfg.upstream_ca = optarg;
-            break;
-        case O_INSECURE:
-            cfg.upstream_insecure = 1;
-            break;
-        case O_SERVER_NAME:
-            cfg.server_name = optarg;
-            break;
-        case O_KEYLOG:
-            cfg.keylog_path = optarg;
-            break;
-        case O_FORMAT:
-            if (xs_format_parse(optarg, &cfg.console.format) < 0)
-                return xs_cli_usage_error(
-                    "proxy", "unknown format '%s' (pretty, compact, json or none)", optarg);
-            break;
-        case O_WRITE:
-            cfg.write_path = optarg;
-            break;
-        case O_SECRETS:
-            cfg.console.show_secrets = 1;
-            break;
-        case O_COLOR:
-            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "always") != 0 &&
-                strcmp(optarg, "never") != 0)
-                return xs_cli_usage_error("proxy", "--color takes auto, always or never, not '%s'",
-                                          optarg);
-            color = optarg;
-            break;
-        case O_MAX_STANZA:
-            if (xs_cli_parse_uint(optarg, 1024, 1u << 30, &v) < 0)
-                return xs_cli_usage_error(
-                    "proxy", "--max-stanza takes bytes from 1024 to 1073741824, not '%s'", optarg);
-            cfg.limits.max_stanza = (size_t)v;
-            break;
-        case O_MAX_DEPTH:
-            if (xs_cli_parse_uint(optarg, 2, 200, &v) < 0)
-                return xs_cli_usage_error(
-                    "proxy", "--max-depth takes a number from 2 to 200, not '%s'", optarg);
-            cfg.limits.max_depth = (unsigned)v;
-            break;
-        case O_MAX_ATTRS:
-            if (xs_cli_parse_uint(optarg, 1, XS_PARSER_MAX_MAX_ATTRS, &v) < 0)
-                return xs_cli_usage_error("proxy",
-                                          "--max-attrs takes a number from 1 to %u, not '%s'",
-                                          XS_PARSER_MAX_MAX_ATTRS, optarg);
-            cfg.limits.max_attrs = (unsigned)v;
-            break;
-        case O_HS_TIMEOUT:
-            if (xs_cli_parse_uint(optarg, 1, 86400, &v) < 0)
-                return xs_cli_usage_error(
-                    "proxy", "--handshake-timeout takes seconds from 1 to 86400, not '%s'", optarg);
-            cfg.handshake_timeout = (unsigned)v;
-            break;
-        case O_CLOSE_TIMEOUT:
-            if (xs_cli_parse_uint(optarg, 1, 3600, &v) < 0)
-                return xs_cli_usage_error(
-                    "proxy", "--close-timeout takes seconds from 1 to 3600, not '%s'", optarg);
-            cfg.close_timeout = (unsigned)v;
-            break;
-        case O_MAX_SESSIONS:
-            if (xs_cli_parse_uint(optarg, 1, 10000000, &v) < 0)
-                return xs_cli_usage_error("proxy", "--max-sessions takes a number from 1, not '%s'",
-                                          optarg);
-            cfg.max_sessions = (unsigned)v;
-            break;
-        case O_NO_REWRITE: {
-            unsigned bit;
-            if (xs_rewrite_parse(optarg, &bit) < 0 || bit == XS_REWRITE_STARTTLS)
-                return xs_cli_usage_error("proxy",
-                                          "--no-rewrite takes sasl-plus, channel-binding or "
-                                          "compression, not '%s'",
-                                          optarg);
-            cfg.rewrites &= ~bit;
-            break;
-        }
-        case O_RULES:
-            cfg.rules_path = optarg;
-            break;
-        case O_ON_LOG_ERROR:
-            if (strcmp(optarg, "continue") != 0 && strcmp(optarg, "stop") != 0)
-                return xs_cli_usage_error(
-                    "proxy", "--on-log-error takes continue or stop, not '%s'", optarg);
-            cfg.log_stop = strcmp(optarg, "stop") == 0;
-            break;
         case 'h':
             usage(stdout);
             return 0;
         case ':':
             return xs_cli_usage_error("proxy", "option '%s' needs a value", argv[optind - 1]);
-        default:
+        case '?':
             return xs_cli_usage_error("proxy", "unknown option '%s'", argv[optind - 1]);
+        default:
+            if ((rc = take_option(&a, c, optarg)) != 0)
+                return rc;
         }
     }
     if (optind < argc)
         return xs_cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
-    if (cfg.upstream == NULL)
-        return xs_cli_usage_error("proxy",
-                                  "--upstream HOST:PORT is required (the real XMPP server)");
-    if ((cfg.cert_file == NULL) != (cfg.key_file == NULL))
-        return xs_cli_usage_error("proxy", "--cert and --key go together");
-    if (cfg.cert_file != NULL && cfg.ca_dir != NULL)
-        return xs_cli_usage_error("proxy", "--cert/--key and --ca-dir exclude each other");
-    if (cfg.upstream_ca != NULL && cfg.upstream_insecure)
-        return xs_cli_usage_error("proxy",
-                                  "--upstream-ca and --upstream-insecure exclude each other");
-    if (cfg.log_stop && cfg.write_path == NULL)
-        return xs_cli_usage_error("proxy", "--on-log-error goes with --write FILE");
-    if (!listen_given && cfg.listen_tls == NULL)
-        cfg.listen = XS_PROXY_DEFAULT_LISTEN;
-    if (strcmp(color, "always") == 0)
-        cfg.console.color = 1;
-    else if (strcmp(color, "auto") == 0)
-        cfg.console.color = xs_color_wanted(STDOUT_FILENO);
+    if ((rc = finish_args(&a)) != 0)
+        return rc;
     xs_diag diag;
-    int rc = xs_proxy_run(&cfg, &diag);
+    rc = xs_proxy_run(&a.cfg, &diag);
     if (diag.text[0] != 0)
         xs_term_printf(stderr, "xmppscope: %s\n", diag.text);
     /* The exit statuses of the proxy: 0 after a clean stop, 2 for a configuration it refuses,
