@@ -436,8 +436,9 @@ static int cert_cb(SSL *ssl, void *arg)
         t->err_set = 1;
         return 0;
     }
-    if (xs_ca_forge_ip(ctx->ca, name, t->local_ip, &cert) != 0) {
-        snprintf(err_buf(t), TLS_ERR_LEN, "%s", xs_ca_error());
+    xs_diag diag;
+    if (xs_ca_forge_ip(ctx->ca, name, t->local_ip, &cert, &diag) != 0) {
+        snprintf(err_buf(t), TLS_ERR_LEN, "%s", diag.text);
         t->err_set = 1;
         return 0;
     }
