@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
 #include "proxy/file.h"
 
@@ -150,7 +151,7 @@ static int make_dir(const char *dir, xs_diag *diag)
                            "--ca-dir DIR",
                            dir);
     }
-    path = strdup(dir);
+    path = xs_strdup(dir);
     if (path == NULL) {
         return xs_diag_set(diag, XS_ENOMEM, "out of memory");
     }
@@ -180,7 +181,7 @@ static int make_dir(const char *dir, xs_diag *diag)
                          strerror(errno));
     }
 out:
-    free(path);
+    xs_free(path);
     return rc;
 }
 
@@ -208,7 +209,7 @@ static int read_file(const char *path, int secret, char **data, size_t *len, xs_
         rc = xs_diag_set(diag, XS_EIO, "%s is too large to be a PEM certificate or key", path);
         goto out;
     }
-    buf = malloc((size_t)st.st_size + 1);
+    buf = xs_malloc((size_t)st.st_size + 1);
     if (buf == NULL) {
         rc = xs_diag_set(diag, XS_ENOMEM, "out of memory");
         goto out;
@@ -230,7 +231,7 @@ static int read_file(const char *path, int secret, char **data, size_t *len, xs_
 out:
     if (buf != NULL) {
         OPENSSL_cleanse(buf, (size_t)st.st_size);
-        free(buf);
+        xs_free(buf);
     }
     close(fd);
     return rc;
@@ -518,7 +519,7 @@ static int load_ca(xs_ca *ca, xs_diag *diag)
     bio = BIO_new_mem_buf(pem, (int)len);
     ca->cert = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
     BIO_free(bio);
-    free(pem);
+    xs_free(pem);
     pem = NULL;
     if (ca->cert == NULL) {
         xs_diag_set(diag, XS_ETLS, "cannot load %s: not a PEM certificate", ca->cert_path);
@@ -533,7 +534,7 @@ static int load_ca(xs_ca *ca, xs_diag *diag)
     ca->key = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL) : NULL;
     BIO_free(bio);
     OPENSSL_cleanse(pem, len);
-    free(pem);
+    xs_free(pem);
     pem = NULL;
     if (ca->key == NULL) {
         xs_diag_set(diag, XS_ETLS, "cannot load %s: not an unencrypted PEM private key",
@@ -643,8 +644,8 @@ out:
         unlink(key_tmp);
     if (cert_tmp != NULL)
         unlink(cert_tmp);
-    free(key_tmp);
-    free(cert_tmp);
+    xs_free(key_tmp);
+    xs_free(cert_tmp);
     BIO_free(key_bio);
     BIO_free(cert_bio);
     X509_free(cert);
@@ -664,10 +665,10 @@ int xs_ca_open(const char *dir, int create, xs_ca **out, xs_diag *diag)
         return xs_diag_set(diag, XS_EINVAL, "no CA directory given; pass --ca-dir DIR");
     }
     ERR_clear_error();
-    ca = calloc(1, sizeof(*ca));
+    ca = xs_calloc(1, sizeof(*ca));
     if (ca == NULL)
         goto nomem;
-    ca->dir = strdup(dir);
+    ca->dir = xs_strdup(dir);
     if (ca->dir == NULL)
         goto nomem;
     /* "/a/b/" and "/a/b" are the same directory; keep file names tidy. */
@@ -730,7 +731,7 @@ int xs_ca_open(const char *dir, int create, xs_ca **out, xs_diag *diag)
         rc = append_openssl_errors(diag, XS_ETLS);
         goto out;
     }
-    ca->cache = calloc(XS_CA_CACHE_SIZE, sizeof(*ca->cache));
+    ca->cache = xs_calloc(XS_CA_CACHE_SIZE, sizeof(*ca->cache));
     if (ca->cache == NULL)
         goto nomem;
     *out = ca;
@@ -753,18 +754,18 @@ void xs_ca_free(xs_ca *ca)
         return;
     if (ca->cache != NULL) {
         for (size_t i = 0; i < ca->cache_len; i++) {
-            free(ca->cache[i].name);
+            xs_free(ca->cache[i].name);
             X509_free(ca->cache[i].cert);
         }
-        free(ca->cache);
+        xs_free(ca->cache);
     }
     X509_free(ca->cert);
     EVP_PKEY_free(ca->key);
     EVP_PKEY_free(ca->leaf_key);
-    free(ca->dir);
-    free(ca->cert_path);
-    free(ca->key_path);
-    free(ca);
+    xs_free(ca->dir);
+    xs_free(ca->cert_path);
+    xs_free(ca->key_path);
+    xs_free(ca);
 }
 
 const char *xs_ca_cert_path(const xs_ca *ca)
@@ -859,7 +860,7 @@ static struct cache_entry *cache_make_room(xs_ca *ca)
     for (size_t i = 1; i < ca->cache_len; i++)
         if (ca->cache[i].used < lru->used)
             lru = &ca->cache[i];
-    free(lru->name);
+    xs_free(lru->name);
     X509_free(lru->cert);
     memset(lru, 0, sizeof(*lru));
     return lru;
@@ -915,7 +916,7 @@ int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, X509 **cert, xs_
     }
 
     if (e == NULL) {
-        key = strdup(cache_key);
+        key = xs_strdup(cache_key);
         if (key == NULL) {
             return xs_diag_set(diag, XS_ENOMEM, "out of memory");
         }
@@ -924,7 +925,7 @@ int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, X509 **cert, xs_
     x = forge_leaf(ca->cert, ca->key, ca->leaf_key, &ln, extra_ip);
     if (x == NULL) {
         xs_diag_set(diag, XS_ETLS, "cannot forge a certificate for %s", ln.text);
-        free(key);
+        xs_free(key);
         return append_openssl_errors(diag, XS_ETLS);
     }
     if (e == NULL) {
