@@ -1038,6 +1038,27 @@ static int declare_used(xmlNode *w, nsset *seen, const xmlNs *ns)
     return declared_on(w, ns->prefix) ? 0 : XS_ENOMEM;
 }
 
+/* 1 when `copy` has every name, value and text that `orig` has. libxml2 2.9's
+ * xmlDOMWrapCloneNode() does not check its xmlStrdup() of names: when one fails it returns
+ * success with an element whose name is NULL, which the masking would then dereference. */
+static int clone_complete(const xmlNode *orig, const xmlNode *copy)
+{
+    for (; orig != NULL && copy != NULL; orig = orig->next, copy = copy->next) {
+        if ((orig->name != NULL && copy->name == NULL) ||
+            (orig->content != NULL && copy->content == NULL))
+            return 0;
+        if (orig->type == XML_ELEMENT_NODE) {
+            const xmlAttr *a = orig->properties, *b = copy->properties;
+            for (; a != NULL && b != NULL; a = a->next, b = b->next)
+                if (b->name == NULL || !clone_complete(a->children, b->children))
+                    return 0;
+            if (a != NULL || b != NULL || !clone_complete(orig->children, copy->children))
+                return 0;
+        }
+    }
+    return orig == NULL && copy == NULL;
+}
+
 /* Copies `node` into a new document under a wrapper element that declares what the stanza
  * inherited, so the copy keeps the same namespaces without repeating their declarations. Only
  * the namespaces the stanza uses are declared, not every one in scope: a stream header with
@@ -1072,7 +1093,7 @@ static int copy_stanza(const xmlNode *node, xmlDoc **doc_out, xmlNode **copy_out
                 goto out;
     }
     if (xmlDOMWrapCloneNode(NULL, node->doc, (xmlNode *)node, &copy, doc, w, 1, 0) != 0 ||
-        copy == NULL) {
+        copy == NULL || copy->name == NULL || !clone_complete(node->children, copy->children)) {
         xmlFreeNode(copy);
         goto out;
     }

@@ -10,7 +10,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
 #include "proxy/file.h"
 
@@ -66,26 +66,15 @@ struct leaf_name {
     int ip_len;
 };
 
-static _Thread_local char last_error[768];
-
-const char *xs_ca_error(void)
+/* Appends ": reason; reason" drained from OpenSSL's error queue to diag's text (when there is a
+ * diag; the queue is drained either way), oldest first (the oldest is usually the cause, the
+ * later ones the callers that gave up). Returns `err`. */
+static int append_openssl_errors(xs_diag *diag, int err)
 {
-    return last_error;
-}
-
-__attribute__((format(printf, 1, 2))) static void set_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof(last_error), fmt, ap);
-    va_end(ap);
-}
-
-/* Appends ": reason; reason" drained from OpenSSL's error queue to last_error, oldest first (the
- * oldest is usually the cause, the later ones the callers that gave up). */
-static void append_openssl_errors(void)
-{
-    size_t len = strlen(last_error);
+    char scratch[1];
+    char *text = diag != NULL ? diag->text : scratch;
+    size_t cap = diag != NULL ? sizeof(diag->text) : sizeof(scratch);
+    size_t len = diag != NULL ? strlen(text) : 0;
     const char *sep = ": ";
     unsigned long e;
     const char *data = NULL;
@@ -98,17 +87,18 @@ static void append_openssl_errors(void)
             snprintf(code, sizeof(code), "error %d", ERR_GET_REASON(e));
             reason = code;
         }
-        if (len + 1 < sizeof(last_error)) {
-            int text = (flags & ERR_TXT_STRING) && data != NULL && data[0] != '\0';
-            snprintf(last_error + len, sizeof(last_error) - len, "%s%s%s%s", sep, reason,
-                     text ? " " : "", text ? data : "");
-            len = strlen(last_error);
+        if (len + 1 < cap) {
+            int more = (flags & ERR_TXT_STRING) && data != NULL && data[0] != '\0';
+            snprintf(text + len, cap - len, "%s%s%s%s", sep, reason, more ? " " : "",
+                     more ? data : "");
+            len = strlen(text);
         }
         sep = "; ";
     }
+    return err;
 }
 
-int xs_ca_default_dir(char *buf, size_t cap)
+int xs_ca_default_dir(char *buf, size_t cap, xs_diag *diag)
 {
     const char *xdg = getenv("XDG_CONFIG_HOME");
     const char *home = getenv("HOME");
@@ -120,13 +110,13 @@ int xs_ca_default_dir(char *buf, size_t cap)
     } else if (home != NULL && home[0] == '/') {
         n = snprintf(buf, cap, "%s/.config/xmppscope", home);
     } else {
-        set_error("cannot choose a CA directory: neither XDG_CONFIG_HOME nor HOME is an "
-                  "absolute path; pass --ca-dir DIR");
-        return XS_EINVAL;
+        return xs_diag_set(diag, XS_EINVAL,
+                           "cannot choose a CA directory: neither XDG_CONFIG_HOME nor HOME is an "
+                           "absolute path; pass --ca-dir DIR");
     }
     if (n < 0 || (size_t)n >= cap) {
-        set_error("the default CA directory path is too long; pass --ca-dir DIR");
-        return XS_ETOOBIG;
+        return xs_diag_set(diag, XS_ETOOBIG,
+                           "the default CA directory path is too long; pass --ca-dir DIR");
     }
     return 0;
 }
@@ -134,20 +124,20 @@ int xs_ca_default_dir(char *buf, size_t cap)
 /* Returns 1 if path exists, 0 if it does not, a negative code (with the error set) if it cannot
  * be told. A symbolic link exists, even a dangling one: it is refused when read, never replaced
  * or followed. */
-static int file_exists(const char *path)
+static int file_exists(const char *path, xs_diag *diag)
 {
     struct stat st;
     if (lstat(path, &st) == 0)
         return 1;
     if (errno == ENOENT || errno == ENOTDIR)
         return 0;
-    set_error("cannot access %s: %s; fix its permissions or pass --ca-dir DIR", path,
-              strerror(errno));
-    return XS_EIO;
+    return xs_diag_set(diag, XS_EIO,
+                       "cannot access %s: %s; fix its permissions or pass --ca-dir DIR", path,
+                       strerror(errno));
 }
 
 /* mkdir -p, every directory it creates with mode 0700. */
-static int make_dir(const char *dir)
+static int make_dir(const char *dir, xs_diag *diag)
 {
     struct stat st;
     char *path = NULL;
@@ -156,49 +146,49 @@ static int make_dir(const char *dir)
     if (stat(dir, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             return 0;
-        set_error("cannot create CA directory %s: it exists and is not a directory; pass "
-                  "--ca-dir DIR",
-                  dir);
-        return XS_EIO;
+        return xs_diag_set(diag, XS_EIO,
+                           "cannot create CA directory %s: it exists and is not a directory; pass "
+                           "--ca-dir DIR",
+                           dir);
     }
-    path = strdup(dir);
+    path = xs_strdup(dir);
     if (path == NULL) {
-        set_error("out of memory");
-        return XS_ENOMEM;
+        return xs_diag_set(diag, XS_ENOMEM, "out of memory");
     }
     for (char *s = path + 1; *s != '\0'; s++) {
         if (*s != '/')
             continue;
         *s = '\0';
         if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-            set_error("cannot create CA directory %s: cannot create %s: %s; pass --ca-dir DIR", dir,
-                      path, strerror(errno));
-            rc = XS_EIO;
+            rc = xs_diag_set(
+                diag, XS_EIO,
+                "cannot create CA directory %s: cannot create %s: %s; pass --ca-dir DIR", dir, path,
+                strerror(errno));
             goto out;
         }
         *s = '/';
     }
     if (mkdir(dir, 0700) != 0) {
         if (errno != EEXIST) {
-            set_error("cannot create CA directory %s: %s; pass --ca-dir DIR", dir, strerror(errno));
-            rc = XS_EIO;
+            rc = xs_diag_set(diag, XS_EIO, "cannot create CA directory %s: %s; pass --ca-dir DIR",
+                             dir, strerror(errno));
         }
         goto out;
     }
     /* The umask may have taken bits away; the owner needs all three. */
     if (chmod(dir, 0700) != 0) {
-        set_error("cannot set mode 0700 on CA directory %s: %s", dir, strerror(errno));
-        rc = XS_EIO;
+        rc = xs_diag_set(diag, XS_EIO, "cannot set mode 0700 on CA directory %s: %s", dir,
+                         strerror(errno));
     }
 out:
-    free(path);
+    xs_free(path);
     return rc;
 }
 
 /* Reads a whole small file, opened by xs_file_open_read(): no link followed, no waiting on a
  * FIFO, a regular file of ours that others cannot change, and for a secret one cannot read. The
  * caller frees *data (after OPENSSL_cleanse() for a secret). */
-static int read_file(const char *path, int secret, char **data, size_t *len)
+static int read_file(const char *path, int secret, char **data, size_t *len, xs_diag *diag)
 {
     struct stat st;
     char *buf = NULL;
@@ -208,27 +198,20 @@ static int read_file(const char *path, int secret, char **data, size_t *len)
 
     *data = NULL;
     *len = 0;
-    xs_diag fd_diag;
-    rc = xs_file_open_read(path, secret ? "the CA key" : "the CA certificate", secret, &fd,
-                           &fd_diag);
-    if (rc != 0) {
-        set_error("%s", fd_diag.text);
+    rc = xs_file_open_read(path, secret ? "the CA key" : "the CA certificate", secret, &fd, diag);
+    if (rc != 0)
         return rc;
-    }
     if (fstat(fd, &st) != 0) {
-        set_error("cannot examine %s: %s", path, strerror(errno));
-        rc = XS_EIO;
+        rc = xs_diag_set(diag, XS_EIO, "cannot examine %s: %s", path, strerror(errno));
         goto out;
     }
     if (st.st_size > MAX_PEM_FILE) {
-        set_error("%s is too large to be a PEM certificate or key", path);
-        rc = XS_EIO;
+        rc = xs_diag_set(diag, XS_EIO, "%s is too large to be a PEM certificate or key", path);
         goto out;
     }
-    buf = malloc((size_t)st.st_size + 1);
+    buf = xs_malloc((size_t)st.st_size + 1);
     if (buf == NULL) {
-        set_error("out of memory");
-        rc = XS_ENOMEM;
+        rc = xs_diag_set(diag, XS_ENOMEM, "out of memory");
         goto out;
     }
     while (got < (size_t)st.st_size) {
@@ -236,8 +219,8 @@ static int read_file(const char *path, int secret, char **data, size_t *len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            set_error("cannot read %s: %s", path, n < 0 ? strerror(errno) : "file shrank");
-            rc = XS_EIO;
+            rc = xs_diag_set(diag, XS_EIO, "cannot read %s: %s", path,
+                             n < 0 ? strerror(errno) : "file shrank");
             goto out;
         }
         got += (size_t)n;
@@ -248,7 +231,7 @@ static int read_file(const char *path, int secret, char **data, size_t *len)
 out:
     if (buf != NULL) {
         OPENSSL_cleanse(buf, (size_t)st.st_size);
-        free(buf);
+        xs_free(buf);
     }
     close(fd);
     return rc;
@@ -256,7 +239,8 @@ out:
 
 /* Creates `path` with O_EXCL and `mode` and writes `len` bytes to it durably. The mode applies
  * from the creation of the file, so a key is never readable by others, even for a moment. */
-static int write_new_file(const char *path, const void *data, size_t len, mode_t mode)
+static int write_new_file(const char *path, const void *data, size_t len, mode_t mode,
+                          xs_diag *diag)
 {
     const char *p = data;
     int fd;
@@ -264,13 +248,12 @@ static int write_new_file(const char *path, const void *data, size_t len, mode_t
 
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
-        set_error("cannot create %s: %s; pass --ca-dir DIR", path, strerror(errno));
-        return XS_EIO;
+        return xs_diag_set(diag, XS_EIO, "cannot create %s: %s; pass --ca-dir DIR", path,
+                           strerror(errno));
     }
     /* The umask may only have removed bits; make the mode exact. */
     if (fchmod(fd, mode) != 0) {
-        set_error("cannot set the mode of %s: %s", path, strerror(errno));
-        rc = XS_EIO;
+        rc = xs_diag_set(diag, XS_EIO, "cannot set the mode of %s: %s", path, strerror(errno));
         goto out;
     }
     while (len > 0) {
@@ -278,21 +261,18 @@ static int write_new_file(const char *path, const void *data, size_t len, mode_t
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            set_error("cannot write %s: %s", path, strerror(errno));
-            rc = XS_EIO;
+            rc = xs_diag_set(diag, XS_EIO, "cannot write %s: %s", path, strerror(errno));
             goto out;
         }
         p += n;
         len -= (size_t)n;
     }
     if (fsync(fd) != 0) {
-        set_error("cannot write %s: %s", path, strerror(errno));
-        rc = XS_EIO;
+        rc = xs_diag_set(diag, XS_EIO, "cannot write %s: %s", path, strerror(errno));
     }
 out:
     if (close(fd) != 0 && rc == 0) {
-        set_error("cannot write %s: %s", path, strerror(errno));
-        rc = XS_EIO;
+        rc = xs_diag_set(diag, XS_EIO, "cannot write %s: %s", path, strerror(errno));
     }
     return rc;
 }
@@ -526,57 +506,56 @@ static int no_password(char *buf, int size, int rwflag, void *user)
     return -1;
 }
 
-static int load_ca(xs_ca *ca)
+static int load_ca(xs_ca *ca, xs_diag *diag)
 {
     char *pem = NULL;
     size_t len = 0;
     BIO *bio = NULL;
     int rc;
 
-    rc = read_file(ca->cert_path, 0, &pem, &len);
+    rc = read_file(ca->cert_path, 0, &pem, &len, diag);
     if (rc != 0)
         goto out;
     bio = BIO_new_mem_buf(pem, (int)len);
     ca->cert = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
     BIO_free(bio);
-    free(pem);
+    xs_free(pem);
     pem = NULL;
     if (ca->cert == NULL) {
-        set_error("cannot load %s: not a PEM certificate", ca->cert_path);
-        append_openssl_errors();
-        rc = XS_ETLS;
+        xs_diag_set(diag, XS_ETLS, "cannot load %s: not a PEM certificate", ca->cert_path);
+        rc = append_openssl_errors(diag, XS_ETLS);
         goto out;
     }
 
-    rc = read_file(ca->key_path, 1, &pem, &len);
+    rc = read_file(ca->key_path, 1, &pem, &len, diag);
     if (rc != 0)
         goto out;
     bio = BIO_new_mem_buf(pem, (int)len);
     ca->key = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL) : NULL;
     BIO_free(bio);
     OPENSSL_cleanse(pem, len);
-    free(pem);
+    xs_free(pem);
     pem = NULL;
     if (ca->key == NULL) {
-        set_error("cannot load %s: not an unencrypted PEM private key", ca->key_path);
-        append_openssl_errors();
-        rc = XS_ETLS;
+        xs_diag_set(diag, XS_ETLS, "cannot load %s: not an unencrypted PEM private key",
+                    ca->key_path);
+        rc = append_openssl_errors(diag, XS_ETLS);
         goto out;
     }
 
     if (X509_check_private_key(ca->cert, ca->key) != 1) {
         ERR_clear_error();
-        set_error("%s does not match %s; restore the matching pair, or remove both and run "
-                  "`xmppscope ca init` (clients must then trust the new CA)",
-                  ca->key_path, ca->cert_path);
-        rc = XS_ETLS;
+        rc = xs_diag_set(diag, XS_ETLS,
+                         "%s does not match %s; restore the matching pair, or remove both and run "
+                         "`xmppscope ca init` (clients must then trust the new CA)",
+                         ca->key_path, ca->cert_path);
         goto out;
     }
     if (X509_check_ca(ca->cert) == 0) {
-        set_error("%s is not a CA certificate (basicConstraints CA:TRUE is missing); remove "
-                  "ca.crt and ca.key and run `xmppscope ca init`",
-                  ca->cert_path);
-        rc = XS_ETLS;
+        rc = xs_diag_set(diag, XS_ETLS,
+                         "%s is not a CA certificate (basicConstraints CA:TRUE is missing); remove "
+                         "ca.crt and ca.key and run `xmppscope ca init`",
+                         ca->cert_path);
         goto out;
     }
 out:
@@ -584,21 +563,22 @@ out:
 }
 
 /* Publishes tmp under `path` unless `path` already exists. */
-static int publish(const char *tmp, const char *path)
+static int publish(const char *tmp, const char *path, xs_diag *diag)
 {
     if (link(tmp, path) == 0)
         return 0;
     if (errno == EEXIST) {
-        set_error("%s appeared while the CA was being created (another `xmppscope ca init`?); "
-                  "run the command again",
-                  path);
-        return XS_EIO;
+        return xs_diag_set(
+            diag, XS_EIO,
+            "%s appeared while the CA was being created (another `xmppscope ca init`?); "
+            "run the command again",
+            path);
     }
-    set_error("cannot create %s: %s; pass --ca-dir DIR", path, strerror(errno));
-    return XS_EIO;
+    return xs_diag_set(diag, XS_EIO, "cannot create %s: %s; pass --ca-dir DIR", path,
+                       strerror(errno));
 }
 
-static int create_ca(xs_ca *ca)
+static int create_ca(xs_ca *ca, xs_diag *diag)
 {
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
@@ -617,9 +597,8 @@ static int create_ca(xs_ca *ca)
     if (cert == NULL || key_bio == NULL || cert_bio == NULL ||
         !PEM_write_bio_PrivateKey(key_bio, key, NULL, NULL, 0, NULL, NULL) ||
         !PEM_write_bio_X509(cert_bio, cert)) {
-        set_error("cannot make the CA key and certificate");
-        append_openssl_errors();
-        rc = XS_ETLS;
+        xs_diag_set(diag, XS_ETLS, "cannot make the CA key and certificate");
+        rc = append_openssl_errors(diag, XS_ETLS);
         goto out;
     }
     /* The process id makes the temporary names unique among live processes; a file left by a
@@ -638,17 +617,17 @@ static int create_ca(xs_ca *ca)
     unlink(cert_tmp);
 
     len = BIO_get_mem_data(key_bio, &data);
-    rc = write_new_file(key_tmp, data, (size_t)len, 0600);
+    rc = write_new_file(key_tmp, data, (size_t)len, 0600, diag);
     if (rc != 0)
         goto out;
     len = BIO_get_mem_data(cert_bio, &data);
-    rc = write_new_file(cert_tmp, data, (size_t)len, 0644);
+    rc = write_new_file(cert_tmp, data, (size_t)len, 0644, diag);
     if (rc != 0)
         goto out;
-    rc = publish(key_tmp, ca->key_path);
+    rc = publish(key_tmp, ca->key_path, diag);
     if (rc != 0)
         goto out;
-    rc = publish(cert_tmp, ca->cert_path);
+    rc = publish(cert_tmp, ca->cert_path, diag);
     if (rc != 0) {
         unlink(ca->key_path); /* ours: it was linked just above */
         goto out;
@@ -660,13 +639,13 @@ static int create_ca(xs_ca *ca)
     ca->created = 1;
 out:
     if (rc == XS_ENOMEM)
-        set_error("out of memory");
+        xs_diag_set(diag, rc, "out of memory");
     if (key_tmp != NULL)
         unlink(key_tmp);
     if (cert_tmp != NULL)
         unlink(cert_tmp);
-    free(key_tmp);
-    free(cert_tmp);
+    xs_free(key_tmp);
+    xs_free(cert_tmp);
     BIO_free(key_bio);
     BIO_free(cert_bio);
     X509_free(cert);
@@ -674,7 +653,7 @@ out:
     return rc;
 }
 
-int xs_ca_open(const char *dir, int create, xs_ca **out)
+int xs_ca_open(const char *dir, int create, xs_ca **out, xs_diag *diag)
 {
     xs_ca *ca = NULL;
     struct stat st;
@@ -683,14 +662,13 @@ int xs_ca_open(const char *dir, int create, xs_ca **out)
 
     *out = NULL;
     if (dir == NULL || dir[0] == '\0') {
-        set_error("no CA directory given; pass --ca-dir DIR");
-        return XS_EINVAL;
+        return xs_diag_set(diag, XS_EINVAL, "no CA directory given; pass --ca-dir DIR");
     }
     ERR_clear_error();
-    ca = calloc(1, sizeof(*ca));
+    ca = xs_calloc(1, sizeof(*ca));
     if (ca == NULL)
         goto nomem;
-    ca->dir = strdup(dir);
+    ca->dir = xs_strdup(dir);
     if (ca->dir == NULL)
         goto nomem;
     /* "/a/b/" and "/a/b" are the same directory; keep file names tidy. */
@@ -709,61 +687,57 @@ int xs_ca_open(const char *dir, int create, xs_ca **out)
      * plant the CA that clients are told to trust. A missing one is made (mode 0700) only when
      * asked to create a CA; without that the message below says how to make one. */
     if (create) {
-        rc = make_dir(ca->dir);
+        rc = make_dir(ca->dir, diag);
         if (rc != 0)
             goto out;
     }
     if (create || lstat(ca->dir, &st) == 0) {
-        xs_diag dir_diag;
-        rc = xs_file_check_dir(ca->dir, "the CA directory", &dir_diag);
-        if (rc != 0) {
-            set_error("%s", dir_diag.text);
+        rc = xs_file_check_dir(ca->dir, "the CA directory", diag);
+        if (rc != 0)
             goto out;
-        }
     }
-    have_cert = file_exists(ca->cert_path);
-    have_key = file_exists(ca->key_path);
+    have_cert = file_exists(ca->cert_path, diag);
+    have_key = file_exists(ca->key_path, diag);
     if (have_cert < 0 || have_key < 0) {
         rc = have_cert < 0 ? have_cert : have_key;
         goto out;
     }
     if (!have_cert && !have_key) {
         if (!create) {
-            set_error("no CA in %s (ca.crt and ca.key are missing); run `xmppscope ca init "
-                      "--ca-dir %s` first, or pass the --ca-dir DIR that holds it",
-                      ca->dir, ca->dir);
-            rc = XS_EIO;
+            rc = xs_diag_set(diag, XS_EIO,
+                             "no CA in %s (ca.crt and ca.key are missing); run `xmppscope ca init "
+                             "--ca-dir %s` first, or pass the --ca-dir DIR that holds it",
+                             ca->dir, ca->dir);
             goto out;
         }
-        rc = create_ca(ca);
+        rc = create_ca(ca, diag);
     } else if (have_cert != have_key) {
         const char *present = have_cert ? ca->cert_path : ca->key_path;
         const char *missing = have_cert ? ca->key_path : ca->cert_path;
-        set_error("%s exists but %s is missing; restore it, or remove %s and run `xmppscope ca "
-                  "init` to make a new CA (clients must then trust the new one)",
-                  present, missing, present);
-        rc = XS_EIO;
+        rc = xs_diag_set(
+            diag, XS_EIO,
+            "%s exists but %s is missing; restore it, or remove %s and run `xmppscope ca "
+            "init` to make a new CA (clients must then trust the new one)",
+            present, missing, present);
     } else {
-        rc = load_ca(ca);
+        rc = load_ca(ca, diag);
     }
     if (rc != 0)
         goto out;
 
     ca->leaf_key = EVP_EC_gen("P-256");
     if (ca->leaf_key == NULL || !compute_fingerprint(ca)) {
-        set_error("cannot prepare the CA in %s", ca->dir);
-        append_openssl_errors();
-        rc = XS_ETLS;
+        xs_diag_set(diag, XS_ETLS, "cannot prepare the CA in %s", ca->dir);
+        rc = append_openssl_errors(diag, XS_ETLS);
         goto out;
     }
-    ca->cache = calloc(XS_CA_CACHE_SIZE, sizeof(*ca->cache));
+    ca->cache = xs_calloc(XS_CA_CACHE_SIZE, sizeof(*ca->cache));
     if (ca->cache == NULL)
         goto nomem;
     *out = ca;
     return 0;
 nomem:
-    set_error("out of memory");
-    rc = XS_ENOMEM;
+    rc = xs_diag_set(diag, XS_ENOMEM, "out of memory");
 out:
     xs_ca_free(ca);
     return rc;
@@ -780,18 +754,18 @@ void xs_ca_free(xs_ca *ca)
         return;
     if (ca->cache != NULL) {
         for (size_t i = 0; i < ca->cache_len; i++) {
-            free(ca->cache[i].name);
+            xs_free(ca->cache[i].name);
             X509_free(ca->cache[i].cert);
         }
-        free(ca->cache);
+        xs_free(ca->cache);
     }
     X509_free(ca->cert);
     EVP_PKEY_free(ca->key);
     EVP_PKEY_free(ca->leaf_key);
-    free(ca->dir);
-    free(ca->cert_path);
-    free(ca->key_path);
-    free(ca);
+    xs_free(ca->dir);
+    xs_free(ca->cert_path);
+    xs_free(ca->key_path);
+    xs_free(ca);
 }
 
 const char *xs_ca_cert_path(const xs_ca *ca)
@@ -886,7 +860,7 @@ static struct cache_entry *cache_make_room(xs_ca *ca)
     for (size_t i = 1; i < ca->cache_len; i++)
         if (ca->cache[i].used < lru->used)
             lru = &ca->cache[i];
-    free(lru->name);
+    xs_free(lru->name);
     X509_free(lru->cert);
     memset(lru, 0, sizeof(*lru));
     return lru;
@@ -899,12 +873,12 @@ static int still_fresh(X509 *cert)
     return X509_cmp_time(X509_get0_notAfter(cert), &limit) > 0;
 }
 
-int xs_ca_forge(xs_ca *ca, const char *name, X509 **cert)
+int xs_ca_forge(xs_ca *ca, const char *name, X509 **cert, xs_diag *diag)
 {
-    return xs_ca_forge_ip(ca, name, NULL, cert);
+    return xs_ca_forge_ip(ca, name, NULL, cert, diag);
 }
 
-int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, X509 **cert)
+int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, X509 **cert, xs_diag *diag)
 {
     struct leaf_name ln, extra;
     const struct leaf_name *extra_ip = NULL;
@@ -915,15 +889,15 @@ int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, X509 **cert)
 
     *cert = NULL;
     if (normalize_name(name, &ln) != 0) {
-        set_error("cannot forge a certificate for \"%.80s\": not a DNS name or IP address",
-                  name != NULL ? name : "(null)");
-        return XS_EINVAL;
+        return xs_diag_set(diag, XS_EINVAL,
+                           "cannot forge a certificate for \"%.80s\": not a DNS name or IP address",
+                           name != NULL ? name : "(null)");
     }
     if (ip != NULL) {
         if (normalize_name(ip, &extra) != 0 || !extra.is_ip) {
-            set_error("cannot forge a certificate for %s: \"%.80s\" is not an IP address", ln.text,
-                      ip);
-            return XS_EINVAL;
+            return xs_diag_set(diag, XS_EINVAL,
+                               "cannot forge a certificate for %s: \"%.80s\" is not an IP address",
+                               ln.text, ip);
         }
         /* A name that is that very address needs it once. */
         if (strcmp(extra.text, ln.text) != 0)
@@ -942,19 +916,17 @@ int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, X509 **cert)
     }
 
     if (e == NULL) {
-        key = strdup(cache_key);
+        key = xs_strdup(cache_key);
         if (key == NULL) {
-            set_error("out of memory");
-            return XS_ENOMEM;
+            return xs_diag_set(diag, XS_ENOMEM, "out of memory");
         }
     }
     ERR_clear_error();
     x = forge_leaf(ca->cert, ca->key, ca->leaf_key, &ln, extra_ip);
     if (x == NULL) {
-        set_error("cannot forge a certificate for %s", ln.text);
-        append_openssl_errors();
-        free(key);
-        return XS_ETLS;
+        xs_diag_set(diag, XS_ETLS, "cannot forge a certificate for %s", ln.text);
+        xs_free(key);
+        return append_openssl_errors(diag, XS_ETLS);
     }
     if (e == NULL) {
         e = cache_make_room(ca);

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "inspect/error.h"
+
 struct x509_st;     /* OpenSSL's X509 */
 struct evp_pkey_st; /* OpenSSL's EVP_PKEY */
 
@@ -31,8 +33,8 @@ typedef struct xs_ca xs_ca;
 
 /* Writes the default CA directory into buf: $XDG_CONFIG_HOME/xmppscope if XDG_CONFIG_HOME is an
  * absolute path, else $HOME/.config/xmppscope. Returns 0, XS_EINVAL when neither variable is
- * usable, or XS_ETOOBIG when cap is too small; xs_ca_error() says why. */
-int xs_ca_default_dir(char *buf, size_t cap);
+ * usable, or XS_ETOOBIG when cap is too small, and says why in `diag` (may be NULL). */
+int xs_ca_default_dir(char *buf, size_t cap, xs_diag *diag);
 
 /* Loads the CA from dir/ca.crt and dir/ca.key. When both are absent and create != 0, makes a new
  * CA there first (dir created with mode 0700 if missing, parents as by mkdir -p). As ssh's
@@ -42,8 +44,9 @@ int xs_ca_default_dir(char *buf, size_t cap);
  * be readable by group or others. On success *out is the CA, freed with xs_ca_free().
  * Returns 0, XS_EINVAL (no directory given, or the directory or a file refused: a configuration
  * error), XS_EIO (files missing, unreadable), XS_ETLS (bad PEM, key and certificate do not
- * match, not a CA) or XS_ENOMEM; xs_ca_error() gives the cause and the fix in one line. */
-int xs_ca_open(const char *dir, int create, xs_ca **out);
+ * match, not a CA) or XS_ENOMEM, and gives the cause and the fix in one line in `diag` (may be
+ * NULL). */
+int xs_ca_open(const char *dir, int create, xs_ca **out, xs_diag *diag);
 
 /* 1 if xs_ca_open() created this CA, 0 if it loaded an existing one. */
 int xs_ca_created(const xs_ca *ca);
@@ -70,20 +73,17 @@ int xs_ca_validity(const xs_ca *ca, time_t *not_before, time_t *not_after);
  * literal), issued by the CA for the key xs_ca_leaf_key(). The same name gives the same
  * certificate while it is cached and valid for more than a day. *cert is a new reference the
  * caller releases with X509_free(). Returns 0, XS_EINVAL (a name no certificate can carry),
- * XS_ETLS or XS_ENOMEM; xs_ca_error() says why. */
-int xs_ca_forge(xs_ca *ca, const char *name, struct x509_st **cert);
+ * XS_ETLS or XS_ENOMEM, and says why in `diag` (may be NULL). */
+int xs_ca_forge(xs_ca *ca, const char *name, struct x509_st **cert, xs_diag *diag);
 
 /* As xs_ca_forge(), and when `ip` is not NULL the certificate also carries that IP address (an
  * IP literal, IPv6 possibly in brackets) as a subjectAltName: the address a client connected to,
  * which a client that dialled an address rather than a name checks. Certificates are cached per
  * (name, ip) pair. Returns XS_EINVAL as well when `ip` is not an IP literal. */
-int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, struct x509_st **cert);
+int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, struct x509_st **cert,
+                   xs_diag *diag);
 
 /* The private key of every forged certificate. Borrowed: valid until xs_ca_free(). */
 struct evp_pkey_st *xs_ca_leaf_key(const xs_ca *ca);
-
-/* A one-line description, with the fix when there is one, of the last failure of an xs_ca_*
- * function in this thread. Thread-local storage, overwritten by the next failure. */
-const char *xs_ca_error(void);
 
 #endif

@@ -298,14 +298,14 @@ static int setup_ca(xs_proxy *p, xs_diag *diag)
     const char *d = p->cfg->ca_dir;
     if (d == NULL) {
         /* A runtime failure, as it always was: the environment, not an option, is missing. */
-        if (xs_ca_default_dir(dir, sizeof(dir)) < 0)
+        if (xs_ca_default_dir(dir, sizeof(dir), NULL) < 0)
             return xs_diag_set(
                 diag, XS_EIO, "no CA directory: set HOME or XDG_CONFIG_HOME, or pass --ca-dir DIR");
         d = dir;
     }
-    int rc = xs_ca_open(d, 1, &p->ca);
+    int rc = xs_ca_open(d, 1, &p->ca, diag);
     if (rc < 0) /* XS_EINVAL: a refused directory or file, a configuration error */
-        return xs_diag_set(diag, rc, "%s", xs_ca_error());
+        return rc;
     char fp[XS_CA_FINGERPRINT_LEN];
     xs_ca_fingerprint(p->ca, fp, sizeof(fp));
     say("%s CA %s (SHA-256 %s): clients must trust it (see 'xmppscope ca show')",

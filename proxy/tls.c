@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
 
 /* ALPN protocol list in wire format: a length byte, then the name (XEP-0368). */
@@ -96,7 +97,7 @@ static char *err_buf(xs_tls *t)
 {
     static char fallback[TLS_ERR_LEN];
     if (t->err == NULL) {
-        t->err = malloc(TLS_ERR_LEN);
+        t->err = xs_malloc(TLS_ERR_LEN);
         if (t->err == NULL) {
             t->err = fallback;
             t->err_static = 1;
@@ -125,7 +126,7 @@ static int reserve(unsigned char **buf, size_t *off, size_t *len, size_t *cap, s
     size_t ncap = *cap != 0 ? *cap : 4096;
     while (ncap < *len + extra)
         ncap *= 2;
-    unsigned char *p = realloc(*buf, ncap);
+    unsigned char *p = xs_realloc(*buf, ncap);
     if (p == NULL)
         return XS_ENOMEM;
     *buf = p;
@@ -340,7 +341,7 @@ static int ctx_new(const SSL_METHOD *method, int min_version, int max_version, x
         (void)xs_diag_set(diag, 0, "the highest TLS version is below the lowest one");
         return XS_EINVAL;
     }
-    ctx = calloc(1, sizeof(*ctx));
+    ctx = xs_calloc(1, sizeof(*ctx));
     if (ctx == NULL) {
         (void)xs_diag_set(diag, 0, "out of memory");
         return XS_ENOMEM;
@@ -355,7 +356,7 @@ static int ctx_new(const SSL_METHOD *method, int min_version, int max_version, x
         set_ctx_error(diag, "cannot create the TLS context");
         SSL_CTX_free(ctx->ssl_ctx);
         BIO_meth_free(ctx->bio_method);
-        free(ctx);
+        xs_free(ctx);
         return XS_ETLS;
     }
     /* Renegotiation has no use in XMPP and a history of attacks; compression leaks plaintext
@@ -372,12 +373,12 @@ static void ctx_unref(xs_tls_ctx *ctx)
     if (ctx == NULL || --ctx->refs > 0)
         return;
     for (size_t i = 0; i < ctx->n_sessions; i++) {
-        free(ctx->sessions[i].key);
+        xs_free(ctx->sessions[i].key);
         SSL_SESSION_free(ctx->sessions[i].sess);
     }
     SSL_CTX_free(ctx->ssl_ctx);
     BIO_meth_free(ctx->bio_method); /* after the last connection, whose BIO used it */
-    free(ctx);
+    xs_free(ctx);
 }
 
 void xs_tls_ctx_free(xs_tls_ctx *ctx)
@@ -407,8 +408,8 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
-    free(t->sni);
-    t->sni = strdup(name);
+    xs_free(t->sni);
+    t->sni = xs_strdup(name);
     if (t->sni == NULL) {
         snprintf(err_buf(t), TLS_ERR_LEN, "out of memory");
         t->err_set = 1;
@@ -436,8 +437,9 @@ static int cert_cb(SSL *ssl, void *arg)
         t->err_set = 1;
         return 0;
     }
-    if (xs_ca_forge_ip(ctx->ca, name, t->local_ip, &cert) != 0) {
-        snprintf(err_buf(t), TLS_ERR_LEN, "%s", xs_ca_error());
+    xs_diag diag;
+    if (xs_ca_forge_ip(ctx->ca, name, t->local_ip, &cert, &diag) != 0) {
+        snprintf(err_buf(t), TLS_ERR_LEN, "%s", diag.text);
         t->err_set = 1;
         return 0;
     }
@@ -450,8 +452,8 @@ static int cert_cb(SSL *ssl, void *arg)
         t->err_set = 1;
         return 0;
     }
-    free(t->cert_name);
-    t->cert_name = strdup(name); /* for the logs only: losing it to ENOMEM is harmless */
+    xs_free(t->cert_name);
+    t->cert_name = xs_strdup(name); /* for the logs only: losing it to ENOMEM is harmless */
     return 1;
 }
 
@@ -551,7 +553,7 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
         if (strcmp(ctx->sessions[i].key, t->resume_key) == 0)
             e = &ctx->sessions[i];
     if (e == NULL) {
-        char *key = strdup(t->resume_key);
+        char *key = xs_strdup(t->resume_key);
         if (key == NULL)
             return 0;
         if (ctx->n_sessions < XS_TLS_SESSION_CACHE_SIZE) {
@@ -561,7 +563,7 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
             for (size_t i = 1; i < ctx->n_sessions; i++)
                 if (ctx->sessions[i].used < e->used)
                     e = &ctx->sessions[i];
-            free(e->key);
+            xs_free(e->key);
         }
         e->key = key;
     }
@@ -576,7 +578,7 @@ static void forget_session(xs_tls_ctx *ctx, const char *key)
     for (size_t i = 0; i < ctx->n_sessions; i++) {
         if (strcmp(ctx->sessions[i].key, key) != 0)
             continue;
-        free(ctx->sessions[i].key);
+        xs_free(ctx->sessions[i].key);
         SSL_SESSION_free(ctx->sessions[i].sess);
         ctx->sessions[i] = ctx->sessions[--ctx->n_sessions];
         return;
@@ -636,7 +638,7 @@ int xs_tls_new(xs_tls_ctx *ctx, const char *server_name, xs_tls **out)
     if (!ctx->server && server_name == NULL && !ctx->insecure)
         return XS_EINVAL; /* nothing to verify the certificate against */
     ERR_clear_error();
-    t = calloc(1, sizeof(*t));
+    t = xs_calloc(1, sizeof(*t));
     if (t == NULL)
         return XS_ENOMEM;
     t->ctx = ctx;
@@ -656,7 +658,7 @@ int xs_tls_new(xs_tls_ctx *ctx, const char *server_name, xs_tls **out)
     } else {
         SSL_set_connect_state(t->ssl);
         if (server_name != NULL) {
-            t->server_name = strdup(server_name);
+            t->server_name = xs_strdup(server_name);
             if (t->server_name == NULL)
                 goto fail;
             rc = XS_EINVAL;
@@ -691,25 +693,25 @@ void xs_tls_free(xs_tls *t)
     if (t == NULL)
         return;
     SSL_free(t->ssl);
-    free(t->server_name);
-    free(t->default_name);
-    free(t->local_ip);
-    free(t->sni);
-    free(t->cert_name);
-    free(t->resume_key);
-    free(t->peer_subject);
-    free(t->alpn_copy);
-    free(t->verify);
-    free(t->in);
-    free(t->out);
+    xs_free(t->server_name);
+    xs_free(t->default_name);
+    xs_free(t->local_ip);
+    xs_free(t->sni);
+    xs_free(t->cert_name);
+    xs_free(t->resume_key);
+    xs_free(t->peer_subject);
+    xs_free(t->alpn_copy);
+    xs_free(t->verify);
+    xs_free(t->in);
+    xs_free(t->out);
     if (!t->err_static)
-        free(t->err);
+        xs_free(t->err);
     if (t->early != NULL) {
         OPENSSL_cleanse(t->early, t->early_cap);
-        free(t->early);
+        xs_free(t->early);
     }
     ctx_unref(t->ctx);
-    free(t);
+    xs_free(t);
 }
 
 int xs_tls_set_default_name(xs_tls *t, const char *name)
@@ -718,10 +720,10 @@ int xs_tls_set_default_name(xs_tls *t, const char *name)
 
     if (!t->ctx->server || t->established || name == NULL)
         return XS_EINVAL;
-    copy = strdup(name);
+    copy = xs_strdup(name);
     if (copy == NULL)
         return XS_ENOMEM;
-    free(t->default_name);
+    xs_free(t->default_name);
     t->default_name = copy;
     return 0;
 }
@@ -734,10 +736,10 @@ int xs_tls_set_local_ip(xs_tls *t, const char *ip)
     if (!t->ctx->server || t->started || ip == NULL ||
         (inet_pton(AF_INET, ip, buf) != 1 && inet_pton(AF_INET6, ip, buf) != 1))
         return XS_EINVAL;
-    copy = strdup(ip);
+    copy = xs_strdup(ip);
     if (copy == NULL)
         return XS_ENOMEM;
-    free(t->local_ip);
+    xs_free(t->local_ip);
     t->local_ip = copy;
     return 0;
 }
@@ -760,10 +762,10 @@ int xs_tls_set_resume_key(xs_tls *t, const char *key)
 
     if (ctx->server || t->started || key == NULL)
         return XS_EINVAL;
-    copy = strdup(key);
+    copy = xs_strdup(key);
     if (copy == NULL)
         return XS_ENOMEM;
-    free(t->resume_key);
+    xs_free(t->resume_key);
     t->resume_key = copy;
     for (size_t i = 0; i < ctx->n_sessions; i++) {
         if (strcmp(ctx->sessions[i].key, key) != 0)
@@ -822,7 +824,7 @@ static void release_buffer(unsigned char **buf, size_t *off, size_t *len, size_t
 {
     if (*off != *len)
         return;
-    free(*buf);
+    xs_free(*buf);
     *buf = NULL;
     *off = *len = *cap = 0;
 }
@@ -838,7 +840,7 @@ static void snapshot_info(xs_tls *t)
         memcmp(alpn, ALPN_NAME, alpn_len) == 0) {
         t->alpn = ALPN_NAME; /* the only protocol either role negotiates */
     } else if (alpn != NULL && alpn_len < 32) {
-        t->alpn_copy = strndup((const char *)alpn, alpn_len);
+        t->alpn_copy = xs_strndup((const char *)alpn, alpn_len);
         t->alpn = t->alpn_copy;
     }
     if (!t->ctx->server) {
@@ -850,7 +852,7 @@ static void snapshot_info(xs_tls *t)
         else
             snprintf(verify, sizeof(verify), "%s%s", t->ctx->insecure ? "insecure: " : "",
                      X509_verify_cert_error_string(v));
-        t->verify = strdup(verify);
+        t->verify = xs_strdup(verify);
         if (peer != NULL) {
             BIO *bio = BIO_new(BIO_s_mem());
             char *data = NULL;
@@ -859,7 +861,7 @@ static void snapshot_info(xs_tls *t)
                 X509_NAME_print_ex(bio, X509_get_subject_name(peer), 0,
                                    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0 &&
                 (len = BIO_get_mem_data(bio, &data)) >= 0 &&
-                (t->peer_subject = malloc((size_t)len + 1)) != NULL) {
+                (t->peer_subject = xs_malloc((size_t)len + 1)) != NULL) {
                 /* The BIO's data is not NUL-terminated: copy exactly len bytes. */
                 memcpy(t->peer_subject, data, (size_t)len);
                 t->peer_subject[len] = '\0';
@@ -876,13 +878,13 @@ static int on_established(xs_tls *t)
     t->established = 1;
     snapshot_info(t);
     /* Only the certificate needed it; idle connections must stay small. */
-    free(t->local_ip);
+    xs_free(t->local_ip);
     t->local_ip = NULL;
     if (t->early_len > 0 && !t->shut)
         rc = write_all(t, t->early, t->early_len);
     if (t->early != NULL) {
         OPENSSL_cleanse(t->early, t->early_cap);
-        free(t->early);
+        xs_free(t->early);
         t->early = NULL;
         t->early_len = 0;
         t->early_cap = 0;
@@ -992,13 +994,13 @@ int xs_tls_write_plain(xs_tls *t, const void *buf, size_t len)
             cap *= 2;
         if (cap > XS_TLS_MAX_EARLY_PLAIN)
             cap = XS_TLS_MAX_EARLY_PLAIN;
-        p = malloc(cap);
+        p = xs_malloc(cap);
         if (p == NULL)
             return XS_ENOMEM;
         if (t->early != NULL) {
             memcpy(p, t->early, t->early_len);
             OPENSSL_cleanse(t->early, t->early_cap);
-            free(t->early);
+            xs_free(t->early);
         }
         t->early = p;
         t->early_cap = cap;

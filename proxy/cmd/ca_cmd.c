@@ -102,6 +102,7 @@ int xs_ca_cmd_main(int argc, char **argv)
     const char *dir = NULL;
     char default_dir[PATH_MAX];
     xs_ca *ca = NULL;
+    xs_diag diag;
     int rc;
 
     for (int i = 1; i < argc; i++) {
@@ -130,16 +131,16 @@ int xs_ca_cmd_main(int argc, char **argv)
     if (dir != NULL && dir[0] == '\0')
         return usage_error("--ca-dir needs a directory", NULL);
     if (dir == NULL) {
-        if (xs_ca_default_dir(default_dir, sizeof(default_dir)) != 0) {
-            xs_term_printf(stderr, "xmppscope ca: %s\n", xs_ca_error());
+        if (xs_ca_default_dir(default_dir, sizeof(default_dir), &diag) != 0) {
+            xs_term_printf(stderr, "xmppscope ca: %s\n", diag.text);
             return 2;
         }
         dir = default_dir;
     }
 
-    rc = xs_ca_open(dir, strcmp(cmd, "init") == 0, &ca);
+    rc = xs_ca_open(dir, strcmp(cmd, "init") == 0, &ca, &diag);
     if (rc != 0) {
-        xs_term_printf(stderr, "xmppscope ca: %s\n", xs_ca_error());
+        xs_term_printf(stderr, "xmppscope ca: %s\n", diag.text);
         return rc == XS_EINVAL ? 2 : 1; /* a directory or file refused is a configuration error */
     }
     if (strcmp(cmd, "init") == 0) {

@@ -1,7 +1,10 @@
 /* Allocation failure: for every N, the Nth allocation of a run fails, and the run must end in
  * XS_ENOMEM (or recover and give exactly what a run without failures gives), without a crash or
  * a leak (ASan/LSan). Allocations are counted through our allocator hook (inspect/alloc.h) and
- * libxml2's; see failalloc.h. Each loop prints how many failure points it exercised. */
+ * libxml2's; see failalloc.h. Each loop prints how many failure points it exercised. The session
+ * (proxy/session.c) is driven with plain buffers, as tests/unit/test_session.c does, on plain legs
+ * so that no TLS is needed: there a failure must end the session in order (both legs closed, the
+ * observer told why), or change nothing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,7 +20,9 @@
 #include "filters/features.h"
 #include "filters/rules.h"
 #include "inspect/error.h"
+#include "inspect/observer.h"
 #include "inspect/parser.h"
+#include "proxy/session.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -296,6 +301,241 @@ static void test_alloc_rules_every_failure(void **state)
     stanzas_free(&s);
 }
 
+/* ---- the session ----------------------------------------------------------------------------- */
+
+#define NS_STREAMS "xmlns:stream='http://etherx.jabber.org/streams'"
+static const char C_HDR[] = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' " NS_STREAMS
+                            " to='example.test' version='1.0'>";
+static const char S_HDR[] = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' " NS_STREAMS
+                            " from='example.test' id='s-1' version='1.0'>";
+static const char S_FEAT[] =
+    "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+    "<mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+static const char C_AUTH[] =
+    "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>";
+static const char C_MSG[] = "<message to='bob@example.test' type='chat' id='m1'><body>h&amp;i "
+                            "&#x41;</body></message>";
+static const char S_MSG[] = "<message from='bob@example.test/x' type='chat' id='m2'>\n  <body "
+                            "xml:lang=\"en\">hi</body>\n</message>";
+static const char END[] = "</stream:stream>";
+
+/* The legs: what the session does to them goes into the run's log. */
+typedef struct legs {
+    runlog *log;
+    unsigned closes[2];
+} legs;
+
+static int legs_write(void *ctx, xs_side side, const char *data, size_t len)
+{
+    legs *g = ctx;
+    log_add(g->log, "write %c %.*s\n", side == XS_CLIENT ? 'C' : 'S', (int)len, data);
+    return 0;
+}
+
+static int legs_start_tls(void *ctx, xs_side side, const char *name)
+{
+    (void)ctx, (void)side, (void)name;
+    fail_msg("start_tls on plain legs");
+    return XS_ESTATE;
+}
+
+static int legs_connect(void *ctx)
+{
+    legs *g = ctx;
+    log_add(g->log, "connect\n");
+    return 0;
+}
+
+static void legs_close(void *ctx, xs_side side)
+{
+    legs *g = ctx;
+    g->closes[side]++;
+    log_add(g->log, "close %c\n", side == XS_CLIENT ? 'C' : 'S');
+}
+
+static uint64_t legs_now_us(void *ctx, int wall)
+{
+    (void)ctx;
+    return wall ? 1700000000000000u : 0;
+}
+
+static void legs_diag(void *ctx, const char *text)
+{
+    legs *g = ctx;
+    log_add(g->log, "diag %s\n", text);
+}
+
+static const xs_session_io legs_io = {
+    .write = legs_write,
+    .start_tls = legs_start_tls,
+    .connect = legs_connect,
+    .close = legs_close,
+    .now_us = legs_now_us,
+    .diag = legs_diag,
+};
+
+/* An observer that writes what it is told into the run's log, and counts the ends. */
+typedef struct watch {
+    runlog *log;
+    unsigned closed;
+} watch;
+
+static int watch_event(void *ctx, const xs_obs_event *ev)
+{
+    watch *w = ctx;
+
+    switch (ev->kind) {
+    case XS_OBS_PARSED:
+        log_add(w->log, "seen %s %s\n", xs_event_kind_name(ev->ev->kind),
+                ev->ev->name != NULL ? ev->ev->name : "-");
+        if (ev->ev->kind == XS_EV_ERROR) {
+            if (ev->ev->error == XS_ENOMEM)
+                w->log->enomem_events++;
+            else
+                w->log->other_errors++;
+        }
+        break;
+    case XS_OBS_CLOSED:
+        w->closed++;
+        log_add(w->log, "closed: %s\n", ev->summary->cause != NULL ? ev->summary->cause : "-");
+        break;
+    default:
+        log_add(w->log, "%s %s\n", ev->level != NULL ? ev->level : "-",
+                ev->text != NULL ? ev->text : "-");
+        break;
+    }
+    return 0;
+}
+
+/* Feeds one side unless the session is closing; returns whether it took everything. */
+static void session_feed(xs_session *s, xs_side side, const char *data)
+{
+    if (!xs_session_closing(s))
+        assert_int_equal(xs_session_on_data(s, side, data, strlen(data)), strlen(data));
+}
+
+/* The result of one run of the session besides its log. */
+typedef struct session_end {
+    int rc;       /* of xs_session_new() */
+    bool closing; /* the session decided to close */
+    unsigned closes[2];
+    unsigned closed; /* XS_OBS_CLOSED events */
+} session_end;
+
+/* A small exchange on plain legs: headers, features, PLAIN auth (a secret to mask), a message
+ * each way and both closes; every stanza with its tree (the observer asks for them). */
+static void session_run(xs_rules *const *rules, runlog *l, session_end *end)
+{
+    legs g = {.log = l};
+    watch w = {.log = l};
+    const xs_observer obs = {.on_event = watch_event,
+                             .ctx = &w,
+                             .policy = XS_OBS_WARN,
+                             .needs_tree = 1,
+                             .name = "the test's observer"};
+    xs_session_cfg cfg = {.client_mode = XS_TLSMODE_NONE,
+                          .server_mode = XS_TLSMODE_NONE,
+                          .rewrites = XS_REWRITE_DEFAULT,
+                          .observers = &obs,
+                          .n_observers = 1,
+                          .rules = rules};
+    xs_session *s = NULL;
+
+    memset(l, 0, sizeof(*l));
+    memset(end, 0, sizeof(*end));
+    end->rc = xs_session_new(&cfg, &legs_io, &g, 7, "127.0.0.1:40000", &s);
+    if (end->rc != 0)
+        return;
+    xs_session_start(s);
+    session_feed(s, XS_CLIENT, C_HDR);
+    if (!xs_session_closing(s))
+        xs_session_on_connected(s, 0, NULL);
+    session_feed(s, XS_SERVER, S_HDR);
+    session_feed(s, XS_SERVER, S_FEAT);
+    session_feed(s, XS_CLIENT, C_AUTH);
+    session_feed(s, XS_CLIENT, C_MSG);
+    session_feed(s, XS_SERVER, S_MSG);
+    session_feed(s, XS_SERVER, END);
+    session_feed(s, XS_CLIENT, END);
+    end->closing = xs_session_closing(s) != 0;
+    xs_session_free(s);
+    end->closes[0] = g.closes[0];
+    end->closes[1] = g.closes[1];
+    end->closed = w.closed;
+}
+
+/* Fails every allocation of a session run in turn. Ours only: libxml2 2.9's XPath dereferences
+ * NULL when it cannot allocate (see the rules' loop), and its xmlDOMWrapCloneNode() leaks the
+ * partial copy when an allocation fails inside it (the masking's copy of a stanza).
+ * TODO(issue 12): count libxml2's too once the masking copies without xmlDOMWrapCloneNode(). */
+static points session_every_failure(xs_rules *const *rules, bool ours_only,
+                                    unsigned long *recovered)
+{
+    static runlog ref, got;
+    session_end end;
+    points pt = {0};
+
+    fa_arm(0, false);
+    session_run(rules, &ref, &end);
+    if (ref.other_errors + ref.enomem_events != 0 || !end.closing || end.closes[0] != 1 ||
+        end.closes[1] != 1 || end.closed != 1)
+        fprintf(stderr, "%s", ref.text);
+    assert_int_equal(end.rc, 0);
+    assert_int_equal(ref.other_errors + ref.enomem_events, 0);
+    assert_true(end.closing);
+    assert_int_equal(end.closes[0], 1);
+    assert_int_equal(end.closes[1], 1);
+    assert_int_equal(end.closed, 1);
+    *recovered = 0;
+    for (unsigned long n = 1;; n++) {
+        fa_arm(n, ours_only);
+        session_run(rules, &got, &end);
+        if (!fa.failed)
+            break;
+        *(fa.failed_ours ? &pt.ours : &pt.libs) += 1;
+        if (end.rc != 0) {
+            /* Nothing was made, nothing is left: LSan checks the second half at exit. */
+            assert_int_equal(end.rc, XS_ENOMEM);
+            continue;
+        }
+        if (strcmp(got.text, ref.text) == 0) {
+            (*recovered)++;
+            continue;
+        }
+        /* An orderly end: the session closed both legs it had (the server's only once it was
+         * asked to connect) and told the observer why, once. */
+        bool orderly = end.closing && end.closes[0] == 1 && end.closes[1] <= 1 && end.closed == 1;
+        if (!orderly)
+            fprintf(stderr, "allocation %lu (%s): --- got\n%s--- want\n%s", n,
+                    fa.failed_ours ? "ours" : "libxml2's", got.text, ref.text);
+        assert_true(orderly);
+    }
+    fa_arm(0, false);
+    return pt;
+}
+
+static void test_alloc_session_every_failure(void **state)
+{
+    xs_rules *builtin = NULL;
+    xs_rules *none = NULL;
+    unsigned long recovered;
+
+    (void)state;
+    fa_arm(0, false);
+    assert_int_equal(xs_rules_builtin(XS_REWRITE_DEFAULT | XS_REWRITE_STARTTLS, &builtin), 0);
+    points pt = session_every_failure(&builtin, true, &recovered);
+    printf("session (plain legs, built-in rules): %lu failure points (ours; %lu recovered from "
+           "with the same output)\n",
+           pt.ours, recovered);
+    assert_true(pt.ours > 0);
+    pt = session_every_failure(&none, true, &recovered);
+    printf("session (plain legs, no rules): %lu failure points (ours; %lu recovered from with the "
+           "same output)\n",
+           pt.ours, recovered);
+    assert_true(pt.ours > 0);
+    xs_rules_unref(builtin);
+}
+
 static void quiet(void *ctx, const char *fmt, ...)
 {
     (void)ctx, (void)fmt;
@@ -306,6 +546,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_parser_every_failure),
         cmocka_unit_test(test_alloc_rules_every_failure),
+        cmocka_unit_test(test_alloc_session_every_failure),
     };
     if (fa_install() != 0) {
         fprintf(stderr, "could not install the counting allocator\n");

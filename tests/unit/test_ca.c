@@ -26,6 +26,9 @@
 #include "proxy/ca.h"
 #include "proxy/cmd/ca_cmd.h"
 
+/* What the last xs_ca_*() call of a test said. */
+static xs_diag diag;
+
 struct fixture {
     char dir[512]; /* a fresh, empty directory */
 };
@@ -119,7 +122,7 @@ static void test_ca_create_sets_modes(void **state)
     /* A permissive umask must not loosen anything. */
     old_umask = umask(0);
     path_in(dir, sizeof(dir), f->dir, "nested/ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
     umask(old_umask);
     assert_non_null(ca);
     assert_int_equal(xs_ca_created(ca), 1);
@@ -152,7 +155,7 @@ static void test_ca_ca_certificate_is_a_ca(void **state)
     int days = 0, secs = 0;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
     x = read_cert(xs_ca_cert_path(ca));
 
     assert_int_equal(X509_check_ca(x), 1);
@@ -193,18 +196,18 @@ static void test_ca_reopen_same_fingerprint(void **state)
     X509 *x;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
     assert_int_equal(xs_ca_fingerprint(ca, fp1, sizeof(fp1)), 0);
     assert_int_equal(xs_ca_fingerprint(ca, small, sizeof(small)), XS_ETOOBIG);
     xs_ca_free(ca);
 
     /* Opening again, with or without create, loads the same CA. */
-    assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 0, &ca, &diag), 0);
     assert_int_equal(xs_ca_created(ca), 0);
     assert_int_equal(xs_ca_fingerprint(ca, fp2, sizeof(fp2)), 0);
     assert_string_equal(fp1, fp2);
     xs_ca_free(ca);
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
     assert_int_equal(xs_ca_created(ca), 0);
     assert_int_equal(xs_ca_fingerprint(ca, fp2, sizeof(fp2)), 0);
     assert_string_equal(fp1, fp2);
@@ -234,8 +237,8 @@ static void test_ca_forged_chain_verifies(void **state)
     char cn[128];
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
-    assert_int_equal(xs_ca_forge(ca, "example.test", &leaf), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
+    assert_int_equal(xs_ca_forge(ca, "example.test", &leaf, &diag), 0);
     assert_non_null(leaf);
     cacert = read_cert(xs_ca_cert_path(ca));
 
@@ -278,15 +281,15 @@ static void test_ca_forge_ip_literal(void **state)
     X509 *v4 = NULL, *v6 = NULL, *v6b = NULL;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
-    assert_int_equal(xs_ca_forge(ca, "127.0.0.1", &v4), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
+    assert_int_equal(xs_ca_forge(ca, "127.0.0.1", &v4, &diag), 0);
     assert_int_equal(verify_leaf(xs_ca_cert_path(ca), v4, NULL, "127.0.0.1"), X509_V_OK);
     assert_int_equal(verify_leaf(xs_ca_cert_path(ca), v4, NULL, "127.0.0.2"),
                      X509_V_ERR_IP_ADDRESS_MISMATCH);
-    assert_int_equal(xs_ca_forge(ca, "::1", &v6), 0);
+    assert_int_equal(xs_ca_forge(ca, "::1", &v6, &diag), 0);
     assert_int_equal(X509_check_ip_asc(v6, "::1", 0), 1);
     /* The bracketed and the long form are the same address, so the same certificate. */
-    assert_int_equal(xs_ca_forge(ca, "[0:0::1]", &v6b), 0);
+    assert_int_equal(xs_ca_forge(ca, "[0:0::1]", &v6b, &diag), 0);
     assert_ptr_equal(v6, v6b);
     X509_free(v4);
     X509_free(v6);
@@ -305,11 +308,11 @@ static void test_ca_forge_adds_local_address_san(void **state)
     X509 *plain = NULL, *v4 = NULL, *v4b = NULL, *v6 = NULL, *self = NULL, *bad = NULL;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
-    assert_int_equal(xs_ca_forge(ca, "example.test", &plain), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
+    assert_int_equal(xs_ca_forge(ca, "example.test", &plain, &diag), 0);
     assert_int_equal(X509_check_ip_asc(plain, "127.0.0.1", 0), 0);
 
-    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "127.0.0.1", &v4), 0);
+    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "127.0.0.1", &v4, &diag), 0);
     assert_ptr_not_equal(v4, plain); /* the address is part of the cache key */
     assert_int_equal(X509_check_ip_asc(v4, "127.0.0.1", 0), 1);
     assert_int_equal(X509_check_host(v4, "example.test", 0, 0, NULL), 1);
@@ -317,25 +320,25 @@ static void test_ca_forge_adds_local_address_san(void **state)
     assert_int_equal(verify_leaf(xs_ca_cert_path(ca), v4, "example.test", NULL), X509_V_OK);
     assert_int_equal(verify_leaf(xs_ca_cert_path(ca), v4, NULL, "127.0.0.2"),
                      X509_V_ERR_IP_ADDRESS_MISMATCH);
-    assert_int_equal(xs_ca_forge_ip(ca, "EXAMPLE.test.", "127.0.0.1", &v4b), 0);
+    assert_int_equal(xs_ca_forge_ip(ca, "EXAMPLE.test.", "127.0.0.1", &v4b, &diag), 0);
     assert_ptr_equal(v4, v4b);
 
-    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "[::1]", &v6), 0);
+    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "[::1]", &v6, &diag), 0);
     assert_ptr_not_equal(v6, v4);
     assert_int_equal(X509_check_ip_asc(v6, "::1", 0), 1);
     assert_int_equal(X509_check_ip_asc(v6, "127.0.0.1", 0), 0);
 
     /* A name that is the address itself: one SAN, the certificate of the bare address. */
-    assert_int_equal(xs_ca_forge_ip(ca, "127.0.0.1", "127.0.0.1", &self), 0);
+    assert_int_equal(xs_ca_forge_ip(ca, "127.0.0.1", "127.0.0.1", &self, &diag), 0);
     assert_int_equal(X509_check_ip_asc(self, "127.0.0.1", 0), 1);
     GENERAL_NAMES *sans = X509_get_ext_d2i(self, NID_subject_alt_name, NULL, NULL);
     assert_non_null(sans);
     assert_int_equal(sk_GENERAL_NAME_num(sans), 1);
     GENERAL_NAMES_free(sans);
 
-    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "example.org", &bad), XS_EINVAL);
+    assert_int_equal(xs_ca_forge_ip(ca, "example.test", "example.org", &bad, &diag), XS_EINVAL);
     assert_null(bad);
-    assert_non_null(strstr(xs_ca_error(), "not an IP address"));
+    assert_non_null(strstr(diag.text, "not an IP address"));
 
     X509_free(plain);
     X509_free(v4);
@@ -353,14 +356,14 @@ static void test_ca_cache_same_name_same_cert(void **state)
     X509 *a = NULL, *b = NULL, *c = NULL, *d = NULL;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
-    assert_int_equal(xs_ca_forge(ca, "example.test", &a), 0);
-    assert_int_equal(xs_ca_forge(ca, "example.test", &b), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
+    assert_int_equal(xs_ca_forge(ca, "example.test", &a, &diag), 0);
+    assert_int_equal(xs_ca_forge(ca, "example.test", &b, &diag), 0);
     assert_ptr_equal(a, b);
     /* Case and a trailing dot do not make another name. */
-    assert_int_equal(xs_ca_forge(ca, "EXAMPLE.test.", &c), 0);
+    assert_int_equal(xs_ca_forge(ca, "EXAMPLE.test.", &c, &diag), 0);
     assert_ptr_equal(a, c);
-    assert_int_equal(xs_ca_forge(ca, "other.test", &d), 0);
+    assert_int_equal(xs_ca_forge(ca, "other.test", &d, &diag), 0);
     assert_ptr_not_equal(a, d);
     assert_int_not_equal(ASN1_INTEGER_cmp(X509_get0_serialNumber(a), X509_get0_serialNumber(d)), 0);
     assert_int_equal(X509_check_host(d, "other.test", 0, 0, NULL), 1);
@@ -380,15 +383,15 @@ static void test_ca_cache_is_bounded(void **state)
     X509 *first = NULL, *x = NULL, *again = NULL;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
-    assert_int_equal(xs_ca_forge(ca, "n0.test", &first), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
+    assert_int_equal(xs_ca_forge(ca, "n0.test", &first, &diag), 0);
     for (int i = 1; i <= XS_CA_CACHE_SIZE; i++) {
         snprintf(name, sizeof(name), "n%d.test", i);
-        assert_int_equal(xs_ca_forge(ca, name, &x), 0);
+        assert_int_equal(xs_ca_forge(ca, name, &x, &diag), 0);
         X509_free(x);
     }
     /* n0 was the least recently used, so it made room and is forged anew. */
-    assert_int_equal(xs_ca_forge(ca, "n0.test", &again), 0);
+    assert_int_equal(xs_ca_forge(ca, "n0.test", &again, &diag), 0);
     assert_ptr_not_equal(first, again);
     assert_int_equal(X509_check_host(again, "n0.test", 0, 0, NULL), 1);
     X509_free(first);
@@ -416,18 +419,18 @@ static void test_ca_forge_rejects_bad_names(void **state)
     X509 *x = NULL;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
     for (size_t i = 0; bad[i] != NULL; i++) {
-        assert_int_equal(xs_ca_forge(ca, bad[i], &x), XS_EINVAL);
+        assert_int_equal(xs_ca_forge(ca, bad[i], &x, &diag), XS_EINVAL);
         assert_null(x);
-        assert_non_null(strstr(xs_ca_error(), "not a DNS name or IP address"));
+        assert_non_null(strstr(diag.text, "not a DNS name or IP address"));
     }
     memset(longname, 'a', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
-    assert_int_equal(xs_ca_forge(ca, longname, &x), XS_EINVAL);
+    assert_int_equal(xs_ca_forge(ca, longname, &x, &diag), XS_EINVAL);
     memset(label, 'a', sizeof(label) - 1); /* a 79-character label */
     label[sizeof(label) - 1] = '\0';
-    assert_int_equal(xs_ca_forge(ca, label, &x), XS_EINVAL);
+    assert_int_equal(xs_ca_forge(ca, label, &x, &diag), XS_EINVAL);
 
     /* A 253-character name is fine; it is too long for the CN, so it is in the SAN only. */
     for (int i = 0; i < 4; i++) {
@@ -435,7 +438,7 @@ static void test_ca_forge_rejects_bad_names(void **state)
         longname[64 * i + 63] = '.';
     }
     longname[253] = '\0';
-    assert_int_equal(xs_ca_forge(ca, longname, &x), 0);
+    assert_int_equal(xs_ca_forge(ca, longname, &x, &diag), 0);
     assert_int_equal(X509_check_host(x, longname, 0, 0, NULL), 1);
     X509_free(x);
     xs_ca_free(ca);
@@ -447,15 +450,15 @@ static void test_ca_open_without_create_fails(void **state)
     char dir[600];
     xs_ca *ca = (xs_ca *)1;
 
-    assert_int_equal(xs_ca_open(f->dir, 0, &ca), XS_EIO);
+    assert_int_equal(xs_ca_open(f->dir, 0, &ca, &diag), XS_EIO);
     assert_null(ca);
-    assert_non_null(strstr(xs_ca_error(), "no CA in"));
-    assert_non_null(strstr(xs_ca_error(), "xmppscope ca init"));
+    assert_non_null(strstr(diag.text, "no CA in"));
+    assert_non_null(strstr(diag.text, "xmppscope ca init"));
     /* A directory that does not exist is not created either. */
     path_in(dir, sizeof(dir), f->dir, "missing");
-    assert_int_equal(xs_ca_open(dir, 0, &ca), XS_EIO);
+    assert_int_equal(xs_ca_open(dir, 0, &ca, &diag), XS_EIO);
     assert_int_equal(access(dir, F_OK), -1);
-    assert_int_equal(xs_ca_open("", 1, &ca), XS_EINVAL);
+    assert_int_equal(xs_ca_open("", 1, &ca, &diag), XS_EINVAL);
 }
 
 static void test_ca_refuses_key_readable_by_others(void **state)
@@ -465,15 +468,15 @@ static void test_ca_refuses_key_readable_by_others(void **state)
     xs_ca *ca = NULL;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
     xs_ca_free(ca);
     path_in(key, sizeof(key), dir, "ca.key");
     assert_int_equal(chmod(key, 0640), 0);
-    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), XS_EINVAL);
     assert_null(ca);
-    assert_non_null(strstr(xs_ca_error(), "chmod 600"));
+    assert_non_null(strstr(diag.text, "chmod 600"));
     assert_int_equal(chmod(key, 0600), 0);
-    assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 0, &ca, &diag), 0);
     xs_ca_free(ca);
 }
 
@@ -486,33 +489,33 @@ static void test_ca_refuses_untrusted_dir(void **state)
     xs_ca *ca = NULL;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
     xs_ca_free(ca);
     ca = NULL;
 
     assert_int_equal(chmod(dir, 0777), 0);
-    assert_int_equal(xs_ca_open(dir, 0, &ca), XS_EINVAL);
+    assert_int_equal(xs_ca_open(dir, 0, &ca, &diag), XS_EINVAL);
     assert_null(ca);
-    assert_non_null(strstr(xs_ca_error(), "refusing the CA directory"));
-    assert_non_null(strstr(xs_ca_error(), "writable by group or others (mode 0777)"));
+    assert_non_null(strstr(diag.text, "refusing the CA directory"));
+    assert_non_null(strstr(diag.text, "writable by group or others (mode 0777)"));
     assert_int_equal(chmod(dir, 0700), 0);
 
     path_in(link_path, sizeof(link_path), f->dir, "ca-link");
     assert_int_equal(symlink(dir, link_path), 0);
-    assert_int_equal(xs_ca_open(link_path, 1, &ca), XS_EINVAL);
-    assert_non_null(strstr(xs_ca_error(), "it is a symbolic link"));
+    assert_int_equal(xs_ca_open(link_path, 1, &ca, &diag), XS_EINVAL);
+    assert_non_null(strstr(diag.text, "it is a symbolic link"));
     /* "ca-link/" names the same link. */
     char slash[620];
     snprintf(slash, sizeof(slash), "%s/", link_path);
-    assert_int_equal(xs_ca_open(slash, 0, &ca), XS_EINVAL);
+    assert_int_equal(xs_ca_open(slash, 0, &ca, &diag), XS_EINVAL);
 
     if (geteuid() == 0) {
         assert_int_equal(chown(dir, 65534, 65534), 0);
-        assert_int_equal(xs_ca_open(dir, 0, &ca), XS_EINVAL);
-        assert_non_null(strstr(xs_ca_error(), "belongs to uid 65534"));
+        assert_int_equal(xs_ca_open(dir, 0, &ca, &diag), XS_EINVAL);
+        assert_non_null(strstr(diag.text, "belongs to uid 65534"));
         assert_int_equal(chown(dir, 0, 0), 0);
     }
-    assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 0, &ca, &diag), 0);
     xs_ca_free(ca);
 }
 
@@ -524,7 +527,7 @@ static void test_ca_refuses_fifo_and_linked_files(void **state)
     xs_ca *ca = NULL;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
     xs_ca_free(ca);
     ca = NULL;
     path_in(crt, sizeof(crt), dir, "ca.crt");
@@ -534,25 +537,25 @@ static void test_ca_refuses_fifo_and_linked_files(void **state)
     assert_int_equal(rename(crt, elsewhere), 0);
     assert_int_equal(mkfifo(crt, 0600), 0);
     alarm(20); /* a hang fails the test rather than the CI job */
-    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), XS_EINVAL);
     alarm(0);
     assert_null(ca);
-    assert_non_null(strstr(xs_ca_error(), "refusing the CA certificate"));
-    assert_non_null(strstr(xs_ca_error(), "a FIFO (named pipe), not a regular file"));
+    assert_non_null(strstr(diag.text, "refusing the CA certificate"));
+    assert_non_null(strstr(diag.text, "a FIFO (named pipe), not a regular file"));
 
     /* A link, even to the genuine certificate, is not followed. */
     assert_int_equal(unlink(crt), 0);
     assert_int_equal(symlink(elsewhere, crt), 0);
-    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
-    assert_non_null(strstr(xs_ca_error(), "it is a symbolic link"));
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), XS_EINVAL);
+    assert_non_null(strstr(diag.text, "it is a symbolic link"));
     /* A dangling link counts as present: never replaced by a new CA, never followed. */
     assert_int_equal(unlink(crt), 0);
     assert_int_equal(symlink("/nonexistent/ca.crt", crt), 0);
-    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EINVAL);
-    assert_non_null(strstr(xs_ca_error(), "it is a symbolic link"));
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), XS_EINVAL);
+    assert_non_null(strstr(diag.text, "it is a symbolic link"));
     assert_int_equal(unlink(crt), 0);
     assert_int_equal(rename(elsewhere, crt), 0);
-    assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 0, &ca, &diag), 0);
     xs_ca_free(ca);
 }
 
@@ -563,13 +566,13 @@ static void test_ca_half_present_is_an_error(void **state)
     xs_ca *ca = NULL;
 
     path_in(dir, sizeof(dir), f->dir, "ca");
-    assert_int_equal(xs_ca_open(dir, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), 0);
     xs_ca_free(ca);
     path_in(cert, sizeof(cert), dir, "ca.crt");
     assert_int_equal(unlink(cert), 0);
     /* Never silently replaced: clients trust the old certificate. */
-    assert_int_equal(xs_ca_open(dir, 1, &ca), XS_EIO);
-    assert_non_null(strstr(xs_ca_error(), "is missing"));
+    assert_int_equal(xs_ca_open(dir, 1, &ca, &diag), XS_EIO);
+    assert_non_null(strstr(diag.text, "is missing"));
 }
 
 static void copy_file(const char *from, const char *to, mode_t mode)
@@ -593,20 +596,20 @@ static void test_ca_mismatched_pair_is_an_error(void **state)
 
     path_in(a, sizeof(a), f->dir, "a");
     path_in(b, sizeof(b), f->dir, "b");
-    assert_int_equal(xs_ca_open(a, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(a, 1, &ca, &diag), 0);
     xs_ca_free(ca);
-    assert_int_equal(xs_ca_open(b, 1, &ca), 0);
+    assert_int_equal(xs_ca_open(b, 1, &ca, &diag), 0);
     xs_ca_free(ca);
     path_in(key_a, sizeof(key_a), a, "ca.key");
     path_in(key_b, sizeof(key_b), b, "ca.key");
     copy_file(key_b, key_a, 0600);
-    assert_int_equal(xs_ca_open(a, 0, &ca), XS_ETLS);
-    assert_non_null(strstr(xs_ca_error(), "does not match"));
+    assert_int_equal(xs_ca_open(a, 0, &ca, &diag), XS_ETLS);
+    assert_non_null(strstr(diag.text, "does not match"));
 
     path_in(cert_a, sizeof(cert_a), a, "ca.crt");
     copy_file("/dev/null", cert_a, 0644);
-    assert_int_equal(xs_ca_open(a, 0, &ca), XS_ETLS);
-    assert_non_null(strstr(xs_ca_error(), "not a PEM certificate"));
+    assert_int_equal(xs_ca_open(a, 0, &ca, &diag), XS_ETLS);
+    assert_non_null(strstr(diag.text, "not a PEM certificate"));
 }
 
 static void restore_env(const char *name, char *saved)
@@ -628,18 +631,18 @@ static void test_ca_default_dir(void **state)
 
     setenv("XDG_CONFIG_HOME", "/x/config", 1);
     setenv("HOME", "/home/u", 1);
-    assert_int_equal(xs_ca_default_dir(buf, sizeof(buf)), 0);
+    assert_int_equal(xs_ca_default_dir(buf, sizeof(buf), &diag), 0);
     assert_string_equal(buf, "/x/config/xmppscope");
-    assert_int_equal(xs_ca_default_dir(tiny, sizeof(tiny)), XS_ETOOBIG);
+    assert_int_equal(xs_ca_default_dir(tiny, sizeof(tiny), &diag), XS_ETOOBIG);
     setenv("XDG_CONFIG_HOME", "relative", 1); /* ignored, as the XDG specification says */
-    assert_int_equal(xs_ca_default_dir(buf, sizeof(buf)), 0);
+    assert_int_equal(xs_ca_default_dir(buf, sizeof(buf), &diag), 0);
     assert_string_equal(buf, "/home/u/.config/xmppscope");
     unsetenv("XDG_CONFIG_HOME");
-    assert_int_equal(xs_ca_default_dir(buf, sizeof(buf)), 0);
+    assert_int_equal(xs_ca_default_dir(buf, sizeof(buf), &diag), 0);
     assert_string_equal(buf, "/home/u/.config/xmppscope");
     unsetenv("HOME");
-    assert_int_equal(xs_ca_default_dir(buf, sizeof(buf)), XS_EINVAL);
-    assert_non_null(strstr(xs_ca_error(), "--ca-dir"));
+    assert_int_equal(xs_ca_default_dir(buf, sizeof(buf), &diag), XS_EINVAL);
+    assert_non_null(strstr(diag.text, "--ca-dir"));
 
     restore_env("XDG_CONFIG_HOME", xdg);
     restore_env("HOME", home);
@@ -695,7 +698,7 @@ static void test_ca_cmd_init_and_show(void **state)
     assert_int_equal(run_cmd(f->dir, out, sizeof(out), err, sizeof(err), 4, init), 0);
     assert_non_null(strstr(out, "already exists"));
 
-    assert_int_equal(xs_ca_open(dir, 0, &ca), 0);
+    assert_int_equal(xs_ca_open(dir, 0, &ca, &diag), 0);
     assert_int_equal(xs_ca_fingerprint(ca, fp, sizeof(fp)), 0);
     char dir_opt[620];
     snprintf(dir_opt, sizeof(dir_opt), "--ca-dir=%s", dir);

@@ -37,6 +37,8 @@ static struct env env;
 
 /* What the last xs_tls_*_ctx_new() of a test said. */
 static xs_diag ctx_diag;
+/* What the last xs_ca_*() call of a test said. */
+static xs_diag diag;
 
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -52,7 +54,7 @@ static int write_fixed_pair(void)
     FILE *fp;
     int ok;
 
-    if (xs_ca_forge(env.ca, "example.test", &leaf) != 0)
+    if (xs_ca_forge(env.ca, "example.test", &leaf, &diag) != 0)
         return -1;
     snprintf(env.leaf_cert, sizeof(env.leaf_cert), "%s/leaf.crt", env.dir);
     snprintf(env.leaf_key, sizeof(env.leaf_key), "%s/leaf.key", env.dir);
@@ -84,10 +86,10 @@ static int group_setup(void **state)
     if (mkdtemp(env.dir) == NULL)
         return -1;
     snprintf(path, sizeof(path), "%s/ca", env.dir);
-    if (xs_ca_open(path, 1, &env.ca) != 0)
+    if (xs_ca_open(path, 1, &env.ca, &diag) != 0)
         return -1;
     snprintf(path, sizeof(path), "%s/other", env.dir);
-    if (xs_ca_open(path, 1, &env.other) != 0)
+    if (xs_ca_open(path, 1, &env.other, &diag) != 0)
         return -1;
     return write_fixed_pair();
 }
