@@ -1,7 +1,7 @@
 /* Internals of the rule engine shared by its files: the compiled form of a rule set
- * (rule_set.h: rules_parse.c builds it, rules.c applies it), the XPath prefix rewriter and quick
- * evaluator (xpath_ns.c) and a capped string buffer. Not for use outside filters/rule*.c and
- * xpath_ns.c (and the tests of the engine). */
+ * (rule_set.h: rules_parse.c and rules_compile.c build it, rules.c and rules_actions.c apply
+ * it), the XPath prefix rewriter (xpath_rewrite.c) and quick evaluator (xpath_ns.c). Not for use
+ * outside filters/rule*.c and filters/xpath*.c (and the tests of the engine). */
 #ifndef XS_FILTERS_RULES_IMPL_H
 #define XS_FILTERS_RULES_IMPL_H
 
@@ -119,12 +119,12 @@ const char *xs_xpath_error_text(int code);
 /* True when `code` says libxml2 ran out of memory. */
 #define XS_XPATH_OOM(code) ((code) == XML_ERR_NO_MEMORY || (code) == XML_XPATH_MEMORY_ERROR)
 
-/* ---- applying (rules.c) --------------------------------------------------------------------- */
+/* ---- applying (rules_actions.c) -------------------------------------------------------------- */
 
 /* False when `n` bytes of UTF-8 at `s` cannot hold a match (see xs_re_run). */
 bool xs_re_may_match(const xs_re_run *f, const char *s, size_t n);
 
-/* ---- compiling (rules_parse.c) -------------------------------------------------------------- */
+/* ---- compiling (rules_compile.c) ------------------------------------------------------------- */
 
 /* Bounce conditions of RFC 6120 section 8.3.3 and their recommended error types. */
 const char *xs_bounce_type(const char *condition);
