@@ -248,7 +248,8 @@ static pcre2_code *compile_regex(xs_rules_pstate *ps, const xs_rules_word *w)
     int code;
     PCRE2_SIZE erroff;
     /* Auto callouts let the engine count the steps of every match against the stanza's regex
-     * budget (see regex_step() in rules.c); they change nothing in what matches. */
+     * budget (see xs_apply_regex_step() in rules_actions.c); they change nothing in what
+     * matches. */
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)w->s, w->len, REGEX_OPTIONS | PCRE2_AUTO_CALLOUT,
                                    &code, &erroff, NULL);
     if (re == NULL) {

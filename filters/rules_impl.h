@@ -30,7 +30,7 @@
  * when applied it is replaced by the stream's content namespace. */
 #define XS_RULES_FRAGMENT_NS "urn:xmppscope:stanza-namespace"
 
-/* ---- XPath prefix rewriting (xpath_ns.c) ----------------------------------------------------- */
+/* ---- XPath prefix rewriting (xpath_rewrite.c) ------------------------------------------------ */
 
 /* Resolves a prefix written in an XPath: returns the index of its URI in the set's table, -1 when
  * the prefix is unknown, -2 for `xml` (libxml2 binds it itself). */
@@ -69,7 +69,7 @@ size_t xs_xpath_map_offset(const xs_xpath_rw *rw, size_t offset);
 
 void xs_xpath_rw_clear(xs_xpath_rw *rw);
 
-/* ---- the quick evaluator (xpath_ns.c) -------------------------------------------------------- */
+/* ---- the quick evaluator (xpath_compile.c, xpath_ns.c) --------------------------------------- */
 
 /* libxml2 spends some hundreds of nanoseconds on any XPath evaluation (it allocates a parser
  * context, a value stack and node sets each time), and with a few dozen rules that was most of
