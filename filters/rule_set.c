@@ -47,7 +47,7 @@ const char *xs_rule_dir_name(xs_rule_dir dir)
 /* ---- building and freeing -------------------------------------------------------------------- */
 
 /* PCRE2's memory limit per match (the default is 20 MB). Time is bounded by the stanza's regex
- * budget instead (see regex_step() in rules.c). */
+ * budget instead (see xs_apply_regex_step() in rules_actions.c). */
 #define REGEX_HEAP_LIMIT_KB 8192u
 
 static void ignore_xpath_error(void *user, xmlError *error)

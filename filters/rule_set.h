@@ -1,8 +1,8 @@
-/* The rule set: the compiled form of rules, owned by this module. The compiler (rules_parse.c)
- * builds a set and hands it to xs_rules_prepare(); the engine (rules.c) applies it; readers
- * (xs_rules_info() and the like, rules.h) list it; xs_rules_unref() frees it here. So compile ->
- * set <- apply: neither rules_parse.c nor rules.c calls the other. Not for use outside filters/
- * (and the tests of the engine). */
+/* The rule set: the compiled form of rules, owned by this module. The compiler (rules_parse.c,
+ * rules_compile.c) builds a set and hands it to xs_rules_prepare(); the engine (rules.c,
+ * rules_actions.c) applies it; readers (xs_rules_info() and the like, rules.h) list it;
+ * xs_rules_unref() frees it here. So compile -> set <- apply: neither the compiler nor the
+ * engine calls the other. Not for use outside filters/ (and the tests of the engine). */
 #ifndef XS_FILTERS_RULE_SET_H
 #define XS_FILTERS_RULE_SET_H
 
@@ -16,7 +16,7 @@
 
 #include "filters/rules.h"
 
-/* The quick form of an XPath (xpath_ns.c, rules_impl.h). */
+/* The quick form of an XPath (xpath_compile.c, xpath_ns.c, rules_impl.h). */
 typedef struct xs_qx xs_qx;
 
 typedef enum xs_act_kind {

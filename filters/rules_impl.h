@@ -1,7 +1,7 @@
 /* Internals of the rule engine shared by its files: the compiled form of a rule set
- * (rule_set.h: rules_parse.c builds it, rules.c applies it), the XPath prefix rewriter and quick
- * evaluator (xpath_ns.c) and a capped string buffer. Not for use outside filters/rule*.c and
- * xpath_ns.c (and the tests of the engine). */
+ * (rule_set.h: rules_parse.c and rules_compile.c build it, rules.c and rules_actions.c apply
+ * it), the XPath prefix rewriter (xpath_rewrite.c) and quick evaluator (xpath_ns.c). Not for use
+ * outside filters/rule*.c and filters/xpath*.c (and the tests of the engine). */
 #ifndef XS_FILTERS_RULES_IMPL_H
 #define XS_FILTERS_RULES_IMPL_H
 
@@ -30,7 +30,7 @@
  * when applied it is replaced by the stream's content namespace. */
 #define XS_RULES_FRAGMENT_NS "urn:xmppscope:stanza-namespace"
 
-/* ---- XPath prefix rewriting (xpath_ns.c) ----------------------------------------------------- */
+/* ---- XPath prefix rewriting (xpath_rewrite.c) ------------------------------------------------ */
 
 /* Resolves a prefix written in an XPath: returns the index of its URI in the set's table, -1 when
  * the prefix is unknown, -2 for `xml` (libxml2 binds it itself). */
@@ -69,7 +69,7 @@ size_t xs_xpath_map_offset(const xs_xpath_rw *rw, size_t offset);
 
 void xs_xpath_rw_clear(xs_xpath_rw *rw);
 
-/* ---- the quick evaluator (xpath_ns.c) -------------------------------------------------------- */
+/* ---- the quick evaluator (xpath_compile.c, xpath_ns.c) --------------------------------------- */
 
 /* libxml2 spends some hundreds of nanoseconds on any XPath evaluation (it allocates a parser
  * context, a value stack and node sets each time), and with a few dozen rules that was most of
@@ -119,12 +119,12 @@ const char *xs_xpath_error_text(int code);
 /* True when `code` says libxml2 ran out of memory. */
 #define XS_XPATH_OOM(code) ((code) == XML_ERR_NO_MEMORY || (code) == XML_XPATH_MEMORY_ERROR)
 
-/* ---- applying (rules.c) --------------------------------------------------------------------- */
+/* ---- applying (rules_actions.c) -------------------------------------------------------------- */
 
 /* False when `n` bytes of UTF-8 at `s` cannot hold a match (see xs_re_run). */
 bool xs_re_may_match(const xs_re_run *f, const char *s, size_t n);
 
-/* ---- compiling (rules_parse.c) -------------------------------------------------------------- */
+/* ---- compiling (rules_compile.c) ------------------------------------------------------------- */
 
 /* Bounce conditions of RFC 6120 section 8.3.3 and their recommended error types. */
 const char *xs_bounce_type(const char *condition);
