@@ -253,290 +253,353 @@ static int too_big(xs_parser *p)
                              p->elem_col, msg);
 }
 
-/* Scans the current read from p->off. Returns 0 at its end, XS_PARSER_PAUSE when a callback
- * paused (p->off is then just past the event), or a negative error. */
+/* ---- one function per scanner state -------------------------------------------------------------
+ *
+ * Each takes the bytes from p->off up to `lim` (the end of the read, or the current item's size
+ * limit if that comes first; p->off < lim) and returns 0 to go on, or what xs_parser_scan()
+ * returns: XS_PARSER_PAUSE or a negative error. They are static inline: they are the hot path.
+ */
+
+/* The byte at absolute offset o of the current read. */
+static inline const unsigned char *at(const xs_parser *p, uint64_t o)
+{
+    return (const unsigned char *)p->data + (o - p->data_base);
+}
+
+/* Counts the line ended by the '\n' at absolute offset nl: the one place the line and the start
+ * of the line (for columns) are moved on. */
+static inline void newline_at(xs_parser *p, uint64_t nl)
+{
+    p->line++;
+    p->line_start = nl + 1;
+}
+
+/* Stanza content: jumps to the next '<', counting lines on the way. */
+static inline int scan_content(xs_parser *p, uint64_t lim)
+{
+    const unsigned char *s = at(p, p->off);
+    const unsigned char *e = s + (lim - p->off);
+    const unsigned char *q = memchr(s, '<', (size_t)(e - s));
+    const unsigned char *stop = q ? q : e;
+    for (const unsigned char *nl = s; (nl = memchr(nl, '\n', (size_t)(stop - nl))) != NULL; nl++)
+        newline_at(p, p->off + (uint64_t)(nl - s));
+    p->off += (uint64_t)(stop - s);
+    if (q != NULL) {
+        tag_open(p);
+        p->off++;
+    }
+    return 0;
+}
+
+/* Text that is not whitespace outside any stanza. */
+static int stray_text(xs_parser *p)
+{
+    if (p->depth == 1)
+        return xs_parser_fail(p, XS_EBADFORMAT, XS_PERR_BAD_FORMAT,
+                              "text directly inside the stream (only whitespace keepalives "
+                              "are allowed between stanzas)");
+    if (p->closed) {
+        /* As for an element after the end (after_close()): not well-formed. */
+        char msg[256] = "text arrived after the stream was closed with </";
+        xs_quote_bytes(msg, sizeof(msg), p->root, p->root_len, NAME_CAP);
+        snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                 "> (XML allows only whitespace after the stream's end)");
+        return xs_parser_fail(p, XS_ENOTWF, XS_PERR_NOT_WELL_FORMED, msg);
+    }
+    return xs_parser_fail(p, XS_ENOTWF, XS_PERR_NOT_WELL_FORMED, "text before the stream header");
+}
+
+/* Between tags. */
+static inline int scan_text(xs_parser *p, uint64_t lim)
+{
+    if (p->depth >= 2)
+        return scan_content(p, lim);
+    unsigned char c = *at(p, p->off);
+    if (c == '<') {
+        if (p->in_ws) {
+            int rc = xs_parser_emit_keepalive(p, p->off);
+            if (rc != 0)
+                return rc;
+        }
+        tag_open(p);
+        /* Everything directly inside the stream, and the header itself, is a top-level item
+         * from its first byte on, so its size is bounded from there. */
+        if (!p->in_elem)
+            begin_item(p);
+        p->off++;
+        return 0;
+    }
+    if (!is_ws(c))
+        return stray_text(p);
+    if (p->depth == 1 && !p->in_ws) {
+        p->in_ws = true;
+        p->ws_start = p->off;
+    }
+    if (c == '\n')
+        newline_at(p, p->off);
+    p->off++;
+    if (p->depth != 1 && !p->in_elem)
+        skip_xml_to(p, p->off);
+    return 0;
+}
+
+/* After '<'. */
+static inline int scan_lt(xs_parser *p)
+{
+    unsigned char c = *at(p, p->off);
+    if (c == '/') {
+        p->st = S_ENDTAG;
+    } else if (c == '?') {
+        p->st = S_PI_TARGET;
+    } else if (c == '!') {
+        p->st = S_BANG;
+    } else {
+        p->st = S_NAME;
+        return 0; /* the byte is the name's first */
+    }
+    p->off++;
+    return 0;
+}
+
+/* In the name of a start tag. */
+static inline int scan_name(xs_parser *p, uint64_t lim)
+{
+    const unsigned char *s = at(p, p->off);
+    const unsigned char *e = s + (lim - p->off);
+    const unsigned char *q = s;
+    while (q < e && !is_ws(*q) && *q != '>' && *q != '/') {
+        if (p->name_len < NAME_CAP)
+            p->name[p->name_len] = (char)*q;
+        p->name_len++;
+        q++;
+    }
+    p->off += (uint64_t)(q - s);
+    if (q == e)
+        return 0;
+    int rc = start_name_done(p);
+    if (rc < 0)
+        return rc;
+    p->st = S_ATTRS;
+    return 0;
+}
+
+/* In a start tag after its name: finds the next byte that matters. */
+static inline int scan_attrs(xs_parser *p, uint64_t lim)
+{
+    const unsigned char *s = at(p, p->off);
+    const unsigned char *e = s + (lim - p->off);
+    const unsigned char *q = s;
+    int rc = 0;
+    unsigned char a = p->aname;
+    while (q < e && *q != '>' && *q != '"' && *q != '\'' && *q != '\n')
+        a = aname_step(a, *q++);
+    p->aname = a;
+    if (q > s)
+        p->slash = (q[-1] == '/');
+    p->off += (uint64_t)(q - s);
+    if (q == e)
+        return 0;
+    if (*q == '\n') {
+        newline_at(p, p->off);
+        p->slash = false;
+        p->aname = aname_step(p->aname, '\n');
+    } else if (*q == '>') {
+        p->st = S_TEXT;
+        rc = start_tag_done(p, p->slash);
+    } else {
+        rc = count_attr(p);
+        if (rc < 0)
+            return rc;
+        p->quote = (char)*q;
+        p->st = S_QUOTE;
+        p->slash = false;
+    }
+    p->off++;
+    return rc;
+}
+
+/* In a quoted attribute value. */
+static inline int scan_quote(xs_parser *p, uint64_t lim)
+{
+    const unsigned char *s = at(p, p->off);
+    const unsigned char *e = s + (lim - p->off);
+    const unsigned char *q = s;
+    while (q < e && *q != (unsigned char)p->quote && *q != '\n')
+        q++;
+    p->off += (uint64_t)(q - s);
+    if (q == e)
+        return 0;
+    if (*q == '\n')
+        newline_at(p, p->off);
+    else
+        p->st = S_ATTRS;
+    p->off++;
+    return 0;
+}
+
+/* In an end tag. */
+static inline int scan_endtag(xs_parser *p, uint64_t lim)
+{
+    const unsigned char *s = at(p, p->off);
+    const unsigned char *e = s + (lim - p->off);
+    const unsigned char *q = s;
+    int rc = 0;
+    while (q < e && *q != '>' && *q != '\n')
+        q++;
+    p->off += (uint64_t)(q - s);
+    if (q == e)
+        return 0;
+    if (*q == '>') {
+        p->st = S_TEXT;
+        rc = end_tag_done(p);
+    } else {
+        newline_at(p, p->off);
+    }
+    p->off++;
+    return rc;
+}
+
+/* Reports an error in the current tag, placed at its '<'. */
+static int fail_at_tag(xs_parser *p, int code, xs_parse_error_kind kind, const char *msg)
+{
+    return xs_parser_fail_at(p, code, kind, p->tag_start, p->line, col_of(p, p->tag_start), msg);
+}
+
+/* After "<?": only the XML declaration, and only as the first thing of a stream. */
+static inline int scan_pi_target(xs_parser *p)
+{
+    static const char xml[] = "xml";
+    unsigned char c = *at(p, p->off);
+    if (p->aux < 3 && c == (unsigned char)xml[p->aux]) {
+        p->aux++;
+        p->off++;
+        return 0;
+    }
+    if (p->aux != 3 || !is_ws(c))
+        return fail_at_tag(p, XS_ERESTRICTED, XS_PERR_RESTRICTED,
+                           "processing instruction (not allowed in XMPP, RFC 6120 11.1)");
+    bool at_start = p->depth == 0 && !p->closed && p->tag_start == p->stream_start;
+    bool restart =
+        (p->opts & XS_PARSER_AUTO_RESTART) && (p->depth == 1 || (p->depth == 0 && p->closed));
+    if (!at_start && !restart)
+        return fail_at_tag(p, XS_ERESTRICTED, XS_PERR_RESTRICTED,
+                           "XML declaration in the middle of a stream");
+    if (restart) {
+        int rc = restart_here(p);
+        if (rc < 0)
+            return rc;
+    } else {
+        begin_item(p);
+    }
+    p->st = S_PI_BODY;
+    p->aux = 0;
+    return 0;
+}
+
+/* In the XML declaration, looking for "?>". */
+static inline int scan_pi_body(xs_parser *p)
+{
+    unsigned char c = *at(p, p->off);
+    if (c == '>' && p->aux == 1) {
+        /* The declaration is part of the stream header's span; libxml2 gets it with the header.
+         * Whitespace after it belongs to the header as well. */
+        p->st = S_TEXT;
+        p->off++;
+        return 0;
+    }
+    p->aux = (c == '?');
+    if (c == '\n')
+        newline_at(p, p->off);
+    p->off++;
+    return 0;
+}
+
+/* After "<!": only a CDATA section, and only inside a stanza. */
+static inline int scan_bang(xs_parser *p)
+{
+    static const char cdata[] = "[CDATA[";
+    unsigned char c = *at(p, p->off);
+    if (p->aux == 0 && c == '-')
+        return fail_at_tag(p, XS_ERESTRICTED, XS_PERR_RESTRICTED,
+                           "comment (not allowed in XMPP, RFC 6120 11.1)");
+    if (c != (unsigned char)cdata[p->aux])
+        return fail_at_tag(p, XS_ERESTRICTED, XS_PERR_RESTRICTED,
+                           "document type declaration (DTDs are not allowed in XMPP, "
+                           "RFC 6120 11.1)");
+    p->aux++;
+    p->off++;
+    if (p->aux == 7) {
+        if (p->depth < 2)
+            return fail_at_tag(p, XS_EBADFORMAT, XS_PERR_BAD_FORMAT,
+                               "CDATA section directly inside the stream");
+        p->st = S_CDATA;
+        p->aux = 0;
+    }
+    return 0;
+}
+
+/* In a CDATA section, looking for "]]>". */
+static inline int scan_cdata(xs_parser *p)
+{
+    unsigned char c = *at(p, p->off);
+    if (c == ']') {
+        if (p->aux < 2)
+            p->aux++;
+    } else if (c == '>' && p->aux == 2) {
+        p->st = S_TEXT;
+    } else {
+        p->aux = 0;
+        if (c == '\n')
+            newline_at(p, p->off);
+    }
+    p->off++;
+    return 0;
+}
+
+/* One step in the current state. */
+static inline int scan_step(xs_parser *p, uint64_t lim)
+{
+    switch (p->st) {
+    case S_TEXT:
+        return scan_text(p, lim);
+    case S_LT:
+        return scan_lt(p);
+    case S_NAME:
+        return scan_name(p, lim);
+    case S_ATTRS:
+        return scan_attrs(p, lim);
+    case S_QUOTE:
+        return scan_quote(p, lim);
+    case S_ENDTAG:
+        return scan_endtag(p, lim);
+    case S_PI_TARGET:
+        return scan_pi_target(p);
+    case S_PI_BODY:
+        return scan_pi_body(p);
+    case S_BANG:
+        return scan_bang(p);
+    case S_CDATA:
+        return scan_cdata(p);
+    case S_FAILED:
+        break;
+    }
+    return p->failed;
+}
+
 int xs_parser_scan(xs_parser *p)
 {
-    const unsigned char *d = (const unsigned char *)p->data;
     const uint64_t end = p->data_base + p->data_len;
     int rc = 0;
 
-#define AT(o) (d[(o)-p->data_base])
-
     while (p->off < end && rc == 0) {
         /* Bytes inside a top-level item count against the size limit. */
-        if ((p->in_elem || p->depth >= 2) && p->off >= item_limit(p) && p->st != S_FAILED)
+        bool sized = p->in_elem || p->depth >= 2;
+        if (sized && p->off >= item_limit(p) && p->st != S_FAILED)
             return too_big(p);
         uint64_t lim = end;
-        if ((p->in_elem || p->depth >= 2) && item_limit(p) < lim)
+        if (sized && item_limit(p) < lim)
             lim = item_limit(p);
-
-        unsigned char c = AT(p->off);
-        switch (p->st) {
-        case S_TEXT:
-            if (p->depth >= 2) {
-                /* Stanza content: jump to the next '<', counting lines on the way. */
-                const unsigned char *s = &AT(p->off);
-                const unsigned char *e = s + (lim - p->off);
-                const unsigned char *q = memchr(s, '<', (size_t)(e - s));
-                const unsigned char *stop = q ? q : e;
-                for (const unsigned char *nl = s;
-                     (nl = memchr(nl, '\n', (size_t)(stop - nl))) != NULL; nl++) {
-                    p->line++;
-                    p->line_start = p->data_base + (uint64_t)(nl - d) + 1;
-                }
-                p->off += (uint64_t)(stop - s);
-                if (q != NULL) {
-                    tag_open(p);
-                    p->off++;
-                }
-                continue;
-            }
-            if (c == '<') {
-                if (p->in_ws) {
-                    rc = xs_parser_emit_keepalive(p, p->off);
-                    if (rc != 0)
-                        break;
-                }
-                tag_open(p);
-                /* Everything directly inside the stream, and the header itself, is a top-level
-                 * item from its first byte on, so its size is bounded from there. */
-                if (!p->in_elem)
-                    begin_item(p);
-                p->off++;
-                continue;
-            }
-            if (!is_ws(c)) {
-                if (p->depth == 1)
-                    return xs_parser_fail(
-                        p, XS_EBADFORMAT, XS_PERR_BAD_FORMAT,
-                        "text directly inside the stream (only whitespace keepalives "
-                        "are allowed between stanzas)");
-                if (p->closed) {
-                    /* As for an element after the end (after_close()): not well-formed. */
-                    char msg[256] = "text arrived after the stream was closed with </";
-                    xs_quote_bytes(msg, sizeof(msg), p->root, p->root_len, NAME_CAP);
-                    snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
-                             "> (XML allows only whitespace after the stream's end)");
-                    return xs_parser_fail(p, XS_ENOTWF, XS_PERR_NOT_WELL_FORMED, msg);
-                }
-                return xs_parser_fail(p, XS_ENOTWF, XS_PERR_NOT_WELL_FORMED,
-                                      "text before the stream header");
-            }
-            if (p->depth == 1 && !p->in_ws) {
-                p->in_ws = true;
-                p->ws_start = p->off;
-            }
-            if (c == '\n') {
-                p->line++;
-                p->line_start = p->off + 1;
-            }
-            p->off++;
-            if (p->depth != 1 && !p->in_elem)
-                skip_xml_to(p, p->off);
-            continue;
-
-        case S_LT:
-            if (c == '/') {
-                p->st = S_ENDTAG;
-            } else if (c == '?') {
-                p->st = S_PI_TARGET;
-            } else if (c == '!') {
-                p->st = S_BANG;
-            } else {
-                p->st = S_NAME;
-                continue; /* the byte is the name's first */
-            }
-            p->off++;
-            continue;
-
-        case S_NAME: {
-            const unsigned char *s = &AT(p->off);
-            const unsigned char *e = s + (lim - p->off);
-            const unsigned char *q = s;
-            while (q < e && !is_ws(*q) && *q != '>' && *q != '/') {
-                if (p->name_len < NAME_CAP)
-                    p->name[p->name_len] = (char)*q;
-                p->name_len++;
-                q++;
-            }
-            p->off += (uint64_t)(q - s);
-            if (q == e)
-                continue;
-            rc = start_name_done(p);
-            if (rc < 0)
-                return rc;
-            p->st = S_ATTRS;
-            continue;
-        }
-
-        case S_ATTRS: {
-            /* Find the next byte that matters. */
-            const unsigned char *s = &AT(p->off);
-            const unsigned char *e = s + (lim - p->off);
-            const unsigned char *q = s;
-            unsigned char a = p->aname;
-            while (q < e && *q != '>' && *q != '"' && *q != '\'' && *q != '\n')
-                a = aname_step(a, *q++);
-            p->aname = a;
-            if (q > s)
-                p->slash = (q[-1] == '/');
-            p->off += (uint64_t)(q - s);
-            if (q == e)
-                continue;
-            if (*q == '\n') {
-                p->line++;
-                p->line_start = p->off + 1;
-                p->slash = false;
-                p->aname = aname_step(p->aname, '\n');
-            } else if (*q == '>') {
-                p->st = S_TEXT;
-                rc = start_tag_done(p, p->slash);
-            } else {
-                rc = count_attr(p);
-                if (rc < 0)
-                    return rc;
-                p->quote = (char)*q;
-                p->st = S_QUOTE;
-                p->slash = false;
-            }
-            p->off++;
-            continue;
-        }
-
-        case S_QUOTE: {
-            const unsigned char *s = &AT(p->off);
-            const unsigned char *e = s + (lim - p->off);
-            const unsigned char *q = s;
-            while (q < e && *q != (unsigned char)p->quote && *q != '\n')
-                q++;
-            p->off += (uint64_t)(q - s);
-            if (q == e)
-                continue;
-            if (*q == '\n') {
-                p->line++;
-                p->line_start = p->off + 1;
-            } else {
-                p->st = S_ATTRS;
-            }
-            p->off++;
-            continue;
-        }
-
-        case S_ENDTAG: {
-            const unsigned char *s = &AT(p->off);
-            const unsigned char *e = s + (lim - p->off);
-            const unsigned char *q = s;
-            while (q < e && *q != '>' && *q != '\n')
-                q++;
-            p->off += (uint64_t)(q - s);
-            if (q == e)
-                continue;
-            if (*q == '>') {
-                p->st = S_TEXT;
-                rc = end_tag_done(p);
-            } else {
-                p->line++;
-                p->line_start = p->off + 1;
-            }
-            p->off++;
-            continue;
-        }
-
-        case S_PI_TARGET: {
-            /* Only the XML declaration, and only as the first thing of a stream. */
-            static const char xml[] = "xml";
-            if (p->aux < 3 && c == (unsigned char)xml[p->aux]) {
-                p->aux++;
-                p->off++;
-                continue;
-            }
-            if (p->aux == 3 && is_ws(c)) {
-                bool at_start = p->depth == 0 && !p->closed && p->tag_start == p->stream_start;
-                bool restart = (p->opts & XS_PARSER_AUTO_RESTART) &&
-                               (p->depth == 1 || (p->depth == 0 && p->closed));
-                if (at_start || restart) {
-                    if (restart) {
-                        rc = restart_here(p);
-                        if (rc < 0)
-                            return rc;
-                    } else {
-                        begin_item(p);
-                    }
-                    p->st = S_PI_BODY;
-                    p->aux = 0;
-                    continue;
-                }
-                return xs_parser_fail_at(p, XS_ERESTRICTED, XS_PERR_RESTRICTED, p->tag_start,
-                                         p->line, col_of(p, p->tag_start),
-                                         "XML declaration in the middle of a stream");
-            }
-            return xs_parser_fail_at(p, XS_ERESTRICTED, XS_PERR_RESTRICTED, p->tag_start, p->line,
-                                     col_of(p, p->tag_start),
-                                     "processing instruction (not allowed in XMPP, RFC 6120 11.1)");
-        }
-
-        case S_PI_BODY:
-            if (c == '>' && p->aux == 1) {
-                p->st = S_TEXT;
-                p->off++;
-                /* The declaration is part of the stream header's span; libxml2 gets it with
-                 * the header. Whitespace after it belongs to the header as well. */
-                continue;
-            }
-            p->aux = (c == '?');
-            if (c == '\n') {
-                p->line++;
-                p->line_start = p->off + 1;
-            }
-            p->off++;
-            continue;
-
-        case S_BANG: {
-            static const char cdata[] = "[CDATA[";
-            if (p->aux == 0 && c == '-')
-                return xs_parser_fail_at(p, XS_ERESTRICTED, XS_PERR_RESTRICTED, p->tag_start,
-                                         p->line, col_of(p, p->tag_start),
-                                         "comment (not allowed in XMPP, RFC 6120 11.1)");
-            if (c == (unsigned char)cdata[p->aux]) {
-                p->aux++;
-                p->off++;
-                if (p->aux == 7) {
-                    if (p->depth < 2)
-                        return xs_parser_fail_at(p, XS_EBADFORMAT, XS_PERR_BAD_FORMAT, p->tag_start,
-                                                 p->line, col_of(p, p->tag_start),
-                                                 "CDATA section directly inside the stream");
-                    p->st = S_CDATA;
-                    p->aux = 0;
-                }
-                continue;
-            }
-            return xs_parser_fail_at(p, XS_ERESTRICTED, XS_PERR_RESTRICTED, p->tag_start, p->line,
-                                     col_of(p, p->tag_start),
-                                     "document type declaration (DTDs are not allowed in XMPP, "
-                                     "RFC 6120 11.1)");
-        }
-
-        case S_CDATA:
-            if (c == ']') {
-                if (p->aux < 2)
-                    p->aux++;
-            } else if (c == '>' && p->aux == 2) {
-                p->st = S_TEXT;
-            } else {
-                p->aux = 0;
-                if (c == '\n') {
-                    p->line++;
-                    p->line_start = p->off + 1;
-                }
-            }
-            p->off++;
-            continue;
-
-        case S_FAILED:
-            return p->failed;
-        }
+        rc = scan_step(p, lim);
     }
-#undef AT
     return rc;
 }
