@@ -2,6 +2,7 @@
  * how its files divide the work. */
 #include "proxy/session_impl.h"
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
 
 #include <stdio.h>
@@ -371,7 +372,7 @@ static int on_event(void *user, const xs_event *ev)
 int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_ctx, unsigned id,
                    const char *peer, xs_session **out)
 {
-    xs_session *s = calloc(1, sizeof(*s));
+    xs_session *s = xs_calloc(1, sizeof(*s));
     if (s == NULL)
         return XS_ENOMEM;
     s->cfg = cfg;
@@ -379,7 +380,7 @@ int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_
     s->io_ctx = io_ctx;
     s->id = id;
     snprintf(s->id_str, sizeof(s->id_str), "%u", id);
-    s->peer = strdup(peer ? peer : "?"); /* NULL out of memory: the line says "?" */
+    s->peer = xs_strdup(peer ? peer : "?"); /* NULL out of memory: the line says "?" */
     s->started_us = xs_sess_now_us(s, 0);
     s->client_mode = cfg->client_mode;
     s->server_mode = cfg->server_mode == XS_TLSMODE_MIRROR ? cfg->client_mode : cfg->server_mode;
@@ -401,8 +402,8 @@ int xs_session_new(const xs_session_cfg *cfg, const xs_session_io *io, void *io_
         int rc = xs_parser_new(&cfg->limits, opts, on_event, s, &s->parser[i]);
         if (rc < 0) {
             xs_parser_free(s->parser[0]);
-            free(s->peer);
-            free(s);
+            xs_free(s->peer);
+            xs_free(s);
             return rc;
         }
     }
@@ -415,7 +416,7 @@ void xs_session_start(xs_session *s)
     xs_sess_note(s, "info", "client %s connected (client leg %s, server leg %s)",
                  s->peer != NULL ? s->peer : "?", xs_tls_mode_name(s->client_mode),
                  xs_tls_mode_name(s->server_mode));
-    free(s->peer); /* said once; never needed again */
+    xs_free(s->peer); /* said once; never needed again */
     s->peer = NULL;
 }
 
@@ -621,12 +622,12 @@ void xs_session_free(xs_session *s)
     xs_sess_bytes_free(&s->first_header);
     xs_sess_bytes_free(&s->pending);
     xs_sess_bytes_free(&s->deferred);
-    free(s->peer);
-    free(s->domain);
-    free(s->client_ns);
+    xs_free(s->peer);
+    xs_free(s->domain);
+    xs_free(s->client_ns);
     if (s->deferred_failure != xs_sess_deferred_oom)
-        free(s->deferred_failure);
-    free(s->s2c_ns);
-    free(s->end_cause);
-    free(s);
+        xs_free(s->deferred_failure);
+    xs_free(s->s2c_ns);
+    xs_free(s->end_cause);
+    xs_free(s);
 }

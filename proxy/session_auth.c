@@ -2,6 +2,7 @@
  * downgrade the removal of -PLUS mechanisms may cause. See session_impl.h. */
 #include "proxy/session_impl.h"
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
 #include "filters/features.h"
 #include "inspect/b64.h"
@@ -81,7 +82,7 @@ static int sasl_client_first(const xs_event *ev, char *cb, size_t cap)
     if (text != NULL &&
         xs_base64_decode((const char *)text, strlen((const char *)text), &dec, &dlen) == 0)
         flag = scram_client_first(dec, dlen, cb, cap);
-    free(dec);
+    xs_free(dec);
     xmlFree(text);
 out:
     xmlFree(mech);

@@ -2,6 +2,7 @@
  * server's features say. See session_impl.h. */
 #include "proxy/session_impl.h"
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
 #include "filters/features.h"
 
@@ -109,7 +110,7 @@ void xs_sess_rules_inject(xs_session *s, const xs_sess_event *sx)
 void xs_sess_remember_s2c_namespaces(xs_session *s, const xs_event *ev)
 {
     size_t n = 0, pool = 0;
-    free(s->s2c_ns);
+    xs_free(s->s2c_ns);
     s->s2c_ns = NULL;
     s->n_s2c_ns = 0;
     /* Two passes: the size of the block, then its contents (the same selection). */
@@ -126,7 +127,7 @@ void xs_sess_remember_s2c_namespaces(xs_session *s, const xs_event *ev)
     /* Out of memory the features are parsed without the header's declarations, as for a
      * header that has none: a prefixed features element then fails to parse and is forwarded
      * unchanged. */
-    xs_attr *arr = calloc(1, n * sizeof(*arr) + pool);
+    xs_attr *arr = xs_calloc(1, n * sizeof(*arr) + pool);
     if (arr == NULL)
         return;
     char *strings = (char *)(arr + n);

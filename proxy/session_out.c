@@ -2,6 +2,7 @@
  * ways a session fails. See session_impl.h. */
 #include "proxy/session_impl.h"
 
+#include "inspect/alloc.h"
 #include "inspect/error.h"
 #include "inspect/buf.h"
 
@@ -17,7 +18,7 @@ const char *xs_sess_side_dir(xs_side side)
 
 void xs_sess_bytes_free(bytes *b)
 {
-    free(b->data);
+    xs_free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }
@@ -30,7 +31,7 @@ int xs_sess_bytes_append(bytes *b, const char *d, size_t n, size_t limit)
         size_t ncap = b->cap ? b->cap : 1024;
         while (ncap < b->len + n)
             ncap *= 2;
-        char *nd = realloc(b->data, ncap);
+        char *nd = xs_realloc(b->data, ncap);
         if (nd == NULL)
             return XS_ENOMEM;
         b->data = nd;
@@ -50,20 +51,20 @@ void xs_sess_set_end_cause(xs_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    char *copy = strdup(text);
+    char *copy = xs_strdup(text);
     if (copy == NULL)
         return;
-    free(s->end_cause);
+    xs_free(s->end_cause);
     s->end_cause = copy;
 }
 
 /* Sets *field to a copy of at most `max` bytes of `value`. Returns 0 or XS_ENOMEM. */
 int xs_sess_set_string(char **field, const char *value, size_t max)
 {
-    char *copy = strndup(value, max);
+    char *copy = xs_strndup(value, max);
     if (copy == NULL)
         return XS_ENOMEM;
-    free(*field);
+    xs_free(*field);
     *field = copy;
     return 0;
 }
@@ -420,7 +421,7 @@ void xs_sess_upstream_failed(xs_session *s, const char *fmt, ...)
                      "upstream: %s: <remote-connection-failed/> to the client once its stream "
                      "opens",
                      text);
-        s->deferred_failure = strndup(text, 390);
+        s->deferred_failure = xs_strndup(text, 390);
         if (s->deferred_failure == NULL)
             s->deferred_failure = xs_sess_deferred_oom;
         xs_sess_set_server(s, SL_GONE);
