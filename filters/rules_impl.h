@@ -30,6 +30,30 @@
  * when applied it is replaced by the stream's content namespace. */
 #define XS_RULES_FRAGMENT_NS "urn:xmppscope:stanza-namespace"
 
+/* ---- XPath tokens ---------------------------------------------------------------------------- */
+
+/* The character classes of XPath's tokens, as the prefix rewriter and the quick compiler read
+ * them (one definition for both). */
+static inline bool xs_xp_name_start(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+
+static inline bool xs_xp_name_char(unsigned char c)
+{
+    return xs_xp_name_start(c) || (c >= '0' && c <= '9') || c == '.' || c == '-';
+}
+
+static inline bool xs_xp_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static inline bool xs_xp_blank(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 /* ---- XPath prefix rewriting (xpath_rewrite.c) ------------------------------------------------ */
 
 /* Resolves a prefix written in an XPath: returns the index of its URI in the set's table, -1 when

@@ -16,27 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The character classes of XPath's tokens, as the rewriter reads them. */
-static bool name_start(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
-}
-
-static bool name_char(unsigned char c)
-{
-    return name_start(c) || (c >= '0' && c <= '9') || c == '.' || c == '-';
-}
-
-static bool digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static bool blank(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 static void qnode_free(xs_qnode *q)
 {
     if (q == NULL)
@@ -82,7 +61,7 @@ static xs_qnode *parse_or(qparser *qp);
 
 static void skip_blanks(qparser *qp)
 {
-    while (blank((unsigned char)qp->s[qp->i]))
+    while (xs_xp_blank((unsigned char)qp->s[qp->i]))
         qp->i++;
 }
 
@@ -94,7 +73,7 @@ static bool take(qparser *qp, const char *tok)
     size_t n = strlen(tok);
     if (strncmp(qp->s + qp->i, tok, n) != 0)
         return false;
-    if (name_start((unsigned char)tok[0]) && name_char((unsigned char)qp->s[qp->i + n]))
+    if (xs_xp_name_start((unsigned char)tok[0]) && xs_xp_name_char((unsigned char)qp->s[qp->i + n]))
         return false;
     qp->i += n;
     return true;
@@ -130,9 +109,9 @@ static xs_qnode *new_node(qparser *qp, xs_qkind kind, xs_qtype type)
 static size_t ncname(const qparser *qp, size_t at)
 {
     size_t i = at;
-    if (!name_start((unsigned char)qp->s[i]))
+    if (!xs_xp_name_start((unsigned char)qp->s[i]))
         return 0;
-    while (name_char((unsigned char)qp->s[i]))
+    while (xs_xp_name_char((unsigned char)qp->s[i]))
         i++;
     return i - at;
 }
@@ -147,7 +126,7 @@ static int prefix_ns(const char *p, size_t n)
         return -4;
     int idx = 0;
     for (size_t i = pl; i < n; i++) {
-        if (!digit((unsigned char)p[i]))
+        if (!xs_xp_digit((unsigned char)p[i]))
             return -4;
         idx = idx * 10 + (p[i] - '0');
     }
@@ -186,7 +165,7 @@ static bool name_test(qparser *qp, xs_qstep *st, int plain_ns)
         qp->i += local_len;
     }
     size_t m = qp->i;
-    while (blank((unsigned char)s[m]))
+    while (xs_xp_blank((unsigned char)s[m]))
         m++;
     if (s[m] == '(' || (s[m] == ':' && s[m + 1] == ':'))
         return false;
@@ -404,9 +383,10 @@ static xs_qnode *parse_primary(qparser *qp)
             return NULL;
         }
         qp->i += q->len + 2;
-    } else if (digit((unsigned char)s[0]) || (s[0] == '.' && digit((unsigned char)s[1]))) {
+    } else if (xs_xp_digit((unsigned char)s[0]) ||
+               (s[0] == '.' && xs_xp_digit((unsigned char)s[1]))) {
         size_t n = 0;
-        while (digit((unsigned char)s[n]) || s[n] == '.')
+        while (xs_xp_digit((unsigned char)s[n]) || s[n] == '.')
             n++;
         char num[64];
         if (n >= sizeof(num) || (q = new_node(qp, XS_Q_NUMBER, XS_QT_NUMBER)) == NULL)
@@ -419,7 +399,7 @@ static xs_qnode *parse_primary(qparser *qp)
     } else {
         size_t n = ncname(qp, qp->i);
         size_t m = qp->i + n;
-        while (n > 0 && blank((unsigned char)qp->s[m]))
+        while (n > 0 && xs_xp_blank((unsigned char)qp->s[m]))
             m++;
         if (n > 0 && qp->s[m] == '(' && !(n == 4 && memcmp(s, "text", 4) == 0)) {
             for (size_t k = 0; k < sizeof(qfuncs) / sizeof(qfuncs[0]); k++)

@@ -72,26 +72,6 @@ static bool in_list(const char *const *list, const char *s, size_t n)
     return false;
 }
 
-static bool name_start(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
-}
-
-static bool name_char(unsigned char c)
-{
-    return name_start(c) || (c >= '0' && c <= '9') || c == '.' || c == '-';
-}
-
-static bool digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static bool blank(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 static int fail(xs_xpath_rw *rw, size_t at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -175,11 +155,11 @@ static int rw_literal(rwstate *s, unsigned char c)
             return fail(s->rw, i, "unterminated string literal");
         i = (size_t)(end - src) + 1;
     } else {
-        while (i < len && digit((unsigned char)src[i]))
+        while (i < len && xs_xp_digit((unsigned char)src[i]))
             i++;
         if (i < len && src[i] == '.') {
             i++;
-            while (i < len && digit((unsigned char)src[i]))
+            while (i < len && xs_xp_digit((unsigned char)src[i]))
                 i++;
         }
     }
@@ -296,7 +276,7 @@ static int rw_name(rwstate *s)
     const char *local = NULL;
     size_t local_len = 0;
 
-    while (i < len && name_char((unsigned char)src[i]))
+    while (i < len && xs_xp_name_char((unsigned char)src[i]))
         i++;
     size_t n1_len = i - n1;
     if (i + 1 < len && src[i] == ':' && src[i + 1] != ':') {
@@ -304,8 +284,8 @@ static int rw_name(rwstate *s)
         local = src + i;
         if (src[i] == '*') {
             i++;
-        } else if (name_start((unsigned char)src[i])) {
-            while (i < len && name_char((unsigned char)src[i]))
+        } else if (xs_xp_name_start((unsigned char)src[i])) {
+            while (i < len && xs_xp_name_char((unsigned char)src[i]))
                 i++;
         } else {
             return fail(s->rw, i, "expected a name or '*' after '%.*s:'", SHOW(n1_len), src + n1);
@@ -324,7 +304,7 @@ static int rw_name(rwstate *s)
         return copy_token(s);
     }
     size_t m = i;
-    while (m < len && blank((unsigned char)src[m]))
+    while (m < len && xs_xp_blank((unsigned char)src[m]))
         m++;
     if (m < len && src[m] == '(') {
         if (prefixed ||
@@ -360,7 +340,7 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
     xs_buf_init(&s.out, len * 8 + 64);
     while (s.i < len) {
         unsigned char c = (unsigned char)src[s.i];
-        if (blank(c)) {
+        if (xs_xp_blank(c)) {
             xs_buf_add(&s.out, src + s.i, 1);
             s.i++;
             continue;
@@ -375,10 +355,10 @@ int xs_xpath_rewrite(const char *src, size_t len, xs_xpath_resolve resolve, void
             s.path = false;
         if (s.tok == 2 && !s.root_seen)
             s.path = false;
-        if (c == '"' || c == '\'' || digit(c) ||
-            (c == '.' && s.i + 1 < len && digit((unsigned char)src[s.i + 1])))
+        if (c == '"' || c == '\'' || xs_xp_digit(c) ||
+            (c == '.' && s.i + 1 < len && xs_xp_digit((unsigned char)src[s.i + 1])))
             rc = rw_literal(&s, c);
-        else if (name_start(c))
+        else if (xs_xp_name_start(c))
             rc = rw_name(&s);
         else
             rc = rw_symbol(&s, c);
