@@ -883,7 +883,7 @@ int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, X509 **cert, xs_
     struct leaf_name ln, extra;
     const struct leaf_name *extra_ip = NULL;
     struct cache_entry *e;
-    char cache_key[2 * (MAX_NAME + 1)];
+    char cache_key[2 * (MAX_NAME + 1) + 1]; /* name, space, address */
     char *key = NULL;
     X509 *x;
 
@@ -905,8 +905,8 @@ int xs_ca_forge_ip(xs_ca *ca, const char *name, const char *ip, X509 **cert, xs_
     }
     /* The address is part of the key: the same name reached at two addresses makes two
      * certificates, each carrying its own address. A space appears in no name. */
-    snprintf(cache_key, sizeof(cache_key), "%s%s%s", ln.text, extra_ip != NULL ? " " : "",
-             extra_ip != NULL ? extra_ip->text : "");
+    snprintf(cache_key, sizeof(cache_key), "%.*s%s%.*s", MAX_NAME, ln.text,
+             extra_ip != NULL ? " " : "", MAX_NAME, extra_ip != NULL ? extra_ip->text : "");
     e = cache_find(ca, cache_key);
     if (e != NULL && still_fresh(e->cert)) {
         e->used = ++ca->clock;

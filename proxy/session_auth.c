@@ -40,7 +40,8 @@ static int scram_client_first(const unsigned char *d, size_t len, char *cb, size
     const unsigned char *c = memchr(bare, ',', (size_t)(end - bare));
     if (c == NULL || end - c < 3 || c[1] != 'r' || c[2] != '=')
         return 0;
-    snprintf(cb, cap, "%s", flag == 'p' ? name : "");
+    /* The channel binding type is shown cut to the caller's room. */
+    snprintf(cb, cap, "%.*s", (int)(cap > 0 ? cap - 1 : 0), flag == 'p' ? name : "");
     return flag;
 }
 

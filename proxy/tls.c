@@ -439,7 +439,8 @@ static int cert_cb(SSL *ssl, void *arg)
     }
     xs_diag diag;
     if (xs_ca_forge_ip(ctx->ca, name, t->local_ip, &cert, &diag) != 0) {
-        snprintf(err_buf(t), TLS_ERR_LEN, "%s", diag.text);
+        /* The diagnostic is longer than the connection's error text may be: cut it. */
+        snprintf(err_buf(t), TLS_ERR_LEN, "%.*s", TLS_ERR_LEN - 1, diag.text);
         t->err_set = 1;
         return 0;
     }
