@@ -344,23 +344,30 @@ static int on_event(void *user, const xs_event *ev)
     if (secured && ev->kind == XS_EV_STANZA)
         xs_sess_run_rules(s, &sx);
 
-    /* The secrets are masked once for every observer; without observers there is nothing to
-     * mask for. */
+    /* The secrets are masked once for every observer. Without observers (no console, no log)
+     * there is nothing to mask, time or describe: the event costs only its forwarding. */
+    bool watched = s->cfg->n_observers > 0;
     xs_print_rule pr[32];
-    xs_print_meta meta = xs_sess_event_meta(s, &sx, pr);
-    xs_obs_masked m = {0};
-    int mrc = s->cfg->n_observers > 0 ? xs_obs_mask(ev, &meta, s->cfg->show_secrets, &m) : 0;
-    int unlogged = xs_sess_tell_required(s, mrc, &m);
+    xs_print_meta meta;
+    xs_obs_masked m;
+    int mrc = 0, unlogged = 0;
+    if (watched) {
+        meta = xs_sess_event_meta(s, &sx, pr);
+        mrc = xs_obs_mask(ev, &meta, s->cfg->show_secrets, &m);
+        unlogged = xs_sess_tell_required(s, mrc, &m);
+    }
     s->in_event = true;
     s->stats.bytes[sx.from] += ev->len;
     /* When the log failed the session ends: the event goes nowhere. */
     int r = unlogged < 0 ? XS_PARSER_PAUSE : dispatch(s, &sx);
     /* The bytes are queued (or held for a leg not ready yet): now the observers see the event,
      * then the notes it caused. */
-    xs_sess_tell_others(s, mrc, &m, &meta);
+    if (watched)
+        xs_sess_tell_others(s, mrc, &m, &meta);
     s->in_event = false;
     xs_sess_tell_deferred(s);
-    xs_obs_masked_clear(&m);
+    if (watched)
+        xs_obs_masked_clear(&m);
     if (unlogged < 0)
         xs_sess_fail_unlogged(s, unlogged);
     xs_sess_event_done(&sx);
