@@ -151,12 +151,64 @@ typedef struct proxy_args {
     int listen_given;
 } proxy_args;
 
-/* Takes one option and its value. Returns 0, or the exit status of a usage error. */
-static int take_option(proxy_args *a, int c, const char *arg)
+/* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
+ * status of a usage error. */
+static int take_number(proxy_args *a, int c, const char *arg)
 {
     unsigned long long v;
 
     switch (c) {
+    case O_MAX_STANZA:
+        if (xs_cli_parse_uint(arg, 1024, 1u << 30, &v) < 0)
+            return xs_cli_usage_error(
+                "proxy", "--max-stanza takes bytes from 1024 to 1073741824, not '%s'", arg);
+        a->cfg.limits.max_stanza = (size_t)v;
+        break;
+    case O_MAX_DEPTH:
+        if (xs_cli_parse_uint(arg, 2, 200, &v) < 0)
+            return xs_cli_usage_error("proxy", "--max-depth takes a number from 2 to 200, not '%s'",
+                                      arg);
+        a->cfg.limits.max_depth = (unsigned)v;
+        break;
+    case O_MAX_ATTRS:
+        if (xs_cli_parse_uint(arg, 1, XS_PARSER_MAX_MAX_ATTRS, &v) < 0)
+            return xs_cli_usage_error("proxy", "--max-attrs takes a number from 1 to %u, not '%s'",
+                                      XS_PARSER_MAX_MAX_ATTRS, arg);
+        a->cfg.limits.max_attrs = (unsigned)v;
+        break;
+    case O_HS_TIMEOUT:
+        if (xs_cli_parse_uint(arg, 1, 86400, &v) < 0)
+            return xs_cli_usage_error(
+                "proxy", "--handshake-timeout takes seconds from 1 to 86400, not '%s'", arg);
+        a->cfg.handshake_timeout = (unsigned)v;
+        break;
+    case O_CLOSE_TIMEOUT:
+        if (xs_cli_parse_uint(arg, 1, 3600, &v) < 0)
+            return xs_cli_usage_error(
+                "proxy", "--close-timeout takes seconds from 1 to 3600, not '%s'", arg);
+        a->cfg.close_timeout = (unsigned)v;
+        break;
+    case O_MAX_SESSIONS:
+        if (xs_cli_parse_uint(arg, 1, 10000000, &v) < 0)
+            return xs_cli_usage_error("proxy", "--max-sessions takes a number from 1, not '%s'",
+                                      arg);
+        a->cfg.max_sessions = (unsigned)v;
+        break;
+    }
+    return 0;
+}
+
+/* Takes one option and its value. Returns 0, or the exit status of a usage error. */
+static int take_option(proxy_args *a, int c, const char *arg)
+{
+    switch (c) {
+    case O_MAX_STANZA:
+    case O_MAX_DEPTH:
+    case O_MAX_ATTRS:
+    case O_HS_TIMEOUT:
+    case O_CLOSE_TIMEOUT:
+    case O_MAX_SESSIONS:
+        return take_number(a, c, arg);
     case O_LISTEN:
         a->cfg.listen = arg;
         a->listen_given = 1;
@@ -220,42 +272,6 @@ static int take_option(proxy_args *a, int c, const char *arg)
             return xs_cli_usage_error("proxy", "--color takes auto, always or never, not '%s'",
                                       arg);
         a->color = arg;
-        break;
-    case O_MAX_STANZA:
-        if (xs_cli_parse_uint(arg, 1024, 1u << 30, &v) < 0)
-            return xs_cli_usage_error(
-                "proxy", "--max-stanza takes bytes from 1024 to 1073741824, not '%s'", arg);
-        a->cfg.limits.max_stanza = (size_t)v;
-        break;
-    case O_MAX_DEPTH:
-        if (xs_cli_parse_uint(arg, 2, 200, &v) < 0)
-            return xs_cli_usage_error("proxy", "--max-depth takes a number from 2 to 200, not '%s'",
-                                      arg);
-        a->cfg.limits.max_depth = (unsigned)v;
-        break;
-    case O_MAX_ATTRS:
-        if (xs_cli_parse_uint(arg, 1, XS_PARSER_MAX_MAX_ATTRS, &v) < 0)
-            return xs_cli_usage_error("proxy", "--max-attrs takes a number from 1 to %u, not '%s'",
-                                      XS_PARSER_MAX_MAX_ATTRS, arg);
-        a->cfg.limits.max_attrs = (unsigned)v;
-        break;
-    case O_HS_TIMEOUT:
-        if (xs_cli_parse_uint(arg, 1, 86400, &v) < 0)
-            return xs_cli_usage_error(
-                "proxy", "--handshake-timeout takes seconds from 1 to 86400, not '%s'", arg);
-        a->cfg.handshake_timeout = (unsigned)v;
-        break;
-    case O_CLOSE_TIMEOUT:
-        if (xs_cli_parse_uint(arg, 1, 3600, &v) < 0)
-            return xs_cli_usage_error(
-                "proxy", "--close-timeout takes seconds from 1 to 3600, not '%s'", arg);
-        a->cfg.close_timeout = (unsigned)v;
-        break;
-    case O_MAX_SESSIONS:
-        if (xs_cli_parse_uint(arg, 1, 10000000, &v) < 0)
-            return xs_cli_usage_error("proxy", "--max-sessions takes a number from 1, not '%s'",
-                                      arg);
-        a->cfg.max_sessions = (unsigned)v;
         break;
     case O_NO_REWRITE: {
         unsigned bit;
