@@ -1,19 +1,20 @@
-/* The TLS engine: OpenSSL driven through memory, no sockets.
+/* The TLS engine: OpenSSL driven through memory, no sockets. This file is each connection's side;
+ * the contexts it is made from (certificates, verification, the session cache) are tls_ctx.c's.
  *
- * Each connection's SSL reads and writes through one BIO of ours (buffer_bio_method()): it reads
- * from `in` (what xs_tls_feed_cipher() was given) and writes to `out` (what xs_tls_take_cipher()
- * hands out), two buffers of the xs_tls. An empty `in` reads as "retry later", never as the end
- * of the stream. The peer's end of stream is its close_notify; a TCP close without one is the
- * caller's to judge. One BIO over our own buffers rather than two BIO_s_mem: each of those is a
- * BIO, a lock and three small blocks, which with thousands of idle connections adds up.
+ * Each connection's SSL reads and writes through one BIO of ours (xs_tls_buffer_bio_method()): it
+ * reads from `in` (what xs_tls_feed_cipher() was given) and writes to `out` (what
+ * xs_tls_take_cipher() hands out), two buffers of the xs_tls. An empty `in` reads as "retry later",
+ * never as the end of the stream. The peer's end of stream is its close_notify; a TCP close without
+ * one is the caller's to judge. One BIO over our own buffers rather than two BIO_s_mem: each of
+ * those is a BIO, a lock and three small blocks, which with thousands of idle connections adds up.
  *
  * Failures are sticky: after the first XS_ETLS every call returns XS_ETLS again, and
  * xs_tls_last_error() keeps the first reason.
  */
+
 #include "proxy/tls.h"
 
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,75 +26,16 @@
 
 #include "inspect/alloc.h"
 #include "inspect/error.h"
+#include "proxy/tls_impl.h"
 
 /* ALPN protocol list in wire format: a length byte, then the name (XEP-0368). */
 static const unsigned char alpn_wire[] = "\x0bxmpp-client";
 #define ALPN_WIRE_LEN (sizeof(alpn_wire) - 1)
-#define ALPN_NAME "xmpp-client"
-
-struct session_entry {
-    char *key; /* "host:port" */
-    SSL_SESSION *sess;
-    uint64_t used;
-};
-
-struct xs_tls_ctx {
-    SSL_CTX *ssl_ctx;
-    int refs;
-    int server;
-    int insecure;
-    int alpn;               /* client: offer ALPN by default */
-    xs_ca *ca;              /* server: borrowed */
-    BIO_METHOD *bio_method; /* the connections' BIO (see buffer_bio_method()) */
-    void (*keylog)(void *user, const char *line);
-    void *keylog_user;
-    /* Client: the last session of each host:port, least recently used dropped first. */
-    struct session_entry sessions[XS_TLS_SESSION_CACHE_SIZE];
-    size_t n_sessions;
-    uint64_t clock;
-};
-
-struct xs_tls {
-    xs_tls_ctx *ctx;
-    SSL *ssl;
-    int started;        /* the handshake has been stepped at least once */
-    int established;    /* the handshake finished */
-    int failed;         /* sticky XS_ETLS */
-    int shut;           /* our close_notify is queued (or the handshake was abandoned) */
-    int peer_closed;    /* the peer's close_notify arrived */
-    int err_set;        /* a callback wrote err; keep it over OpenSSL's more generic text */
-    char *server_name;  /* client: the name to verify */
-    char *default_name; /* server: the name to forge for when there is no SNI */
-    char *local_ip;     /* server: the address the client connected to, a second SAN */
-    char *sni;          /* server: what the client sent */
-    char *cert_name;    /* server: what the forged certificate is for */
-    char *resume_key;   /* client */
-    char *peer_subject; /* client */
-    /* Snapshots for xs_tls_info, allocated to their size (idle connections must stay small):
-     * the ALPN protocol selected (the static ALPN_NAME, or a copy for anything else) and, client
-     * role, the verification result. */
-    const char *alpn;
-    char *alpn_copy;
-    char *verify;
-    /* Ciphertext: `in` from the peer not yet read by OpenSSL (from in_off to in_len), `out`
-     * from OpenSSL not yet taken (from out_off to out_len). Kept between uses, given back by
-     * xs_tls_trim(). */
-    unsigned char *in, *out;
-    size_t in_off, in_len, in_cap;
-    size_t out_off, out_len, out_cap;
-    unsigned char *early; /* plaintext written before the handshake finished */
-    size_t early_len;
-    size_t early_cap;
-    char *err;      /* why it failed (err_buf()); NULL until then */
-    int err_static; /* err is the shared fallback buffer, not ours to free */
-};
-
-#define TLS_ERR_LEN 512
 
 /* The buffer for the failure text, allocated when the first is written: most connections never
  * fail, and idle ones must stay small. Out of memory: a shared buffer (the text may then be
  * another connection's, never a crash). */
-static char *err_buf(xs_tls *t)
+char *xs_tls_err_buf(xs_tls *t)
 {
     static char fallback[TLS_ERR_LEN];
     if (t->err == NULL) {
@@ -206,15 +148,7 @@ static int bio_type(void)
     return type;
 }
 
-/* The connection an SSL belongs to, for OpenSSL's callbacks: the data of its BIO (rather than
- * SSL_set_app_data(), whose ex_data costs three allocations per connection). */
-static xs_tls *tls_of(const SSL *ssl)
-{
-    BIO *b = SSL_get_rbio(ssl);
-    return b != NULL ? BIO_get_data(b) : NULL;
-}
-
-static BIO_METHOD *buffer_bio_method(void)
+BIO_METHOD *xs_tls_buffer_bio_method(void)
 {
     BIO_METHOD *m = BIO_meth_new(bio_type(), "xmppscope buffers");
     if (m == NULL || !BIO_meth_set_write(m, bio_write_cb) || !BIO_meth_set_read(m, bio_read_cb) ||
@@ -227,7 +161,7 @@ static BIO_METHOD *buffer_bio_method(void)
 
 /* Appends the reasons drained from OpenSSL's error queue (oldest, usually the cause, first) to
  * the string in buf. Returns 1 if there were any. */
-static int append_openssl_errors(char *buf, size_t cap)
+int xs_tls_append_openssl_errors(char *buf, size_t cap)
 {
     size_t len = strlen(buf);
     const char *sep = ": ";
@@ -254,377 +188,10 @@ static int append_openssl_errors(char *buf, size_t cap)
     }
     return any;
 }
-
-/* Says in *diag why a context could not be made, with OpenSSL's errors after it (in 512 bytes,
- * as these messages always were). */
-__attribute__((format(printf, 2, 3))) static void set_ctx_error(xs_diag *diag, const char *fmt, ...)
-{
-    char text[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    append_openssl_errors(text, sizeof(text));
-    (void)xs_diag_set(diag, 0, "%s", text);
-}
-
 static int is_ip_literal(const char *name)
 {
     unsigned char buf[16];
     return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
-}
-
-/* A server name as RFC 6066 allows it in SNI: a DNS host name, at most 253 characters. */
-static int sni_ok(const char *name)
-{
-    size_t len = strlen(name);
-    if (len == 0 || len > 253)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '.' || c == '_'))
-            return 0;
-    }
-    return 1;
-}
-
-/* A password callback that refuses: an encrypted key is an error, never a prompt. */
-static int no_password(char *buf, int size, int rwflag, void *user)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)user;
-    return -1;
-}
-
-static int to_openssl_version(int v, int *out)
-{
-    switch (v) {
-    case XS_TLS_DEFAULT:
-        *out = 0;
-        return 0;
-    case XS_TLS_1_2:
-        *out = TLS1_2_VERSION;
-        return 0;
-    case XS_TLS_1_3:
-        *out = TLS1_3_VERSION;
-        return 0;
-    default:
-        return XS_EINVAL;
-    }
-}
-
-static void keylog_cb(const SSL *ssl, const char *line)
-{
-    xs_tls_ctx *ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-    if (ctx != NULL && ctx->keylog != NULL)
-        ctx->keylog(ctx->keylog_user, line);
-}
-
-/* Allocates the context and applies what both roles share. */
-static int ctx_new(const SSL_METHOD *method, int min_version, int max_version, xs_tls_ctx **out,
-                   xs_diag *diag)
-{
-    xs_tls_ctx *ctx;
-    int minv, maxv;
-
-    *out = NULL;
-    if (to_openssl_version(min_version, &minv) != 0 || to_openssl_version(max_version, &maxv)) {
-        (void)xs_diag_set(diag, 0, "unsupported TLS version (1.2 and 1.3 are)");
-        return XS_EINVAL;
-    }
-    if (minv == 0)
-        minv = TLS1_2_VERSION;
-    if (maxv != 0 && maxv < minv) {
-        (void)xs_diag_set(diag, 0, "the highest TLS version is below the lowest one");
-        return XS_EINVAL;
-    }
-    ctx = xs_calloc(1, sizeof(*ctx));
-    if (ctx == NULL) {
-        (void)xs_diag_set(diag, 0, "out of memory");
-        return XS_ENOMEM;
-    }
-    ctx->refs = 1;
-    ctx->ssl_ctx = SSL_CTX_new(method);
-    ctx->bio_method = buffer_bio_method();
-    if (ctx->ssl_ctx == NULL || ctx->bio_method == NULL ||
-        !SSL_CTX_set_min_proto_version(ctx->ssl_ctx, minv) ||
-        !SSL_CTX_set_max_proto_version(ctx->ssl_ctx, maxv) ||
-        !SSL_CTX_set_app_data(ctx->ssl_ctx, ctx)) {
-        set_ctx_error(diag, "cannot create the TLS context");
-        SSL_CTX_free(ctx->ssl_ctx);
-        BIO_meth_free(ctx->bio_method);
-        xs_free(ctx);
-        return XS_ETLS;
-    }
-    /* Renegotiation has no use in XMPP and a history of attacks; compression leaks plaintext
-     * (CRIME). Release the record buffers of idle connections. */
-    SSL_CTX_set_options(ctx->ssl_ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    /* No SSL_MODE_RELEASE_BUFFERS: it frees (and wipes) the record buffers after every record,
-     * which costs a busy connection dearly; xs_tls_trim() frees them once a connection is idle. */
-    *out = ctx;
-    return 0;
-}
-
-static void ctx_unref(xs_tls_ctx *ctx)
-{
-    if (ctx == NULL || --ctx->refs > 0)
-        return;
-    for (size_t i = 0; i < ctx->n_sessions; i++) {
-        xs_free(ctx->sessions[i].key);
-        SSL_SESSION_free(ctx->sessions[i].sess);
-    }
-    SSL_CTX_free(ctx->ssl_ctx);
-    BIO_meth_free(ctx->bio_method); /* after the last connection, whose BIO used it */
-    xs_free(ctx);
-}
-
-void xs_tls_ctx_free(xs_tls_ctx *ctx)
-{
-    ctx_unref(ctx);
-}
-
-void xs_tls_ctx_set_keylog(xs_tls_ctx *ctx, void (*cb)(void *user, const char *line), void *user)
-{
-    ctx->keylog = cb;
-    ctx->keylog_user = user;
-    SSL_CTX_set_keylog_callback(ctx->ssl_ctx, cb != NULL ? keylog_cb : NULL);
-}
-
-/* Server: remembers the SNI and refuses one that no certificate could carry. */
-static int servername_cb(SSL *ssl, int *alert, void *arg)
-{
-    xs_tls *t = tls_of(ssl);
-    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    (void)arg;
-
-    if (name == NULL)
-        return SSL_TLSEXT_ERR_NOACK;
-    if (!sni_ok(name)) {
-        snprintf(err_buf(t), TLS_ERR_LEN, "the client sent an invalid server name (SNI)");
-        t->err_set = 1;
-        *alert = SSL_AD_UNRECOGNIZED_NAME;
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
-    }
-    xs_free(t->sni);
-    t->sni = xs_strdup(name);
-    if (t->sni == NULL) {
-        snprintf(err_buf(t), TLS_ERR_LEN, "out of memory");
-        t->err_set = 1;
-        *alert = SSL_AD_INTERNAL_ERROR;
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
-    }
-    return SSL_TLSEXT_ERR_OK;
-}
-
-/* Server with a CA: installs the certificate forged for the SNI or the default name. OpenSSL calls
- * it after the ClientHello's extensions, in every version, before the certificate is sent. */
-static int cert_cb(SSL *ssl, void *arg)
-{
-    xs_tls_ctx *ctx = arg;
-    xs_tls *t = tls_of(ssl);
-    const char *name = t->sni != NULL ? t->sni : t->default_name;
-    X509 *cert = NULL;
-    int ok;
-
-    if (name == NULL) {
-        snprintf(err_buf(t), TLS_ERR_LEN,
-                 "the client sent no server name (SNI) and no default name was set, so there is "
-                 "no name to make a certificate for; pass --server-name NAME (the XMPP domain "
-                 "the client logs in to)");
-        t->err_set = 1;
-        return 0;
-    }
-    xs_diag diag;
-    if (xs_ca_forge_ip(ctx->ca, name, t->local_ip, &cert, &diag) != 0) {
-        /* The diagnostic is longer than the connection's error text may be: cut it. */
-        snprintf(err_buf(t), TLS_ERR_LEN, "%.*s", TLS_ERR_LEN - 1, diag.text);
-        t->err_set = 1;
-        return 0;
-    }
-    ok = SSL_use_certificate(ssl, cert) == 1 &&
-         SSL_use_PrivateKey(ssl, xs_ca_leaf_key(ctx->ca)) == 1;
-    X509_free(cert);
-    if (!ok) {
-        snprintf(err_buf(t), TLS_ERR_LEN, "cannot use the certificate forged for %s", name);
-        append_openssl_errors(err_buf(t), TLS_ERR_LEN);
-        t->err_set = 1;
-        return 0;
-    }
-    xs_free(t->cert_name);
-    t->cert_name = xs_strdup(name); /* for the logs only: losing it to ENOMEM is harmless */
-    return 1;
-}
-
-/* Server: selects "xmpp-client" when the client offers it; anything else is not acknowledged,
- * which lets the handshake go on without ALPN. */
-static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                          const unsigned char *in, unsigned int inlen, void *arg)
-{
-    (void)ssl;
-    (void)arg;
-    for (unsigned int i = 0; i < inlen;) {
-        unsigned int len = in[i];
-        if (i + 1 + len > inlen)
-            break;
-        if (len == sizeof(ALPN_NAME) - 1 && memcmp(in + i + 1, ALPN_NAME, len) == 0) {
-            *out = in + i + 1;
-            *outlen = (unsigned char)len;
-            return SSL_TLSEXT_ERR_OK;
-        }
-        i += 1 + len;
-    }
-    return SSL_TLSEXT_ERR_NOACK;
-}
-
-int xs_tls_server_ctx_new(const xs_tls_server_opts *o, xs_tls_ctx **out, xs_diag *diag)
-{
-    static const unsigned char sid_ctx[] = "xmppscope";
-    xs_tls_ctx *ctx = NULL;
-    SSL_CTX *c;
-    int have_files;
-    int rc;
-
-    *out = NULL;
-    if (o == NULL) {
-        (void)xs_diag_set(diag, 0, "no TLS server options given");
-        return XS_EINVAL;
-    }
-    have_files = o->cert_file != NULL || o->key_file != NULL;
-    if ((o->ca != NULL) == have_files || (have_files && (!o->cert_file || !o->key_file))) {
-        (void)xs_diag_set(
-            diag, 0, "give either a CA to forge certificates or both --cert FILE and --key FILE");
-        return XS_EINVAL;
-    }
-    ERR_clear_error();
-    rc = ctx_new(TLS_server_method(), o->min_version, o->max_version, &ctx, diag);
-    if (rc != 0)
-        return rc;
-    c = ctx->ssl_ctx;
-    ctx->server = 1;
-    ctx->ca = o->ca;
-    rc = XS_ETLS;
-    if (!SSL_CTX_set_session_id_context(c, sid_ctx, sizeof(sid_ctx) - 1)) {
-        set_ctx_error(diag, "cannot set up the TLS server context");
-        goto fail;
-    }
-    SSL_CTX_set_tlsext_servername_callback(c, servername_cb);
-    SSL_CTX_set_alpn_select_cb(c, alpn_select_cb, NULL);
-    if (o->ca != NULL) {
-        SSL_CTX_set_cert_cb(c, cert_cb, ctx);
-    } else {
-        SSL_CTX_set_default_passwd_cb(c, no_password);
-        if (SSL_CTX_use_certificate_chain_file(c, o->cert_file) != 1) {
-            set_ctx_error(diag, "cannot load the certificate chain %s (PEM expected)",
-                          o->cert_file);
-            goto fail;
-        }
-        if (SSL_CTX_use_PrivateKey_file(c, o->key_file, SSL_FILETYPE_PEM) != 1) {
-            set_ctx_error(diag, "cannot load the private key %s (unencrypted PEM expected)",
-                          o->key_file);
-            goto fail;
-        }
-        if (SSL_CTX_check_private_key(c) != 1) {
-            set_ctx_error(diag, "the key %s does not match the certificate %s", o->key_file,
-                          o->cert_file);
-            goto fail;
-        }
-    }
-    *out = ctx;
-    return 0;
-fail:
-    ctx_unref(ctx);
-    return rc;
-}
-
-/* Client: keeps the newest session of the connection's resume key. Returns 1 when the cache
- * took the reference. */
-static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
-{
-    xs_tls *t = tls_of(ssl);
-    xs_tls_ctx *ctx;
-    struct session_entry *e = NULL;
-
-    if (t == NULL || t->resume_key == NULL || !SSL_SESSION_is_resumable(sess))
-        return 0;
-    ctx = t->ctx;
-    for (size_t i = 0; i < ctx->n_sessions && e == NULL; i++)
-        if (strcmp(ctx->sessions[i].key, t->resume_key) == 0)
-            e = &ctx->sessions[i];
-    if (e == NULL) {
-        char *key = xs_strdup(t->resume_key);
-        if (key == NULL)
-            return 0;
-        if (ctx->n_sessions < XS_TLS_SESSION_CACHE_SIZE) {
-            e = &ctx->sessions[ctx->n_sessions++];
-        } else {
-            e = &ctx->sessions[0];
-            for (size_t i = 1; i < ctx->n_sessions; i++)
-                if (ctx->sessions[i].used < e->used)
-                    e = &ctx->sessions[i];
-            xs_free(e->key);
-        }
-        e->key = key;
-    }
-    SSL_SESSION_free(e->sess);
-    e->sess = sess;
-    e->used = ++ctx->clock;
-    return 1;
-}
-
-static void forget_session(xs_tls_ctx *ctx, const char *key)
-{
-    for (size_t i = 0; i < ctx->n_sessions; i++) {
-        if (strcmp(ctx->sessions[i].key, key) != 0)
-            continue;
-        xs_free(ctx->sessions[i].key);
-        SSL_SESSION_free(ctx->sessions[i].sess);
-        ctx->sessions[i] = ctx->sessions[--ctx->n_sessions];
-        return;
-    }
-}
-
-int xs_tls_client_ctx_new(const xs_tls_client_opts *o, xs_tls_ctx **out, xs_diag *diag)
-{
-    xs_tls_ctx *ctx = NULL;
-    SSL_CTX *c;
-    int rc;
-
-    *out = NULL;
-    if (o == NULL) {
-        (void)xs_diag_set(diag, 0, "no TLS client options given");
-        return XS_EINVAL;
-    }
-    ERR_clear_error();
-    rc = ctx_new(TLS_client_method(), o->min_version, o->max_version, &ctx, diag);
-    if (rc != 0)
-        return rc;
-    c = ctx->ssl_ctx;
-    ctx->insecure = o->insecure != 0;
-    ctx->alpn = o->alpn != 0;
-    /* Even when insecure, the chain and the name are checked so that the logs can tell. */
-    SSL_CTX_set_verify(c, ctx->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
-    if (o->ca_file != NULL) {
-        if (SSL_CTX_load_verify_locations(c, o->ca_file, NULL) != 1) {
-            set_ctx_error(diag, "cannot load CA certificates from %s (PEM expected)", o->ca_file);
-            rc = XS_ETLS;
-            goto fail;
-        }
-    } else if (SSL_CTX_set_default_verify_paths(c) != 1) {
-        set_ctx_error(diag,
-                      "cannot load the system's trusted certificates; pass --upstream-ca FILE");
-        rc = XS_ETLS;
-        goto fail;
-    }
-    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
-    SSL_CTX_sess_set_new_cb(c, new_session_cb);
-    *out = ctx;
-    return 0;
-fail:
-    ctx_unref(ctx);
-    return rc;
 }
 
 int xs_tls_new(xs_tls_ctx *ctx, const char *server_name, xs_tls **out)
@@ -711,7 +278,7 @@ void xs_tls_free(xs_tls *t)
         OPENSSL_cleanse(t->early, t->early_cap);
         xs_free(t->early);
     }
-    ctx_unref(t->ctx);
+    xs_tls_ctx_unref(t->ctx);
     xs_free(t);
 }
 
@@ -787,20 +354,20 @@ static int fail(xs_tls *t, const char *what)
     if (t->err_set) {
         ERR_clear_error();
     } else {
-        snprintf(err_buf(t), TLS_ERR_LEN, "%s", what);
-        if (!append_openssl_errors(err_buf(t), TLS_ERR_LEN))
+        snprintf(xs_tls_err_buf(t), TLS_ERR_LEN, "%s", what);
+        if (!xs_tls_append_openssl_errors(xs_tls_err_buf(t), TLS_ERR_LEN))
             snprintf(t->err + strlen(t->err), TLS_ERR_LEN - strlen(t->err),
                      ": no details from OpenSSL");
     }
     if (!t->ctx->server) {
         long v = SSL_get_verify_result(t->ssl);
         if (v != X509_V_OK) {
-            size_t len = strlen(err_buf(t));
+            size_t len = strlen(xs_tls_err_buf(t));
             snprintf(t->err + len, TLS_ERR_LEN - len, " (%s)", X509_verify_cert_error_string(v));
         }
     }
     if (t->resume_key != NULL)
-        forget_session(t->ctx, t->resume_key);
+        xs_tls_forget_session(t->ctx, t->resume_key);
     t->err_set = 1;
     return XS_ETLS;
 }
