@@ -78,7 +78,7 @@ const char *xs_sess_phase_name(phase ph)
 void xs_sess_update_forwarding(xs_session *s)
 {
     if (s->state == SS_NEGOTIATING && s->cst == CL_SECURE && s->sst == SL_SECURE &&
-        s->client_answered)
+        sess_has(s, XS_SF_CLIENT_ANSWERED))
         xs_sess_set_state(s, SS_FORWARDING);
 }
 
@@ -105,7 +105,7 @@ static void server_secured(xs_session *s)
     xs_sess_set_server(s, SL_SECURE);
     if (s->pending.len > 0) {
         xs_sess_put(s, XS_SERVER, s->pending.data, s->pending.len);
-        s->server_opened = true;
+        sess_set(s, XS_SF_SERVER_OPENED);
         xs_sess_bytes_free(&s->pending);
     }
     xs_sess_update_forwarding(s);
@@ -126,8 +126,8 @@ static int learn_client_header(xs_session *s, const xs_event *ev)
         xs_sess_fail(s, XS_CLIENT, "internal-server-error", "out of memory");
         return -1;
     }
-    if (!s->have_first_header) {
-        s->have_first_header = true;
+    if (!sess_has(s, XS_SF_HAVE_FIRST_HEADER)) {
+        sess_set(s, XS_SF_HAVE_FIRST_HEADER);
         if (xs_sess_bytes_append(&s->first_header, ev->raw, ev->len, s->max_stanza) < 0) {
             xs_sess_fail(s, XS_CLIENT, "internal-server-error", "out of memory");
             return -1;
@@ -158,7 +158,7 @@ static int client_wait_header(xs_session *s, xs_sess_event *sx)
     const xs_event *ev = sx->ev;
     if (ev->kind != XS_EV_STREAM_OPEN)
         return 0;
-    s->client_opened = true;
+    sess_set(s, XS_SF_CLIENT_OPENED);
     if (learn_client_header(s, ev) < 0)
         return 0;
     if (s->client_mode == XS_TLSMODE_STARTTLS) {
@@ -176,13 +176,13 @@ static int client_wait_header(xs_session *s, xs_sess_event *sx)
  * stream after TLS or SASL. */
 static void client_stream_open(xs_session *s, const xs_event *ev)
 {
-    if (!s->client_opened) {
+    if (!sess_has(s, XS_SF_CLIENT_OPENED)) {
         /* The first header of a client that came in with direct TLS. */
         if (learn_client_header(s, ev) < 0)
             return;
     }
-    s->client_opened = true;
-    s->client_answered = false; /* a new stream (after TLS or SASL) awaits its answer */
+    sess_set(s, XS_SF_CLIENT_OPENED);
+    sess_clear(s, XS_SF_CLIENT_ANSWERED); /* a new stream (after TLS or SASL) awaits its answer */
     if (s->deferred_failure != NULL) {
         xs_sess_stream_error_to(s, XS_CLIENT, "remote-connection-failed", s->deferred_failure);
         xs_sess_close_both(s);
@@ -196,7 +196,7 @@ static void client_stream_open(xs_session *s, const xs_event *ev)
 static int client_secure(xs_session *s, xs_sess_event *sx)
 {
     const xs_event *ev = sx->ev;
-    if (s->closed_by[XS_CLIENT] && ev->kind != XS_EV_KEEPALIVE) {
+    if (sess_has(s, XS_SF_CLOSED_BY_CLIENT) && ev->kind != XS_EV_KEEPALIVE) {
         /* After </stream:stream> nothing may follow: a second root element. */
         xs_sess_fail(s, XS_CLIENT, "not-well-formed",
                      "data after the client closed its stream (a second root element)");
@@ -220,9 +220,9 @@ static int client_secure(xs_session *s, xs_sess_event *sx)
         xs_sess_to_server(s, ev->raw, ev->len);
         return 0;
     case XS_EV_STREAM_CLOSE:
-        s->closed_by[XS_CLIENT] = true;
+        sess_set(s, XS_SF_CLOSED_BY_CLIENT);
         xs_sess_to_server(s, ev->raw, ev->len);
-        if (s->closed_by[XS_SERVER]) {
+        if (sess_has(s, XS_SF_CLOSED_BY_SERVER)) {
             xs_sess_set_end_cause(s, "both streams closed");
             xs_sess_close_both(s);
         }
@@ -271,7 +271,7 @@ static void server_stanza(xs_session *s, xs_sess_event *sx)
 static int server_secure(xs_session *s, xs_sess_event *sx)
 {
     const xs_event *ev = sx->ev;
-    if (!s->server_opened) {
+    if (!sess_has(s, XS_SF_SERVER_OPENED)) {
         /* The server speaks before the client's stream reached it: there is no stream of the
          * client's to put this in. */
         xs_sess_upstream_failed(
@@ -281,7 +281,7 @@ static int server_secure(xs_session *s, xs_sess_event *sx)
     switch (ev->kind) {
     case XS_EV_STREAM_OPEN:
         xs_sess_remember_s2c_namespaces(s, ev);
-        s->client_answered = true;
+        sess_set(s, XS_SF_CLIENT_ANSWERED);
         xs_sess_put(s, XS_CLIENT, ev->raw, ev->len);
         xs_sess_update_forwarding(s);
         return 0;
@@ -292,9 +292,9 @@ static int server_secure(xs_session *s, xs_sess_event *sx)
         xs_sess_put(s, XS_CLIENT, ev->raw, ev->len);
         return 0;
     case XS_EV_STREAM_CLOSE:
-        s->closed_by[XS_SERVER] = true;
+        sess_set(s, XS_SF_CLOSED_BY_SERVER);
         xs_sess_put(s, XS_CLIENT, ev->raw, ev->len);
-        if (s->closed_by[XS_CLIENT]) {
+        if (sess_has(s, XS_SF_CLOSED_BY_CLIENT)) {
             xs_sess_set_end_cause(s, "both streams closed");
             xs_sess_close_both(s);
         }
@@ -431,7 +431,7 @@ size_t xs_session_on_data(xs_session *s, xs_side side, const char *data, size_t 
 {
     if (s->state == SS_CLOSING)
         return len; /* nothing more is read into a closing session */
-    if (s->before_tls[side])
+    if (sess_has(s, side_bit(XS_SF_BEFORE_TLS_CLIENT, side)))
         return xs_sess_gap_read(s, side, data, len);
     s->feeding = side;
     s->switched_tls = false;
@@ -443,7 +443,7 @@ size_t xs_session_on_data(xs_session *s, xs_side side, const char *data, size_t 
         /* The next bytes belong to TLS; the parser starts a new stream after the handshake. */
         (void)xs_parser_reset(s->parser[side]);
         xs_sess_set_phase(s, side, PH_TLS);
-        s->before_tls[side] = true;
+        sess_set(s, side_bit(XS_SF_BEFORE_TLS_CLIENT, side));
         return used + xs_sess_gap_read(s, side, data + used, len - used);
     }
     return s->state == SS_CLOSING ? len : used;
@@ -454,7 +454,7 @@ void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const ch
     if (s->state == SS_CLOSING)
         return;
     xs_sess_set_phase(s, side, PH_TLS);
-    s->before_tls[side] = false;
+    sess_clear(s, side_bit(XS_SF_BEFORE_TLS_CLIENT, side));
     if (side == XS_CLIENT) {
         xs_sess_tell_tls_up(s, side, desc);
         /* Out of memory the domain stays unknown: the forged certificate is already made,
@@ -462,14 +462,14 @@ void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const ch
         if (sni != NULL && sni[0] && xs_sess_domain_of(s)[0] == 0)
             (void)xs_sess_set_string(&s->domain, sni, 255);
         xs_sess_set_client(s, CL_SECURE);
-        s->client_opened = false;
-        s->client_answered = false;
+        sess_clear(s, XS_SF_CLIENT_OPENED);
+        sess_clear(s, XS_SF_CLIENT_ANSWERED);
         if (s->pending.len > 0)
             xs_sess_bytes_free(&s->pending);
     } else {
         xs_sess_tell_tls_up(s, side, desc);
         (void)xs_parser_reset(s->parser[XS_SERVER]);
-        s->server_opened = false;
+        sess_clear(s, XS_SF_SERVER_OPENED);
         server_secured(s);
     }
     xs_sess_update_forwarding(s);
@@ -513,20 +513,22 @@ void xs_session_on_closed(xs_session *s, xs_side side, int status, const char *c
         return;
     }
     xs_side peer = side == XS_CLIENT ? XS_SERVER : XS_CLIENT;
-    if (s->closed_by[side] && !s->closed_by[peer] && status == 0 && xs_sess_can_speak(s, peer)) {
+    if (sess_has(s, side_bit(XS_SF_CLOSED_BY_CLIENT, side)) &&
+        !sess_has(s, side_bit(XS_SF_CLOSED_BY_CLIENT, peer)) && status == 0 &&
+        xs_sess_can_speak(s, peer)) {
         /* A half-close after a clean end of stream: the other side may still finish its
          * stream, and its last stanzas are delivered (--close-timeout bounds the wait). A TLS
          * leg reports this end twice, its close_notify and then its FIN: one end, said once. */
-        if (s->half_closed[side])
+        if (sess_has(s, side_bit(XS_SF_HALF_CLOSED_CLIENT, side)))
             return;
-        s->half_closed[side] = true;
+        sess_set(s, side_bit(XS_SF_HALF_CLOSED_CLIENT, side));
         xs_sess_note(s, "info",
                      "%s closed its side of the connection after closing its stream; "
                      "waiting for the %s to close its stream",
                      who, side == XS_CLIENT ? "server" : "client");
         return;
     }
-    if (s->closed_by[side])
+    if (sess_has(s, side_bit(XS_SF_CLOSED_BY_CLIENT, side)))
         xs_sess_note(s, "info", "%s closed the connection after closing its stream", who);
     else
         xs_sess_note(s, status < 0 ? "warn" : "info",
@@ -551,8 +553,8 @@ void xs_session_on_timeout(xs_session *s, const char *what)
         xs_sess_close_both(s);
         return;
     }
-    if (s->state == SS_NEGOTIATING && s->client_opened &&
-        (s->sst != SL_SECURE || !s->client_answered)) {
+    if (s->state == SS_NEGOTIATING && sess_has(s, XS_SF_CLIENT_OPENED) &&
+        (s->sst != SL_SECURE || !sess_has(s, XS_SF_CLIENT_ANSWERED))) {
         /* The client did its part; the server did not answer in time. */
         xs_sess_upstream_failed(s, "%s (the server did not answer)", what);
         return;
@@ -565,7 +567,7 @@ void xs_session_shutdown(xs_session *s)
     if (s->state == SS_CLOSING)
         return;
     xs_sess_set_end_cause(s, "xmppscope shutting down");
-    if (xs_sess_can_speak(s, XS_CLIENT) && s->client_opened)
+    if (xs_sess_can_speak(s, XS_CLIENT) && sess_has(s, XS_SF_CLIENT_OPENED))
         xs_sess_stream_error_to(s, XS_CLIENT, "system-shutdown", "the proxy is shutting down");
     xs_sess_end_stream_to(s, XS_SERVER);
     xs_sess_close_both(s);
@@ -578,9 +580,10 @@ int xs_session_forwarding(const xs_session *s)
 
 int xs_session_lagging_side(const xs_session *s)
 {
-    if (s->state == SS_CLOSING || s->closed_by[XS_CLIENT] == s->closed_by[XS_SERVER])
+    if (s->state == SS_CLOSING ||
+        sess_has(s, XS_SF_CLOSED_BY_CLIENT) == sess_has(s, XS_SF_CLOSED_BY_SERVER))
         return -1;
-    return s->closed_by[XS_CLIENT] ? XS_SERVER : XS_CLIENT;
+    return sess_has(s, XS_SF_CLOSED_BY_CLIENT) ? XS_SERVER : XS_CLIENT;
 }
 
 int xs_session_closing(const xs_session *s)

@@ -97,10 +97,10 @@ void xs_sess_check_channel_binding(xs_session *s, const xs_event *ev)
         return;
     char cb[32] = "";
     int flag = sasl_client_first(ev, cb, sizeof(cb));
-    if (s->warned_binding)
+    if (sess_has(s, XS_SF_WARNED_BINDING))
         return;
     if (flag == 'p') {
-        s->warned_binding = true;
+        sess_set(s, XS_SF_WARNED_BINDING);
         xs_sess_note(
             s, "warn",
             "channel binding: the client binds its login to the TLS channel (%s), but the "
@@ -108,13 +108,14 @@ void xs_sess_check_channel_binding(xs_session *s, const xs_event *ev)
             "server will refuse this login. To proceed, turn channel binding off in the client "
             "or use a mechanism without -PLUS (keep the default rewrite 'sasl-plus' on).",
             cb[0] ? cb : "p=");
-    } else if (flag == 'y' && s->server_binding && (s->cfg->rewrites & XS_REWRITE_SASL_PLUS)) {
+    } else if (flag == 'y' && sess_has(s, XS_SF_SERVER_BINDING) &&
+               (s->cfg->rewrites & XS_REWRITE_SASL_PLUS)) {
         /* RFC 5802 section 6: a server that supports channel binding MUST fail a login whose
          * gs2 flag is 'y', the sign that its -PLUS offer was removed on the way. Servers differ
          * (ejabberd 23.01 accepts it), so what is certain is said here, and the server's answer
          * is reported when it comes (xs_sess_server_auth_answer()). */
-        s->warned_binding = true;
-        s->downgrade_sent = true;
+        sess_set(s, XS_SF_WARNED_BINDING);
+        sess_set(s, XS_SF_DOWNGRADE_SENT);
         xs_sess_note(
             s, "warn",
             "channel binding: the server offers SCRAM -PLUS mechanisms, which xmppscope "
@@ -133,16 +134,16 @@ void xs_sess_check_channel_binding(xs_session *s, const xs_event *ev)
  * downgrade. */
 void xs_sess_server_auth_answer(xs_session *s, const xs_event *ev)
 {
-    if (!s->downgrade_sent)
+    if (!sess_has(s, XS_SF_DOWNGRADE_SENT))
         return;
     if (xs_sess_is_el(ev, NS_SASL, "success") || xs_sess_is_el(ev, NS_SASL2, "success")) {
-        s->downgrade_sent = false;
+        sess_clear(s, XS_SF_DOWNGRADE_SENT);
         xs_sess_note(
             s, "warn",
             "channel binding: the server did not detect the downgrade: it accepted a SCRAM "
             "login with gs2 flag 'y' although it offers channel binding (RFC 5802 section 6 "
             "says it must refuse it)");
     } else if (xs_sess_is_el(ev, NS_SASL, "failure") || xs_sess_is_el(ev, NS_SASL2, "failure")) {
-        s->downgrade_sent = false;
+        sess_clear(s, XS_SF_DOWNGRADE_SENT);
     }
 }

@@ -22,7 +22,7 @@ void xs_sess_to_server(xs_session *s, const char *data, size_t len)
 {
     if (s->sst == SL_SECURE) {
         xs_sess_put(s, XS_SERVER, data, len);
-        s->server_opened = true;
+        sess_set(s, XS_SF_SERVER_OPENED);
         return;
     }
     int rc = xs_sess_bytes_append(&s->pending, data, len, 2 * s->max_stanza + 65536);
@@ -75,14 +75,15 @@ void xs_sess_forward(xs_session *s, const xs_sess_event *sx, xs_side to, const c
     if (data == NULL || len == 0)
         return;
     unsigned long ms = sx->res != NULL ? sx->res->delay_ms : 0;
-    if (ms > 0 && s->io->write_delayed != NULL && !s->leg_closed[to]) {
+    if (ms > 0 && s->io->write_delayed != NULL &&
+        !sess_has(s, side_bit(XS_SF_LEG_CLOSED_CLIENT, to))) {
         int rc = s->io->write_delayed(s->io_ctx, to, data, len, ms);
         if (rc < 0 && s->state != SS_CLOSING) {
             xs_sess_note(s, "error", "cannot delay a stanza: %s", xs_strerror(rc));
             xs_sess_close_both(s);
         }
         if (to == XS_SERVER)
-            s->server_opened = true;
+            sess_set(s, XS_SF_SERVER_OPENED);
         return;
     }
     if (to == XS_SERVER)
@@ -159,7 +160,7 @@ bool xs_sess_server_features(xs_session *s, const xs_sess_event *sx)
     size_t used = 0;
     for (size_t i = 0; res != NULL && i < res->n_tags; i++)
         if (strcmp(res->tags[i], "channel-binding-offered") == 0)
-            s->server_binding = true;
+            sess_set(s, XS_SF_SERVER_BINDING);
     for (size_t i = 0; res != NULL && i < res->n_applied; i++) {
         const xs_rule_applied *a = &res->applied[i];
         unsigned bit;

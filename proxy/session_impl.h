@@ -51,6 +51,37 @@ typedef enum server_state {
 
 typedef enum phase { PH_PLAIN, PH_TLS, PH_AUTHED } phase;
 
+/* The session's flags, one bit each in `flags`: read through sess_has(), changed through
+ * sess_set() and sess_clear(). A flag of a side is two bits, the client's then the server's,
+ * and side_bit() picks one from the client's. */
+typedef enum sess_flag {
+    XS_SF_HAVE_FIRST_HEADER = 1u << 0, /* first_header was taken (and, once sent, freed) */
+    XS_SF_CLIENT_ANSWERED = 1u << 1,   /* the client's current stream has a header from us/server */
+    XS_SF_CLIENT_OPENED = 1u << 2,     /* the client sent a header in its current stream */
+    XS_SF_SERVER_OPENED = 1u << 3,     /* we sent the server a header in its current stream */
+    XS_SF_SERVER_BINDING = 1u << 4,    /* the server offered channel binding (-PLUS, XEP-0440) */
+    /* The client was warned about channel binding in its SASL login: said once a session. */
+    XS_SF_WARNED_BINDING = 1u << 5,
+    /* The client sent a SCRAM 'y' login after the server's -PLUS offer was removed: the
+     * server's answer (<success/> or <failure/>) tells whether it detected the downgrade. */
+    XS_SF_DOWNGRADE_SENT = 1u << 6,
+    /* The side sent </stream:stream>. */
+    XS_SF_CLOSED_BY_CLIENT = 1u << 7,
+    XS_SF_CLOSED_BY_SERVER = 1u << 8,
+    /* The side switched to TLS after <starttls/> (client) or <proceed/> (server) and sent no
+     * TLS byte yet: XML whitespace there still belongs to its plaintext stream (gap_read()). */
+    XS_SF_BEFORE_TLS_CLIENT = 1u << 9,
+    XS_SF_BEFORE_TLS_SERVER = 1u << 10,
+    /* The side's connection ended cleanly after it closed its stream (a half-close), and the
+     * session waits for the other side: said once, however many ways the leg reports the end
+     * (TLS close_notify, then the TCP FIN). */
+    XS_SF_HALF_CLOSED_CLIENT = 1u << 11,
+    XS_SF_HALF_CLOSED_SERVER = 1u << 12,
+    /* io->close was called for the side: nothing more goes to it. */
+    XS_SF_LEG_CLOSED_CLIENT = 1u << 13,
+    XS_SF_LEG_CLOSED_SERVER = 1u << 14,
+} sess_flag;
+
 /* A growable byte buffer with a cap. */
 typedef struct bytes {
     char *data;
@@ -71,6 +102,7 @@ struct xs_session {
     client_state cst;
     server_state sst;
     phase ph[2];
+    unsigned flags; /* sess_flag bits */
 
     xs_parser *parser[2]; /* [XS_CLIENT] reads what the client sends */
     xs_side feeding;      /* the side whose parser is running (for the event callback) */
@@ -79,27 +111,10 @@ struct xs_session {
     /* The strings below are allocated to their size, and only when there is something to keep:
      * with thousands of idle sessions, fixed arrays for the longest case cost more than all the
      * rest of the session. */
-    char *domain;           /* what the client asked for: SNI, else its stream's `to`; or NULL */
-    char *client_ns;        /* the client's default namespace (jabber:client), or NULL */
-    bytes first_header;     /* the client's first stream header, sent to a STARTTLS server */
-    bool have_first_header; /* first_header was taken (and, once sent, freed) */
-    bytes pending;          /* the client's secured stream, waiting for the server leg */
-    bool client_answered;   /* the client's current stream has a stream header from us/server */
-    bool client_opened;     /* the client sent a header in its current stream */
-    bool server_opened;     /* we sent the server a header in its current stream */
-    bool closed_by[2];      /* the side sent </stream:stream> */
-    bool server_binding;    /* the server offered channel binding (-PLUS, XEP-0440) */
-    bool warned_binding;
-    /* The client sent a SCRAM 'y' login after the server's -PLUS offer was removed: the
-     * server's answer (<success/> or <failure/>) tells whether it detected the downgrade. */
-    bool downgrade_sent;
-    /* The side switched to TLS after <starttls/> (client) or <proceed/> (server) and sent no
-     * TLS byte yet: XML whitespace there still belongs to its plaintext stream (gap_read()). */
-    bool before_tls[2];
-    /* The side's connection ended cleanly after it closed its stream (a half-close), and the
-     * session waits for the other side: said once, however many ways the leg reports the end
-     * (TLS close_notify, then the TCP FIN). */
-    bool half_closed[2];
+    char *domain;       /* what the client asked for: SNI, else its stream's `to`; or NULL */
+    char *client_ns;    /* the client's default namespace (jabber:client), or NULL */
+    bytes first_header; /* the client's first stream header, sent to a STARTTLS server */
+    bytes pending;      /* the client's secured stream, waiting for the server leg */
     /* Bit i: observer i (an XS_OBS_WARN one) failed once in this session: said, not repeated.
      * Observers beyond the 32nd are warned about at every failure. */
     uint32_t warned;
@@ -117,11 +132,32 @@ struct xs_session {
     xs_attr *s2c_ns;
     size_t n_s2c_ns;
 
-    bool leg_closed[2]; /* io->close was called for the side: nothing more goes to it */
     xs_session_stats stats;
     char *end_cause;   /* why the session ended, for the summary; NULL: "closed" */
     size_t max_stanza; /* the effective limit */
 };
+
+/* The bit of a per-side flag for `side`, given the flag's client bit (XS_SF_*_CLIENT). */
+static inline unsigned side_bit(sess_flag client_bit, xs_side side)
+{
+    _Static_assert(XS_CLIENT == 0 && XS_SERVER == 1, "side_bit() shifts by the side");
+    return (unsigned)client_bit << side;
+}
+
+static inline bool sess_has(const xs_session *s, unsigned bit)
+{
+    return (s->flags & bit) != 0;
+}
+
+static inline void sess_set(xs_session *s, unsigned bit)
+{
+    s->flags |= bit;
+}
+
+static inline void sess_clear(xs_session *s, unsigned bit)
+{
+    s->flags &= ~bit;
+}
 
 /* One parser event being handled, with what the rules made of it. It lives on on_event()'s
  * stack and is handed down to whatever handles the event; the session keeps no pointer to it. */

@@ -243,7 +243,7 @@ void xs_sess_tell_others(xs_session *s, int mrc, const xs_obs_masked *m, const x
 
 int xs_sess_put(xs_session *s, xs_side to, const char *data, size_t len)
 {
-    if (len == 0 || s->leg_closed[to])
+    if (len == 0 || sess_has(s, side_bit(XS_SF_LEG_CLOSED_CLIENT, to)))
         return 0;
     int rc = s->io->write(s->io_ctx, to, data, len);
     if (rc < 0 && s->state != SS_CLOSING) {
@@ -301,13 +301,13 @@ void xs_sess_answer_client_header(xs_session *s)
              s->client_ns != NULL && s->client_ns[0] ? s->client_ns : "jabber:client", dom, s->id,
              (long)(s->started_us % 1000000u) * 1000L);
     xs_sess_put_str(s, XS_CLIENT, hdr);
-    s->client_answered = true;
+    sess_set(s, XS_SF_CLIENT_ANSWERED);
 }
 
 void xs_sess_stream_error_to(xs_session *s, xs_side to, const char *condition, const char *text)
 {
     char esc[600], buf[1024];
-    if (to == XS_CLIENT && !s->client_answered)
+    if (to == XS_CLIENT && !sess_has(s, XS_SF_CLIENT_ANSWERED))
         xs_sess_answer_client_header(s);
     xml_escape(esc, sizeof(esc), text);
     snprintf(buf, sizeof(buf),
@@ -332,16 +332,17 @@ void xs_sess_end_stream_to(xs_session *s, xs_side to)
 {
     if (!xs_sess_can_speak(s, to))
         return;
-    if (to == XS_SERVER ? s->server_opened && !s->closed_by[XS_CLIENT]
-                        : s->client_answered && !s->closed_by[XS_SERVER])
+    if (to == XS_SERVER
+            ? sess_has(s, XS_SF_SERVER_OPENED) && !sess_has(s, XS_SF_CLOSED_BY_CLIENT)
+            : sess_has(s, XS_SF_CLIENT_ANSWERED) && !sess_has(s, XS_SF_CLOSED_BY_SERVER))
         xs_sess_put_str(s, to, "</stream:stream>");
 }
 
 void xs_sess_close_side(xs_session *s, xs_side side)
 {
-    if (s->leg_closed[side])
+    if (sess_has(s, side_bit(XS_SF_LEG_CLOSED_CLIENT, side)))
         return;
-    s->leg_closed[side] = true;
+    sess_set(s, side_bit(XS_SF_LEG_CLOSED_CLIENT, side));
     s->io->close(s->io_ctx, side);
 }
 
@@ -413,7 +414,7 @@ void xs_sess_upstream_failed(xs_session *s, const char *fmt, ...)
         return;
     xs_sess_set_end_cause(s, "remote-connection-failed (%.200s)", text);
     xs_sess_end_stream_to(s, XS_SERVER);
-    if (!(xs_sess_can_speak(s, XS_CLIENT) && s->client_opened) &&
+    if (!(xs_sess_can_speak(s, XS_CLIENT) && sess_has(s, XS_SF_CLIENT_OPENED)) &&
         (s->cst == CL_TLS_HANDSHAKE || s->cst == CL_SECURE)) {
         /* The client is securing its leg, or has not opened its new stream yet: it learns
          * of the failure as soon as it does; the handshake timer bounds the wait. */
@@ -429,7 +430,7 @@ void xs_sess_upstream_failed(xs_session *s, const char *fmt, ...)
         return;
     }
     xs_sess_note(s, "error", "upstream: %s: <remote-connection-failed/> to the client", text);
-    if (xs_sess_can_speak(s, XS_CLIENT) && s->client_opened)
+    if (xs_sess_can_speak(s, XS_CLIENT) && sess_has(s, XS_SF_CLIENT_OPENED))
         xs_sess_stream_error_to(s, XS_CLIENT, "remote-connection-failed", text);
     xs_sess_close_both(s);
 }

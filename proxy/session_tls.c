@@ -12,7 +12,7 @@ void xs_sess_send_first_header(xs_session *s)
     /* A STARTTLS server first gets the client's first stream header, byte for byte. */
     xs_sess_put(s, XS_SERVER, s->first_header.data, s->first_header.len);
     xs_sess_bytes_free(&s->first_header); /* needed once: idle sessions stay small */
-    s->server_opened = true;
+    sess_set(s, XS_SF_SERVER_OPENED);
     xs_sess_set_server(s, SL_WAIT_FEATURES);
 }
 
@@ -70,7 +70,7 @@ size_t xs_sess_gap_read(xs_session *s, xs_side side, const char *data, size_t le
     s->stats.bytes[side] += i;
     if (i == len)
         return len;
-    s->before_tls[side] = false;
+    sess_clear(s, side_bit(XS_SF_BEFORE_TLS_CLIENT, side));
     if (tls_record_start((unsigned char)data[i]))
         return i;
     plaintext_before_tls(s, side, data + i, len - i);
@@ -79,7 +79,7 @@ size_t xs_sess_gap_read(xs_session *s, xs_side side, const char *data, size_t le
 
 int xs_session_before_tls(const xs_session *s, xs_side side)
 {
-    return s->state != SS_CLOSING && s->before_tls[side];
+    return s->state != SS_CLOSING && sess_has(s, side_bit(XS_SF_BEFORE_TLS_CLIENT, side));
 }
 
 /* ---- the client leg: xmppscope answers its first stream and requires STARTTLS -------------- */
@@ -122,10 +122,10 @@ int xs_sess_client_wait_starttls(xs_session *s, xs_sess_event *sx)
     if (ev->kind == XS_EV_STREAM_CLOSE) {
         /* Both open streams are closed properly: ours with the client, and the one the server
          * has with the client's first header. */
-        s->closed_by[XS_CLIENT] = true;
+        sess_set(s, XS_SF_CLOSED_BY_CLIENT);
         xs_sess_set_end_cause(s, "the client closed its stream");
         xs_sess_put_str(s, XS_CLIENT, "</stream:stream>");
-        if (xs_sess_can_speak(s, XS_SERVER) && s->server_opened)
+        if (xs_sess_can_speak(s, XS_SERVER) && sess_has(s, XS_SF_SERVER_OPENED))
             xs_sess_put_str(s, XS_SERVER, "</stream:stream>");
         xs_sess_close_both(s);
     }
