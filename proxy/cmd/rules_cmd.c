@@ -111,46 +111,48 @@ static void print_rules(const xs_rules *set, bool builtin)
     }
 }
 
+static const struct option opts[] = {
+    {"builtin", no_argument, NULL, 'b'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Reads options until the first other argument (`spec` "+bh") or all of them ("bh"). Returns -1
+ * to go on, or the exit status: 0 after --help, 2 for an unknown option. */
+static int read_options(int argc, char **argv, const char *spec, bool *builtin)
+{
+    int c;
+
+    while ((c = getopt_long(argc, argv, spec, opts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            *builtin = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return xs_cli_usage_error("rules", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    return -1;
+}
+
 int xs_rules_cmd_main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"builtin", no_argument, NULL, 'b'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     bool builtin = false;
     int c;
 
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+bh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'b':
-            builtin = true;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            return xs_cli_usage_error("rules", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
+    if ((c = read_options(argc, argv, "+bh", &builtin)) >= 0)
+        return c;
     if (optind >= argc)
         return xs_cli_usage_error("rules", "a command is needed: check, list or namespaces");
     const char *cmd = argv[optind++];
     /* Options may also follow the command. */
-    while ((c = getopt_long(argc, argv, "bh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'b':
-            builtin = true;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            return xs_cli_usage_error("rules", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
+    if ((c = read_options(argc, argv, "bh", &builtin)) >= 0)
+        return c;
     int nargs = argc - optind;
     char **args = argv + optind;
 

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 
-from .prosody import (_LIVE, _listening_ports, ProsodyError, ServerProcess, free_ports,
+from .prosody import (_LIVE, ProsodyError, ServerProcess, free_ports,
                       make_ca, make_server_cert, wait_gone)
 
 __all__ = ["Ejabberd", "EjabberdError"]
@@ -222,24 +222,7 @@ class Ejabberd(ServerProcess):
         finally:
             out.close()
         _LIVE.add(self)
-        want = {self.starttls_port, self.direct_tls_port}
-        deadline = time.monotonic() + self.start_timeout
-        delay = 0.02
-        while True:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                raise EjabberdError(f"ejabberd exited with {rc} while starting\n"
-                                    f"{self._stdout_tail()}{self.log_tail()}")
-            if want <= _listening_ports(self.host):
-                return self
-            if time.monotonic() > deadline:
-                self.stop()
-                raise EjabberdError(f"ejabberd did not listen on {sorted(want)} within "
-                                    f"{self.start_timeout}s\n{self._stdout_tail()}"
-                                    f"{self.log_tail()}")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+        return self._wait_ready(EjabberdError, "ejabberd", 0.02)
 
     def stop(self, timeout=15.0):
         """SIGTERM to ejabberd's process group (the script and the Erlang VM it started; the VM

@@ -180,6 +180,26 @@ class ServerProcess:
     def jid(self, user):
         return f"{user}@{self.domain}"
 
+    def _wait_ready(self, error, name, delay, ready=lambda: True):
+        """Wait until the server listens on both ports and `ready()` holds; raise `error` (with
+        the server's output) when it exits or the start timeout passes."""
+        want = {self.starttls_port, self.direct_tls_port}
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self.proc = None
+                raise error(f"{name} exited with {rc} while starting\n"
+                            f"{self._stdout_tail()}{self.log_tail()}")
+            if want <= _listening_ports(self.host) and ready():
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise error(f"{name} did not listen on {sorted(want)} within "
+                            f"{self.start_timeout}s\n{self._stdout_tail()}{self.log_tail()}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
     def cleanup(self):
         """Stop the server and remove the temporary folder. Idempotent."""
         self.stop()
@@ -321,26 +341,10 @@ class Prosody(ServerProcess):
         finally:
             out.close()
         _LIVE.add(self)
-        want = {self.starttls_port, self.direct_tls_port}
-        deadline = time.monotonic() + self.start_timeout
-        delay = 0.005
-        while True:
-            if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.proc = None
-                raise ProsodyError(f"prosody exited with {rc} while starting\n"
-                                   f"{self._stdout_tail()}{self.log_tail()}")
-            # Ready means listening on both ports and its pid file written (Prosody writes it
-            # a moment after it starts listening; under load the gap is visible).
-            if want <= _listening_ports(self.host) and os.path.exists(self.pidfile):
-                return self
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ProsodyError(f"prosody did not listen on {sorted(want)} within "
-                                   f"{self.start_timeout}s\n{self._stdout_tail()}"
-                                   f"{self.log_tail()}")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+        # Ready means listening on both ports and its pid file written (Prosody writes it a
+        # moment after it starts listening; under load the gap is visible).
+        return self._wait_ready(ProsodyError, "prosody", 0.005,
+                                lambda: os.path.exists(self.pidfile))
 
     def _stdout_tail(self):
         try:
