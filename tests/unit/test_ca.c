@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/tmpdir.h"
+
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -29,49 +31,14 @@
 /* What the last xs_ca_*() call of a test said. */
 static xs_diag diag;
 
-struct fixture {
-    char dir[512]; /* a fresh, empty directory */
-};
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
-    const char *base = getenv("XS_TEST_TMP");
-    struct fixture *f = calloc(1, sizeof(*f));
-
-    if (f == NULL)
-        return -1;
-    if (base == NULL || base[0] == '\0')
-        base = "/tmp";
-    mkdir(base, 0700); /* ctest's XS_TEST_TMP may not exist yet */
-    snprintf(f->dir, sizeof(f->dir), "%s/test_ca.XXXXXX", base);
-    if (mkdtemp(f->dir) == NULL) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
+    return tmpdir_setup(state, "test_ca");
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
-
-static void path_in(char *buf, size_t cap, const char *dir, const char *name)
-{
-    int n = snprintf(buf, cap, "%s/%s", dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
+    return tmpdir_teardown(state);
 }
 
 static X509 *read_cert(const char *path)

@@ -20,57 +20,24 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/tmpdir.h"
+
 #include "inspect/error.h"
 #include "proxy/file.h"
 
 #define NOBODY 65534
 
-struct fixture {
-    char dir[512];
-};
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
-    const char *base = getenv("XS_TEST_TMP");
-    struct fixture *f = calloc(1, sizeof(*f));
-
-    if (f == NULL)
-        return -1;
-    if (base == NULL || base[0] == '\0')
-        base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(f->dir, sizeof(f->dir), "%s/test_file.XXXXXX", base);
-    if (mkdtemp(f->dir) == NULL) {
-        free(f);
-        return -1;
-    }
     /* A hang on a FIFO ends the test run instead of the CI job. */
     alarm(20);
-    *state = f;
-    return 0;
+    return tmpdir_setup(state, "test_file");
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
     alarm(0);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
-
-static void path_in(char *buf, size_t cap, const char *dir, const char *name)
-{
-    int n = snprintf(buf, cap, "%s/%s", dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
+    return tmpdir_teardown(state);
 }
 
 static void write_text(const char *path, const char *text, mode_t mode)

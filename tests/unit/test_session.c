@@ -1552,6 +1552,23 @@ static void test_session_observers_after_forwarding(void **state)
     sb_free(&r.lines);
 }
 
+/* The console (best effort) and a --write log whose every write fails with `policy`, given to
+ * the session of t; `alone`: the log without the console. */
+static void failing_log(tctx *t, recorder *con, recorder *log, xs_obs_policy policy, int alone)
+{
+    static xs_observer obs[2];
+    *log = (recorder){.f = &t->f, .fail = XS_EIO};
+    *con = (recorder){.f = &t->f};
+    obs[0] = (xs_observer){.on_event = rec_on_event, .ctx = con, .policy = XS_OBS_BEST_EFFORT};
+    obs[1] = (xs_observer){.on_event = rec_on_event,
+                           .ctx = log,
+                           .policy = policy,
+                           .debug = 1,
+                           .name = "the --write log"};
+    t->cfg.observers = alone ? &obs[1] : obs;
+    t->cfg.n_observers = alone ? 1 : 2;
+}
+
 /* A required observer (the log with --on-log-error stop) that fails: the session ends before
  * the event is forwarded; the client gets <internal-server-error/>, the server nothing. The
  * other observers are told why; with none, the session's diagnostics are. */
@@ -1561,17 +1578,7 @@ static void test_session_required_observer_fails(void **state)
     for (int alone = 0; alone < 2; alone++) {
         tctx *t = t_new(SPLIT_NONE, 0);
         static recorder log, con;
-        log = (recorder){.f = &t->f, .fail = XS_EIO};
-        con = (recorder){.f = &t->f};
-        static xs_observer obs[2];
-        obs[0] = (xs_observer){.on_event = rec_on_event, .ctx = &con, .policy = XS_OBS_BEST_EFFORT};
-        obs[1] = (xs_observer){.on_event = rec_on_event,
-                               .ctx = &log,
-                               .policy = XS_OBS_REQUIRED,
-                               .debug = 1,
-                               .name = "the --write log"};
-        t->cfg.observers = alone ? &obs[1] : obs;
-        t->cfg.n_observers = alone ? 1 : 2;
+        failing_log(t, &con, &log, XS_OBS_REQUIRED, alone);
         t_start(t, XS_TLSMODE_NONE, XS_TLSMODE_NONE);
         t_send(t, XS_CLIENT, C_HDR2);
         assert_true(xs_session_closing(t->s));
@@ -1606,17 +1613,7 @@ static void test_session_warn_observer_fails_once(void **state)
     for (int alone = 0; alone < 2; alone++) {
         tctx *t = t_new(SPLIT_NONE, 0);
         static recorder log, con;
-        log = (recorder){.f = &t->f, .fail = XS_EIO};
-        con = (recorder){.f = &t->f};
-        static xs_observer obs[2];
-        obs[0] = (xs_observer){.on_event = rec_on_event, .ctx = &con, .policy = XS_OBS_BEST_EFFORT};
-        obs[1] = (xs_observer){.on_event = rec_on_event,
-                               .ctx = &log,
-                               .policy = XS_OBS_WARN,
-                               .debug = 1,
-                               .name = "the --write log"};
-        t->cfg.observers = alone ? &obs[1] : obs;
-        t->cfg.n_observers = alone ? 1 : 2;
+        failing_log(t, &con, &log, XS_OBS_WARN, alone);
         size_t cm, sm;
         forwarding_plain(t, &cm, &sm);
         t_send(t, XS_CLIENT, C_MSG);
