@@ -3,15 +3,19 @@
 
 #include "inspect/error.h"
 
+#include <stddef.h>
 #include <string.h>
 
 int xs_obs_mask(const xs_event *ev, const xs_print_meta *meta, int show_secrets, xs_obs_masked *out)
 {
     int rc;
 
-    memset(out, 0, sizeof(*out));
+    /* The annotation's array of checks is left as it is: it is read only up to n_checks. */
+    memset(out, 0, offsetof(xs_obs_masked, annot));
+    xs_annot_init(&out->annot);
     if (meta != NULL)
         out->meta = *meta;
+    out->meta.annot = &out->annot;
     rc = xs_redact_event(ev, show_secrets, &out->red);
     if (rc == 0 && meta != NULL && meta->rewritten != NULL) {
         rc = xs_redact_rewritten(ev, meta->rewritten, strlen(meta->rewritten), show_secrets,
@@ -26,7 +30,8 @@ int xs_obs_mask(const xs_event *ev, const xs_print_meta *meta, int show_secrets,
     out->event = (xs_obs_event){.kind = XS_OBS_PARSED,
                                 .meta = meta != NULL ? &out->meta : NULL,
                                 .ev = ev,
-                                .masked = &out->red};
+                                .masked = &out->red,
+                                .annot = &out->annot};
     return 0;
 }
 
@@ -36,16 +41,51 @@ void xs_obs_masked_clear(xs_obs_masked *m)
         return;
     xs_redaction_clear(&m->red);
     xs_redaction_clear(&m->rew);
-    memset(m, 0, sizeof(*m));
+    memset(m, 0, offsetof(xs_obs_masked, annot));
+    xs_annot_init(&m->annot);
 }
 
 int xs_obs_call(const xs_observer *o, const xs_obs_event *ev)
 {
+    if (o->on_event == NULL)
+        return 0;
     /* State changes are for the log; the console shows what a person needs. */
     if (!o->debug && ev->kind != XS_OBS_PARSED && ev->level != NULL &&
         strcmp(ev->level, "debug") == 0)
         return 0;
     return o->on_event(o->ctx, ev);
+}
+
+void xs_obs_annotate(const xs_observer *obs, size_t n, const xs_obs_event *ev)
+{
+    for (size_t i = 0; i < n; i++)
+        if (obs[i].annotate != NULL)
+            obs[i].annotate(obs[i].ctx, ev, ev->annot);
+}
+
+int xs_obs_emit_other(const xs_observer *obs, size_t n, const xs_obs_event *ev)
+{
+    xs_obs_event e = *ev;
+    xs_print_meta m;
+    xs_annot a;
+    int first = 0;
+
+    if (e.annot == NULL) {
+        xs_annot_init(&a);
+        e.annot = &a;
+    }
+    if (e.meta != NULL && e.meta->annot != e.annot) {
+        m = *e.meta;
+        m.annot = e.annot;
+        e.meta = &m;
+    }
+    xs_obs_annotate(obs, n, &e);
+    for (size_t i = 0; i < n; i++) {
+        int rc = xs_obs_call(&obs[i], &e);
+        if (rc < 0 && first == 0)
+            first = rc;
+    }
+    return first;
 }
 
 int xs_obs_emit_event(const xs_observer *obs, size_t n, const xs_print_meta *meta,
@@ -56,6 +96,7 @@ int xs_obs_emit_event(const xs_observer *obs, size_t n, const xs_print_meta *met
 
     if (rc != 0)
         return rc;
+    xs_obs_annotate(obs, n, &m.event);
     for (size_t i = 0; i < n; i++) {
         rc = xs_obs_call(&obs[i], &m.event);
         if (rc < 0 && first == 0)
@@ -71,7 +112,12 @@ static int printer_on_event(void *ctx, const xs_obs_event *ev)
 
     if (ev->kind == XS_OBS_PARSED)
         return xs_printer_masked(p, ev->meta, ev->ev, ev->masked);
-    return xs_printer_note(p, ev->meta, ev->level, ev->text);
+    int rc = 0;
+    if (ev->kind != XS_OBS_TICK)
+        rc = xs_printer_note(p, ev->meta, ev->level, ev->text);
+    if (rc == 0 && ev->meta != NULL && ev->meta->annot != NULL && ev->meta->annot->n_checks > 0)
+        rc = xs_printer_checks(p, ev->meta);
+    return rc;
 }
 
 xs_observer xs_printer_observer(xs_printer *printer, xs_obs_policy policy, int debug,

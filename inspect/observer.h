@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "inspect/annot.h"
 #include "inspect/parser.h"
 #include "inspect/print.h"
 #include "inspect/redact.h"
@@ -40,6 +41,10 @@ typedef enum xs_obs_kind {
     XS_OBS_NOTE,
     /* The session ended (summary). The last event an observer gets from a session. */
     XS_OBS_CLOSED,
+    /* Time passed (about once a second, from the proxy, for each live session; never offline):
+     * an analyser may report what timed out (an IQ left unanswered) as checks in ev->annot. It
+     * carries nothing else: a printer shows its checks, if any, and nothing when there are none. */
+    XS_OBS_TICK,
 } xs_obs_kind;
 
 /* What the summary at the end of a session says. */
@@ -69,6 +74,10 @@ typedef struct xs_obs_event {
     int side;                      /* XS_OBS_TLS_UP: 0 the client leg, 1 the server leg */
     const char *tls_desc;          /* XS_OBS_TLS_UP: protocol and cipher, one line */
     const xs_obs_summary *summary; /* XS_OBS_CLOSED */
+    /* What the analysers found out (IQ pairing, checks): filled by the observers' `annotate`
+     * callbacks, all of which run before any `on_event`, and read by the rest; meta->annot
+     * points at the same. Never NULL when it comes from a session or xs_obs_emit_event(). */
+    xs_annot *annot;
 } xs_obs_event;
 
 /* What an observer's failure does to the session. */
@@ -86,8 +95,14 @@ typedef enum xs_obs_policy {
 } xs_obs_policy;
 
 typedef struct xs_observer {
-    /* Called for each event. Returns 0 or a negative XS_E code (see xs_obs_policy). */
+    /* Called for each event. Returns 0 or a negative XS_E code (see xs_obs_policy). NULL: the
+     * observer only annotates. */
     int (*on_event)(void *ctx, const xs_obs_event *ev);
+    /* An analyser: called for each event (every kind, debug notes included) before any observer's
+     * on_event, in the order of the array, to add what it finds to *annot (== ev->annot). It
+     * sees the event as the others will, masked. It must not fail the session: it returns
+     * nothing, and what it cannot record (no memory) it drops and counts. NULL: none. */
+    void (*annotate)(void *ctx, const xs_obs_event *ev, xs_annot *annot);
     void *ctx;
     xs_obs_policy policy;
     /* Whether it wants the "debug" notes (every state change); else it is not called for them. */
@@ -105,28 +120,39 @@ typedef struct xs_obs_masked {
     xs_redaction rew;   /* the masks of the XML a rule forwarded instead (meta->rewritten) */
     xs_print_meta meta; /* the meta given, with rewritten replaced by its masked copy */
     xs_obs_event event; /* the event to hand to the observers: points into this struct */
+    xs_annot annot;     /* its annotations, empty: event.annot and meta.annot point here */
 } xs_obs_masked;
 
 /* Masks the secrets of a parser event (ev, and meta->rewritten when set) once, unless
  * show_secrets: the one place where masking happens (see redact.h). Fills *out, whose `event`
- * is then the XS_OBS_PARSED event for the observers; it points into *out and at ev and meta,
- * which must outlive it. meta may be NULL (no session, no direction, no rules). Returns 0 or
- * XS_ENOMEM (with *out empty then). Release with xs_obs_masked_clear(). */
+ * is then the XS_OBS_PARSED event for the observers, with an empty annot (out->annot) for the
+ * analysers to fill; it points into *out and at ev and meta, which must outlive it. meta may be
+ * NULL (no session, no direction, no rules). Returns 0 or XS_ENOMEM (with *out empty then). Release
+ * with xs_obs_masked_clear(). */
 int xs_obs_mask(const xs_event *ev, const xs_print_meta *meta, int show_secrets,
                 xs_obs_masked *out);
 
 /* Frees what *m holds. Safe on an empty one. */
 void xs_obs_masked_clear(xs_obs_masked *m);
 
-/* Calls one observer for one event, unless it is a "debug" note the observer does not want.
- * Returns what the observer returned (0 when not called). */
+/* Calls one observer for one event, unless it is a "debug" note the observer does not want or the
+ * observer only annotates. Returns what the observer returned (0 when not called). */
 int xs_obs_call(const xs_observer *o, const xs_obs_event *ev);
 
-/* Masks a parser event once, then calls every observer of obs[0..n) with it, in order. The first
- * failure is returned (0 when none); the others are still called. For a reader with no
- * forwarding to order against (the offline inspect). */
+/* The first pass over an event: every observer's `annotate` of obs[0..n), in order. ev->annot
+ * must be set (and xs_annot_init()ed by the emitter). */
+void xs_obs_annotate(const xs_observer *obs, size_t n, const xs_obs_event *ev);
+
+/* Masks a parser event once, annotates it (xs_obs_annotate), then calls every observer of
+ * obs[0..n) with it, in order. The first failure is returned (0 when none); the others are still
+ * called. For a reader with no forwarding to order against (the offline inspect). */
 int xs_obs_emit_event(const xs_observer *obs, size_t n, const xs_print_meta *meta,
                       const xs_event *ev, int show_secrets);
+
+/* Annotates, then tells every observer of obs[0..n) an event other than a parser event (a note,
+ * TLS up, closed, tick), whose annot may be NULL (one on the stack is used then). The first
+ * failure is returned; the others are still called. */
+int xs_obs_emit_other(const xs_observer *obs, size_t n, const xs_obs_event *ev);
 
 /* An observer that prints every event with `printer` (which stays the caller's and must outlive
  * the observer): parser events as xs_printer_event() does after the masking, the others as

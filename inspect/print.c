@@ -314,3 +314,18 @@ int xs_printer_note(xs_printer *p, const xs_print_meta *meta, const char *level,
     }
     return event_end(p);
 }
+
+int xs_printer_checks(xs_printer *p, const xs_print_meta *meta)
+{
+    if (p == NULL)
+        return XS_EINVAL;
+    if (p->o.format == XS_FORMAT_NONE || meta == NULL || meta->annot == NULL ||
+        meta->annot->n_checks == 0)
+        return 0;
+    xs_buf *b = event_begin(p);
+    if (p->o.format == XS_FORMAT_JSON)
+        xs_print_json_check_lines(p, b, meta);
+    else
+        xs_print_text_check_lines(p, b, meta);
+    return event_end(p);
+}

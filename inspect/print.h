@@ -69,6 +69,12 @@
  *   "verdict"    "forwarded", "rewritten", "dropped" or "bounced", when a rule applied
  *   "rewritten"  the XML forwarded instead of the original (raw stays the original), its
  *                secrets masked as raw's are (xs_redact_rewritten) unless show_secrets
+ *   From the analysers (annot.h), for any parser event:
+ *   "pair"       for an IQ answer paired with its request: {"dir", "offset", "stream"} of the
+ *                request
+ *   "rtt_ms"     number, the round trip in milliseconds with 3 decimals, when known
+ *   "checks"     array of {"check", "ref", "message"}: the checks' warnings (stable id, the
+ *                section of the spec, one line of English); "checks_more": how many more
  *   For "error":
  *   "error"      symbolic code, "XS_ENOTWF"
  *   "condition"  the stream error condition to send, "not-well-formed"
@@ -77,6 +83,9 @@
  *   For "note" (xs_printer_note):
  *   "level"      "info", "warn" or "error"
  *   "message"    the text
+ *   "event": "check" (xs_printer_checks): a check reported on its own (an IQ that timed out, at a
+ *                tick or at the end of a session): "check", "ref", "message", and "pair"
+ *                pointing at the stanza concerned when there is one.
  */
 #ifndef XS_INSPECT_PRINT_H
 #define XS_INSPECT_PRINT_H
@@ -140,6 +149,9 @@ typedef struct xs_print_meta {
     size_t n_rules;
     const char *verdict;
     const char *rewritten;
+    /* What the analysers found out (annot.h): an IQ answer's pair and round trip, checks. NULL:
+     * nothing. */
+    const struct xs_annot *annot;
 } xs_print_meta;
 
 typedef struct xs_printer xs_printer;
@@ -173,6 +185,11 @@ int xs_printer_masked(xs_printer *printer, const xs_print_meta *meta, const xs_e
  * escaped. Returns as xs_printer_event(). */
 int xs_printer_note(xs_printer *printer, const xs_print_meta *meta, const char *level,
                     const char *text);
+
+/* Prints the checks of meta->annot on their own, one line (pretty/compact: "  ! id: text (ref)";
+ * json: an "event": "check" object) each; nothing when there are none. Returns as
+ * xs_printer_event(). */
+int xs_printer_checks(xs_printer *printer, const xs_print_meta *meta);
 
 /* Writes the lines a buffered printer holds with one fwrite() and one fflush(), so that the FILE
  * never holds part of a line afterwards. Returns 0 (also when nothing was held, and always for

@@ -15,6 +15,7 @@
 #include <libxml/tree.h>
 
 #include "inspect/buf.h"
+#include "inspect/annot.h"
 #include "inspect/print.h"
 #include "inspect/redact.h"
 
@@ -129,6 +130,12 @@ void xs_print_compact(const xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_prin
                       const xs_event *ev, const xs_redaction *red);
 void xs_print_text_note(const xs_printer *p, xs_buf *b, const xs_print_meta *m, const char *level,
                         const char *text);
+/* The checks of m->annot under an event ("  ! id: text (ref)"), nothing when none. */
+void xs_print_text_checks(const xs_printer *p, xs_buf *b, const xs_print_meta *m);
+/* The checks of m->annot (not NULL) on their own, one header line each (xs_printer_checks). */
+void xs_print_text_check_lines(const xs_printer *p, xs_buf *b, const xs_print_meta *m);
+/* The same as JSON "check" events. */
+void xs_print_json_check_lines(xs_printer *p, xs_buf *b, const xs_print_meta *m);
 void xs_print_json(xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print_meta *m,
                    const xs_event *ev, const xs_redaction *red);
 void xs_print_json_note(xs_printer *p, xs_buf *b, const xs_print_meta *m, const char *level,

@@ -385,6 +385,72 @@ static void json_rules(xs_buf *b, int *n, const xs_print_meta *m)
     }
 }
 
+static void json_pair(xs_buf *b, int *n, const xs_annot *a)
+{
+    json_key(b, n, "pair");
+    xs_print_str(b, "{\"dir\":");
+    json_cstr(b, a->pair_dir);
+    xs_print_str(b, ",\"offset\":");
+    json_uint(b, a->pair_offset);
+    xs_print_str(b, ",\"stream\":");
+    json_uint(b, a->pair_stream);
+    xs_print_str(b, "}");
+    if (a->rtt_ms >= 0) {
+        json_key(b, n, "rtt_ms");
+        xs_print_fmt(b, "%.3f", a->rtt_ms);
+    }
+}
+
+static void json_check_fields(xs_buf *b, int *n, const xs_check_hit *h)
+{
+    json_key(b, n, "check");
+    json_cstr(b, h->id);
+    if (h->ref != NULL) {
+        json_key(b, n, "ref");
+        json_cstr(b, h->ref);
+    }
+    json_key(b, n, "message");
+    json_cstr(b, h->text);
+}
+
+/* "pair", "rtt_ms", "checks" and "checks_more" of an event's annotations. */
+static void json_annot(xs_buf *b, int *n, const xs_print_meta *m)
+{
+    const xs_annot *a = m != NULL ? m->annot : NULL;
+    if (a == NULL)
+        return;
+    if (a->pair_dir != NULL)
+        json_pair(b, n, a);
+    if (a->n_checks > 0) {
+        json_key(b, n, "checks");
+        xs_print_str(b, "[");
+        for (size_t i = 0; i < a->n_checks; i++) {
+            int k = 0;
+            xs_print_str(b, i ? ",{" : "{");
+            json_check_fields(b, &k, &a->checks[i]);
+            xs_print_str(b, "}");
+        }
+        xs_print_str(b, "]");
+    }
+    if (a->more_checks > 0) {
+        json_key(b, n, "checks_more");
+        json_uint(b, a->more_checks);
+    }
+}
+
+void xs_print_json_check_lines(xs_printer *p, xs_buf *b, const xs_print_meta *m)
+{
+    const xs_annot *a = m->annot;
+    for (size_t i = 0; i < a->n_checks; i++) {
+        int n = 0;
+        json_head(p, b, m, "check", &n);
+        json_check_fields(b, &n, &a->checks[i]);
+        if (i == 0 && a->pair_dir != NULL)
+            json_pair(b, &n, a);
+        xs_buf_add(b, "}\n", 2);
+    }
+}
+
 void xs_print_json(xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print_meta *m,
                    const xs_event *ev, const xs_redaction *red)
 {
@@ -425,6 +491,7 @@ void xs_print_json(xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print_meta *m
     }
     if (m != NULL && m->n_rules > 0)
         json_rules(b, &n, m);
+    json_annot(b, &n, m);
     if (ev->kind == XS_EV_STREAM_OPEN)
         json_stream_header(b, tmp, &n, ev);
     if (ev->kind == XS_EV_ERROR) {

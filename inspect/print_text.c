@@ -114,6 +114,47 @@ static void out_head(const xs_printer *p, xs_buf *b, const xs_print_meta *m)
     }
 }
 
+/* An IQ answer's round trip, after the size: " ↩ 12.4 ms" (or " ↩" when the time is unknown). */
+static void out_rtt(const xs_printer *p, xs_buf *b, const xs_print_meta *m)
+{
+    const xs_annot *a = m != NULL ? m->annot : NULL;
+    if (a == NULL || a->pair_dir == NULL)
+        return;
+    xs_print_sgr(p, b, SGR_NOTE);
+    if (a->rtt_ms >= 0)
+        xs_print_fmt(b, " ↩ %.1f ms", a->rtt_ms);
+    else
+        xs_print_str(b, " ↩");
+    xs_print_sgr(p, b, SGR_RESET);
+}
+
+/* The checks of an event, one line each under it: "  ! iq-no-id: text (RFC 6120 §8.2.3)". */
+void xs_print_text_checks(const xs_printer *p, xs_buf *b, const xs_print_meta *m)
+{
+    const xs_annot *a = m != NULL ? m->annot : NULL;
+    if (a == NULL)
+        return;
+    for (size_t i = 0; i < a->n_checks; i++) {
+        xs_print_indent(b, 2);
+        xs_print_sgr(p, b, SGR_WARN);
+        xs_print_str(b, "! ");
+        xs_print_str(b, a->checks[i].id);
+        xs_print_str(b, ": ");
+        xs_term_esc_str(b, a->checks[i].text, XS_ESC_LINE);
+        if (a->checks[i].ref != NULL) {
+            xs_print_str(b, " (");
+            xs_print_str(b, a->checks[i].ref);
+            xs_print_str(b, ")");
+        }
+        xs_print_sgr(p, b, SGR_RESET);
+        xs_print_str(b, "\n");
+    }
+    if (a->more_checks > 0) {
+        xs_print_indent(b, 2);
+        xs_print_fmt(b, "! and %zu more checks\n", a->more_checks);
+    }
+}
+
 /* Header fields shared by pretty and compact after the time and direction: kind and size. */
 static void out_kind(const xs_printer *p, xs_buf *b, const xs_event *ev, const xs_redaction *red)
 {
@@ -352,6 +393,7 @@ void xs_print_pretty(const xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print
     out_kind(p, b, ev, red);
     if (ev->kind != XS_EV_ERROR)
         xs_print_fmt(b, " %zu B", ev->len);
+    out_rtt(p, b, m);
     xs_print_str(b, "\n");
     switch (ev->kind) {
     case XS_EV_STREAM_OPEN:
@@ -397,6 +439,7 @@ void xs_print_pretty(const xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print
     case XS_EV_KEEPALIVE:
         break;
     }
+    xs_print_text_checks(p, b, m);
     if (tmp->err != 0 && b->err == 0)
         b->err = tmp->err;
 }
@@ -466,6 +509,7 @@ void xs_print_compact(const xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_prin
         }
     }
     xs_print_fmt(b, " %zuB", ev->len);
+    out_rtt(p, b, m);
     if (red->note != NULL) {
         xs_print_str(b, " ");
         xs_print_sgr(p, b, SGR_NOTE);
@@ -502,11 +546,33 @@ void xs_print_compact(const xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_prin
         pretty_stream_tag(&plain, b, ev);
     }
     xs_print_str(b, "\n");
+    xs_print_text_checks(p, b, m);
     if (tmp->err != 0 && b->err == 0)
         b->err = tmp->err;
 }
 
 /* ---- notes --------------------------------------------------------------------------------- */
+
+void xs_print_text_check_lines(const xs_printer *p, xs_buf *b, const xs_print_meta *m)
+{
+    const xs_annot *a = m->annot;
+    for (size_t i = 0; i < a->n_checks; i++) {
+        out_head(p, b, m);
+        xs_print_str(b, " ");
+        xs_print_sgr(p, b, SGR_WARN);
+        xs_print_str(b, "check ");
+        xs_print_str(b, a->checks[i].id);
+        xs_print_str(b, ": ");
+        xs_term_esc_str(b, a->checks[i].text, XS_ESC_LINE);
+        if (a->checks[i].ref != NULL) {
+            xs_print_str(b, " (");
+            xs_print_str(b, a->checks[i].ref);
+            xs_print_str(b, ")");
+        }
+        xs_print_sgr(p, b, SGR_RESET);
+        xs_print_str(b, "\n");
+    }
+}
 
 void xs_print_text_note(const xs_printer *p, xs_buf *b, const xs_print_meta *m, const char *level,
                         const char *text)

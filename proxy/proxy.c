@@ -8,6 +8,7 @@
 #include "filters/features.h"
 #include "inspect/error.h"
 #include "proxy/ca.h"
+#include "proxy/conn.h"
 #include "proxy/file.h"
 #include "proxy/proxy_impl.h"
 #include "proxy/tls.h"
@@ -74,6 +75,8 @@ static void close_signals(xs_proxy *p)
     uv_close((uv_handle_t *)&p->stop_timer, NULL);
     uv_close((uv_handle_t *)&p->idle_timer, NULL);
     uv_close((uv_handle_t *)&p->flush, NULL);
+    if (p->ticking)
+        uv_close((uv_handle_t *)&p->tick_timer, NULL);
     if (p->cfg->rules_path != NULL)
         uv_close((uv_handle_t *)&p->sighup, NULL);
 }
@@ -379,6 +382,12 @@ static int setup_outputs(xs_proxy *p, xs_diag *diag)
     if (p->log != NULL)
         p->observers[p->n_observers++] = xs_printer_observer(
             p->log, cfg->log_stop ? XS_OBS_REQUIRED : XS_OBS_WARN, 1, "the --write log");
+    if (cfg->n_observers > XS_PROXY_MAX_OBSERVERS - p->n_observers)
+        return XS_EINVAL;
+    for (size_t i = 0; i < cfg->n_observers; i++) {
+        p->observers[p->n_observers++] = cfg->observers[i];
+        p->ticking = p->ticking || cfg->observers[i].annotate != NULL;
+    }
     return 0;
 }
 
@@ -392,7 +401,17 @@ static int open_listeners(xs_proxy *p, xs_diag *diag)
     return rc;
 }
 
-/* The signals, the stop timer, the log's flush and the trim timer. */
+/* Once a second, when an observer annotates: each live session is told time passed (an IQ may
+ * have timed out). */
+static void on_tick(uv_timer_t *t)
+{
+    xs_proxy *p = t->data;
+    for (xs_conn *c = p->conns; c != NULL; c = c->next)
+        if (c->s != NULL)
+            xs_session_tick(c->s);
+}
+
+/* The signals, the stop timer, the log's flush, the trim timer and the tick. */
 static void start_handles(xs_proxy *p)
 {
     uv_signal_init(p->loop, &p->sigint);
@@ -407,6 +426,12 @@ static void start_handles(xs_proxy *p)
     uv_prepare_start(&p->flush, on_prepare);
     uv_unref((uv_handle_t *)&p->flush);
     xs_trim_init(p);
+    if (p->ticking) {
+        uv_timer_init(p->loop, &p->tick_timer);
+        p->tick_timer.data = p;
+        uv_timer_start(&p->tick_timer, on_tick, XS_PROXY_TICK_MS, XS_PROXY_TICK_MS);
+        uv_unref((uv_handle_t *)&p->tick_timer);
+    }
     if (p->cfg->rules_path != NULL) {
         uv_signal_init(p->loop, &p->sighup);
         p->sighup.data = p;

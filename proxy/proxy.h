@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "inspect/error.h"
+#include "inspect/observer.h"
 #include "inspect/parser.h"
 #include "inspect/print.h"
 #include "proxy/session.h"
@@ -20,6 +21,8 @@
 #define XS_PROXY_DEFAULT_CLOSE_TIMEOUT 10     /* seconds for the other side to close its stream */
 #define XS_PROXY_LINGER_MS 2000               /* reading after our FIN before closing */
 #define XS_PROXY_IDLE_MS 250                  /* a leg quiet this long trims its parser */
+#define XS_PROXY_TICK_MS 1000                 /* XS_OBS_TICK to the analysers */
+#define XS_PROXY_MAX_OBSERVERS 8              /* console, log and the command's */
 
 typedef struct xs_proxy_config {
     const char *listen;          /* "ADDR:PORT" for plain TCP (STARTTLS); NULL: none */
@@ -38,6 +41,11 @@ typedef struct xs_proxy_config {
     const char *keylog_path; /* --keylog (SSLKEYLOGFILE is honoured too) */
     const char *rules_path;  /* --rules FILE; NULL: none */
     xs_print_options console;
+    /* Observers of the command's own (analysers, pcap, ...), told after the console and the log
+     * (xs_session_cfg.observers); they stay the caller's. When one of them annotates, the
+     * sessions are also told XS_OBS_TICK once a second. */
+    const xs_observer *observers;
+    size_t n_observers;
     unsigned rewrites;
     xs_parser_limits limits;
     unsigned handshake_timeout; /* seconds */

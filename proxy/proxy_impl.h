@@ -47,9 +47,12 @@ typedef struct xs_proxy {
     xs_ca *ca;
     xs_tls_ctx *server_ctx, *client_ctx;
     xs_printer *console, *log;
-    /* The sessions' observers: the console, then the --write log (xs_session_cfg.observers). */
-    xs_observer observers[2];
+    /* The sessions' observers: the console, the --write log, then the command's
+     * (xs_session_cfg.observers). */
+    xs_observer observers[XS_PROXY_MAX_OBSERVERS];
     size_t n_observers;
+    uv_timer_t tick_timer; /* XS_OBS_TICK, when an observer annotates */
+    bool ticking;
     FILE *log_file, *keylog;
     xs_conn *conns;
     unsigned n_conns;

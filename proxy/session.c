@@ -354,6 +354,8 @@ static int on_event(void *user, const xs_event *ev)
     if (watched) {
         meta = xs_sess_event_meta(s, &sx, pr);
         mrc = xs_obs_mask(ev, &meta, s->cfg->show_secrets, &m);
+        if (mrc == 0)
+            xs_obs_annotate(s->cfg->observers, s->cfg->n_observers, &m.event);
         unlogged = xs_sess_tell_required(s, mrc, &m);
     }
     s->in_event = true;
@@ -594,6 +596,20 @@ int xs_session_closing(const xs_session *s)
 const xs_session_stats *xs_session_get_stats(const xs_session *s)
 {
     return &s->stats;
+}
+
+void xs_session_tick(xs_session *s)
+{
+    if (s->state == SS_CLOSING || s->in_event)
+        return;
+    bool any = false;
+    for (size_t i = 0; i < s->cfg->n_observers; i++)
+        any = any || s->cfg->observers[i].annotate != NULL;
+    if (!any)
+        return;
+    xs_print_meta m = xs_sess_meta_of(s, NULL, NULL);
+    xs_obs_event e = {.kind = XS_OBS_TICK, .meta = &m};
+    (void)xs_sess_tell_all(s, &e, SIZE_MAX);
 }
 
 const char *xs_session_id(const xs_session *s)

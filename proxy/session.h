@@ -145,6 +145,10 @@ int xs_session_closing(const xs_session *s);
  * </stream:stream> (the client a <system-shutdown/> stream error) and both legs close. */
 void xs_session_shutdown(xs_session *s);
 
+/* Tells the observers that time passed (XS_OBS_TICK), so an analyser can report what timed out.
+ * Nothing when the session is closing or has no observer that annotates. */
+void xs_session_tick(xs_session *s);
+
 const xs_session_stats *xs_session_get_stats(const xs_session *s);
 const char *xs_session_id(const xs_session *s);
 

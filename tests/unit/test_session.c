@@ -1501,6 +1501,8 @@ static int rec_on_event(void *ctx, const xs_obs_event *ev)
         }
         sb_str(&r->lines, line);
         return r->fail;
+    case XS_OBS_TICK:
+        return 0;
     case XS_OBS_CLOSED:
         r->seconds = ev->summary->seconds;
         /* fall through */
