@@ -113,7 +113,8 @@ static int printer_on_event(void *ctx, const xs_obs_event *ev)
     if (ev->kind == XS_OBS_PARSED)
         return xs_printer_masked(p, ev->meta, ev->ev, ev->masked);
     int rc = 0;
-    if (ev->kind != XS_OBS_TICK)
+    /* A tick has no line of its own, nor has the end of an offline input (no text). */
+    if (ev->kind != XS_OBS_TICK && ev->text != NULL)
         rc = xs_printer_note(p, ev->meta, ev->level, ev->text);
     if (rc == 0 && ev->meta != NULL && ev->meta->annot != NULL && ev->meta->annot->n_checks > 0)
         rc = xs_printer_checks(p, ev->meta);

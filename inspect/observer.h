@@ -39,7 +39,9 @@ typedef enum xs_obs_kind {
     XS_OBS_TLS_UP,
     /* A note of the proxy: level and text. */
     XS_OBS_NOTE,
-    /* The session ended (summary). The last event an observer gets from a session. */
+    /* The session ended (summary). The last event an observer gets from a session. Offline
+     * (inspect), the end of the input is one XS_OBS_CLOSED with meta->session NULL, no text
+     * and no summary: every session in it ended. */
     XS_OBS_CLOSED,
     /* Time passed (about once a second, from the proxy, for each live session; never offline):
      * an analyser may report what timed out (an IQ left unanswered) as checks in ev->annot. It

@@ -6,6 +6,7 @@
 #include "proxy/cmd/cli.h"
 #include "inspect/error.h"
 #include "inspect/jsonl.h"
+#include "inspect/observer.h"
 #include "inspect/parser.h"
 #include "inspect/print.h"
 
@@ -33,8 +34,14 @@ typedef struct stat_table {
     size_t n, cap;
 } stat_table;
 
+/* Observers of an inspect run: the printer, then those the options add (analysers, ...). */
+#define MAX_OBSERVERS 8
+
 typedef struct inspect {
     xs_printer *printer;
+    xs_observer obs[MAX_OBSERVERS]; /* every event goes to these, the printer first */
+    size_t n_obs;
+    bool show_secrets;
     bool stats;
     const char *file; /* name shown for the current input */
     xs_print_meta meta;
@@ -271,7 +278,7 @@ static int handle_event(inspect *in, const xs_print_meta *meta, const xs_event *
             }
         }
     }
-    int rc = xs_printer_event(in->printer, &m, ev);
+    int rc = xs_obs_emit_event(in->obs, in->n_obs, &m, ev, in->show_secrets);
     if (rc < 0 && in->print_rc == 0)
         in->print_rc = rc;
     if (applied)
@@ -295,7 +302,8 @@ static int on_log_note(void *user, const xs_print_meta *meta, const char *level,
     inspect *in = user;
     if (strcmp(level, "error") == 0)
         in->errors++;
-    int rc = xs_printer_note(in->printer, meta, level, text);
+    xs_obs_event e = {.kind = XS_OBS_NOTE, .meta = meta, .level = level, .text = text};
+    int rc = xs_obs_emit_other(in->obs, in->n_obs, &e);
     if (rc < 0 && in->print_rc == 0)
         in->print_rc = rc;
     return 0;
@@ -603,6 +611,8 @@ int xs_inspect_main(int argc, char **argv)
         xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
         return 1;
     }
+    in.show_secrets = a.popt.show_secrets;
+    in.obs[in.n_obs++] = xs_printer_observer(in.printer, XS_OBS_WARN, 1, "the output");
     int status = 0;
     if (optind == argc) {
         if (isatty(STDIN_FILENO))
@@ -615,6 +625,13 @@ int xs_inspect_main(int argc, char **argv)
         if (st != 0)
             status = st;
     }
+    /* The end of the input ends every session in it (session NULL: all): an analyser reports
+     * what was left open. */
+    xs_print_meta endm = {.untimed = 1};
+    xs_obs_event end = {.kind = XS_OBS_CLOSED, .meta = &endm, .level = "info"};
+    rc = xs_obs_emit_other(in.obs, in.n_obs, &end);
+    if (rc < 0 && in.print_rc == 0)
+        in.print_rc = rc;
     if (in.stats)
         print_stats(&in, a.popt.format);
     if (in.rules != NULL && a.popt.format != XS_FORMAT_JSON)
