@@ -20,6 +20,8 @@
 #define XS_ANNOT_MAX_CHECKS 8
 /* The text of one check, cut (on a UTF-8 boundary) to fit. */
 #define XS_ANNOT_TEXT_MAX 320
+/* The explanation lines of one event, cut (on a UTF-8 boundary) to fit. */
+#define XS_ANNOT_EXPLAIN_MAX 2048
 
 /* One warning of a check: a stable id, the section of the spec it comes from, one line of
  * English. */
@@ -41,6 +43,12 @@ typedef struct xs_annot {
     size_t n_checks;
     size_t more_checks; /* checks that did not fit in checks[] */
     xs_check_hit checks[XS_ANNOT_MAX_CHECKS];
+    /* --explain: what the event is and why it is there, in plain words, one or more lines
+     * separated by '\n' (no '\n' at the end), with the spec's section and link; "" when none.
+     * Shown under the event (pretty, compact) or as "explain" (JSON). Fill with
+     * xs_annot_explain(). */
+    size_t explain_len;
+    char explain[XS_ANNOT_EXPLAIN_MAX];
 } xs_annot;
 
 /* Makes *a empty. Cheap: checks[] is not cleared. */
@@ -52,6 +60,8 @@ static inline void xs_annot_init(xs_annot *a)
     a->rtt_ms = -1;
     a->n_checks = 0;
     a->more_checks = 0;
+    a->explain_len = 0;
+    a->explain[0] = '\0';
 }
 
 /* Adds a check to *a: id and ref must have static storage; the text is formatted as by printf and
@@ -60,10 +70,15 @@ static inline void xs_annot_init(xs_annot *a)
 xs_check_hit *xs_annot_check(xs_annot *a, const char *id, const char *ref, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Adds a line (formatted as by printf) to a->explain, after a '\n' when it holds some already;
+ * what does not fit is cut on a UTF-8 boundary. */
+void xs_annot_explain(xs_annot *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Whether *a (NULL allowed) holds anything to show. */
 static inline int xs_annot_any(const xs_annot *a)
 {
-    return a != NULL && (a->pair_dir != NULL || a->n_checks > 0 || a->more_checks > 0);
+    return a != NULL &&
+           (a->pair_dir != NULL || a->n_checks > 0 || a->more_checks > 0 || a->explain_len > 0);
 }
 
 #endif

@@ -6,6 +6,15 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Copies the part of *from that is in use. */
+static void annot_copy(xs_annot *to, const xs_annot *from)
+{
+    memcpy(to, from, offsetof(xs_annot, checks));
+    memcpy(to->checks, from->checks, from->n_checks * sizeof(from->checks[0]));
+    to->explain_len = from->explain_len;
+    memcpy(to->explain, from->explain, from->explain_len + 1);
+}
+
 int xs_obs_mask(const xs_event *ev, const xs_print_meta *meta, int show_secrets, xs_obs_masked *out)
 {
     int rc;
@@ -13,8 +22,12 @@ int xs_obs_mask(const xs_event *ev, const xs_print_meta *meta, int show_secrets,
     /* The annotation's array of checks is left as it is: it is read only up to n_checks. */
     memset(out, 0, offsetof(xs_obs_masked, annot));
     xs_annot_init(&out->annot);
-    if (meta != NULL)
+    if (meta != NULL) {
         out->meta = *meta;
+        /* Annotated already by the caller: the analysers go on from there. */
+        if (meta->annot != NULL)
+            annot_copy(&out->annot, meta->annot);
+    }
     out->meta.annot = &out->annot;
     rc = xs_redact_event(ev, show_secrets, &out->red);
     if (rc == 0 && meta != NULL && meta->rewritten != NULL) {

@@ -75,6 +75,7 @@
  *   "rtt_ms"     number, the round trip in milliseconds with 3 decimals, when known
  *   "checks"     array of {"check", "ref", "message"}: the checks' warnings (stable id, the
  *                section of the spec, one line of English); "checks_more": how many more
+ *   "explain"    --explain: what the event is, lines separated by \n
  *   For "error":
  *   "error"      symbolic code, "XS_ENOTWF"
  *   "condition"  the stream error condition to send, "not-well-formed"

@@ -413,7 +413,7 @@ static void json_check_fields(xs_buf *b, int *n, const xs_check_hit *h)
     json_cstr(b, h->text);
 }
 
-/* "pair", "rtt_ms", "checks" and "checks_more" of an event's annotations. */
+/* "pair", "rtt_ms", "checks", "checks_more" and "explain" of an event's annotations. */
 static void json_annot(xs_buf *b, int *n, const xs_print_meta *m)
 {
     const xs_annot *a = m != NULL ? m->annot : NULL;
@@ -435,6 +435,10 @@ static void json_annot(xs_buf *b, int *n, const xs_print_meta *m)
     if (a->more_checks > 0) {
         json_key(b, n, "checks_more");
         json_uint(b, a->more_checks);
+    }
+    if (a->explain_len > 0) {
+        json_key(b, n, "explain");
+        json_str(b, a->explain, a->explain_len);
     }
 }
 

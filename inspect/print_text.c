@@ -128,7 +128,8 @@ static void out_rtt(const xs_printer *p, xs_buf *b, const xs_print_meta *m)
     xs_print_sgr(p, b, SGR_RESET);
 }
 
-/* The checks of an event, one line each under it: "  ! iq-no-id: text (RFC 6120 §8.2.3)". */
+/* The checks of an event, one line each under it: "  ! iq-no-id: text (RFC 6120 §8.2.3)", then
+ * its explanation, "  ? " before each line. */
 void xs_print_text_checks(const xs_printer *p, xs_buf *b, const xs_print_meta *m)
 {
     const xs_annot *a = m != NULL ? m->annot : NULL;
@@ -152,6 +153,20 @@ void xs_print_text_checks(const xs_printer *p, xs_buf *b, const xs_print_meta *m
     if (a->more_checks > 0) {
         xs_print_indent(b, 2);
         xs_print_fmt(b, "! and %zu more checks\n", a->more_checks);
+    }
+    if (a->explain_len > 0) {
+        const char *s = a->explain, *end = a->explain + a->explain_len;
+        while (s < end) {
+            const char *nl = memchr(s, '\n', (size_t)(end - s));
+            size_t n = (size_t)((nl != NULL ? nl : end) - s);
+            xs_print_indent(b, 2);
+            xs_print_sgr(p, b, SGR_TIME);
+            xs_print_str(b, "? ");
+            xs_term_esc(b, s, n, XS_ESC_LINE, 0);
+            xs_print_sgr(p, b, SGR_RESET);
+            xs_print_str(b, "\n");
+            s += n + 1;
+        }
     }
 }
 

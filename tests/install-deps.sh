@@ -18,6 +18,13 @@ PACKAGES=(
   ejabberd
   libstrophe-dev                      # tests/integration/clients/strophe_send.c
   go-sendxmpp sendxmpp
+  # Understanding a session: --pcap (libpcap's dump API) read back by tshark; JID checks
+  # (libidn2: IDNA2008 for domain parts).
+  libpcap-dev tshark libidn2-dev
+  # The web inspector (libwebsockets on the libuv loop) and the browser its tests drive.
+  libwebsockets-dev chromium
+  # Reaching every server: c-ares on the loop for SRV, dnsmasq as the tests' private resolver.
+  libc-ares-dev dnsmasq-base
 )
 # xmpp.js runs on the machine's Node.js. A nodejs from another source may bundle npm and conflict
 # with Debian's npm package: ask for either package only when its command is missing.

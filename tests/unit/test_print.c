@@ -20,6 +20,7 @@
 
 #include "inspect/error.h"
 #include "inspect/parser.h"
+#include "inspect/annot.h"
 #include "inspect/print.h"
 #include "inspect/redact.h"
 #include "inspect/utf8.h"
@@ -728,6 +729,91 @@ static void test_print_compact_one_line_per_event(void **state)
     assert_non_null(strstr(out, "…(+"));
     free(out);
     free(longxml);
+}
+
+/* Annotations (annot.h): an answer's round trip on its line, checks and explanations under the
+ * event in pretty and compact, and "pair", "rtt_ms", "checks", "explain" in JSON; checks on their
+ * own with xs_printer_checks(). Text from the wire in a check is escaped. */
+static void test_print_annotations(void **state)
+{
+    (void)state;
+    xs_print_meta m = meta_c2s();
+    xs_annot a;
+    xs_annot_init(&a);
+    a.pair_dir = "s2c";
+    a.pair_offset = 1234;
+    a.pair_stream = 2;
+    a.rtt_ms = 12.4375;
+    xs_annot_check(&a, "iq-payload-count", "RFC 6120 §8.2.3", "a get has %d children", 2);
+    xs_annot_check(&a, "jid-invalid", "RFC 7622 §3", "bad jid 'a\033[2Jb'");
+    xs_annot_explain(&a, "line one (RFC 6120 §8.2.3)");
+    xs_annot_explain(&a, "line two");
+    m.annot = &a;
+    for (size_t f = 0; f < sizeof(formats) / sizeof(formats[0]); f++) {
+        stanza_fx st;
+        capture c;
+        capture_open(&c, formats[f], 0, 0);
+        stanza_init(&st, "<iq type='result' id='q1'/>");
+        assert_int_equal(xs_printer_event(c.p, &m, &st.ev), 0);
+        stanza_free(&st);
+        char *out = capture_close(&c);
+        assert_null(strchr(out, '\033'));
+        if (formats[f] == XS_FORMAT_JSON) {
+            assert_non_null(strstr(out, "\"pair\":{\"dir\":\"s2c\",\"offset\":1234,"
+                                        "\"stream\":2},\"rtt_ms\":12.438"));
+            assert_non_null(strstr(out,
+                                   "\"checks\":[{\"check\":\"iq-payload-count\",\"ref\":"
+                                   "\"RFC 6120 §8.2.3\",\"message\":\"a get has 2 children\"},"));
+            assert_non_null(strstr(out, "\"explain\":\"line one (RFC 6120 §8.2.3)\\nline two\""));
+            assert_int_equal(count_char(out, '\n'), 1);
+        } else {
+            assert_non_null(strstr(out, " ↩ 12.4 ms"));
+            assert_non_null(
+                strstr(out, "\n  ! iq-payload-count: a get has 2 children (RFC 6120 §8.2.3)\n"));
+            assert_non_null(strstr(out, "! jid-invalid: bad jid 'a\\x1B[2Jb' (RFC 7622 §3)\n"));
+            assert_non_null(strstr(out, "\n  ? line one (RFC 6120 §8.2.3)\n  ? line two\n"));
+        }
+        free(out);
+
+        /* On their own (a tick): one line each, nothing without checks. */
+        capture_open(&c, formats[f], 0, 0);
+        assert_int_equal(xs_printer_checks(c.p, &m), 0);
+        xs_annot none;
+        xs_annot_init(&none);
+        xs_print_meta m2 = m;
+        m2.annot = &none;
+        assert_int_equal(xs_printer_checks(c.p, &m2), 0);
+        out = capture_close(&c);
+        assert_int_equal(count_char(out, '\n'), 2);
+        assert_non_null(strstr(out, formats[f] == XS_FORMAT_JSON ? "\"event\":\"check\""
+                                                                 : " check iq-payload-count: "));
+        free(out);
+    }
+}
+
+/* A check's text and the explanation are cut on a character boundary. */
+static void test_print_annot_cut(void **state)
+{
+    (void)state;
+    xs_annot a;
+    xs_annot_init(&a);
+    char big[4000];
+    for (size_t i = 0; i + 2 < sizeof(big); i += 2)
+        memcpy(big + i, "é", 2);
+    big[sizeof(big) - 2] = '\0';
+    xs_check_hit *h = xs_annot_check(&a, "x", NULL, "a%s", big);
+    assert_non_null(h);
+    assert_true(strlen(h->text) < XS_ANNOT_TEXT_MAX);
+    assert_int_equal(strlen(h->text) % 2, 1); /* "a" and whole "é"s */
+    for (int i = 0; i < 12; i++)
+        xs_annot_explain(&a, "a%s", big);
+    assert_true(a.explain_len < XS_ANNOT_EXPLAIN_MAX);
+    assert_int_equal(strlen(a.explain), a.explain_len);
+    assert_int_equal(a.explain_len % 2, 1);
+    for (int i = 0; i < 20; i++)
+        xs_annot_check(&a, "y", NULL, "z");
+    assert_int_equal(a.n_checks, XS_ANNOT_MAX_CHECKS);
+    assert_int_equal(a.more_checks, 21 - XS_ANNOT_MAX_CHECKS);
 }
 
 static void test_print_pretty_layout(void **state)
@@ -2350,6 +2436,8 @@ int main(void)
         cmocka_unit_test(test_print_same_without_tree),
         cmocka_unit_test(test_print_same_without_tree_split),
         cmocka_unit_test(test_print_needs_tree),
+        cmocka_unit_test(test_print_annotations),
+        cmocka_unit_test(test_print_annot_cut),
     };
     int rc;
 
