@@ -12,6 +12,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* Starts a top-level item (stream header, stanza or closing tag) at the current '<'. */
 static void begin_item(xs_parser *p)
 {
@@ -383,20 +387,78 @@ static inline int scan_name(xs_parser *p, uint64_t lim)
     return 0;
 }
 
+/* The first byte of [q, e) that is c1, c2, c3 or c4 (pass a repeat for fewer), or e. Sixteen
+ * bytes at a time where SSE2 is there: attribute values and the space between them are short,
+ * but they are most of a stanza's bytes outside text. */
+static inline const unsigned char *find_any4(const unsigned char *q, const unsigned char *e,
+                                             unsigned char c1, unsigned char c2, unsigned char c3,
+                                             unsigned char c4)
+{
+#if defined(__SSE2__)
+    const __m128i v1 = _mm_set1_epi8((char)c1), v2 = _mm_set1_epi8((char)c2);
+    const __m128i v3 = _mm_set1_epi8((char)c3), v4 = _mm_set1_epi8((char)c4);
+    while (e - q >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, v1), _mm_cmpeq_epi8(v, v2)),
+                                   _mm_or_si128(_mm_cmpeq_epi8(v, v3), _mm_cmpeq_epi8(v, v4)));
+        int m = _mm_movemask_epi8(hit);
+        if (m != 0)
+            return q + __builtin_ctz((unsigned)m);
+        q += 16;
+    }
+#endif
+    while (q < e && *q != c1 && *q != c2 && *q != c3 && *q != c4)
+        q++;
+    return q;
+}
+
+static inline int aname_sep(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '=';
+}
+
+/* The name state (aname_step) after the bytes [s, q) of a start tag, which hold no quote, given
+ * p->aname before s. Only the last name matters: a separator after "xmlns" or "xmlns:..."
+ * keeps its meaning up to the value, any other name resets it. So this looks back over the
+ * separators before q and the name before them, and decides from that name alone, without a
+ * state change per byte: most names do not even start with 'x'. */
+static unsigned char aname_at(const xs_parser *p, const unsigned char *s, const unsigned char *q,
+                              const unsigned char *e)
+{
+    const unsigned char *r = q;
+    while (r > s && aname_sep(r[-1]))
+        r--;
+    bool sep = r < q;
+    const unsigned char *b = r;
+    while (b > s && !aname_sep(b[-1]))
+        b--;
+    unsigned char a;
+    if (b == s || (!sep && q == e)) {
+        /* A name that starts at s may have begun before it (a read, or a line, ended in it);
+         * one that reaches the end of the read may go on in the next: step through it. */
+        a = b == s ? p->aname : A_NONE;
+        for (; b < r; b++)
+            a = aname_step(a, *b);
+    } else if (*b != 'x' || r - b < 5 || memcmp(b, "xmlns", 5) != 0) {
+        a = A_OTHER;
+    } else {
+        a = r - b == 5 ? A_XMLNS : b[5] == ':' ? A_DECL_IN : A_OTHER;
+    }
+    return sep ? aname_step(a, ' ') : a;
+}
+
 /* In a start tag after its name: finds the next byte that matters. */
 static inline int scan_attrs(xs_parser *p, uint64_t lim)
 {
     const unsigned char *s = at(p, p->off);
     const unsigned char *e = s + (lim - p->off);
-    const unsigned char *q = s;
     int rc = 0;
-    unsigned char a = p->aname;
-    while (q < e && *q != '>' && *q != '"' && *q != '\'' && *q != '\n')
-        a = aname_step(a, *q++);
-    p->aname = a;
+    const unsigned char *q = find_any4(s, e, '>', '"', '\'', '\n');
     if (q > s)
         p->slash = (q[-1] == '/');
     p->off += (uint64_t)(q - s);
+    if (q == e || *q != '>')
+        p->aname = aname_at(p, s, q, e);
     if (q == e)
         return 0;
     if (*q == '\n') {
@@ -423,9 +485,7 @@ static inline int scan_quote(xs_parser *p, uint64_t lim)
 {
     const unsigned char *s = at(p, p->off);
     const unsigned char *e = s + (lim - p->off);
-    const unsigned char *q = s;
-    while (q < e && *q != (unsigned char)p->quote && *q != '\n')
-        q++;
+    const unsigned char *q = find_any4(s, e, (unsigned char)p->quote, '\n', '\n', '\n');
     p->off += (uint64_t)(q - s);
     if (q == e)
         return 0;
