@@ -157,7 +157,8 @@ int xs_printer_new(FILE *out, const xs_print_options *options, xs_printer **prin
     if (printer == NULL)
         return XS_EINVAL;
     *printer = NULL;
-    if (out == NULL || options == NULL || (unsigned)options->format > XS_FORMAT_NONE)
+    if (options == NULL || (out == NULL && options->sink == NULL) ||
+        (unsigned)options->format > XS_FORMAT_NONE)
         return XS_EINVAL;
     p = calloc(1, sizeof(*p));
     if (p == NULL)
@@ -178,7 +179,9 @@ static int write_out(xs_printer *p)
     xs_buf *b = &p->buf;
     int rc = 0;
 
-    if (xs_buf_len(b) > 0 && fwrite(xs_buf_ptr(b), 1, xs_buf_len(b), p->out) != xs_buf_len(b))
+    if (p->o.sink != NULL)
+        rc = xs_buf_len(b) > 0 ? p->o.sink(p->o.sink_ctx, xs_buf_ptr(b), xs_buf_len(b)) : 0;
+    else if (xs_buf_len(b) > 0 && fwrite(xs_buf_ptr(b), 1, xs_buf_len(b), p->out) != xs_buf_len(b))
         rc = XS_EIO;
     else if (fflush(p->out) != 0)
         rc = XS_EIO;

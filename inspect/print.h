@@ -119,6 +119,11 @@ typedef struct xs_print_options {
      * or until XS_PRINT_BUFFER_MAX bytes are held; for a log file written under load, whose
      * owner flushes after each batch of input (a socket read). */
     int buffered;
+    /* Where the output goes instead of the FILE, when set: called with whole events (or, when
+     * buffered, whole lines) and returning 0 or XS_EIO, as fwrite()+fflush() would. The proxy's
+     * console uses it to queue its lines for a writer thread (proxy/console.h). */
+    int (*sink)(void *sink_ctx, const char *data, size_t len);
+    void *sink_ctx;
 } xs_print_options;
 
 /* A buffered printer writes what it holds as soon as it holds this many bytes or more, so it never
@@ -158,8 +163,8 @@ typedef struct xs_print_meta {
 typedef struct xs_printer xs_printer;
 
 /* Creates a printer writing to `out`, which stays the caller's: it must outlive the printer and
- * is never closed by it. The options are copied. Returns 0 and sets *printer, or XS_EINVAL /
- * XS_ENOMEM. Free with xs_printer_free(). */
+ * is never closed by it (NULL when options->sink is set). The options are copied. Returns 0 and
+ * sets *printer, or XS_EINVAL / XS_ENOMEM. Free with xs_printer_free(). */
 int xs_printer_new(FILE *out, const xs_print_options *options, xs_printer **printer);
 
 /* Prints one parser event; call it from the parser callback (the event is only valid there).

@@ -9,6 +9,7 @@
 #include "inspect/error.h"
 #include "proxy/ca.h"
 #include "proxy/conn.h"
+#include "proxy/console.h"
 #include "proxy/file.h"
 #include "proxy/proxy_impl.h"
 #include "proxy/tls.h"
@@ -370,9 +371,17 @@ static int setup_outputs(xs_proxy *p, xs_diag *diag)
         if (xs_printer_new(p->log_file, &lo, &p->log) < 0)
             return XS_ENOMEM;
     }
-    if (cfg->console.format != XS_FORMAT_NONE &&
-        xs_printer_new(stdout, &cfg->console, &p->console) < 0)
-        return XS_ENOMEM;
+    if (cfg->console.format != XS_FORMAT_NONE) {
+        /* The console's lines go through a writer thread: a slow terminal or pipe never stops
+         * the traffic (console.h). */
+        xs_print_options co = cfg->console;
+        if (xs_console_new(STDOUT_FILENO, 0, &p->stdout_q) < 0)
+            return XS_ENOMEM;
+        co.sink = xs_console_write;
+        co.sink_ctx = p->stdout_q;
+        if (xs_printer_new(NULL, &co, &p->console) < 0)
+            return XS_ENOMEM;
+    }
     /* The console shows what a person needs (no state changes), and its failures are ignored;
      * the log takes everything, and its failure is said once or ends the session
      * (--on-log-error). */
@@ -466,6 +475,8 @@ static int teardown(xs_proxy *p, int rc, xs_diag *diag)
         rc = xs_diag_set(diag, XS_EIO, "cannot finish writing %s: %s", cfg->write_path,
                          strerror(errno));
     xs_printer_free(p->console);
+    /* What the console still holds goes out, unless standard output is stuck. */
+    (void)xs_console_free(p->stdout_q, XS_PROXY_CONSOLE_DRAIN_MS);
     xs_printer_free(p->log);
     if (p->log_file != NULL && fclose(p->log_file) != 0 && rc == 0 && !p->log_failed)
         rc = xs_diag_set(diag, XS_EIO, "cannot finish writing %s: %s", cfg->write_path,

@@ -22,6 +22,7 @@
 #define XS_PROXY_LINGER_MS 2000               /* reading after our FIN before closing */
 #define XS_PROXY_IDLE_MS 250                  /* a leg quiet this long trims its parser */
 #define XS_PROXY_TICK_MS 1000                 /* XS_OBS_TICK to the analysers */
+#define XS_PROXY_CONSOLE_DRAIN_MS 5000        /* at exit, for a slow standard output */
 #define XS_PROXY_MAX_OBSERVERS 8              /* console, log and the command's */
 
 typedef struct xs_proxy_config {

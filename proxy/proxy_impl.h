@@ -47,6 +47,7 @@ typedef struct xs_proxy {
     xs_ca *ca;
     xs_tls_ctx *server_ctx, *client_ctx;
     xs_printer *console, *log;
+    struct xs_console *stdout_q; /* the console printer's writer thread (console.h) */
     /* The sessions' observers: the console, the --write log, then the command's
      * (xs_session_cfg.observers). */
     xs_observer observers[XS_PROXY_MAX_OBSERVERS];

@@ -442,6 +442,33 @@ class HostileStreams(FaultCase):
         self.assertIn("s2c 5001 stanzas", notes[0])   # the features count as one
         self.assert_serves(x, srv)
 
+    def test_console_nobody_reads(self):
+        """Standard output is a pipe nobody reads (a pager left on its first screen): the console
+        drops what it cannot show, the traffic goes on at full speed, the --write log keeps
+        everything, and standard error says how many events were not shown."""
+        srv, x = self.plain_pair(fmt="pretty", stdout_pipe=True)
+        c, conn = self.open_session(x, srv)
+        n = 5000
+        with c:
+            pad = b"x" * 2000
+            stanzas = b"".join(b"<message id='m%d' to='bob@example.test'><body>%d %s</body>"
+                               b"</message>" % (i, i, pad) for i in range(n))
+            c.send(stanzas)
+            # The pipe holds 64 KiB and the console's queue 8 MiB: about 4,000 of these events,
+            # pretty-printed; the rest is dropped.
+            self.assertEqual(conn.wait_len(len(H) + len(stanzas), timeout=15), H + stanzas)
+            c.send(END)
+            conn.wait_for(END)
+            conn.send(END)
+            c.read_all(timeout=3)
+        notes = self.assert_closed(x, 1)
+        self.assertIn(f"c2s {n} stanzas", notes[0])
+        self.assertEqual(x.stop(), 0)
+        self.assertRegex(x.stderr_text(), r"the console did not keep up: \d+ events were not "
+                                          r"shown")
+        logged = [e for e in x.log_events() if e.get("name") == "message"]
+        self.assertEqual(len(logged), n)
+
     def test_absurd_sni(self):
         srv, x = self.plain_pair()
         for sni in (b"a" * 300 + b".example.test", b"bad name\x00<&>.test", b"\xff" * 40,

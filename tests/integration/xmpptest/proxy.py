@@ -59,7 +59,8 @@ class Proxy:
 
     def __init__(self, upstream, upstream_direct=None, listen_tls=True,
                  client_tls=None, upstream_tls=None, upstream_ca=None, ca_dir=None, write=True,
-                 fmt="compact", extra=(), env=None, start=True, start_timeout=15.0):
+                 fmt="compact", extra=(), env=None, start=True, start_timeout=15.0,
+                 stdout_pipe=False):
         self.tmpdir = tempfile.mkdtemp(prefix="xmpptest-proxy-")
         self.ca_dir = ca_dir or os.path.join(self.tmpdir, "ca")
         self.ca_file = os.path.join(self.ca_dir, "ca.crt")
@@ -67,6 +68,8 @@ class Proxy:
         self.stdout_path = os.path.join(self.tmpdir, "stdout.txt")
         self.stderr_path = os.path.join(self.tmpdir, "stderr.txt")
         self.port = self.tls_port = None
+        # stdout_pipe: standard output is a pipe that nobody reads (a stuck pager).
+        self.stdout_pipe = os.pipe() if stdout_pipe else None
         self.proc = None
         self.returncode = None
         argv = [xmppscope_binary(), "proxy", "--upstream", _hp(upstream), "--ca-dir", self.ca_dir]
@@ -105,8 +108,10 @@ class Proxy:
         while True:
             try:
                 with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-                    self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                                 stderr=err, env=self.env, cwd=self.tmpdir)
+                    stdout = self.stdout_pipe[1] if self.stdout_pipe else out
+                    self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                                 stdout=stdout, stderr=err, env=self.env,
+                                                 cwd=self.tmpdir)
                 break
             except OSError as e:
                 # The binary is being relinked (EACCES / ETXTBSY / ENOENT for a moment).
@@ -244,6 +249,10 @@ class Proxy:
 
     def cleanup(self, keep=False):
         self.kill()
+        if self.stdout_pipe:
+            for fd in self.stdout_pipe:
+                os.close(fd)
+            self.stdout_pipe = None
         if not keep and not os.environ.get("XMPPTEST_KEEP"):
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
