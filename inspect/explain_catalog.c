@@ -170,6 +170,10 @@ int xs_catalog_parse(const char *text, size_t len, xs_catalog **out, char *err, 
     rc = parse_lines(c, len, err, cap);
     if (rc != 0)
         goto out;
+    /* Give back what the entries did not use. */
+    xs_catalog_entry *shrunk = realloc(c->entries, (c->n > 0 ? c->n : 1) * sizeof(*c->entries));
+    if (shrunk != NULL)
+        c->entries = shrunk;
     qsort(c->entries, c->n, sizeof(*c->entries), entry_cmp);
     for (size_t i = 1; i < c->n; i++) {
         if (strcmp(c->entries[i - 1].key, c->entries[i].key) == 0) {
