@@ -10,6 +10,7 @@
 #include "inspect/b64.h"
 #include "inspect/error.h"
 #include "inspect/explain_impl.h"
+#include "inspect/redact.h"
 #include "inspect/utf8.h"
 
 /* A value shown in a line is cut after this many bytes (on a character boundary), "…" added. */
@@ -271,9 +272,10 @@ static const char *scram_get(char *msg, char key, char *buf, size_t cap)
     return NULL;
 }
 
-/* The SCRAM lines of a payload the masking described in its note. */
-static void explain_scram(const xs_explainer *x, xs_annot *a, const xs_obs_event *ev,
-                          const char *note)
+/* The SCRAM lines of a payload the masking described in its note. Returns 1 when it said
+ * something, 0 when the note describes no SCRAM message. */
+static int explain_scram(const xs_explainer *x, xs_annot *a, const xs_obs_event *ev,
+                         const char *note)
 {
     char msg[1024], v1[128], v2[128], v3[128];
     if (note_quoted(note, "client-first \"", msg, sizeof(msg))) {
@@ -317,6 +319,24 @@ static void explain_scram(const xs_explainer *x, xs_annot *a, const xs_obs_event
         xs_ex_var v = {"error", scram_get(msg, 'e', v1, sizeof(v1))};
         xs_ex_src src = {.vars = &v, .n_vars = 1};
         xs_ex_line(x, a, v.value != NULL ? "scram-error" : "scram-server-final", &src);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* A SCRAM step whose payload was masked before xmppscope saw it (a --write log read back: the log
+ * keeps the masked XML): the session's mechanism says which step it is. */
+static void explain_scram_masked(const xs_explainer *x, xs_annot *a, const xmlNode *el)
+{
+    const char *t = xs_ex_text(el);
+    if (t == NULL || strcmp(t, XS_REDACT_MASK) != 0)
+        return;
+    if (strcmp((const char *)el->name, "response") == 0) {
+        xs_ex_line(x, a, "scram-client-final-masked", NULL);
+        xs_ex_line(x, a, "scram-proof", NULL);
+    } else if (strcmp((const char *)el->name, "success") == 0) {
+        xs_ex_line(x, a, "scram-server-final", NULL);
     }
 }
 
@@ -372,9 +392,9 @@ static void explain_sasl(xs_explainer *x, xs_annot *a, const xs_obs_event *ev, c
         explain_mech(x, a, ev, mech, note);
     } else if (strcmp(name, "failure") == 0) {
         xs_ex_condition(x, a, el, XS_NS_SASL, "sasl-failure"); /* SASL2 too */
-    } else if (note != NULL &&
-               (s == NULL || strncasecmp(s->mech, "SCRAM-", 6) == 0 || s->mech[0] == '\0')) {
-        explain_scram(x, a, ev, note);
+    } else if (s == NULL || s->mech[0] == '\0' || strncasecmp(s->mech, "SCRAM-", 6) == 0) {
+        if (!explain_scram(x, a, ev, note) && s != NULL && s->mech[0] != '\0')
+            explain_scram_masked(x, a, el);
     }
     /* SASL2 and Bind2: the children say what else is negotiated in the same round trip. */
     if (sasl2) {
