@@ -74,8 +74,12 @@ static void put_value(char *out, size_t cap, size_t *len, const char *v)
     while (i < n && *len + 4 < cap) {
         uint32_t cp;
         size_t k = xs_utf8_next((const unsigned char *)v + i, n - i, &cp);
-        if (k == 0)
-            k = 1; /* not UTF-8 (cannot come from libxml2): one byte, the printer escapes it */
+        if (k == 0) {
+            /* Not UTF-8 (a value cut by a buffer of ours): '?', so every line stays UTF-8. */
+            out[(*len)++] = '?';
+            i++;
+            continue;
+        }
         if (i + k > VALUE_MAX) {
             memcpy(out + *len, "…", 3);
             *len += 3;
@@ -304,8 +308,11 @@ static int explain_scram(const xs_explainer *x, xs_annot *a, const xs_obs_event 
             size_t h = 0;
             for (int commas = 0; h < dlen && commas < 2; h++)
                 commas += dec[h] == ',';
-            size_t k = h < sizeof(hdr) - 1 ? h : sizeof(hdr) - 1;
-            memcpy(hdr, dec, k);
+            /* Decoded bytes from the wire: printable ASCII as it is, the rest as \xNN. */
+            size_t k = 0;
+            for (size_t i = 0; i < h && k + 5 < sizeof(hdr) - 24; i++)
+                k += (size_t)snprintf(hdr + k, sizeof(hdr) - k,
+                                      dec[i] >= 0x20 && dec[i] < 0x7F ? "%c" : "\\x%02X", dec[i]);
             hdr[k] = '\0';
             if (dlen > h)
                 snprintf(hdr + k, sizeof(hdr) - k, " + %zu bytes", dlen - h);

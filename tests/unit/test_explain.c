@@ -559,6 +559,40 @@ static void test_explain_scram_server_first(void **state)
     free(st);
 }
 
+/* A log read back keeps SCRAM payloads masked: the step is still named from the session's
+ * mechanism. A client-final whose channel binding decodes to bytes that are not text shows them
+ * as \xNN (every line stays UTF-8: found by fuzz_explain). */
+static void test_explain_scram_masked_and_binary(void **state)
+{
+    (void)state;
+    xs_explainer *x = new_explainer(XS_LANG_EN);
+    char *out = explain_stream(x, "c2s",
+                               CLIENT_HEADER "<auth xmlns='" NS_SASL "' mechanism='SCRAM-SHA-1'>"
+                                             "***</auth><response xmlns='" NS_SASL "'>***"
+                                             "</response>",
+                               0, 0);
+    assert_non_null(strstr(out, "SCRAM client-final (masked in this log)"));
+    assert_non_null(strstr(out, "The proof shows"));
+    free(out);
+    /* PLAIN masked before we saw it: said so, no user. */
+    out = explain_one(x, "c2s", "<auth xmlns='" NS_SASL "' mechanism='PLAIN'>***</auth>", 0);
+    assert_non_null(strstr(out, "PLAIN: user name and password in one message; masked here"));
+    free(out);
+    /* c= is base64 of "n\xCE\xA2,," (not a GS2 header a client sends). */
+    const char *cf = "c=bs6iLCw=,r=abc,p=AAAA";
+    char *b = NULL, *st = NULL;
+    size_t n;
+    assert_int_equal(xs_base64_encode(cf, strlen(cf), &b, &n), 0);
+    assert_true(asprintf(&st, "<response xmlns='" NS_SASL "'>%s</response>", b) > 0);
+    out = explain_one(x, "c2s", st, 0);
+    assert_non_null(strstr(out, "channel binding \"n\\xCE\\xA2,,\""));
+    assert_null(strstr(out, "AAAA"));
+    free(out);
+    free(st);
+    free(b);
+    xs_explainer_free(x);
+}
+
 /* Chinese: the same events, in Chinese, with the same references. */
 static void test_explain_chinese(void **state)
 {
@@ -656,6 +690,7 @@ int main(void)
         cmocka_unit_test(test_explain_unknown_payload),
         cmocka_unit_test(test_explain_no_secrets),
         cmocka_unit_test(test_explain_scram_server_first),
+        cmocka_unit_test(test_explain_scram_masked_and_binary),
         cmocka_unit_test(test_explain_chinese),
         cmocka_unit_test(test_explain_hostile_values_escaped),
         cmocka_unit_test(test_explain_long_value_cut),
