@@ -82,6 +82,17 @@ static void explain_roster(const xs_explainer *x, xs_annot *a, const xmlNode *st
         xs_ex_line(x, a, "roster-ask", NULL);
 }
 
+/* A MUC occupant's status codes (XEP-0045): what happened to whom. */
+static void explain_muc_status(const xs_explainer *x, xs_annot *a, const xmlNode *mu)
+{
+    int n = 0;
+    for (const xmlNode *c = mu->children; c != NULL && n < 4; c = c->next) {
+        const char *code = xs_ex_is(c, xs_ex_ns(mu), "status") ? xs_ex_attr(c, "code") : NULL;
+        if (code != NULL)
+            n += xs_ex_linef(x, a, c, "muc-status", code, NULL);
+    }
+}
+
 /* A publish-subscribe payload also names its node: on PEP the node is a namespace (avatars,
  * nick, mood, OMEMO device lists, bookmarks), explained as such. */
 static int explain_pubsub_node(const xs_explainer *x, xs_annot *a, const xmlNode *ps)
@@ -114,9 +125,12 @@ static void explain_payloads(const xs_explainer *x, xs_annot *a, const xmlNode *
             explain_roster(x, a, st, c, type, dir);
         else if (xs_ex_is(c, XS_NS_BIND, "bind"))
             explain_bind(x, a, c, type);
-        else if (xs_ex_element(x, a, c) &&
-                 strncmp(ns, "http://jabber.org/protocol/pubsub", 33) == 0)
+        else if (!xs_ex_element(x, a, c))
+            continue;
+        else if (strncmp(ns, "http://jabber.org/protocol/pubsub", 33) == 0)
             explain_pubsub_node(x, a, c);
+        else if (strcmp(ns, "http://jabber.org/protocol/muc#user") == 0)
+            explain_muc_status(x, a, c);
     }
 }
 
@@ -149,6 +163,16 @@ void xs_ex_stanza(const xs_explainer *x, xs_annot *a, const xmlNode *st, const c
         xs_ex_var v = {"type", type};
         xs_ex_src src = {.el = st, .vars = &v, .n_vars = 1};
         xs_ex_line(x, a, key, &src);
+    }
+    if (strcmp(name, "presence") == 0) {
+        for (const xmlNode *c = st->children; c != NULL; c = c->next) {
+            const char *t =
+                core_child(c) && strcmp((const char *)c->name, "show") == 0 ? xs_ex_text(c) : NULL;
+            if (t != NULL) {
+                xs_ex_linef(x, a, c, "show", t, NULL);
+                break;
+            }
+        }
     }
     explain_payloads(x, a, st, type, dir);
     if (strcmp(type, "error") == 0)
