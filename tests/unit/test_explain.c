@@ -400,6 +400,12 @@ static const expect cases[] = {
      "xmlns='urn:xmpp:chat-markers:0'/><origin-id xmlns='urn:xmpp:sid:0' id='o'/></message>",
      {"Delivery receipt: asking", "Chat marker markable", "Origin id"}},
     {"c2s", "<presence><x xmlns='http://jabber.org/protocol/muc'/></presence>", {"joining a room"}},
+    {"s2c",
+     "<presence from='r@muc.example.test/me'><show>dnd</show><x xmlns='http://jabber.org/"
+     "protocol/muc#user'><item affiliation='owner' role='moderator'/><status code='110'/>"
+     "<status code='201'/></x></presence>",
+     {"<show>dnd</show>: do not disturb", "MUC status 110: this presence is about you",
+      "MUC status 201: a new room was created"}},
     {"c2s",
      "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>"
      "AGJvYgBwdw==</initial-response><bind xmlns='urn:xmpp:bind:0'/></authenticate>",
