@@ -5,6 +5,7 @@
 
 #include "proxy/cmd/cli.h"
 #include "inspect/error.h"
+#include "inspect/explain.h"
 #include "inspect/jsonl.h"
 #include "inspect/observer.h"
 #include "inspect/parser.h"
@@ -74,6 +75,11 @@ static void usage(FILE *out)
             "                       stanza (nothing is changed), and the hits per rule\n"
             "      --direction DIR  c2s or s2c: the direction of raw captures, for rules\n"
             "                       that name one (default: only 'direction any' rules)\n"
+            "      --explain        under each event, one or two lines of what it is and why\n"
+            "                       it is there, with its RFC/XEP section and link (never a\n"
+            "                       secret: computed from the masked event)\n"
+            "      --lang LANG      language of --explain: en or zh (default: from LC_ALL,\n"
+            "                       LC_MESSAGES or LANG; zh* gives zh, else en)\n"
             "      --color WHEN     auto (default: only on a terminal, never with NO_COLOR),\n"
             "                       always or never\n"
             "      --max-stanza N   refuse stanzas larger than N bytes (default %u)\n"
@@ -88,7 +94,8 @@ static void usage(FILE *out)
             "examples:\n"
             "  xmppscope inspect examples/captures/c2s-plain.xml\n"
             "  xmppscope inspect --format compact --stats session.jsonl\n"
-            "  xmppscope inspect --format json capture.xml > capture.jsonl\n",
+            "  xmppscope inspect --format json capture.xml > capture.jsonl\n"
+            "  xmppscope inspect --explain --lang zh session.jsonl\n",
             XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH, XS_PARSER_DEFAULT_MAX_ATTRS,
             XS_PARSER_MAX_MAX_ATTRS);
 }
@@ -479,6 +486,8 @@ static const struct option longopts[] = {
     {"max-attrs", required_argument, NULL, 'A'},
     {"rules", required_argument, NULL, 'R'},
     {"direction", required_argument, NULL, 'd'},
+    {"explain", no_argument, NULL, 'E'},
+    {"lang", required_argument, NULL, 'L'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -490,6 +499,8 @@ typedef struct inspect_args {
     const char *color;
     const char *rules_path;
     inspect *in;
+    bool explain; /* --explain */
+    xs_lang lang; /* --lang, else from the environment */
 } inspect_args;
 
 /* Takes one option and its value. Returns 0, or the exit status of a usage error. */
@@ -547,6 +558,13 @@ static int take_option(inspect_args *a, int c, const char *arg)
         else
             return xs_cli_usage_error("inspect", "--direction takes c2s or s2c, not '%s'", arg);
         break;
+    case 'E':
+        a->explain = true;
+        break;
+    case 'L':
+        if (xs_lang_parse(arg, &a->lang) < 0)
+            return xs_cli_usage_error("inspect", "--lang takes en or zh, not '%s'", arg);
+        break;
     }
     return 0;
 }
@@ -581,7 +599,10 @@ static void print_dry_run(const inspect *in)
 int xs_inspect_main(int argc, char **argv)
 {
     inspect in = {0};
-    inspect_args a = {.popt = {.format = XS_FORMAT_PRETTY}, .color = "auto", .in = &in};
+    inspect_args a = {.popt = {.format = XS_FORMAT_PRETTY},
+                      .color = "auto",
+                      .in = &in,
+                      .lang = xs_lang_from_env()};
     int c, rc;
 
     optind = 1;
@@ -613,6 +634,18 @@ int xs_inspect_main(int argc, char **argv)
     }
     in.show_secrets = a.popt.show_secrets;
     in.obs[in.n_obs++] = xs_printer_observer(in.printer, XS_OBS_WARN, 1, "the output");
+    /* --explain: an analyser; without it nothing of it runs. */
+    xs_explainer *explainer = NULL;
+    if (a.explain) {
+        char err[256];
+        if (xs_explainer_new(a.lang, &explainer, err, sizeof(err)) < 0) {
+            xs_term_printf(stderr, "xmppscope inspect: cannot load the explanations: %s\n", err);
+            xs_printer_free(in.printer);
+            xs_rules_unref(in.rules);
+            return 1;
+        }
+        in.obs[in.n_obs++] = xs_explainer_observer(explainer);
+    }
     int status = 0;
     if (optind == argc) {
         if (isatty(STDIN_FILENO))
@@ -643,6 +676,7 @@ int xs_inspect_main(int argc, char **argv)
         status = 1;
     }
     xs_printer_free(in.printer);
+    xs_explainer_free(explainer);
     stat_free(&in.kinds);
     stat_free(&in.payloads);
     return status;

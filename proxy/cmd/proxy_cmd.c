@@ -4,6 +4,7 @@
 #include "filters/features.h"
 #include "proxy/cmd/cli.h"
 #include "inspect/error.h"
+#include "inspect/explain.h"
 #include "proxy/proxy.h"
 
 #include <errno.h>
@@ -54,6 +55,11 @@ static void usage(FILE *out)
             "                            (the session ends: nothing unlogged is forwarded)\n"
             "  --show-secrets            show SASL and password payloads in clear\n"
             "  --color WHEN              auto (default), always or never\n"
+            "  --explain                 under each event, one or two lines of what it is and\n"
+            "                            why it is there, with its RFC/XEP section and link\n"
+            "                            (never a secret: computed from the masked event)\n"
+            "  --lang LANG               language of --explain: en or zh (default: from\n"
+            "                            LC_ALL, LC_MESSAGES or LANG; zh* gives zh, else en)\n"
             "limits:\n"
             "  --max-stanza N            bytes per stanza (default %u); bigger: policy-violation\n"
             "  --max-depth N             element nesting (default %u)\n"
@@ -110,6 +116,8 @@ enum {
     O_NO_REWRITE,
     O_RULES,
     O_ON_LOG_ERROR,
+    O_EXPLAIN,
+    O_LANG,
 };
 
 static const struct option longopts[] = {
@@ -140,6 +148,8 @@ static const struct option longopts[] = {
     {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
+    {"explain", no_argument, NULL, O_EXPLAIN},
+    {"lang", required_argument, NULL, O_LANG},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -149,6 +159,8 @@ typedef struct proxy_args {
     xs_proxy_config cfg;
     const char *color;
     int listen_given;
+    int explain;  /* --explain */
+    xs_lang lang; /* --lang, else from the environment */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -292,6 +304,13 @@ static int take_option(proxy_args *a, int c, const char *arg)
                                       arg);
         a->cfg.log_stop = strcmp(arg, "stop") == 0;
         break;
+    case O_EXPLAIN:
+        a->explain = 1;
+        break;
+    case O_LANG:
+        if (xs_lang_parse(arg, &a->lang) < 0)
+            return xs_cli_usage_error("proxy", "--lang takes en or zh, not '%s'", arg);
+        break;
     }
     return 0;
 }
@@ -334,6 +353,7 @@ int xs_proxy_main(int argc, char **argv)
                 .close_timeout = XS_PROXY_DEFAULT_CLOSE_TIMEOUT,
             },
         .color = "auto",
+        .lang = xs_lang_from_env(),
     };
     int c, rc;
 
@@ -357,8 +377,22 @@ int xs_proxy_main(int argc, char **argv)
         return xs_cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
     if ((rc = finish_args(&a)) != 0)
         return rc;
+    /* --explain: the explanations are an analyser observer; without it nothing of it runs. */
+    xs_explainer *explainer = NULL;
+    xs_observer explain_obs;
+    if (a.explain) {
+        char err[256];
+        if (xs_explainer_new(a.lang, &explainer, err, sizeof(err)) < 0) {
+            xs_term_printf(stderr, "xmppscope: cannot load the explanations: %s\n", err);
+            return 1;
+        }
+        explain_obs = xs_explainer_observer(explainer);
+        a.cfg.observers = &explain_obs;
+        a.cfg.n_observers = 1;
+    }
     xs_diag diag;
     rc = xs_proxy_run(&a.cfg, &diag);
+    xs_explainer_free(explainer);
     if (diag.text[0] != 0)
         xs_term_printf(stderr, "xmppscope: %s\n", diag.text);
     /* The exit statuses of the proxy: 0 after a clean stop, 2 for a configuration it refuses,
