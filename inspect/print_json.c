@@ -402,6 +402,19 @@ static void jw_json(jw *w, json_t *v)
     json_decref(v);
 }
 
+/* A member whose value is a NUL-terminated string (NULL: ""), or an integer. */
+static void jw_kstr(jw *w, const char *key, const char *s)
+{
+    jw_key(w, key);
+    jw_cstr(w, s);
+}
+
+static void jw_kuint(jw *w, const char *key, uint64_t v)
+{
+    jw_key(w, key);
+    jw_uint(w, v);
+}
+
 /* The event's time as a JSON string, RFC 3339 UTC with microseconds. The date and the time of day
  * are formatted once per second; the microseconds are written by hand. */
 static void json_time(xs_printer *p, jw *w, const xs_print_meta *m)
@@ -445,19 +458,15 @@ static void json_head(xs_printer *p, jw *w, const xs_print_meta *m, const char *
         json_time(p, w, m);
     }
     if (m != NULL && m->session != NULL) {
-        jw_key(w, "session");
-        jw_cstr(w, m->session);
+        jw_kstr(w, "session", m->session);
     }
     if (m != NULL && m->direction != NULL) {
-        jw_key(w, "dir");
-        jw_cstr(w, m->direction);
+        jw_kstr(w, "dir", m->direction);
     }
     if (m != NULL && m->phase != NULL) {
-        jw_key(w, "phase");
-        jw_cstr(w, m->phase);
+        jw_kstr(w, "phase", m->phase);
     }
-    jw_key(w, "event");
-    jw_cstr(w, event);
+    jw_kstr(w, "event", event);
 }
 
 /* The end of every JSON line. */
@@ -478,16 +487,13 @@ static void json_element(jw *w, xs_buf *attr, const xs_event *ev, const xs_redac
         ns = node->ns != NULL ? (const char *)node->ns->href : NULL;
     }
     if (name != NULL) {
-        jw_key(w, "name");
-        jw_cstr(w, name);
+        jw_kstr(w, "name", name);
     }
     if (prefix != NULL) {
-        jw_key(w, "prefix");
-        jw_cstr(w, prefix);
+        jw_kstr(w, "prefix", prefix);
     }
     if (ns != NULL) {
-        jw_key(w, "ns");
-        jw_cstr(w, ns);
+        jw_kstr(w, "ns", ns);
     }
     for (size_t i = 0; i < sizeof(xs_print_key_attrs) / sizeof(xs_print_key_attrs[0]); i++) {
         if (xs_print_key_attr(ev, red, xs_print_key_attrs[i], attr)) {
@@ -570,24 +576,19 @@ static void json_rules(jw *w, const xs_print_meta *m)
     jw_open(w, '[');
     for (size_t i = 0; i < m->n_rules; i++) {
         jw_open(w, '{');
-        jw_key(w, "rule");
-        jw_cstr(w, m->rules[i].rule);
-        jw_key(w, "action");
-        jw_cstr(w, m->rules[i].action);
+        jw_kstr(w, "rule", m->rules[i].rule);
+        jw_kstr(w, "action", m->rules[i].action);
         if (m->rules[i].detail != NULL) {
-            jw_key(w, "detail");
-            jw_cstr(w, m->rules[i].detail);
+            jw_kstr(w, "detail", m->rules[i].detail);
         }
         jw_close(w);
     }
     jw_close(w);
     if (m->verdict != NULL) {
-        jw_key(w, "verdict");
-        jw_cstr(w, m->verdict);
+        jw_kstr(w, "verdict", m->verdict);
     }
     if (m->rewritten != NULL) {
-        jw_key(w, "rewritten");
-        jw_cstr(w, m->rewritten);
+        jw_kstr(w, "rewritten", m->rewritten);
     }
 }
 
@@ -595,12 +596,9 @@ static void json_pair(jw *w, const xs_annot *a)
 {
     jw_key(w, "pair");
     jw_open(w, '{');
-    jw_key(w, "dir");
-    jw_cstr(w, a->pair_dir);
-    jw_key(w, "offset");
-    jw_uint(w, a->pair_offset);
-    jw_key(w, "stream");
-    jw_uint(w, a->pair_stream);
+    jw_kstr(w, "dir", a->pair_dir);
+    jw_kuint(w, "offset", a->pair_offset);
+    jw_kuint(w, "stream", a->pair_stream);
     jw_close(w);
     if (a->rtt_ms >= 0) {
         jw_key(w, "rtt_ms");
@@ -610,14 +608,11 @@ static void json_pair(jw *w, const xs_annot *a)
 
 static void json_check_fields(jw *w, const xs_check_hit *h)
 {
-    jw_key(w, "check");
-    jw_cstr(w, h->id);
+    jw_kstr(w, "check", h->id);
     if (h->ref != NULL) {
-        jw_key(w, "ref");
-        jw_cstr(w, h->ref);
+        jw_kstr(w, "ref", h->ref);
     }
-    jw_key(w, "message");
-    jw_cstr(w, h->text);
+    jw_kstr(w, "message", h->text);
 }
 
 /* "pair", "rtt_ms", "checks", "checks_more" and "explain" of an event's annotations. */
@@ -639,8 +634,7 @@ static void json_annot(jw *w, const xs_print_meta *m)
         jw_close(w);
     }
     if (a->more_checks > 0) {
-        jw_key(w, "checks_more");
-        jw_uint(w, a->more_checks);
+        jw_kuint(w, "checks_more", a->more_checks);
     }
     if (a->explain_len > 0) {
         jw_key(w, "explain");
@@ -669,27 +663,21 @@ static void json_gs2(jw *w, const xs_redaction *red)
         snprintf(t, sizeof(t), "p=%s", red->cb_name);
     else
         snprintf(t, sizeof(t), "%s", red->gs2_flag == 'y' ? "y" : "n");
-    jw_key(w, "gs2");
-    jw_cstr(w, t);
+    jw_kstr(w, "gs2", t);
 }
 
 static void json_error(jw *w, const xs_event *ev)
 {
     const char *cond = xs_parse_error_condition(ev->error_kind);
-    jw_key(w, "error");
-    jw_cstr(w, xs_errname(ev->error));
+    jw_kstr(w, "error", xs_errname(ev->error));
     if (cond != NULL) {
-        jw_key(w, "condition");
-        jw_cstr(w, cond);
+        jw_kstr(w, "condition", cond);
     }
     if (ev->message != NULL) {
-        jw_key(w, "message");
-        jw_cstr(w, ev->message);
+        jw_kstr(w, "message", ev->message);
     }
-    jw_key(w, "line");
-    jw_uint(w, ev->line);
-    jw_key(w, "column");
-    jw_uint(w, ev->column);
+    jw_kuint(w, "line", ev->line);
+    jw_kuint(w, "column", ev->column);
 }
 
 void xs_print_json(xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print_meta *m,
