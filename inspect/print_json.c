@@ -455,6 +455,19 @@ void xs_print_json_check_lines(xs_printer *p, xs_buf *b, const xs_print_meta *m)
     }
 }
 
+/* A stream-open's "client" and "server" addresses, when known (for `inspect --pcap`). */
+static void json_addrs(xs_buf *b, int *n, const xs_print_meta *m)
+{
+    if (m != NULL && m->client_addr != NULL) {
+        json_key(b, n, "client");
+        json_cstr(b, m->client_addr);
+    }
+    if (m != NULL && m->server_addr != NULL) {
+        json_key(b, n, "server");
+        json_cstr(b, m->server_addr);
+    }
+}
+
 void xs_print_json(xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print_meta *m,
                    const xs_event *ev, const xs_redaction *red)
 {
@@ -496,8 +509,10 @@ void xs_print_json(xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print_meta *m
     if (m != NULL && m->n_rules > 0)
         json_rules(b, &n, m);
     json_annot(b, &n, m);
-    if (ev->kind == XS_EV_STREAM_OPEN)
+    if (ev->kind == XS_EV_STREAM_OPEN) {
         json_stream_header(b, tmp, &n, ev);
+        json_addrs(b, &n, m);
+    }
     if (ev->kind == XS_EV_ERROR) {
         const char *cond = xs_parse_error_condition(ev->error_kind);
         json_key(b, &n, "error");

@@ -8,6 +8,7 @@
 #include "inspect/jsonl.h"
 #include "inspect/observer.h"
 #include "inspect/parser.h"
+#include "inspect/pcap.h"
 #include "inspect/print.h"
 
 #include <errno.h>
@@ -52,6 +53,7 @@ typedef struct inspect {
     xs_rules *rules;     /* --rules: applied to every stanza as a dry run */
     xs_rule_dir raw_dir; /* --direction: the direction of raw captures */
     bool failed;         /* the current input had an error */
+    xs_observer pcap;    /* --pcap: the capture's observer, called through pcap_quiet() */
 } inspect;
 
 static void usage(FILE *out)
@@ -74,6 +76,11 @@ static void usage(FILE *out)
             "                       stanza (nothing is changed), and the hits per rule\n"
             "      --direction DIR  c2s or s2c: the direction of raw captures, for rules\n"
             "                       that name one (default: only 'direction any' rules)\n"
+            "                       and for --pcap (default: c2s)\n"
+            "      --pcap OUT       also write the traffic to OUT as TCP connections for\n"
+            "                       Wireshark, one per session, between the client and server\n"
+            "                       addresses a log names (mode 0600; an existing OUT is\n"
+            "                       replaced; secrets masked unless --show-secrets)\n"
             "      --color WHEN     auto (default: only on a terminal, never with NO_COLOR),\n"
             "                       always or never\n"
             "      --max-stanza N   refuse stanzas larger than N bytes (default %u)\n"
@@ -88,7 +95,8 @@ static void usage(FILE *out)
             "examples:\n"
             "  xmppscope inspect examples/captures/c2s-plain.xml\n"
             "  xmppscope inspect --format compact --stats session.jsonl\n"
-            "  xmppscope inspect --format json capture.xml > capture.jsonl\n",
+            "  xmppscope inspect --format json capture.xml > capture.jsonl\n"
+            "  xmppscope inspect --format none --pcap session.pcap session.jsonl\n",
             XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH, XS_PARSER_DEFAULT_MAX_ATTRS,
             XS_PARSER_MAX_MAX_ATTRS);
 }
@@ -309,6 +317,15 @@ static int on_log_note(void *user, const xs_print_meta *meta, const char *level,
     return 0;
 }
 
+/* The --pcap observer, whose failure is said once, when the capture is closed, and not as a
+ * failure of the output. */
+static int pcap_quiet(void *ctx, const xs_obs_event *ev)
+{
+    const xs_observer *o = ctx;
+    (void)o->on_event(o->ctx, ev);
+    return 0;
+}
+
 /* ---- inputs -------------------------------------------------------------------------------- */
 
 static int read_raw(inspect *in, FILE *f, const xs_parser_limits *lim, const char *first,
@@ -479,6 +496,7 @@ static const struct option longopts[] = {
     {"max-attrs", required_argument, NULL, 'A'},
     {"rules", required_argument, NULL, 'R'},
     {"direction", required_argument, NULL, 'd'},
+    {"pcap", required_argument, NULL, 'P'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -489,6 +507,7 @@ typedef struct inspect_args {
     xs_parser_limits lim;
     const char *color;
     const char *rules_path;
+    const char *pcap_path; /* --pcap OUT; NULL: none */
     inspect *in;
 } inspect_args;
 
@@ -538,6 +557,9 @@ static int take_option(inspect_args *a, int c, const char *arg)
         break;
     case 'R':
         a->rules_path = arg;
+        break;
+    case 'P':
+        a->pcap_path = arg;
         break;
     case 'd':
         if (strcmp(arg, "c2s") == 0)
@@ -613,6 +635,20 @@ int xs_inspect_main(int argc, char **argv)
     }
     in.show_secrets = a.popt.show_secrets;
     in.obs[in.n_obs++] = xs_printer_observer(in.printer, XS_OBS_WARN, 1, "the output");
+    xs_pcap *pcap = NULL;
+    if (a.pcap_path != NULL) {
+        rc = xs_cli_open_pcap("inspect", a.pcap_path, in.raw_dir == XS_RULE_S2C, &pcap);
+        if (rc != 0) {
+            xs_printer_free(in.printer);
+            xs_rules_unref(in.rules);
+            return rc;
+        }
+        in.pcap = xs_pcap_observer(pcap, XS_OBS_BEST_EFFORT);
+        in.obs[in.n_obs++] = (xs_observer){.on_event = pcap_quiet,
+                                           .ctx = &in.pcap,
+                                           .policy = XS_OBS_BEST_EFFORT,
+                                           .name = in.pcap.name};
+    }
     int status = 0;
     if (optind == argc) {
         if (isatty(STDIN_FILENO))
@@ -632,6 +668,8 @@ int xs_inspect_main(int argc, char **argv)
     rc = xs_obs_emit_other(in.obs, in.n_obs, &end);
     if (rc < 0 && in.print_rc == 0)
         in.print_rc = rc;
+    if (xs_cli_close_pcap("inspect", a.pcap_path, pcap) != 0)
+        status = 1;
     if (in.stats)
         print_stats(&in, a.popt.format);
     if (in.rules != NULL && a.popt.format != XS_FORMAT_JSON)

@@ -4,6 +4,7 @@
 #include "filters/features.h"
 #include "proxy/cmd/cli.h"
 #include "inspect/error.h"
+#include "inspect/pcap.h"
 #include "proxy/proxy.h"
 
 #include <errno.h>
@@ -49,6 +50,10 @@ static void usage(FILE *out)
             "output:\n"
             "  --format FMT              console output: pretty (default), compact, json, none\n"
             "  --write FILE              append every event as JSON Lines to FILE (mode 0600)\n"
+            "  --pcap FILE               write the decrypted traffic of every session as a TCP\n"
+            "                            connection from the client to the server, for\n"
+            "                            Wireshark (mode 0600; an existing FILE is replaced;\n"
+            "                            secrets masked unless --show-secrets)\n"
             "  --on-log-error WHAT        when --write fails (disk full): continue (default;\n"
             "                            said once per session, forwarding goes on) or stop\n"
             "                            (the session ends: nothing unlogged is forwarded)\n"
@@ -110,6 +115,7 @@ enum {
     O_NO_REWRITE,
     O_RULES,
     O_ON_LOG_ERROR,
+    O_PCAP,
 };
 
 static const struct option longopts[] = {
@@ -140,6 +146,7 @@ static const struct option longopts[] = {
     {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
+    {"pcap", required_argument, NULL, O_PCAP},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -149,6 +156,7 @@ typedef struct proxy_args {
     xs_proxy_config cfg;
     const char *color;
     int listen_given;
+    const char *pcap_path; /* --pcap FILE; NULL: none */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -264,6 +272,9 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_WRITE:
         a->cfg.write_path = arg;
         break;
+    case O_PCAP:
+        a->pcap_path = arg;
+        break;
     case O_SECRETS:
         a->cfg.console.show_secrets = 1;
         break;
@@ -357,11 +368,22 @@ int xs_proxy_main(int argc, char **argv)
         return xs_cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
     if ((rc = finish_args(&a)) != 0)
         return rc;
+    /* --pcap: one more observer, after the console and the log. */
+    xs_pcap *pcap = NULL;
+    xs_observer pcap_obs;
+    if (a.pcap_path != NULL) {
+        if ((rc = xs_cli_open_pcap("proxy", a.pcap_path, 0, &pcap)) != 0)
+            return rc;
+        pcap_obs = xs_pcap_observer(pcap, XS_OBS_WARN);
+        a.cfg.observers = &pcap_obs;
+        a.cfg.n_observers = 1;
+    }
     xs_diag diag;
     rc = xs_proxy_run(&a.cfg, &diag);
     if (diag.text[0] != 0)
         xs_term_printf(stderr, "xmppscope: %s\n", diag.text);
+    int pcap_status = xs_cli_close_pcap("proxy", a.pcap_path, pcap);
     /* The exit statuses of the proxy: 0 after a clean stop, 2 for a configuration it refuses,
      * 1 for a runtime failure. */
-    return rc == 0 ? 0 : rc == XS_EINVAL ? 2 : 1;
+    return rc == 0 ? pcap_status : rc == XS_EINVAL ? 2 : 1;
 }
