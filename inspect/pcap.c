@@ -41,6 +41,9 @@ typedef struct flow {
     /* Events held until the server's address is known: records of a pend_hdr and its bytes. */
     xs_buf pending;
     struct timespec last; /* the time of the last packet written */
+    /* The time of the session's last event of any kind: offline, where the end of the input
+     * ends every session, a session ends then (its summary note), as it did live. */
+    struct timespec seen;
 } flow;
 
 /* A held event, followed by `len` bytes. */
@@ -266,12 +269,15 @@ static void put_packet(xs_pcap *p, flow *f, int dir, unsigned flags, const char 
     f->last = t;
 }
 
+static bool ts_before(struct timespec a, struct timespec b)
+{
+    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
 /* t, or the flow's last time when t is earlier: a flow's packets never go back in time. */
 static struct timespec not_before(const flow *f, struct timespec t)
 {
-    if (t.tv_sec < f->last.tv_sec || (t.tv_sec == f->last.tv_sec && t.tv_nsec < f->last.tv_nsec))
-        return f->last;
-    return t;
+    return ts_before(t, f->last) ? f->last : t;
 }
 
 /* Bytes of one direction as segments, each within the largest IP packet. */
@@ -431,10 +437,9 @@ static int pcap_on_event(void *ctx, const xs_obs_event *e)
 
     if (e->kind == XS_OBS_CLOSED && (m == NULL || m->session == NULL)) {
         /* The end of an offline input: every session in it ended. */
-        struct timespec t = event_time(p, m);
         for (size_t i = 0; i < N_BUCKETS; i++)
             while (p->buckets[i] != NULL) {
-                close_flow(p, p->buckets[i], t);
+                close_flow(p, p->buckets[i], p->buckets[i]->seen);
                 free_flow(p, p->buckets[i]);
             }
         goto out;
@@ -447,6 +452,8 @@ static int pcap_on_event(void *ctx, const xs_obs_event *e)
         take_addr(&f->ep[1], m->server_addr);
     }
     struct timespec t = event_time(p, m);
+    if (ts_before(f->seen, t))
+        f->seen = t;
     if (!f->open && f->ep[1].known)
         open_flow(p, f, t);
     if (e->kind == XS_OBS_PARSED)
@@ -501,11 +508,11 @@ int xs_pcap_close(xs_pcap *p)
 {
     if (p == NULL)
         return 0;
-    /* Sessions still open end at the time of their last packet. */
+    /* Sessions still open end at the time of their last event. */
     for (size_t i = 0; i < N_BUCKETS; i++)
         while (p->buckets[i] != NULL) {
             flow *f = p->buckets[i];
-            close_flow(p, f, f->last);
+            close_flow(p, f, f->seen);
             free_flow(p, f);
         }
     int rc = p->err;
