@@ -463,7 +463,7 @@ static int pcap_on_event(void *ctx, const xs_obs_event *e)
         free_flow(p, f);
     }
 out:
-    if (p->err == 0 && pcap_dump_flush(p->dumper) != 0)
+    if (p->err == 0 && p->opt.flush_each && pcap_dump_flush(p->dumper) != 0)
         p->err = XS_EIO;
     return p->err != 0 ? p->err : rc;
 }

@@ -33,8 +33,8 @@
  * an IPv4-mapped IPv6 address (::ffff:a.b.c.d).
  *
  * The observer keeps one small record per open session (keyed by meta->session), freed when the
- * session ends. It writes and flushes each event at once, so a file cut by a crash holds every
- * event up to it. Nothing of it runs when --pcap is not given.
+ * session ends. In the proxy it writes and flushes each event at once (flush_each), so a file cut
+ * by a crash holds every event up to it. Nothing of it runs when --pcap is not given.
  */
 #ifndef XS_INSPECT_PCAP_H
 #define XS_INSPECT_PCAP_H
@@ -62,6 +62,10 @@ typedef struct xs_pcap_options {
     /* Bytes of events held for a session whose server address is not known yet; past it, the
      * session is written with the placeholder server address. 0: XS_PCAP_DEFAULT_MAX_PENDING. */
     size_t max_pending;
+    /* Flush the file after each event (the proxy: a crash loses nothing, and a reader following
+     * the file sees each event at once); else stdio's buffer fills first (offline, where the
+     * flush costs more than the rest of the work). */
+    int flush_each;
 } xs_pcap_options;
 
 /* Starts a capture on `f`, a file opened for writing by the caller (with the checks of

@@ -35,7 +35,8 @@ int xs_cli_parse_uint(const char *s, unsigned long long min, unsigned long long 
     return 0;
 }
 
-int xs_cli_open_pcap(const char *cmd, const char *path, int raw_s2c, struct xs_pcap **out)
+int xs_cli_open_pcap(const char *cmd, const char *path, int raw_s2c, int flush_each,
+                     struct xs_pcap **out)
 {
     xs_diag diag = {{0}};
     int fd, others_read;
@@ -58,7 +59,7 @@ int xs_cli_open_pcap(const char *cmd, const char *path, int raw_s2c, struct xs_p
         close(fd);
         return 1;
     }
-    xs_pcap_options opt = {.raw_s2c = raw_s2c};
+    xs_pcap_options opt = {.raw_s2c = raw_s2c, .flush_each = flush_each};
     rc = xs_pcap_new(f, &opt, out); /* f is the capture's now, whatever happens */
     if (rc != 0) {
         xs_term_printf(stderr, "xmppscope %s: cannot write --pcap %s: %s\n", cmd, path,

@@ -637,7 +637,7 @@ int xs_inspect_main(int argc, char **argv)
     in.obs[in.n_obs++] = xs_printer_observer(in.printer, XS_OBS_WARN, 1, "the output");
     xs_pcap *pcap = NULL;
     if (a.pcap_path != NULL) {
-        rc = xs_cli_open_pcap("inspect", a.pcap_path, in.raw_dir == XS_RULE_S2C, &pcap);
+        rc = xs_cli_open_pcap("inspect", a.pcap_path, in.raw_dir == XS_RULE_S2C, 0, &pcap);
         if (rc != 0) {
             xs_printer_free(in.printer);
             xs_rules_unref(in.rules);

@@ -372,7 +372,7 @@ int xs_proxy_main(int argc, char **argv)
     xs_pcap *pcap = NULL;
     xs_observer pcap_obs;
     if (a.pcap_path != NULL) {
-        if ((rc = xs_cli_open_pcap("proxy", a.pcap_path, 0, &pcap)) != 0)
+        if ((rc = xs_cli_open_pcap("proxy", a.pcap_path, 0, 1, &pcap)) != 0)
             return rc;
         pcap_obs = xs_pcap_observer(pcap, XS_OBS_WARN);
         a.cfg.observers = &pcap_obs;

@@ -620,7 +620,7 @@ static void test_pcap_file_checks(void **state)
     xs_pcap *p = NULL;
 
     path_in(path, sizeof(path), fx->dir, "new.pcap");
-    assert_int_equal(xs_cli_open_pcap("proxy", path, 0, &p), 0);
+    assert_int_equal(xs_cli_open_pcap("proxy", path, 0, 1, &p), 0);
     assert_non_null(p);
     assert_int_equal(xs_cli_close_pcap("proxy", path, p), 0);
     assert_int_equal(stat(path, &st), 0);
@@ -632,7 +632,7 @@ static void test_pcap_file_checks(void **state)
     assert_non_null(old);
     fputs("old content that is not a pcap file at all", old);
     fclose(old);
-    assert_int_equal(xs_cli_open_pcap("proxy", path, 0, &p), 0);
+    assert_int_equal(xs_cli_open_pcap("proxy", path, 0, 1, &p), 0);
     assert_int_equal(xs_cli_close_pcap("proxy", path, p), 0);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_size, 24);
@@ -645,20 +645,48 @@ static void test_pcap_file_checks(void **state)
     fclose(t);
     assert_int_equal(symlink(target, link_path), 0);
     p = (xs_pcap *)1;
-    assert_int_equal(xs_cli_open_pcap("proxy", link_path, 0, &p), 2);
+    assert_int_equal(xs_cli_open_pcap("proxy", link_path, 0, 1, &p), 2);
     assert_null(p);
     assert_int_equal(stat(target, &st), 0);
     assert_int_equal(st.st_size, 7);
 
     path_in(fifo, sizeof(fifo), fx->dir, "fifo.pcap");
     assert_int_equal(mkfifo(fifo, 0600), 0);
-    assert_int_equal(xs_cli_open_pcap("inspect", fifo, 0, &p), 2);
+    assert_int_equal(xs_cli_open_pcap("inspect", fifo, 0, 0, &p), 2);
 
     /* Writable by others: refused, and not emptied. */
     assert_int_equal(chmod(target, 0666), 0);
-    assert_int_equal(xs_cli_open_pcap("proxy", target, 0, &p), 2);
+    assert_int_equal(xs_cli_open_pcap("proxy", target, 0, 1, &p), 2);
     assert_int_equal(stat(target, &st), 0);
     assert_int_equal(st.st_size, 7);
+}
+
+/* With flush_each (the proxy), the file holds each event's packets as soon as the event was told:
+ * a reader following the file, or a crash, loses nothing. */
+static void test_pcap_flush_each(void **state)
+{
+    struct fixture *fx = *state;
+    char path[600];
+    path_in(path, sizeof(path), fx->dir, "live.pcap");
+    feeder f;
+    feeder_open(&f, path, "5", "127.0.0.1:40020", "127.0.0.1:5222");
+    assert_int_equal(xs_pcap_close(f.pcap), 0);
+    FILE *file = fopen(path, "wb");
+    assert_non_null(file);
+    xs_pcap_options opt = {.flush_each = 1};
+    assert_int_equal(xs_pcap_new(file, &opt, &f.pcap), 0);
+    f.obs = xs_pcap_observer(f.pcap, XS_OBS_WARN);
+    feed(&f, 0, C_HDR);
+    capture c;
+    read_capture(path, &c);
+    assert_int_equal(c.n, 3 + 1);
+    assert_string_equal((const char *)c.p[3].data, C_HDR);
+    capture_free(&c);
+    feed(&f, 1, S_HDR);
+    read_capture(path, &c);
+    assert_int_equal(c.n, 3 + 2);
+    capture_free(&c);
+    feeder_close(&f, true);
 }
 
 /* A file that cannot be written (a full disk) makes the observer fail, so that the proxy says so
@@ -687,6 +715,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pcap_two_sessions, setup, teardown),
         cmocka_unit_test(test_pcap_parse_addr),
         cmocka_unit_test_setup_teardown(test_pcap_file_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pcap_flush_each, setup, teardown),
         cmocka_unit_test(test_pcap_write_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
