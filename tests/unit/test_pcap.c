@@ -280,6 +280,14 @@ static void check_flow(const capture *c, bool fin, char **c2s, char **s2c)
     *s2c = text[1];
 }
 
+/* A raw capture's events, as `inspect` gives them: its file name, no direction, no time. */
+static int raw_cb(void *user, const xs_event *ev)
+{
+    xs_print_meta m = {.session = "capture.xml", .untimed = 1};
+    assert_int_equal(xs_obs_emit_event(user, 1, &m, ev, 0), 0);
+    return 0;
+}
+
 /* ---- the cases ---------------------------------------------------------------------------- */
 
 #define C_HDR                                                                                      \
@@ -661,6 +669,47 @@ static void test_pcap_file_checks(void **state)
     assert_int_equal(st.st_size, 7);
 }
 
+/* A raw capture read offline: no session address, no direction, no time. Its bytes go the way
+ * raw_s2c says, between the placeholders, at increasing made-up times. */
+static void test_pcap_raw_capture(void **state)
+{
+    struct fixture *fx = *state;
+    for (int s2c = 0; s2c < 2; s2c++) {
+        char path[600];
+        path_in(path, sizeof(path), fx->dir, "raw.pcap");
+        FILE *file = fopen(path, "wb");
+        assert_non_null(file);
+        xs_pcap *p = NULL;
+        xs_pcap_options opt = {.raw_s2c = s2c};
+        assert_int_equal(xs_pcap_new(file, &opt, &p), 0);
+        xs_observer obs = xs_pcap_observer(p, XS_OBS_WARN);
+        xs_parser *parser = NULL;
+        assert_int_equal(
+            xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_AUTO_RESTART, raw_cb, &obs, &parser), 0);
+        static const char in[] = C_HDR STARTTLS C_HDR2 MSG;
+        assert_int_equal(xs_parser_feed(parser, in, strlen(in), NULL), 0);
+        xs_print_meta endm = {.untimed = 1};
+        xs_obs_event end = {.kind = XS_OBS_CLOSED, .meta = &endm};
+        assert_int_equal(xs_obs_emit_other(&obs, 1, &end), 0);
+        xs_parser_free(parser);
+        assert_int_equal(xs_pcap_close(p), 0);
+
+        capture c;
+        read_capture(path, &c);
+        char *c2s, *s2c_text;
+        check_flow(&c, true, &c2s, &s2c_text);
+        assert_string_equal(s2c ? s2c_text : c2s, in);
+        assert_string_equal(s2c ? c2s : s2c_text, "");
+        assert_memory_equal(c.p[0].src, "\xc0\x00\x02\x01", 4);
+        assert_memory_equal(c.p[0].dst, "\xc0\x00\x02\x02", 4);
+        for (size_t i = 4; i < 3 + 4; i++)
+            assert_true(timercmp(&c.p[i - 1].ts, &c.p[i].ts, <));
+        free(c2s);
+        free(s2c_text);
+        capture_free(&c);
+    }
+}
+
 /* With flush_each (the proxy), the file holds each event's packets as soon as the event was told:
  * a reader following the file, or a crash, loses nothing. */
 static void test_pcap_flush_each(void **state)
@@ -715,6 +764,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pcap_two_sessions, setup, teardown),
         cmocka_unit_test(test_pcap_parse_addr),
         cmocka_unit_test_setup_teardown(test_pcap_file_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pcap_raw_capture, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_flush_each, setup, teardown),
         cmocka_unit_test(test_pcap_write_failure),
     };
