@@ -60,6 +60,7 @@ struct xs_pcap {
     xs_pcap_options opt;
     flow *buckets[N_BUCKETS];
     uint64_t packets;
+    size_t held;           /* bytes held by all sessions (flow.pending) */
     int err;               /* the first write failure, sticky */
     struct timespec synth; /* the clock of events without a time (raw captures) */
     uint8_t pkt[SNAPLEN];
@@ -293,6 +294,13 @@ static void put_data(xs_pcap *p, flow *f, int dir, const char *data, size_t len,
     }
 }
 
+/* Forgets what a session held. */
+static void drop_pending(xs_pcap *p, flow *f)
+{
+    p->held -= f->pending.len;
+    xs_buf_free(&f->pending);
+}
+
 /* The handshake at time t, then what was held. */
 static void open_flow(xs_pcap *p, flow *f, struct timespec t)
 {
@@ -317,7 +325,7 @@ static void open_flow(xs_pcap *p, flow *f, struct timespec t)
         put_data(p, f, h.dir, f->pending.p + at, h.len, h.t);
         at += h.len;
     }
-    xs_buf_free(&f->pending);
+    drop_pending(p, f);
 }
 
 /* FIN from the client, FIN-ACK from the server, the last ACK. */
@@ -371,7 +379,7 @@ static void free_flow(xs_pcap *p, flow *f)
     while (*at != f)
         at = &(*at)->next;
     *at = f->next;
-    xs_buf_free(&f->pending);
+    drop_pending(p, f);
     free(f->session);
     free(f);
 }
@@ -390,7 +398,7 @@ static struct timespec event_time(xs_pcap *p, const xs_print_meta *m)
 }
 
 /* Holds an event's bytes until the server's address is known. Returns 0 or XS_ENOMEM. */
-static int hold(flow *f, int dir, const char *data, size_t len, struct timespec t)
+static int hold(xs_pcap *p, flow *f, int dir, const char *data, size_t len, struct timespec t)
 {
     pend_hdr h = {.t = t, .len = (uint32_t)len, .dir = (uint8_t)dir};
     size_t mark = f->pending.len;
@@ -399,6 +407,7 @@ static int hold(flow *f, int dir, const char *data, size_t len, struct timespec 
     int rc = xs_buf_error(&f->pending);
     if (rc != 0)
         xs_buf_truncate(&f->pending, mark);
+    p->held += f->pending.len - mark;
     return rc;
 }
 
@@ -420,8 +429,11 @@ static int on_parsed(xs_pcap *p, flow *f, const xs_obs_event *e, struct timespec
         return 0;
     if (m != NULL && m->direction != NULL)
         dir = strcmp(m->direction, "s2c") == 0 ? S2C : C2S;
-    if (!f->open && f->pending.len + len + sizeof(pend_hdr) <= p->opt.max_pending)
-        return hold(f, dir, data, len, t);
+    /* Held while the server's address is unknown, within the session's share and the total. */
+    size_t need = len + sizeof(pend_hdr);
+    if (!f->open && need <= p->opt.max_pending - f->pending.len &&
+        need <= p->opt.max_held - p->held)
+        return hold(p, f, dir, data, len, t);
     if (!f->open)
         open_flow(p, f, t);
     put_data(p, f, dir, data, len, t);
@@ -482,6 +494,8 @@ int xs_pcap_new(FILE *f, const xs_pcap_options *opt, xs_pcap **out)
         p->opt = *opt;
     if (p->opt.max_pending == 0)
         p->opt.max_pending = XS_PCAP_DEFAULT_MAX_PENDING;
+    if (p->opt.max_held == 0)
+        p->opt.max_held = XS_PCAP_DEFAULT_MAX_HELD;
     p->dead = pcap_open_dead(DLT_RAW, SNAPLEN);
     if (p->dead == NULL)
         goto fail;

@@ -25,10 +25,11 @@
  *
  * Addresses come from the events' meta (xs_print_meta.client_addr, server_addr: "IP:PORT" or
  * "[IPv6]:PORT"). The server's is known only once the proxy connected to it, after the client's
- * first stream header: a session's events are held in memory (up to `max_pending` bytes) until
- * it is known, then written in order with their own times. A session whose server address never
- * comes (unreachable, a log without addresses, a raw capture) is written with placeholders from
- * the documentation ranges: the client 192.0.2.1 (port 40000 + a number derived from the session),
+ * first stream header: a session's events are held in memory (up to `max_pending` bytes, and
+ * `max_held` for all sessions together) until it is known, then written in order with their own
+ * times. A session whose server address never comes (unreachable, a log without addresses, a raw
+ * capture), or does not come within those bytes, is written with placeholders from the
+ * documentation ranges: the client 192.0.2.1 (port 40000 + a number derived from the session),
  * the server 192.0.2.2:5222. When one side is IPv4 and the other IPv6, the IPv4 one is written as
  * an IPv4-mapped IPv6 address (::ffff:a.b.c.d).
  *
@@ -52,8 +53,10 @@ typedef struct xs_pcap xs_pcap;
 #define XS_PCAP_MAX_PAYLOAD_V4 65495u
 #define XS_PCAP_MAX_PAYLOAD_V6 65475u
 
-/* Bytes held for a session while its server address is unknown, by default. */
+/* Bytes held for a session while its server address is unknown, by default, and by all sessions
+ * together. */
 #define XS_PCAP_DEFAULT_MAX_PENDING ((size_t)1 << 20)
+#define XS_PCAP_DEFAULT_MAX_HELD ((size_t)64 << 20)
 
 typedef struct xs_pcap_options {
     /* Events without a direction (a raw capture read offline) go the client's way (0) or the
@@ -62,6 +65,9 @@ typedef struct xs_pcap_options {
     /* Bytes of events held for a session whose server address is not known yet; past it, the
      * session is written with the placeholder server address. 0: XS_PCAP_DEFAULT_MAX_PENDING. */
     size_t max_pending;
+    /* The same for all sessions together (a log naming thousands of sessions and no server).
+     * 0: XS_PCAP_DEFAULT_MAX_HELD. */
+    size_t max_held;
     /* Flush the file after each event (the proxy: a crash loses nothing, and a reader following
      * the file sees each event at once); else stdio's buffer fills first (offline, where the
      * flush costs more than the rest of the work). */

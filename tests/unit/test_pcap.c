@@ -417,6 +417,62 @@ static void test_pcap_placeholder_server(void **state)
     capture_free(&c);
 }
 
+/* What is held while servers are unknown is bounded per session and for all sessions together:
+ * past either cap, the session is written at once with the placeholder server. */
+static void test_pcap_held_bytes_are_capped(void **state)
+{
+    struct fixture *fx = *state;
+    char path[600];
+    path_in(path, sizeof(path), fx->dir, "cap.pcap");
+    feeder f;
+    feeder_open(&f, path, "1", "127.0.0.1:40030", NULL);
+    assert_int_equal(xs_pcap_close(f.pcap), 0);
+    FILE *file = fopen(path, "wb");
+    assert_non_null(file);
+    /* One session may hold a stream header, not two; all sessions three. */
+    size_t one = strlen(C_HDR) + 64;
+    xs_pcap_options opt = {.max_pending = one, .max_held = 3 * one};
+    assert_int_equal(xs_pcap_new(file, &opt, &f.pcap), 0);
+    f.obs = xs_pcap_observer(f.pcap, XS_OBS_WARN);
+    static const char *const sessions[] = {"1", "2", "3", "4"};
+    static const char *const clients[] = {"127.0.0.1:40030", "127.0.0.1:40031", "127.0.0.1:40032",
+                                          "127.0.0.1:40033"};
+    for (size_t i = 0; i < 4; i++) {
+        for (int d = 0; d < 2; d++) {
+            xs_parser_free(f.parser[d]);
+            assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_AUTO_RESTART, feed_cb,
+                                           &ctxs[d], &f.parser[d]),
+                             0);
+            f.meta[d].session = sessions[i];
+            f.meta[d].client_addr = clients[i];
+        }
+        feed(&f, 0, C_HDR);
+        /* Sessions 1 to 3 fit; the fourth passes the total and is written at once. */
+        assert_int_equal(xs_pcap_packets(f.pcap), i < 3 ? 0 : 3 + 1);
+    }
+    /* Session 1's second event passes its own share: written at once, with the first. */
+    f.meta[0].session = "1";
+    f.meta[0].client_addr = clients[0];
+    xs_parser_free(f.parser[0]);
+    assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_AUTO_RESTART, feed_cb, &ctxs[0],
+                                   &f.parser[0]),
+                     0);
+    feed(&f, 0, C_HDR);
+    assert_int_equal(xs_pcap_packets(f.pcap), 2 * (3 + 1) + 1);
+    feeder_close(&f, false);
+
+    capture c;
+    read_capture(path, &c);
+    size_t to_placeholder = 0;
+    for (size_t i = 0; i < c.n; i++)
+        to_placeholder += c.p[i].flags == SYN && memcmp(c.p[i].dst, "\xc0\x00\x02\x02", 4) == 0 &&
+                          c.p[i].dport == 5222;
+    /* Every session went to the placeholder server; the data segments of each: 2, 1, 1, 1. */
+    assert_int_equal(c.n, 4 * 6 + 5);
+    assert_int_equal(to_placeholder, 4);
+    capture_free(&c);
+}
+
 /* IPv6 on both sides; and an IPv4 client of an IPv6 server written as IPv4-mapped IPv6; an
  * IPv4-mapped client of an IPv4 server as plain IPv4. */
 static void test_pcap_ipv6(void **state)
@@ -758,6 +814,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pcap_session_v4_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_holds_until_server_known, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_placeholder_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pcap_held_bytes_are_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_ipv6, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_splits_large_stanza, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_masks_secrets, setup, teardown),
