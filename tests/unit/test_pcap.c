@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "inspect/error.h"
+#include "inspect/jsonl.h"
 #include "inspect/observer.h"
 #include "inspect/parser.h"
 #include "inspect/pcap.h"
@@ -643,6 +644,84 @@ static void test_pcap_two_sessions(void **state)
     capture_free(&all);
 }
 
+/* The log names the addresses on stream-open lines ("client", "server"; the server's once known),
+ * and its reader gives them back in the meta: what `inspect --pcap` builds on. */
+typedef struct seen_addrs {
+    int n;
+    char client[3][64], server[3][64];
+} seen_addrs;
+
+static int keep_addrs(void *user, const xs_print_meta *meta, const xs_event *ev)
+{
+    seen_addrs *s = user;
+    assert_true(s->n < 3);
+    snprintf(s->client[s->n], 64, "%s", meta->client_addr ? meta->client_addr : "-");
+    snprintf(s->server[s->n], 64, "%s", meta->server_addr ? meta->server_addr : "-");
+    s->n++;
+    (void)ev;
+    return 0;
+}
+
+static int print_cb(void *user, const xs_event *ev)
+{
+    void **a = user;
+    return xs_printer_event(a[0], a[1], ev) == 0 ? 0 : -1;
+}
+
+static void test_pcap_log_carries_addresses(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    xs_print_options o = {.format = XS_FORMAT_JSON};
+    xs_printer *pr = NULL;
+    assert_int_equal(xs_printer_new(out, &o, &pr), 0);
+    xs_print_meta m = {.session = "1", .direction = "c2s", .client_addr = "[::1]:40040"};
+    void *args[2] = {pr, &m};
+    xs_parser *parser = NULL;
+    assert_int_equal(
+        xs_parser_new(NULL, XS_PARSER_RAW | XS_PARSER_AUTO_RESTART, print_cb, args, &parser), 0);
+    assert_int_equal(xs_parser_feed(parser, C_HDR, strlen(C_HDR), NULL), 0);
+    m.server_addr = "127.0.0.1:5222";
+    assert_int_equal(xs_parser_feed(parser, MSG C_HDR2, strlen(MSG C_HDR2), NULL), 0);
+    xs_parser_free(parser);
+    xs_printer_free(pr);
+    fclose(out);
+
+    /* Only stream-open lines carry them; the first before the server is known. */
+    char *e1 = strchr(text, '\n'), *e2 = strchr(e1 + 1, '\n');
+    char *l1 = strndup(text, (size_t)(e1 - text)), *l2 = strndup(e1 + 1, (size_t)(e2 - e1 - 1));
+    char *l3 = strdup(e2 + 1);
+    assert_non_null(strstr(l1, "\"client\":\"[::1]:40040\""));
+    assert_null(strstr(l1, "\"server\""));
+    assert_null(strstr(l2, "\"client\""));
+    assert_true(strstr(l3, "\"client\":\"[::1]:40040\",\"server\":\"127.0.0.1:5222\"") != NULL);
+    assert_non_null(strstr(l2, "\"event\":\"stanza\""));
+    free(l1);
+    free(l2);
+    free(l3);
+
+    seen_addrs seen = {0};
+    xs_jsonl_reader *r = NULL;
+    assert_int_equal(xs_jsonl_reader_new(NULL, keep_addrs, NULL, &seen, &r), 0);
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        char err[256];
+        assert_int_equal(xs_jsonl_reader_line(r, line, (size_t)(nl - line), err, sizeof(err)), 0);
+        line = nl + 1;
+    }
+    xs_jsonl_reader_free(r);
+    assert_int_equal(seen.n, 3);
+    assert_string_equal(seen.client[0], "[::1]:40040");
+    assert_string_equal(seen.server[0], "-");
+    assert_string_equal(seen.client[1], "-");
+    assert_string_equal(seen.client[2], "[::1]:40040");
+    assert_string_equal(seen.server[2], "127.0.0.1:5222");
+    free(text);
+}
+
 static void test_pcap_parse_addr(void **state)
 {
     (void)state;
@@ -820,6 +899,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pcap_masks_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_two_sessions, setup, teardown),
         cmocka_unit_test(test_pcap_parse_addr),
+        cmocka_unit_test(test_pcap_log_carries_addresses),
         cmocka_unit_test_setup_teardown(test_pcap_file_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_raw_capture, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pcap_flush_each, setup, teardown),
