@@ -148,6 +148,27 @@ class PcapWithProsody(test_proxy.ProsodyCase):
         offline_pkts = sorted(self.tshark(out, *fields).splitlines())
         self.assertEqual(live_pkts, offline_pkts)
 
+    def test_stanza_larger_than_a_segment(self):
+        """A 100 KB message is split into segments of at most 65495 bytes, which Wireshark puts
+        back together into one XMPP frame: the counts still match the log's."""
+        pcap = os.path.join(self.tmp, "big.pcap")
+        x = self.proxy(extra=["--pcap", pcap])
+        text = "big " + "0123456789" * 10000
+        self.chat(x, "starttls", "PLAIN", message=text)
+        self.assertEqual(x.stop(), 0, x.dump())
+        logged, _ = self.log_parser_events(x)
+        self.assert_same_conversations(self.xmpp_frames(pcap), logged)
+        big = [e for e in x.log_events()
+               if e.get("name") == "message" and text in e.get("raw", "")]
+        self.assertEqual(len(big), 2)   # alice sent it, bob received it
+        lens = [int(n) for n in self.tshark(pcap, "-T", "fields", "-e", "tcp.len").split()]
+        self.assertTrue(all(n <= 65495 for n in lens), max(lens))
+        self.assertGreaterEqual(sum(n == 65495 for n in lens), 2)
+        bodies = self.tshark(pcap, "-Y", "xmpp.message", "-T", "fields",
+                             "-e", "tcp.reassembled.length")
+        self.assertEqual(sorted(int(n) for n in bodies.split()),
+                         sorted(e["size"] for e in big))
+
     def test_show_secrets_puts_the_exact_bytes(self):
         pcap = os.path.join(self.tmp, "secrets.pcap")
         x = self.proxy(extra=["--pcap", pcap, "--show-secrets"])
