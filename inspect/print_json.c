@@ -680,6 +680,15 @@ static void json_error(jw *w, const xs_event *ev)
     jw_kuint(w, "column", ev->column);
 }
 
+/* A stream-open's "client" and "server" addresses, when known (for `inspect --pcap`). */
+static void json_addrs(jw *w, const xs_print_meta *m)
+{
+    if (m != NULL && m->client_addr != NULL)
+        jw_kstr(w, "client", m->client_addr);
+    if (m != NULL && m->server_addr != NULL)
+        jw_kstr(w, "server", m->server_addr);
+}
+
 void xs_print_json(xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print_meta *m,
                    const xs_event *ev, const xs_redaction *red)
 {
@@ -719,8 +728,10 @@ void xs_print_json(xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print_meta *m
     if (m != NULL && m->n_rules > 0)
         json_rules(&w, m);
     json_annot(&w, m);
-    if (ev->kind == XS_EV_STREAM_OPEN)
+    if (ev->kind == XS_EV_STREAM_OPEN) {
         json_stream_header(&w, attr, ev);
+        json_addrs(&w, m);
+    }
     if (ev->kind == XS_EV_ERROR)
         json_error(&w, ev);
     json_end(&w);

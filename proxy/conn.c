@@ -179,6 +179,8 @@ static int io_start_tls(void *ctx, xs_side side, const char *name)
     return 0;
 }
 
+static void peer_name(xs_leg *cl, char *peer, size_t cap);
+
 static void on_connect(uv_connect_t *req, int status)
 {
     xs_leg *l = req->data;
@@ -200,6 +202,9 @@ static void on_connect(uv_connect_t *req, int status)
     }
     xs_leg_connected_now(l);
     xs_leg_start_reading(l);
+    char addr[64];
+    peer_name(l, addr, sizeof(addr));
+    xs_session_set_server_addr(c->s, addr);
     xs_session_on_connected(c->s, 0, NULL);
     xs_conn_settle(c);
 }
@@ -425,7 +430,8 @@ static bool refuse(xs_listener *ls, int rc)
     return true;
 }
 
-/* The client's address, "IP:PORT" or "[IP6]:PORT", into peer ("?" when unknown). */
+/* The address of a leg's peer (the client, or the server), "IP:PORT" or "[IP6]:PORT", into peer
+ * ("?" when unknown). */
 static void peer_name(xs_leg *cl, char *peer, size_t cap)
 {
     struct sockaddr_storage ss;

@@ -425,8 +425,12 @@ void xs_session_start(xs_session *s)
     xs_sess_note(s, "info", "client %s connected (client leg %s, server leg %s)",
                  s->peer != NULL ? s->peer : "?", xs_tls_mode_name(s->client_mode),
                  xs_tls_mode_name(s->server_mode));
-    xs_free(s->peer); /* said once; never needed again */
-    s->peer = NULL;
+}
+
+void xs_session_set_server_addr(xs_session *s, const char *addr)
+{
+    /* Out of memory the events go on without it (the pcap then names a placeholder). */
+    (void)xs_sess_set_string(&s->server_addr, addr, 64);
 }
 
 size_t xs_session_on_data(xs_session *s, xs_side side, const char *data, size_t len)
@@ -649,6 +653,7 @@ void xs_session_free(xs_session *s)
     xs_sess_bytes_free(&s->pending);
     xs_sess_bytes_free(&s->deferred);
     xs_free(s->peer);
+    xs_free(s->server_addr);
     xs_free(s->domain);
     xs_free(s->client_ns);
     if (s->deferred_failure != xs_sess_deferred_oom)

@@ -121,6 +121,10 @@ int xs_session_before_tls(const xs_session *s, xs_side side);
  * when it sent none); `desc` a one-line description for the log. */
 void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const char *desc);
 
+/* The address the server leg is connected to, "IP:PORT" or "[IPv6]:PORT", for the events'
+ * meta (xs_print_meta.server_addr): call it before xs_session_on_connected(). */
+void xs_session_set_server_addr(xs_session *s, const char *addr);
+
 /* The server leg connected (status 0) or failed (negative code, `cause` in words). */
 void xs_session_on_connected(xs_session *s, int status, const char *cause);
 

@@ -9,6 +9,7 @@
 #include "inspect/jsonl.h"
 #include "inspect/observer.h"
 #include "inspect/parser.h"
+#include "inspect/pcap.h"
 #include "inspect/print.h"
 
 #include <errno.h>
@@ -53,6 +54,7 @@ typedef struct inspect {
     xs_rules *rules;     /* --rules: applied to every stanza as a dry run */
     xs_rule_dir raw_dir; /* --direction: the direction of raw captures */
     bool failed;         /* the current input had an error */
+    xs_observer pcap;    /* --pcap: the capture's observer, called through pcap_quiet() */
 } inspect;
 
 static void usage(FILE *out)
@@ -75,11 +77,16 @@ static void usage(FILE *out)
             "                       stanza (nothing is changed), and the hits per rule\n"
             "      --direction DIR  c2s or s2c: the direction of raw captures, for rules\n"
             "                       that name one (default: only 'direction any' rules)\n"
+            "                       and for --pcap (default: c2s)\n"
             "      --explain        under each event, one or two lines of what it is and why\n"
             "                       it is there, with its RFC/XEP section and link (never a\n"
             "                       secret: computed from the masked event)\n"
             "      --lang LANG      language of --explain: en or zh (default: from LC_ALL,\n"
             "                       LC_MESSAGES or LANG; zh* gives zh, else en)\n"
+            "      --pcap OUT       also write the traffic to OUT as TCP connections for\n"
+            "                       Wireshark, one per session, between the client and server\n"
+            "                       addresses a log names (mode 0600; an existing OUT is\n"
+            "                       replaced; secrets masked unless --show-secrets)\n"
             "      --color WHEN     auto (default: only on a terminal, never with NO_COLOR),\n"
             "                       always or never\n"
             "      --max-stanza N   refuse stanzas larger than N bytes (default %u)\n"
@@ -95,7 +102,8 @@ static void usage(FILE *out)
             "  xmppscope inspect examples/captures/c2s-plain.xml\n"
             "  xmppscope inspect --format compact --stats session.jsonl\n"
             "  xmppscope inspect --format json capture.xml > capture.jsonl\n"
-            "  xmppscope inspect --explain --lang zh session.jsonl\n",
+            "  xmppscope inspect --explain --lang zh session.jsonl\n"
+            "  xmppscope inspect --format none --pcap session.pcap session.jsonl\n",
             XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH, XS_PARSER_DEFAULT_MAX_ATTRS,
             XS_PARSER_MAX_MAX_ATTRS);
 }
@@ -316,6 +324,15 @@ static int on_log_note(void *user, const xs_print_meta *meta, const char *level,
     return 0;
 }
 
+/* The --pcap observer, whose failure is said once, when the capture is closed, and not as a
+ * failure of the output. */
+static int pcap_quiet(void *ctx, const xs_obs_event *ev)
+{
+    const xs_observer *o = ctx;
+    (void)o->on_event(o->ctx, ev);
+    return 0;
+}
+
 /* ---- inputs -------------------------------------------------------------------------------- */
 
 static int read_raw(inspect *in, FILE *f, const xs_parser_limits *lim, const char *first,
@@ -488,6 +505,7 @@ static const struct option longopts[] = {
     {"direction", required_argument, NULL, 'd'},
     {"explain", no_argument, NULL, 'E'},
     {"lang", required_argument, NULL, 'L'},
+    {"pcap", required_argument, NULL, 'P'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -498,6 +516,7 @@ typedef struct inspect_args {
     xs_parser_limits lim;
     const char *color;
     const char *rules_path;
+    const char *pcap_path; /* --pcap OUT; NULL: none */
     inspect *in;
     bool explain; /* --explain */
     xs_lang lang; /* --lang, else from the environment */
@@ -549,6 +568,9 @@ static int take_option(inspect_args *a, int c, const char *arg)
         break;
     case 'R':
         a->rules_path = arg;
+        break;
+    case 'P':
+        a->pcap_path = arg;
         break;
     case 'd':
         if (strcmp(arg, "c2s") == 0)
@@ -646,6 +668,20 @@ int xs_inspect_main(int argc, char **argv)
         }
         in.obs[in.n_obs++] = xs_explainer_observer(explainer);
     }
+    xs_pcap *pcap = NULL;
+    if (a.pcap_path != NULL) {
+        rc = xs_cli_open_pcap("inspect", a.pcap_path, in.raw_dir == XS_RULE_S2C, 0, &pcap);
+        if (rc != 0) {
+            xs_printer_free(in.printer);
+            xs_rules_unref(in.rules);
+            return rc;
+        }
+        in.pcap = xs_pcap_observer(pcap, XS_OBS_BEST_EFFORT);
+        in.obs[in.n_obs++] = (xs_observer){.on_event = pcap_quiet,
+                                           .ctx = &in.pcap,
+                                           .policy = XS_OBS_BEST_EFFORT,
+                                           .name = in.pcap.name};
+    }
     int status = 0;
     if (optind == argc) {
         if (isatty(STDIN_FILENO))
@@ -665,6 +701,8 @@ int xs_inspect_main(int argc, char **argv)
     rc = xs_obs_emit_other(in.obs, in.n_obs, &end);
     if (rc < 0 && in.print_rc == 0)
         in.print_rc = rc;
+    if (xs_cli_close_pcap("inspect", a.pcap_path, pcap) != 0)
+        status = 1;
     if (in.stats)
         print_stats(&in, a.popt.format);
     if (in.rules != NULL && a.popt.format != XS_FORMAT_JSON)

@@ -5,6 +5,7 @@
 #include "proxy/cmd/cli.h"
 #include "inspect/error.h"
 #include "inspect/explain.h"
+#include "inspect/pcap.h"
 #include "proxy/proxy.h"
 
 #include <errno.h>
@@ -50,6 +51,10 @@ static void usage(FILE *out)
             "output:\n"
             "  --format FMT              console output: pretty (default), compact, json, none\n"
             "  --write FILE              append every event as JSON Lines to FILE (mode 0600)\n"
+            "  --pcap FILE               write the decrypted traffic of every session as a TCP\n"
+            "                            connection from the client to the server, for\n"
+            "                            Wireshark (mode 0600; an existing FILE is replaced;\n"
+            "                            secrets masked unless --show-secrets)\n"
             "  --on-log-error WHAT        when --write fails (disk full): continue (default;\n"
             "                            said once per session, forwarding goes on) or stop\n"
             "                            (the session ends: nothing unlogged is forwarded)\n"
@@ -118,6 +123,7 @@ enum {
     O_ON_LOG_ERROR,
     O_EXPLAIN,
     O_LANG,
+    O_PCAP,
 };
 
 static const struct option longopts[] = {
@@ -150,6 +156,7 @@ static const struct option longopts[] = {
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
     {"explain", no_argument, NULL, O_EXPLAIN},
     {"lang", required_argument, NULL, O_LANG},
+    {"pcap", required_argument, NULL, O_PCAP},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -159,8 +166,9 @@ typedef struct proxy_args {
     xs_proxy_config cfg;
     const char *color;
     int listen_given;
-    int explain;  /* --explain */
-    xs_lang lang; /* --lang, else from the environment */
+    int explain;           /* --explain */
+    xs_lang lang;          /* --lang, else from the environment */
+    const char *pcap_path; /* --pcap FILE; NULL: none */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -276,6 +284,9 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_WRITE:
         a->cfg.write_path = arg;
         break;
+    case O_PCAP:
+        a->pcap_path = arg;
+        break;
     case O_SECRETS:
         a->cfg.console.show_secrets = 1;
         break;
@@ -377,25 +388,37 @@ int xs_proxy_main(int argc, char **argv)
         return xs_cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
     if ((rc = finish_args(&a)) != 0)
         return rc;
+    /* The command's observers, after the console and the log (xs_proxy_config.observers). */
+    xs_observer obs[XS_PROXY_MAX_OBSERVERS - 2];
+    size_t n_obs = 0;
     /* --explain: the explanations are an analyser observer; without it nothing of it runs. */
     xs_explainer *explainer = NULL;
-    xs_observer explain_obs;
     if (a.explain) {
         char err[256];
         if (xs_explainer_new(a.lang, &explainer, err, sizeof(err)) < 0) {
             xs_term_printf(stderr, "xmppscope: cannot load the explanations: %s\n", err);
             return 1;
         }
-        explain_obs = xs_explainer_observer(explainer);
-        a.cfg.observers = &explain_obs;
-        a.cfg.n_observers = 1;
+        obs[n_obs++] = xs_explainer_observer(explainer);
     }
+    /* --pcap: one more observer. */
+    xs_pcap *pcap = NULL;
+    if (a.pcap_path != NULL) {
+        if ((rc = xs_cli_open_pcap("proxy", a.pcap_path, 0, 1, &pcap)) != 0) {
+            xs_explainer_free(explainer);
+            return rc;
+        }
+        obs[n_obs++] = xs_pcap_observer(pcap, XS_OBS_WARN);
+    }
+    a.cfg.observers = obs;
+    a.cfg.n_observers = n_obs;
     xs_diag diag;
     rc = xs_proxy_run(&a.cfg, &diag);
     xs_explainer_free(explainer);
     if (diag.text[0] != 0)
         xs_term_printf(stderr, "xmppscope: %s\n", diag.text);
+    int pcap_status = xs_cli_close_pcap("proxy", a.pcap_path, pcap);
     /* The exit statuses of the proxy: 0 after a clean stop, 2 for a configuration it refuses,
      * 1 for a runtime failure. */
-    return rc == 0 ? 0 : rc == XS_EINVAL ? 2 : 1;
+    return rc == 0 ? pcap_status : rc == XS_EINVAL ? 2 : 1;
 }

@@ -4,6 +4,7 @@
  * explainer) in either language, with or without --show-secrets, as client or server. Every
  * explanation must be valid UTF-8 of the length it claims, and the explainer must forget each
  * session at its end (LeakSanitizer). */
+#include "fuzz_doc.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -93,18 +94,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *const *w = wrappers[data[0] % (sizeof(wrappers) / sizeof(wrappers[0]))];
     static const char hdr[] = "<stream:stream xmlns='jabber:client' "
                               "xmlns:stream='http://etherx.jabber.org/streams' id='i'>";
-    size_t n = strlen(hdr) + strlen(w[0]) + (size - 1) + strlen(w[1]);
-    char *doc = malloc(n);
+    size_t n;
+    char *doc = fuzz_doc(hdr, w[0], data + 1, size - 1, w[1], &n);
     if (doc == NULL)
         return 0;
-    size_t at = 0;
-    memcpy(doc + at, hdr, strlen(hdr));
-    at += strlen(hdr);
-    memcpy(doc + at, w[0], strlen(w[0]));
-    at += strlen(w[0]);
-    memcpy(doc + at, data + 1, size - 1);
-    at += size - 1;
-    memcpy(doc + at, w[1], strlen(w[1]));
     run(x[lang], data[0], doc, n);
     free(doc);
     return 0;
