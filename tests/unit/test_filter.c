@@ -33,7 +33,7 @@
     "<stream:stream xmlns='jabber:client' " NS_STREAM " to='example.test' version='1.0'>"
 #define S2C_HEADER                                                                                 \
     "<stream:stream xmlns='jabber:client' " NS_STREAM " from='example.test' id='s1' "              \
-                                                      "version='1.0'>"
+    "version='1.0'>"
 #define BIND_SET(id)                                                                               \
     "<iq type='set' id='" id "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"                   \
     "<resource>r</resource></bind></iq>"
@@ -400,10 +400,10 @@ static char *run_steps(const step *steps, const char *expr, unsigned flags, bool
             fd.session = s->session;
             fd.dir = s->dir;
             fd.tag = s->tag;
-            size_t len = strlen(s->text), step = chunk ? chunk : len;
-            for (size_t at = 0; at < len; at += step)
+            size_t len = strlen(s->text), piece = chunk ? chunk : len;
+            for (size_t at = 0; at < len; at += piece)
                 assert_int_equal(xs_parser_feed(parsers[k], s->text + at,
-                                                len - at < step ? len - at : step, NULL),
+                                                len - at < piece ? len - at : piece, NULL),
                                  0);
             continue;
         }
