@@ -20,6 +20,7 @@
 
 #include <libxml/parser.h>
 
+#include "failalloc.h"
 #include "filters/filter.h"
 #include "filters/filter_obs.h"
 #include "inspect/annot.h"
@@ -607,6 +608,156 @@ static void test_filter_observer_fields(void **state)
     xs_filter_free(f);
 }
 
+/* ---- cost and allocation failure ------------------------------------------------------------- */
+
+typedef struct cost {
+    xs_filter *f;
+    const char *account;
+    unsigned long allocs; /* ours and libxml2's, during the evaluations */
+    unsigned stanzas, yes;
+    bool fail; /* fail the nth allocation of each evaluation (fa already armed) */
+} cost;
+
+static int cost_event(void *user, const xs_event *ev)
+{
+    cost *c = user;
+    if (ev->kind != XS_EV_STANZA)
+        return 0;
+    xs_annot annot;
+    xs_annot_init(&annot);
+    xs_print_meta meta = {.session = "1", .direction = "s2c", .annot = &annot};
+    xs_obs_event oe = {.kind = XS_OBS_PARSED, .meta = &meta, .ev = ev, .annot = &annot};
+    if (!c->fail)
+        fa_arm(0, false);
+    fa.paused = false;
+    xs_filter_answer a = xs_filter_eval(c->f, &oe, c->account);
+    fa.paused = true;
+    c->allocs += fa.count;
+    c->stanzas++;
+    c->yes += a == XS_FILTER_YES;
+    assert_true(a == XS_FILTER_YES || a == XS_FILTER_NO);
+    return 0;
+}
+
+static const char cost_stream[] =
+    S2C_HEADER "<message from='alice@example.test/pc' id='m1' type='chat'><body>hello</body>"
+               "<active xmlns='http://jabber.org/protocol/chatstates'/></message>"
+               "<presence from='alice@example.test/pc'/>"
+               "<iq type='result' id='r1'><query xmlns='jabber:iq:roster'/></iq>"
+               "<message from='carol@example.test/x' to='bob@example.test' type='chat'>"
+               "<body>Hello</body></message>";
+
+/* Evaluates expr on every stanza of cost_stream (with or without trees); returns the counts. */
+static cost measure(const char *expr, bool tree)
+{
+    cost c = {.f = compile(expr), .account = "bob@example.test/phone"};
+    xs_parser *p = NULL;
+    fa.paused = true;
+    assert_int_equal(
+        xs_parser_new(NULL, XS_PARSER_RAW | (tree ? XS_PARSER_TREE : 0), cost_event, &c, &p), 0);
+    assert_int_equal(xs_parser_feed(p, cost_stream, strlen(cost_stream), NULL), 0);
+    xs_parser_free(p);
+    xs_filter_free(c.f);
+    c.f = NULL;
+    fa.paused = false;
+    fa_arm(0, false);
+    return c;
+}
+
+/* The common atoms allocate nothing, even on stanzas that came without a tree; text: parses the
+ * stanza's bytes only when there is no tree. */
+static void test_filter_common_atoms_allocate_nothing(void **state)
+{
+    (void)state;
+    static const char common[] =
+        "jid:bob@example.test and message and type:chat and ns:cs and dir:s2c and session:1 "
+        "and not id:x and not check and not tag:y and not from:carol@example.test or presence";
+    cost c = measure(common, false);
+    assert_int_equal(c.stanzas, 4);
+    assert_int_equal(c.yes, 2); /* m1 (to bob: no `to`, his session) and the presence */
+    assert_int_equal(c.allocs, 0);
+    c = measure("text:HELLO", true);
+    assert_int_equal(c.yes, 2);
+    assert_int_equal(c.allocs, 0);
+    c = measure("text:HELLO", false);
+    assert_int_equal(c.yes, 2);
+    assert_true(c.allocs > 0);
+}
+
+/* Compiles expr with the nth allocation failing, for every n (of ours alone with ours_only, else
+ * libxml2's too): XS_ENOMEM and nothing, or a filter when the failure was not needed. */
+static void parse_out_of_memory(const char *expr, bool ours_only)
+{
+    bool done = false;
+    for (unsigned long n = 1; !done && n < 100000; n++) {
+        xs_filter *f = NULL;
+        xs_filter_error err;
+        fa_arm(n, ours_only);
+        int rc = xs_filter_parse(expr, &f, &err);
+        bool failed = fa.failed;
+        fa_arm(0, false);
+        if (!failed) {
+            assert_int_equal(rc, 0);
+            done = true;
+        } else if (rc != 0) {
+            if (rc != XS_ENOMEM)
+                print_message("allocation %lu: %d %s\n", n, rc, err.message);
+            assert_int_equal(rc, XS_ENOMEM);
+            assert_null(f);
+            assert_string_equal(err.message, "out of memory");
+        }
+        xs_filter_free(f);
+    }
+    assert_true(done);
+}
+
+/* Every allocation of compiling, of the observer and of a text: evaluation without a tree may
+ * fail: XS_ENOMEM, or a clear no; never a crash or a leak. Only our allocations fail where
+ * libxml2 does the work: the rules engine that compiles an xpath: atom reports some of libxml2's
+ * failures as a bad XPath, and libxml2 2.9.14's parser (under xs_fragment_parse) can crash on
+ * its own failures. */
+static void test_filter_out_of_memory(void **state)
+{
+    (void)state;
+    parse_out_of_memory("jid:a@b message or text:\"x y\" or ns:sm or (not check:iq-no-id)", false);
+    parse_out_of_memory("message or xpath:\"/iq[@type='get']\" or xpath:/message/body", true);
+
+    xs_filter *f = compile("message");
+    xs_observer inner = {.name = "x"};
+    xs_filter_obs *fo = NULL;
+    fa_arm(1, false);
+    assert_int_equal(xs_filter_obs_new(&inner, f, 0, &fo), XS_ENOMEM);
+    assert_null(fo);
+    fa_arm(0, false);
+    xs_filter_free(f);
+
+    bool done = false;
+    unsigned injected = 0;
+    for (unsigned long n = 1; !done && n < 100000; n++) {
+        cost c = {.f = compile("text:HELLO"), .fail = true};
+        xs_parser *p = NULL;
+        fa.paused = true;
+        assert_int_equal(xs_parser_new(NULL, XS_PARSER_RAW, cost_event, &c, &p), 0);
+        fa_arm(n, true); /* libxml2 2.9.14 may crash on its own failures here */
+        fa.paused = true;
+        assert_int_equal(xs_parser_feed(p, cost_stream, strlen(cost_stream), NULL), 0);
+        bool failed = fa.failed;
+        fa.paused = false;
+        fa_arm(0, false);
+        xs_parser_free(p);
+        xs_filter_free(c.f);
+        /* A stanza that could not be parsed is not one that contains the text. */
+        assert_true(c.yes <= 2);
+        if (!failed) {
+            assert_int_equal(c.yes, 2);
+            done = true;
+        }
+        injected += failed;
+    }
+    assert_true(done);
+    assert_true(injected > 0);
+}
+
 /* ---- the command ----------------------------------------------------------------------------- */
 
 /* Runs `xmppscope filter ARGS...` with stdout and stderr captured. */
@@ -671,6 +822,8 @@ static void test_filter_check_command(void **state)
 
 int main(void)
 {
+    if (fa_install() != 0)
+        return 1;
     xmlInitParser();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filter_normalised_form),
@@ -681,6 +834,8 @@ int main(void)
         cmocka_unit_test(test_filter_other_events),
         cmocka_unit_test(test_filter_session_table),
         cmocka_unit_test(test_filter_observer_fields),
+        cmocka_unit_test(test_filter_common_atoms_allocate_nothing),
+        cmocka_unit_test(test_filter_out_of_memory),
         cmocka_unit_test(test_filter_check_command),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
