@@ -528,6 +528,60 @@ static void test_filter_other_events(void **state)
     free(got);
 }
 
+/* Before the bind, the identity a SASL exchange claimed stands for the session once the server
+ * said <success/>: PLAIN's or SCRAM's authzid, or its authcid at the stream's domain. `jid` is
+ * the account expected to be adopted (adopted) or not (!adopted). */
+static void expect_identity(const char *mech, const char *auth, const char *outcome,
+                            const char *jid, bool adopted)
+{
+    char c2s[512], filter[128];
+    snprintf(c2s, sizeof(c2s),
+             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>", mech, auth);
+    const step steps[] = {
+        BYTES("1", "c2s", C2S_HEADER),
+        BYTES("1", "s2c", S2C_HEADER),
+        BYTES("1", "c2s", c2s),
+        BYTES("1", "s2c", outcome),
+        {S_NOTE, "1", NULL, "after SASL", "info", NULL},
+        BYTES("1", "c2s", "</stream:stream>"),
+        {S_END, NULL, NULL, NULL, NULL, NULL},
+    };
+    snprintf(filter, sizeof(filter), "jid:%s", jid);
+    char *got = run_steps(steps, filter, 0, false, 0, NULL);
+    /* The success itself is the first event that knows the account (it has no `to`: it goes to
+     * the client), then the note and the stream's end. */
+    if (strcmp(got, adopted ? "1<success 1:info 1>close end" : "end") != 0)
+        print_message("%s %s: %s\n", mech, auth, got);
+    assert_string_equal(got, adopted ? "1<success 1:info 1>close end" : "end");
+    free(got);
+}
+
+static void test_filter_sasl_identity(void **state)
+{
+    (void)state;
+    static const char success[] = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
+    static const char failure[] =
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>";
+    static const char bob_plain[] = "AGJvYgBzZWNyZXRwYXNz"; /* \0bob\0secretpass */
+    expect_identity("PLAIN", bob_plain, success, "bob@example.test", true);
+    expect_identity("PLAIN", bob_plain, success, "alice@example.test", false);
+    /* SCRAM's n=carol. */
+    expect_identity("SCRAM-SHA-1", "biwsbj1jYXJvbCxyPXh5eg==", success, "carol@example.test", true);
+    /* PLAIN with an authzid: the account it acts for, not the one that logs in. */
+    expect_identity("PLAIN", "ZGF2ZUBleGFtcGxlLnRlc3QAYWRtaW4AcHc=", success, "dave@example.test",
+                    true);
+    expect_identity("PLAIN", "ZGF2ZUBleGFtcGxlLnRlc3QAYWRtaW4AcHc=", success, "admin@example.test",
+                    false);
+    /* SCRAM with a=, its '=' escaped as =3D. */
+    expect_identity("SCRAM-SHA-1", "eSxhPWI9M0R4QGV4YW1wbGUudGVzdCxuPWlnbm9yZWQscj0x", success,
+                    "b=x@example.test", true);
+    /* A claim the server refused counts for nothing; so does what is not base64, or another
+     * mechanism. */
+    expect_identity("PLAIN", bob_plain, failure, "bob@example.test", false);
+    expect_identity("PLAIN", "!!!", success, "bob@example.test", false);
+    expect_identity("EXTERNAL", bob_plain, success, "bob@example.test", false);
+}
+
 /* The session table: one entry per bound session, freed at its end, bounded. */
 static void test_filter_session_table(void **state)
 {
@@ -805,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_filter_bound_jid),
         cmocka_unit_test(test_filter_other_events),
         cmocka_unit_test(test_filter_session_table),
+        cmocka_unit_test(test_filter_sasl_identity),
         cmocka_unit_test(test_filter_observer_fields),
         cmocka_unit_test(test_filter_common_atoms_allocate_nothing),
         cmocka_unit_test(test_filter_out_of_memory),
