@@ -337,6 +337,10 @@ static int finish_args(proxy_args *a)
         return xs_cli_usage_error("proxy", "--on-log-error goes with --write FILE");
     if (a->write_filter != NULL && a->cfg.write_path == NULL)
         return xs_cli_usage_error("proxy", "--write-filter goes with --write FILE");
+    if (a->filter != NULL && a->cfg.console.format == XS_FORMAT_NONE)
+        return xs_cli_usage_error("proxy", "--filter selects what the console shows, and "
+                                           "--format none shows nothing (--write-filter "
+                                           "selects what the log keeps)");
     int rc = 0;
     if (a->filter != NULL)
         rc = xs_filter_cmd_compile("proxy", "--filter", a->filter, &a->cfg.console_filter);
