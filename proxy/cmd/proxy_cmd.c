@@ -3,6 +3,7 @@
 
 #include "filters/features.h"
 #include "proxy/cmd/cli.h"
+#include "proxy/cmd/filter_cmd.h"
 #include "inspect/error.h"
 #include "inspect/explain.h"
 #include "inspect/pcap.h"
@@ -58,6 +59,17 @@ static void usage(FILE *out)
             "  --on-log-error WHAT        when --write fails (disk full): continue (default;\n"
             "                            said once per session, forwarding goes on) or stop\n"
             "                            (the session ends: nothing unlogged is forwarded)\n"
+            "  --filter EXPR             show on the console only the stanzas EXPR selects\n"
+            "                            ('xmppscope filter --help' has the language):\n"
+            "                            --filter 'jid:bob@example.test message'. Errors and\n"
+            "                            warnings are always shown; stream headers, TLS,\n"
+            "                            notes and summaries when EXPR says yes to them:\n"
+            "                            they are no message, so 'message' hides them and\n"
+            "                            'session:3' or 'not presence' shows them; a JID atom\n"
+            "                            asks about the JID the session is bound to\n"
+            "  --write-filter EXPR       keep in the --write log only what EXPR selects (the\n"
+            "                            same way; default everything), and every stream\n"
+            "                            header, so that 'inspect' reads the log back\n"
             "  --show-secrets            show SASL and password payloads in clear\n"
             "  --color WHEN              auto (default), always or never\n"
             "  --explain                 under each event, one or two lines of what it is and\n"
@@ -124,6 +136,8 @@ enum {
     O_EXPLAIN,
     O_LANG,
     O_PCAP,
+    O_FILTER,
+    O_WRITE_FILTER,
 };
 
 static const struct option longopts[] = {
@@ -157,6 +171,8 @@ static const struct option longopts[] = {
     {"explain", no_argument, NULL, O_EXPLAIN},
     {"lang", required_argument, NULL, O_LANG},
     {"pcap", required_argument, NULL, O_PCAP},
+    {"filter", required_argument, NULL, O_FILTER},
+    {"write-filter", required_argument, NULL, O_WRITE_FILTER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -166,9 +182,10 @@ typedef struct proxy_args {
     xs_proxy_config cfg;
     const char *color;
     int listen_given;
-    int explain;           /* --explain */
-    xs_lang lang;          /* --lang, else from the environment */
-    const char *pcap_path; /* --pcap FILE; NULL: none */
+    int explain;                       /* --explain */
+    xs_lang lang;                      /* --lang, else from the environment */
+    const char *pcap_path;             /* --pcap FILE; NULL: none */
+    const char *filter, *write_filter; /* --filter, --write-filter as given */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -322,6 +339,12 @@ static int take_option(proxy_args *a, int c, const char *arg)
         if (xs_lang_parse(arg, &a->lang) < 0)
             return xs_cli_usage_error("proxy", "--lang takes en or zh, not '%s'", arg);
         break;
+    case O_FILTER:
+        a->filter = arg;
+        break;
+    case O_WRITE_FILTER:
+        a->write_filter = arg;
+        break;
     }
     return 0;
 }
@@ -342,6 +365,20 @@ static int finish_args(proxy_args *a)
                                   "--upstream-ca and --upstream-insecure exclude each other");
     if (a->cfg.log_stop && a->cfg.write_path == NULL)
         return xs_cli_usage_error("proxy", "--on-log-error goes with --write FILE");
+    if (a->write_filter != NULL && a->cfg.write_path == NULL)
+        return xs_cli_usage_error("proxy", "--write-filter goes with --write FILE");
+    if (a->filter != NULL && a->cfg.console.format == XS_FORMAT_NONE)
+        return xs_cli_usage_error("proxy", "--filter selects what the console shows, and "
+                                           "--format none shows nothing (--write-filter "
+                                           "selects what the log keeps)");
+    int rc = 0;
+    if (a->filter != NULL)
+        rc = xs_filter_cmd_compile("proxy", "--filter", a->filter, &a->cfg.console_filter);
+    if (rc == 0 && a->write_filter != NULL)
+        rc =
+            xs_filter_cmd_compile("proxy", "--write-filter", a->write_filter, &a->cfg.write_filter);
+    if (rc != 0)
+        return rc;
     if (!a->listen_given && a->cfg.listen_tls == NULL)
         a->cfg.listen = XS_PROXY_DEFAULT_LISTEN;
     if (strcmp(a->color, "always") == 0)
@@ -386,8 +423,10 @@ int xs_proxy_main(int argc, char **argv)
     }
     if (optind < argc)
         return xs_cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
-    if ((rc = finish_args(&a)) != 0)
+    if ((rc = finish_args(&a)) != 0) {
+        xs_filter_free(a.cfg.console_filter);
         return rc;
+    }
     /* The command's observers, after the console and the log (xs_proxy_config.observers). */
     xs_observer obs[XS_PROXY_MAX_OBSERVERS - 2];
     size_t n_obs = 0;
@@ -397,6 +436,8 @@ int xs_proxy_main(int argc, char **argv)
         char err[256];
         if (xs_explainer_new(a.lang, &explainer, err, sizeof(err)) < 0) {
             xs_term_printf(stderr, "xmppscope: cannot load the explanations: %s\n", err);
+            xs_filter_free(a.cfg.console_filter);
+            xs_filter_free(a.cfg.write_filter);
             return 1;
         }
         obs[n_obs++] = xs_explainer_observer(explainer);
@@ -406,6 +447,8 @@ int xs_proxy_main(int argc, char **argv)
     if (a.pcap_path != NULL) {
         if ((rc = xs_cli_open_pcap("proxy", a.pcap_path, 0, 1, &pcap)) != 0) {
             xs_explainer_free(explainer);
+            xs_filter_free(a.cfg.console_filter);
+            xs_filter_free(a.cfg.write_filter);
             return rc;
         }
         obs[n_obs++] = xs_pcap_observer(pcap, XS_OBS_WARN);
@@ -415,6 +458,8 @@ int xs_proxy_main(int argc, char **argv)
     xs_diag diag;
     rc = xs_proxy_run(&a.cfg, &diag);
     xs_explainer_free(explainer);
+    xs_filter_free(a.cfg.console_filter);
+    xs_filter_free(a.cfg.write_filter);
     if (diag.text[0] != 0)
         xs_term_printf(stderr, "xmppscope: %s\n", diag.text);
     int pcap_status = xs_cli_close_pcap("proxy", a.pcap_path, pcap);
