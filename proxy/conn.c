@@ -3,6 +3,7 @@
 
 #include "inspect/error.h"
 #include "proxy/proxy_impl.h"
+#include "proxy/resolve.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- the deadline --------------------------------------------------------------------------- */
 
@@ -147,7 +149,10 @@ static int server_tls_new(xs_conn *c, xs_leg *l, const char *name)
     int rc = xs_tls_new(p->client_ctx, name && name[0] ? name : host, &l->tls);
     if (rc == 0) {
         char key[300];
-        snprintf(key, sizeof(key), "%s:%s", host, port);
+        if (c->up_key != NULL) /* a dialled server: the target it reached */
+            snprintf(key, sizeof(key), "%s", c->up_key);
+        else
+            snprintf(key, sizeof(key), "%s:%s", host, port);
         xs_tls_set_resume_key(l->tls, key);
         xs_tls_set_alpn(l->tls, c->server_mode == XS_TLSMODE_DIRECT);
     }
@@ -255,10 +260,105 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     xs_conn_settle(c);
 }
 
+/* ---- a server found by its domain (proxy/resolve.h) ---- */
+
+static void on_dial_say(void *user, const char *level, const char *text)
+{
+    xs_conn *c = user;
+    xs_session_say(c->s, level, text);
+}
+
+/* The dial connected a socket: the server leg takes it over, secured as its target says. */
+static int adopt_socket(xs_conn *c, int fd, bool direct)
+{
+    xs_leg *l = &c->leg[XS_SERVER];
+    if (l->state != XS_LEG_IDLE) {
+        close(fd);
+        return UV_ECANCELED;
+    }
+    int rc = xs_leg_open_handle(l, c->p->loop);
+    if (rc == 0)
+        rc = uv_tcp_open(&l->tcp, fd);
+    if (rc < 0) {
+        close(fd); /* the handle, if open, closes with the session */
+        return rc;
+    }
+    xs_trim_touch(l, true);
+    xs_tls_mode want = c->p->cfg->upstream_tls;
+    c->server_mode = direct                    ? XS_TLSMODE_DIRECT
+                     : want == XS_TLSMODE_NONE ? XS_TLSMODE_NONE
+                                               : XS_TLSMODE_STARTTLS;
+    xs_session_set_server_mode(c->s, c->server_mode);
+    xs_leg_connected_now(l);
+    xs_leg_start_reading(l);
+    return 0;
+}
+
+static void on_dialled(void *user, int status, int fd, bool direct, const char *target,
+                       const char *cause)
+{
+    xs_conn *c = user;
+    c->dial = NULL; /* it frees itself */
+    if (xs_session_closing(c->s) || c->p->stopping) {
+        if (fd >= 0)
+            close(fd);
+        xs_conn_settle(c);
+        return;
+    }
+    if (status == 0) {
+        free(c->up_key);
+        c->up_key = strdup(target);
+        status = adopt_socket(c, fd, direct);
+        cause = status < 0 ? uv_strerror(status) : NULL;
+    }
+    xs_session_on_connected(c->s, status, cause);
+    xs_conn_settle(c);
+}
+
+/* Says why an auto upstream may not go to `domain`, or returns 0 when it may. */
+static int refuse_domain(xs_conn *c, const char *domain)
+{
+    const xs_proxy_config *cfg = c->p->cfg;
+    char why[400];
+    if (domain[0] == 0)
+        snprintf(why, sizeof(why),
+                 "the client named no domain (no SNI, no stream 'to'): "
+                 "--upstream auto cannot know where to go");
+    else if (!xs_dns_name_ok(domain))
+        snprintf(why, sizeof(why), "'%.260s' is not a domain name", domain);
+    else {
+        for (size_t i = 0; i < cfg->n_allow_domains; i++)
+            if (xs_domain_match(cfg->allow_domains[i], domain))
+                return 0;
+        if (cfg->n_allow_domains == 0)
+            return 0;
+        snprintf(why, sizeof(why), "%.260s is not allowed by --allow-domain: refused", domain);
+    }
+    xs_session_on_connected(c->s, XS_EINVAL, why);
+    return XS_EINVAL;
+}
+
+static int reach_connect(xs_conn *c)
+{
+    xs_proxy *p = c->p;
+    const char *domain = p->up_kind == XS_UP_DOMAIN ? p->up_host : xs_session_domain(c->s);
+    if (p->up_kind == XS_UP_AUTO && refuse_domain(c, domain) < 0)
+        return 0; /* the session was told */
+    unsigned kinds = p->cfg->upstream_tls == XS_TLSMODE_MIRROR   ? XS_DIAL_STARTTLS | XS_DIAL_DIRECT
+                     : p->cfg->upstream_tls == XS_TLSMODE_DIRECT ? XS_DIAL_DIRECT
+                                                                 : XS_DIAL_STARTTLS;
+    static const xs_dial_cbs cbs = {.say = on_dial_say, .done = on_dialled};
+    unsigned timeout = p->cfg->handshake_timeout < 10 ? p->cfg->handshake_timeout : 10;
+    return xs_dial_start(p->resolver, p->loop, domain, 0, kinds, timeout * 1000u, &cbs, c,
+                         &c->dial);
+}
+
 static int io_connect(void *ctx)
 {
     xs_conn *c = ctx;
     xs_proxy *p = c->p;
+    if (p->up_kind != XS_UP_HOSTPORT)
+        return reach_connect(c);
     bool direct = c->server_mode == XS_TLSMODE_DIRECT;
     const char *host = direct ? p->upd_host : p->up_host, *port = direct ? p->upd_port : p->up_port;
     /* An address needs no resolver: going through libuv's thread pool for it cost every
@@ -333,6 +433,8 @@ static void conn_free(xs_conn *c)
     xs_session_free(c->s);
     for (int i = 0; i < 2; i++)
         xs_leg_free(&c->leg[i]);
+    xs_dial_cancel(c->dial);
+    free(c->up_key);
     bool listed = c->listed;
     if (listed) {
         if (c->prev)
@@ -451,7 +553,7 @@ static int client_direct_tls(xs_conn *c)
     xs_leg *cl = &c->leg[XS_CLIENT];
     struct in6_addr ip;
     const char *defname = p->cfg->server_name;
-    if (defname == NULL && inet_pton(AF_INET, p->upd_host, &ip) != 1 &&
+    if (defname == NULL && p->upd_host[0] && inet_pton(AF_INET, p->upd_host, &ip) != 1 &&
         inet_pton(AF_INET6, p->upd_host, &ip) != 1)
         defname = p->upd_host;
     int rc = xs_tls_new(p->server_ctx, defname, &cl->tls);

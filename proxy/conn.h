@@ -40,6 +40,8 @@ typedef struct xs_conn {
     unsigned handles; /* handles opened and not yet closed */
     bool dead;        /* every handle closed: free at the end of the callback */
     xs_tls_mode server_mode;
+    struct xs_dial *dial; /* finding and connecting the server (proxy/resolve.h), under way */
+    char *up_key;         /* "host:port" of the server dialled (TLS resumption), allocated */
     struct xs_conn *prev, *next;
 } xs_conn;
 

@@ -66,7 +66,10 @@ int xs_listener_open(xs_proxy *p, xs_listener *ls, const char *spec, xs_tls_mode
         .observers = p->observers,
         .n_observers = p->n_observers,
         .show_secrets = p->cfg->console.show_secrets,
-        .server_name = p->cfg->server_name,
+        /* A domain's certificate is checked against the domain, not the SRV target (RFC 6125). */
+        .server_name = p->cfg->server_name != NULL  ? p->cfg->server_name
+                       : p->up_kind == XS_UP_DOMAIN ? p->up_host
+                                                    : NULL,
         .rules = &p->rules,
         .user_rules = p->cfg->rules_path != NULL,
     };

@@ -11,6 +11,7 @@
 #include "proxy/conn.h"
 #include "proxy/file.h"
 #include "proxy/proxy_impl.h"
+#include "proxy/resolve.h"
 #include "proxy/tls.h"
 
 #include <errno.h>
@@ -79,6 +80,8 @@ static void close_signals(xs_proxy *p)
         uv_close((uv_handle_t *)&p->tick_timer, NULL);
     if (p->cfg->rules_path != NULL)
         uv_close((uv_handle_t *)&p->sighup, NULL);
+    xs_resolver_free(p->resolver); /* no session is left to use it */
+    p->resolver = NULL;
 }
 
 void xs_proxy_conn_gone(xs_proxy *p)
@@ -260,9 +263,46 @@ static int open_private(const char *path, const char *what, FILE **out, xs_diag 
     return rc;
 }
 
+/* --upstream DOMAIN (no port) or auto: the server is found as a client finds it, with a resolver
+ * on the loop (proxy/resolve.h). Returns 1 when it is one of those, 0 for HOST:PORT, or
+ * XS_EINVAL. */
+static int parse_reach(xs_proxy *p, xs_diag *diag)
+{
+    const xs_proxy_config *cfg = p->cfg;
+    const char *up = cfg->upstream;
+    if (strcmp(up, "auto") == 0)
+        p->up_kind = XS_UP_AUTO;
+    else if (strchr(up, ':') == NULL && up[0] != '[')
+        p->up_kind = XS_UP_DOMAIN;
+    else
+        return 0;
+    if (p->up_kind == XS_UP_DOMAIN && !xs_dns_name_ok(up))
+        return xs_diag_set(diag, XS_EINVAL,
+                           "cannot read --upstream '%s': expected HOST:PORT, a domain (its SRV "
+                           "records are looked up) or auto",
+                           up);
+    if (cfg->upstream_direct != NULL)
+        return xs_diag_set(diag, XS_EINVAL,
+                           "--upstream-direct goes with --upstream HOST:PORT: a domain's SRV "
+                           "records (_xmpps-client._tcp) give its direct TLS servers");
+    if (p->up_kind == XS_UP_DOMAIN) {
+        snprintf(p->up_host, sizeof(p->up_host), "%s", up);
+        snprintf(p->upd_host, sizeof(p->upd_host), "%s", up);
+    }
+    int rc = xs_resolver_new(p->loop, cfg->dns, &p->resolver, diag);
+    return rc < 0 ? rc : 1;
+}
+
 static int parse_upstreams(xs_proxy *p, xs_diag *diag)
 {
     const xs_proxy_config *cfg = p->cfg;
+    int reach = parse_reach(p, diag);
+    if (reach != 0)
+        return reach < 0 ? reach : 0;
+    if (cfg->n_allow_domains > 0)
+        return xs_diag_set(diag, XS_EINVAL, "--allow-domain goes with --upstream auto");
+    if (cfg->dns != NULL)
+        say("warning: --dns is not used: --upstream %s names its server", cfg->upstream);
     if (xs_proxy_split_hostport(cfg->upstream, p->up_host, sizeof(p->up_host), p->up_port,
                                 sizeof(p->up_port)) < 0)
         return xs_diag_set(diag, XS_EINVAL, "cannot read --upstream '%s': expected HOST:PORT",
@@ -398,6 +438,14 @@ static int open_listeners(xs_proxy *p, xs_diag *diag)
         rc = xs_listener_open(p, &p->lst[0], p->cfg->listen, p->cfg->client_tls, diag);
     if (rc == 0 && p->cfg->listen_tls != NULL)
         rc = xs_listener_open(p, &p->lst[1], p->cfg->listen_tls, XS_TLSMODE_DIRECT, diag);
+    /* A proxy that goes anywhere a client asks serves only this machine unless told where. */
+    for (int i = 0; rc == 0 && i < 2; i++)
+        if (p->up_kind == XS_UP_AUTO && p->cfg->n_allow_domains == 0 && p->lst[i].open &&
+            strncmp(p->lst[i].addr, "127.", 4) != 0 && strncmp(p->lst[i].addr, "[::1]", 5) != 0)
+            rc = xs_diag_set(diag, XS_EINVAL,
+                             "--upstream auto without --allow-domain listens on loopback only "
+                             "(it would connect anywhere for anyone): listen on 127.0.0.1 or "
+                             "[::1], or give --allow-domain PATTERN");
     return rc;
 }
 
@@ -443,6 +491,28 @@ static void start_handles(xs_proxy *p)
 static void announce(const xs_proxy *p)
 {
     const xs_proxy_config *cfg = p->cfg;
+    if (p->up_kind != XS_UP_HOSTPORT) {
+        char allowed[512] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < cfg->n_allow_domains && used < sizeof(allowed); i++)
+            used += (size_t)snprintf(allowed + used, sizeof(allowed) - used, "%s%s", i ? ", " : "",
+                                     cfg->allow_domains[i]);
+        for (int i = 0; i < 2; i++)
+            if (p->lst[i].open)
+                say("listening on %s (client TLS: %s), upstream %s (server TLS: %s; found by "
+                    "SRV records, DNS %s)",
+                    p->lst[i].addr, xs_tls_mode_name(p->lst[i].client_mode),
+                    p->up_kind == XS_UP_AUTO ? "auto: the domain each client asks for"
+                                             : cfg->upstream,
+                    xs_tls_mode_name(cfg->upstream_tls), cfg->dns ? cfg->dns : "of the system");
+        if (p->up_kind == XS_UP_AUTO)
+            say("auto: %s%s",
+                used ? "connecting only to "
+                     : "any domain; listening on loopback "
+                       "only (--allow-domain to limit it)",
+                allowed);
+        return;
+    }
     const char *ud = cfg->upstream_direct ? cfg->upstream_direct : cfg->upstream;
     for (int i = 0; i < 2; i++)
         if (p->lst[i].open)
@@ -461,6 +531,7 @@ static int teardown(xs_proxy *p, int rc, xs_diag *diag)
     const xs_proxy_config *cfg = p->cfg;
     for (int i = 0; i < 2; i++)
         xs_listener_close(&p->lst[i]);
+    xs_resolver_free(p->resolver); /* set-up failed after it was made */
     uv_run(p->loop, UV_RUN_NOWAIT);
     if (p->log != NULL && xs_printer_flush(p->log) < 0 && rc == 0 && !p->log_failed)
         rc = xs_diag_set(diag, XS_EIO, "cannot finish writing %s: %s", cfg->write_path,

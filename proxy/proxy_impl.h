@@ -60,6 +60,10 @@ typedef struct xs_proxy {
     char rbuf[XS_LEG_READ_BUF]; /* every read lands here; processed before the next read */
     char pbuf[XS_LEG_READ_BUF]; /* plaintext out of TLS */
     char up_host[256], up_port[16], upd_host[256], upd_port[16];
+    /* How the server is found: the given HOST:PORT, a domain's SRV records, or the domain each
+     * client asks for (proxy/resolve.h). The resolver exists for the last two. */
+    enum { XS_UP_HOSTPORT, XS_UP_DOMAIN, XS_UP_AUTO } up_kind;
+    struct xs_resolver *resolver;
     /* The built-in rewrites and --rules, swapped on SIGHUP; sessions read it at every stanza */
     xs_rules *rules;
     unsigned fd_sessions; /* sessions the open-files limit allows (two descriptors each) */

@@ -5,6 +5,7 @@
 #include "proxy/cmd/cli.h"
 #include "inspect/error.h"
 #include "proxy/proxy.h"
+#include "proxy/resolve.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -17,7 +18,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: xmppscope proxy --upstream HOST:PORT [options]\n"
+            "usage: xmppscope proxy --upstream HOST:PORT|DOMAIN|auto [options]\n"
             "\n"
             "Sits between XMPP clients and their server: terminates TLS on both legs, shows\n"
             "every stanza of both directions, logs them, and forwards them byte for byte.\n"
@@ -30,6 +31,18 @@ static void usage(FILE *out)
             "  --upstream-direct HOST:PORT\n"
             "                            the server's direct TLS port, for server legs in\n"
             "                            direct mode (default: --upstream)\n"
+            "reaching servers:\n"
+            "  --upstream DOMAIN         find the server as a client does: SRV records\n"
+            "                            _xmpp-client._tcp (STARTTLS) and _xmpps-client._tcp\n"
+            "                            (direct TLS) in priority and weight order, else\n"
+            "                            DOMAIN:5222; each target tried in turn; the server's\n"
+            "                            certificate is checked against DOMAIN\n"
+            "  --upstream auto           each session goes to the domain its client asks for\n"
+            "                            (SNI or the stream's 'to'), found as above\n"
+            "  --allow-domain PATTERN    with auto: connect only to this domain, or to\n"
+            "                            names under *.example.org (repeatable); without\n"
+            "                            it, auto listens on loopback only\n"
+            "  --dns ADDR:PORT           ask this DNS server (default: /etc/resolv.conf's)\n"
             "TLS:\n"
             "  --client-tls MODE         on the --listen socket: starttls (default; required\n"
             "                            of the client), direct or none\n"
@@ -110,6 +123,8 @@ enum {
     O_NO_REWRITE,
     O_RULES,
     O_ON_LOG_ERROR,
+    O_DNS,
+    O_ALLOW_DOMAIN,
 };
 
 static const struct option longopts[] = {
@@ -138,6 +153,8 @@ static const struct option longopts[] = {
     {"close-timeout", required_argument, NULL, O_CLOSE_TIMEOUT},
     {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
     {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
+    {"dns", required_argument, NULL, O_DNS},
+    {"allow-domain", required_argument, NULL, O_ALLOW_DOMAIN},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
     {"help", no_argument, NULL, 'h'},
@@ -149,6 +166,7 @@ typedef struct proxy_args {
     xs_proxy_config cfg;
     const char *color;
     int listen_given;
+    const char *allow[XS_PROXY_MAX_ALLOW_DOMAINS]; /* --allow-domain, in cfg.allow_domains */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -286,6 +304,21 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_RULES:
         a->cfg.rules_path = arg;
         break;
+    case O_DNS:
+        a->cfg.dns = arg;
+        break;
+    case O_ALLOW_DOMAIN: {
+        const char *name = strncmp(arg, "*.", 2) == 0 ? arg + 2 : arg;
+        if (!xs_dns_name_ok(name))
+            return xs_cli_usage_error("proxy",
+                                      "--allow-domain takes a domain or *.DOMAIN, not '%s'", arg);
+        if (a->cfg.n_allow_domains >= XS_PROXY_MAX_ALLOW_DOMAINS)
+            return xs_cli_usage_error("proxy", "--allow-domain may be given at most %d times",
+                                      XS_PROXY_MAX_ALLOW_DOMAINS);
+        a->allow[a->cfg.n_allow_domains++] = arg;
+        a->cfg.allow_domains = a->allow;
+        break;
+    }
     case O_ON_LOG_ERROR:
         if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
             return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
@@ -302,7 +335,8 @@ static int finish_args(proxy_args *a)
 {
     if (a->cfg.upstream == NULL)
         return xs_cli_usage_error("proxy",
-                                  "--upstream HOST:PORT is required (the real XMPP server)");
+                                  "--upstream HOST:PORT, DOMAIN or auto is required (the real XMPP "
+                                  "server, or how to find it)");
     if ((a->cfg.cert_file == NULL) != (a->cfg.key_file == NULL))
         return xs_cli_usage_error("proxy", "--cert and --key go together");
     if (a->cfg.cert_file != NULL && a->cfg.ca_dir != NULL)

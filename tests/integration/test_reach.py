@@ -1,0 +1,231 @@
+"""The proxy reaches servers the way a client does: SRV records (--upstream DOMAIN), the domain
+each client asks for (--upstream auto, --allow-domain).
+
+    cd tests/integration
+    XMPPSCOPE=../../build/proxy/xmppscope /usr/bin/python3 -m unittest -v test_reach
+
+A private DNS server (dnsmasq on 127.0.0.1, xmpptest/dns.py) holds SRV records for two domains
+served by two Prosody instances; real slixmpp clients log in through the proxy. Everything listens
+on 127.0.0.1 only. Each test's proxy is stopped with SIGTERM and must exit 0 with no sanitizer
+report.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from xmpptest.client import run_session  # noqa: E402
+from xmpptest.dns import Dns  # noqa: E402
+from xmpptest.prosody import Prosody, free_ports  # noqa: E402
+from xmpptest.proxy import Proxy, ProxyError, xmppscope_binary  # noqa: E402
+
+HOST = "127.0.0.1"
+PASSWORD = "alicepass"
+
+
+class ReachCase(unittest.TestCase):
+    """Two Prosody servers (a.test and b.test), a DNS server with their SRV records, and proxies
+    that tearDown stops (exit 0, no sanitizer report, else the proxy's output is shown)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="xmpptest-reach-")
+        cls.ca_dir = os.path.join(cls.tmp, "ca")
+        cls.pa = Prosody(domain="a.test")
+        cls.pb = Prosody(domain="b.test")
+        for p in (cls.pa, cls.pb):
+            p.register("alice", PASSWORD)
+        # The proxy trusts both servers' CAs.
+        cls.bundle = os.path.join(cls.tmp, "servers-ca.pem")
+        with open(cls.bundle, "w") as f:
+            for p in (cls.pa, cls.pb):
+                with open(p.ca_file) as g:
+                    f.write(g.read())
+        cls.dead = free_ports(1)[0]  # nothing listens there
+        pa, pb = cls.pa, cls.pb
+        cls.dns = Dns(
+            srv=[
+                # a.test: the best target is down, the next one answers (STARTTLS); a direct TLS
+                # target comes after both.
+                ("_xmpp-client._tcp.a.test", "down.a.test", cls.dead, 5, 0),
+                ("_xmpp-client._tcp.a.test", "xmpp.a.test", pa.starttls_port, 10, 0),
+                ("_xmpps-client._tcp.a.test", "xmpp.a.test", pa.direct_tls_port, 20, 0),
+                # b.test: direct TLS first (XEP-0368), STARTTLS after.
+                ("_xmpps-client._tcp.b.test", "tls.b.test", pb.direct_tls_port, 5, 0),
+                ("_xmpp-client._tcp.b.test", "tls.b.test", pb.starttls_port, 10, 0),
+                # c.test exists, but a proxy limited by --allow-domain must not go there.
+                ("_xmpp-client._tcp.c.test", "xmpp.a.test", pa.starttls_port, 0, 0),
+                # d.test: its only server is down.
+                ("_xmpp-client._tcp.d.test", "down.a.test", cls.dead, 0, 0),
+            ],
+            hosts={"down.a.test": [HOST], "xmpp.a.test": [HOST], "tls.b.test": [HOST]})
+
+    @classmethod
+    def tearDownClass(cls):
+        for x in (cls.dns, cls.pa, cls.pb):
+            x.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.proxies = []
+
+    def start_proxy(self, upstream, extra=(), **kw):
+        kw.setdefault("ca_dir", self.ca_dir)
+        x = Proxy(upstream=upstream, upstream_ca=self.bundle,
+                  extra=["--dns", self.dns.server, *extra], **kw)
+        self.proxies.append(x)
+        return x
+
+    def _failed(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        for test, _ in list(getattr(result, "failures", [])) + list(getattr(result, "errors", [])):
+            if test is self or getattr(test, "test_case", None) is self:
+                return True
+        return False
+
+    def tearDown(self):
+        problems = []
+        for x in self.proxies:
+            try:
+                rc = x.stop(timeout=10)
+                if rc != 0:
+                    problems.append(f"xmppscope exited with {rc} after SIGTERM")
+            except ProxyError as e:
+                problems.append(str(e))
+            rep = x.sanitizer_report()
+            if rep:
+                problems.append("sanitizer report on xmppscope's stderr:\n" + rep[-4000:])
+        if problems or self._failed():
+            for x in self.proxies:
+                sys.stderr.write(f"\n===== {self.id()}: xmppscope output =====\n{x.dump()}")
+            sys.stderr.write(f"\n===== dnsmasq =====\n{self.dns.log_text()[-3000:]}")
+        for x in self.proxies:
+            x.cleanup()
+        if problems:
+            self.fail("\n".join(problems))
+
+    def login(self, x, domain, tls="starttls", **kw):
+        port = x.tls_port if tls == "direct" else x.port
+        return run_session(f"alice@{domain}", PASSWORD, HOST, port, tls=tls, ca_file=x.ca_file,
+                           timeout=kw.pop("timeout", 15), **kw)
+
+    def assertInOrder(self, text, *patterns):
+        pos = 0
+        for p in patterns:
+            m = re.compile(p).search(text, pos)
+            self.assertIsNotNone(m, f"{p!r} not found after offset {pos}")
+            pos = m.end()
+
+
+class TestSrv(ReachCase):
+    def test_auto_carries_a_login_to_each_domain(self):
+        """One proxy in auto mode: alice@a.test (STARTTLS) and alice@b.test (direct TLS) each
+        reach their own server, found by SRV; a.test's first target is down."""
+        x = self.start_proxy("auto")
+        ra = self.login(x, "a.test")
+        self.assertTrue(ra["ok"], ra["error"])
+        self.assertTrue(ra["bound_jid"].startswith("alice@a.test/"))
+        rb = self.login(x, "b.test", tls="direct")
+        self.assertTrue(rb["ok"], rb["error"])
+        self.assertTrue(rb["bound_jid"].startswith("alice@b.test/"))
+        out = x.stdout_text()
+        pa, pb = self.pa, self.pb
+        # a.test: every target shown in order, the first one fails, the second is used.
+        self.assertInOrder(
+            out,
+            rf"SRV _xmpp-client\._tcp\.a\.test → down\.a\.test:{self.dead} \(prio 5",
+            rf"SRV _xmpp-client\._tcp\.a\.test → xmpp\.a\.test:{pa.starttls_port} \(prio 10",
+            rf"SRV _xmpps-client\._tcp\.a\.test → xmpp\.a\.test:{pa.direct_tls_port} \(prio 20",
+            rf"cannot connect to 127\.0\.0\.1:{self.dead} \(down\.a\.test\): connection refused",
+            rf"connected to 127\.0\.0\.1:{pa.starttls_port} \(xmpp\.a\.test:{pa.starttls_port}, "
+            r"STARTTLS\)",
+            r"server leg: connected \(starttls\)",
+            r"server certificate CN=a\.test \(ok\)")
+        # b.test: the direct TLS target has the better priority: the server leg is direct TLS.
+        self.assertInOrder(
+            out,
+            rf"SRV _xmpps-client\._tcp\.b\.test → tls\.b\.test:{pb.direct_tls_port} \(prio 5",
+            rf"connected to 127\.0\.0\.1:{pb.direct_tls_port} \(tls\.b\.test:"
+            rf"{pb.direct_tls_port}, direct TLS\)",
+            r"server leg: connected \(direct\)",
+            r"server certificate CN=b\.test \(ok\)")
+
+    def test_domain_upstream_checks_the_domain_not_the_target(self):
+        """--upstream a.test: the SRV target is xmpp.a.test, the certificate names only a.test
+        (RFC 6125: the domain is the reference identity), and the login succeeds."""
+        x = self.start_proxy("a.test")
+        self.assertIn("upstream a.test", x.stderr_text())
+        r = self.login(x, "a.test", tls="direct")
+        self.assertTrue(r["ok"], r["error"])
+        self.assertRegex(x.stdout_text(), r"server certificate CN=a\.test \(ok\)")
+
+    def test_upstream_tls_starttls_follows_only_xmpp_client(self):
+        """--upstream-tls starttls: b.test's better direct TLS target is not used."""
+        x = self.start_proxy("b.test", upstream_tls="starttls")
+        r = self.login(x, "b.test", tls="direct")
+        self.assertTrue(r["ok"], r["error"])
+        out = x.stdout_text()
+        self.assertNotIn("_xmpps-client", out)
+        self.assertRegex(out, rf"connected to 127\.0\.0\.1:{self.pb.starttls_port} .*STARTTLS")
+
+    def test_allow_domain_refuses_another_domain(self):
+        x = self.start_proxy("auto", extra=["--allow-domain", "a.test",
+                                            "--allow-domain", "*.b.test"])
+        self.assertIn("auto: connecting only to a.test, *.b.test", x.stderr_text())
+        r = self.login(x, "c.test", timeout=8)
+        self.assertFalse(r["ok"])
+        self.assertEqual((r["stream_error"] or {}).get("condition"), "remote-connection-failed",
+                         r["error"])
+        self.assertRegex(x.stdout_text(),
+                         r"error: upstream: cannot connect to the server: c\.test is not allowed "
+                         r"by --allow-domain: refused: <remote-connection-failed/> to the client")
+        self.assertNotIn("_xmpp-client._tcp.c.test", self.dns.log_text())
+        # The allowed domain still works through the same proxy.
+        r = self.login(x, "a.test")
+        self.assertTrue(r["ok"], r["error"])
+
+    def test_every_target_down(self):
+        x = self.start_proxy("auto")
+        r = self.login(x, "d.test", timeout=8)
+        self.assertEqual((r["stream_error"] or {}).get("condition"), "remote-connection-failed",
+                         r["error"])
+        self.assertRegex(x.stdout_text(), r"every server of d\.test failed \(last: down\.a\.test:"
+                                          rf"{self.dead} \(127\.0\.0\.1:{self.dead}\): connection "
+                                          r"refused\)")
+
+    def test_auto_without_allow_domain_listens_on_loopback_only(self):
+        r = subprocess.run([xmppscope_binary(), "proxy", "--upstream", "auto", "--ca-dir",
+                            self.ca_dir, "--listen", "0.0.0.0:0", "--dns", self.dns.server],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--upstream auto without --allow-domain listens on loopback only",
+                      r.stderr)
+
+    def test_bad_options(self):
+        cases = [
+            (["--upstream", "exa mple"], "cannot read --upstream 'exa mple'"),
+            (["--upstream", "a.test", "--upstream-direct", "127.0.0.1:1"],
+             "--upstream-direct goes with --upstream HOST:PORT"),
+            (["--upstream", "127.0.0.1:1", "--allow-domain", "a.test"],
+             "--allow-domain goes with --upstream auto"),
+            (["--upstream", "auto", "--allow-domain", "a b"], "--allow-domain takes a domain"),
+            (["--upstream", "auto", "--dns", "not-an-address"], "cannot read --dns"),
+        ]
+        for args, want in cases:
+            with self.subTest(args=args):
+                r = subprocess.run([xmppscope_binary(), "proxy", "--ca-dir", self.ca_dir,
+                                    "--listen", "127.0.0.1:0", *args],
+                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                   timeout=20)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(want, r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
