@@ -3,6 +3,7 @@
 
 #include "inspect/error.h"
 #include "proxy/proxy_impl.h"
+#include "proxy/proxyproto.h"
 #include "proxy/resolve.h"
 
 #include <arpa/inet.h>
@@ -54,7 +55,7 @@ static void on_timer(uv_timer_t *t)
     xs_conn *c = t->data;
     xs_conn_timer k = c->timer_kind;
     c->timer_kind = XS_TIMER_NONE;
-    if (k == XS_TIMER_HANDSHAKE && !xs_session_forwarding(c->s)) {
+    if (k == XS_TIMER_HANDSHAKE && c->s != NULL && !xs_session_forwarding(c->s)) {
         char what[128];
         snprintf(what, sizeof(what), "the session was not set up within %u s",
                  c->p->cfg->handshake_timeout);
@@ -68,6 +69,10 @@ static void on_timer(uv_timer_t *t)
         xs_session_on_closed(c->s, lag, 0, what);
     } else if (k == XS_TIMER_LINGER) {
         xs_conn_cut(c);
+    } else if (k == XS_TIMER_PREAMBLE) {
+        xs_proxy_say("closing the connection of %s on %s: no PROXY protocol header within %u s",
+                     c->pp_peer ? c->pp_peer : "?", c->ls->addr, c->p->cfg->handshake_timeout);
+        xs_conn_abort(c);
     }
     xs_conn_settle(c);
 }
@@ -435,6 +440,7 @@ static void conn_free(xs_conn *c)
         xs_leg_free(&c->leg[i]);
     xs_dial_cancel(c->dial);
     free(c->up_key);
+    xs_pp_conn_free(c);
     bool listed = c->listed;
     if (listed) {
         if (c->prev)
@@ -493,8 +499,13 @@ void xs_conn_settle(xs_conn *c)
         xs_leg_settle_close(l);
         xs_leg_flush(l);
     }
-    if (c->s == NULL)
-        return; /* refused before it had a session: its handle is closing */
+    if (c->s == NULL) {
+        /* Refused before it had a session (or before its PROXY header): its handle is closing,
+         * and so is its deadline once the leg is done. */
+        if (xs_leg_done(&c->leg[XS_CLIENT]))
+            close_timers(c);
+        return;
+    }
     backpressure(c);
     if (xs_session_forwarding(c->s) && c->timer_kind == XS_TIMER_HANDSHAKE)
         timer_stop(c);
@@ -576,6 +587,45 @@ static void conn_list(xs_conn *c)
     c->listed = true;
 }
 
+/* The client is known (its address, after a PROXY protocol header if the listener wants one): its
+ * session starts. `note`, when not NULL, is told right after the session's first line. */
+void xs_conn_begin(xs_conn *c, const char *peer, const char *note)
+{
+    xs_proxy *p = c->p;
+    xs_listener *ls = c->ls;
+    xs_leg *cl = &c->leg[XS_CLIENT];
+    c->server_mode =
+        p->cfg->upstream_tls == XS_TLSMODE_MIRROR ? ls->client_mode : p->cfg->upstream_tls;
+    int rc = xs_session_new(&ls->scfg, &session_io, c, ++p->next_id, peer, &c->s);
+    if (rc < 0) {
+        xs_proxy_say("refusing %s: cannot create a session: %s", peer, xs_strerror(rc));
+        xs_conn_abort(c);
+        xs_conn_settle(c);
+        return;
+    }
+    if (!c->listed)
+        conn_list(c);
+    xs_trim_touch(cl, true); /* its parser holds a libxml2 context already */
+    if (ls->client_mode == XS_TLSMODE_DIRECT && (rc = client_direct_tls(c)) < 0) {
+        xs_session_on_closed(c->s, XS_CLIENT, rc, "cannot create a TLS connection");
+        xs_conn_settle(c);
+        return;
+    }
+    xs_conn_timer_start(c, XS_TIMER_HANDSHAKE, (uint64_t)p->cfg->handshake_timeout * 1000);
+    xs_session_start(c->s);
+    if (note != NULL)
+        xs_session_say(c->s, "info", note);
+    xs_leg_start_reading(cl);
+    xs_conn_settle(c);
+}
+
+void xs_conn_abort(xs_conn *c)
+{
+    xs_conn_cut(c);
+    c->timer_open = false;
+    timer_close(c);
+}
+
 void xs_conn_accept(xs_listener *ls, uv_stream_t *server)
 {
     xs_proxy *p = ls->p;
@@ -600,25 +650,14 @@ void xs_conn_accept(xs_listener *ls, uv_stream_t *server)
     }
     xs_leg_connected_now(cl);
     c->timer_open = true; /* the handshake deadline is set below */
+    c->ls = ls;
     char peer[64];
     peer_name(cl, peer, sizeof(peer));
-    c->server_mode =
-        p->cfg->upstream_tls == XS_TLSMODE_MIRROR ? ls->client_mode : p->cfg->upstream_tls;
-    int rc = xs_session_new(&ls->scfg, &session_io, c, ++p->next_id, peer, &c->s);
-    if (rc < 0) {
-        xs_proxy_say("refusing %s: cannot create a session: %s", peer, xs_strerror(rc));
-        xs_leg_close_handle(cl);
+    if (ls->proxy_protocol) {
+        /* Listed at once, so that a stop cuts it; the session comes with the header. */
+        conn_list(c);
+        xs_pp_conn_start(c, peer);
         return;
     }
-    conn_list(c);
-    xs_trim_touch(cl, true); /* its parser holds a libxml2 context already */
-    if (ls->client_mode == XS_TLSMODE_DIRECT && (rc = client_direct_tls(c)) < 0) {
-        xs_session_on_closed(c->s, XS_CLIENT, rc, "cannot create a TLS connection");
-        xs_conn_settle(c);
-        return;
-    }
-    xs_conn_timer_start(c, XS_TIMER_HANDSHAKE, (uint64_t)p->cfg->handshake_timeout * 1000);
-    xs_session_start(c->s);
-    xs_leg_start_reading(cl);
-    xs_conn_settle(c);
+    xs_conn_begin(c, peer, NULL);
 }

@@ -23,7 +23,8 @@ typedef enum xs_conn_timer {
     XS_TIMER_NONE,
     XS_TIMER_HANDSHAKE,
     XS_TIMER_CLOSE,
-    XS_TIMER_LINGER
+    XS_TIMER_LINGER,
+    XS_TIMER_PREAMBLE /* a PROXY protocol header is awaited (proxy/proxyproto_conn.c) */
 } xs_conn_timer;
 
 typedef struct xs_conn {
@@ -40,14 +41,30 @@ typedef struct xs_conn {
     unsigned handles; /* handles opened and not yet closed */
     bool dead;        /* every handle closed: free at the end of the callback */
     xs_tls_mode server_mode;
-    struct xs_dial *dial; /* finding and connecting the server (proxy/resolve.h), under way */
-    char *up_key;         /* "host:port" of the server dialled (TLS resumption), allocated */
+    struct xs_listener *ls; /* the listener that accepted it */
+    struct xs_dial *dial;   /* finding and connecting the server (proxy/resolve.h), under way */
+    struct xs_pp_read *pp;  /* the PROXY protocol header being read; NULL otherwise */
+    char *pp_peer;          /* the sender of that header, "IP:PORT", while it is read */
+    char *up_key;           /* "host:port" of the server dialled (TLS resumption), allocated */
     struct xs_conn *prev, *next;
 } xs_conn;
 
 /* Accepts a connection on the listener's socket into a new conn and starts its session. Refusals
  * (limits, stopping, no memory) are said on stderr and the socket is closed. */
 void xs_conn_accept(struct xs_listener *ls, uv_stream_t *server);
+
+/* Starts the session of an accepted conn whose client is `peer` ("IP:PORT"); `note` (or NULL) is
+ * a line told right after the session's first. */
+void xs_conn_begin(xs_conn *c, const char *peer, const char *note);
+
+/* Closes the conn's handles and its deadline at once (a refused connection). */
+void xs_conn_abort(xs_conn *c);
+
+/* The PROXY protocol on a listener (proxyproto_conn.c): reads the header of the accepted conn,
+ * no further than its end, then xs_conn_begin() with the client it names; a bad header closes the
+ * connection with a line on stderr. `peer` is the sender's address. */
+void xs_pp_conn_start(xs_conn *c, const char *peer);
+void xs_pp_conn_free(xs_conn *c);
 
 /* The end of every callback into the conn (see above). May free the conn. */
 void xs_conn_settle(xs_conn *c);

@@ -56,6 +56,7 @@ int xs_listener_open(xs_proxy *p, xs_listener *ls, const char *spec, xs_tls_mode
                            host);
     ls->p = p;
     ls->client_mode = mode;
+    ls->proxy_protocol = p->cfg->proxy_protocol != 0;
     /* The same for every session of the listener: one copy here rather than one per session.
      * The printers exist by now; the rules are read through &p->rules at every stanza. */
     ls->scfg = (xs_session_cfg){

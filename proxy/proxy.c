@@ -147,6 +147,10 @@ static void on_signal(uv_signal_t *h, int signum)
     xs_conn *next;
     for (xs_conn *c = p->conns; c != NULL; c = next) {
         next = c->next;
+        if (c->s == NULL) { /* still reading its PROXY protocol header */
+            xs_conn_abort(c);
+            continue;
+        }
         xs_session_shutdown(c->s);
         xs_conn_settle(c);
     }

@@ -57,6 +57,8 @@ typedef struct xs_proxy_config {
     /* Reaching servers (issue 15): the DNS server to ask, "ADDR:PORT" (NULL: the system's), and
      * the --allow-domain patterns an "auto" upstream may connect to (none: any, loopback only). */
     const char *dns;
+    int proxy_protocol; /* --proxy-protocol: connections to --listen/--listen-tls start with a
+                           PROXY protocol v1 or v2 header (proxy/proxyproto.h) */
     const char *const *allow_domains;
     size_t n_allow_domains;
 } xs_proxy_config;

@@ -23,6 +23,7 @@ typedef struct xs_listener {
     xs_tls_mode client_mode;
     xs_session_cfg scfg; /* what every session of this listener is made with */
     bool open;
+    bool proxy_protocol; /* every connection starts with a PROXY protocol header */
     char addr[64];
 } xs_listener;
 

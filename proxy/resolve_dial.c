@@ -33,7 +33,7 @@ struct xs_dial {
     uv_tcp_t *tcp; /* the attempt under way; NULL between attempts */
     uv_connect_t creq;
     uv_timer_t timer;
-    char cause[256]; /* why the last attempt failed */
+    char cause[600]; /* why the last attempt failed */
 };
 
 static void maybe_free(xs_dial *d)
@@ -118,7 +118,7 @@ static void on_connect(uv_connect_t *req, int status)
     d->pending--;
     uv_timer_stop(&d->timer);
     const xs_srv_target *t = &d->t[d->ti];
-    char where[300];
+    char where[80];
     addr_name(&d->addrs[d->ai], where, sizeof(where));
     int fd = -1;
     if (status == 0 && !d->cancelled) {
@@ -184,7 +184,7 @@ static void next_addr(xs_dial *d)
     int rc = uv_tcp_connect(&d->creq, tcp, (const struct sockaddr *)&d->addrs[d->ai], on_connect);
     if (rc < 0) {
         uv_close((uv_handle_t *)tcp, on_tcp_closed);
-        char where[300];
+        char where[80];
         addr_name(&d->addrs[d->ai], where, sizeof(where));
         snprintf(d->cause, sizeof(d->cause), "%s: %s", where, uv_strerror(rc));
         say(d, "warning", "cannot connect to %s: %s; trying the next", where, uv_strerror(rc));
@@ -237,8 +237,8 @@ static void next_target(xs_dial *d)
     if (d->cancelled || d->finished)
         return;
     if (d->ti >= d->n) {
-        char why[400];
-        snprintf(why, sizeof(why), "every server of %s failed (last: %s)", d->domain,
+        char why[600];
+        snprintf(why, sizeof(why), "every server of %.253s failed (last: %.300s)", d->domain,
                  d->cause[0] ? d->cause : "none");
         finish(d, UV_ECONNREFUSED, -1, false, NULL, why);
         return;

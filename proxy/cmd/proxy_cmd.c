@@ -43,6 +43,10 @@ static void usage(FILE *out)
             "                            names under *.example.org (repeatable); without\n"
             "                            it, auto listens on loopback only\n"
             "  --dns ADDR:PORT           ask this DNS server (default: /etc/resolv.conf's)\n"
+            "  --proxy-protocol          connections to --listen and --listen-tls start with\n"
+            "                            a PROXY protocol v1 or v2 header (HAProxy, nginx):\n"
+            "                            the client it names is shown and logged; a\n"
+            "                            connection without a valid one is closed\n"
             "TLS:\n"
             "  --client-tls MODE         on the --listen socket: starttls (default; required\n"
             "                            of the client), direct or none\n"
@@ -125,6 +129,7 @@ enum {
     O_ON_LOG_ERROR,
     O_DNS,
     O_ALLOW_DOMAIN,
+    O_PROXY_PROTOCOL,
 };
 
 static const struct option longopts[] = {
@@ -155,6 +160,7 @@ static const struct option longopts[] = {
     {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
     {"dns", required_argument, NULL, O_DNS},
     {"allow-domain", required_argument, NULL, O_ALLOW_DOMAIN},
+    {"proxy-protocol", no_argument, NULL, O_PROXY_PROTOCOL},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
     {"help", no_argument, NULL, 'h'},
@@ -306,6 +312,9 @@ static int take_option(proxy_args *a, int c, const char *arg)
         break;
     case O_DNS:
         a->cfg.dns = arg;
+        break;
+    case O_PROXY_PROTOCOL:
+        a->cfg.proxy_protocol = 1;
         break;
     case O_ALLOW_DOMAIN: {
         const char *name = strncmp(arg, "*.", 2) == 0 ? arg + 2 : arg;

@@ -21,7 +21,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from xmpptest.client import run_session  # noqa: E402
+from xmpptest import rawclient  # noqa: E402
 from xmpptest.dns import Dns  # noqa: E402
+from xmpptest.haproxy import HAProxy  # noqa: E402
 from xmpptest.prosody import Prosody, free_ports  # noqa: E402
 from xmpptest.proxy import Proxy, ProxyError, xmppscope_binary  # noqa: E402
 
@@ -75,10 +77,10 @@ class ReachCase(unittest.TestCase):
     def setUp(self):
         self.proxies = []
 
-    def start_proxy(self, upstream, extra=(), **kw):
+    def start_proxy(self, upstream, extra=(), dns=True, **kw):
         kw.setdefault("ca_dir", self.ca_dir)
         x = Proxy(upstream=upstream, upstream_ca=self.bundle,
-                  extra=["--dns", self.dns.server, *extra], **kw)
+                  extra=(["--dns", self.dns.server] if dns else []) + list(extra), **kw)
         self.proxies.append(x)
         return x
 
@@ -225,6 +227,69 @@ class TestSrv(ReachCase):
                                    timeout=20)
                 self.assertEqual(r.returncode, 2, r.stderr)
                 self.assertIn(want, r.stderr)
+
+
+class TestProxyProtocol(ReachCase):
+    """--proxy-protocol behind a real HAProxy (send-proxy and send-proxy-v2)."""
+
+    def start_pp_proxy(self):
+        pa = self.pa
+        return self.start_proxy((HOST, pa.starttls_port), dns=False,
+                                upstream_direct=(HOST, pa.direct_tls_port),
+                                extra=["--proxy-protocol"])
+
+    def test_v1_and_v2_from_haproxy(self):
+        x = self.start_pp_proxy()
+        for version, tls, port in ((1, "starttls", x.port), (2, "direct", x.tls_port)):
+            with self.subTest(version=version), HAProxy((HOST, port), version=version) as h:
+                before = x.stdout_text()
+                r = run_session("alice@a.test", PASSWORD, HOST, h.port, tls=tls,
+                                ca_file=x.ca_file, timeout=15)
+                self.assertTrue(r["ok"], f"{r['error']}\n{h.log_text()}")
+                out = x.stdout_text()[len(before):]
+                m = re.search(rf"PROXY protocol v{version} from 127\.0\.0\.1:(\d+): the client is "
+                              rf"127\.0\.0\.1:(\d+), it connected to 127\.0\.0\.1:{h.port}", out)
+                self.assertIsNotNone(m, out[:3000])
+                sender, client = m.groups()
+                self.assertNotEqual(sender, client)
+                # The session is the client's: its first line names the real client.
+                self.assertRegex(out, rf"client 127\.0\.0\.1:{client} connected")
+
+    def test_bad_header_refused_without_affecting_other_sessions(self):
+        x = self.start_pp_proxy()
+        good = rawclient.RawClient(x.port)
+        good.send(b"PROXY TCP4 192.0.2.10 127.0.0.1 40000 5222\r\n" +
+                  rawclient.stream_header("a.test"))
+        self.assertIn(b"starttls", good.read_features())
+        bad_inputs = [
+            b"PROXY TCP4 192.0.2.10 127.0.0.1 40000 522222\r\n",
+            b"PROXY TCP4 192.0.2.10  127.0.0.1 40000 5222\r\n",
+            b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x05\x00\x00\x00\x00\x00",
+            rawclient.stream_header("a.test"),
+            b"PROXY UNKNOWN " + b"x" * 200,
+        ]
+        for data in bad_inputs:
+            with self.subTest(data=data[:30]):
+                with rawclient.RawClient(x.port) as c:
+                    c.send(data)
+                    got = c.read_all(timeout=5)
+                self.assertEqual(got, b"", "nothing is said to a sender with a bad header")
+        err = x.stderr_text()
+        for why in ("v1: an address or a port cannot be read",
+                    "v1: expected 'PROXY TCP4|TCP6 SRC DST SPORT DPORT' with single spaces",
+                    "v2: shorter than the addresses of its family",
+                    "no PROXY protocol header (neither 'PROXY ' nor the v2 signature)",
+                    "v1: no CRLF within 107 bytes"):
+            self.assertRegex(err, r"refusing the connection of 127\.0\.0\.1:\d+ on "
+                                  r"127\.0\.0\.1:\d+: bad PROXY protocol header: " + re.escape(why))
+        # The good session goes on: STARTTLS and a login on the same connection.
+        good.send(rawclient.STARTTLS)
+        self.assertRegex(good.read_until(rb"<proceed"), rb"<proceed")
+        good.close()
+        self.assertRegex(x.stdout_text(), r"client 192\.0\.2\.10:40000 connected")
+        self.assertIn("the client is 192.0.2.10:40000, it connected to 127.0.0.1:5222",
+                      x.stdout_text())
+        self.assertTrue(x.running)
 
 
 if __name__ == "__main__":
