@@ -70,8 +70,10 @@ static void on_timer(uv_timer_t *t)
     } else if (k == XS_TIMER_LINGER) {
         xs_conn_cut(c);
     } else if (k == XS_TIMER_PREAMBLE) {
-        xs_proxy_say("closing the connection of %s on %s: no PROXY protocol header within %u s",
-                     c->pp_peer ? c->pp_peer : "?", c->ls->addr, c->p->cfg->handshake_timeout);
+        xs_proxy_say("closing a connection on %s: its %s did not finish within %u s", c->ls->addr,
+                     c->ls->kind == XS_LST_SOCKS ? "SOCKS5 dialogue" : "PROXY protocol header",
+                     c->p->cfg->handshake_timeout);
+        xs_socks_conn_free(c);
         xs_conn_abort(c);
     }
     xs_conn_settle(c);
@@ -358,10 +360,26 @@ static int reach_connect(xs_conn *c)
                          &c->dial);
 }
 
+/* The destination was connected before the session (SOCKS5, transparent): the server leg takes
+ * that socket, secured as the client leg is (mirror) or as --upstream-tls says. */
+static int connect_pre(xs_conn *c)
+{
+    xs_tls_mode want = c->p->cfg->upstream_tls;
+    bool direct =
+        want == XS_TLSMODE_MIRROR ? c->client_mode == XS_TLSMODE_DIRECT : want == XS_TLSMODE_DIRECT;
+    int fd = c->pre_fd;
+    c->pre_fd = -1;
+    int rc = adopt_socket(c, fd, direct);
+    xs_session_on_connected(c->s, rc, rc < 0 ? uv_strerror(rc) : NULL);
+    return 0;
+}
+
 static int io_connect(void *ctx)
 {
     xs_conn *c = ctx;
     xs_proxy *p = c->p;
+    if (c->pre_fd >= 0)
+        return connect_pre(c);
     if (p->up_kind != XS_UP_HOSTPORT)
         return reach_connect(c);
     bool direct = c->server_mode == XS_TLSMODE_DIRECT;
@@ -441,6 +459,7 @@ static void conn_free(xs_conn *c)
     xs_dial_cancel(c->dial);
     free(c->up_key);
     xs_pp_conn_free(c);
+    xs_socks_conn_free(c);
     bool listed = c->listed;
     if (listed) {
         if (c->prev)
@@ -595,8 +614,9 @@ void xs_conn_begin(xs_conn *c, const char *peer, const char *note)
     xs_listener *ls = c->ls;
     xs_leg *cl = &c->leg[XS_CLIENT];
     c->server_mode =
-        p->cfg->upstream_tls == XS_TLSMODE_MIRROR ? ls->client_mode : p->cfg->upstream_tls;
-    int rc = xs_session_new(&ls->scfg, &session_io, c, ++p->next_id, peer, &c->s);
+        p->cfg->upstream_tls == XS_TLSMODE_MIRROR ? c->client_mode : p->cfg->upstream_tls;
+    const xs_session_cfg *scfg = c->client_mode == ls->client_mode ? &ls->scfg : &ls->scfg_tls;
+    int rc = xs_session_new(scfg, &session_io, c, ++p->next_id, peer, &c->s);
     if (rc < 0) {
         xs_proxy_say("refusing %s: cannot create a session: %s", peer, xs_strerror(rc));
         xs_conn_abort(c);
@@ -606,7 +626,7 @@ void xs_conn_begin(xs_conn *c, const char *peer, const char *note)
     if (!c->listed)
         conn_list(c);
     xs_trim_touch(cl, true); /* its parser holds a libxml2 context already */
-    if (ls->client_mode == XS_TLSMODE_DIRECT && (rc = client_direct_tls(c)) < 0) {
+    if (c->client_mode == XS_TLSMODE_DIRECT && (rc = client_direct_tls(c)) < 0) {
         xs_session_on_closed(c->s, XS_CLIENT, rc, "cannot create a TLS connection");
         xs_conn_settle(c);
         return;
@@ -635,6 +655,7 @@ void xs_conn_accept(xs_listener *ls, uv_stream_t *server)
         return;
     }
     c->p = p;
+    c->pre_fd = -1;
     for (int i = 0; i < 2; i++)
         xs_leg_init(&c->leg[i], c, (xs_side)i);
     xs_leg *cl = &c->leg[XS_CLIENT];
@@ -651,12 +672,18 @@ void xs_conn_accept(xs_listener *ls, uv_stream_t *server)
     xs_leg_connected_now(cl);
     c->timer_open = true; /* the handshake deadline is set below */
     c->ls = ls;
+    c->client_mode = ls->client_mode;
     char peer[64];
     peer_name(cl, peer, sizeof(peer));
     if (ls->proxy_protocol) {
         /* Listed at once, so that a stop cuts it; the session comes with the header. */
         conn_list(c);
         xs_pp_conn_start(c, peer);
+        return;
+    }
+    if (ls->kind == XS_LST_SOCKS) {
+        conn_list(c);
+        xs_socks_conn_start(c, peer);
         return;
     }
     xs_conn_begin(c, peer, NULL);

@@ -45,7 +45,11 @@ typedef struct xs_conn {
     struct xs_dial *dial;   /* finding and connecting the server (proxy/resolve.h), under way */
     struct xs_pp_read *pp;  /* the PROXY protocol header being read; NULL otherwise */
     char *pp_peer;          /* the sender of that header, "IP:PORT", while it is read */
-    char *up_key;           /* "host:port" of the server dialled (TLS resumption), allocated */
+    struct xs_socks_conn *socks; /* the SOCKS5 dialogue (socks_conn.c); NULL otherwise */
+    int pre_fd; /* connected to the destination before the session (SOCKS5, transparent); -1 */
+    xs_tls_mode client_mode; /* how the client leg is secured (a sniffing listener: its first
+                                byte decides) */
+    char *up_key;            /* "host:port" of the server dialled (TLS resumption), allocated */
     struct xs_conn *prev, *next;
 } xs_conn;
 
@@ -65,6 +69,15 @@ void xs_conn_abort(xs_conn *c);
  * connection with a line on stderr. `peer` is the sender's address. */
 void xs_pp_conn_start(xs_conn *c, const char *peer);
 void xs_pp_conn_free(xs_conn *c);
+
+/* A SOCKS5 listener (socks_conn.c): the dialogue, the connection to the destination (kept in
+ * c->pre_fd for the server leg), the reply, then xs_conn_sniff_start(). */
+void xs_socks_conn_start(xs_conn *c, const char *peer);
+void xs_socks_conn_free(xs_conn *c);
+
+/* Waits for the client's first byte without reading it: a TLS record makes the client leg
+ * direct TLS, anything else STARTTLS; then xs_conn_begin(). Needs c->socks (its peer and note). */
+void xs_conn_sniff_start(xs_conn *c);
 
 /* The end of every callback into the conn (see above). May free the conn. */
 void xs_conn_settle(xs_conn *c);

@@ -137,7 +137,7 @@ static void on_signal(uv_signal_t *h, int signum)
     p->stopping = true;
     say("%s: closing %u session%s, then exiting", signum == SIGINT ? "SIGINT" : "SIGTERM",
         p->n_conns, p->n_conns == 1 ? "" : "s");
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < XS_PROXY_LISTENERS; i++)
         xs_listener_close(&p->lst[i]);
     if (p->n_conns == 0) {
         close_signals(p);
@@ -300,12 +300,19 @@ static int parse_reach(xs_proxy *p, xs_diag *diag)
 static int parse_upstreams(xs_proxy *p, xs_diag *diag)
 {
     const xs_proxy_config *cfg = p->cfg;
+    if (cfg->upstream == NULL) /* only listeners whose clients name their destination */
+        return xs_resolver_new(p->loop, cfg->dns, &p->resolver, diag);
     int reach = parse_reach(p, diag);
     if (reach != 0)
         return reach < 0 ? reach : 0;
-    if (cfg->n_allow_domains > 0)
-        return xs_diag_set(diag, XS_EINVAL, "--allow-domain goes with --upstream auto");
-    if (cfg->dns != NULL)
+    /* The SOCKS5 clients name their destinations: it needs a resolver. */
+    int rc = cfg->listen_socks != NULL ? xs_resolver_new(p->loop, cfg->dns, &p->resolver, diag) : 0;
+    if (rc < 0)
+        return rc;
+    if (cfg->n_allow_domains > 0 && cfg->listen_socks == NULL)
+        return xs_diag_set(diag, XS_EINVAL,
+                           "--allow-domain goes with --upstream auto or --listen-socks");
+    if (cfg->dns != NULL && cfg->listen_socks == NULL)
         say("warning: --dns is not used: --upstream %s names its server", cfg->upstream);
     if (xs_proxy_split_hostport(cfg->upstream, p->up_host, sizeof(p->up_host), p->up_port,
                                 sizeof(p->up_port)) < 0)
@@ -439,17 +446,25 @@ static int open_listeners(xs_proxy *p, xs_diag *diag)
 {
     int rc = 0;
     if (p->cfg->listen != NULL)
-        rc = xs_listener_open(p, &p->lst[0], p->cfg->listen, p->cfg->client_tls, diag);
+        rc = xs_listener_open(p, &p->lst[0], p->cfg->listen, XS_LST_XMPP, p->cfg->client_tls, diag);
     if (rc == 0 && p->cfg->listen_tls != NULL)
-        rc = xs_listener_open(p, &p->lst[1], p->cfg->listen_tls, XS_TLSMODE_DIRECT, diag);
+        rc = xs_listener_open(p, &p->lst[1], p->cfg->listen_tls, XS_LST_XMPP, XS_TLSMODE_DIRECT,
+                              diag);
+    if (rc == 0 && p->cfg->listen_socks != NULL)
+        rc = xs_listener_open(p, &p->lst[2], p->cfg->listen_socks, XS_LST_SOCKS,
+                              XS_TLSMODE_STARTTLS, diag);
     /* A proxy that goes anywhere a client asks serves only this machine unless told where. */
-    for (int i = 0; rc == 0 && i < 2; i++)
-        if (p->up_kind == XS_UP_AUTO && p->cfg->n_allow_domains == 0 && p->lst[i].open &&
-            strncmp(p->lst[i].addr, "127.", 4) != 0 && strncmp(p->lst[i].addr, "[::1]", 5) != 0)
+    for (int i = 0; rc == 0 && i < XS_PROXY_LISTENERS; i++) {
+        const xs_listener *ls = &p->lst[i];
+        bool anywhere = ls->kind == XS_LST_SOCKS || p->up_kind == XS_UP_AUTO;
+        if (anywhere && p->cfg->n_allow_domains == 0 && ls->open &&
+            strncmp(ls->addr, "127.", 4) != 0 && strncmp(ls->addr, "[::1]", 5) != 0)
             rc = xs_diag_set(diag, XS_EINVAL,
-                             "--upstream auto without --allow-domain listens on loopback only "
-                             "(it would connect anywhere for anyone): listen on 127.0.0.1 or "
-                             "[::1], or give --allow-domain PATTERN");
+                             "%s without --allow-domain listens on loopback only (it would "
+                             "connect anywhere for anyone): listen on 127.0.0.1 or [::1], or "
+                             "give --allow-domain PATTERN",
+                             ls->kind == XS_LST_SOCKS ? "--listen-socks" : "--upstream auto");
+    }
     return rc;
 }
 
@@ -495,6 +510,14 @@ static void start_handles(xs_proxy *p)
 static void announce(const xs_proxy *p)
 {
     const xs_proxy_config *cfg = p->cfg;
+    if (p->lst[2].open)
+        say("SOCKS5 proxy on %s (%s; the destination comes from each request, the client's "
+            "first byte decides direct TLS or STARTTLS; server TLS: %s)",
+            p->lst[2].addr,
+            cfg->socks_user ? "username/password required (--socks-auth)" : "no authentication",
+            xs_tls_mode_name(cfg->upstream_tls));
+    if (cfg->upstream == NULL)
+        return;
     if (p->up_kind != XS_UP_HOSTPORT) {
         char allowed[512] = "";
         size_t used = 0;
@@ -533,7 +556,7 @@ static void announce(const xs_proxy *p)
 static int teardown(xs_proxy *p, int rc, xs_diag *diag)
 {
     const xs_proxy_config *cfg = p->cfg;
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < XS_PROXY_LISTENERS; i++)
         xs_listener_close(&p->lst[i]);
     xs_resolver_free(p->resolver); /* set-up failed after it was made */
     uv_run(p->loop, UV_RUN_NOWAIT);

@@ -30,7 +30,8 @@ typedef struct xs_proxy_config {
     const char *listen_tls;      /* "ADDR:PORT" for direct TLS (XEP-0368); NULL: none */
     const char *upstream;        /* "HOST:PORT" of the server (STARTTLS or plain), a DOMAIN
                                     (found by its SRV records: proxy/resolve.h) or "auto" (the
-                                    domain each client asks for) */
+                                    domain each client asks for); NULL: only listeners whose
+                                    clients name their destination (--listen-socks) */
     const char *upstream_direct; /* "HOST:PORT" for direct TLS to the server; NULL: upstream */
     xs_tls_mode client_tls;      /* of the --listen socket: starttls, direct or none */
     xs_tls_mode upstream_tls;    /* mirror, starttls, direct or none */
@@ -57,6 +58,8 @@ typedef struct xs_proxy_config {
     /* Reaching servers (issue 15): the DNS server to ask, "ADDR:PORT" (NULL: the system's), and
      * the --allow-domain patterns an "auto" upstream may connect to (none: any, loopback only). */
     const char *dns;
+    const char *listen_socks;            /* --listen-socks ADDR:PORT; NULL: none */
+    const char *socks_user, *socks_pass; /* --socks-auth USER:PASS; NULL: no authentication */
     int proxy_protocol; /* --proxy-protocol: connections to --listen/--listen-tls start with a
                            PROXY protocol v1 or v2 header (proxy/proxyproto.h) */
     const char *const *allow_domains;

@@ -43,6 +43,13 @@ static void usage(FILE *out)
             "                            names under *.example.org (repeatable); without\n"
             "                            it, auto listens on loopback only\n"
             "  --dns ADDR:PORT           ask this DNS server (default: /etc/resolv.conf's)\n"
+            "  --listen-socks ADDR:PORT  a SOCKS5 listener (RFC 1928, CONNECT by name or\n"
+            "                            address): each client names its server; the first\n"
+            "                            byte after the reply decides direct TLS or STARTTLS;\n"
+            "                            --allow-domain limits the destinations, and without\n"
+            "                            it the listener must be on loopback\n"
+            "  --socks-auth USER:PASS    require RFC 1929 username/password (default: none;\n"
+            "                            a client that sends some is let in)\n"
             "  --proxy-protocol          connections to --listen and --listen-tls start with\n"
             "                            a PROXY protocol v1 or v2 header (HAProxy, nginx):\n"
             "                            the client it names is shown and logged; a\n"
@@ -130,6 +137,8 @@ enum {
     O_DNS,
     O_ALLOW_DOMAIN,
     O_PROXY_PROTOCOL,
+    O_LISTEN_SOCKS,
+    O_SOCKS_AUTH,
 };
 
 static const struct option longopts[] = {
@@ -161,6 +170,8 @@ static const struct option longopts[] = {
     {"dns", required_argument, NULL, O_DNS},
     {"allow-domain", required_argument, NULL, O_ALLOW_DOMAIN},
     {"proxy-protocol", no_argument, NULL, O_PROXY_PROTOCOL},
+    {"listen-socks", required_argument, NULL, O_LISTEN_SOCKS},
+    {"socks-auth", required_argument, NULL, O_SOCKS_AUTH},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
     {"help", no_argument, NULL, 'h'},
@@ -173,6 +184,7 @@ typedef struct proxy_args {
     const char *color;
     int listen_given;
     const char *allow[XS_PROXY_MAX_ALLOW_DOMAINS]; /* --allow-domain, in cfg.allow_domains */
+    char socks_user[256];                          /* --socks-auth's user */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -316,6 +328,20 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_PROXY_PROTOCOL:
         a->cfg.proxy_protocol = 1;
         break;
+    case O_LISTEN_SOCKS:
+        a->cfg.listen_socks = arg;
+        break;
+    case O_SOCKS_AUTH: {
+        const char *colon = strchr(arg, ':');
+        size_t ul = colon ? (size_t)(colon - arg) : 0;
+        if (colon == NULL || ul == 0 || ul > 255 || strlen(colon + 1) > 255 || colon[1] == 0)
+            return xs_cli_usage_error("proxy",
+                                      "--socks-auth takes USER:PASS (each 1 to 255 bytes)");
+        snprintf(a->socks_user, sizeof(a->socks_user), "%.*s", (int)ul, arg);
+        a->cfg.socks_user = a->socks_user;
+        a->cfg.socks_pass = colon + 1;
+        break;
+    }
     case O_ALLOW_DOMAIN: {
         const char *name = strncmp(arg, "*.", 2) == 0 ? arg + 2 : arg;
         if (!xs_dns_name_ok(name))
@@ -342,7 +368,12 @@ static int take_option(proxy_args *a, int c, const char *arg)
  * status of a usage error. */
 static int finish_args(proxy_args *a)
 {
-    if (a->cfg.upstream == NULL)
+    if (a->cfg.upstream == NULL && a->cfg.listen_socks != NULL && a->listen_given)
+        return xs_cli_usage_error("proxy", "--listen needs --upstream (only --listen-socks "
+                                           "clients name their servers)");
+    if (a->cfg.socks_user != NULL && a->cfg.listen_socks == NULL)
+        return xs_cli_usage_error("proxy", "--socks-auth goes with --listen-socks");
+    if (a->cfg.upstream == NULL && a->cfg.listen_socks == NULL)
         return xs_cli_usage_error("proxy",
                                   "--upstream HOST:PORT, DOMAIN or auto is required (the real XMPP "
                                   "server, or how to find it)");
@@ -355,7 +386,7 @@ static int finish_args(proxy_args *a)
                                   "--upstream-ca and --upstream-insecure exclude each other");
     if (a->cfg.log_stop && a->cfg.write_path == NULL)
         return xs_cli_usage_error("proxy", "--on-log-error goes with --write FILE");
-    if (!a->listen_given && a->cfg.listen_tls == NULL)
+    if (!a->listen_given && a->cfg.listen_tls == NULL && a->cfg.upstream != NULL)
         a->cfg.listen = XS_PROXY_DEFAULT_LISTEN;
     if (strcmp(a->color, "always") == 0)
         a->cfg.console.color = 1;

@@ -10,9 +10,11 @@ on 127.0.0.1 only. Each test's proxy is stopped with SIGTERM and must exit 0 wit
 report.
 """
 
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -290,6 +292,117 @@ class TestProxyProtocol(ReachCase):
         self.assertIn("the client is 192.0.2.10:40000, it connected to 127.0.0.1:5222",
                       x.stdout_text())
         self.assertTrue(x.running)
+
+
+PROXYCHAINS = shutil.which("proxychains4")
+
+
+class TestSocks(ReachCase):
+    """--listen-socks: slixmpp, a real client, made to use SOCKS5 by proxychains4 (a real SOCKS5
+    client: it hooks the process's connect() and resolves names through the proxy, so the
+    request names the server: CONNECT xmpp.a.test:PORT)."""
+
+    def setUp(self):
+        super().setUp()
+        if PROXYCHAINS is None:
+            self.fail("proxychains4 is needed (apt-get install proxychains4)")
+
+    def start_socks_proxy(self, extra=()):
+        x = self.start_proxy((HOST, self.pa.starttls_port), extra=["--listen-socks", f"{HOST}:0",
+                                                                    *extra])
+        m = re.search(r"SOCKS5 proxy on 127\.0\.0\.1:(\d+)", x.stderr_text())
+        self.assertIsNotNone(m, x.stderr_text())
+        return x, int(m.group(1))
+
+    def socks_login(self, socks_port, x, domain, host, port, tls, auth=""):
+        conf = os.path.join(self.tmp, f"proxychains-{socks_port}.conf")
+        with open(conf, "w") as f:
+            f.write("strict_chain\nproxy_dns\nremote_dns_subnet 224\n"
+                    "tcp_read_time_out 15000\ntcp_connect_time_out 8000\n"
+                    f"[ProxyList]\nsocks5 127.0.0.1 {socks_port} {auth}\n")
+        r = subprocess.run([PROXYCHAINS, "-q", "-f", conf, sys.executable, "-m", "xmpptest.client",
+                            "session", "--jid", f"alice@{domain}", "--password", PASSWORD,
+                            "--host", host, "--port", str(port), "--tls", tls,
+                            "--ca-file", x.ca_file, "--timeout", "15"],
+                           cwd=os.path.dirname(os.path.abspath(__file__)),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return {"ok": False, "error": f"exit {r.returncode}: {r.stdout[-500:]}{r.stderr[-1500:]}"}
+
+    def test_slixmpp_logs_in_through_socks5(self):
+        x, sp = self.start_socks_proxy()
+        pa, pb = self.pa, self.pb
+        for domain, host, port, tls in (("a.test", "xmpp.a.test", pa.starttls_port, "starttls"),
+                                        ("a.test", "xmpp.a.test", pa.direct_tls_port, "direct"),
+                                        ("b.test", "tls.b.test", pb.direct_tls_port, "direct")):
+            with self.subTest(host=host, tls=tls):
+                before = len(x.stdout_text())
+                r = self.socks_login(sp, x, domain, host, port, tls)
+                self.assertTrue(r["ok"], r["error"])
+                self.assertTrue(r["bound_jid"].startswith(f"alice@{domain}/"))
+                out = x.stdout_text()[before:]
+                first = "TLS first \\(direct TLS\\)" if tls == "direct" else \
+                    "XMPP first \\(STARTTLS\\)"
+                self.assertRegex(out, rf"SOCKS5 from 127\.0\.0\.1:\d+: CONNECT {re.escape(host)}:"
+                                      rf"{port}, connected to {re.escape(host)}:{port}; the client "
+                                      rf"speaks {first}")
+                self.assertRegex(out, rf"server certificate CN={re.escape(domain)} \(ok\)")
+
+    def test_username_password(self):
+        x, sp = self.start_socks_proxy(extra=["--socks-auth", "bob:s3cret"])
+        self.assertIn("username/password required", x.stderr_text())
+        r = self.socks_login(sp, x, "a.test", "xmpp.a.test", self.pa.starttls_port, "starttls",
+                             auth="bob s3cret")
+        self.assertTrue(r["ok"], r["error"])
+        self.assertIn("(user 'bob')", x.stdout_text())
+        r = self.socks_login(sp, x, "a.test", "xmpp.a.test", self.pa.starttls_port, "starttls",
+                             auth="bob wrong")
+        self.assertFalse(r["ok"])
+        self.assertRegex(x.stderr_text(), r"refusing the SOCKS5 client 127\.0\.0\.1:\d+: wrong "
+                                          r"SOCKS user name or password")
+
+    def raw_socks(self, port, data, expect_len):
+        with socket.create_connection((HOST, port), timeout=10) as s:
+            s.sendall(data)
+            got = b""
+            while len(got) < expect_len:
+                chunk = s.recv(100)
+                if not chunk:
+                    break
+                got += chunk
+            s.settimeout(5)
+            rest = s.recv(100)  # then the proxy closes
+            return got, rest
+
+    def test_refusals(self):
+        x, sp = self.start_socks_proxy(extra=["--allow-domain", "*.a.test"])
+        name = b"xmpp.c.test"
+        req = b"\x05\x01\x00" + b"\x05\x01\x00\x03" + bytes([len(name)]) + name + b"\x14\x66"
+        got, rest = self.raw_socks(sp, req, 12)
+        self.assertEqual(got[:4], b"\x05\x00\x05\x02", "not allowed by ruleset")
+        self.assertEqual(rest, b"")
+        self.assertRegex(x.stderr_text(), r"CONNECT xmpp\.c\.test:5222: refused: xmpp\.c\.test is "
+                                          r"not allowed by --allow-domain")
+        name = b"down.a.test"
+        req = (b"\x05\x01\x00\x05\x01\x00\x03" + bytes([len(name)]) + name +
+               self.dead.to_bytes(2, "big"))
+        got, rest = self.raw_socks(sp, req, 12)
+        self.assertEqual(got[:4], b"\x05\x00\x05\x05", "connection refused")
+        self.assertRegex(x.stderr_text(), rf"CONNECT down\.a\.test:{self.dead} refused: every "
+                                          r"server of down\.a\.test failed")
+        got, rest = self.raw_socks(sp, b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00", 1)
+        self.assertEqual(got, b"")
+        self.assertIn("SOCKS4 is not supported: use SOCKS5", x.stderr_text())
+        self.assertTrue(x.running)
+
+    def test_non_loopback_needs_allow_domain(self):
+        r = subprocess.run([xmppscope_binary(), "proxy", "--ca-dir", self.ca_dir,
+                            "--listen-socks", "0.0.0.0:0"], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--listen-socks without --allow-domain listens on loopback only", r.stderr)
 
 
 if __name__ == "__main__":
