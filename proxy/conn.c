@@ -71,7 +71,9 @@ static void on_timer(uv_timer_t *t)
         xs_conn_cut(c);
     } else if (k == XS_TIMER_PREAMBLE) {
         xs_proxy_say("closing a connection on %s: its %s did not finish within %u s", c->ls->addr,
-                     c->ls->kind == XS_LST_SOCKS ? "SOCKS5 dialogue" : "PROXY protocol header",
+                     c->ls->kind == XS_LST_SOCKS         ? "SOCKS5 dialogue"
+                     : c->ls->kind == XS_LST_TRANSPARENT ? "connection to its destination"
+                                                         : "PROXY protocol header",
                      c->p->cfg->handshake_timeout);
         xs_socks_conn_free(c);
         xs_conn_abort(c);
@@ -566,7 +568,12 @@ static void peer_name(xs_leg *cl, char *peer, size_t cap)
     if (uv_tcp_getpeername(&cl->tcp, (struct sockaddr *)&ss, &len) != 0)
         return;
     char ip[48];
-    if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
+    if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+        /* An IPv4 client of a dual-stack listener is named as it is: by its IPv4 address. */
+        inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], ip, sizeof(ip));
+        snprintf(peer, cap, "%s:%u", ip, ntohs(s6->sin6_port));
+    } else if (ss.ss_family == AF_INET6) {
         uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
         snprintf(peer, cap, "[%s]:%u", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
     } else {
@@ -684,6 +691,11 @@ void xs_conn_accept(xs_listener *ls, uv_stream_t *server)
     if (ls->kind == XS_LST_SOCKS) {
         conn_list(c);
         xs_socks_conn_start(c, peer);
+        return;
+    }
+    if (ls->kind == XS_LST_TRANSPARENT) {
+        conn_list(c);
+        xs_transparent_conn_start(c, peer);
         return;
     }
     xs_conn_begin(c, peer, NULL);

@@ -79,6 +79,11 @@ void xs_socks_conn_free(xs_conn *c);
  * direct TLS, anything else STARTTLS; then xs_conn_begin(). Needs c->socks (its peer and note). */
 void xs_conn_sniff_start(xs_conn *c);
 
+/* A transparent listener (socks_conn.c, proxy/transparent.h): the destination the kernel
+ * redirected the client from, connected before the session, then xs_conn_sniff_start(). A
+ * connection that was not redirected is refused (it would loop). */
+void xs_transparent_conn_start(xs_conn *c, const char *peer);
+
 /* The end of every callback into the conn (see above). May free the conn. */
 void xs_conn_settle(xs_conn *c);
 

@@ -300,13 +300,14 @@ static int parse_reach(xs_proxy *p, xs_diag *diag)
 static int parse_upstreams(xs_proxy *p, xs_diag *diag)
 {
     const xs_proxy_config *cfg = p->cfg;
-    if (cfg->upstream == NULL) /* only listeners whose clients name their destination */
+    if (cfg->upstream == NULL) /* only listeners whose clients bring their destination */
         return xs_resolver_new(p->loop, cfg->dns, &p->resolver, diag);
     int reach = parse_reach(p, diag);
     if (reach != 0)
         return reach < 0 ? reach : 0;
     /* The SOCKS5 clients name their destinations: it needs a resolver. */
-    int rc = cfg->listen_socks != NULL ? xs_resolver_new(p->loop, cfg->dns, &p->resolver, diag) : 0;
+    bool dials = cfg->listen_socks != NULL || cfg->listen_transparent != NULL;
+    int rc = dials ? xs_resolver_new(p->loop, cfg->dns, &p->resolver, diag) : 0;
     if (rc < 0)
         return rc;
     if (cfg->n_allow_domains > 0 && cfg->listen_socks == NULL)
@@ -453,6 +454,9 @@ static int open_listeners(xs_proxy *p, xs_diag *diag)
     if (rc == 0 && p->cfg->listen_socks != NULL)
         rc = xs_listener_open(p, &p->lst[2], p->cfg->listen_socks, XS_LST_SOCKS,
                               XS_TLSMODE_STARTTLS, diag);
+    if (rc == 0 && p->cfg->listen_transparent != NULL)
+        rc = xs_listener_open(p, &p->lst[3], p->cfg->listen_transparent, XS_LST_TRANSPARENT,
+                              XS_TLSMODE_STARTTLS, diag);
     /* A proxy that goes anywhere a client asks serves only this machine unless told where. */
     for (int i = 0; rc == 0 && i < XS_PROXY_LISTENERS; i++) {
         const xs_listener *ls = &p->lst[i];
@@ -516,6 +520,11 @@ static void announce(const xs_proxy *p)
             p->lst[2].addr,
             cfg->socks_user ? "username/password required (--socks-auth)" : "no authentication",
             xs_tls_mode_name(cfg->upstream_tls));
+    if (p->lst[3].open)
+        say("transparent listener on %s (connections redirected to it go to the destination "
+            "they were meant for; the client's first byte decides direct TLS or STARTTLS; "
+            "server TLS: %s)",
+            p->lst[3].addr, xs_tls_mode_name(cfg->upstream_tls));
     if (cfg->upstream == NULL)
         return;
     if (p->up_kind != XS_UP_HOSTPORT) {

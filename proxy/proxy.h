@@ -59,6 +59,7 @@ typedef struct xs_proxy_config {
      * the --allow-domain patterns an "auto" upstream may connect to (none: any, loopback only). */
     const char *dns;
     const char *listen_socks;            /* --listen-socks ADDR:PORT; NULL: none */
+    const char *listen_transparent;      /* --listen-transparent ADDR:PORT; NULL: none */
     const char *socks_user, *socks_pass; /* --socks-auth USER:PASS; NULL: no authentication */
     int proxy_protocol; /* --proxy-protocol: connections to --listen/--listen-tls start with a
                            PROXY protocol v1 or v2 header (proxy/proxyproto.h) */

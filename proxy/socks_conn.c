@@ -12,6 +12,7 @@
 #include "proxy/proxy_impl.h"
 #include "proxy/resolve.h"
 #include "proxy/socks.h"
+#include "proxy/transparent.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -31,7 +32,7 @@ struct xs_socks_conn {
     size_t len, want;
     uint8_t buf[XS_SOCKS_MSG_MAX];
     char peer[64];
-    char note[600]; /* said once the session exists */
+    char note[900]; /* said once the session exists */
     sniff *sn;
 };
 
@@ -95,7 +96,7 @@ static void on_sniff(uv_poll_t *h, int status, int events)
     /* A TLS handshake record begins with 0x16; an XMPP stream with '<' (or whitespace). */
     bool direct = b == 0x16;
     c->client_mode = direct ? XS_TLSMODE_DIRECT : XS_TLSMODE_STARTTLS;
-    char note[700], peer[64];
+    char note[1000], peer[64];
     snprintf(note, sizeof(note), "%s; the client speaks %s", sc->note,
              direct ? "TLS first (direct TLS)" : "XMPP first (STARTTLS)");
     snprintf(peer, sizeof(peer), "%s", sc->peer);
@@ -149,6 +150,20 @@ static void on_dialled(void *user, int status, int fd, bool direct, const char *
     xs_conn *c = user;
     struct xs_socks_conn *sc = c->socks;
     c->dial = NULL;
+    if (c->ls->kind == XS_LST_TRANSPARENT) {
+        if (status < 0) {
+            xs_proxy_say("%s: cannot reach %s: %s", sc->note, sc->sm.host, cause);
+            give_up(c);
+            return;
+        }
+        c->pre_fd = fd;
+        free(c->up_key);
+        c->up_key = strdup(target);
+        size_t used = strlen(sc->note);
+        snprintf(sc->note + used, sizeof(sc->note) - used, ", connected to %s", target);
+        xs_conn_sniff_start(c);
+        return;
+    }
     if (status < 0) {
         xs_proxy_say("%s: SOCKS5 CONNECT %s:%u refused: %s", sc->peer, sc->sm.host,
                      (unsigned)sc->sm.port, cause);
@@ -270,6 +285,60 @@ void xs_socks_conn_start(xs_conn *c, const char *peer)
     int rc = uv_read_start((uv_stream_t *)&c->leg[XS_CLIENT].tcp, socks_alloc, socks_read);
     if (rc < 0) {
         xs_proxy_say("cannot read from %s: %s", peer, uv_strerror(rc));
+        give_up(c);
+        return;
+    }
+    xs_conn_settle(c);
+}
+
+/* ---- transparent ---- */
+
+void xs_transparent_conn_start(xs_conn *c, const char *peer)
+{
+    xs_proxy *p = c->p;
+    struct xs_socks_conn *sc = calloc(1, sizeof(*sc));
+    if (sc == NULL) {
+        xs_proxy_say("out of memory: refusing the connection of %s", peer);
+        give_up(c);
+        return;
+    }
+    c->socks = sc;
+    snprintf(sc->peer, sizeof(sc->peer), "%s", peer);
+    uv_os_fd_t fd;
+    struct sockaddr_storage dst;
+    bool redirected = false;
+    int rc = uv_fileno((uv_handle_t *)&c->leg[XS_CLIENT].tcp, &fd);
+    if (rc == 0)
+        rc = xs_transparent_dst(fd, &dst, &redirected);
+    if (rc < 0 || !redirected) {
+        xs_proxy_say("refusing %s on %s: %s", peer, c->ls->addr,
+                     rc < 0 ? uv_strerror(rc)
+                            : "it connected to the transparent listener itself, not through a "
+                              "redirection (see README: nftables/iptables REDIRECT)");
+        give_up(c);
+        return;
+    }
+    /* The destination in text, with its port, for the dial and the console. */
+    char ip[64] = "?";
+    uint16_t port;
+    if (dst.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&dst, ip, sizeof(ip));
+        port = ntohs(((struct sockaddr_in6 *)&dst)->sin6_port);
+    } else {
+        uv_ip4_name((struct sockaddr_in *)&dst, ip, sizeof(ip));
+        port = ntohs(((struct sockaddr_in *)&dst)->sin_port);
+    }
+    snprintf(sc->sm.host, sizeof(sc->sm.host), "%s", ip);
+    sc->sm.port = port;
+    snprintf(sc->note, sizeof(sc->note), "transparent: %s dialled %s%s%s:%u", peer,
+             dst.ss_family == AF_INET6 ? "[" : "", ip, dst.ss_family == AF_INET6 ? "]" : "",
+             (unsigned)port);
+    xs_conn_timer_start(c, XS_TIMER_PREAMBLE, (uint64_t)p->cfg->handshake_timeout * 1000);
+    static const xs_dial_cbs cbs = {.say = on_dial_say, .done = on_dialled};
+    unsigned t = p->cfg->handshake_timeout < 10 ? p->cfg->handshake_timeout : 10;
+    if (xs_dial_start(p->resolver, p->loop, ip, port, XS_DIAL_STARTTLS, t * 1000u, &cbs, c,
+                      &c->dial) < 0) {
+        xs_proxy_say("out of memory: refusing the connection of %s", peer);
         give_up(c);
         return;
     }

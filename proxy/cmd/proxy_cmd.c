@@ -48,6 +48,10 @@ static void usage(FILE *out)
             "                            byte after the reply decides direct TLS or STARTTLS;\n"
             "                            --allow-domain limits the destinations, and without\n"
             "                            it the listener must be on loopback\n"
+            "  --listen-transparent ADDR:PORT\n"
+            "                            connections redirected here by the kernel\n"
+            "                            (nftables/iptables REDIRECT, TPROXY) go to the\n"
+            "                            destination they were meant for (SO_ORIGINAL_DST)\n"
             "  --socks-auth USER:PASS    require RFC 1929 username/password (default: none;\n"
             "                            a client that sends some is let in)\n"
             "  --proxy-protocol          connections to --listen and --listen-tls start with\n"
@@ -139,6 +143,7 @@ enum {
     O_PROXY_PROTOCOL,
     O_LISTEN_SOCKS,
     O_SOCKS_AUTH,
+    O_LISTEN_TRANSPARENT,
 };
 
 static const struct option longopts[] = {
@@ -172,6 +177,7 @@ static const struct option longopts[] = {
     {"proxy-protocol", no_argument, NULL, O_PROXY_PROTOCOL},
     {"listen-socks", required_argument, NULL, O_LISTEN_SOCKS},
     {"socks-auth", required_argument, NULL, O_SOCKS_AUTH},
+    {"listen-transparent", required_argument, NULL, O_LISTEN_TRANSPARENT},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
     {"help", no_argument, NULL, 'h'},
@@ -331,6 +337,9 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_LISTEN_SOCKS:
         a->cfg.listen_socks = arg;
         break;
+    case O_LISTEN_TRANSPARENT:
+        a->cfg.listen_transparent = arg;
+        break;
     case O_SOCKS_AUTH: {
         const char *colon = strchr(arg, ':');
         size_t ul = colon ? (size_t)(colon - arg) : 0;
@@ -368,12 +377,14 @@ static int take_option(proxy_args *a, int c, const char *arg)
  * status of a usage error. */
 static int finish_args(proxy_args *a)
 {
-    if (a->cfg.upstream == NULL && a->cfg.listen_socks != NULL && a->listen_given)
-        return xs_cli_usage_error("proxy", "--listen needs --upstream (only --listen-socks "
-                                           "clients name their servers)");
+    bool named = a->cfg.listen_socks != NULL || a->cfg.listen_transparent != NULL;
+    if (a->cfg.upstream == NULL && named && (a->listen_given || a->cfg.listen_tls != NULL))
+        return xs_cli_usage_error("proxy", "--listen and --listen-tls need --upstream (only "
+                                           "--listen-socks and --listen-transparent clients "
+                                           "bring their destinations)");
     if (a->cfg.socks_user != NULL && a->cfg.listen_socks == NULL)
         return xs_cli_usage_error("proxy", "--socks-auth goes with --listen-socks");
-    if (a->cfg.upstream == NULL && a->cfg.listen_socks == NULL)
+    if (a->cfg.upstream == NULL && !named)
         return xs_cli_usage_error("proxy",
                                   "--upstream HOST:PORT, DOMAIN or auto is required (the real XMPP "
                                   "server, or how to find it)");

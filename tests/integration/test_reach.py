@@ -10,6 +10,7 @@ on 127.0.0.1 only. Each test's proxy is stopped with SIGTERM and must exit 0 wit
 report.
 """
 
+import ctypes
 import json
 import os
 import re
@@ -108,7 +109,8 @@ class ReachCase(unittest.TestCase):
         if problems or self._failed():
             for x in self.proxies:
                 sys.stderr.write(f"\n===== {self.id()}: xmppscope output =====\n{x.dump()}")
-            sys.stderr.write(f"\n===== dnsmasq =====\n{self.dns.log_text()[-3000:]}")
+            if self.dns is not None:
+                sys.stderr.write(f"\n===== dnsmasq =====\n{self.dns.log_text()[-3000:]}")
         for x in self.proxies:
             x.cleanup()
         if problems:
@@ -403,6 +405,184 @@ class TestSocks(ReachCase):
                            capture_output=True, text=True, timeout=20)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("--listen-socks without --allow-domain listens on loopback only", r.stderr)
+
+
+class NetNs:
+    """Two network namespaces made by the test and removed by cleanup(): C (the client's) and P
+    (the proxy's and the server's), joined by a veth pair, 10.77.0.2 and fd77::2 in C, 10.77.0.1
+    and fd77::1 in P. Everything in P that the test starts is started from inside P (setns on
+    the test's own thread, then back)."""
+
+    CLONE_NEWNET = 0x40000000
+
+    def __init__(self):
+        tag = f"{os.getpid() % 100000}"
+        self.c, self.p = f"xsc{tag}", f"xsp{tag}"
+        self.made = []
+        self.libc = ctypes.CDLL(None, use_errno=True)
+
+    @staticmethod
+    def ip(*args, check=True):
+        return subprocess.run(["ip", *args], capture_output=True, text=True, check=check,
+                              timeout=20)
+
+    @classmethod
+    def unavailable(cls):
+        """Why namespaces cannot be used here, or None."""
+        if os.geteuid() != 0:
+            return "network namespaces need root"
+        if shutil.which("nft") is None:
+            return "nft (nftables) is not installed"
+        name = f"xsprobe{os.getpid() % 100000}"
+        r = cls.ip("netns", "add", name, check=False)
+        if r.returncode != 0:
+            return f"'ip netns add' is refused here: {r.stderr.strip()}"
+        cls.ip("netns", "del", name, check=False)
+        return None
+
+    def create(self, redirect_ports, to_port):
+        for ns in (self.c, self.p):
+            self.ip("netns", "add", ns)
+            self.made.append(ns)
+            self.ip("-n", ns, "link", "set", "lo", "up")
+        self.ip("link", "add", "vc", "netns", self.c, "type", "veth", "peer", "name", "vp",
+                "netns", self.p)
+        for ns, dev, a4, a6 in ((self.c, "vc", "10.77.0.2/24", "fd77::2/64"),
+                                (self.p, "vp", "10.77.0.1/24", "fd77::1/64")):
+            self.ip("-n", ns, "addr", "add", a4, "dev", dev)
+            self.ip("-n", ns, "addr", "add", a6, "dev", dev, "nodad")
+            self.ip("-n", ns, "link", "set", dev, "up")
+        ports = ", ".join(str(p) for p in redirect_ports)
+        rules = "".join(f"table {fam} xs {{\n  chain pre {{\n"
+                        "    type nat hook prerouting priority dstnat; policy accept;\n"
+                        f"    iifname \"vp\" tcp dport {{ {ports} }} redirect to :{to_port}\n"
+                        "  }\n}\n" for fam in ("ip", "ip6"))
+        r = subprocess.run(["ip", "netns", "exec", self.p, "nft", "-f", "-"], input=rules,
+                           text=True, capture_output=True, timeout=20)
+        if r.returncode != 0:
+            raise RuntimeError(f"nft refused the REDIRECT rules: {r.stderr}")
+
+    def enter_p(self):
+        """Context: the test's thread in P (children started inside stay there)."""
+        ns = self
+
+        class _In:
+            def __enter__(self):
+                self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+                fd = os.open(f"/run/netns/{ns.p}", os.O_RDONLY)
+                try:
+                    if ns.libc.setns(fd, NetNs.CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), "setns")
+                finally:
+                    os.close(fd)
+
+            def __exit__(self, *exc):
+                try:
+                    if ns.libc.setns(self.home, NetNs.CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), "setns back")
+                finally:
+                    os.close(self.home)
+                return False
+        return _In()
+
+    def in_c(self, argv, **kw):
+        return subprocess.run(["ip", "netns", "exec", self.c, *argv], **kw)
+
+    def cleanup(self):
+        for ns in self.made:
+            self.ip("netns", "del", ns, check=False)
+        self.made = []
+
+
+class TestTransparent(ReachCase):
+    """--listen-transparent in network namespaces: the client's traffic to the server
+    (10.77.0.1 or fd77::1) is redirected by nftables in the proxy's namespace to the proxy, which
+    connects to the destination the client dialled. IPv4 and IPv6, STARTTLS and direct TLS."""
+
+    TPORT = 15222
+
+    @classmethod
+    def setUpClass(cls):
+        why = NetNs.unavailable()
+        if why:
+            raise unittest.SkipTest(why)
+        cls.tmp = tempfile.mkdtemp(prefix="xmpptest-transparent-")
+        cls.ca_dir = os.path.join(cls.tmp, "ca")
+        cls.dns = None
+        cls.ns = NetNs()
+        try:
+            cls.server = Prosody(domain="t.test", start=False,
+                                 extra_config='interfaces = { "10.77.0.1", "fd77::1" }')
+            cls.server.host = "10.77.0.1"
+            cls.server._write_config()
+            srv = cls.server
+            cls.ns.create([srv.starttls_port, srv.direct_tls_port], cls.TPORT)
+            with cls.ns.enter_p():
+                srv.start()
+            srv.register("alice", PASSWORD)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        srv = getattr(cls, "server", None)
+        if srv is not None:
+            srv.cleanup()
+        cls.ns.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def start_transparent_proxy(self, listen):
+        srv = self.server
+        x = Proxy(upstream=("10.77.0.1", srv.starttls_port), upstream_ca=srv.ca_file,
+                  ca_dir=self.ca_dir, extra=["--listen-transparent", listen], start=False)
+        self.proxies.append(x)
+        with self.ns.enter_p():
+            x.start()
+        return x
+
+    def client_in_c(self, x, host, port, tls):
+        r = self.ns.in_c([sys.executable, "-m", "xmpptest.client", "session", "--jid",
+                          "alice@t.test", "--password", PASSWORD, "--host", host, "--port",
+                          str(port), "--tls", tls, "--ca-file", x.ca_file, "--timeout", "15"],
+                         cwd=os.path.dirname(os.path.abspath(__file__)),
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return {"ok": False, "error": f"exit {r.returncode}: {r.stdout[-500:]}{r.stderr[-1500:]}"}
+
+    def test_redirected_clients_reach_their_destination(self):
+        x = self.start_transparent_proxy(f"[::]:{self.TPORT}")
+        self.assertRegex(x.stderr_text(), rf"transparent listener on \[::\]:{self.TPORT}")
+        srv = self.server
+        for host, port, tls in (("10.77.0.1", srv.starttls_port, "starttls"),
+                                ("10.77.0.1", srv.direct_tls_port, "direct"),
+                                ("fd77::1", srv.starttls_port, "starttls"),
+                                ("fd77::1", srv.direct_tls_port, "direct")):
+            with self.subTest(host=host, tls=tls):
+                before = len(x.stdout_text())
+                r = self.client_in_c(x, host, port, tls)
+                self.assertTrue(r["ok"], r["error"])
+                out = x.stdout_text()[before:]
+                dest = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                client = r"\[fd77::2\]" if ":" in host else r"10\.77\.0\.2"
+                self.assertRegex(out, rf"client {client}:\d+ connected")
+                first = "TLS first" if tls == "direct" else "XMPP first"
+                self.assertRegex(out, rf"transparent: {client}:\d+ dialled {re.escape(dest)}, "
+                                      rf"connected to {re.escape(host)}:{port}; the client speaks "
+                                      rf"{first}")
+                self.assertRegex(out, r"server certificate CN=t\.test \(ok\)")
+
+    def test_a_connection_that_was_not_redirected_is_refused(self):
+        x = self.start_transparent_proxy(f"0.0.0.0:{self.TPORT}")
+        r = self.ns.in_c([sys.executable, "-c",
+                          "import socket; s = socket.create_connection(('10.77.0.1', "
+                          f"{self.TPORT}), 5); s.settimeout(5); print(repr(s.recv(10)))"],
+                         capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.stdout.strip(), "b''", r.stderr)
+        self.assertRegex(x.stderr_text(), r"refusing 10\.77\.0\.2:\d+ on 0\.0\.0\.0:15222: it "
+                                          r"connected to the transparent listener itself")
 
 
 if __name__ == "__main__":
