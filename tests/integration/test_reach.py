@@ -584,6 +584,68 @@ class TestTransparent(ReachCase):
         self.assertRegex(x.stderr_text(), r"refusing 10\.77\.0\.2:\d+ on 0\.0\.0\.0:15222: it "
                                           r"connected to the transparent listener itself")
 
+    def run_in_p(self, argv, timeout=60):
+        return subprocess.run(["ip", "netns", "exec", self.ns.p, *argv],
+                              cwd=os.path.dirname(os.path.abspath(__file__)),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def test_ipv6_everywhere(self):
+        """In the proxy's namespace: a listener on [::1], SRV targets with only an AAAA record,
+        an upstream given as [fd77::1]:PORT, and a forged certificate that names ::1 for a
+        client that dials [::1] without SNI."""
+        srv = self.server
+        with self.ns.enter_p():
+            dns = Dns(srv=[("_xmpps-client._tcp.t.test", "v6.t.test", srv.direct_tls_port, 5, 0),
+                           ("_xmpp-client._tcp.t.test", "v6.t.test", srv.starttls_port, 10, 0)],
+                      hosts={"v6.t.test": ["fd77::1"]})
+        try:
+            proxies = {}
+            for name, upstream, direct in (("srv", "t.test", None),
+                                           ("literal", f"[fd77::1]:{srv.starttls_port}",
+                                            f"[fd77::1]:{srv.direct_tls_port}")):
+                extra = ["--listen-tls=[::1]:0"]  # "=": the helper waits for 127.0.0.1 only
+                if name == "srv":
+                    extra += ["--dns", dns.server]
+                x = Proxy(upstream=upstream, upstream_direct=direct, upstream_ca=srv.ca_file,
+                          ca_dir=self.ca_dir, listen_tls=False, extra=extra, start=False)
+                self.proxies.append(x)
+                with self.ns.enter_p():
+                    x.start()
+                m = x.wait_for_stderr(r"listening on \[::1\]:(\d+) \(client TLS: direct\)")
+                self.assertIsNotNone(m, x.stderr_text())
+                proxies[name] = (x, int(m.group(1)))
+            for name, (x, port) in proxies.items():
+                with self.subTest(upstream=name):
+                    r = self.run_in_p([sys.executable, "-m", "xmpptest.client", "session",
+                                       "--jid", "alice@t.test", "--password", PASSWORD, "--host",
+                                       "::1", "--port", str(port), "--tls", "direct",
+                                       "--ca-file", x.ca_file, "--timeout", "15"])
+                    res = json.loads(r.stdout) if r.stdout.strip().startswith("{") else \
+                        {"ok": False, "error": r.stderr[-1500:]}
+                    self.assertTrue(res["ok"], res["error"])
+                    self.assertRegex(x.stdout_text(), r"client \[::1\]:\d+ connected")
+                    self.assertRegex(x.stdout_text(), r"server certificate CN=t\.test \(ok\)")
+            out = proxies["srv"][0].stdout_text()
+            self.assertRegex(out, rf"SRV _xmpps-client\._tcp\.t\.test → v6\.t\.test:"
+                                  rf"{srv.direct_tls_port} \(prio 5")
+            self.assertRegex(out, r"v6\.t\.test → \[fd77::1\]:\d+")
+            self.assertRegex(out, rf"connected to \[fd77::1\]:{srv.direct_tls_port} "
+                                  r"\(v6\.t\.test:\d+, direct TLS\)")
+            # No SNI, the address checked: the forged certificate (for the domain t.test) also
+            # names ::1, the address the client dialled.
+            x, port = proxies["srv"]
+            code = ("import ssl, socket, sys\n"
+                    f"ctx = ssl.create_default_context(cafile={x.ca_file!r})\n"
+                    f"s = socket.create_connection(('::1', {port}), 5)\n"
+                    "t = ctx.wrap_socket(s, server_hostname='::1')\n"
+                    "print([v for k, v in t.getpeercert()['subjectAltName'] if k == 'IP Address'])\n")
+            r = self.run_in_p([sys.executable, "-c", code], timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("0:0:0:0:0:0:0:1", r.stdout)
+        finally:
+            dns.cleanup()
+
 
 if __name__ == "__main__":
     unittest.main()
