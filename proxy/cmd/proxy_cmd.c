@@ -19,6 +19,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: xmppscope proxy --upstream HOST:PORT|DOMAIN|auto [options]\n"
+            "       xmppscope proxy --listen-socks ADDR:PORT|--listen-transparent ADDR:PORT "
+            "[options]\n"
             "\n"
             "Sits between XMPP clients and their server: terminates TLS on both legs, shows\n"
             "every stanza of both directions, logs them, and forwards them byte for byte.\n"
@@ -39,9 +41,10 @@ static void usage(FILE *out)
             "                            certificate is checked against DOMAIN\n"
             "  --upstream auto           each session goes to the domain its client asks for\n"
             "                            (SNI or the stream's 'to'), found as above\n"
-            "  --allow-domain PATTERN    with auto: connect only to this domain, or to\n"
-            "                            names under *.example.org (repeatable); without\n"
-            "                            it, auto listens on loopback only\n"
+            "  --allow-domain PATTERN    with auto or --listen-socks: connect only to this\n"
+            "                            domain, or to names under *.example.org\n"
+            "                            (repeatable); without it, they listen on loopback\n"
+            "                            only\n"
             "  --dns ADDR:PORT           ask this DNS server (default: /etc/resolv.conf's)\n"
             "  --listen-socks ADDR:PORT  a SOCKS5 listener (RFC 1928, CONNECT by name or\n"
             "                            address): each client names its server; the first\n"
@@ -240,10 +243,67 @@ static int take_number(proxy_args *a, int c, const char *arg)
     return 0;
 }
 
+/* The options of reaching servers (--dns, --allow-domain, --listen-socks, ...). Returns 0, or the
+ * exit status of a usage error. */
+static int take_reach_option(proxy_args *a, int c, const char *arg)
+{
+    switch (c) {
+    case O_DNS:
+        a->cfg.dns = arg;
+        break;
+    case O_PROXY_PROTOCOL:
+        a->cfg.proxy_protocol = 1;
+        break;
+    case O_LISTEN_SOCKS:
+        a->cfg.listen_socks = arg;
+        break;
+    case O_LISTEN_TRANSPARENT:
+        a->cfg.listen_transparent = arg;
+        break;
+    case O_SOCKS_AUTH: {
+        const char *colon = strchr(arg, ':');
+        size_t ul = colon ? (size_t)(colon - arg) : 0;
+        if (colon == NULL || ul == 0 || ul > 255 || strlen(colon + 1) > 255 || colon[1] == 0)
+            return xs_cli_usage_error("proxy",
+                                      "--socks-auth takes USER:PASS (each 1 to 255 bytes)");
+        snprintf(a->socks_user, sizeof(a->socks_user), "%.*s", (int)ul, arg);
+        a->cfg.socks_user = a->socks_user;
+        a->cfg.socks_pass = colon + 1;
+        break;
+    }
+    case O_ALLOW_DOMAIN: {
+        const char *name = strncmp(arg, "*.", 2) == 0 ? arg + 2 : arg;
+        if (!xs_dns_name_ok(name))
+            return xs_cli_usage_error("proxy",
+                                      "--allow-domain takes a domain or *.DOMAIN, not '%s'", arg);
+        if (a->cfg.n_allow_domains >= XS_PROXY_MAX_ALLOW_DOMAINS)
+            return xs_cli_usage_error("proxy", "--allow-domain may be given at most %d times",
+                                      XS_PROXY_MAX_ALLOW_DOMAINS);
+        a->allow[a->cfg.n_allow_domains++] = arg;
+        a->cfg.allow_domains = a->allow;
+        break;
+    }
+    case O_ON_LOG_ERROR:
+        if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
+            return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
+                                      arg);
+        a->cfg.log_stop = strcmp(arg, "stop") == 0;
+        break;
+    }
+    return 0;
+}
+
 /* Takes one option and its value. Returns 0, or the exit status of a usage error. */
 static int take_option(proxy_args *a, int c, const char *arg)
 {
     switch (c) {
+    case O_DNS:
+    case O_ALLOW_DOMAIN:
+    case O_PROXY_PROTOCOL:
+    case O_LISTEN_SOCKS:
+    case O_SOCKS_AUTH:
+    case O_LISTEN_TRANSPARENT:
+        return take_reach_option(a, c, arg);
     case O_MAX_STANZA:
     case O_MAX_DEPTH:
     case O_MAX_ATTRS:
@@ -327,47 +387,6 @@ static int take_option(proxy_args *a, int c, const char *arg)
     }
     case O_RULES:
         a->cfg.rules_path = arg;
-        break;
-    case O_DNS:
-        a->cfg.dns = arg;
-        break;
-    case O_PROXY_PROTOCOL:
-        a->cfg.proxy_protocol = 1;
-        break;
-    case O_LISTEN_SOCKS:
-        a->cfg.listen_socks = arg;
-        break;
-    case O_LISTEN_TRANSPARENT:
-        a->cfg.listen_transparent = arg;
-        break;
-    case O_SOCKS_AUTH: {
-        const char *colon = strchr(arg, ':');
-        size_t ul = colon ? (size_t)(colon - arg) : 0;
-        if (colon == NULL || ul == 0 || ul > 255 || strlen(colon + 1) > 255 || colon[1] == 0)
-            return xs_cli_usage_error("proxy",
-                                      "--socks-auth takes USER:PASS (each 1 to 255 bytes)");
-        snprintf(a->socks_user, sizeof(a->socks_user), "%.*s", (int)ul, arg);
-        a->cfg.socks_user = a->socks_user;
-        a->cfg.socks_pass = colon + 1;
-        break;
-    }
-    case O_ALLOW_DOMAIN: {
-        const char *name = strncmp(arg, "*.", 2) == 0 ? arg + 2 : arg;
-        if (!xs_dns_name_ok(name))
-            return xs_cli_usage_error("proxy",
-                                      "--allow-domain takes a domain or *.DOMAIN, not '%s'", arg);
-        if (a->cfg.n_allow_domains >= XS_PROXY_MAX_ALLOW_DOMAINS)
-            return xs_cli_usage_error("proxy", "--allow-domain may be given at most %d times",
-                                      XS_PROXY_MAX_ALLOW_DOMAINS);
-        a->allow[a->cfg.n_allow_domains++] = arg;
-        a->cfg.allow_domains = a->allow;
-        break;
-    }
-    case O_ON_LOG_ERROR:
-        if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
-            return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
-                                      arg);
-        a->cfg.log_stop = strcmp(arg, "stop") == 0;
         break;
     }
     return 0;

@@ -646,6 +646,42 @@ class TestTransparent(ReachCase):
         finally:
             dns.cleanup()
 
+    def test_no_srv_record_falls_back_to_5222(self):
+        """A domain without SRV records is reached on its own name, port 5222 (RFC 6120 3.2.2):
+        a Prosody on 5222 in the proxy's namespace, a DNS server that knows only f.test's
+        address."""
+        fb = Prosody(domain="f.test", start=False,
+                     extra_config='interfaces = { "10.77.0.1" }')
+        dns = None
+        try:
+            fb.host = "10.77.0.1"
+            fb.starttls_port = 5222
+            fb._write_config()
+            with self.ns.enter_p():
+                fb.start()
+                dns = Dns(hosts={"f.test": ["10.77.0.1"]})
+            fb.register("alice", PASSWORD)
+            x = Proxy(upstream="f.test", upstream_ca=fb.ca_file, ca_dir=self.ca_dir,
+                      listen_tls=False, extra=["--dns", dns.server], start=False)
+            self.proxies.append(x)
+            with self.ns.enter_p():
+                x.start()
+            r = self.run_in_p([sys.executable, "-m", "xmpptest.client", "session", "--jid",
+                               "alice@f.test", "--password", PASSWORD, "--host", "127.0.0.1",
+                               "--port", str(x.port), "--ca-file", x.ca_file, "--timeout", "15"])
+            res = json.loads(r.stdout) if r.stdout.strip().startswith("{") else \
+                {"ok": False, "error": r.stderr[-1500:]}
+            self.assertTrue(res["ok"], res["error"])
+            self.assertInOrder(x.stdout_text(),
+                               r"no SRV record for f\.test: trying f\.test:5222 \(RFC 6120 3\.2\.2\)",
+                               r"f\.test → 10\.77\.0\.1:5222",
+                               r"connected to 10\.77\.0\.1:5222 \(f\.test:5222, STARTTLS\)",
+                               r"server certificate CN=f\.test \(ok\)")
+        finally:
+            if dns is not None:
+                dns.cleanup()
+            fb.cleanup()
+
 
 if __name__ == "__main__":
     unittest.main()
