@@ -283,12 +283,6 @@ static int take_reach_option(proxy_args *a, int c, const char *arg)
         a->cfg.allow_domains = a->allow;
         break;
     }
-    case O_ON_LOG_ERROR:
-        if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
-            return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
-                                      arg);
-        a->cfg.log_stop = strcmp(arg, "stop") == 0;
-        break;
     }
     return 0;
 }
@@ -387,6 +381,12 @@ static int take_option(proxy_args *a, int c, const char *arg)
     }
     case O_RULES:
         a->cfg.rules_path = arg;
+        break;
+    case O_ON_LOG_ERROR:
+        if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
+            return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
+                                      arg);
+        a->cfg.log_stop = strcmp(arg, "stop") == 0;
         break;
     }
     return 0;
