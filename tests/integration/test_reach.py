@@ -1,13 +1,16 @@
 """The proxy reaches servers the way a client does: SRV records (--upstream DOMAIN), the domain
-each client asks for (--upstream auto, --allow-domain).
+each client asks for (--upstream auto, --allow-domain), behind a load balancer (--proxy-protocol),
+as a SOCKS5 proxy (--listen-socks) and transparently (--listen-transparent), over IPv4 and IPv6.
 
     cd tests/integration
     XMPPSCOPE=../../build/proxy/xmppscope /usr/bin/python3 -m unittest -v test_reach
 
 A private DNS server (dnsmasq on 127.0.0.1, xmpptest/dns.py) holds SRV records for two domains
-served by two Prosody instances; real slixmpp clients log in through the proxy. Everything listens
-on 127.0.0.1 only. Each test's proxy is stopped with SIGTERM and must exit 0 with no sanitizer
-report.
+served by two Prosody instances; real slixmpp clients log in through the proxy, directly, behind
+a real HAProxy (xmpptest/haproxy.py), or under proxychains4 (a real SOCKS5 client). Everything
+listens on 127.0.0.1, except in the two network namespaces that TestTransparent makes (and
+removes) for the kernel's redirection and for IPv6. Each test's proxy is stopped with SIGTERM and
+must exit 0 with no sanitizer report. Needs dnsmasq-base, haproxy, proxychains4 and nftables.
 """
 
 import ctypes
