@@ -120,13 +120,17 @@ static int io_write_delayed(void *ctx, xs_side side, const char *data, size_t le
 
 /* Gives the client leg's TLS the address the client connected to, for the forged certificate's
  * IP address SAN: a client that dialled an address sends no SNI and checks that address. An
- * IPv4 client of a dual-stack listener is named by its IPv4 address, as it dialled it. */
+ * IPv4 client of a dual-stack listener is named by its IPv4 address, as it dialled it. When the
+ * client dialled another address than this socket's (a PROXY protocol header names it, or the
+ * kernel redirected the connection), that address is the one it checks. */
 static int set_local_ip(xs_leg *cl)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     char ip[INET6_ADDRSTRLEN];
 
+    if (cl->c->dialled_ip != NULL)
+        return xs_tls_set_local_ip(cl->tls, cl->c->dialled_ip);
     if (uv_tcp_getsockname(&cl->tcp, (struct sockaddr *)&ss, &len) != 0)
         return 0; /* no address: the certificate carries the name only */
     if (ss.ss_family == AF_INET6) {
@@ -462,6 +466,7 @@ static void conn_free(xs_conn *c)
     free(c->up_key);
     xs_pp_conn_free(c);
     xs_socks_conn_free(c);
+    free(c->dialled_ip);
     bool listed = c->listed;
     if (listed) {
         if (c->prev)

@@ -49,6 +49,9 @@ typedef struct xs_conn {
     int pre_fd; /* connected to the destination before the session (SOCKS5, transparent); -1 */
     xs_tls_mode client_mode; /* how the client leg is secured (a sniffing listener: its first
                                 byte decides) */
+    char *dialled_ip;        /* the address the client dialled, when not this socket's (a PROXY
+                                protocol header's destination, a redirected connection's): the forged
+                                certificate names it; NULL otherwise */
     char *up_key;            /* "host:port" of the server dialled (TLS resumption), allocated */
     struct xs_conn *prev, *next;
 } xs_conn;

@@ -8,6 +8,7 @@
 #include "proxy/proxy_impl.h"
 #include "proxy/proxyproto.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,17 @@ static void pp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     b->len = r->want < room ? r->want : room;
 }
 
+/* The address of a header's sockaddr in text, allocated. */
+static char *ip_of(const struct sockaddr_storage *a)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (a->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, ip, sizeof(ip));
+    else
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)a)->sin_addr, ip, sizeof(ip));
+    return strdup(ip);
+}
+
 /* The header is whole: the session starts with the client it names. */
 static void pp_done(xs_conn *c, const xs_pp_info *info)
 {
@@ -43,6 +55,7 @@ static void pp_done(xs_conn *c, const xs_pp_info *info)
     if (info->has_addr) {
         xs_pp_addr_name(&info->src, client, sizeof(client));
         xs_pp_addr_name(&info->dst, to, sizeof(to));
+        c->dialled_ip = ip_of(&info->dst); /* NULL out of memory: the socket's address then */
         snprintf(note, sizeof(note),
                  "PROXY protocol v%d from %s: the client is %s, it connected "
                  "to %s",

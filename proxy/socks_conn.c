@@ -330,6 +330,7 @@ void xs_transparent_conn_start(xs_conn *c, const char *peer)
     }
     snprintf(sc->sm.host, sizeof(sc->sm.host), "%s", ip);
     sc->sm.port = port;
+    c->dialled_ip = strdup(ip); /* NULL out of memory: the socket's address then */
     snprintf(sc->note, sizeof(sc->note), "transparent: %s dialled %s%s%s:%u", peer,
              dst.ss_family == AF_INET6 ? "[" : "", ip, dst.ss_family == AF_INET6 ? "]" : "",
              (unsigned)port);

@@ -453,6 +453,8 @@ class NetNs:
             self.ip("-n", ns, "addr", "add", a4, "dev", dev)
             self.ip("-n", ns, "addr", "add", a6, "dev", dev, "nodad")
             self.ip("-n", ns, "link", "set", dev, "up")
+        # A second address of the server's, which REDIRECT does not keep (it uses the first).
+        self.ip("-n", self.p, "addr", "add", "10.77.0.9/24", "dev", "vp")
         ports = ", ".join(str(p) for p in redirect_ports)
         rules = "".join(f"table {fam} xs {{\n  chain pre {{\n"
                         "    type nat hook prerouting priority dstnat; policy accept;\n"
@@ -515,7 +517,8 @@ class TestTransparent(ReachCase):
         cls.ns = NetNs()
         try:
             cls.server = Prosody(domain="t.test", start=False,
-                                 extra_config='interfaces = { "10.77.0.1", "fd77::1" }')
+                                 extra_config='interfaces = { "10.77.0.1", "10.77.0.9", '
+                                              '"fd77::1" }')
             cls.server.host = "10.77.0.1"
             cls.server._write_config()
             srv = cls.server
@@ -535,10 +538,10 @@ class TestTransparent(ReachCase):
         cls.ns.cleanup()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def start_transparent_proxy(self, listen):
+    def start_transparent_proxy(self, listen, extra=()):
         srv = self.server
         x = Proxy(upstream=("10.77.0.1", srv.starttls_port), upstream_ca=srv.ca_file,
-                  ca_dir=self.ca_dir, extra=["--listen-transparent", listen], start=False)
+                  ca_dir=self.ca_dir, extra=["--listen-transparent", listen, *extra], start=False)
         self.proxies.append(x)
         with self.ns.enter_p():
             x.start()
@@ -586,6 +589,22 @@ class TestTransparent(ReachCase):
         self.assertEqual(r.stdout.strip(), "b''", r.stderr)
         self.assertRegex(x.stderr_text(), r"refusing 10\.77\.0\.2:\d+ on 0\.0\.0\.0:15222: it "
                                           r"connected to the transparent listener itself")
+
+    def test_certificate_names_the_address_dialled(self):
+        """A client that dials 10.77.0.9 without SNI checks that address; the kernel redirected
+        it to the proxy's 10.77.0.1, and the forged certificate names 10.77.0.9."""
+        x = self.start_transparent_proxy(f"0.0.0.0:{self.TPORT}", extra=["--server-name", "t.test"])
+        code = ("import ssl, socket\n"
+                f"ctx = ssl.create_default_context(cafile={x.ca_file!r})\n"
+                f"s = socket.create_connection(('10.77.0.9', {self.server.direct_tls_port}), 5)\n"
+                "t = ctx.wrap_socket(s, server_hostname='10.77.0.9')\n"
+                "print([v for k, v in t.getpeercert()['subjectAltName'] if k == 'IP Address'])\n"
+                "t.close()\n")
+        r = self.ns.in_c([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr + x.dump())
+        self.assertIn("10.77.0.9", r.stdout)
+        self.assertNotIn("10.77.0.1'", r.stdout)
+        self.assertRegex(x.stdout_text(), r"transparent: 10\.77\.0\.2:\d+ dialled 10\.77\.0\.9:")
 
     def run_in_p(self, argv, timeout=60):
         return subprocess.run(["ip", "netns", "exec", self.ns.p, *argv],
