@@ -662,3 +662,21 @@ void xs_session_free(xs_session *s)
     xs_free(s->end_cause);
     xs_free(s);
 }
+
+/* ---- reaching the server ---- */
+
+const char *xs_session_domain(const xs_session *s)
+{
+    return xs_sess_domain_of(s);
+}
+
+void xs_session_set_server_mode(xs_session *s, xs_tls_mode mode)
+{
+    if (mode != XS_TLSMODE_MIRROR)
+        s->server_mode = mode;
+}
+
+void xs_session_say(xs_session *s, const char *level, const char *text)
+{
+    xs_sess_note(s, level, "%s", text);
+}

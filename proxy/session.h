@@ -156,6 +156,19 @@ void xs_session_tick(xs_session *s);
 const xs_session_stats *xs_session_get_stats(const xs_session *s);
 const char *xs_session_id(const xs_session *s);
 
+/* ---- reaching the server (the legs find it: proxy/resolve.h) ---- */
+
+/* The domain the client asked for (its first stream's 'to', else its SNI); "" while unknown. */
+const char *xs_session_domain(const xs_session *s);
+
+/* How the server leg is secured, when the legs learn it with the connection (an SRV target of
+ * _xmpps-client._tcp is direct TLS, XEP-0368): direct, starttls or none. Call before
+ * xs_session_on_connected(). */
+void xs_session_set_server_mode(xs_session *s, xs_tls_mode mode);
+
+/* A line about the session for its observers ("info", "warning", "error"), as its own notes. */
+void xs_session_say(xs_session *s, const char *level, const char *text);
+
 /* The side has been quiet for a while: its parser gives back what it can (xs_parser_trim()),
  * so that idle sessions stay small. Returns 1 when memory was given back, else 0. */
 int xs_session_trim(xs_session *s, xs_side side);

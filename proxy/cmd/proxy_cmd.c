@@ -8,6 +8,7 @@
 #include "inspect/explain.h"
 #include "inspect/pcap.h"
 #include "proxy/proxy.h"
+#include "proxy/resolve.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -20,7 +21,9 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: xmppscope proxy --upstream HOST:PORT [options]\n"
+            "usage: xmppscope proxy --upstream HOST:PORT|DOMAIN|auto [options]\n"
+            "       xmppscope proxy --listen-socks ADDR:PORT|--listen-transparent ADDR:PORT "
+            "[options]\n"
             "\n"
             "Sits between XMPP clients and their server: terminates TLS on both legs, shows\n"
             "every stanza of both directions, logs them, and forwards them byte for byte.\n"
@@ -33,6 +36,34 @@ static void usage(FILE *out)
             "  --upstream-direct HOST:PORT\n"
             "                            the server's direct TLS port, for server legs in\n"
             "                            direct mode (default: --upstream)\n"
+            "reaching servers:\n"
+            "  --upstream DOMAIN         find the server as a client does: SRV records\n"
+            "                            _xmpp-client._tcp (STARTTLS) and _xmpps-client._tcp\n"
+            "                            (direct TLS) in priority and weight order, else\n"
+            "                            DOMAIN:5222; each target tried in turn; the server's\n"
+            "                            certificate is checked against DOMAIN\n"
+            "  --upstream auto           each session goes to the domain its client asks for\n"
+            "                            (SNI or the stream's 'to'), found as above\n"
+            "  --allow-domain PATTERN    with auto or --listen-socks: connect only to this\n"
+            "                            domain, or to names under *.example.org\n"
+            "                            (repeatable); without it, they listen on loopback\n"
+            "                            only\n"
+            "  --dns ADDR:PORT           ask this DNS server (default: /etc/resolv.conf's)\n"
+            "  --listen-socks ADDR:PORT  a SOCKS5 listener (RFC 1928, CONNECT by name or\n"
+            "                            address): each client names its server; the first\n"
+            "                            byte after the reply decides direct TLS or STARTTLS;\n"
+            "                            --allow-domain limits the destinations, and without\n"
+            "                            it the listener must be on loopback\n"
+            "  --listen-transparent ADDR:PORT\n"
+            "                            connections redirected here by the kernel\n"
+            "                            (nftables/iptables REDIRECT, TPROXY) go to the\n"
+            "                            destination they were meant for (SO_ORIGINAL_DST)\n"
+            "  --socks-auth USER:PASS    require RFC 1929 username/password (default: none;\n"
+            "                            a client that sends some is let in)\n"
+            "  --proxy-protocol          connections to --listen and --listen-tls start with\n"
+            "                            a PROXY protocol v1 or v2 header (HAProxy, nginx):\n"
+            "                            the client it names is shown and logged; a\n"
+            "                            connection without a valid one is closed\n"
             "TLS:\n"
             "  --client-tls MODE         on the --listen socket: starttls (default; required\n"
             "                            of the client), direct or none\n"
@@ -138,6 +169,12 @@ enum {
     O_PCAP,
     O_FILTER,
     O_WRITE_FILTER,
+    O_DNS,
+    O_ALLOW_DOMAIN,
+    O_PROXY_PROTOCOL,
+    O_LISTEN_SOCKS,
+    O_SOCKS_AUTH,
+    O_LISTEN_TRANSPARENT,
 };
 
 static const struct option longopts[] = {
@@ -166,6 +203,12 @@ static const struct option longopts[] = {
     {"close-timeout", required_argument, NULL, O_CLOSE_TIMEOUT},
     {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
     {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
+    {"dns", required_argument, NULL, O_DNS},
+    {"allow-domain", required_argument, NULL, O_ALLOW_DOMAIN},
+    {"proxy-protocol", no_argument, NULL, O_PROXY_PROTOCOL},
+    {"listen-socks", required_argument, NULL, O_LISTEN_SOCKS},
+    {"socks-auth", required_argument, NULL, O_SOCKS_AUTH},
+    {"listen-transparent", required_argument, NULL, O_LISTEN_TRANSPARENT},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
     {"explain", no_argument, NULL, O_EXPLAIN},
@@ -182,10 +225,12 @@ typedef struct proxy_args {
     xs_proxy_config cfg;
     const char *color;
     int listen_given;
-    int explain;                       /* --explain */
-    xs_lang lang;                      /* --lang, else from the environment */
-    const char *pcap_path;             /* --pcap FILE; NULL: none */
-    const char *filter, *write_filter; /* --filter, --write-filter as given */
+    int explain;                                   /* --explain */
+    xs_lang lang;                                  /* --lang, else from the environment */
+    const char *pcap_path;                         /* --pcap FILE; NULL: none */
+    const char *filter, *write_filter;             /* --filter, --write-filter as given */
+    const char *allow[XS_PROXY_MAX_ALLOW_DOMAINS]; /* --allow-domain, in cfg.allow_domains */
+    char socks_user[256];                          /* --socks-auth's user */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -235,10 +280,61 @@ static int take_number(proxy_args *a, int c, const char *arg)
     return 0;
 }
 
+/* The options of reaching servers (--dns, --allow-domain, --listen-socks, ...). Returns 0, or the
+ * exit status of a usage error. */
+static int take_reach_option(proxy_args *a, int c, const char *arg)
+{
+    switch (c) {
+    case O_DNS:
+        a->cfg.dns = arg;
+        break;
+    case O_PROXY_PROTOCOL:
+        a->cfg.proxy_protocol = 1;
+        break;
+    case O_LISTEN_SOCKS:
+        a->cfg.listen_socks = arg;
+        break;
+    case O_LISTEN_TRANSPARENT:
+        a->cfg.listen_transparent = arg;
+        break;
+    case O_SOCKS_AUTH: {
+        const char *colon = strchr(arg, ':');
+        size_t ul = colon ? (size_t)(colon - arg) : 0;
+        if (colon == NULL || ul == 0 || ul > 255 || strlen(colon + 1) > 255 || colon[1] == 0)
+            return xs_cli_usage_error("proxy",
+                                      "--socks-auth takes USER:PASS (each 1 to 255 bytes)");
+        snprintf(a->socks_user, sizeof(a->socks_user), "%.*s", (int)ul, arg);
+        a->cfg.socks_user = a->socks_user;
+        a->cfg.socks_pass = colon + 1;
+        break;
+    }
+    case O_ALLOW_DOMAIN: {
+        const char *name = strncmp(arg, "*.", 2) == 0 ? arg + 2 : arg;
+        if (!xs_dns_name_ok(name))
+            return xs_cli_usage_error("proxy",
+                                      "--allow-domain takes a domain or *.DOMAIN, not '%s'", arg);
+        if (a->cfg.n_allow_domains >= XS_PROXY_MAX_ALLOW_DOMAINS)
+            return xs_cli_usage_error("proxy", "--allow-domain may be given at most %d times",
+                                      XS_PROXY_MAX_ALLOW_DOMAINS);
+        a->allow[a->cfg.n_allow_domains++] = arg;
+        a->cfg.allow_domains = a->allow;
+        break;
+    }
+    }
+    return 0;
+}
+
 /* Takes one option and its value. Returns 0, or the exit status of a usage error. */
 static int take_option(proxy_args *a, int c, const char *arg)
 {
     switch (c) {
+    case O_DNS:
+    case O_ALLOW_DOMAIN:
+    case O_PROXY_PROTOCOL:
+    case O_LISTEN_SOCKS:
+    case O_SOCKS_AUTH:
+    case O_LISTEN_TRANSPARENT:
+        return take_reach_option(a, c, arg);
     case O_MAX_STANZA:
     case O_MAX_DEPTH:
     case O_MAX_ATTRS:
@@ -353,9 +449,17 @@ static int take_option(proxy_args *a, int c, const char *arg)
  * status of a usage error. */
 static int finish_args(proxy_args *a)
 {
-    if (a->cfg.upstream == NULL)
+    bool named = a->cfg.listen_socks != NULL || a->cfg.listen_transparent != NULL;
+    if (a->cfg.upstream == NULL && named && (a->listen_given || a->cfg.listen_tls != NULL))
+        return xs_cli_usage_error("proxy", "--listen and --listen-tls need --upstream (only "
+                                           "--listen-socks and --listen-transparent clients "
+                                           "bring their destinations)");
+    if (a->cfg.socks_user != NULL && a->cfg.listen_socks == NULL)
+        return xs_cli_usage_error("proxy", "--socks-auth goes with --listen-socks");
+    if (a->cfg.upstream == NULL && !named)
         return xs_cli_usage_error("proxy",
-                                  "--upstream HOST:PORT is required (the real XMPP server)");
+                                  "--upstream HOST:PORT, DOMAIN or auto is required (the real XMPP "
+                                  "server, or how to find it)");
     if ((a->cfg.cert_file == NULL) != (a->cfg.key_file == NULL))
         return xs_cli_usage_error("proxy", "--cert and --key go together");
     if (a->cfg.cert_file != NULL && a->cfg.ca_dir != NULL)
@@ -379,7 +483,7 @@ static int finish_args(proxy_args *a)
             xs_filter_cmd_compile("proxy", "--write-filter", a->write_filter, &a->cfg.write_filter);
     if (rc != 0)
         return rc;
-    if (!a->listen_given && a->cfg.listen_tls == NULL)
+    if (!a->listen_given && a->cfg.listen_tls == NULL && a->cfg.upstream != NULL)
         a->cfg.listen = XS_PROXY_DEFAULT_LISTEN;
     if (strcmp(a->color, "always") == 0)
         a->cfg.console.color = 1;
