@@ -3,6 +3,7 @@
 
 #include "filters/features.h"
 #include "proxy/cmd/cli.h"
+#include "inspect/check.h"
 #include "inspect/error.h"
 #include "proxy/proxy.h"
 
@@ -53,6 +54,11 @@ static void usage(FILE *out)
             "                            said once per session, forwarding goes on) or stop\n"
             "                            (the session ends: nothing unlogged is forwarded)\n"
             "  --show-secrets            show SASL and password payloads in clear\n"
+            "analysis (on by default; warnings under the stanza, \"checks\" in JSON):\n"
+            "  --iq-timeout S            flag an IQ get/set with no answer after S seconds\n"
+            "                            (iq-unanswered; default 30); answers show their\n"
+            "                            round trip, the session summary IQ latencies\n"
+            "  --no-checks               no IQ pairing, round trips or protocol checks\n"
             "  --color WHEN              auto (default), always or never\n"
             "limits:\n"
             "  --max-stanza N            bytes per stanza (default %u); bigger: policy-violation\n"
@@ -110,6 +116,8 @@ enum {
     O_NO_REWRITE,
     O_RULES,
     O_ON_LOG_ERROR,
+    O_IQ_TIMEOUT,
+    O_NO_CHECKS,
 };
 
 static const struct option longopts[] = {
@@ -140,6 +148,8 @@ static const struct option longopts[] = {
     {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
+    {"iq-timeout", required_argument, NULL, O_IQ_TIMEOUT},
+    {"no-checks", no_argument, NULL, O_NO_CHECKS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -149,6 +159,7 @@ typedef struct proxy_args {
     xs_proxy_config cfg;
     const char *color;
     int listen_given;
+    xs_analysis_cfg an; /* IQ pairing and checks */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -292,6 +303,14 @@ static int take_option(proxy_args *a, int c, const char *arg)
                                       arg);
         a->cfg.log_stop = strcmp(arg, "stop") == 0;
         break;
+    case O_IQ_TIMEOUT:
+        if (xs_analysis_parse_timeout(arg, &a->an.iq_timeout) < 0)
+            return xs_cli_usage_error(
+                "proxy", "--iq-timeout takes seconds from 0.001 to 86400, not '%s'", arg);
+        break;
+    case O_NO_CHECKS:
+        a->an.pairing = a->an.checks = 0;
+        break;
     }
     return 0;
 }
@@ -334,6 +353,7 @@ int xs_proxy_main(int argc, char **argv)
                 .close_timeout = XS_PROXY_DEFAULT_CLOSE_TIMEOUT,
             },
         .color = "auto",
+        .an = {.pairing = 1, .checks = 1},
     };
     int c, rc;
 
@@ -357,8 +377,21 @@ int xs_proxy_main(int argc, char **argv)
         return xs_cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
     if ((rc = finish_args(&a)) != 0)
         return rc;
+    /* The analysers, shared by every session (they keep each session's state apart). */
+    xs_analysis *an = NULL;
+    xs_observer an_obs;
+    if (a.an.pairing || a.an.checks) {
+        if (xs_analysis_new(&a.an, &an) < 0) {
+            xs_term_printf(stderr, "xmppscope: out of memory\n");
+            return 1;
+        }
+        an_obs = xs_analysis_observer(an);
+        a.cfg.observers = &an_obs;
+        a.cfg.n_observers = 1;
+    }
     xs_diag diag;
     rc = xs_proxy_run(&a.cfg, &diag);
+    xs_analysis_free(an);
     if (diag.text[0] != 0)
         xs_term_printf(stderr, "xmppscope: %s\n", diag.text);
     /* The exit statuses of the proxy: 0 after a clean stop, 2 for a configuration it refuses,
