@@ -165,6 +165,9 @@ static int outline_raw(const xs_event *ev, xs_outline *o)
     if (anc[0].empty)
         return 0;
     xs_span own = ev->ns != NULL ? (xs_span){ev->ns, strlen(ev->ns)} : (xs_span){NULL, 0};
+    /* Unprefixed, without xmlns: the stanza's namespace is the one in scope, its children's. */
+    if (anc[0].prefix.p == NULL && !anc[0].has_dflt)
+        dflt0 = own;
     unsigned depth = 1;
     int in_error = 0;
     while (i < len) {

@@ -263,10 +263,12 @@ static void report_all(xs_analysis *an, xs_an_sess *s, xs_annot *a, const char *
     while (q->n > 0) {
         size_t room = XS_ANNOT_MAX_CHECKS -
                       (a->n_checks < XS_ANNOT_MAX_CHECKS ? a->n_checks : XS_ANNOT_MAX_CHECKS);
-        if (room > 1 || q->n == 1) {
+        if (room > 1 || (room == 1 && q->n == 1)) {
             report_oldest(an, s, a, why, set_pair);
             continue;
         }
+        /* No room for each: one line for the rest (counted in more_checks when even that does
+         * not fit). */
         size_t rest = q->n;
         while (q->n > 0) {
             count_unanswered(an, s, &q->e[q->head]);

@@ -74,8 +74,12 @@ static void ack(xs_analysis *an, xs_an_sess *s, int dir, uint32_t h, xs_annot *a
         d->r_head = (d->r_head + 1) % XS_SM_MAX_R;
         d->r_n--;
     }
-    d->last_h = h;
-    d->have_h = 1;
+    /* An h past what was sent is not taken as the new mark: the next sane one is compared with
+     * the last sane one. */
+    if (diff(h, d->count) <= 0) {
+        d->last_h = h;
+        d->have_h = 1;
+    }
 }
 
 static xs_sm_id *id_find(xs_sm_ids *t, const char *id)
