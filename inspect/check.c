@@ -354,8 +354,7 @@ static void on_stanza(xs_analysis *an, xs_an_sess *s, int dir, const xs_obs_even
         o.n_children > 0 && xs_span_eq(o.ns[0], NS_BIND))
         s->bound = 1;
     before_bind(an, s, dir, ev, &res, a);
-    const char *verdict = e->meta != NULL ? e->meta->verdict : NULL;
-    xs_sm_stanza(s, &s->sm, dir, verdict != NULL && strcmp(verdict, "dropped") == 0);
+    xs_sm_stanza(s, &s->sm, dir, xs_an_dropped(e->meta != NULL ? e->meta->verdict : NULL));
 }
 
 /* Anything else directly inside the stream: stream management, features, SASL. */

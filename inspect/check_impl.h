@@ -91,6 +91,18 @@ void xs_an_check(xs_analysis *an, xs_annot *a, const char *id, const char *ref, 
 /* The value of the stanza's attribute `name` in no namespace, or NULL. */
 const char *xs_an_attr(const xs_event *ev, const char *name);
 
+/* Whether a rule dropped the stanza (verdict "drop", filters/rules.h) or bounced it ("bounce": the
+ * proxy answered it itself); "dropped" and "bounced", as print.h spells them, too. */
+static inline int xs_an_dropped(const char *verdict)
+{
+    return verdict != NULL && strncmp(verdict, "drop", 4) == 0;
+}
+
+static inline int xs_an_bounced(const char *verdict)
+{
+    return verdict != NULL && strncmp(verdict, "bounce", 6) == 0;
+}
+
 /* A 64-bit FNV-1a hash. */
 uint64_t xs_an_hash(const void *p, size_t n);
 

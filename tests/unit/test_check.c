@@ -396,7 +396,7 @@ BOTH(test_iq_timeout_option_and_rule_drop)
     xs_analysis_cfg cfg = {.pairing = 1, .checks = 1, .iq_timeout = 0.5};
     h_open_cfg(&h, &cfg);
     h_bound(&h);
-    h.verdict = "dropped";
+    h.verdict = "drop";
     C(&h, "<iq type='get' id='t2'><query xmlns='jabber:iq:version'/></iq>");
     h.verdict = NULL;
     h.now_us += 499999;
@@ -881,7 +881,7 @@ BOTH(test_sm_h_counts)
     assert_no_checks(&h);
     /* A rule drops the fifth: the server counts one less than the client sent. */
     C(&h, "<message type='chat'/>");
-    h.verdict = "dropped";
+    h.verdict = "drop";
     C(&h, "<message type='chat'/>");
     h.verdict = NULL;
     C(&h, "<r xmlns='urn:xmpp:sm:3'/>");
