@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,8 @@ static void usage(FILE *out)
             "                            said once per session, forwarding goes on) or stop\n"
             "                            (the session ends: nothing unlogged is forwarded)\n"
             "  --show-secrets            show SASL and password payloads in clear\n"
-            "analysis (on by default; warnings under the stanza, \"checks\" in JSON):\n"
+            "analysis (on by default when the console or --write shows it; warnings under\n"
+            "the stanza, \"checks\" in JSON):\n"
             "  --iq-timeout S            flag an IQ get/set with no answer after S seconds\n"
             "                            (iq-unanswered; default 30); answers show their\n"
             "                            round trip, the session summary IQ latencies\n"
@@ -380,7 +382,10 @@ int xs_proxy_main(int argc, char **argv)
     /* The analysers, shared by every session (they keep each session's state apart). */
     xs_analysis *an = NULL;
     xs_observer an_obs;
-    if (a.an.pairing || a.an.checks) {
+    /* Only when something shows what they find (the console or the log): a proxy that shows
+     * nothing does no analysis either, and keeps its cheapest path. */
+    bool shown = a.cfg.console.format != XS_FORMAT_NONE || a.cfg.write_path != NULL;
+    if ((a.an.pairing || a.an.checks) && shown) {
         if (xs_analysis_new(&a.an, &an) < 0) {
             xs_term_printf(stderr, "xmppscope: out of memory\n");
             return 1;
