@@ -20,7 +20,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import test_proxy  # noqa: E402  (ProsodyCase: one Prosody per class, proxies cleaned up)
-from xmpptest.live import LiveClient  # noqa: E402
+from xmpptest.live import LiveClient, LiveError  # noqa: E402
 from xmpptest.proxy import xmppscope_binary  # noqa: E402
 
 NS_VERSION = "jabber:iq:version"
@@ -251,6 +251,37 @@ end
         # The log holds what inspect needs to find the same.
         offline = self.assert_inspect_agrees(x)
         self.assertEqual(len(checks_of(offline, "sm-h-mismatch")), 1)
+
+
+class DowngradeWithProsody(test_proxy.ProsodyCase):
+    """Prosody on TLS 1.2 offers SCRAM-SHA-1-PLUS; the proxy's sasl-plus rewrite hides it."""
+    PROSODY_KW = {"tls12": True}
+
+    def test_sasl_downgrade_flagged(self):
+        x = self.proxy(fmt="compact")
+
+        async def scenario():
+            c = LiveClient(self.alice, test_proxy.PASSWORD, x.port, ca_file=x.ca_file,
+                           mech="SCRAM-SHA-1", timeout=10)
+            with self.assertRaises(LiveError):   # the server refuses the downgraded login
+                await c.start()
+
+        asyncio.run(asyncio.wait_for(scenario(), 40))
+        self.assertEqual(x.stop(), 0, x.dump())
+        log = x.log_events()
+        auth, = [e for e in log if e.get("event") == "stanza" and e.get("name") == "auth"]
+        self.assertEqual(auth.get("gs2"), "y")
+        c, = [c for c in auth.get("checks", []) if c["check"] == "sasl-downgrade"]
+        self.assertEqual(c["ref"], "RFC 5802 §6")
+        self.assertIn("SCRAM-SHA-1-PLUS", c["message"])
+        self.assertIn("sasl-plus rewrite", c["message"])
+        self.assertIn("sasl-downgrade", x.stdout_text())
+        # Offline too: the log keeps the server's features as sent.
+        r = subprocess.run([xmppscope_binary(), "inspect", "--format", "json", x.log_path],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        offline = [json.loads(ln) for ln in r.stdout.decode().splitlines() if ln.strip()]
+        self.assertEqual(len(checks_of(offline, "sasl-downgrade")), 1)
 
 
 class CommandLine(unittest.TestCase):
