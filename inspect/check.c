@@ -421,7 +421,7 @@ static void on_closed(xs_analysis *an, const xs_obs_event *e, xs_annot *a)
         if (s == NULL)
             return;
         if (an->cfg.pairing)
-            xs_iq_end(an, s, a);
+            xs_iq_end(an, s, a, 0);
         xs_buf_reset(&an->summary);
         xs_iq_summary(s, &an->summary);
         if (an->summary.len > 0 && an->summary.err == 0)
@@ -434,7 +434,7 @@ static void on_closed(xs_analysis *an, const xs_obs_event *e, xs_annot *a)
         while (an->buckets[i] != NULL) {
             xs_an_sess *s = an->buckets[i];
             if (an->cfg.pairing)
-                xs_iq_end(an, s, a);
+                xs_iq_end(an, s, a, 1);
             sess_remove(an, s);
         }
 }

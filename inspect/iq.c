@@ -285,9 +285,13 @@ void xs_iq_restart(xs_analysis *an, xs_an_sess *s, int dir, xs_annot *a)
     report_all(an, s, a, " before the stream restarted (ids are scoped to a stream)", 0);
 }
 
-void xs_iq_end(xs_analysis *an, xs_an_sess *s, xs_annot *a)
+void xs_iq_end(xs_analysis *an, xs_an_sess *s, xs_annot *a, int input)
 {
-    report_all(an, s, a, " before the session ended", 1);
+    char why[96];
+    /* At the end of an offline input, sessions end together: each line names its own. */
+    if (input)
+        snprintf(why, sizeof(why), " before the input ended (session %.40s)", s->key);
+    report_all(an, s, a, input ? why : " before the session ended", 1);
 }
 
 void xs_iq_expire(xs_analysis *an, xs_an_sess *s, int64_t now_us, xs_annot *a)

@@ -195,7 +195,7 @@ end
         rc, ev, err = self.inspect(x.log_path, "--iq-timeout", "600")
         self.assertEqual(rc, 0, err)
         end, = checks_of(ev, "iq-unanswered")
-        self.assertIn("before the session ended", end["message"])
+        self.assertIn("before the input ended (session 1)", end["message"])
         # And --no-checks says nothing.
         rc, ev, err = self.inspect(x.log_path, "--no-checks")
         self.assertEqual(rc, 0, err)

@@ -474,6 +474,7 @@ BOTH(test_iq_end_of_input_all_sessions)
     /* 12 waiting, 8 lines at most: some said one by one, then one line for the others. */
     assert_int_equal(count_from(&h, h.n_recs - 1, "iq-unanswered"), XS_ANNOT_MAX_CHECKS);
     assert_non_null(strstr(last(&h)->texts, "more IQs got no answer"));
+    assert_non_null(strstr(last(&h)->texts, "before the input ended (session "));
     xs_iq_stat st[4];
     size_t n = xs_analysis_iq_stats(h.an, st, 4);
     assert_true(n >= 1);
