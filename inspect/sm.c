@@ -140,7 +140,7 @@ static void resume(xs_analysis *an, xs_an_sess *s, int dir, const char *previd, 
         int32_t k = diff(sent, h);
         if (k > 0)
             xs_an_check(an, a, XS_CHECK_SM_RESUME_MISMATCH, REF_RESUME,
-                        "%s resumes with h=%u but %s sent %u stanzas in session %s: %d will be "
+                        "%s resumes with h=%u but %s sent %u stanzas in session %s: %d would be "
                         "sent again (duplicated if %s had handled them, lost otherwise)",
                         side(dir), h, side(other), sent, where, k, side(dir));
         else

@@ -252,6 +252,62 @@ end
         offline = self.assert_inspect_agrees(x)
         self.assertEqual(len(checks_of(offline, "sm-h-mismatch")), 1)
 
+    # -- resumption: a stanza a rule dropped on its way to the client -------------------------
+    def test_sm_resume_mismatch_across_sessions(self):
+        path = self.rules_file("""
+rule "drop one message to alice"
+    direction s2c
+    match /message/body[. = 'drop me']
+    then drop
+end
+""")
+        x = self.proxy(extra=["--rules", path], fmt="compact")
+
+        async def scenario():
+            alice = self.live(x)
+            alice.xmpp.register_plugin("xep_0198", {"window": 1000})
+            sm = alice.xmpp["xep_0198"]
+            async with self.live(x, "bob") as bob:
+                await alice.start()
+                for _ in range(50):
+                    if sm.enabled_in and sm.sm_id:
+                        break
+                    await asyncio.sleep(0.05)
+                self.assertTrue(sm.sm_id, "no resumable stream management session")
+                for body in ("one", "drop me", "three"):
+                    bob.send_message(alice.bound_jid, body)
+                got = await alice.wait_message(lambda m: m["body"] == "three", timeout=5)
+                self.assertIsNotNone(got)
+                self.assertEqual([m["body"] for m in alice.messages], ["one", "three"])
+                # The connection dies without a stream close; the client resumes.
+                alice.xmpp.abort()
+                await asyncio.sleep(0.3)
+                loop = asyncio.get_running_loop()
+                back = loop.create_future()
+                for name in ("session_resumed", "session_start"):
+                    alice.xmpp.add_event_handler(
+                        name, lambda _e, n=name: back.done() or back.set_result(n))
+                alice.xmpp.connect(address=(test_proxy.HOST, x.port), force_starttls=True)
+                await asyncio.wait_for(back, 10)
+                await alice.close()
+
+        self.arun(scenario())
+        self.assertEqual(x.stop(), 0, x.dump())
+        log = x.log_events()
+        resume, = [e for e in log if e.get("name") == "resume"]
+        previd = re.search(r"previd=[\"']([^\"']+)", resume["raw"]).group(1)
+        first, = [e for e in log if e.get("name") == "enabled" and previd in e["raw"]]
+        self.assertNotEqual(resume["session"], first["session"])
+        c, = [c for c in resume["checks"] if c["check"] == "sm-resume-mismatch"]
+        self.assertEqual(c["ref"], "XEP-0198 §5")
+        self.assertRegex(c["message"], r"^the client resumes with h=(\d+) but the server sent "
+                                       r"(\d+) stanzas in session \d+: 1 would be sent again")
+        # The client's acks in the first session fell one short too (said once).
+        acks = [c for c in checks_of(log, "sm-h-mismatch") if c["on"]["dir"] == "c2s"]
+        self.assertEqual(len(acks), 1, acks)
+        self.assertIn("a rule dropped 1 of them", acks[0]["message"])
+        self.assert_inspect_agrees(x)
+
 
 class DowngradeWithProsody(test_proxy.ProsodyCase):
     """Prosody on TLS 1.2 offers SCRAM-SHA-1-PLUS; the proxy's sasl-plus rewrite hides it."""

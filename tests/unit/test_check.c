@@ -1012,7 +1012,7 @@ BOTH(test_sm_resume_mismatch)
     h_streams(&h);
     C(&h, "<resume xmlns='urn:xmpp:sm:3' previd='prev-1' h='4'/>");
     assert_string_equal(last(&h)->checks, "sm-resume-mismatch ");
-    assert_non_null(strstr(last(&h)->texts, "server sent 5 stanzas in session 1: 1 will be sent "
+    assert_non_null(strstr(last(&h)->texts, "server sent 5 stanzas in session 1: 1 would be sent "
                                             "again"));
     S(&h, "<resumed xmlns='urn:xmpp:sm:3' previd='prev-1' h='3'/>");
     assert_string_equal(last(&h)->checks, "");
