@@ -211,6 +211,20 @@ static int take_number(proxy_args *a, int c, const char *arg)
     return 0;
 }
 
+/* Takes an option of the analysers (IQ pairing and checks). Returns 0, or the exit status of a
+ * usage error. */
+static int take_analysis(proxy_args *a, int c, const char *arg)
+{
+    if (c == O_NO_CHECKS) {
+        a->an.pairing = a->an.checks = 0;
+        return 0;
+    }
+    if (xs_analysis_parse_timeout(arg, &a->an.iq_timeout) < 0)
+        return xs_cli_usage_error("proxy",
+                                  "--iq-timeout takes seconds from 0.001 to 86400, not '%s'", arg);
+    return 0;
+}
+
 /* Takes one option and its value. Returns 0, or the exit status of a usage error. */
 static int take_option(proxy_args *a, int c, const char *arg)
 {
@@ -306,13 +320,8 @@ static int take_option(proxy_args *a, int c, const char *arg)
         a->cfg.log_stop = strcmp(arg, "stop") == 0;
         break;
     case O_IQ_TIMEOUT:
-        if (xs_analysis_parse_timeout(arg, &a->an.iq_timeout) < 0)
-            return xs_cli_usage_error(
-                "proxy", "--iq-timeout takes seconds from 0.001 to 86400, not '%s'", arg);
-        break;
     case O_NO_CHECKS:
-        a->an.pairing = a->an.checks = 0;
-        break;
+        return take_analysis(a, c, arg);
     }
     return 0;
 }
