@@ -336,8 +336,10 @@ static void on_stanza(xs_analysis *an, xs_an_sess *s, int dir, const xs_obs_even
     xs_iq_result res = {0};
     if (iq && dir >= 0 && s != NULL && an->cfg.pairing)
         xs_iq_stanza(an, s, dir, ev, e->meta, type, sa.id, &o, a, &res);
-    else if (iq && o.n_children > 0)
-        res.exempt = xs_span_eq(o.ns[0], NS_BIND);
+    else if (iq && o.n_children > 0) {
+        int bind;
+        res.exempt = xs_iq_exempt_ns(o.ns[0], &bind);
+    }
     if (!an->cfg.checks)
         return;
     if (iq && (outlined || type == NULL))

@@ -309,11 +309,11 @@ void xs_iq_expire(xs_analysis *an, xs_an_sess *s, int64_t now_us, xs_annot *a)
 
 /* ---- requests and answers -------------------------------------------------------------------- */
 
-static int exempt_ns(const xs_span *ns, int *bind)
+int xs_iq_exempt_ns(xs_span ns, int *bind)
 {
-    *bind = xs_span_eq(*ns, "urn:ietf:params:xml:ns:xmpp-bind");
-    return *bind || xs_span_eq(*ns, "urn:ietf:params:xml:ns:xmpp-session") ||
-           xs_span_eq(*ns, "jabber:iq:register") || xs_span_eq(*ns, "jabber:iq:auth");
+    *bind = xs_span_eq(ns, "urn:ietf:params:xml:ns:xmpp-bind");
+    return *bind || xs_span_eq(ns, "urn:ietf:params:xml:ns:xmpp-session") ||
+           xs_span_eq(ns, "jabber:iq:register") || xs_span_eq(ns, "jabber:iq:auth");
 }
 
 static void request(xs_analysis *an, xs_an_sess *s, int dir, const xs_event *ev,
@@ -325,7 +325,7 @@ static void request(xs_analysis *an, xs_an_sess *s, int dir, const xs_event *ev,
     uint64_t h = key_hash(dir, id, len);
     int bind = 0;
     xs_span ns = o->n_children > 0 ? o->ns[0] : (xs_span){NULL, 0};
-    if (o->n_children > 0 && exempt_ns(&ns, &bind))
+    if (o->n_children > 0 && xs_iq_exempt_ns(ns, &bind))
         res->exempt = 1;
     /* A request the proxy answered itself never reaches the other side. */
     if (xs_an_bounced(m->verdict))

@@ -132,6 +132,21 @@ BOTH(test_check_before_bind)
     assert_int_equal(count(&h, "stanza-before-bind"), 1);
     h_free(&h);
 
+    /* Without pairing the same: registration is allowed, a message is not. */
+    xs_analysis_cfg checks_only = {.checks = 1};
+    h_open_cfg(&h, &checks_only);
+    h_streams(&h);
+    C(&h, "<iq type='set' id='reg'><query xmlns='jabber:iq:register'/></iq>");
+    S(&h, "<iq type='result' id='reg'/>");
+    assert_no_checks(&h);
+    C(&h, "<message to='bob@example.test'/>");
+    assert_string_equal(last(&h)->checks, "stanza-before-bind ");
+    C(&h, BIND_SET);
+    S(&h, BIND_RESULT);
+    C(&h, "<message to='bob@example.test'/>");
+    assert_string_equal(last(&h)->checks, "");
+    h_free(&h);
+
     /* SASL2 with Bind2: bound by the success. */
     h_open(&h);
     h_streams(&h);
