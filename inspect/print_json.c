@@ -744,6 +744,22 @@ void xs_print_json(xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print_meta *m
         b->err = tmp->err;
 }
 
+/* "summary": the analysers' summary of a session (annot.h), an array of lines. */
+static void json_summary(jw *w, const xs_print_meta *m)
+{
+    const char *s = m != NULL && m->annot != NULL ? m->annot->summary : NULL;
+    if (s == NULL || *s == '\0')
+        return;
+    jw_key(w, "summary");
+    jw_open(w, '[');
+    while (s != NULL) {
+        const char *nl = strchr(s, '\n');
+        jw_str(w, s, nl != NULL ? (size_t)(nl - s) : strlen(s));
+        s = nl != NULL ? nl + 1 : NULL;
+    }
+    jw_close(w);
+}
+
 void xs_print_json_note(xs_printer *p, xs_buf *b, const xs_print_meta *m, const char *level,
                         const char *text)
 {
@@ -754,5 +770,6 @@ void xs_print_json_note(xs_printer *p, xs_buf *b, const xs_print_meta *m, const 
     jw_cstr(&w, level);
     jw_key(&w, "message");
     jw_cstr(&w, text);
+    json_summary(&w, m);
     json_end(&w);
 }

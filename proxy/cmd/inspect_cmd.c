@@ -6,6 +6,7 @@
 
 #include "proxy/cmd/cli.h"
 #include "proxy/cmd/filter_cmd.h"
+#include "inspect/check.h"
 #include "inspect/error.h"
 #include "inspect/explain.h"
 #include "inspect/jsonl.h"
@@ -52,11 +53,16 @@ typedef struct inspect {
     stat_table kinds, payloads;
     unsigned long events, stanzas, streams, errors, keepalives;
     unsigned long long stanza_bytes;
-    int print_rc;        /* first output failure */
-    xs_rules *rules;     /* --rules: applied to every stanza as a dry run */
-    xs_rule_dir raw_dir; /* --direction: the direction of raw captures */
-    bool failed;         /* the current input had an error */
-    xs_observer pcap;    /* --pcap: the capture's observer, called through pcap_quiet() */
+    int print_rc;            /* first output failure */
+    xs_rules *rules;         /* --rules: applied to every stanza as a dry run */
+    xs_rule_dir raw_dir;     /* --direction: the direction of raw captures */
+    bool failed;             /* the current input had an error */
+    xs_observer pcap;        /* --pcap: the capture's observer, called through pcap_quiet() */
+    xs_analysis *analysis;   /* IQ pairing and checks (NULL with --no-checks) */
+    xs_explainer *explainer; /* --explain */
+    xs_pcap *pcap_file;      /* --pcap */
+    xs_filter *filter;       /* --filter, and its wrapper around the printer */
+    xs_filter_obs *filtered;
 } inspect;
 
 static void usage(FILE *out)
@@ -73,7 +79,8 @@ static void usage(FILE *out)
             "options:\n"
             "  -f, --format FMT     pretty (default), compact, json or none\n"
             "  -s, --stats          print counts and bytes by stanza kind and by payload\n"
-            "                       namespace after the input\n"
+            "                       namespace after the input, and IQ requests and round\n"
+            "                       trips (p50, p95, max) by payload namespace\n"
             "      --show-secrets   show SASL and password payloads in clear (masked by default)\n"
             "      --filter EXPR    show only what EXPR selects ('xmppscope filter --help'):\n"
             "                       --filter 'jid:bob@example.test message'. Errors and\n"
@@ -96,6 +103,13 @@ static void usage(FILE *out)
             "                       Wireshark, one per session, between the client and server\n"
             "                       addresses a log names (mode 0600; an existing OUT is\n"
             "                       replaced; secrets masked unless --show-secrets)\n"
+            "      --iq-timeout S   an IQ get/set without an answer after S seconds (of the\n"
+            "                       log's time) is flagged iq-unanswered (default 30); so is\n"
+            "                       one still waiting at the end of the input\n"
+            "      --no-checks      no IQ pairing, round trips or protocol checks (on by\n"
+            "                       default: warnings under the stanza, \"checks\" in JSON;\n"
+            "                       IQs are paired in JSON Lines logs, which hold both\n"
+            "                       directions, not in raw one-direction captures)\n"
             "      --color WHEN     auto (default: only on a terminal, never with NO_COLOR),\n"
             "                       always or never\n"
             "      --max-stanza N   refuse stanzas larger than N bytes (default %u)\n"
@@ -204,6 +218,76 @@ static void count_stanza(inspect *in, const xs_event *ev)
     }
 }
 
+/* The IQ rows of --stats (the analyser's), most requests first; NULL when none. */
+static xs_iq_stat *iq_rows(inspect *in, size_t *n)
+{
+    *n = 0;
+    if (in->analysis == NULL)
+        return NULL;
+    size_t total = xs_analysis_iq_stats(in->analysis, NULL, 0);
+    xs_iq_stat *rows = total ? malloc(total * sizeof(*rows)) : NULL;
+    if (rows != NULL)
+        *n = xs_analysis_iq_stats(in->analysis, rows, total);
+    return rows;
+}
+
+static void print_ms(double ms)
+{
+    if (ms < 0)
+        printf(" %10s", "-");
+    else
+        printf(" %10.1f", ms);
+}
+
+static void print_iq_stats_text(inspect *in)
+{
+    size_t n;
+    xs_iq_stat *rows = iq_rows(in, &n);
+    if (rows == NULL)
+        return;
+    printf("\n%-40s %8s %8s %6s %6s %10s %10s %10s\n", "IQ requests by payload namespace",
+           "requests", "answered", "errors", "unansw", "p50 ms", "p95 ms", "max ms");
+    for (size_t i = 0; i < n; i++) {
+        xs_term_printf(stdout, "  %-38s %8llu %8llu %6llu %6llu", rows[i].ns,
+                       (unsigned long long)rows[i].requests, (unsigned long long)rows[i].answered,
+                       (unsigned long long)rows[i].errors, (unsigned long long)rows[i].unanswered);
+        print_ms(rows[i].p50);
+        print_ms(rows[i].p95);
+        print_ms(rows[i].max);
+        printf("\n");
+    }
+    free(rows);
+}
+
+static void json_ms(const char *key, double ms)
+{
+    if (ms >= 0)
+        printf(",\"%s\":%.3f", key, ms);
+}
+
+/* ,"iq":{NS:{"requests","answered","errors","unanswered","p50_ms","p95_ms","max_ms"}} */
+static void print_iq_stats_json(inspect *in)
+{
+    size_t n;
+    xs_iq_stat *rows = iq_rows(in, &n);
+    if (in->analysis == NULL)
+        return;
+    printf(",\"iq\":{");
+    for (size_t i = 0; i < n; i++) {
+        printf("%s", i ? "," : "");
+        xs_json_fputs(stdout, rows[i].ns);
+        printf(":{\"requests\":%llu,\"answered\":%llu,\"errors\":%llu,\"unanswered\":%llu",
+               (unsigned long long)rows[i].requests, (unsigned long long)rows[i].answered,
+               (unsigned long long)rows[i].errors, (unsigned long long)rows[i].unanswered);
+        json_ms("p50_ms", rows[i].p50);
+        json_ms("p95_ms", rows[i].p95);
+        json_ms("max_ms", rows[i].max);
+        printf("}");
+    }
+    printf("}");
+    free(rows);
+}
+
 static void print_stats(inspect *in, xs_format format)
 {
     qsort(in->kinds.rows, in->kinds.n, sizeof(stat_row), row_cmp);
@@ -225,7 +309,9 @@ static void print_stats(inspect *in, xs_format format)
                 printf(":{\"count\":%lu,\"bytes\":%llu}", tab->rows[i].count, tab->rows[i].bytes);
             }
         }
-        printf("}}\n");
+        printf("}");
+        print_iq_stats_json(in);
+        printf("}\n");
         return;
     }
     printf("\n%-52s %10s %12s\n", "stanzas by kind", "count", "bytes");
@@ -236,6 +322,7 @@ static void print_stats(inspect *in, xs_format format)
     for (size_t i = 0; i < in->payloads.n; i++)
         xs_term_printf(stdout, "  %-50s %10lu %12llu\n", in->payloads.rows[i].key,
                        in->payloads.rows[i].count, in->payloads.rows[i].bytes);
+    print_iq_stats_text(in);
     printf("\ntotal: %lu stream%s, %lu stanza%s (%llu bytes), %lu keepalive%s, %lu error%s\n",
            in->streams, in->streams == 1 ? "" : "s", in->stanzas, in->stanzas == 1 ? "" : "s",
            in->stanza_bytes, in->keepalives, in->keepalives == 1 ? "" : "s", in->errors,
@@ -516,6 +603,8 @@ static const struct option longopts[] = {
     {"lang", required_argument, NULL, 'L'},
     {"pcap", required_argument, NULL, 'P'},
     {"filter", required_argument, NULL, 'F'},
+    {"iq-timeout", required_argument, NULL, 'T'},
+    {"no-checks", no_argument, NULL, 'N'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -529,8 +618,9 @@ typedef struct inspect_args {
     const char *pcap_path; /* --pcap OUT; NULL: none */
     const char *filter;    /* --filter as given */
     inspect *in;
-    bool explain; /* --explain */
-    xs_lang lang; /* --lang, else from the environment */
+    bool explain;       /* --explain */
+    xs_lang lang;       /* --lang, else from the environment */
+    xs_analysis_cfg an; /* IQ pairing and checks */
 } inspect_args;
 
 /* Takes one option and its value. Returns 0, or the exit status of a usage error. */
@@ -582,8 +672,17 @@ static int take_option(inspect_args *a, int c, const char *arg)
         break;
     case 'P':
         a->pcap_path = arg;
+        break;
     case 'F':
         a->filter = arg;
+        break;
+    case 'T':
+        if (xs_analysis_parse_timeout(arg, &a->an.iq_timeout) < 0)
+            return xs_cli_usage_error(
+                "inspect", "--iq-timeout takes seconds from 0.001 to 86400, not '%s'", arg);
+        break;
+    case 'N':
+        a->an.pairing = a->an.checks = 0;
         break;
     case 'd':
         if (strcmp(arg, "c2s") == 0)
@@ -631,13 +730,79 @@ static void print_dry_run(const inspect *in)
     }
 }
 
+/* Makes the printer and the observers the options ask for: the printer (behind --filter), the
+ * analysers, --explain, --pcap. Returns 0 or an exit status; teardown() in both cases. */
+static int setup(inspect *in, inspect_args *a)
+{
+    int rc;
+    if (a->filter != NULL &&
+        (rc = xs_filter_cmd_compile("inspect", "--filter", a->filter, &in->filter)) != 0)
+        return rc;
+    if (a->rules_path != NULL && (rc = load_rules(in, a->rules_path)) != 0)
+        return rc;
+    if (xs_printer_new(stdout, &a->popt, &in->printer) < 0)
+        goto oom;
+    in->show_secrets = a->popt.show_secrets;
+    in->obs[in->n_obs++] = xs_printer_observer(in->printer, XS_OBS_WARN, 1, "the output");
+    if (in->filter != NULL) {
+        if (xs_filter_obs_new(&in->obs[0], in->filter, 0, &in->filtered) < 0)
+            goto oom;
+        in->obs[0] = xs_filter_observer(in->filtered);
+    }
+    if (a->an.pairing || a->an.checks) {
+        if (xs_analysis_new(&a->an, &in->analysis) < 0)
+            goto oom;
+        in->obs[in->n_obs++] = xs_analysis_observer(in->analysis);
+    }
+    /* --explain: an analyser too; without it nothing of it runs. */
+    if (a->explain) {
+        char err[256];
+        if (xs_explainer_new(a->lang, &in->explainer, err, sizeof(err)) < 0) {
+            xs_term_printf(stderr, "xmppscope inspect: cannot load the explanations: %s\n", err);
+            return 1;
+        }
+        in->obs[in->n_obs++] = xs_explainer_observer(in->explainer);
+    }
+    if (a->pcap_path != NULL) {
+        rc = xs_cli_open_pcap("inspect", a->pcap_path, in->raw_dir == XS_RULE_S2C, 0,
+                              &in->pcap_file);
+        if (rc != 0)
+            return rc;
+        in->pcap = xs_pcap_observer(in->pcap_file, XS_OBS_BEST_EFFORT);
+        in->obs[in->n_obs++] = (xs_observer){.on_event = pcap_quiet,
+                                             .ctx = &in->pcap,
+                                             .policy = XS_OBS_BEST_EFFORT,
+                                             .name = in->pcap.name};
+    }
+    return 0;
+oom:
+    xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
+    return 1;
+}
+
+/* Frees what setup() made. Returns 1 when the --pcap file could not be finished, else 0. */
+static int teardown(inspect *in, inspect_args *a)
+{
+    int st = xs_cli_close_pcap("inspect", a->pcap_path, in->pcap_file) != 0;
+    xs_rules_unref(in->rules);
+    xs_printer_free(in->printer);
+    xs_explainer_free(in->explainer);
+    xs_filter_obs_free(in->filtered);
+    xs_filter_free(in->filter);
+    xs_analysis_free(in->analysis);
+    stat_free(&in->kinds);
+    stat_free(&in->payloads);
+    return st;
+}
+
 int xs_inspect_main(int argc, char **argv)
 {
     inspect in = {0};
     inspect_args a = {.popt = {.format = XS_FORMAT_PRETTY},
                       .color = "auto",
                       .in = &in,
-                      .lang = xs_lang_from_env()};
+                      .lang = xs_lang_from_env(),
+                      .an = {.pairing = 1, .checks = 1, .lazy_timeouts = 1}};
     int c, rc;
 
     optind = 1;
@@ -661,56 +826,9 @@ int xs_inspect_main(int argc, char **argv)
     else if (strcmp(a.color, "auto") == 0)
         a.popt.color = xs_color_wanted(STDOUT_FILENO);
 
-    xs_filter *filter = NULL;
-    xs_filter_obs *filtered = NULL;
-    if (a.filter != NULL && (rc = xs_filter_cmd_compile("inspect", "--filter", a.filter, &filter)))
+    if ((rc = setup(&in, &a)) != 0) {
+        teardown(&in, &a);
         return rc;
-    if (a.rules_path != NULL && (rc = load_rules(&in, a.rules_path)) != 0) {
-        xs_filter_free(filter);
-        return rc;
-    }
-    if (xs_printer_new(stdout, &a.popt, &in.printer) < 0) {
-        xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
-        xs_filter_free(filter);
-        return 1;
-    }
-    in.show_secrets = a.popt.show_secrets;
-    in.obs[in.n_obs++] = xs_printer_observer(in.printer, XS_OBS_WARN, 1, "the output");
-    /* --explain: an analyser; without it nothing of it runs. */
-    xs_explainer *explainer = NULL;
-    if (a.explain) {
-        char err[256];
-        if (xs_explainer_new(a.lang, &explainer, err, sizeof(err)) < 0) {
-            xs_term_printf(stderr, "xmppscope inspect: cannot load the explanations: %s\n", err);
-            xs_printer_free(in.printer);
-            xs_rules_unref(in.rules);
-            return 1;
-        }
-        in.obs[in.n_obs++] = xs_explainer_observer(explainer);
-    }
-    xs_pcap *pcap = NULL;
-    if (a.pcap_path != NULL) {
-        rc = xs_cli_open_pcap("inspect", a.pcap_path, in.raw_dir == XS_RULE_S2C, 0, &pcap);
-        if (rc != 0) {
-            xs_printer_free(in.printer);
-            xs_rules_unref(in.rules);
-            return rc;
-        }
-        in.pcap = xs_pcap_observer(pcap, XS_OBS_BEST_EFFORT);
-        in.obs[in.n_obs++] = (xs_observer){.on_event = pcap_quiet,
-                                           .ctx = &in.pcap,
-                                           .policy = XS_OBS_BEST_EFFORT,
-                                           .name = in.pcap.name};
-    }
-    if (filter != NULL) {
-        if (xs_filter_obs_new(&in.obs[0], filter, 0, &filtered) < 0) {
-            xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
-            xs_printer_free(in.printer);
-            xs_filter_free(filter);
-            xs_rules_unref(in.rules);
-            return 1;
-        }
-        in.obs[0] = xs_filter_observer(filtered);
     }
     int status = 0;
     if (optind == argc) {
@@ -731,23 +849,16 @@ int xs_inspect_main(int argc, char **argv)
     rc = xs_obs_emit_other(in.obs, in.n_obs, &end);
     if (rc < 0 && in.print_rc == 0)
         in.print_rc = rc;
-    if (xs_cli_close_pcap("inspect", a.pcap_path, pcap) != 0)
-        status = 1;
     if (in.stats)
         print_stats(&in, a.popt.format);
     if (in.rules != NULL && a.popt.format != XS_FORMAT_JSON)
         print_dry_run(&in);
-    xs_rules_unref(in.rules);
     if (fflush(stdout) != 0 || in.print_rc < 0) {
         xs_term_printf(stderr, "xmppscope inspect: cannot write the output: %s\n",
                        in.print_rc < 0 ? xs_strerror(in.print_rc) : strerror(errno));
         status = 1;
     }
-    xs_printer_free(in.printer);
-    xs_explainer_free(explainer);
-    xs_filter_obs_free(filtered);
-    xs_filter_free(filter);
-    stat_free(&in.kinds);
-    stat_free(&in.payloads);
+    if (teardown(&in, &a) != 0)
+        status = 1;
     return status;
 }

@@ -4,6 +4,7 @@
 #include "filters/features.h"
 #include "proxy/cmd/cli.h"
 #include "proxy/cmd/filter_cmd.h"
+#include "inspect/check.h"
 #include "inspect/error.h"
 #include "inspect/explain.h"
 #include "inspect/pcap.h"
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +104,12 @@ static void usage(FILE *out)
             "                            same way; default everything), and every stream\n"
             "                            header, so that 'inspect' reads the log back\n"
             "  --show-secrets            show SASL and password payloads in clear\n"
+            "analysis (on by default when the console or --write shows it; warnings under\n"
+            "the stanza, \"checks\" in JSON):\n"
+            "  --iq-timeout S            flag an IQ get/set with no answer after S seconds\n"
+            "                            (iq-unanswered; default 30); answers show their\n"
+            "                            round trip, the session summary IQ latencies\n"
+            "  --no-checks               no IQ pairing, round trips or protocol checks\n"
             "  --color WHEN              auto (default), always or never\n"
             "  --explain                 under each event, one or two lines of what it is and\n"
             "                            why it is there, with its RFC/XEP section and link\n"
@@ -175,6 +183,8 @@ enum {
     O_LISTEN_SOCKS,
     O_SOCKS_AUTH,
     O_LISTEN_TRANSPARENT,
+    O_IQ_TIMEOUT,
+    O_NO_CHECKS,
 };
 
 static const struct option longopts[] = {
@@ -216,6 +226,8 @@ static const struct option longopts[] = {
     {"pcap", required_argument, NULL, O_PCAP},
     {"filter", required_argument, NULL, O_FILTER},
     {"write-filter", required_argument, NULL, O_WRITE_FILTER},
+    {"iq-timeout", required_argument, NULL, O_IQ_TIMEOUT},
+    {"no-checks", no_argument, NULL, O_NO_CHECKS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -231,6 +243,7 @@ typedef struct proxy_args {
     const char *filter, *write_filter;             /* --filter, --write-filter as given */
     const char *allow[XS_PROXY_MAX_ALLOW_DOMAINS]; /* --allow-domain, in cfg.allow_domains */
     char socks_user[256];                          /* --socks-auth's user */
+    xs_analysis_cfg an;                            /* IQ pairing and checks */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -324,10 +337,83 @@ static int take_reach_option(proxy_args *a, int c, const char *arg)
     return 0;
 }
 
+/* Takes an option of the analysers (IQ pairing and checks). Returns 0, or the exit status of a
+ * usage error. */
+static int take_analysis(proxy_args *a, int c, const char *arg)
+{
+    if (c == O_NO_CHECKS) {
+        a->an.pairing = a->an.checks = 0;
+        return 0;
+    }
+    if (xs_analysis_parse_timeout(arg, &a->an.iq_timeout) < 0)
+        return xs_cli_usage_error("proxy",
+                                  "--iq-timeout takes seconds from 0.001 to 86400, not '%s'", arg);
+    return 0;
+}
+
+/* The options of what is shown and kept: the console, the log, --pcap, filters, --explain.
+ * Returns 0, or the exit status of a usage error. */
+static int take_output_option(proxy_args *a, int c, const char *arg)
+{
+    switch (c) {
+    case O_FORMAT:
+        if (xs_format_parse(arg, &a->cfg.console.format) < 0)
+            return xs_cli_usage_error("proxy",
+                                      "unknown format '%s' (pretty, compact, json or none)", arg);
+        break;
+    case O_WRITE:
+        a->cfg.write_path = arg;
+        break;
+    case O_PCAP:
+        a->pcap_path = arg;
+        break;
+    case O_SECRETS:
+        a->cfg.console.show_secrets = 1;
+        break;
+    case O_COLOR:
+        if (strcmp(arg, "auto") != 0 && strcmp(arg, "always") != 0 && strcmp(arg, "never") != 0)
+            return xs_cli_usage_error("proxy", "--color takes auto, always or never, not '%s'",
+                                      arg);
+        a->color = arg;
+        break;
+    case O_ON_LOG_ERROR:
+        if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
+            return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
+                                      arg);
+        a->cfg.log_stop = strcmp(arg, "stop") == 0;
+        break;
+    case O_EXPLAIN:
+        a->explain = 1;
+        break;
+    case O_LANG:
+        if (xs_lang_parse(arg, &a->lang) < 0)
+            return xs_cli_usage_error("proxy", "--lang takes en or zh, not '%s'", arg);
+        break;
+    case O_FILTER:
+        a->filter = arg;
+        break;
+    case O_WRITE_FILTER:
+        a->write_filter = arg;
+        break;
+    }
+    return 0;
+}
+
 /* Takes one option and its value. Returns 0, or the exit status of a usage error. */
 static int take_option(proxy_args *a, int c, const char *arg)
 {
     switch (c) {
+    case O_FORMAT:
+    case O_WRITE:
+    case O_PCAP:
+    case O_SECRETS:
+    case O_COLOR:
+    case O_ON_LOG_ERROR:
+    case O_EXPLAIN:
+    case O_LANG:
+    case O_FILTER:
+    case O_WRITE_FILTER:
+        return take_output_option(a, c, arg);
     case O_DNS:
     case O_ALLOW_DOMAIN:
     case O_PROXY_PROTOCOL:
@@ -389,26 +475,6 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_KEYLOG:
         a->cfg.keylog_path = arg;
         break;
-    case O_FORMAT:
-        if (xs_format_parse(arg, &a->cfg.console.format) < 0)
-            return xs_cli_usage_error("proxy",
-                                      "unknown format '%s' (pretty, compact, json or none)", arg);
-        break;
-    case O_WRITE:
-        a->cfg.write_path = arg;
-        break;
-    case O_PCAP:
-        a->pcap_path = arg;
-        break;
-    case O_SECRETS:
-        a->cfg.console.show_secrets = 1;
-        break;
-    case O_COLOR:
-        if (strcmp(arg, "auto") != 0 && strcmp(arg, "always") != 0 && strcmp(arg, "never") != 0)
-            return xs_cli_usage_error("proxy", "--color takes auto, always or never, not '%s'",
-                                      arg);
-        a->color = arg;
-        break;
     case O_NO_REWRITE: {
         unsigned bit;
         if (xs_rewrite_parse(arg, &bit) < 0 || bit == XS_REWRITE_STARTTLS)
@@ -422,25 +488,9 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_RULES:
         a->cfg.rules_path = arg;
         break;
-    case O_ON_LOG_ERROR:
-        if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
-            return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
-                                      arg);
-        a->cfg.log_stop = strcmp(arg, "stop") == 0;
-        break;
-    case O_EXPLAIN:
-        a->explain = 1;
-        break;
-    case O_LANG:
-        if (xs_lang_parse(arg, &a->lang) < 0)
-            return xs_cli_usage_error("proxy", "--lang takes en or zh, not '%s'", arg);
-        break;
-    case O_FILTER:
-        a->filter = arg;
-        break;
-    case O_WRITE_FILTER:
-        a->write_filter = arg;
-        break;
+    case O_IQ_TIMEOUT:
+    case O_NO_CHECKS:
+        return take_analysis(a, c, arg);
     }
     return 0;
 }
@@ -492,6 +542,65 @@ static int finish_args(proxy_args *a)
     return 0;
 }
 
+/* What the command adds to the proxy's observers (xs_proxy_config.observers), after the console
+ * and the log, and owns. */
+typedef struct cmd_observers {
+    xs_observer obs[XS_PROXY_MAX_OBSERVERS - 2];
+    size_t n;
+    xs_analysis *an;         /* IQ pairing and checks */
+    xs_explainer *explainer; /* --explain */
+    xs_pcap *pcap;           /* --pcap */
+} cmd_observers;
+
+/* Makes the observers the options ask for into *co and hands them to a->cfg. Returns 0 or an
+ * exit status; free_observers() in both cases. */
+static int add_observers(proxy_args *a, cmd_observers *co)
+{
+    /* The analysers, shared by every session (they keep each session's state apart), only when
+     * something shows what they find (the console or the log): a proxy that shows nothing does
+     * no analysis either, and keeps its cheapest path. */
+    bool shown = a->cfg.console.format != XS_FORMAT_NONE || a->cfg.write_path != NULL;
+    if ((a->an.pairing || a->an.checks) && shown) {
+        if (xs_analysis_new(&a->an, &co->an) < 0) {
+            xs_term_printf(stderr, "xmppscope: out of memory\n");
+            return 1;
+        }
+        co->obs[co->n++] = xs_analysis_observer(co->an);
+    }
+    /* --explain: an analyser too; without it nothing of it runs. */
+    if (a->explain) {
+        char err[256];
+        if (xs_explainer_new(a->lang, &co->explainer, err, sizeof(err)) < 0) {
+            xs_term_printf(stderr, "xmppscope: cannot load the explanations: %s\n", err);
+            return 1;
+        }
+        co->obs[co->n++] = xs_explainer_observer(co->explainer);
+    }
+    if (a->pcap_path != NULL) {
+        int rc = xs_cli_open_pcap("proxy", a->pcap_path, 0, 1, &co->pcap);
+        if (rc != 0)
+            return rc;
+        co->obs[co->n++] = xs_pcap_observer(co->pcap, XS_OBS_WARN);
+    }
+    a->cfg.observers = co->obs;
+    a->cfg.n_observers = co->n;
+    return 0;
+}
+
+/* Frees the observers and the filters. Returns the exit status of closing the --pcap file (0 or
+ * 1). */
+static int free_observers(proxy_args *a, cmd_observers *co)
+{
+    xs_analysis_free(co->an);
+    xs_explainer_free(co->explainer);
+    xs_filter_free(a->cfg.console_filter);
+    xs_filter_free(a->cfg.write_filter);
+    a->cfg.console_filter = a->cfg.write_filter = NULL;
+    int st = xs_cli_close_pcap("proxy", a->pcap_path, co->pcap);
+    co->pcap = NULL;
+    return st;
+}
+
 int xs_proxy_main(int argc, char **argv)
 {
     proxy_args a = {
@@ -506,6 +615,7 @@ int xs_proxy_main(int argc, char **argv)
             },
         .color = "auto",
         .lang = xs_lang_from_env(),
+        .an = {.pairing = 1, .checks = 1},
     };
     int c, rc;
 
@@ -531,42 +641,16 @@ int xs_proxy_main(int argc, char **argv)
         xs_filter_free(a.cfg.console_filter);
         return rc;
     }
-    /* The command's observers, after the console and the log (xs_proxy_config.observers). */
-    xs_observer obs[XS_PROXY_MAX_OBSERVERS - 2];
-    size_t n_obs = 0;
-    /* --explain: the explanations are an analyser observer; without it nothing of it runs. */
-    xs_explainer *explainer = NULL;
-    if (a.explain) {
-        char err[256];
-        if (xs_explainer_new(a.lang, &explainer, err, sizeof(err)) < 0) {
-            xs_term_printf(stderr, "xmppscope: cannot load the explanations: %s\n", err);
-            xs_filter_free(a.cfg.console_filter);
-            xs_filter_free(a.cfg.write_filter);
-            return 1;
-        }
-        obs[n_obs++] = xs_explainer_observer(explainer);
+    cmd_observers co = {0};
+    if ((rc = add_observers(&a, &co)) != 0) {
+        free_observers(&a, &co);
+        return rc;
     }
-    /* --pcap: one more observer. */
-    xs_pcap *pcap = NULL;
-    if (a.pcap_path != NULL) {
-        if ((rc = xs_cli_open_pcap("proxy", a.pcap_path, 0, 1, &pcap)) != 0) {
-            xs_explainer_free(explainer);
-            xs_filter_free(a.cfg.console_filter);
-            xs_filter_free(a.cfg.write_filter);
-            return rc;
-        }
-        obs[n_obs++] = xs_pcap_observer(pcap, XS_OBS_WARN);
-    }
-    a.cfg.observers = obs;
-    a.cfg.n_observers = n_obs;
     xs_diag diag;
     rc = xs_proxy_run(&a.cfg, &diag);
-    xs_explainer_free(explainer);
-    xs_filter_free(a.cfg.console_filter);
-    xs_filter_free(a.cfg.write_filter);
+    int pcap_status = free_observers(&a, &co);
     if (diag.text[0] != 0)
         xs_term_printf(stderr, "xmppscope: %s\n", diag.text);
-    int pcap_status = xs_cli_close_pcap("proxy", a.pcap_path, pcap);
     /* The exit statuses of the proxy: 0 after a clean stop, 2 for a configuration it refuses,
      * 1 for a runtime failure. */
     return rc == 0 ? pcap_status : rc == XS_EINVAL ? 2 : 1;
