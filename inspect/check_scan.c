@@ -247,6 +247,41 @@ static int outline_raw(const xs_event *ev, xs_outline *o)
     return -1;
 }
 
+/* The first child only, where the parser counted the children and found the first one
+ * (xs_event.n_children, first_child): two tags read, not the whole stanza. */
+static int outline_first_raw(const xs_event *ev, xs_outline *o)
+{
+    const char *p = ev->raw;
+    size_t len = ev->len, i = 0;
+    xs_span dflt0 = ev->default_ns != NULL ? (xs_span){ev->default_ns, strlen(ev->default_ns)}
+                                           : (xs_span){NULL, 0};
+    while (i < len && p[i] != '<')
+        i++;
+    tag anc[2];
+    if (i >= len || read_tag(p + i, len - i, &anc[0]) == 0 || ev->first_child >= len)
+        return -1;
+    xs_span own = ev->ns != NULL ? (xs_span){ev->ns, strlen(ev->ns)} : (xs_span){NULL, 0};
+    if (anc[0].prefix.p == NULL && !anc[0].has_dflt)
+        dflt0 = own;
+    tag t;
+    if (read_tag(p + ev->first_child, len - ev->first_child, &t) == 0)
+        return -1;
+    o->n_children = ev->n_children;
+    o->name[0] = t.local;
+    o->ns[0] = resolve(&t, anc, 1, dflt0);
+    return 0;
+}
+
+int xs_outline_first(const xs_event *ev, xs_outline *o)
+{
+    if (ev->node == NULL && ev->raw != NULL && ev->first_child > 0) {
+        memset(o, 0, sizeof(*o));
+        if (outline_first_raw(ev, o) == 0)
+            return 0;
+    }
+    return xs_outline_of(ev, o);
+}
+
 int xs_outline_of(const xs_event *ev, xs_outline *o)
 {
     memset(o, 0, sizeof(*o));
