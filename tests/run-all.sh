@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
-fuzz_seconds=${XS_FUZZ_SECONDS:-60}
+fuzz_seconds=${XS_FUZZ_SECONDS:-40}
 jobs=$(nproc 2>/dev/null || echo 2)
 start=$(date +%s)
 step() { printf '\n== %s (%ds)\n' "$*" $(( $(date +%s) - start )); }
