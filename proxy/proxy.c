@@ -6,6 +6,7 @@
 #include "proxy/proxy.h"
 
 #include "filters/features.h"
+#include "filters/filter_obs.h"
 #include "inspect/error.h"
 #include "proxy/ca.h"
 #include "proxy/conn.h"
@@ -350,6 +351,16 @@ static int setup_tls(xs_proxy *p, xs_diag *diag)
     return 0;
 }
 
+/* Wraps the observer just added (the console: 0, the log: 1) with a filter. */
+static int filtered(xs_proxy *p, int which, xs_filter *filter, unsigned flags)
+{
+    xs_observer *o = &p->observers[p->n_observers - 1];
+    int rc = xs_filter_obs_new(o, filter, flags, &p->filtered[which]);
+    if (rc == 0)
+        *o = xs_filter_observer(p->filtered[which]);
+    return rc;
+}
+
 /* The rules, the --write log and the console printer. */
 static int setup_outputs(xs_proxy *p, xs_diag *diag)
 {
@@ -388,9 +399,17 @@ static int setup_outputs(xs_proxy *p, xs_diag *diag)
     if (p->console != NULL)
         p->observers[p->n_observers++] =
             xs_printer_observer(p->console, XS_OBS_BEST_EFFORT, 0, "the console");
-    if (p->log != NULL)
+    if (p->console != NULL && cfg->console_filter != NULL &&
+        filtered(p, 0, cfg->console_filter, 0) < 0)
+        return XS_ENOMEM;
+    if (p->log != NULL) {
         p->observers[p->n_observers++] = xs_printer_observer(
             p->log, cfg->log_stop ? XS_OBS_REQUIRED : XS_OBS_WARN, 1, "the --write log");
+        /* The log keeps every stream header: it is read back stream by stream. */
+        if (cfg->write_filter != NULL &&
+            filtered(p, 1, cfg->write_filter, XS_FILTER_OBS_STREAMS) < 0)
+            return XS_ENOMEM;
+    }
     if (cfg->n_observers > XS_PROXY_MAX_OBSERVERS - p->n_observers)
         return XS_EINVAL;
     for (size_t i = 0; i < cfg->n_observers; i++) {
@@ -478,6 +497,8 @@ static int teardown(xs_proxy *p, int rc, xs_diag *diag)
     /* What the console still holds goes out, unless standard output is stuck. */
     (void)xs_console_free(p->stdout_q, XS_PROXY_CONSOLE_DRAIN_MS);
     xs_printer_free(p->log);
+    for (int i = 0; i < 2; i++)
+        xs_filter_obs_free(p->filtered[i]);
     if (p->log_file != NULL && fclose(p->log_file) != 0 && rc == 0 && !p->log_failed)
         rc = xs_diag_set(diag, XS_EIO, "cannot finish writing %s: %s", cfg->write_path,
                          strerror(errno));

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "filters/filter.h"
 #include "inspect/error.h"
 #include "inspect/observer.h"
 #include "inspect/parser.h"
@@ -42,6 +43,11 @@ typedef struct xs_proxy_config {
     const char *keylog_path; /* --keylog (SSLKEYLOGFILE is honoured too) */
     const char *rules_path;  /* --rules FILE; NULL: none */
     xs_print_options console;
+    /* --filter and --write-filter (filters/filter.h): what the console shows and what the log
+     * keeps (the log also keeps every stream header, so that it can be read back); NULL: all.
+     * They stay the caller's and must outlive the run. */
+    xs_filter *console_filter;
+    xs_filter *write_filter;
     /* Observers of the command's own (analysers, pcap, ...), told after the console and the log
      * (xs_session_cfg.observers); they stay the caller's. When one of them annotates, the
      * sessions are also told XS_OBS_TICK once a second. */

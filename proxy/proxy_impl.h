@@ -48,6 +48,7 @@ typedef struct xs_proxy {
     xs_tls_ctx *server_ctx, *client_ctx;
     xs_printer *console, *log;
     struct xs_console *stdout_q; /* the console printer's writer thread (console.h) */
+    struct xs_filter_obs *filtered[2]; /* --filter and --write-filter around console and log */
     /* The sessions' observers: the console, the --write log, then the command's
      * (xs_session_cfg.observers). */
     xs_observer observers[XS_PROXY_MAX_OBSERVERS];

@@ -1,9 +1,11 @@
 /* `xmppscope inspect`: offline reading of raw XMPP streams and of xmppscope's JSON Lines logs. */
 #include "proxy/cmd/inspect_cmd.h"
 
+#include "filters/filter_obs.h"
 #include "filters/rules.h"
 
 #include "proxy/cmd/cli.h"
+#include "proxy/cmd/filter_cmd.h"
 #include "inspect/error.h"
 #include "inspect/jsonl.h"
 #include "inspect/observer.h"
@@ -70,6 +72,12 @@ static void usage(FILE *out)
             "  -s, --stats          print counts and bytes by stanza kind and by payload\n"
             "                       namespace after the input\n"
             "      --show-secrets   show SASL and password payloads in clear (masked by default)\n"
+            "      --filter EXPR    show only what EXPR selects ('xmppscope filter --help'):\n"
+            "                       --filter 'jid:bob@example.test message'. Errors and\n"
+            "                       warnings are always shown; stream headers and notes of a\n"
+            "                       session when EXPR says yes to them (session:, dir:, or a\n"
+            "                       JID atom once the session is bound). tag: needs --rules\n"
+            "                       (a log does not keep the rules' results)\n"
             "      --rules FILE     dry run: show what the rules in FILE would do to each\n"
             "                       stanza (nothing is changed), and the hits per rule\n"
             "      --direction DIR  c2s or s2c: the direction of raw captures, for rules\n"
@@ -479,6 +487,7 @@ static const struct option longopts[] = {
     {"max-attrs", required_argument, NULL, 'A'},
     {"rules", required_argument, NULL, 'R'},
     {"direction", required_argument, NULL, 'd'},
+    {"filter", required_argument, NULL, 'F'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -489,6 +498,7 @@ typedef struct inspect_args {
     xs_parser_limits lim;
     const char *color;
     const char *rules_path;
+    const char *filter; /* --filter as given */
     inspect *in;
 } inspect_args;
 
@@ -538,6 +548,9 @@ static int take_option(inspect_args *a, int c, const char *arg)
         break;
     case 'R':
         a->rules_path = arg;
+        break;
+    case 'F':
+        a->filter = arg;
         break;
     case 'd':
         if (strcmp(arg, "c2s") == 0)
@@ -605,14 +618,31 @@ int xs_inspect_main(int argc, char **argv)
     else if (strcmp(a.color, "auto") == 0)
         a.popt.color = xs_color_wanted(STDOUT_FILENO);
 
-    if (a.rules_path != NULL && (rc = load_rules(&in, a.rules_path)) != 0)
+    xs_filter *filter = NULL;
+    xs_filter_obs *filtered = NULL;
+    if (a.filter != NULL && (rc = xs_filter_cmd_compile("inspect", "--filter", a.filter, &filter)))
         return rc;
+    if (a.rules_path != NULL && (rc = load_rules(&in, a.rules_path)) != 0) {
+        xs_filter_free(filter);
+        return rc;
+    }
     if (xs_printer_new(stdout, &a.popt, &in.printer) < 0) {
         xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
+        xs_filter_free(filter);
         return 1;
     }
     in.show_secrets = a.popt.show_secrets;
     in.obs[in.n_obs++] = xs_printer_observer(in.printer, XS_OBS_WARN, 1, "the output");
+    if (filter != NULL) {
+        if (xs_filter_obs_new(&in.obs[0], filter, 0, &filtered) < 0) {
+            xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
+            xs_printer_free(in.printer);
+            xs_filter_free(filter);
+            xs_rules_unref(in.rules);
+            return 1;
+        }
+        in.obs[0] = xs_filter_observer(filtered);
+    }
     int status = 0;
     if (optind == argc) {
         if (isatty(STDIN_FILENO))
@@ -643,6 +673,8 @@ int xs_inspect_main(int argc, char **argv)
         status = 1;
     }
     xs_printer_free(in.printer);
+    xs_filter_obs_free(filtered);
+    xs_filter_free(filter);
     stat_free(&in.kinds);
     stat_free(&in.payloads);
     return status;

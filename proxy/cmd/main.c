@@ -8,6 +8,7 @@
 #include "proxy/cmd/inspect_cmd.h"
 #include "inspect/print.h"
 #include "proxy/cmd/ca_cmd.h"
+#include "proxy/cmd/filter_cmd.h"
 #include "proxy/cmd/proxy_cmd.h"
 
 #ifndef XS_VERSION
@@ -28,6 +29,8 @@ static void usage(FILE *out)
                  "                        offline and print them stanza by stanza\n"
                  "  rules check|list      check a rules file, list its rules or the built-in\n"
                  "                        ones\n"
+                 "  filter check EXPR     check a --filter expression and print it\n"
+                 "                        normalised, or its error and column\n"
                  "  ca init|show          create or show the CA that signs the certificates\n"
                  "                        the proxy presents to clients\n"
                  "\n"
@@ -52,6 +55,8 @@ int main(int argc, char **argv)
         status = xs_inspect_main(argc - 1, argv + 1);
     } else if (strcmp(cmd, "rules") == 0) {
         status = xs_rules_cmd_main(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "filter") == 0) {
+        status = xs_filter_cmd_main(argc - 1, argv + 1);
     } else if (strcmp(cmd, "ca") == 0) {
         status = xs_ca_cmd_main(argc - 1, argv + 1);
     } else if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {

@@ -3,6 +3,7 @@
 
 #include "filters/features.h"
 #include "proxy/cmd/cli.h"
+#include "proxy/cmd/filter_cmd.h"
 #include "inspect/error.h"
 #include "proxy/proxy.h"
 
@@ -52,6 +53,16 @@ static void usage(FILE *out)
             "  --on-log-error WHAT        when --write fails (disk full): continue (default;\n"
             "                            said once per session, forwarding goes on) or stop\n"
             "                            (the session ends: nothing unlogged is forwarded)\n"
+            "  --filter EXPR             show on the console only the stanzas EXPR selects\n"
+            "                            ('xmppscope filter --help' has the language):\n"
+            "                            --filter 'jid:bob@example.test message'. Errors and\n"
+            "                            warnings are always shown; stream headers, TLS,\n"
+            "                            notes and summaries of a session when EXPR says yes\n"
+            "                            to them (session:, dir: or a JID atom once the\n"
+            "                            session is bound)\n"
+            "  --write-filter EXPR       keep in the --write log only what EXPR selects (the\n"
+            "                            same way; default everything), and every stream\n"
+            "                            header, so that 'inspect' reads the log back\n"
             "  --show-secrets            show SASL and password payloads in clear\n"
             "  --color WHEN              auto (default), always or never\n"
             "limits:\n"
@@ -110,6 +121,8 @@ enum {
     O_NO_REWRITE,
     O_RULES,
     O_ON_LOG_ERROR,
+    O_FILTER,
+    O_WRITE_FILTER,
 };
 
 static const struct option longopts[] = {
@@ -140,6 +153,8 @@ static const struct option longopts[] = {
     {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
+    {"filter", required_argument, NULL, O_FILTER},
+    {"write-filter", required_argument, NULL, O_WRITE_FILTER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -149,6 +164,7 @@ typedef struct proxy_args {
     xs_proxy_config cfg;
     const char *color;
     int listen_given;
+    const char *filter, *write_filter; /* --filter, --write-filter as given */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -292,6 +308,12 @@ static int take_option(proxy_args *a, int c, const char *arg)
                                       arg);
         a->cfg.log_stop = strcmp(arg, "stop") == 0;
         break;
+    case O_FILTER:
+        a->filter = arg;
+        break;
+    case O_WRITE_FILTER:
+        a->write_filter = arg;
+        break;
     }
     return 0;
 }
@@ -312,6 +334,16 @@ static int finish_args(proxy_args *a)
                                   "--upstream-ca and --upstream-insecure exclude each other");
     if (a->cfg.log_stop && a->cfg.write_path == NULL)
         return xs_cli_usage_error("proxy", "--on-log-error goes with --write FILE");
+    if (a->write_filter != NULL && a->cfg.write_path == NULL)
+        return xs_cli_usage_error("proxy", "--write-filter goes with --write FILE");
+    int rc = 0;
+    if (a->filter != NULL)
+        rc = xs_filter_cmd_compile("proxy", "--filter", a->filter, &a->cfg.console_filter);
+    if (rc == 0 && a->write_filter != NULL)
+        rc =
+            xs_filter_cmd_compile("proxy", "--write-filter", a->write_filter, &a->cfg.write_filter);
+    if (rc != 0)
+        return rc;
     if (!a->listen_given && a->cfg.listen_tls == NULL)
         a->cfg.listen = XS_PROXY_DEFAULT_LISTEN;
     if (strcmp(a->color, "always") == 0)
@@ -355,10 +387,14 @@ int xs_proxy_main(int argc, char **argv)
     }
     if (optind < argc)
         return xs_cli_usage_error("proxy", "unexpected argument '%s'", argv[optind]);
-    if ((rc = finish_args(&a)) != 0)
+    if ((rc = finish_args(&a)) != 0) {
+        xs_filter_free(a.cfg.console_filter);
         return rc;
+    }
     xs_diag diag;
     rc = xs_proxy_run(&a.cfg, &diag);
+    xs_filter_free(a.cfg.console_filter);
+    xs_filter_free(a.cfg.write_filter);
     if (diag.text[0] != 0)
         xs_term_printf(stderr, "xmppscope: %s\n", diag.text);
     /* The exit statuses of the proxy: 0 after a clean stop, 2 for a configuration it refuses,
