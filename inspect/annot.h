@@ -40,6 +40,11 @@ typedef struct xs_annot {
     uint64_t pair_offset;
     unsigned pair_stream; /* the request's stream number in its direction */
     double rtt_ms;
+    /* XS_OBS_CLOSED: what the analysers counted over the session (IQ count and round trips by
+     * payload namespace), lines separated by '\n' (none at the end), shown under the line that
+     * says the session ended (JSON: "summary", an array of lines). Borrowed from the analyser
+     * for the duration of the call; NULL: none. */
+    const char *summary;
     size_t n_checks;
     size_t more_checks; /* checks that did not fit in checks[] */
     xs_check_hit checks[XS_ANNOT_MAX_CHECKS];
@@ -58,6 +63,7 @@ static inline void xs_annot_init(xs_annot *a)
     a->pair_offset = 0;
     a->pair_stream = 0;
     a->rtt_ms = -1;
+    a->summary = NULL;
     a->n_checks = 0;
     a->more_checks = 0;
     a->explain_len = 0;

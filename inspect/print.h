@@ -84,6 +84,8 @@
  *   For "note" (xs_printer_note):
  *   "level"      "info", "warn" or "error"
  *   "message"    the text
+ *   "summary"    at the end of a session: the analysers' summary (IQ count and round trips by
+ *                payload namespace), an array of lines
  *   "event": "check" (xs_printer_checks): a check reported on its own (an IQ that timed out, at a
  *                tick or at the end of a session): "check", "ref", "message", and "pair"
  *                pointing at the stanza concerned when there is one.

@@ -520,6 +520,25 @@ void xs_print_json(xs_printer *p, xs_buf *b, xs_buf *tmp, const xs_print_meta *m
         b->err = tmp->err;
 }
 
+/* "summary": the analysers' summary of a session (annot.h), an array of lines. */
+static void json_summary(xs_buf *b, int *n, const xs_print_meta *m)
+{
+    const char *s = m != NULL && m->annot != NULL ? m->annot->summary : NULL;
+    if (s == NULL || *s == '\0')
+        return;
+    json_key(b, n, "summary");
+    xs_print_str(b, "[");
+    for (int first = 1; s != NULL; first = 0) {
+        const char *nl = strchr(s, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - s) : strlen(s);
+        if (!first)
+            xs_print_str(b, ",");
+        json_str(b, s, len);
+        s = nl != NULL ? nl + 1 : NULL;
+    }
+    xs_print_str(b, "]");
+}
+
 void xs_print_json_note(xs_printer *p, xs_buf *b, const xs_print_meta *m, const char *level,
                         const char *text)
 {
@@ -530,5 +549,6 @@ void xs_print_json_note(xs_printer *p, xs_buf *b, const xs_print_meta *m, const 
     json_cstr(b, level);
     json_key(b, &n, "message");
     json_cstr(b, text);
+    json_summary(b, &n, m);
     xs_buf_add(b, "}\n", 2);
 }

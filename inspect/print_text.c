@@ -589,6 +589,22 @@ void xs_print_text_check_lines(const xs_printer *p, xs_buf *b, const xs_print_me
     }
 }
 
+/* The analysers' summary of a session (annot.h), under the line that says it ended: one line
+ * each, "  = " before it. */
+static void print_summary(xs_buf *b, const xs_print_meta *m)
+{
+    const char *s = m != NULL && m->annot != NULL ? m->annot->summary : NULL;
+    while (s != NULL && *s != '\0') {
+        const char *nl = strchr(s, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - s) : strlen(s);
+        xs_print_indent(b, 2);
+        xs_print_str(b, "= ");
+        xs_term_esc(b, s, n, XS_ESC_LINE, 0);
+        xs_print_str(b, "\n");
+        s = nl != NULL ? nl + 1 : NULL;
+    }
+}
+
 void xs_print_text_note(const xs_printer *p, xs_buf *b, const xs_print_meta *m, const char *level,
                         const char *text)
 {
@@ -603,4 +619,5 @@ void xs_print_text_note(const xs_printer *p, xs_buf *b, const xs_print_meta *m, 
     xs_term_esc_str(b, text, XS_ESC_LINE);
     xs_print_sgr(p, b, SGR_RESET);
     xs_print_str(b, "\n");
+    print_summary(b, m);
 }

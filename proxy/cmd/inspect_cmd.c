@@ -6,6 +6,7 @@
 
 #include "proxy/cmd/cli.h"
 #include "proxy/cmd/filter_cmd.h"
+#include "inspect/check.h"
 #include "inspect/error.h"
 #include "inspect/jsonl.h"
 #include "inspect/observer.h"
@@ -50,10 +51,11 @@ typedef struct inspect {
     stat_table kinds, payloads;
     unsigned long events, stanzas, streams, errors, keepalives;
     unsigned long long stanza_bytes;
-    int print_rc;        /* first output failure */
-    xs_rules *rules;     /* --rules: applied to every stanza as a dry run */
-    xs_rule_dir raw_dir; /* --direction: the direction of raw captures */
-    bool failed;         /* the current input had an error */
+    int print_rc;          /* first output failure */
+    xs_rules *rules;       /* --rules: applied to every stanza as a dry run */
+    xs_rule_dir raw_dir;   /* --direction: the direction of raw captures */
+    bool failed;           /* the current input had an error */
+    xs_analysis *analysis; /* IQ pairing and checks (NULL with --no-checks) */
 } inspect;
 
 static void usage(FILE *out)
@@ -70,7 +72,8 @@ static void usage(FILE *out)
             "options:\n"
             "  -f, --format FMT     pretty (default), compact, json or none\n"
             "  -s, --stats          print counts and bytes by stanza kind and by payload\n"
-            "                       namespace after the input\n"
+            "                       namespace after the input, and IQ requests and round\n"
+            "                       trips (p50, p95, max) by payload namespace\n"
             "      --show-secrets   show SASL and password payloads in clear (masked by default)\n"
             "      --filter EXPR    show only what EXPR selects ('xmppscope filter --help'):\n"
             "                       --filter 'jid:bob@example.test message'. Errors and\n"
@@ -82,6 +85,13 @@ static void usage(FILE *out)
             "                       stanza (nothing is changed), and the hits per rule\n"
             "      --direction DIR  c2s or s2c: the direction of raw captures, for rules\n"
             "                       that name one (default: only 'direction any' rules)\n"
+            "      --iq-timeout S   an IQ get/set without an answer after S seconds (of the\n"
+            "                       log's time) is flagged iq-unanswered (default 30); so is\n"
+            "                       one still waiting at the end of the input\n"
+            "      --no-checks      no IQ pairing, round trips or protocol checks (on by\n"
+            "                       default: warnings under the stanza, \"checks\" in JSON;\n"
+            "                       IQs are paired in JSON Lines logs, which hold both\n"
+            "                       directions, not in raw one-direction captures)\n"
             "      --color WHEN     auto (default: only on a terminal, never with NO_COLOR),\n"
             "                       always or never\n"
             "      --max-stanza N   refuse stanzas larger than N bytes (default %u)\n"
@@ -188,6 +198,76 @@ static void count_stanza(inspect *in, const xs_event *ev)
     }
 }
 
+/* The IQ rows of --stats (the analyser's), most requests first; NULL when none. */
+static xs_iq_stat *iq_rows(inspect *in, size_t *n)
+{
+    *n = 0;
+    if (in->analysis == NULL)
+        return NULL;
+    size_t total = xs_analysis_iq_stats(in->analysis, NULL, 0);
+    xs_iq_stat *rows = total ? malloc(total * sizeof(*rows)) : NULL;
+    if (rows != NULL)
+        *n = xs_analysis_iq_stats(in->analysis, rows, total);
+    return rows;
+}
+
+static void print_ms(double ms)
+{
+    if (ms < 0)
+        printf(" %10s", "-");
+    else
+        printf(" %10.1f", ms);
+}
+
+static void print_iq_stats_text(inspect *in)
+{
+    size_t n;
+    xs_iq_stat *rows = iq_rows(in, &n);
+    if (rows == NULL)
+        return;
+    printf("\n%-40s %8s %8s %6s %6s %10s %10s %10s\n", "IQ requests by payload namespace",
+           "requests", "answered", "errors", "unansw", "p50 ms", "p95 ms", "max ms");
+    for (size_t i = 0; i < n; i++) {
+        xs_term_printf(stdout, "  %-38s %8llu %8llu %6llu %6llu", rows[i].ns,
+                       (unsigned long long)rows[i].requests, (unsigned long long)rows[i].answered,
+                       (unsigned long long)rows[i].errors, (unsigned long long)rows[i].unanswered);
+        print_ms(rows[i].p50);
+        print_ms(rows[i].p95);
+        print_ms(rows[i].max);
+        printf("\n");
+    }
+    free(rows);
+}
+
+static void json_ms(const char *key, double ms)
+{
+    if (ms >= 0)
+        printf(",\"%s\":%.3f", key, ms);
+}
+
+/* ,"iq":{NS:{"requests","answered","errors","unanswered","p50_ms","p95_ms","max_ms"}} */
+static void print_iq_stats_json(inspect *in)
+{
+    size_t n;
+    xs_iq_stat *rows = iq_rows(in, &n);
+    if (in->analysis == NULL)
+        return;
+    printf(",\"iq\":{");
+    for (size_t i = 0; i < n; i++) {
+        printf("%s", i ? "," : "");
+        xs_json_fputs(stdout, rows[i].ns);
+        printf(":{\"requests\":%llu,\"answered\":%llu,\"errors\":%llu,\"unanswered\":%llu",
+               (unsigned long long)rows[i].requests, (unsigned long long)rows[i].answered,
+               (unsigned long long)rows[i].errors, (unsigned long long)rows[i].unanswered);
+        json_ms("p50_ms", rows[i].p50);
+        json_ms("p95_ms", rows[i].p95);
+        json_ms("max_ms", rows[i].max);
+        printf("}");
+    }
+    printf("}");
+    free(rows);
+}
+
 static void print_stats(inspect *in, xs_format format)
 {
     qsort(in->kinds.rows, in->kinds.n, sizeof(stat_row), row_cmp);
@@ -209,7 +289,9 @@ static void print_stats(inspect *in, xs_format format)
                 printf(":{\"count\":%lu,\"bytes\":%llu}", tab->rows[i].count, tab->rows[i].bytes);
             }
         }
-        printf("}}\n");
+        printf("}");
+        print_iq_stats_json(in);
+        printf("}\n");
         return;
     }
     printf("\n%-52s %10s %12s\n", "stanzas by kind", "count", "bytes");
@@ -220,6 +302,7 @@ static void print_stats(inspect *in, xs_format format)
     for (size_t i = 0; i < in->payloads.n; i++)
         xs_term_printf(stdout, "  %-50s %10lu %12llu\n", in->payloads.rows[i].key,
                        in->payloads.rows[i].count, in->payloads.rows[i].bytes);
+    print_iq_stats_text(in);
     printf("\ntotal: %lu stream%s, %lu stanza%s (%llu bytes), %lu keepalive%s, %lu error%s\n",
            in->streams, in->streams == 1 ? "" : "s", in->stanzas, in->stanzas == 1 ? "" : "s",
            in->stanza_bytes, in->keepalives, in->keepalives == 1 ? "" : "s", in->errors,
@@ -488,6 +571,8 @@ static const struct option longopts[] = {
     {"rules", required_argument, NULL, 'R'},
     {"direction", required_argument, NULL, 'd'},
     {"filter", required_argument, NULL, 'F'},
+    {"iq-timeout", required_argument, NULL, 'T'},
+    {"no-checks", no_argument, NULL, 'N'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -500,6 +585,7 @@ typedef struct inspect_args {
     const char *rules_path;
     const char *filter; /* --filter as given */
     inspect *in;
+    xs_analysis_cfg an; /* IQ pairing and checks */
 } inspect_args;
 
 /* Takes one option and its value. Returns 0, or the exit status of a usage error. */
@@ -552,6 +638,14 @@ static int take_option(inspect_args *a, int c, const char *arg)
     case 'F':
         a->filter = arg;
         break;
+    case 'T':
+        if (xs_analysis_parse_timeout(arg, &a->an.iq_timeout) < 0)
+            return xs_cli_usage_error(
+                "inspect", "--iq-timeout takes seconds from 0.001 to 86400, not '%s'", arg);
+        break;
+    case 'N':
+        a->an.pairing = a->an.checks = 0;
+        break;
     case 'd':
         if (strcmp(arg, "c2s") == 0)
             a->in->raw_dir = XS_RULE_C2S;
@@ -594,7 +688,10 @@ static void print_dry_run(const inspect *in)
 int xs_inspect_main(int argc, char **argv)
 {
     inspect in = {0};
-    inspect_args a = {.popt = {.format = XS_FORMAT_PRETTY}, .color = "auto", .in = &in};
+    inspect_args a = {.popt = {.format = XS_FORMAT_PRETTY},
+                      .color = "auto",
+                      .in = &in,
+                      .an = {.pairing = 1, .checks = 1, .lazy_timeouts = 1}};
     int c, rc;
 
     optind = 1;
@@ -643,6 +740,14 @@ int xs_inspect_main(int argc, char **argv)
         }
         in.obs[0] = xs_filter_observer(filtered);
     }
+    if (a.an.pairing || a.an.checks) {
+        if (xs_analysis_new(&a.an, &in.analysis) < 0) {
+            xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
+            xs_printer_free(in.printer);
+            return 1;
+        }
+        in.obs[in.n_obs++] = xs_analysis_observer(in.analysis);
+    }
     int status = 0;
     if (optind == argc) {
         if (isatty(STDIN_FILENO))
@@ -675,6 +780,7 @@ int xs_inspect_main(int argc, char **argv)
     xs_printer_free(in.printer);
     xs_filter_obs_free(filtered);
     xs_filter_free(filter);
+    xs_analysis_free(in.analysis);
     stat_free(&in.kinds);
     stat_free(&in.payloads);
     return status;

@@ -4,6 +4,7 @@
 #include "filters/features.h"
 #include "proxy/cmd/cli.h"
 #include "proxy/cmd/filter_cmd.h"
+#include "inspect/check.h"
 #include "inspect/error.h"
 #include "proxy/proxy.h"
 
@@ -64,6 +65,11 @@ static void usage(FILE *out)
             "                            same way; default everything), and every stream\n"
             "                            header, so that 'inspect' reads the log back\n"
             "  --show-secrets            show SASL and password payloads in clear\n"
+            "analysis (on by default; warnings under the stanza, \"checks\" in JSON):\n"
+            "  --iq-timeout S            flag an IQ get/set with no answer after S seconds\n"
+            "                            (iq-unanswered; default 30); answers show their\n"
+            "                            round trip, the session summary IQ latencies\n"
+            "  --no-checks               no IQ pairing, round trips or protocol checks\n"
             "  --color WHEN              auto (default), always or never\n"
             "limits:\n"
             "  --max-stanza N            bytes per stanza (default %u); bigger: policy-violation\n"
@@ -123,6 +129,8 @@ enum {
     O_ON_LOG_ERROR,
     O_FILTER,
     O_WRITE_FILTER,
+    O_IQ_TIMEOUT,
+    O_NO_CHECKS,
 };
 
 static const struct option longopts[] = {
@@ -155,6 +163,8 @@ static const struct option longopts[] = {
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
     {"filter", required_argument, NULL, O_FILTER},
     {"write-filter", required_argument, NULL, O_WRITE_FILTER},
+    {"iq-timeout", required_argument, NULL, O_IQ_TIMEOUT},
+    {"no-checks", no_argument, NULL, O_NO_CHECKS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -165,6 +175,7 @@ typedef struct proxy_args {
     const char *color;
     int listen_given;
     const char *filter, *write_filter; /* --filter, --write-filter as given */
+    xs_analysis_cfg an; /* IQ pairing and checks */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -314,6 +325,14 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_WRITE_FILTER:
         a->write_filter = arg;
         break;
+    case O_IQ_TIMEOUT:
+        if (xs_analysis_parse_timeout(arg, &a->an.iq_timeout) < 0)
+            return xs_cli_usage_error(
+                "proxy", "--iq-timeout takes seconds from 0.001 to 86400, not '%s'", arg);
+        break;
+    case O_NO_CHECKS:
+        a->an.pairing = a->an.checks = 0;
+        break;
     }
     return 0;
 }
@@ -366,6 +385,7 @@ int xs_proxy_main(int argc, char **argv)
                 .close_timeout = XS_PROXY_DEFAULT_CLOSE_TIMEOUT,
             },
         .color = "auto",
+        .an = {.pairing = 1, .checks = 1},
     };
     int c, rc;
 
@@ -391,8 +411,23 @@ int xs_proxy_main(int argc, char **argv)
         xs_filter_free(a.cfg.console_filter);
         return rc;
     }
+    /* The analysers, shared by every session (they keep each session's state apart). */
+    xs_analysis *an = NULL;
+    xs_observer an_obs;
+    if (a.an.pairing || a.an.checks) {
+        if (xs_analysis_new(&a.an, &an) < 0) {
+            xs_term_printf(stderr, "xmppscope: out of memory\n");
+            xs_filter_free(a.cfg.console_filter);
+            xs_filter_free(a.cfg.write_filter);
+            return 1;
+        }
+        an_obs = xs_analysis_observer(an);
+        a.cfg.observers = &an_obs;
+        a.cfg.n_observers = 1;
+    }
     xs_diag diag;
     rc = xs_proxy_run(&a.cfg, &diag);
+    xs_analysis_free(an);
     xs_filter_free(a.cfg.console_filter);
     xs_filter_free(a.cfg.write_filter);
     if (diag.text[0] != 0)
