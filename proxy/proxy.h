@@ -58,6 +58,9 @@ typedef struct xs_proxy_config {
     unsigned handshake_timeout; /* seconds */
     unsigned close_timeout;     /* seconds */
     unsigned max_sessions;      /* 0: no limit */
+    /* The web inspector (--web ADDR:PORT; proxy/web.h), on the proxy's loop; NULL: none. */
+    const char *web;
+    size_t web_history; /* --web-history bytes; 0: the default */
 } xs_proxy_config;
 
 /* Runs the proxy until SIGINT or SIGTERM. Returns 0 after a clean stop, XS_EINVAL when the

@@ -7,6 +7,7 @@
 #include "inspect/check.h"
 #include "inspect/error.h"
 #include "proxy/proxy.h"
+#include "proxy/web.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -65,6 +66,13 @@ static void usage(FILE *out)
             "                            same way; default everything), and every stream\n"
             "                            header, so that 'inspect' reads the log back\n"
             "  --show-secrets            show SASL and password payloads in clear\n"
+            "web inspector:\n"
+            "  --web [ADDR:PORT]         serve the live web inspector on ADDR:PORT (default\n"
+            "                            " XS_WEB_DEFAULT_ADDR "): open the URL with its token\n"
+            "                            printed at start; sessions, stanzas, filter, send\n"
+            "                            and intercept. Loopback unless told otherwise\n"
+            "  --web-history BYTES       events kept for the page (default 64M; K, M, G\n"
+            "                            suffixes); the oldest go first\n"
             "analysis (on by default; warnings under the stanza, \"checks\" in JSON):\n"
             "  --iq-timeout S            flag an IQ get/set with no answer after S seconds\n"
             "                            (iq-unanswered; default 30); answers show their\n"
@@ -127,6 +135,8 @@ enum {
     O_NO_REWRITE,
     O_RULES,
     O_ON_LOG_ERROR,
+    O_WEB,
+    O_WEB_HISTORY,
     O_FILTER,
     O_WRITE_FILTER,
     O_IQ_TIMEOUT,
@@ -161,6 +171,8 @@ static const struct option longopts[] = {
     {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
+    {"web", optional_argument, NULL, O_WEB},
+    {"web-history", required_argument, NULL, O_WEB_HISTORY},
     {"filter", required_argument, NULL, O_FILTER},
     {"write-filter", required_argument, NULL, O_WRITE_FILTER},
     {"iq-timeout", required_argument, NULL, O_IQ_TIMEOUT},
@@ -175,7 +187,7 @@ typedef struct proxy_args {
     const char *color;
     int listen_given;
     const char *filter, *write_filter; /* --filter, --write-filter as given */
-    xs_analysis_cfg an; /* IQ pairing and checks */
+    xs_analysis_cfg an;                /* IQ pairing and checks */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -313,6 +325,16 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_RULES:
         a->cfg.rules_path = arg;
         break;
+    case O_WEB:
+        a->cfg.web = arg != NULL ? arg : XS_WEB_DEFAULT_ADDR;
+        break;
+    case O_WEB_HISTORY:
+        if (xs_web_parse_size(arg, &a->cfg.web_history) < 0)
+            return xs_cli_usage_error("proxy",
+                                      "--web-history takes bytes from 1M to 64G (K, M, G "
+                                      "suffixes), not '%s'",
+                                      arg);
+        break;
     case O_ON_LOG_ERROR:
         if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
             return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
@@ -401,6 +423,9 @@ int xs_proxy_main(int argc, char **argv)
         case '?':
             return xs_cli_usage_error("proxy", "unknown option '%s'", argv[optind - 1]);
         default:
+            /* --web ADDR:PORT as well as --web=ADDR:PORT: its value is optional. */
+            if (c == O_WEB && optarg == NULL && optind < argc && argv[optind][0] != '-')
+                optarg = argv[optind++];
             if ((rc = take_option(&a, c, optarg)) != 0)
                 return rc;
         }
