@@ -73,6 +73,12 @@ uint64_t xs_web_dropped(const xs_web *w);
  * handles are closed too; then call xs_web_free(). */
 void xs_web_close(xs_web *w);
 
+/* `xmppscope web LOG.jsonl`: reads the JSON Lines log at `path` (inspect/jsonl.h) through the
+ * analysers and the web inspector's observer, then serves it (read-only: no send, no intercept)
+ * until SIGINT or SIGTERM. Returns 0, or an error with its cause in *diag (the log cannot be
+ * opened, the address cannot be served). */
+int xs_web_run_log(const xs_web_opts *opts, const char *path, xs_diag *diag);
+
 /* Reads a --web-history value: bytes with an optional K, M or G suffix, from 1 MiB to 64 GiB.
  * Returns 0 or XS_EINVAL. */
 int xs_web_parse_size(const char *s, size_t *out);
