@@ -96,7 +96,9 @@ static void add_records(struct xs_web *w, const xs_obs_event *ev, const char *ac
         if (ev->kind == XS_OBS_TLS_UP)
             xs_buf_addf(&b, ",\"side\":%d", ev->side);
         if (account != NULL) {
-            char *a = json_dumps(json_string(account), JSON_ENCODE_ANY);
+            json_t *js = json_string(account);
+            char *a = js != NULL ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+            json_decref(js);
             if (a != NULL)
                 xs_buf_addf(&b, ",\"a\":%s", a);
             free(a);
@@ -524,7 +526,9 @@ int xs_web_held_json(struct xs_web *w, xs_buf *out)
                       h->from == XS_CLIENT ? "c2s" : "s2c", "id", (json_int_t)h->id, "xml", h->xml,
                       "left_s", (int)(h->due_ms > now ? (h->due_ms - now + 999) / 1000 : 0)));
     }
-    char *s = json_dumps(json_pack("{ss so}", "t", "held", "list", list), JSON_COMPACT);
+    json_t *msg = json_pack("{ss so}", "t", "held", "list", list);
+    char *s = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
     int rc = s != NULL ? xs_buf_adds(out, s) : XS_ENOMEM;
     free(s);
     return rc;
