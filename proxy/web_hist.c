@@ -460,7 +460,7 @@ static void req_release(struct xs_web *w, web_client *c, json_t *m)
     const char *action = json_string_value(json_object_get(m, "action"));
     json_t *jx = json_object_get(m, "xml");
     json_int_t id = json_integer_value(json_object_get(m, "id"));
-    xs_side from;
+    xs_side from = XS_CLIENT;
     xs_diag d = {""};
     int rc;
     if (w->opts.control == NULL || session == NULL || action == NULL || parse_side(dir, &from) < 0)
@@ -471,7 +471,8 @@ static void req_release(struct xs_web *w, web_client *c, json_t *m)
         rc = w->opts.control->release(w->opts.control->ctx, session, from, (uint64_t)id, xml,
                                       xml ? json_string_length(jx) : 0, drop, "by the user", &d);
     }
-    if (rc == 0 || rc == XS_EINVAL)
+    /* Released, or gone from the session already (it closed, or the stream flushed it). */
+    if (w->opts.control != NULL && session != NULL && (rc == 0 || rc == XS_EINVAL))
         for (size_t i = 0; i < w->n_held; i++)
             if (session != NULL && strcmp(w->held[i].session, session) == 0 &&
                 w->held[i].id == (uint64_t)id && w->held[i].from == from) {
