@@ -87,10 +87,10 @@ static xs_filter_answer eval_jid(const fctx *c, const xs_fnode *n)
 
 /* ---- the tree -------------------------------------------------------------------------------- */
 
-const xmlNode *xs_filter_stanza_tree(const xs_obs_event *oe, xmlDoc **doc)
+const xmlNode *xs_filter_stanza_tree(const xs_obs_event *oe, bool as_shown, xmlDoc **doc)
 {
     const xs_event *ev = oe->ev;
-    const xs_redaction *m = oe->masked;
+    const xs_redaction *m = as_shown ? oe->masked : NULL;
     const char *bytes = ev->raw;
     size_t len = ev->len;
     *doc = NULL;
@@ -125,7 +125,7 @@ static const xmlNode *tree_of(fctx *c)
 {
     if (!c->tree_tried) {
         c->tree_tried = true;
-        c->tree = xs_filter_stanza_tree(c->oe, &c->doc);
+        c->tree = xs_filter_stanza_tree(c->oe, true, &c->doc);
     }
     return c->tree;
 }

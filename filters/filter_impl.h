@@ -54,11 +54,12 @@ struct xs_filter {
     size_t n_xpath;
 };
 
-/* The tree of the stanza of oe (an XS_OBS_PARSED stanza event) as shown: the masked copy's when
- * secrets were masked, else the parser's, else one parsed from its bytes (inspect/fragment.h),
- * which *doc then holds for the caller to free with xmlFreeDoc() (NULL otherwise). NULL when
- * there is none: a stanza masked whole, bytes that do not parse on their own, no memory. */
-const xmlNode *xs_filter_stanza_tree(const xs_obs_event *oe, xmlDoc **doc);
+/* The tree of the stanza of oe (an XS_OBS_PARSED stanza event): with as_shown, the masked copy's
+ * when secrets were masked; else (or without as_shown) the parser's, else one parsed from its
+ * bytes (inspect/fragment.h), which *doc then holds for the caller to free with xmlFreeDoc()
+ * (NULL otherwise). NULL when there is none: a stanza masked whole, bytes that do not parse on
+ * their own, no memory. */
+const xmlNode *xs_filter_stanza_tree(const xs_obs_event *oe, bool as_shown, xmlDoc **doc);
 
 /* The names of the keys as written (for messages and the normalised form). */
 const char *xs_filter_key_name(xs_fkind kind);

@@ -4,20 +4,26 @@
 #include "filters/filter_impl.h"
 
 #include "inspect/alloc.h"
+#include "inspect/b64.h"
 #include "inspect/error.h"
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BUCKETS 1024u
 
 #define BIND_NS "urn:ietf:params:xml:ns:xmpp-bind"
+#define SASL_NS "urn:ietf:params:xml:ns:xmpp-sasl"
 #define SASL2_NS "urn:xmpp:sasl:2"
 
+/* What is known of one session. */
 typedef struct entry {
     struct entry *next;
-    char *jid;
+    char *jid;      /* the JID the session is bound to (or authenticated as), or NULL */
+    char *domain;   /* the domain the client's stream header asks for, or NULL */
+    char *pending;  /* the identity a SASL exchange claims, until the server's <success/> */
     char session[]; /* NUL-terminated */
 } entry;
 
@@ -47,6 +53,14 @@ static entry **find(const xs_filter_obs *fo, const char *session)
     return p;
 }
 
+static void entry_free(entry *e)
+{
+    xs_free(e->jid);
+    xs_free(e->domain);
+    xs_free(e->pending);
+    xs_free(e);
+}
+
 static void forget(xs_filter_obs *fo, const char *session)
 {
     if (session == NULL) {
@@ -54,8 +68,7 @@ static void forget(xs_filter_obs *fo, const char *session)
             while (fo->buckets[b] != NULL) {
                 entry *e = fo->buckets[b];
                 fo->buckets[b] = e->next;
-                xs_free(e->jid);
-                xs_free(e);
+                entry_free(e);
             }
         }
         fo->n_sessions = 0;
@@ -66,34 +79,32 @@ static void forget(xs_filter_obs *fo, const char *session)
         return;
     entry *e = *p;
     *p = e->next;
-    xs_free(e->jid);
-    xs_free(e);
+    entry_free(e);
     fo->n_sessions--;
 }
 
-/* Remembers that `session` is bound to jid[0, len). Out of memory or full: not remembered. */
-static void remember(xs_filter_obs *fo, const char *session, const char *jid, size_t len)
+/* The entry of `session`, made when there is none; NULL when out of memory or full (the session
+ * is then not remembered). */
+static entry *get(xs_filter_obs *fo, const char *session)
 {
     entry **p = find(fo, session);
-    char *copy = xs_strndup(jid, len);
-    if (copy == NULL)
-        return;
-    if (*p != NULL) {
-        xs_free((*p)->jid);
-        (*p)->jid = copy;
-        return;
-    }
+    if (*p != NULL)
+        return *p;
     size_t sl = strlen(session);
-    entry *e = fo->n_sessions < XS_FILTER_MAX_SESSIONS ? xs_malloc(sizeof(*e) + sl + 1) : NULL;
-    if (e == NULL) {
-        xs_free(copy);
-        return;
-    }
+    entry *e = fo->n_sessions < XS_FILTER_MAX_SESSIONS ? xs_calloc(1, sizeof(*e) + sl + 1) : NULL;
+    if (e == NULL)
+        return NULL;
     memcpy(e->session, session, sl + 1);
-    e->jid = copy;
-    e->next = NULL;
     *p = e;
     fo->n_sessions++;
+    return e;
+}
+
+/* Sets *field to a copy of s[0, len), or to NULL for s NULL (and when out of memory). */
+static void set_field(char **field, const char *s, size_t len)
+{
+    xs_free(*field);
+    *field = s != NULL ? xs_strndup(s, len) : NULL;
 }
 
 const char *xs_filter_obs_account(const xs_filter_obs *fo, const char *session)
@@ -109,7 +120,7 @@ size_t xs_filter_obs_sessions(const xs_filter_obs *fo)
     return fo->n_sessions;
 }
 
-/* ---- learning the bound JID ------------------------------------------------------------------ */
+/* ---- reading stanzas ------------------------------------------------------------------------- */
 
 static const char *attr(const xs_event *ev, const char *name)
 {
@@ -122,14 +133,14 @@ static const char *attr(const xs_event *ev, const char *name)
 
 static const xmlNode *child(const xmlNode *parent, const char *name, const char *ns)
 {
-    for (const xmlNode *c = parent->children; c != NULL; c = c->next)
+    for (const xmlNode *c = parent != NULL ? parent->children : NULL; c != NULL; c = c->next)
         if (c->type == XML_ELEMENT_NODE && strcmp((const char *)c->name, name) == 0 &&
             c->ns != NULL && c->ns->href != NULL && strcmp((const char *)c->ns->href, ns) == 0)
             return c;
     return NULL;
 }
 
-/* The text of `el` when it is one text node (a JID is), or NULL. */
+/* The text of `el` when it is one text node (a JID, a base64 payload), or NULL. */
 static const char *only_text(const xmlNode *el)
 {
     const xmlNode *t = el != NULL ? el->children : NULL;
@@ -148,17 +159,160 @@ static bool mentions(const xs_obs_event *oe, const char *what)
     return s == NULL || memmem(s, n, what, strlen(what)) != NULL;
 }
 
+static bool named(const xs_event *ev, const char *name, const char *ns)
+{
+    return strcmp(ev->name, name) == 0 && strcmp(ev->ns, ns) == 0;
+}
+
+/* ---- who the session is ---------------------------------------------------------------------- */
+
+/* A SCRAM saslname (RFC 5802 §5.1) or authzid from s[0, n) into out (cap bytes): "=2C" is ',' and
+ * "=3D" is '='. False when it does not fit or holds another '='. */
+static bool unescape_saslname(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '=') {
+            if (n - i < 3 || s[i + 1] != '3' || (s[i + 2] != 'D' && s[i + 2] != 'C'))
+                return false;
+            c = s[i + 2] == 'D' ? '=' : ',';
+            i += 2;
+        }
+        if (o + 1 >= cap)
+            return false;
+        out[o++] = c;
+    }
+    out[o] = 0;
+    return true;
+}
+
+/* The identity a client's first SASL message claims, as a bare JID in out (cap bytes): PLAIN's
+ * authzid, or its authcid at the domain of the stream; SCRAM's a= or n= the same way. */
+static bool claimed_identity(bool plain, const unsigned char *msg, size_t n, const char *domain,
+                             char *out, size_t cap)
+{
+    const char *s = (const char *)msg;
+    char name[XS_FILTER_MAX_JID + 1];
+    name[0] = 0;
+    if (plain) {
+        const char *z1 = memchr(s, 0, n);
+        const char *z2 = z1 != NULL ? memchr(z1 + 1, 0, n - (size_t)(z1 + 1 - s)) : NULL;
+        if (z2 == NULL)
+            return false;
+        const char *id = z1 > s ? s : z1 + 1; /* the authzid when there is one */
+        size_t len = z1 > s ? (size_t)(z1 - s) : (size_t)(z2 - z1 - 1);
+        if (len >= sizeof(name))
+            return false;
+        memcpy(name, id, len);
+        name[len] = 0;
+    } else {
+        /* gs2-header "FLAG,[a=AUTHZID]," then "n=SASLNAME,r=...". */
+        const char *c1 = memchr(s, ',', n);
+        const char *c2 = c1 != NULL ? memchr(c1 + 1, ',', n - (size_t)(c1 + 1 - s)) : NULL;
+        if (c2 == NULL)
+            return false;
+        const char *id = c1 + 1, *end = c2;
+        if (id == end) {
+            id = c2 + 1;
+            end = memchr(id, ',', n - (size_t)(id - s));
+            if (end == NULL || end - id < 2 || id[0] != 'n' || id[1] != '=')
+                return false;
+        } else if (end - id < 2 || id[0] != 'a' || id[1] != '=') {
+            return false;
+        }
+        if (!unescape_saslname(id + 2, (size_t)(end - id - 2), name, sizeof(name)))
+            return false;
+    }
+    int k = strchr(name, '@') != NULL ? snprintf(out, cap, "%s", name)
+            : domain != NULL          ? snprintf(out, cap, "%s@%s", name, domain)
+                                      : -1;
+    return k > 0 && (size_t)k < cap && strchr(out, '/') == NULL && xs_filter_jid_ok(out, (size_t)k);
+}
+
+/* A client's SASL <auth/> (or SASL2 <authenticate/>) with PLAIN or SCRAM: who it claims to be,
+ * kept until the server says <success/>. Read from the original bytes (the masked copy hides the
+ * payload); the decoded payload is wiped at once. */
+static void learn_auth(entry *e, const xs_obs_event *oe, bool sasl2)
+{
+    const char *mech = attr(oe->ev, "mechanism");
+    if (mech == NULL)
+        return;
+    bool plain = strcmp(mech, "PLAIN") == 0;
+    if (!plain && strncmp(mech, "SCRAM-", 6) != 0)
+        return;
+    xmlDoc *doc = NULL;
+    const xmlNode *tree = xs_filter_stanza_tree(oe, false, &doc);
+    const char *b64 = only_text(sasl2 ? child(tree, "initial-response", SASL2_NS) : tree);
+    unsigned char *msg = NULL;
+    size_t n = 0;
+    char id[XS_FILTER_MAX_JID + 1];
+    if (b64 != NULL && xs_base64_decode(b64, strlen(b64), &msg, &n) == 0) {
+        if (claimed_identity(plain, msg, n, e->domain, id, sizeof(id)))
+            set_field(&e->pending, id, strlen(id));
+        explicit_bzero(msg, n);
+        free(msg);
+    }
+    if (doc != NULL)
+        xmlFreeDoc(doc);
+}
+
 /* A server's stanza that tells the client its full JID: a resource binding result, or a SASL2
  * success with an authorization-identifier. */
+static void learn_bound(xs_filter_obs *fo, const xs_obs_event *oe, bool bind)
+{
+    xmlDoc *doc = NULL;
+    const xmlNode *tree = xs_filter_stanza_tree(oe, true, &doc);
+    const xmlNode *el = bind ? child(child(tree, "bind", BIND_NS), "jid", BIND_NS)
+                             : child(tree, "authorization-identifier", SASL2_NS);
+    const char *jid = only_text(el);
+    entry *e =
+        jid != NULL && xs_filter_jid_ok(jid, strlen(jid)) ? get(fo, oe->meta->session) : NULL;
+    if (e != NULL)
+        set_field(&e->jid, jid, strlen(jid));
+    if (doc != NULL)
+        xmlFreeDoc(doc);
+}
+
+/* Follows what tells who a session is: the domain of the client's stream header, the identity
+ * its SASL exchange claims once the server accepts it, and the JID the server binds. */
 static void learn(xs_filter_obs *fo, const xs_obs_event *oe)
 {
     const xs_event *ev = oe->ev;
     const xs_print_meta *m = oe->meta;
-    if (m == NULL || m->session == NULL || m->direction == NULL ||
-        strcmp(m->direction, "s2c") != 0 || ev->name == NULL || ev->ns == NULL)
+    if (m == NULL || m->session == NULL || m->direction == NULL)
         return;
+    bool c2s = strcmp(m->direction, "c2s") == 0;
+    if (ev->kind == XS_EV_STREAM_OPEN && c2s) {
+        const char *to = attr(ev, "to");
+        entry *e = to != NULL && strpbrk(to, "@/") == NULL && xs_filter_jid_ok(to, strlen(to))
+                       ? get(fo, m->session)
+                       : NULL;
+        if (e != NULL && e->domain == NULL)
+            set_field(&e->domain, to, strlen(to));
+        return;
+    }
+    if (ev->kind != XS_EV_STANZA || ev->name == NULL || ev->ns == NULL)
+        return;
+    if (c2s) {
+        bool sasl2 = named(ev, "authenticate", SASL2_NS);
+        entry *e = sasl2 || named(ev, "auth", SASL_NS) ? *find(fo, m->session) : NULL;
+        if (e != NULL)
+            learn_auth(e, oe, sasl2);
+        return;
+    }
+    if (strcmp(m->direction, "s2c") != 0)
+        return;
+    bool success = named(ev, "success", SASL_NS), sasl2 = named(ev, "success", SASL2_NS);
     bool bind = strcmp(ev->name, "iq") == 0 && strncmp(ev->ns, "jabber:", 7) == 0;
-    bool sasl2 = strcmp(ev->name, "success") == 0 && strcmp(ev->ns, SASL2_NS) == 0;
+    entry *e = *find(fo, m->session);
+    if ((success || sasl2) && e != NULL && e->pending != NULL) {
+        xs_free(e->jid);
+        e->jid = e->pending;
+        e->pending = NULL;
+    } else if (e != NULL && (named(ev, "failure", SASL_NS) || named(ev, "failure", SASL2_NS))) {
+        set_field(&e->pending, NULL, 0);
+    }
     if (bind) {
         const char *type = attr(ev, "type");
         if (type == NULL || strcmp(type, "result") != 0 || !mentions(oe, BIND_NS))
@@ -166,20 +320,7 @@ static void learn(xs_filter_obs *fo, const xs_obs_event *oe)
     } else if (!sasl2 || !mentions(oe, "authorization-identifier")) {
         return;
     }
-    xmlDoc *doc = NULL;
-    const xmlNode *tree = xs_filter_stanza_tree(oe, &doc);
-    const xmlNode *el = NULL;
-    if (tree != NULL && bind) {
-        el = child(tree, "bind", BIND_NS);
-        el = el != NULL ? child(el, "jid", BIND_NS) : NULL;
-    } else if (tree != NULL) {
-        el = child(tree, "authorization-identifier", SASL2_NS);
-    }
-    const char *jid = only_text(el);
-    if (jid != NULL && xs_filter_jid_ok(jid, strlen(jid)))
-        remember(fo, m->session, jid, strlen(jid));
-    if (doc != NULL)
-        xmlFreeDoc(doc);
+    learn_bound(fo, oe, bind);
 }
 
 /* ---- the observer ---------------------------------------------------------------------------- */
@@ -215,7 +356,7 @@ static int on_event(void *ctx, const xs_obs_event *oe)
 {
     xs_filter_obs *fo = ctx;
     const char *session = oe->meta != NULL ? oe->meta->session : NULL;
-    if (oe->kind == XS_OBS_PARSED && oe->ev != NULL && oe->ev->kind == XS_EV_STANZA)
+    if (oe->kind == XS_OBS_PARSED && oe->ev != NULL)
         learn(fo, oe);
     bool pass = wanted(fo, oe, session != NULL ? xs_filter_obs_account(fo, session) : NULL);
     if (oe->kind == XS_OBS_CLOSED)

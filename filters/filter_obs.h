@@ -14,10 +14,13 @@
  *
  * To know whose a stanza without `from` is, it remembers, per session (meta->session), the JID
  * the server bound: the full JID in the result of resource binding (RFC 6120 §7) or in a SASL2
- * <success/> (XEP-0388 authorization-identifier), from the server's side. It sees every event
- * for that, also those it does not pass on. A session's JID is forgotten at its XS_OBS_CLOSED
- * (offline, the one of no session forgets all); at most XS_FILTER_MAX_SESSIONS sessions are
- * remembered at once (a further one then counts as not bound).
+ * <success/> (XEP-0388 authorization-identifier), from the server's side. Before that, from the
+ * server's SASL <success/> on, the bare JID the client's SASL PLAIN or SCRAM message claimed
+ * (its authzid, or its authcid at the domain of the client's stream header), read from the
+ * original bytes and never kept beyond that JID. It sees every event for that, also those it
+ * does not pass on. A session is forgotten at its XS_OBS_CLOSED (offline, the one of no session
+ * forgets all); at most XS_FILTER_MAX_SESSIONS sessions are remembered at once (a further one
+ * then counts as not bound).
  *
  * The annotate pass is handed to the wrapped observer unchanged (an analyser sees everything).
  * The wrapped observer may miss an XS_OBS_CLOSED the filter does not select: wrap printers and

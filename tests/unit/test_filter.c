@@ -20,6 +20,7 @@
 
 #include <libxml/parser.h>
 
+#include "failalloc.h"
 #include "filters/filter.h"
 #include "filters/filter_obs.h"
 #include "inspect/annot.h"
@@ -33,7 +34,7 @@
     "<stream:stream xmlns='jabber:client' " NS_STREAM " to='example.test' version='1.0'>"
 #define S2C_HEADER                                                                                 \
     "<stream:stream xmlns='jabber:client' " NS_STREAM " from='example.test' id='s1' "              \
-                                                      "version='1.0'>"
+    "version='1.0'>"
 #define BIND_SET(id)                                                                               \
     "<iq type='set' id='" id "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"                   \
     "<resource>r</resource></bind></iq>"
@@ -400,10 +401,10 @@ static char *run_steps(const step *steps, const char *expr, unsigned flags, bool
             fd.session = s->session;
             fd.dir = s->dir;
             fd.tag = s->tag;
-            size_t len = strlen(s->text), step = chunk ? chunk : len;
-            for (size_t at = 0; at < len; at += step)
+            size_t len = strlen(s->text), piece = chunk ? chunk : len;
+            for (size_t at = 0; at < len; at += piece)
                 assert_int_equal(xs_parser_feed(parsers[k], s->text + at,
-                                                len - at < step ? len - at : step, NULL),
+                                                len - at < piece ? len - at : piece, NULL),
                                  0);
             continue;
         }
@@ -527,6 +528,60 @@ static void test_filter_other_events(void **state)
     free(got);
 }
 
+/* Before the bind, the identity a SASL exchange claimed stands for the session once the server
+ * said <success/>: PLAIN's or SCRAM's authzid, or its authcid at the stream's domain. `jid` is
+ * the account expected to be adopted (adopted) or not (!adopted). */
+static void expect_identity(const char *mech, const char *auth, const char *outcome,
+                            const char *jid, bool adopted)
+{
+    char c2s[512], filter[128];
+    snprintf(c2s, sizeof(c2s),
+             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>", mech, auth);
+    const step steps[] = {
+        BYTES("1", "c2s", C2S_HEADER),
+        BYTES("1", "s2c", S2C_HEADER),
+        BYTES("1", "c2s", c2s),
+        BYTES("1", "s2c", outcome),
+        {S_NOTE, "1", NULL, "after SASL", "info", NULL},
+        BYTES("1", "c2s", "</stream:stream>"),
+        {S_END, NULL, NULL, NULL, NULL, NULL},
+    };
+    snprintf(filter, sizeof(filter), "jid:%s", jid);
+    char *got = run_steps(steps, filter, 0, false, 0, NULL);
+    /* The success itself is the first event that knows the account (it has no `to`: it goes to
+     * the client), then the note and the stream's end. */
+    if (strcmp(got, adopted ? "1<success 1:info 1>close end" : "end") != 0)
+        print_message("%s %s: %s\n", mech, auth, got);
+    assert_string_equal(got, adopted ? "1<success 1:info 1>close end" : "end");
+    free(got);
+}
+
+static void test_filter_sasl_identity(void **state)
+{
+    (void)state;
+    static const char success[] = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
+    static const char failure[] =
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>";
+    static const char bob_plain[] = "AGJvYgBzZWNyZXRwYXNz"; /* \0bob\0secretpass */
+    expect_identity("PLAIN", bob_plain, success, "bob@example.test", true);
+    expect_identity("PLAIN", bob_plain, success, "alice@example.test", false);
+    /* SCRAM's n=carol. */
+    expect_identity("SCRAM-SHA-1", "biwsbj1jYXJvbCxyPXh5eg==", success, "carol@example.test", true);
+    /* PLAIN with an authzid: the account it acts for, not the one that logs in. */
+    expect_identity("PLAIN", "ZGF2ZUBleGFtcGxlLnRlc3QAYWRtaW4AcHc=", success, "dave@example.test",
+                    true);
+    expect_identity("PLAIN", "ZGF2ZUBleGFtcGxlLnRlc3QAYWRtaW4AcHc=", success, "admin@example.test",
+                    false);
+    /* SCRAM with a=, its '=' escaped as =3D. */
+    expect_identity("SCRAM-SHA-1", "eSxhPWI9M0R4QGV4YW1wbGUudGVzdCxuPWlnbm9yZWQscj0x", success,
+                    "b=x@example.test", true);
+    /* A claim the server refused counts for nothing; so does what is not base64, or another
+     * mechanism. */
+    expect_identity("PLAIN", bob_plain, failure, "bob@example.test", false);
+    expect_identity("PLAIN", "!!!", success, "bob@example.test", false);
+    expect_identity("EXTERNAL", bob_plain, success, "bob@example.test", false);
+}
+
 /* The session table: one entry per bound session, freed at its end, bounded. */
 static void test_filter_session_table(void **state)
 {
@@ -607,6 +662,128 @@ static void test_filter_observer_fields(void **state)
     xs_filter_free(f);
 }
 
+/* ---- cost and allocation failure ------------------------------------------------------------- */
+
+typedef struct cost {
+    xs_filter *f;
+    const char *account;
+    unsigned long allocs; /* ours and libxml2's, during the evaluations */
+    unsigned stanzas, yes;
+} cost;
+
+static int cost_event(void *user, const xs_event *ev)
+{
+    cost *c = user;
+    if (ev->kind != XS_EV_STANZA)
+        return 0;
+    xs_annot annot;
+    xs_annot_init(&annot);
+    xs_print_meta meta = {.session = "1", .direction = "s2c", .annot = &annot};
+    xs_obs_event oe = {.kind = XS_OBS_PARSED, .meta = &meta, .ev = ev, .annot = &annot};
+    fa_arm(0, false);
+    fa.paused = false;
+    xs_filter_answer a = xs_filter_eval(c->f, &oe, c->account);
+    fa.paused = true;
+    c->allocs += fa.count;
+    c->stanzas++;
+    c->yes += a == XS_FILTER_YES;
+    assert_true(a == XS_FILTER_YES || a == XS_FILTER_NO);
+    return 0;
+}
+
+static const char cost_stream[] =
+    S2C_HEADER "<message from='alice@example.test/pc' id='m1' type='chat'><body>hello</body>"
+               "<active xmlns='http://jabber.org/protocol/chatstates'/></message>"
+               "<presence from='alice@example.test/pc'/>"
+               "<iq type='result' id='r1'><query xmlns='jabber:iq:roster'/></iq>"
+               "<message from='carol@example.test/x' to='bob@example.test' type='chat'>"
+               "<body>Hello</body></message>";
+
+/* Evaluates expr on every stanza of cost_stream (with or without trees); returns the counts. */
+static cost measure(const char *expr, bool tree)
+{
+    cost c = {.f = compile(expr), .account = "bob@example.test/phone"};
+    xs_parser *p = NULL;
+    fa.paused = true;
+    assert_int_equal(
+        xs_parser_new(NULL, XS_PARSER_RAW | (tree ? XS_PARSER_TREE : 0), cost_event, &c, &p), 0);
+    assert_int_equal(xs_parser_feed(p, cost_stream, strlen(cost_stream), NULL), 0);
+    xs_parser_free(p);
+    xs_filter_free(c.f);
+    c.f = NULL;
+    fa.paused = false;
+    fa_arm(0, false);
+    return c;
+}
+
+/* The common atoms allocate nothing, even on stanzas that came without a tree; text: parses the
+ * stanza's bytes only when there is no tree. */
+static void test_filter_common_atoms_allocate_nothing(void **state)
+{
+    (void)state;
+    static const char common[] =
+        "jid:bob@example.test and message and type:chat and ns:cs and dir:s2c and session:1 "
+        "and not id:x and not check and not tag:y and not from:carol@example.test or presence";
+    cost c = measure(common, false);
+    assert_int_equal(c.stanzas, 4);
+    assert_int_equal(c.yes, 2); /* m1 (to bob: no `to`, his session) and the presence */
+    assert_int_equal(c.allocs, 0);
+    c = measure("text:HELLO", true);
+    assert_int_equal(c.yes, 2);
+    assert_int_equal(c.allocs, 0);
+    c = measure("text:HELLO", false);
+    assert_int_equal(c.yes, 2);
+    assert_true(c.allocs > 0);
+}
+
+/* Compiles expr with the nth allocation failing, for every n (of ours alone with ours_only, else
+ * libxml2's too): XS_ENOMEM and nothing, or a filter when the failure was not needed. */
+static void parse_out_of_memory(const char *expr, bool ours_only)
+{
+    bool done = false;
+    for (unsigned long n = 1; !done && n < 100000; n++) {
+        xs_filter *f = NULL;
+        xs_filter_error err;
+        fa_arm(n, ours_only);
+        int rc = xs_filter_parse(expr, &f, &err);
+        bool failed = fa.failed;
+        fa_arm(0, false);
+        if (!failed) {
+            assert_int_equal(rc, 0);
+            done = true;
+        } else if (rc != 0) {
+            if (rc != XS_ENOMEM)
+                print_message("allocation %lu: %d %s\n", n, rc, err.message);
+            assert_int_equal(rc, XS_ENOMEM);
+            assert_null(f);
+            assert_string_equal(err.message, "out of memory");
+        }
+        xs_filter_free(f);
+    }
+    assert_true(done);
+}
+
+/* Every allocation of compiling and of the observer may fail: XS_ENOMEM, never a crash or a leak.
+ * Only our allocations fail where the rules engine compiles an xpath: atom: it reports some of
+ * libxml2's failures as a bad XPath. (Evaluating text: without a tree allocates only in libxml2,
+ * whose 2.9.14 parser can crash on its own allocation failures under xs_fragment_parse: not
+ * injected here.) */
+static void test_filter_out_of_memory(void **state)
+{
+    (void)state;
+    parse_out_of_memory("jid:a@b message or text:\"x y\" or ns:sm or (not check:iq-no-id)", false);
+    parse_out_of_memory("message or xpath:\"/iq[@type='get']\" or xpath:/message/body", true);
+
+    xs_filter *f = compile("message");
+    xs_observer inner = {.name = "x"};
+    xs_filter_obs *fo = NULL;
+    fa_arm(1, false);
+    assert_int_equal(xs_filter_obs_new(&inner, f, 0, &fo), XS_ENOMEM);
+    assert_null(fo);
+    fa_arm(0, false);
+    xs_filter_free(f);
+}
+
 /* ---- the command ----------------------------------------------------------------------------- */
 
 /* Runs `xmppscope filter ARGS...` with stdout and stderr captured. */
@@ -671,6 +848,8 @@ static void test_filter_check_command(void **state)
 
 int main(void)
 {
+    if (fa_install() != 0)
+        return 1;
     xmlInitParser();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filter_normalised_form),
@@ -680,7 +859,10 @@ int main(void)
         cmocka_unit_test(test_filter_bound_jid),
         cmocka_unit_test(test_filter_other_events),
         cmocka_unit_test(test_filter_session_table),
+        cmocka_unit_test(test_filter_sasl_identity),
         cmocka_unit_test(test_filter_observer_fields),
+        cmocka_unit_test(test_filter_common_atoms_allocate_nothing),
+        cmocka_unit_test(test_filter_out_of_memory),
         cmocka_unit_test(test_filter_check_command),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
