@@ -46,18 +46,6 @@ int64_t xs_an_time_us(const xs_print_meta *m)
     return (int64_t)m->time.tv_sec * 1000000 + m->time.tv_nsec / 1000;
 }
 
-void xs_an_check(xs_analysis *an, xs_annot *a, const char *id, const char *ref, const char *fmt,
-                 ...)
-{
-    char text[XS_ANNOT_TEXT_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    an->checks++;
-    (void)xs_annot_check(a, id, ref, "%s", text);
-}
-
 uint64_t xs_an_hash(const void *p, size_t n)
 {
     const unsigned char *s = p;
@@ -307,10 +295,36 @@ static void before_bind(xs_analysis *an, xs_an_sess *s, int dir, const xs_event 
 }
 
 /* A stanza (message, presence, iq) of direction dir (-1: unknown, offline). */
+/* The attributes a stanza's checks read, in one pass. */
+typedef struct stanza_attrs {
+    const char *type, *id, *to, *from;
+} stanza_attrs;
+
+static void read_attrs(const xs_event *ev, stanza_attrs *sa)
+{
+    memset(sa, 0, sizeof(*sa));
+    for (size_t i = 0; i < ev->n_attrs; i++) {
+        const xs_attr *at = &ev->attrs[i];
+        if (at->name == NULL || at->prefix != NULL || at->uri != NULL)
+            continue;
+        const char *n = at->name;
+        if (strcmp(n, "type") == 0)
+            sa->type = at->value;
+        else if (strcmp(n, "id") == 0)
+            sa->id = at->value;
+        else if (strcmp(n, "to") == 0)
+            sa->to = at->value;
+        else if (strcmp(n, "from") == 0)
+            sa->from = at->value;
+    }
+}
+
 static void on_stanza(xs_analysis *an, xs_an_sess *s, int dir, const xs_obs_event *e, xs_annot *a)
 {
     const xs_event *ev = e->ev;
-    const char *type = xs_an_attr(ev, "type");
+    stanza_attrs sa;
+    read_attrs(ev, &sa);
+    const char *type = sa.type;
     int iq = strcmp(ev->name, "iq") == 0;
     int error = type != NULL && strcmp(type, "error") == 0;
     xs_outline o;
@@ -321,15 +335,13 @@ static void on_stanza(xs_analysis *an, xs_an_sess *s, int dir, const xs_obs_even
         memset(&o, 0, sizeof(o));
     xs_iq_result res = {0};
     if (iq && dir >= 0 && s != NULL && an->cfg.pairing)
-        xs_iq_stanza(an, s, dir, ev, e->meta, type, xs_an_attr(ev, "id"), &o, a, &res);
+        xs_iq_stanza(an, s, dir, ev, e->meta, type, sa.id, &o, a, &res);
     else if (iq && o.n_children > 0)
         res.exempt = xs_span_eq(o.ns[0], NS_BIND);
     if (!an->cfg.checks)
         return;
-    if (iq && outlined)
-        check_iq(an, type, xs_an_attr(ev, "id"), &o, a);
-    else if (iq && type == NULL)
-        check_iq(an, type, xs_an_attr(ev, "id"), &o, a);
+    if (iq && (outlined || type == NULL))
+        check_iq(an, type, sa.id, &o, a);
     if (error && outlined)
         check_error(an, ev->name, &o, a);
     if (type != NULL && ev->name[0] == 'p' && !one_of(type, presence_types)) {
@@ -345,8 +357,8 @@ static void on_stanza(xs_analysis *an, xs_an_sess *s, int dir, const xs_obs_even
                     "message type '%s' is none of chat, error, groupchat, headline, normal",
                     shown(type, buf));
     }
-    check_jid(an, s, "to", xs_an_attr(ev, "to"), a);
-    check_jid(an, s, "from", xs_an_attr(ev, "from"), a);
+    check_jid(an, s, "to", sa.to, a);
+    check_jid(an, s, "from", sa.from, a);
     if (s == NULL || dir < 0)
         return;
     /* The answer to a resource binding request binds (RFC 6120 §7.6.1). */
@@ -354,8 +366,7 @@ static void on_stanza(xs_analysis *an, xs_an_sess *s, int dir, const xs_obs_even
         o.n_children > 0 && xs_span_eq(o.ns[0], NS_BIND))
         s->bound = 1;
     before_bind(an, s, dir, ev, &res, a);
-    const char *verdict = e->meta != NULL ? e->meta->verdict : NULL;
-    xs_sm_stanza(s, &s->sm, dir, verdict != NULL && strcmp(verdict, "dropped") == 0);
+    xs_sm_stanza(s, &s->sm, dir, xs_an_dropped(e->meta != NULL ? e->meta->verdict : NULL));
 }
 
 /* Anything else directly inside the stream: stream management, features, SASL. */

@@ -84,12 +84,24 @@ int xs_an_dir(const char *direction);
 /* Microseconds of meta->time, or INT64_MIN when unknown. */
 int64_t xs_an_time_us(const struct xs_print_meta *m);
 
-/* Adds a check and counts it. */
-void xs_an_check(xs_analysis *an, xs_annot *a, const char *id, const char *ref, const char *fmt,
-                 ...) __attribute__((format(printf, 5, 6)));
+/* Adds a check (formatted once, by xs_annot_check()) and counts it. */
+#define xs_an_check(an, a, id, ref, ...)                                                           \
+    ((an)->checks++, (void)xs_annot_check(a, id, ref, __VA_ARGS__))
 
 /* The value of the stanza's attribute `name` in no namespace, or NULL. */
 const char *xs_an_attr(const xs_event *ev, const char *name);
+
+/* Whether a rule dropped the stanza (verdict "drop", filters/rules.h) or bounced it ("bounce": the
+ * proxy answered it itself); "dropped" and "bounced", as print.h spells them, too. */
+static inline int xs_an_dropped(const char *verdict)
+{
+    return verdict != NULL && strncmp(verdict, "drop", 4) == 0;
+}
+
+static inline int xs_an_bounced(const char *verdict)
+{
+    return verdict != NULL && strncmp(verdict, "bounce", 6) == 0;
+}
 
 /* A 64-bit FNV-1a hash. */
 uint64_t xs_an_hash(const void *p, size_t n);

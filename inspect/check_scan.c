@@ -108,6 +108,26 @@ static size_t read_tag(const char *p, size_t len, tag *t)
     }
 }
 
+/* Skips the start tag at p[0] == '<' (quoted values may hold '>'). Returns the offset after it,
+ * or 0; sets *empty for <…/>. */
+static size_t skip_tag(const char *p, size_t len, int *empty)
+{
+    char quote = 0;
+    for (size_t i = 1; i < len; i++) {
+        char c = p[i];
+        if (quote) {
+            if (c == quote)
+                quote = 0;
+        } else if (c == '"' || c == '\'') {
+            quote = c;
+        } else if (c == '>') {
+            *empty = p[i - 1] == '/';
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
 /* The namespace of tag t, with its ancestors' tags anc[0..n) (the stanza first) in scope and
  * `dflt0` the default namespace around the stanza. */
 static xs_span resolve(const tag *t, const tag *anc, size_t n, xs_span dflt0)
@@ -185,6 +205,16 @@ static int outline_raw(const xs_event *ev, xs_outline *o)
                 return 0;
             if (end_tag && depth == 1)
                 in_error = 0;
+            continue;
+        }
+        if (depth >= 2 && !(depth == 2 && in_error)) {
+            /* Deeper than what the outline tells: only the depth matters. */
+            int empty;
+            size_t used = skip_tag(p + i, len - i, &empty);
+            if (used == 0)
+                return -1;
+            i += used;
+            depth += !empty;
             continue;
         }
         tag t;

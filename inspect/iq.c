@@ -324,7 +324,7 @@ static void request(xs_analysis *an, xs_an_sess *s, int dir, const xs_event *ev,
     if (o->n_children > 0 && exempt_ns(&ns, &bind))
         res->exempt = 1;
     /* A request the proxy answered itself never reaches the other side. */
-    if (m->verdict != NULL && strcmp(m->verdict, "bounced") == 0)
+    if (xs_an_bounced(m->verdict))
         return;
     int32_t old = find(q, dir, h, id, len);
     if (old >= 0) {
@@ -370,7 +370,7 @@ static void request(xs_analysis *an, xs_an_sess *s, int dir, const xs_event *ev,
     e->dir = (uint8_t)dir;
     e->flags = (uint8_t)((set ? XS_IQE_SET : 0) | (res->exempt ? XS_IQE_EXEMPT : 0) |
                          (bind ? XS_IQE_BIND : 0));
-    if (m->verdict != NULL && strcmp(m->verdict, "dropped") == 0)
+    if (xs_an_dropped(m->verdict))
         e->flags |= XS_IQE_DROPPED;
     e->hnext = q->bucket[h % XS_IQ_BUCKETS];
     q->bucket[h % XS_IQ_BUCKETS] = i;

@@ -55,6 +55,13 @@ static const char *local_forbidden(uint32_t cp)
     return NULL;
 }
 
+/* ASCII characters a localpart may hold: printable, none of the eight RFC 7622 forbids. */
+static int local_ascii_ok(unsigned char c)
+{
+    return c > 0x20 && c < 0x7F && c != '"' && c != '&' && c != '\'' && c != '/' && c != ':' &&
+           c != '<' && c != '>' && c != '@';
+}
+
 static int local_valid(const unsigned char *s, size_t len, const char **why)
 {
     if (len == 0)
@@ -62,6 +69,10 @@ static int local_valid(const unsigned char *s, size_t len, const char **why)
     if (len > XS_JID_PART_MAX)
         return fail(why, "the localpart is longer than 1023 bytes");
     for (size_t i = 0; i < len;) {
+        if (local_ascii_ok(s[i])) { /* the common case, without decoding */
+            i++;
+            continue;
+        }
         uint32_t cp;
         size_t n = xs_utf8_next(s + i, len - i, &cp);
         if (n == 0)
@@ -81,6 +92,10 @@ static int resource_valid(const unsigned char *s, size_t len, const char **why)
     if (len > XS_JID_PART_MAX)
         return fail(why, "the resourcepart is longer than 1023 bytes");
     for (size_t i = 0; i < len;) {
+        if (s[i] >= 0x20 && s[i] < 0x7F) {
+            i++;
+            continue;
+        }
         uint32_t cp;
         size_t n = xs_utf8_next(s + i, len - i, &cp);
         if (n == 0)

@@ -62,8 +62,11 @@ static void ack(xs_analysis *an, xs_an_sess *s, int dir, uint32_t h, xs_annot *a
         xs_an_check(an, a, XS_CHECK_SM_H_MISMATCH, REF_ACK,
                     "h went back from %u to %u: %s would send %d stanzas again (duplicates)",
                     d->last_h, h, side(!dir), diff(d->last_h, h));
-    } else if (d->r_n > 0 && diff(d->r_at[d->r_head], h) > 0) {
+    } else if (d->r_n > 0 && diff(d->r_at[d->r_head], h) > 0 &&
+               diff(d->r_at[d->r_head], h) != d->said_lost) {
+        /* Once stanzas are lost, every later <a/> is short by as many: said once. */
         uint32_t want = d->r_at[d->r_head];
+        d->said_lost = diff(want, h);
         xs_an_check(an, a, XS_CHECK_SM_H_MISMATCH, REF_ACK,
                     "%s acknowledged h=%u but %s had sent %u stanzas before its <r/>: %d "
                     "stanza%s would be lost (or sent again on resumption)%s",

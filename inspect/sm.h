@@ -30,6 +30,7 @@ typedef struct xs_sm_dir {
     uint32_t dropped; /* of which a rule dropped (they never arrived) */
     uint32_t last_h;  /* the last h the other side acknowledged */
     int have_h;
+    int32_t said_lost;          /* the shortfall reported last: the same one is not said again */
     uint32_t r_at[XS_SM_MAX_R]; /* count when each <r/> was sent, oldest first */
     unsigned r_head, r_n;
 } xs_sm_dir;

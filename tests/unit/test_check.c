@@ -396,7 +396,7 @@ BOTH(test_iq_timeout_option_and_rule_drop)
     xs_analysis_cfg cfg = {.pairing = 1, .checks = 1, .iq_timeout = 0.5};
     h_open_cfg(&h, &cfg);
     h_bound(&h);
-    h.verdict = "dropped";
+    h.verdict = "drop";
     C(&h, "<iq type='get' id='t2'><query xmlns='jabber:iq:version'/></iq>");
     h.verdict = NULL;
     h.now_us += 499999;
@@ -592,6 +592,68 @@ static void test_iq_stats_sampled(void **state)
     assert_float_equal(st[0].max, 100.0, 0.001);
     assert_float_equal(st[0].p50, 50.0, 8.0);
     assert_float_equal(st[0].p95, 95.0, 4.0);
+    h_free(&h);
+}
+
+BOTH(test_iq_bounced_not_tracked)
+{
+    harness h;
+    h_open(&h);
+    h_bound(&h);
+    /* A rule bounced it: the proxy answered the client itself, nothing waits. */
+    h.verdict = "bounce";
+    C(&h, "<iq type='get' id='bo'><query xmlns='jabber:iq:version'/></iq>");
+    h.verdict = NULL;
+    h_other(&h, XS_OBS_CLOSED, "1");
+    assert_no_checks(&h);
+    h_free(&h);
+}
+
+/* The payload namespace of a request, from a prefix, deep trees skipped, '>' in values. */
+BOTH(test_iq_outline_namespaces)
+{
+    harness h;
+    h_open(&h);
+    h_bound(&h);
+    C(&h, "<iq type='get' id='n1' xmlns:v='jabber:iq:version'><v:query/></iq>");
+    C(&h, "<iq type='set' id='n2'><p:pubsub xmlns:p='http://jabber.org/protocol/pubsub'>"
+          "<p:publish node='a&gt;b'><p:item id=\"x>y\"><entry xmlns='urn:x' t='/>'><a><b><c/>"
+          "</b></a><![CDATA[</iq>]]></entry></p:item></p:publish></p:pubsub></iq>");
+    assert_string_equal(last(&h)->checks, "");
+    S(&h, "<iq type='result' id='n1'/><iq type='result' id='n2'/>");
+    assert_no_checks(&h);
+    xs_iq_stat st[8];
+    size_t n = xs_analysis_iq_stats(h.an, st, 8);
+    assert_int_equal(n, 3);
+    int seen = 0;
+    for (size_t i = 0; i < n; i++)
+        seen |= (strcmp(st[i].ns, "jabber:iq:version") == 0) |
+                (strcmp(st[i].ns, "http://jabber.org/protocol/pubsub") == 0) << 1;
+    assert_int_equal(seen, 3);
+    h_free(&h);
+}
+
+/* Namespaces per session are capped: the rest is "(other)". */
+BOTH(test_iq_namespace_cap)
+{
+    harness h;
+    h_open(&h);
+    h_bound(&h);
+    for (unsigned i = 0; i < XS_IQ_MAX_NS + 10; i++) {
+        char xml[160];
+        snprintf(xml, sizeof(xml), "<iq type='get' id='k%u'><q xmlns='urn:ns:%u'/></iq>", i, i);
+        C(&h, xml);
+        snprintf(xml, sizeof(xml), "<iq type='result' id='k%u'/>", i);
+        S(&h, xml);
+    }
+    h_other(&h, XS_OBS_CLOSED, "1");
+    const char *sum = last(&h)->summary;
+    unsigned lines = 0;
+    for (const char *p = sum; *p; p++)
+        lines += *p == '\n';
+    /* The first line, then XS_IQ_MAX_NS rows: bind, 30 of urn:ns, and the other 12. */
+    assert_int_equal(lines, XS_IQ_MAX_NS);
+    assert_non_null(strstr(sum, "IQ (other): 12 requests"));
     h_free(&h);
 }
 
@@ -881,7 +943,7 @@ BOTH(test_sm_h_counts)
     assert_no_checks(&h);
     /* A rule drops the fifth: the server counts one less than the client sent. */
     C(&h, "<message type='chat'/>");
-    h.verdict = "dropped";
+    h.verdict = "drop";
     C(&h, "<message type='chat'/>");
     h.verdict = NULL;
     C(&h, "<r xmlns='urn:xmpp:sm:3'/>");
@@ -891,13 +953,15 @@ BOTH(test_sm_h_counts)
     assert_non_null(strstr(last(&h)->texts, "had sent 5 stanzas before its <r/>: 1 stanza would "
                                             "be lost"));
     assert_non_null(strstr(last(&h)->texts, "a rule dropped 1"));
+    /* Still one short at the next <r/>: the same loss, not said again. */
+    C(&h, "<r xmlns='urn:xmpp:sm:3'/>");
+    S(&h, "<a xmlns='urn:xmpp:sm:3' h='5'/>");
+    assert_string_equal(last(&h)->checks, "");
     /* More than sent. */
     S(&h, "<a xmlns='urn:xmpp:sm:3' h='9'/>");
     assert_string_equal(last(&h)->checks, "sm-h-mismatch ");
     assert_non_null(strstr(last(&h)->texts, "sent only 6"));
     /* Going back. */
-    S(&h, "<a xmlns='urn:xmpp:sm:3' h='5'/>");
-    assert_string_equal(last(&h)->checks, "");
     S(&h, "<a xmlns='urn:xmpp:sm:3' h='4'/>");
     assert_string_equal(last(&h)->checks, "sm-h-mismatch ");
     assert_non_null(strstr(last(&h)->texts, "went back"));
@@ -1161,6 +1225,9 @@ int main(void)
         cmocka_unit_test(test_iq_long_id),
         cmocka_unit_test(test_iq_stats_percentiles),
         cmocka_unit_test(test_iq_stats_sampled),
+        cmocka_unit_test(test_iq_bounced_not_tracked),
+        cmocka_unit_test(test_iq_outline_namespaces),
+        cmocka_unit_test(test_iq_namespace_cap),
         cmocka_unit_test(test_check_valid_session_silent),
         cmocka_unit_test(test_check_iq_shape),
         cmocka_unit_test(test_check_error_condition),
