@@ -75,8 +75,8 @@ static void usage(FILE *out)
             "                            and intercept. Loopback unless told otherwise\n"
             "  --web-history BYTES       events kept for the page (default 64M; K, M, G\n"
             "                            suffixes); the oldest go first\n"
-                        "analysis (on by default when the console or --write shows it; warnings under\n"
-            "the stanza, \"checks\" in JSON):\n"
+            "analysis (on by default when the console, --write or --web shows it; warnings\n"
+            "under the stanza, \"checks\" in JSON):\n"
             "  --iq-timeout S            flag an IQ get/set with no answer after S seconds\n"
             "                            (iq-unanswered; default 30); answers show their\n"
             "                            round trip, the session summary IQ latencies\n"
@@ -444,8 +444,8 @@ int xs_proxy_main(int argc, char **argv)
     xs_observer an_obs;
     /* Only when something shows what they find (the console, the log or the web inspector): a
      * proxy that shows nothing does no analysis either, and keeps its cheapest path. */
-    bool shown = a.cfg.console.format != XS_FORMAT_NONE || a.cfg.write_path != NULL ||
-                 a.cfg.web != NULL;
+    bool shown =
+        a.cfg.console.format != XS_FORMAT_NONE || a.cfg.write_path != NULL || a.cfg.web != NULL;
     if ((a.an.pairing || a.an.checks) && shown) {
         if (xs_analysis_new(&a.an, &an) < 0) {
             xs_term_printf(stderr, "xmppscope: out of memory\n");
