@@ -275,6 +275,55 @@ class WebInspector(test_proxy.ProsodyCase):
         self.assertTrue(any("injected by the web inspector" in n for n in notes), notes)
         self.assertTrue(any("edited and forwarded by the user" in n for n in notes), notes)
 
+    def test_stalled_browser_does_not_slow_the_proxy(self):
+        # A small history, so that what the stalled browser does not read is soon dropped.
+        x, port, url, token = self.web_proxy(extra=["--web-history", "1M", "--format", "none"])
+        cookie = f"xs_token={token}"
+        origin = f"http://127.0.0.1:{port}"
+        # A WebSocket client that asks for the events and then never reads.
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.addCleanup(stalled.close)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmppscope\r\n"
+                         f"Origin: {origin}\r\nCookie: {cookie}\r\n\r\n").encode())
+        self.assertIn(b" 101 ", stalled.recv(4096))
+        hello = json.dumps({"t": "hello"}).encode()
+        mask = b"\x01\x02\x03\x04"
+        frame = bytes([0x81, 0x80 | len(hello)]) + mask + bytes(
+            c ^ mask[i % 4] for i, c in enumerate(hello))
+        stalled.sendall(frame)
+        domain = self.alice.split("@")[1]
+        n, body = 1500, "x" * 3000
+
+        async def bulk():
+            alice = LiveClient(self.alice, test_proxy.PASSWORD, x.port, ca_file=x.ca_file)
+            bob = LiveClient(self.bob, "bobpass", x.port, ca_file=x.ca_file)
+            await alice.start()
+            await bob.start()
+            try:
+                t0 = time.monotonic()
+                for i in range(n):
+                    alice.send_message(f"bob@{domain}", f"{i} {body}", msg_id=f"b{i}")
+                    if i % 100 == 0:
+                        await asyncio.sleep(0)
+                await bob.wait_message(lambda m: m["body"].startswith(f"{n - 1} "), timeout=60)
+                return time.monotonic() - t0, len(bob.messages)
+            finally:
+                await alice.close()
+                await bob.close()
+
+        seconds, received = asyncio.run(bulk())
+        self.assertEqual(received, n)
+        # The proxy says that the browser lost events (said from its once-a-second check).
+        self.assertIsNotNone(
+            x.wait_for_stderr(r"a browser reads too slowly: it lost \d+ events", timeout=5),
+            x.stderr_text()[-3000:])
+        x.stop()
+        self.assertRegex(x.stderr_text(), r"browsers that read too slowly lost \d+ events")
+        self.assertRegex(x.stderr_text(), r"the history passed --web-history")
+
 
 if __name__ == "__main__":
     unittest.main()
