@@ -3,6 +3,10 @@
 'use strict';
 
 const ROW_H = 22;
+// The page keeps at most MAX_EVENTS events (the proxy's history is bounded in bytes too): past
+// it, the oldest are forgotten down to KEEP_EVENTS, and the page says so.
+const MAX_EVENTS = 300000;
+const KEEP_EVENTS = 200000;
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -17,6 +21,8 @@ const state = {
   histDropped: 0,
   held: [],
   dirty: false,
+  forgotten: 0,
+  lastSlow: 0,
 };
 
 function session(id) {
@@ -70,6 +76,7 @@ function onMessage(msg) {
     if (msg.lost) state.lost += msg.lost;
     state.histDropped = msg.hist_dropped || 0;
     msg.list.forEach(take);
+    if (state.events.length > MAX_EVENTS) forget(state.events.length - KEEP_EVENTS);
     state.dirty = true;
     break;
   case 'filter':
@@ -104,6 +111,20 @@ function onMessage(msg) {
     else document.querySelectorAll('#held .held-item .muted').forEach((el, i) => { el.textContent = 'goes on in ' + msg.list[i].left_s + ' s'; });
     break;
   }
+  }
+}
+
+// Forgets the `n` oldest events: indices shift down by n in every session's rows and maps.
+function forget(n) {
+  state.events = state.events.slice(n);
+  state.forgotten += n;
+  for (const s of state.sessions.values()) {
+    const rows = [];
+    for (const i of s.rows) if (i >= n) rows.push(i - n);
+    const sel = state.selected === s.id && state.selRow >= 0 ? s.rows[state.selRow] - n : -1;
+    s.rows = rows;
+    if (state.selected === s.id) state.selRow = sel >= 0 ? rows.indexOf(sel) : -1;
+    for (const m of [s.byKey, s.answerOf]) for (const [k, v] of m) { if (v < n) m.delete(k); else m.set(k, v - n); }
   }
 }
 
@@ -185,7 +206,8 @@ function renderList() {
 function renderLost() {
   let t = '';
   if (state.lost) t += 'this page lost ' + state.lost + ' events (it read too slowly) ';
-  if (state.histDropped) t += '· the history dropped its ' + state.histDropped + ' oldest events (--web-history)';
+  if (state.histDropped) t += '· the history dropped its ' + state.histDropped + ' oldest events (--web-history) ';
+  if (state.forgotten) t += '· this page forgot its ' + state.forgotten + ' oldest events';
   $('lost').textContent = t;
 }
 
@@ -294,13 +316,18 @@ function renderHeld() {
     '</textarea><button data-act="forward">Forward</button> <button data-act="edit">Forward edited</button> <button data-act="drop">Drop</button></div>').join('');
 }
 
-function frame() {
+// The list is drawn at every frame with news; the sessions and the timeline, which walk more,
+// at most twice a second.
+function frame(now) {
   if (state.dirty) {
     state.dirty = false;
-    renderSessions();
     renderList();
     renderLost();
-    drawTimeline();
+    if (now - state.lastSlow > 500) {
+      state.lastSlow = now;
+      renderSessions();
+      drawTimeline();
+    } else state.dirty = true;
   }
   requestAnimationFrame(frame);
 }
