@@ -340,10 +340,11 @@ int xs_web_new(uv_loop_t *loop, const xs_web_opts *opts, xs_web **out, xs_diag *
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_LIBUV;
     info.foreign_loops = loops;
+    info.pcontext = &w->ctx_alive;
     info.user = w;
     info.gid = (gid_t)-1;
     info.uid = (uid_t)-1;
-    w->ctx = lws_create_context(&info);
+    w->ctx = w->ctx_alive = lws_create_context(&info);
     if (w->ctx == NULL) {
         rc = xs_diag_set(diag, XS_EIO, "cannot serve the web inspector on %s (in use?)", addr);
         goto out;
@@ -429,6 +430,10 @@ void xs_web_free(xs_web *w)
     if (w == NULL)
         return;
     xs_web_close(w);
+    /* On a foreign loop the first lws_context_destroy() closes the connections and handles,
+     * whose close callbacks the loop runs; once it did, the next calls free what remains. */
+    for (int i = 0; i < 3 && w->ctx_alive != NULL; i++)
+        lws_context_destroy(w->ctx_alive);
     xs_web_hist_free(w);
     free(w);
 }

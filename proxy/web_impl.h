@@ -50,6 +50,9 @@ typedef struct web_client {
 struct xs_web {
     uv_loop_t *loop;
     struct lws_context *ctx;
+    /* Set to the context and cleared by libwebsockets once its destruction is complete (on a
+     * foreign loop it finishes in close callbacks). */
+    struct lws_context *ctx_alive;
     xs_web_opts opts;
     char host[256], port[16];
     char token[65];

@@ -79,6 +79,8 @@ class Browser:
             self.do(cmd="screenshot", path=os.path.join(SHOTS, name))
 
     def close(self):
+        if self.proc.returncode is not None:
+            return []
         try:
             r = self.do(cmd="quit")
             self.proc.wait(timeout=10)
@@ -87,6 +89,9 @@ class Browser:
             self.proc.kill()
             self.proc.wait()
             return []
+        finally:
+            self.proc.stdin.close()
+            self.proc.stdout.close()
 
 
 def http_status(url, headers=None):
