@@ -14,8 +14,12 @@
 
 /* A message of a browser may be at most this long (a stanza to send, edited, or a filter). */
 #define WEB_MAX_REQUEST (1u << 20)
-/* What one write to a browser carries at most (a batch of records; one record may pass it). */
-#define WEB_BATCH (256u << 10)
+/* What one write to a browser carries at most (a batch of records; one record may pass it), and
+ * how often a browser that is behind gets one: at most WEB_BATCH * 1000 / WEB_PUMP_MS bytes a
+ * second. A browser is a person's view, not a log: under bulk traffic it falls behind and skips
+ * (and is told), rather than taking the CPU that forwarding needs. */
+#define WEB_BATCH (512u << 10)
+#define WEB_PUMP_MS 100
 
 /* Per HTTP connection: the asset being sent and how far. */
 typedef struct http_state {
@@ -211,7 +215,9 @@ static int ws_writable(struct xs_web *w, web_client *c)
     xs_buf_free(&out);
     if (rc < (int)n)
         return -1;
-    lws_callback_on_writable(c->wsi);
+    /* Answers and the held list go at once; the next batch of events waits for the pump. */
+    if (xs_buf_len(&c->reply) > 0 || c->held_dirty)
+        lws_callback_on_writable(c->wsi);
     return 0;
 }
 
@@ -274,11 +280,16 @@ void xs_web_wake(struct xs_web *w)
     w->wake_pending = true;
 }
 
-/* Before the loop waits: when records came during the iteration, every browser may write. */
-static void on_wake(uv_prepare_t *h)
+/* Every WEB_PUMP_MS: when records came since, every browser may write its next batch. */
+static void on_wake(uv_timer_t *h)
 {
     struct xs_web *w = h->data;
-    if (!w->wake_pending || w->ctx == NULL)
+    if (w->ctx == NULL)
+        return;
+    bool behind = false;
+    for (web_client *c = w->clients; c != NULL && !behind; c = c->next)
+        behind = c->hello && (c->next_seq < w->next_seq || c->lost > 0);
+    if (!w->wake_pending && !behind)
         return;
     w->wake_pending = false;
     lws_callback_on_writable_all_protocol(w->ctx, &protocols[1]);
@@ -349,9 +360,9 @@ int xs_web_new(uv_loop_t *loop, const xs_web_opts *opts, xs_web **out, xs_diag *
         rc = xs_diag_set(diag, XS_EIO, "cannot serve the web inspector on %s (in use?)", addr);
         goto out;
     }
-    uv_prepare_init(loop, &w->wake);
+    uv_timer_init(loop, &w->wake);
     w->wake.data = w;
-    uv_prepare_start(&w->wake, on_wake);
+    uv_timer_start(&w->wake, on_wake, WEB_PUMP_MS, WEB_PUMP_MS);
     uv_unref((uv_handle_t *)&w->wake);
     uv_timer_init(loop, &w->held_timer);
     w->held_timer.data = w;

@@ -82,6 +82,24 @@ static const char *kind_name(xs_obs_kind k)
     return "?";
 }
 
+/* Finds `,"raw":"..."` in a record: the printer writes that key once, at the top level of the
+ * event, and a string value holds no unescaped quote, so its first occurrence is the one. */
+static void raw_span(const char *j, size_t len, size_t *off, size_t *n)
+{
+    static const char key[] = ",\"raw\":\"";
+    *off = *n = 0;
+    const char *k = memmem(j, len, key, sizeof(key) - 1);
+    if (k == NULL)
+        return;
+    const char *p = k + sizeof(key) - 1, *end = j + len;
+    while (p < end && *p != '"')
+        p += *p == '\\' ? 2 : 1;
+    if (p >= end)
+        return;
+    *off = (size_t)(k - j);
+    *n = (size_t)(p + 1 - k);
+}
+
 /* Adds one record per line the JSON printer wrote for the event. */
 static void add_records(struct xs_web *w, const xs_obs_event *ev, const char *account)
 {
@@ -110,6 +128,7 @@ static void add_records(struct xs_web *w, const xs_obs_event *ev, const char *ac
         if (r != NULL) {
             r->seq = w->next_seq;
             r->len = xs_buf_len(&b);
+            raw_span(xs_buf_ptr(&b), r->len, &r->raw_off, &r->raw_len);
             r->account = account != NULL ? strdup(account) : NULL;
             memcpy(r->json, xs_buf_ptr(&b), r->len + 1);
             if (push_rec(w, r) == 0)
@@ -335,7 +354,13 @@ int xs_web_hist_batch(struct xs_web *w, web_client *c, xs_buf *out, size_t max)
             xs_buf_adds(out, rec_matches(c->filter, r) ? "{\"f\":1," : "{\"f\":0,");
         else
             xs_buf_adds(out, "{");
-        xs_buf_add(out, r->json + 1, r->len - 1);
+        /* The list needs no stanza bytes: a record goes without them ("lite"). */
+        if (r->raw_len > 0) {
+            xs_buf_adds(out, "\"lite\":1,");
+            xs_buf_add(out, r->json + 1, r->raw_off - 1);
+            xs_buf_add(out, r->json + r->raw_off + r->raw_len, r->len - r->raw_off - r->raw_len);
+        } else
+            xs_buf_add(out, r->json + 1, r->len - 1);
         c->next_seq++;
     }
     xs_buf_adds(out, "]}");
@@ -392,6 +417,21 @@ static void req_filter(web_client *c, json_t *m, const char *t)
     c->next_seq = 0;
     c->lost = 0;
     reply(c, json_pack("{ss sb ss}", "t", t, "ok", 1, "expr", expr ? expr : ""));
+}
+
+/* A whole record (with its bytes), for the detail pane. */
+static void req_get(struct xs_web *w, web_client *c, json_t *m)
+{
+    json_int_t n = json_integer_value(json_object_get(m, "n"));
+    if (n < 0 || (uint64_t)n < w->first_seq || (uint64_t)n >= w->next_seq) {
+        reply(c, json_pack("{ss sI sb}", "t", "rec", "n", n, "gone", 1));
+        return;
+    }
+    const web_rec *r = rec_at(w, (size_t)((uint64_t)n - w->first_seq));
+    json_t *rec = json_loadb(r->json, r->len, 0, NULL);
+    if (rec == NULL)
+        return;
+    reply(c, json_pack("{ss sI so}", "t", "rec", "n", n, "r", rec));
 }
 
 static void req_send(struct xs_web *w, web_client *c, json_t *m)
@@ -493,7 +533,9 @@ void xs_web_request(struct xs_web *w, web_client *c, const char *msg, size_t len
         reply(c, json_pack("{ss ss sb ss si}", "t", "hello", "title", w->title, "live",
                            w->opts.control != NULL, "breakpoint", "", "timeout",
                            (int)w->bp_timeout_s));
-    } else if (strcmp(t, "filter") == 0)
+    } else if (strcmp(t, "get") == 0)
+        req_get(w, c, m);
+    else if (strcmp(t, "filter") == 0)
         req_filter(c, m, "filter");
     else if (strcmp(t, "send") == 0)
         req_send(w, c, m);
@@ -510,9 +552,11 @@ void xs_web_request(struct xs_web *w, web_client *c, const char *msg, size_t len
 
 void xs_web_mark_held_dirty(struct xs_web *w)
 {
-    for (web_client *c = w->clients; c != NULL; c = c->next)
+    for (web_client *c = w->clients; c != NULL; c = c->next) {
         c->held_dirty = true;
-    xs_web_wake(w);
+        if (!w->closing)
+            lws_callback_on_writable(c->wsi);
+    }
 }
 
 int xs_web_held_json(struct xs_web *w, xs_buf *out)

@@ -21,7 +21,10 @@ typedef struct web_rec {
     uint64_t seq;
     size_t len;    /* of json */
     char *account; /* or NULL */
-    char json[];   /* {"n":seq,"k":kind,...,"e":{line}} without the per-browser "f" */
+    /* The span of json holding `,"raw":"..."` (the stanza's bytes), left out of what browsers
+     * get in the list; they ask for the whole record when they show it. raw_len 0: none. */
+    size_t raw_off, raw_len;
+    char json[]; /* {"n":seq,"k":kind,...,"e":{line}} without the per-browser "f" */
 } web_rec;
 
 /* A held stanza, as the page shows it. */
@@ -75,7 +78,7 @@ struct xs_web {
     /* browsers */
     web_client *clients;
     unsigned n_clients;
-    uv_prepare_t wake; /* once per loop iteration: tell browsers there is more */
+    uv_timer_t wake; /* the pump: every WEB_PUMP_MS, browsers with more to read may write */
     bool wake_pending;
     bool closing;
     /* intercept */

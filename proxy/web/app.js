@@ -99,6 +99,18 @@ function onMessage(msg) {
                                         : 'column ' + msg.column + ': ' + msg.message;
     $('bp-result').className = msg.ok ? 'muted' : 'error';
     break;
+  case 'rec': {
+    // The whole record (with its bytes) for the detail pane.
+    const s = cur();
+    if (msg.r && s && state.selRow >= 0) {
+      const rec = state.events[s.rows[state.selRow]];
+      if (rec && rec.n === msg.n) { rec.e = msg.r.e; delete rec.lite; renderDetail(); }
+    } else if (msg.gone) {
+      const raw = document.getElementById('raw');
+      if (raw) raw.textContent = '(no longer in the history: see the --write log)';
+    }
+    break;
+  }
   case 'released':
     if (!msg.ok) $('bp-result').textContent = 'refused: ' + msg.message;
     break;
@@ -264,6 +276,10 @@ function renderDetail() {
   if (e.explain) h += '<h2>Explanation</h2><pre>' + esc(e.explain) + '</pre>';
   if (e.rules && e.rules.length) h += '<h2>Rules</h2><ul>' + e.rules.map((r) => '<li>' + esc(r.rule) + ': ' + esc(r.action) + (r.detail ? ' ' + esc(r.detail) : '') + '</li>').join('') + '</ul>';
   if (e.message && e.event !== 'stanza') h += '<pre>' + esc(e.message) + '</pre>';
+  if (rec.lite) {
+    h += '<h2>Stanza</h2><pre id="raw" class="muted">loading…</pre>';
+    send({ t: 'get', n: rec.n });
+  }
   if (e.raw !== undefined) {
     h += '<h2>Stanza' + (e.redacted ? ' (secrets masked)' : '') + '</h2>' + prettyXml(e.raw);
     h += '<h2>Exact bytes</h2><pre id="raw">' + esc(e.raw) + '</pre>';

@@ -233,6 +233,10 @@ class WebInspector(test_proxy.ProsodyCase):
                 pair = b.eval("document.getElementById('pair').textContent")
                 self.assertRegex(pair, r"answer to the request \(c2s offset \d+\), "
                                        r"round trip \d+\.\d{3} ms")
+                # The exact bytes come from the proxy when the stanza is shown.
+                b.wait("(document.getElementById('raw') || {}).textContent?.startsWith('<iq')")
+                raw = b.eval("document.getElementById('raw').textContent")
+                self.assertRegex(raw, r"^<iq [^>]*type=.(result|error)")
                 b.shot("detail.png")
                 b.do(cmd="fill", sel="#filter", value="")
                 b.do(cmd="click", sel="#filter-form button")
