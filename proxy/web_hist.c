@@ -312,6 +312,7 @@ static void catch_up(struct xs_web *w, web_client *c)
 {
     if (c->next_seq < w->first_seq) {
         c->lost += w->first_seq - c->next_seq;
+        c->unsaid += w->first_seq - c->next_seq;
         w->lost_total += w->first_seq - c->next_seq;
         c->next_seq = w->first_seq;
     }
@@ -331,6 +332,7 @@ static void catch_up(struct xs_web *w, web_client *c)
         keep += rec_at(w, --i)->len;
     uint64_t to = w->first_seq + i;
     c->lost += to - c->next_seq;
+    c->unsaid += to - c->next_seq;
     w->lost_total += to - c->next_seq;
     c->next_seq = to;
 }
@@ -618,8 +620,8 @@ static void forget_held(struct xs_web *w, const char *session)
             remove_held(w, i);
 }
 
-/* Once a second: what waited its time goes on, and the console says so
- * (the session's note). Browsers see the seconds left. */
+/* Once a second (said at most once a second per browser): what waited its time goes on, and the
+ * console says so (the session's note). Browsers see the seconds left. */
 static void on_held_timer(uv_timer_t *t)
 {
     struct xs_web *w = t->data;
@@ -643,11 +645,11 @@ static void on_held_timer(uv_timer_t *t)
     /* A browser that does not read falls behind here, not only when it writes again: the lag
      * is bounded and the operator told at once. */
     for (web_client *c = w->clients; c != NULL; c = c->next) {
-        uint64_t before = c->lost;
         catch_up(w, c);
-        if (c->lost > before)
-            xs_proxy_say("web inspector: a browser reads too slowly: it lost %llu events so far "
-                         "(%llu in all browsers; it is told when it reads again)",
-                         (unsigned long long)c->lost, (unsigned long long)w->lost_total);
+        if (c->unsaid > 0)
+            xs_proxy_say("web inspector: a browser reads too slowly: it lost %llu events in the "
+                         "last second (%llu in all browsers so far; the page is told)",
+                         (unsigned long long)c->unsaid, (unsigned long long)w->lost_total);
+        c->unsaid = 0;
     }
 }

@@ -43,6 +43,7 @@ typedef struct web_client {
     struct web_client *next;
     uint64_t next_seq; /* the next record to send */
     uint64_t lost;     /* records it lost and was not told about yet */
+    uint64_t unsaid;   /* records it lost that the operator was not told about yet */
     xs_filter *filter; /* its filter box; NULL: everything matches */
     bool held_dirty;   /* the held list changed: send it */
     bool hello;        /* it asked for the events */
