@@ -18,8 +18,14 @@
  * how often a browser that is behind gets one: at most WEB_BATCH * 1000 / WEB_PUMP_MS bytes a
  * second. A browser is a person's view, not a log: under bulk traffic it falls behind and skips
  * (and is told), rather than taking the CPU that forwarding needs. */
-#define WEB_BATCH (512u << 10)
+#define WEB_BATCH (1u << 20)
 #define WEB_PUMP_MS 100
+/* While the sessions are busy (more than WEB_BUSY_RECORDS events in one pump period: bulk
+ * traffic, ten thousand events a second and more) a browser gets at most WEB_BATCH_BUSY per
+ * period: it skips what it cannot show anyway (and is told), and its CPU stays with forwarding.
+ * A quiet proxy sends the history to a browser that connects late at the full rate. */
+#define WEB_BATCH_BUSY (32u << 10)
+#define WEB_BUSY_RECORDS 1000
 
 /* Per HTTP connection: the asset being sent and how far. */
 typedef struct http_state {
@@ -202,7 +208,7 @@ static int ws_writable(struct xs_web *w, web_client *c)
     } else if (c->held_dirty) {
         c->held_dirty = false;
         xs_web_held_json(w, &out);
-    } else if (!c->hello || !xs_web_hist_batch(w, c, &out, WEB_BATCH)) {
+    } else if (!c->hello || !xs_web_hist_batch(w, c, &out, w->busy ? WEB_BATCH_BUSY : WEB_BATCH)) {
         xs_buf_free(&out);
         return 0;
     }
@@ -286,6 +292,8 @@ static void on_wake(uv_timer_t *h)
     struct xs_web *w = h->data;
     if (w->ctx == NULL)
         return;
+    w->busy = w->next_seq - w->seq_at_pump > WEB_BUSY_RECORDS;
+    w->seq_at_pump = w->next_seq;
     bool behind = false;
     for (web_client *c = w->clients; c != NULL && !behind; c = c->next)
         behind = c->hello && (c->next_seq < w->next_seq || c->lost > 0);

@@ -81,6 +81,8 @@ struct xs_web {
     unsigned n_clients;
     uv_timer_t wake; /* the pump: every WEB_PUMP_MS, browsers with more to read may write */
     bool wake_pending;
+    bool busy;            /* many events in the last pump period: browsers get small batches */
+    uint64_t seq_at_pump; /* next_seq at the last pump */
     bool closing;
     /* intercept */
     xs_filter *bp;         /* the breakpoint; NULL: none */

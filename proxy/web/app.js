@@ -22,7 +22,7 @@ const state = {
   held: [],
   dirty: false,
   forgotten: 0,
-  lastSlow: 0,
+  lastSlow: -1000,
 };
 
 function session(id) {
@@ -77,7 +77,7 @@ function onMessage(msg) {
     state.histDropped = msg.hist_dropped || 0;
     msg.list.forEach(take);
     if (state.events.length > MAX_EVENTS) forget(state.events.length - KEEP_EVENTS);
-    state.dirty = true;
+    state.dirty = true; schedule();
     break;
   case 'filter':
     if (msg.ok) {
@@ -144,7 +144,7 @@ function resetEvents() {
   state.events = [];
   state.sessions = new Map();
   state.selRow = -1;
-  state.dirty = true;
+  state.dirty = true; schedule();
 }
 
 function connect() {
@@ -332,26 +332,35 @@ function renderHeld() {
     '</textarea><button data-act="forward">Forward</button> <button data-act="edit">Forward edited</button> <button data-act="drop">Drop</button></div>').join('');
 }
 
-// The list is drawn at every frame with news; the sessions and the timeline, which walk more,
-// at most twice a second.
-function frame(now) {
-  if (state.dirty) {
-    state.dirty = false;
-    renderList();
-    renderLost();
-    if (now - state.lastSlow > 500) {
-      state.lastSlow = now;
-      renderSessions();
-      drawTimeline();
-    } else state.dirty = true;
+// Drawing is scheduled only when something changed (no animation loop: an idle page costs no
+// CPU): the list at most five times a second while events stream in, the sessions and the
+// timeline, which walk more, once a second.
+let scheduled = false;
+function schedule() {
+  if (scheduled) return;
+  scheduled = true;
+  setTimeout(() => requestAnimationFrame(draw), 200);
+}
+function draw(now) {
+  scheduled = false;
+  if (!state.dirty) return;
+  state.dirty = false;
+  renderList();
+  renderLost();
+  if (now - state.lastSlow > 1000) {
+    state.lastSlow = now;
+    renderSessions();
+    drawTimeline();
+  } else {
+    state.dirty = true;
+    schedule();
   }
-  requestAnimationFrame(frame);
 }
 
 function select(id) {
   state.selected = id;
   state.selRow = -1;
-  state.dirty = true;
+  state.dirty = true; schedule();
   renderDetail();
 }
 
@@ -408,4 +417,3 @@ $('held').addEventListener('click', (ev) => {
 
 renderHeld();
 connect();
-requestAnimationFrame(frame);

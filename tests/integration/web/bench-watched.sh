@@ -9,6 +9,7 @@
 #     --scenarios bulk --targets xmppscope
 #
 # Its process becomes the proxy (exec), so the benchmark measures and stops the proxy itself.
+# XS_WEB_NO_BROWSER=1: the same proxy with --web and no browser (the other half of the pair).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 real=${XS_WEB_REAL:?set XS_WEB_REAL to the xmppscope binary}
@@ -16,13 +17,12 @@ deps=$(bash "$here/install.sh")
 cp "$here/watch.mjs" "$deps/watch.mjs"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 me=$$
-(
-  # The URL is on the proxy's standard error (a file the benchmark gave it).
-  for _ in $(seq 100); do
-    url=$(grep -ao 'http://[^ ]*token=[0-9a-f]*' "/proc/$me/fd/2" 2>/dev/null | head -1 || true)
-    [[ -n "$url" ]] && break
-    sleep 0.1
-  done
-  [[ -n "$url" ]] && cd "$deps" && exec node watch.mjs "$url" "$me" </dev/null >&2
-) &
+if [[ -z "${XS_WEB_NO_BROWSER:-}" ]]; then
+  # The browser starts first (its start-up is not part of watching); it finds the URL on this
+  # process's standard error once it is the proxy.
+  ready=$(mktemp -u /tmp/xs-watch-ready.XXXXXX)
+  (cd "$deps" && exec node watch.mjs "$me" "$ready" </dev/null >&2) &
+  for _ in $(seq 300); do [[ -e "$ready" ]] && break; sleep 0.05; done
+  rm -f "$ready"
+fi
 exec "$real" "$@" --web "127.0.0.1:$port"
