@@ -316,7 +316,9 @@ static void catch_up(struct xs_web *w, web_client *c)
         w->lost_total += w->first_seq - c->next_seq;
         c->next_seq = w->first_seq;
     }
-    if (w->n == 0 || c->next_seq >= w->next_seq)
+    /* What was there when it asked (the history, read late) is bounded by the history alone;
+     * the lag bound is for what comes while it watches. */
+    if (w->n == 0 || c->next_seq >= w->next_seq || c->next_seq < c->joined_seq)
         return;
     /* Bytes from its cursor to the end, by walking back from the end (bounded by the lag). */
     size_t lag = 0, i = w->n;
@@ -417,6 +419,7 @@ static void req_filter(web_client *c, json_t *m, const char *t)
     c->filter = f;
     /* The browser gets everything again, judged by the new filter. */
     c->next_seq = 0;
+    c->joined_seq = c->w->next_seq;
     c->lost = 0;
     reply(c, json_pack("{ss sb ss}", "t", t, "ok", 1, "expr", expr ? expr : ""));
 }
@@ -532,6 +535,7 @@ void xs_web_request(struct xs_web *w, web_client *c, const char *msg, size_t len
         reply(c, json_pack("{ss ss}", "t", "error", "message", "not a request"));
     else if (strcmp(t, "hello") == 0) {
         c->hello = true;
+        c->joined_seq = w->next_seq;
         reply(c, json_pack("{ss ss sb ss si}", "t", "hello", "title", w->title, "live",
                            w->opts.control != NULL, "breakpoint", "", "timeout",
                            (int)w->bp_timeout_s));

@@ -41,14 +41,15 @@ typedef struct web_client {
     struct xs_web *w;
     struct lws *wsi;
     struct web_client *next;
-    uint64_t next_seq; /* the next record to send */
-    uint64_t lost;     /* records it lost and was not told about yet */
-    uint64_t unsaid;   /* records it lost that the operator was not told about yet */
-    xs_filter *filter; /* its filter box; NULL: everything matches */
-    bool held_dirty;   /* the held list changed: send it */
-    bool hello;        /* it asked for the events */
-    xs_buf in;         /* a message being received */
-    xs_buf reply;      /* answers to its requests, waiting to be sent (JSON lines) */
+    uint64_t next_seq;   /* the next record to send */
+    uint64_t joined_seq; /* next_seq of the history when it asked for all (hello, filter) */
+    uint64_t lost;       /* records it lost and was not told about yet */
+    uint64_t unsaid;     /* records it lost that the operator was not told about yet */
+    xs_filter *filter;   /* its filter box; NULL: everything matches */
+    bool held_dirty;     /* the held list changed: send it */
+    bool hello;          /* it asked for the events */
+    xs_buf in;           /* a message being received */
+    xs_buf reply;        /* answers to its requests, waiting to be sent (JSON lines) */
 } web_client;
 
 struct xs_web {

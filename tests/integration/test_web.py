@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_proxy  # noqa: E402
 from xmpptest.live import LiveClient  # noqa: E402
 from xmpptest.prosody import free_ports  # noqa: E402
+from xmpptest.proxy import SANITIZER_PATTERN, xmppscope_binary  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WEB = os.path.join(HERE, "web")
@@ -337,6 +338,119 @@ class WebInspector(test_proxy.ProsodyCase):
         x.stop()
         self.assertRegex(x.stderr_text(), r"browsers that read too slowly lost \d+ events")
         self.assertRegex(x.stderr_text(), r"the history passed --web-history")
+
+
+def write_big_log(path, n):
+    """A --write style log of one session with n stanzas: messages both ways and IQ pairs."""
+    ns = "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
+    t0 = 1790000000.0
+
+    def line(f, i, d, ev, raw):
+        t = t0 + i / 1000.0
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % (
+            int(t * 1e6) % 1000000)
+        f.write(json.dumps({"time": stamp, "session": "1", "dir": d, "event": ev,
+                            "raw": raw}) + "\n")
+
+    with open(path, "w") as f:
+        line(f, 0, "c2s", "stream-open", f"<stream:stream to='example.test' {ns} version='1.0'>")
+        line(f, 0, "s2c", "stream-open",
+             f"<stream:stream from='example.test' id='x' {ns} version='1.0'>")
+        for i in range(n // 2):
+            if i % 10 == 0:
+                line(f, i, "c2s", "stanza", f"<iq type='get' id='q{i}' to='example.test'>"
+                     "<ping xmlns='urn:xmpp:ping'/></iq>")
+                line(f, i, "s2c", "stanza",
+                     f"<iq type='result' id='q{i}' from='example.test'/>")
+            else:
+                line(f, i, "c2s", "stanza", f"<message to='bob@example.test' id='m{i}'>"
+                     f"<body>message number {i}</body></message>")
+                line(f, i, "s2c", "stanza", f"<message from='bob@example.test/r' id='r{i}'>"
+                     f"<body>answer number {i}</body></message>")
+
+
+class SavedLog(unittest.TestCase):
+    """`xmppscope web LOG.jsonl`: a saved log of 100,000 stanzas, in the browser."""
+
+    def test_web_command_serves_a_big_log_smoothly(self):
+        deps = web_deps()
+        if deps is None:
+            self.skipTest("playwright-core cannot be installed (node/npm) or chromium missing")
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="xs-web-log-")
+        log = os.path.join(tmp, "big.jsonl")
+        n = 100000
+        write_big_log(log, n)
+        port = free_ports(1)[0]
+        err = open(os.path.join(tmp, "stderr.txt"), "w+")
+        proc = subprocess.Popen([xmppscope_binary(), "web", log, "--web", f"127.0.0.1:{port}"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            url = None
+            deadline = time.monotonic() + 120
+            while url is None and time.monotonic() < deadline and proc.poll() is None:
+                err.seek(0)
+                m = URL_RE.search(err.read())
+                url = m.group(1) if m else None
+                time.sleep(0.1)
+            self.assertIsNotNone(url, "no URL")
+            b = Browser(deps)
+            self.addCleanup(b.close)
+            self.assertEqual(b.do(cmd="open", url=url)["status"], 200)
+            b.wait("document.getElementById('status').textContent === 'saved log'")
+            b.wait(f"parseInt(document.getElementById('count').textContent) === {n}",
+                   timeout=120000)
+            # Virtualised: a few dozen rows in the page however long the list.
+            self.assertLess(b.eval("document.querySelectorAll('#list-rows .row').length"), 100)
+            # Scrolling anywhere draws at once.
+            worst = b.eval("""(() => {
+                const l = document.getElementById('list');
+                document.getElementById('follow').checked = false;
+                let worst = 0;
+                for (let k = 0; k < 40; k++) {
+                    const t = performance.now();
+                    l.scrollTop = (k * 7919 % 100000) * 22;
+                    l.dispatchEvent(new Event('scroll'));
+                    document.body.getBoundingClientRect();
+                    worst = Math.max(worst, performance.now() - t);
+                }
+                return worst;
+            })()""")
+            self.assertLess(worst, 50, f"a scroll took {worst} ms")
+            # The row drawn at a position is the stanza at that position.
+            b.eval("document.getElementById('list').scrollTop = 50000 * 22;"
+                   "document.getElementById('list').dispatchEvent(new Event('scroll'))")
+            b.wait("document.querySelector('#list-rows .row[data-i=\"50002\"]') !== null")
+            b.eval("document.querySelector('#list-rows .row[data-i=\"50002\"]').click()")
+            b.wait("(document.getElementById('raw') || {}).textContent?.includes("
+                   "'message number 25001')")
+            # An IQ answer read back from the log is paired by the analysers, with its round trip.
+            b.do(cmd="fill", sel="#filter", value="iq and type:result")
+            b.do(cmd="click", sel="#filter-form button")
+            b.wait(f"parseInt(document.getElementById('count').textContent) === {n // 20}",
+                   timeout=120000)
+            b.eval("document.querySelector('#list-rows .row').click()")
+            b.wait("document.getElementById('rtt') !== null")
+            # A saved log has no live session: send is refused.
+            b.do(cmd="fill", sel="#send-xml", value="<presence/>")
+            b.do(cmd="click", sel="#send-button")
+            b.wait("document.getElementById('send-result').textContent.startsWith('refused')")
+            b.shot("saved-log-100k.png")
+            self.assertEqual(b.close(), [])
+        finally:
+            proc.send_signal(2)
+            try:
+                rc = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+            err.seek(0)
+            text = err.read()
+            err.close()
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.assertEqual(rc, 0, text[-3000:])
+        self.assertNotRegex(text, SANITIZER_PATTERN)
 
 
 if __name__ == "__main__":
