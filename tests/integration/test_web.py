@@ -402,21 +402,23 @@ class SavedLog(unittest.TestCase):
                    timeout=120000)
             # Virtualised: a few dozen rows in the page however long the list.
             self.assertLess(b.eval("document.querySelectorAll('#list-rows .row').length"), 100)
-            # Scrolling anywhere draws at once.
-            worst = b.eval("""(() => {
+            # Scrolling anywhere draws at once: the median of 40 jumps within a frame or two
+            # (the machine may be busy: a bound on the worst one too, looser).
+            times = b.eval("""(() => {
                 const l = document.getElementById('list');
                 document.getElementById('follow').checked = false;
-                let worst = 0;
+                const times = [];
                 for (let k = 0; k < 40; k++) {
                     const t = performance.now();
                     l.scrollTop = (k * 7919 % 100000) * 22;
                     l.dispatchEvent(new Event('scroll'));
                     document.body.getBoundingClientRect();
-                    worst = Math.max(worst, performance.now() - t);
+                    times.push(performance.now() - t);
                 }
-                return worst;
+                return times.sort((a, b) => a - b);
             })()""")
-            self.assertLess(worst, 50, f"a scroll took {worst} ms")
+            self.assertLess(times[len(times) // 2], 25, times)
+            self.assertLess(times[-1], 250, times)
             # The row drawn at a position is the stanza at that position.
             b.eval("document.getElementById('list').scrollTop = 50000 * 22;"
                    "document.getElementById('list').dispatchEvent(new Event('scroll'))")
