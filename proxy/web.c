@@ -97,12 +97,15 @@ static bool query_token_ok(struct xs_web *w, struct lws *wsi)
 static int http_deny(struct lws *wsi, unsigned status)
 {
     unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf);
-    static const char body[] = "forbidden: open the URL with its token that xmppscope printed\n";
-    if (lws_add_http_common_headers(wsi, status, "text/plain", sizeof(body) - 1, &p, end) ||
+    const char *body = status == HTTP_STATUS_FORBIDDEN
+                           ? "forbidden: open the URL with its token that xmppscope printed\n"
+                           : "not found\n";
+    size_t n = strlen(body);
+    if (lws_add_http_common_headers(wsi, status, "text/plain", n, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
-    memcpy(start, body, sizeof(body) - 1);
-    lws_write(wsi, start, sizeof(body) - 1, LWS_WRITE_HTTP_FINAL);
+    memcpy(start, body, n);
+    lws_write(wsi, start, n, LWS_WRITE_HTTP_FINAL);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 

@@ -347,7 +347,8 @@ function draw(now) {
   state.dirty = false;
   renderList();
   renderLost();
-  if (now - state.lastSlow > 1000) {
+  // A session that appeared or went is drawn at once.
+  if (now - state.lastSlow > 1000 || $('sessions').tBodies[0].rows.length !== state.sessions.size) {
     state.lastSlow = now;
     renderSessions();
     drawTimeline();
