@@ -305,13 +305,14 @@ static void learn(xs_filter_obs *fo, const xs_obs_event *oe)
         return;
     bool success = named(ev, "success", SASL_NS), sasl2 = named(ev, "success", SASL2_NS);
     bool bind = strcmp(ev->name, "iq") == 0 && strncmp(ev->ns, "jabber:", 7) == 0;
-    entry *e = *find(fo, m->session);
-    if ((success || sasl2) && e != NULL && e->pending != NULL) {
+    bool failure = named(ev, "failure", SASL_NS) || named(ev, "failure", SASL2_NS);
+    entry *e = success || sasl2 || failure ? *find(fo, m->session) : NULL;
+    if (e != NULL && failure) {
+        set_field(&e->pending, NULL, 0);
+    } else if (e != NULL && e->pending != NULL) {
         xs_free(e->jid);
         e->jid = e->pending;
         e->pending = NULL;
-    } else if (e != NULL && (named(ev, "failure", SASL_NS) || named(ev, "failure", SASL2_NS))) {
-        set_field(&e->pending, NULL, 0);
     }
     if (bind) {
         const char *type = attr(ev, "type");

@@ -336,8 +336,10 @@ static void on_stanza(xs_analysis *an, xs_an_sess *s, int dir, const xs_obs_even
     xs_iq_result res = {0};
     if (iq && dir >= 0 && s != NULL && an->cfg.pairing)
         xs_iq_stanza(an, s, dir, ev, e->meta, type, sa.id, &o, a, &res);
-    else if (iq && o.n_children > 0)
-        res.exempt = xs_span_eq(o.ns[0], NS_BIND);
+    else if (iq && o.n_children > 0) {
+        int bind;
+        res.exempt = xs_iq_exempt_ns(o.ns[0], &bind);
+    }
     if (!an->cfg.checks)
         return;
     if (iq && (outlined || type == NULL))
@@ -421,7 +423,7 @@ static void on_closed(xs_analysis *an, const xs_obs_event *e, xs_annot *a)
         if (s == NULL)
             return;
         if (an->cfg.pairing)
-            xs_iq_end(an, s, a);
+            xs_iq_end(an, s, a, 0);
         xs_buf_reset(&an->summary);
         xs_iq_summary(s, &an->summary);
         if (an->summary.len > 0 && an->summary.err == 0)
@@ -434,7 +436,7 @@ static void on_closed(xs_analysis *an, const xs_obs_event *e, xs_annot *a)
         while (an->buckets[i] != NULL) {
             xs_an_sess *s = an->buckets[i];
             if (an->cfg.pairing)
-                xs_iq_end(an, s, a);
+                xs_iq_end(an, s, a, 1);
             sess_remove(an, s);
         }
 }

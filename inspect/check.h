@@ -92,8 +92,8 @@ typedef struct xs_iq_stat {
  * how many there are in all. The strings stay valid until the next event or xs_analysis_free(). */
 size_t xs_analysis_iq_stats(xs_analysis *an, xs_iq_stat *rows, size_t cap);
 
-/* Counts of what the analyser saw over the run: checks reported by id would be in the output;
- * this is for tests and --stats: checks reported (all ids), IQs dropped because of the cap. */
+/* What the analyser did over the run, for tests: checks reported (all ids), IQs forgotten
+ * because of the in-flight cap, sessions it holds state for now. */
 typedef struct xs_analysis_counts {
     uint64_t checks;
     uint64_t iq_evicted;

@@ -43,6 +43,10 @@ static inline int xs_span_eq(xs_span s, const char *z)
     return s.p != NULL && s.n == n && memcmp(s.p, z, n) == 0;
 }
 
+/* Whether a request of payload namespace ns may come before resource binding (binding itself,
+ * session, in-band registration, legacy authentication); *bind: it is a binding request. */
+int xs_iq_exempt_ns(xs_span ns, int *bind);
+
 /* ---- sessions -------------------------------------------------------------------------------- */
 
 typedef struct xs_an_sess {

@@ -285,9 +285,13 @@ void xs_iq_restart(xs_analysis *an, xs_an_sess *s, int dir, xs_annot *a)
     report_all(an, s, a, " before the stream restarted (ids are scoped to a stream)", 0);
 }
 
-void xs_iq_end(xs_analysis *an, xs_an_sess *s, xs_annot *a)
+void xs_iq_end(xs_analysis *an, xs_an_sess *s, xs_annot *a, int input)
 {
-    report_all(an, s, a, " before the session ended", 1);
+    char why[96];
+    /* At the end of an offline input, sessions end together: each line names its own. */
+    if (input)
+        snprintf(why, sizeof(why), " before the input ended (session %.40s)", s->key);
+    report_all(an, s, a, input ? why : " before the session ended", 1);
 }
 
 void xs_iq_expire(xs_analysis *an, xs_an_sess *s, int64_t now_us, xs_annot *a)
@@ -305,11 +309,11 @@ void xs_iq_expire(xs_analysis *an, xs_an_sess *s, int64_t now_us, xs_annot *a)
 
 /* ---- requests and answers -------------------------------------------------------------------- */
 
-static int exempt_ns(const xs_span *ns, int *bind)
+int xs_iq_exempt_ns(xs_span ns, int *bind)
 {
-    *bind = xs_span_eq(*ns, "urn:ietf:params:xml:ns:xmpp-bind");
-    return *bind || xs_span_eq(*ns, "urn:ietf:params:xml:ns:xmpp-session") ||
-           xs_span_eq(*ns, "jabber:iq:register") || xs_span_eq(*ns, "jabber:iq:auth");
+    *bind = xs_span_eq(ns, "urn:ietf:params:xml:ns:xmpp-bind");
+    return *bind || xs_span_eq(ns, "urn:ietf:params:xml:ns:xmpp-session") ||
+           xs_span_eq(ns, "jabber:iq:register") || xs_span_eq(ns, "jabber:iq:auth");
 }
 
 static void request(xs_analysis *an, xs_an_sess *s, int dir, const xs_event *ev,
@@ -321,7 +325,7 @@ static void request(xs_analysis *an, xs_an_sess *s, int dir, const xs_event *ev,
     uint64_t h = key_hash(dir, id, len);
     int bind = 0;
     xs_span ns = o->n_children > 0 ? o->ns[0] : (xs_span){NULL, 0};
-    if (o->n_children > 0 && exempt_ns(&ns, &bind))
+    if (o->n_children > 0 && xs_iq_exempt_ns(ns, &bind))
         res->exempt = 1;
     /* A request the proxy answered itself never reaches the other side. */
     if (xs_an_bounced(m->verdict))

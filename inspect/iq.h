@@ -90,8 +90,8 @@ void xs_iq_restart(struct xs_analysis *an, struct xs_an_sess *s, int dir, xs_ann
 /* Reports (up to the room left in *a) the waits older than the timeout at now_us. */
 void xs_iq_expire(struct xs_analysis *an, struct xs_an_sess *s, int64_t now_us, xs_annot *a);
 
-/* The session ended: reports every wait still open. */
-void xs_iq_end(struct xs_analysis *an, struct xs_an_sess *s, xs_annot *a);
+/* The session ended (input: with the end of an offline input): reports every wait still open. */
+void xs_iq_end(struct xs_analysis *an, struct xs_an_sess *s, xs_annot *a, int input);
 
 /* Appends the session's summary lines (none without IQs) to b. */
 void xs_iq_summary(const struct xs_an_sess *s, xs_buf *b);

@@ -173,6 +173,9 @@ int xs_jsonl_reader_line(xs_jsonl_reader *r, const char *line, size_t len, char 
     r->meta.session = session;
     r->meta.direction = dir;
     r->meta.phase = str_field(o, "phase");
+    /* Stream-open lines name the session's client and server (the pcap wants them). */
+    r->meta.client_addr = str_field(o, "client");
+    r->meta.server_addr = str_field(o, "server");
 
     if (strcmp(event, "error") == 0 || strcmp(event, "note") == 0) {
         const char *text = str_field(o, "message");

@@ -19,6 +19,7 @@
 #include <libxml/tree.h>
 
 #include "inspect/error.h"
+#include "inspect/reference.h"
 #include "inspect/observer.h"
 #include "inspect/print_impl.h"
 #include "inspect/redact.h"
@@ -165,6 +166,7 @@ int xs_printer_new(FILE *out, const xs_print_options *options, xs_printer **prin
         return XS_ENOMEM;
     p->out = out;
     p->o = *options;
+    p->reference = xs_reference_mode();
     xs_buf_init(&p->buf, OUT_MAX);
     xs_buf_init(&p->scratch, OUT_MAX);
     *printer = p;

@@ -65,6 +65,9 @@
  *   For "stream-open":
  *   "attrs"      object, attribute name (with its prefix, "xml:lang") -> value
  *   "namespaces" object, prefix -> namespace URI, "" for the default namespace
+ *   "client", "server"   the session's client and server as "IP:PORT" or "[IPv6]:PORT"
+ *                (xs_print_meta.client_addr, server_addr), when known: the server's is not
+ *                known yet when the client's first stream header arrives
  *   "rules"      array of {"rule", "action", "detail"}: the rules that applied, in order
  *   "verdict"    "forwarded", "rewritten", "dropped" or "bounced", when a rule applied
  *   "rewritten"  the XML forwarded instead of the original (raw stays the original), its
@@ -149,6 +152,12 @@ typedef struct xs_print_meta {
     const char *session;   /* "1", or the file name offline; NULL: none */
     const char *direction; /* "c2s", "s2c", or NULL offline */
     const char *phase;     /* "plain", "tls", "authed", or NULL */
+    /* The far ends of the session's two TCP connections, "IP:PORT" or "[IPv6]:PORT": the client
+     * as the proxy accepted it, the server as the proxy connected to it (NULL until then, and
+     * for the proxy's own notes of no session). Offline, what the log's stream-open lines said
+     * ("client", "server"), or NULL. For the pcap (pcap.h) and the log. */
+    const char *client_addr;
+    const char *server_addr;
     int untimed;           /* the time is unknown (a raw capture read offline): none is printed */
     /* The rules that applied to a stanza, in order, and what became of it: "forwarded",
      * "rewritten", "dropped", "bounced" (NULL when no rule applied). For a rewrite, `rewritten`

@@ -46,6 +46,7 @@ struct xs_printer {
      * microseconds change from one event to the next under load. */
     time_t time_sec;
     int time_ok;
+    int reference; /* XS_REFERENCE (reference.h): JSON is made by jansson alone */
     size_t time_len;
     char time_text[80];
 };

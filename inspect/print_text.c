@@ -128,6 +128,19 @@ static void out_rtt(const xs_printer *p, xs_buf *b, const xs_print_meta *m)
     xs_print_sgr(p, b, SGR_RESET);
 }
 
+/* "id: text (ref)" of one check. */
+static void check_body(xs_buf *b, const xs_check_hit *h)
+{
+    xs_print_str(b, h->id);
+    xs_print_str(b, ": ");
+    xs_term_esc_str(b, h->text, XS_ESC_LINE);
+    if (h->ref != NULL) {
+        xs_print_str(b, " (");
+        xs_print_str(b, h->ref);
+        xs_print_str(b, ")");
+    }
+}
+
 /* The checks of an event, one line each under it: "  ! iq-no-id: text (RFC 6120 §8.2.3)", then
  * its explanation, "  ? " before each line. */
 void xs_print_text_checks(const xs_printer *p, xs_buf *b, const xs_print_meta *m)
@@ -139,14 +152,7 @@ void xs_print_text_checks(const xs_printer *p, xs_buf *b, const xs_print_meta *m
         xs_print_indent(b, 2);
         xs_print_sgr(p, b, SGR_WARN);
         xs_print_str(b, "! ");
-        xs_print_str(b, a->checks[i].id);
-        xs_print_str(b, ": ");
-        xs_term_esc_str(b, a->checks[i].text, XS_ESC_LINE);
-        if (a->checks[i].ref != NULL) {
-            xs_print_str(b, " (");
-            xs_print_str(b, a->checks[i].ref);
-            xs_print_str(b, ")");
-        }
+        check_body(b, &a->checks[i]);
         xs_print_sgr(p, b, SGR_RESET);
         xs_print_str(b, "\n");
     }
@@ -576,14 +582,7 @@ void xs_print_text_check_lines(const xs_printer *p, xs_buf *b, const xs_print_me
         xs_print_str(b, " ");
         xs_print_sgr(p, b, SGR_WARN);
         xs_print_str(b, "check ");
-        xs_print_str(b, a->checks[i].id);
-        xs_print_str(b, ": ");
-        xs_term_esc_str(b, a->checks[i].text, XS_ESC_LINE);
-        if (a->checks[i].ref != NULL) {
-            xs_print_str(b, " (");
-            xs_print_str(b, a->checks[i].ref);
-            xs_print_str(b, ")");
-        }
+        check_body(b, &a->checks[i]);
         xs_print_sgr(p, b, SGR_RESET);
         xs_print_str(b, "\n");
     }

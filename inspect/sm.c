@@ -32,6 +32,12 @@ static int read_h(const char *v, uint32_t *out)
     return 1;
 }
 
+/* "s" unless n is 1, for "%d stanza%s". */
+static const char *s_if(int64_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
 static int32_t diff(uint32_t a, uint32_t b)
 {
     return (int32_t)(a - b);
@@ -55,23 +61,23 @@ static void ack(xs_analysis *an, xs_an_sess *s, int dir, uint32_t h, xs_annot *a
         return;
     if (diff(h, d->count) > 0) {
         xs_an_check(an, a, XS_CHECK_SM_H_MISMATCH, REF_ACK,
-                    "%s acknowledged h=%u but %s sent only %u stanzas since stream management "
+                    "%s acknowledged h=%u but %s sent only %u stanza%s since stream management "
                     "began: %d would count as handled that were never sent",
-                    side(dir), h, side(!dir), d->count, diff(h, d->count));
+                    side(dir), h, side(!dir), d->count, s_if((int64_t)d->count), diff(h, d->count));
     } else if (d->have_h && diff(h, d->last_h) < 0) {
         xs_an_check(an, a, XS_CHECK_SM_H_MISMATCH, REF_ACK,
-                    "h went back from %u to %u: %s would send %d stanzas again (duplicates)",
-                    d->last_h, h, side(!dir), diff(d->last_h, h));
+                    "h went back from %u to %u: %s would send %d stanza%s again (duplicates)",
+                    d->last_h, h, side(!dir), diff(d->last_h, h), s_if(diff(d->last_h, h)));
     } else if (d->r_n > 0 && diff(d->r_at[d->r_head], h) > 0 &&
                diff(d->r_at[d->r_head], h) != d->said_lost) {
         /* Once stanzas are lost, every later <a/> is short by as many: said once. */
         uint32_t want = d->r_at[d->r_head];
         d->said_lost = diff(want, h);
         xs_an_check(an, a, XS_CHECK_SM_H_MISMATCH, REF_ACK,
-                    "%s acknowledged h=%u but %s had sent %u stanzas before its <r/>: %d "
+                    "%s acknowledged h=%u but %s had sent %u stanza%s before its <r/>: %d "
                     "stanza%s would be lost (or sent again on resumption)%s",
-                    side(dir), h, side(!dir), want, diff(want, h), diff(want, h) == 1 ? "" : "s",
-                    dropped_note(d, note, sizeof(note)));
+                    side(dir), h, side(!dir), want, s_if((int64_t)want), diff(want, h),
+                    s_if(diff(want, h)), dropped_note(d, note, sizeof(note)));
     }
     if (d->r_n > 0) {
         d->r_head = (d->r_head + 1) % XS_SM_MAX_R;
@@ -140,15 +146,15 @@ static void resume(xs_analysis *an, xs_an_sess *s, int dir, const char *previd, 
         int32_t k = diff(sent, h);
         if (k > 0)
             xs_an_check(an, a, XS_CHECK_SM_RESUME_MISMATCH, REF_RESUME,
-                        "%s resumes with h=%u but %s sent %u stanzas in session %s: %d will be "
+                        "%s resumes with h=%u but %s sent %u stanza%s in session %s: %d would be "
                         "sent again (duplicated if %s had handled them, lost otherwise)",
-                        side(dir), h, side(other), sent, where, k, side(dir));
+                        side(dir), h, side(other), sent, s_if((int64_t)sent), where, k, side(dir));
         else
             xs_an_check(an, a, XS_CHECK_SM_RESUME_MISMATCH, REF_RESUME,
-                        "%s resumes with h=%u but %s sent only %u stanzas in session %s: %d "
+                        "%s resumes with h=%u but %s sent only %u stanza%s in session %s: %d "
                         "acknowledged that were never sent, so as many later ones would be "
                         "taken as handled and lost",
-                        side(dir), h, side(other), sent, where, -k);
+                        side(dir), h, side(other), sent, s_if((int64_t)sent), where, -k);
     }
     if (dir == 1) {
         /* Resumed: this session goes on with the old counters, as both sides do. */

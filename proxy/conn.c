@@ -3,6 +3,8 @@
 
 #include "inspect/error.h"
 #include "proxy/proxy_impl.h"
+#include "proxy/proxyproto.h"
+#include "proxy/resolve.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- the deadline --------------------------------------------------------------------------- */
 
@@ -52,7 +55,7 @@ static void on_timer(uv_timer_t *t)
     xs_conn *c = t->data;
     xs_conn_timer k = c->timer_kind;
     c->timer_kind = XS_TIMER_NONE;
-    if (k == XS_TIMER_HANDSHAKE && !xs_session_forwarding(c->s)) {
+    if (k == XS_TIMER_HANDSHAKE && c->s != NULL && !xs_session_forwarding(c->s)) {
         char what[128];
         snprintf(what, sizeof(what), "the session was not set up within %u s",
                  c->p->cfg->handshake_timeout);
@@ -66,6 +69,14 @@ static void on_timer(uv_timer_t *t)
         xs_session_on_closed(c->s, lag, 0, what);
     } else if (k == XS_TIMER_LINGER) {
         xs_conn_cut(c);
+    } else if (k == XS_TIMER_PREAMBLE) {
+        xs_proxy_say("closing a connection on %s: its %s did not finish within %u s", c->ls->addr,
+                     c->ls->kind == XS_LST_SOCKS         ? "SOCKS5 dialogue"
+                     : c->ls->kind == XS_LST_TRANSPARENT ? "connection to its destination"
+                                                         : "PROXY protocol header",
+                     c->p->cfg->handshake_timeout);
+        xs_socks_conn_free(c);
+        xs_conn_abort(c);
     }
     xs_conn_settle(c);
 }
@@ -109,13 +120,17 @@ static int io_write_delayed(void *ctx, xs_side side, const char *data, size_t le
 
 /* Gives the client leg's TLS the address the client connected to, for the forged certificate's
  * IP address SAN: a client that dialled an address sends no SNI and checks that address. An
- * IPv4 client of a dual-stack listener is named by its IPv4 address, as it dialled it. */
+ * IPv4 client of a dual-stack listener is named by its IPv4 address, as it dialled it. When the
+ * client dialled another address than this socket's (a PROXY protocol header names it, or the
+ * kernel redirected the connection), that address is the one it checks. */
 static int set_local_ip(xs_leg *cl)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     char ip[INET6_ADDRSTRLEN];
 
+    if (cl->c->dialled_ip != NULL)
+        return xs_tls_set_local_ip(cl->tls, cl->c->dialled_ip);
     if (uv_tcp_getsockname(&cl->tcp, (struct sockaddr *)&ss, &len) != 0)
         return 0; /* no address: the certificate carries the name only */
     if (ss.ss_family == AF_INET6) {
@@ -147,7 +162,10 @@ static int server_tls_new(xs_conn *c, xs_leg *l, const char *name)
     int rc = xs_tls_new(p->client_ctx, name && name[0] ? name : host, &l->tls);
     if (rc == 0) {
         char key[300];
-        snprintf(key, sizeof(key), "%s:%s", host, port);
+        if (c->up_key != NULL) /* a dialled server: the target it reached */
+            snprintf(key, sizeof(key), "%s", c->up_key);
+        else
+            snprintf(key, sizeof(key), "%s:%s", host, port);
         xs_tls_set_resume_key(l->tls, key);
         xs_tls_set_alpn(l->tls, c->server_mode == XS_TLSMODE_DIRECT);
     }
@@ -179,6 +197,8 @@ static int io_start_tls(void *ctx, xs_side side, const char *name)
     return 0;
 }
 
+static void peer_name(xs_leg *cl, char *peer, size_t cap);
+
 static void on_connect(uv_connect_t *req, int status)
 {
     xs_leg *l = req->data;
@@ -200,6 +220,9 @@ static void on_connect(uv_connect_t *req, int status)
     }
     xs_leg_connected_now(l);
     xs_leg_start_reading(l);
+    char addr[64];
+    peer_name(l, addr, sizeof(addr));
+    xs_session_set_server_addr(c->s, addr);
     xs_session_on_connected(c->s, 0, NULL);
     xs_conn_settle(c);
 }
@@ -255,10 +278,121 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     xs_conn_settle(c);
 }
 
+/* ---- a server found by its domain (proxy/resolve.h) ---- */
+
+static void on_dial_say(void *user, const char *level, const char *text)
+{
+    xs_conn *c = user;
+    xs_session_say(c->s, level, text);
+}
+
+/* The dial connected a socket: the server leg takes it over, secured as its target says. */
+static int adopt_socket(xs_conn *c, int fd, bool direct)
+{
+    xs_leg *l = &c->leg[XS_SERVER];
+    if (l->state != XS_LEG_IDLE) {
+        close(fd);
+        return UV_ECANCELED;
+    }
+    int rc = xs_leg_open_handle(l, c->p->loop);
+    if (rc == 0)
+        rc = uv_tcp_open(&l->tcp, fd);
+    if (rc < 0) {
+        close(fd); /* the handle, if open, closes with the session */
+        return rc;
+    }
+    xs_trim_touch(l, true);
+    xs_tls_mode want = c->p->cfg->upstream_tls;
+    c->server_mode = direct                    ? XS_TLSMODE_DIRECT
+                     : want == XS_TLSMODE_NONE ? XS_TLSMODE_NONE
+                                               : XS_TLSMODE_STARTTLS;
+    xs_session_set_server_mode(c->s, c->server_mode);
+    xs_leg_connected_now(l);
+    xs_leg_start_reading(l);
+    return 0;
+}
+
+static void on_dialled(void *user, int status, int fd, bool direct, const char *target,
+                       const char *cause)
+{
+    xs_conn *c = user;
+    c->dial = NULL; /* it frees itself */
+    if (xs_session_closing(c->s) || c->p->stopping) {
+        if (fd >= 0)
+            close(fd);
+        xs_conn_settle(c);
+        return;
+    }
+    if (status == 0) {
+        free(c->up_key);
+        c->up_key = strdup(target);
+        status = adopt_socket(c, fd, direct);
+        cause = status < 0 ? uv_strerror(status) : NULL;
+    }
+    xs_session_on_connected(c->s, status, cause);
+    xs_conn_settle(c);
+}
+
+/* Says why an auto upstream may not go to `domain`, or returns 0 when it may. */
+static int refuse_domain(xs_conn *c, const char *domain)
+{
+    const xs_proxy_config *cfg = c->p->cfg;
+    char why[400];
+    if (domain[0] == 0)
+        snprintf(why, sizeof(why),
+                 "the client named no domain (no SNI, no stream 'to'): "
+                 "--upstream auto cannot know where to go");
+    else if (!xs_dns_name_ok(domain))
+        snprintf(why, sizeof(why), "'%.260s' is not a domain name", domain);
+    else {
+        for (size_t i = 0; i < cfg->n_allow_domains; i++)
+            if (xs_domain_match(cfg->allow_domains[i], domain))
+                return 0;
+        if (cfg->n_allow_domains == 0)
+            return 0;
+        snprintf(why, sizeof(why), "%.260s is not allowed by --allow-domain: refused", domain);
+    }
+    xs_session_on_connected(c->s, XS_EINVAL, why);
+    return XS_EINVAL;
+}
+
+static int reach_connect(xs_conn *c)
+{
+    xs_proxy *p = c->p;
+    const char *domain = p->up_kind == XS_UP_DOMAIN ? p->up_host : xs_session_domain(c->s);
+    if (p->up_kind == XS_UP_AUTO && refuse_domain(c, domain) < 0)
+        return 0; /* the session was told */
+    unsigned kinds = p->cfg->upstream_tls == XS_TLSMODE_MIRROR   ? XS_DIAL_STARTTLS | XS_DIAL_DIRECT
+                     : p->cfg->upstream_tls == XS_TLSMODE_DIRECT ? XS_DIAL_DIRECT
+                                                                 : XS_DIAL_STARTTLS;
+    static const xs_dial_cbs cbs = {.say = on_dial_say, .done = on_dialled};
+    unsigned timeout = p->cfg->handshake_timeout < 10 ? p->cfg->handshake_timeout : 10;
+    return xs_dial_start(p->resolver, p->loop, domain, 0, kinds, timeout * 1000u, &cbs, c,
+                         &c->dial);
+}
+
+/* The destination was connected before the session (SOCKS5, transparent): the server leg takes
+ * that socket, secured as the client leg is (mirror) or as --upstream-tls says. */
+static int connect_pre(xs_conn *c)
+{
+    xs_tls_mode want = c->p->cfg->upstream_tls;
+    bool direct =
+        want == XS_TLSMODE_MIRROR ? c->client_mode == XS_TLSMODE_DIRECT : want == XS_TLSMODE_DIRECT;
+    int fd = c->pre_fd;
+    c->pre_fd = -1;
+    int rc = adopt_socket(c, fd, direct);
+    xs_session_on_connected(c->s, rc, rc < 0 ? uv_strerror(rc) : NULL);
+    return 0;
+}
+
 static int io_connect(void *ctx)
 {
     xs_conn *c = ctx;
     xs_proxy *p = c->p;
+    if (c->pre_fd >= 0)
+        return connect_pre(c);
+    if (p->up_kind != XS_UP_HOSTPORT)
+        return reach_connect(c);
     bool direct = c->server_mode == XS_TLSMODE_DIRECT;
     const char *host = direct ? p->upd_host : p->up_host, *port = direct ? p->upd_port : p->up_port;
     /* An address needs no resolver: going through libuv's thread pool for it cost every
@@ -333,6 +467,11 @@ static void conn_free(xs_conn *c)
     xs_session_free(c->s);
     for (int i = 0; i < 2; i++)
         xs_leg_free(&c->leg[i]);
+    xs_dial_cancel(c->dial);
+    free(c->up_key);
+    xs_pp_conn_free(c);
+    xs_socks_conn_free(c);
+    free(c->dialled_ip);
     bool listed = c->listed;
     if (listed) {
         if (c->prev)
@@ -391,8 +530,13 @@ void xs_conn_settle(xs_conn *c)
         xs_leg_settle_close(l);
         xs_leg_flush(l);
     }
-    if (c->s == NULL)
-        return; /* refused before it had a session: its handle is closing */
+    if (c->s == NULL) {
+        /* Refused before it had a session (or before its PROXY header): its handle is closing,
+         * and so is its deadline once the leg is done. */
+        if (xs_leg_done(&c->leg[XS_CLIENT]))
+            close_timers(c);
+        return;
+    }
     backpressure(c);
     if (xs_session_forwarding(c->s) && c->timer_kind == XS_TIMER_HANDSHAKE)
         timer_stop(c);
@@ -425,7 +569,8 @@ static bool refuse(xs_listener *ls, int rc)
     return true;
 }
 
-/* The client's address, "IP:PORT" or "[IP6]:PORT", into peer ("?" when unknown). */
+/* The address of a leg's peer (the client, or the server), "IP:PORT" or "[IP6]:PORT", into peer
+ * ("?" when unknown). */
 static void peer_name(xs_leg *cl, char *peer, size_t cap)
 {
     struct sockaddr_storage ss;
@@ -434,7 +579,12 @@ static void peer_name(xs_leg *cl, char *peer, size_t cap)
     if (uv_tcp_getpeername(&cl->tcp, (struct sockaddr *)&ss, &len) != 0)
         return;
     char ip[48];
-    if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
+    if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+        /* An IPv4 client of a dual-stack listener is named as it is: by its IPv4 address. */
+        inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], ip, sizeof(ip));
+        snprintf(peer, cap, "%s:%u", ip, ntohs(s6->sin6_port));
+    } else if (ss.ss_family == AF_INET6) {
         uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
         snprintf(peer, cap, "[%s]:%u", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
     } else {
@@ -451,7 +601,7 @@ static int client_direct_tls(xs_conn *c)
     xs_leg *cl = &c->leg[XS_CLIENT];
     struct in6_addr ip;
     const char *defname = p->cfg->server_name;
-    if (defname == NULL && inet_pton(AF_INET, p->upd_host, &ip) != 1 &&
+    if (defname == NULL && p->upd_host[0] && inet_pton(AF_INET, p->upd_host, &ip) != 1 &&
         inet_pton(AF_INET6, p->upd_host, &ip) != 1)
         defname = p->upd_host;
     int rc = xs_tls_new(p->server_ctx, defname, &cl->tls);
@@ -474,6 +624,46 @@ static void conn_list(xs_conn *c)
     c->listed = true;
 }
 
+/* The client is known (its address, after a PROXY protocol header if the listener wants one): its
+ * session starts. `note`, when not NULL, is told right after the session's first line. */
+void xs_conn_begin(xs_conn *c, const char *peer, const char *note)
+{
+    xs_proxy *p = c->p;
+    xs_listener *ls = c->ls;
+    xs_leg *cl = &c->leg[XS_CLIENT];
+    c->server_mode =
+        p->cfg->upstream_tls == XS_TLSMODE_MIRROR ? c->client_mode : p->cfg->upstream_tls;
+    const xs_session_cfg *scfg = c->client_mode == ls->client_mode ? &ls->scfg : &ls->scfg_tls;
+    int rc = xs_session_new(scfg, &session_io, c, ++p->next_id, peer, &c->s);
+    if (rc < 0) {
+        xs_proxy_say("refusing %s: cannot create a session: %s", peer, xs_strerror(rc));
+        xs_conn_abort(c);
+        xs_conn_settle(c);
+        return;
+    }
+    if (!c->listed)
+        conn_list(c);
+    xs_trim_touch(cl, true); /* its parser holds a libxml2 context already */
+    if (c->client_mode == XS_TLSMODE_DIRECT && (rc = client_direct_tls(c)) < 0) {
+        xs_session_on_closed(c->s, XS_CLIENT, rc, "cannot create a TLS connection");
+        xs_conn_settle(c);
+        return;
+    }
+    xs_conn_timer_start(c, XS_TIMER_HANDSHAKE, (uint64_t)p->cfg->handshake_timeout * 1000);
+    xs_session_start(c->s);
+    if (note != NULL)
+        xs_session_say(c->s, "info", note);
+    xs_leg_start_reading(cl);
+    xs_conn_settle(c);
+}
+
+void xs_conn_abort(xs_conn *c)
+{
+    xs_conn_cut(c);
+    c->timer_open = false;
+    timer_close(c);
+}
+
 void xs_conn_accept(xs_listener *ls, uv_stream_t *server)
 {
     xs_proxy *p = ls->p;
@@ -483,6 +673,7 @@ void xs_conn_accept(xs_listener *ls, uv_stream_t *server)
         return;
     }
     c->p = p;
+    c->pre_fd = -1;
     for (int i = 0; i < 2; i++)
         xs_leg_init(&c->leg[i], c, (xs_side)i);
     xs_leg *cl = &c->leg[XS_CLIENT];
@@ -498,25 +689,25 @@ void xs_conn_accept(xs_listener *ls, uv_stream_t *server)
     }
     xs_leg_connected_now(cl);
     c->timer_open = true; /* the handshake deadline is set below */
+    c->ls = ls;
+    c->client_mode = ls->client_mode;
     char peer[64];
     peer_name(cl, peer, sizeof(peer));
-    c->server_mode =
-        p->cfg->upstream_tls == XS_TLSMODE_MIRROR ? ls->client_mode : p->cfg->upstream_tls;
-    int rc = xs_session_new(&ls->scfg, &session_io, c, ++p->next_id, peer, &c->s);
-    if (rc < 0) {
-        xs_proxy_say("refusing %s: cannot create a session: %s", peer, xs_strerror(rc));
-        xs_leg_close_handle(cl);
+    if (ls->proxy_protocol) {
+        /* Listed at once, so that a stop cuts it; the session comes with the header. */
+        conn_list(c);
+        xs_pp_conn_start(c, peer);
         return;
     }
-    conn_list(c);
-    xs_trim_touch(cl, true); /* its parser holds a libxml2 context already */
-    if (ls->client_mode == XS_TLSMODE_DIRECT && (rc = client_direct_tls(c)) < 0) {
-        xs_session_on_closed(c->s, XS_CLIENT, rc, "cannot create a TLS connection");
-        xs_conn_settle(c);
+    if (ls->kind == XS_LST_SOCKS) {
+        conn_list(c);
+        xs_socks_conn_start(c, peer);
         return;
     }
-    xs_conn_timer_start(c, XS_TIMER_HANDSHAKE, (uint64_t)p->cfg->handshake_timeout * 1000);
-    xs_session_start(c->s);
-    xs_leg_start_reading(cl);
-    xs_conn_settle(c);
+    if (ls->kind == XS_LST_TRANSPARENT) {
+        conn_list(c);
+        xs_transparent_conn_start(c, peer);
+        return;
+    }
+    xs_conn_begin(c, peer, NULL);
 }

@@ -145,8 +145,9 @@ static int check_fd(int fd, const char *path, const char *what, int secret, int 
     return 0;
 }
 
-int xs_file_open_append(const char *path, const char *what, int *fd, int *others_read,
-                        xs_diag *diag)
+/* Opens a file xmppscope writes, appending or (after the checks) from the start. */
+static int open_write(const char *path, const char *what, int append, int *fd, int *others_read,
+                      xs_diag *diag)
 {
     struct stat st;
     int f;
@@ -154,19 +155,39 @@ int xs_file_open_append(const char *path, const char *what, int *fd, int *others
 
     *fd = -1;
     *others_read = 0;
-    f = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+    f = open(path,
+             O_WRONLY | (append ? O_APPEND : 0) | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+                 O_CLOEXEC,
              0600);
     if (f < 0)
         return open_failed(path, what, "writes", errno, diag);
     rc = check_fd(f, path, what, 0, 1, diag);
-    if (rc == 0 && fstat(f, &st) == 0)
+    if (rc == 0 && fstat(f, &st) == 0) {
         *others_read = S_ISREG(st.st_mode) && (st.st_mode & 044) != 0;
+        /* Emptied only now that it is known to be ours (O_TRUNC would have come first). */
+        if (!append && S_ISREG(st.st_mode) && ftruncate(f, 0) != 0) {
+            (void)xs_diag_set(diag, 0, "cannot empty %s %s: %s", what, path, strerror(errno));
+            rc = XS_EIO;
+        }
+    }
     if (rc != 0) {
         close(f);
         return rc;
     }
     *fd = f;
     return 0;
+}
+
+int xs_file_open_append(const char *path, const char *what, int *fd, int *others_read,
+                        xs_diag *diag)
+{
+    return open_write(path, what, 1, fd, others_read, diag);
+}
+
+int xs_file_open_truncate(const char *path, const char *what, int *fd, int *others_read,
+                          xs_diag *diag)
+{
+    return open_write(path, what, 0, fd, others_read, diag);
 }
 
 int xs_file_open_read(const char *path, const char *what, int secret, int *fd, xs_diag *diag)

@@ -29,6 +29,13 @@
 int xs_file_open_append(const char *path, const char *what, int *fd, int *others_read,
                         xs_diag *diag);
 
+/* Opens `path` to write it from the start (a capture file, --pcap), with the checks of
+ * xs_file_open_append(): created with mode 0600 when missing; an existing regular file is
+ * emptied only after it passed them (never someone else's file, nor one reached through a link).
+ * A character device is written to as it is. Returns as xs_file_open_append(). */
+int xs_file_open_truncate(const char *path, const char *what, int *fd, int *others_read,
+                          xs_diag *diag);
+
 /* Opens an existing file to read it: no link followed, no blocking; a regular file of the
  * effective user that group and others cannot write, and, when `secret` != 0, cannot read
  * either. On success *fd is a blocking, close-on-exec descriptor the caller closes. Returns 0,

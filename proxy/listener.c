@@ -40,8 +40,8 @@ static void name_bound(xs_listener *ls)
                      ls->addr);
 }
 
-int xs_listener_open(xs_proxy *p, xs_listener *ls, const char *spec, xs_tls_mode mode,
-                     xs_diag *diag)
+int xs_listener_open(xs_proxy *p, xs_listener *ls, const char *spec, xs_listener_kind kind,
+                     xs_tls_mode mode, xs_diag *diag)
 {
     char host[256], port[16];
     struct sockaddr_storage addr;
@@ -55,7 +55,9 @@ int xs_listener_open(xs_proxy *p, xs_listener *ls, const char *spec, xs_tls_mode
                            "the listen address must be an IP address, not '%s' (e.g. 127.0.0.1)",
                            host);
     ls->p = p;
+    ls->kind = kind;
     ls->client_mode = mode;
+    ls->proxy_protocol = kind == XS_LST_XMPP && p->cfg->proxy_protocol != 0;
     /* The same for every session of the listener: one copy here rather than one per session.
      * The printers exist by now; the rules are read through &p->rules at every stanza. */
     ls->scfg = (xs_session_cfg){
@@ -66,10 +68,15 @@ int xs_listener_open(xs_proxy *p, xs_listener *ls, const char *spec, xs_tls_mode
         .observers = p->observers,
         .n_observers = p->n_observers,
         .show_secrets = p->cfg->console.show_secrets,
-        .server_name = p->cfg->server_name,
+        /* A domain's certificate is checked against the domain, not the SRV target (RFC 6125). */
+        .server_name = p->cfg->server_name != NULL  ? p->cfg->server_name
+                       : p->up_kind == XS_UP_DOMAIN ? p->up_host
+                                                    : NULL,
         .rules = &p->rules,
         .user_rules = p->cfg->rules_path != NULL,
     };
+    ls->scfg_tls = ls->scfg;
+    ls->scfg_tls.client_mode = XS_TLSMODE_DIRECT;
     uv_tcp_init(p->loop, &ls->tcp);
     ls->tcp.data = ls;
     ls->open = true;

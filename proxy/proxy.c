@@ -13,6 +13,7 @@
 #include "proxy/console.h"
 #include "proxy/file.h"
 #include "proxy/proxy_impl.h"
+#include "proxy/resolve.h"
 #include "proxy/tls.h"
 #include "proxy/web_ctl.h"
 
@@ -82,6 +83,8 @@ static void close_signals(xs_proxy *p)
         uv_close((uv_handle_t *)&p->tick_timer, NULL);
     if (p->cfg->rules_path != NULL)
         uv_close((uv_handle_t *)&p->sighup, NULL);
+    xs_resolver_free(p->resolver); /* no session is left to use it */
+    p->resolver = NULL;
     xs_web_close(p->web);
 }
 
@@ -138,7 +141,7 @@ static void on_signal(uv_signal_t *h, int signum)
     p->stopping = true;
     say("%s: closing %u session%s, then exiting", signum == SIGINT ? "SIGINT" : "SIGTERM",
         p->n_conns, p->n_conns == 1 ? "" : "s");
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < XS_PROXY_LISTENERS; i++)
         xs_listener_close(&p->lst[i]);
     if (p->n_conns == 0) {
         close_signals(p);
@@ -148,6 +151,10 @@ static void on_signal(uv_signal_t *h, int signum)
     xs_conn *next;
     for (xs_conn *c = p->conns; c != NULL; c = next) {
         next = c->next;
+        if (c->s == NULL) { /* still reading its PROXY protocol header */
+            xs_conn_abort(c);
+            continue;
+        }
         xs_session_shutdown(c->s);
         xs_conn_settle(c);
     }
@@ -264,9 +271,54 @@ static int open_private(const char *path, const char *what, FILE **out, xs_diag 
     return rc;
 }
 
+/* --upstream DOMAIN (no port) or auto: the server is found as a client finds it, with a resolver
+ * on the loop (proxy/resolve.h). Returns 1 when it is one of those, 0 for HOST:PORT, or
+ * XS_EINVAL. */
+static int parse_reach(xs_proxy *p, xs_diag *diag)
+{
+    const xs_proxy_config *cfg = p->cfg;
+    const char *up = cfg->upstream;
+    if (strcmp(up, "auto") == 0)
+        p->up_kind = XS_UP_AUTO;
+    else if (strchr(up, ':') == NULL && up[0] != '[')
+        p->up_kind = XS_UP_DOMAIN;
+    else
+        return 0;
+    if (p->up_kind == XS_UP_DOMAIN && !xs_dns_name_ok(up))
+        return xs_diag_set(diag, XS_EINVAL,
+                           "cannot read --upstream '%s': expected HOST:PORT, a domain (its SRV "
+                           "records are looked up) or auto",
+                           up);
+    if (cfg->upstream_direct != NULL)
+        return xs_diag_set(diag, XS_EINVAL,
+                           "--upstream-direct goes with --upstream HOST:PORT: a domain's SRV "
+                           "records (_xmpps-client._tcp) give its direct TLS servers");
+    if (p->up_kind == XS_UP_DOMAIN) {
+        snprintf(p->up_host, sizeof(p->up_host), "%s", up);
+        snprintf(p->upd_host, sizeof(p->upd_host), "%s", up);
+    }
+    int rc = xs_resolver_new(p->loop, cfg->dns, &p->resolver, diag);
+    return rc < 0 ? rc : 1;
+}
+
 static int parse_upstreams(xs_proxy *p, xs_diag *diag)
 {
     const xs_proxy_config *cfg = p->cfg;
+    if (cfg->upstream == NULL) /* only listeners whose clients bring their destination */
+        return xs_resolver_new(p->loop, cfg->dns, &p->resolver, diag);
+    int reach = parse_reach(p, diag);
+    if (reach != 0)
+        return reach < 0 ? reach : 0;
+    /* The SOCKS5 clients name their destinations: it needs a resolver. */
+    bool dials = cfg->listen_socks != NULL || cfg->listen_transparent != NULL;
+    int rc = dials ? xs_resolver_new(p->loop, cfg->dns, &p->resolver, diag) : 0;
+    if (rc < 0)
+        return rc;
+    if (cfg->n_allow_domains > 0 && cfg->listen_socks == NULL)
+        return xs_diag_set(diag, XS_EINVAL,
+                           "--allow-domain goes with --upstream auto or --listen-socks");
+    if (cfg->dns != NULL && cfg->listen_socks == NULL)
+        say("warning: --dns is not used: --upstream %s names its server", cfg->upstream);
     if (xs_proxy_split_hostport(cfg->upstream, p->up_host, sizeof(p->up_host), p->up_port,
                                 sizeof(p->up_port)) < 0)
         return xs_diag_set(diag, XS_EINVAL, "cannot read --upstream '%s': expected HOST:PORT",
@@ -444,11 +496,30 @@ static int open_listeners(xs_proxy *p, xs_diag *diag)
 {
     int rc = 0;
     if (p->cfg->listen != NULL)
-        rc = xs_listener_open(p, &p->lst[0], p->cfg->listen, p->cfg->client_tls, diag);
+        rc = xs_listener_open(p, &p->lst[0], p->cfg->listen, XS_LST_XMPP, p->cfg->client_tls, diag);
     if (rc == 0 && p->cfg->listen_tls != NULL)
-        rc = xs_listener_open(p, &p->lst[1], p->cfg->listen_tls, XS_TLSMODE_DIRECT, diag);
+        rc = xs_listener_open(p, &p->lst[1], p->cfg->listen_tls, XS_LST_XMPP, XS_TLSMODE_DIRECT,
+                              diag);
+    if (rc == 0 && p->cfg->listen_socks != NULL)
+        rc = xs_listener_open(p, &p->lst[2], p->cfg->listen_socks, XS_LST_SOCKS,
+                              XS_TLSMODE_STARTTLS, diag);
+    if (rc == 0 && p->cfg->listen_transparent != NULL)
+        rc = xs_listener_open(p, &p->lst[3], p->cfg->listen_transparent, XS_LST_TRANSPARENT,
+                              XS_TLSMODE_STARTTLS, diag);
+    /* A proxy that goes anywhere a client asks serves only this machine unless told where. */
+    for (int i = 0; rc == 0 && i < XS_PROXY_LISTENERS; i++) {
+        const xs_listener *ls = &p->lst[i];
+        bool anywhere = ls->kind == XS_LST_SOCKS || p->up_kind == XS_UP_AUTO;
+        if (anywhere && p->cfg->n_allow_domains == 0 && ls->open &&
+            strncmp(ls->addr, "127.", 4) != 0 && strncmp(ls->addr, "[::1]", 5) != 0)
+            rc = xs_diag_set(diag, XS_EINVAL,
+                             "%s without --allow-domain listens on loopback only (it would "
+                             "connect anywhere for anyone): listen on 127.0.0.1 or [::1], or "
+                             "give --allow-domain PATTERN",
+                             ls->kind == XS_LST_SOCKS ? "--listen-socks" : "--upstream auto");
+    }
     /* The web inspector's intercept asks about each stanza of the sessions. */
-    for (int i = 0; i < 2 && p->web != NULL; i++) {
+    for (int i = 0; i < XS_PROXY_LISTENERS && p->web != NULL; i++) {
         p->lst[i].scfg.hold = xs_web_hold;
         p->lst[i].scfg.hold_ctx = p->web;
     }
@@ -497,6 +568,41 @@ static void start_handles(xs_proxy *p)
 static void announce(const xs_proxy *p)
 {
     const xs_proxy_config *cfg = p->cfg;
+    if (p->lst[2].open)
+        say("SOCKS5 proxy on %s (%s; the destination comes from each request, the client's "
+            "first byte decides direct TLS or STARTTLS; server TLS: %s)",
+            p->lst[2].addr,
+            cfg->socks_user ? "username/password required (--socks-auth)" : "no authentication",
+            xs_tls_mode_name(cfg->upstream_tls));
+    if (p->lst[3].open)
+        say("transparent listener on %s (connections redirected to it go to the destination "
+            "they were meant for; the client's first byte decides direct TLS or STARTTLS; "
+            "server TLS: %s)",
+            p->lst[3].addr, xs_tls_mode_name(cfg->upstream_tls));
+    if (cfg->upstream == NULL)
+        return;
+    if (p->up_kind != XS_UP_HOSTPORT) {
+        char allowed[512] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < cfg->n_allow_domains && used < sizeof(allowed); i++)
+            used += (size_t)snprintf(allowed + used, sizeof(allowed) - used, "%s%s", i ? ", " : "",
+                                     cfg->allow_domains[i]);
+        for (int i = 0; i < 2; i++)
+            if (p->lst[i].open)
+                say("listening on %s (client TLS: %s), upstream %s (server TLS: %s; found by "
+                    "SRV records, DNS %s)",
+                    p->lst[i].addr, xs_tls_mode_name(p->lst[i].client_mode),
+                    p->up_kind == XS_UP_AUTO ? "auto: the domain each client asks for"
+                                             : cfg->upstream,
+                    xs_tls_mode_name(cfg->upstream_tls), cfg->dns ? cfg->dns : "of the system");
+        if (p->up_kind == XS_UP_AUTO)
+            say("auto: %s%s",
+                used ? "connecting only to "
+                     : "any domain; listening on loopback "
+                       "only (--allow-domain to limit it)",
+                allowed);
+        return;
+    }
     const char *ud = cfg->upstream_direct ? cfg->upstream_direct : cfg->upstream;
     for (int i = 0; i < 2; i++)
         if (p->lst[i].open)
@@ -513,8 +619,9 @@ static void announce(const xs_proxy *p)
 static int teardown(xs_proxy *p, int rc, xs_diag *diag)
 {
     const xs_proxy_config *cfg = p->cfg;
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < XS_PROXY_LISTENERS; i++)
         xs_listener_close(&p->lst[i]);
+    xs_resolver_free(p->resolver); /* set-up failed after it was made */
     uv_run(p->loop, UV_RUN_NOWAIT);
     if (p->log != NULL && xs_printer_flush(p->log) < 0 && rc == 0 && !p->log_failed)
         rc = xs_diag_set(diag, XS_EIO, "cannot finish writing %s: %s", cfg->write_path,

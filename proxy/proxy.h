@@ -25,11 +25,15 @@
 #define XS_PROXY_TICK_MS 1000                 /* XS_OBS_TICK to the analysers */
 #define XS_PROXY_CONSOLE_DRAIN_MS 5000        /* at exit, for a slow standard output */
 #define XS_PROXY_MAX_OBSERVERS 8              /* console, log and the command's */
+#define XS_PROXY_MAX_ALLOW_DOMAINS 32         /* --allow-domain patterns */
 
 typedef struct xs_proxy_config {
     const char *listen;          /* "ADDR:PORT" for plain TCP (STARTTLS); NULL: none */
     const char *listen_tls;      /* "ADDR:PORT" for direct TLS (XEP-0368); NULL: none */
-    const char *upstream;        /* "HOST:PORT" of the server (STARTTLS or plain) */
+    const char *upstream;        /* "HOST:PORT" of the server (STARTTLS or plain), a DOMAIN
+                                    (found by its SRV records: proxy/resolve.h) or "auto" (the
+                                    domain each client asks for); NULL: only listeners whose
+                                    clients name their destination (--listen-socks) */
     const char *upstream_direct; /* "HOST:PORT" for direct TLS to the server; NULL: upstream */
     xs_tls_mode client_tls;      /* of the --listen socket: starttls, direct or none */
     xs_tls_mode upstream_tls;    /* mirror, starttls, direct or none */
@@ -58,6 +62,16 @@ typedef struct xs_proxy_config {
     unsigned handshake_timeout; /* seconds */
     unsigned close_timeout;     /* seconds */
     unsigned max_sessions;      /* 0: no limit */
+    /* Reaching servers (issue 15): the DNS server to ask, "ADDR:PORT" (NULL: the system's), and
+     * the --allow-domain patterns an "auto" upstream may connect to (none: any, loopback only). */
+    const char *dns;
+    const char *listen_socks;            /* --listen-socks ADDR:PORT; NULL: none */
+    const char *listen_transparent;      /* --listen-transparent ADDR:PORT; NULL: none */
+    const char *socks_user, *socks_pass; /* --socks-auth USER:PASS; NULL: no authentication */
+    int proxy_protocol; /* --proxy-protocol: connections to --listen/--listen-tls start with a
+                           PROXY protocol v1 or v2 header (proxy/proxyproto.h) */
+    const char *const *allow_domains;
+    size_t n_allow_domains;
     /* The web inspector (--web ADDR:PORT; proxy/web.h), on the proxy's loop; NULL: none. */
     const char *web;
     size_t web_history; /* --web-history bytes; 0: the default */

@@ -18,19 +18,33 @@
 #include "proxy/tls.h"
 #include "proxy/web.h"
 
+/* What a listener's connections start with. */
+typedef enum xs_listener_kind {
+    XS_LST_XMPP,        /* XMPP (STARTTLS, plain or direct TLS), maybe after a PROXY header */
+    XS_LST_SOCKS,       /* a SOCKS5 dialogue naming the destination (socks_conn.c) */
+    XS_LST_TRANSPARENT, /* redirected by the kernel: the destination is SO_ORIGINAL_DST */
+} xs_listener_kind;
+
+#define XS_PROXY_LISTENERS 4 /* --listen, --listen-tls, --listen-socks, --listen-transparent */
+
 typedef struct xs_listener {
     uv_tcp_t tcp; /* tcp.data is the listener */
     struct xs_proxy *p;
+    xs_listener_kind kind;
     xs_tls_mode client_mode;
     xs_session_cfg scfg; /* what every session of this listener is made with */
+    /* The same with a direct TLS client leg, for the listeners whose client's first byte
+     * decides (SOCKS5, transparent); scfg is then the STARTTLS one. */
+    xs_session_cfg scfg_tls;
     bool open;
+    bool proxy_protocol; /* every connection starts with a PROXY protocol header */
     char addr[64];
 } xs_listener;
 
 typedef struct xs_proxy {
     const xs_proxy_config *cfg;
     uv_loop_t *loop;
-    xs_listener lst[2];
+    xs_listener lst[XS_PROXY_LISTENERS];
     uv_signal_t sigint, sigterm;
     uv_timer_t stop_timer;
     uv_timer_t idle_timer; /* when the first leg of a quiet list is due */
@@ -63,6 +77,10 @@ typedef struct xs_proxy {
     char rbuf[XS_LEG_READ_BUF]; /* every read lands here; processed before the next read */
     char pbuf[XS_LEG_READ_BUF]; /* plaintext out of TLS */
     char up_host[256], up_port[16], upd_host[256], upd_port[16];
+    /* How the server is found: the given HOST:PORT, a domain's SRV records, or the domain each
+     * client asks for (proxy/resolve.h). The resolver exists for the last two. */
+    enum { XS_UP_HOSTPORT, XS_UP_DOMAIN, XS_UP_AUTO } up_kind;
+    struct xs_resolver *resolver;
     /* The built-in rewrites and --rules, swapped on SIGHUP; sessions read it at every stanza */
     xs_rules *rules;
     unsigned fd_sessions; /* sessions the open-files limit allows (two descriptors each) */
@@ -85,8 +103,8 @@ void xs_proxy_conn_gone(xs_proxy *p);
 
 /* Opens a listener on `spec` ("ADDR:PORT"). Returns 0, XS_EINVAL (the address cannot be read:
  * configuration) or a libuv code (cannot listen), with the cause in *diag. */
-int xs_listener_open(xs_proxy *p, xs_listener *ls, const char *spec, xs_tls_mode mode,
-                     xs_diag *diag);
+int xs_listener_open(xs_proxy *p, xs_listener *ls, const char *spec, xs_listener_kind kind,
+                     xs_tls_mode mode, xs_diag *diag);
 
 /* Closes the listener's socket, if open. */
 void xs_listener_close(xs_listener *ls);

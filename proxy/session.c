@@ -429,8 +429,12 @@ void xs_session_start(xs_session *s)
     xs_sess_note(s, "info", "client %s connected (client leg %s, server leg %s)",
                  s->peer != NULL ? s->peer : "?", xs_tls_mode_name(s->client_mode),
                  xs_tls_mode_name(s->server_mode));
-    xs_free(s->peer); /* said once; never needed again */
-    s->peer = NULL;
+}
+
+void xs_session_set_server_addr(xs_session *s, const char *addr)
+{
+    /* Out of memory the events go on without it (the pcap then names a placeholder). */
+    (void)xs_sess_set_string(&s->server_addr, addr, 64);
 }
 
 size_t xs_session_on_data(xs_session *s, xs_side side, const char *data, size_t len)
@@ -654,6 +658,7 @@ void xs_session_free(xs_session *s)
     xs_sess_bytes_free(&s->pending);
     xs_sess_bytes_free(&s->deferred);
     xs_free(s->peer);
+    xs_free(s->server_addr);
     xs_free(s->domain);
     xs_free(s->client_ns);
     if (s->deferred_failure != xs_sess_deferred_oom)
@@ -661,4 +666,22 @@ void xs_session_free(xs_session *s)
     xs_free(s->s2c_ns);
     xs_free(s->end_cause);
     xs_free(s);
+}
+
+/* ---- reaching the server ---- */
+
+const char *xs_session_domain(const xs_session *s)
+{
+    return xs_sess_domain_of(s);
+}
+
+void xs_session_set_server_mode(xs_session *s, xs_tls_mode mode)
+{
+    if (mode != XS_TLSMODE_MIRROR)
+        s->server_mode = mode;
+}
+
+void xs_session_say(xs_session *s, const char *level, const char *text)
+{
+    xs_sess_note(s, level, "%s", text);
 }

@@ -134,6 +134,10 @@ int xs_session_before_tls(const xs_session *s, xs_side side);
  * when it sent none); `desc` a one-line description for the log. */
 void xs_session_on_tls_up(xs_session *s, xs_side side, const char *sni, const char *desc);
 
+/* The address the server leg is connected to, "IP:PORT" or "[IPv6]:PORT", for the events'
+ * meta (xs_print_meta.server_addr): call it before xs_session_on_connected(). */
+void xs_session_set_server_addr(xs_session *s, const char *addr);
+
 /* The server leg connected (status 0) or failed (negative code, `cause` in words). */
 void xs_session_on_connected(xs_session *s, int status, const char *cause);
 
@@ -164,6 +168,19 @@ void xs_session_tick(xs_session *s);
 
 const xs_session_stats *xs_session_get_stats(const xs_session *s);
 const char *xs_session_id(const xs_session *s);
+
+/* ---- reaching the server (the legs find it: proxy/resolve.h) ---- */
+
+/* The domain the client asked for (its first stream's 'to', else its SNI); "" while unknown. */
+const char *xs_session_domain(const xs_session *s);
+
+/* How the server leg is secured, when the legs learn it with the connection (an SRV target of
+ * _xmpps-client._tcp is direct TLS, XEP-0368): direct, starttls or none. Call before
+ * xs_session_on_connected(). */
+void xs_session_set_server_mode(xs_session *s, xs_tls_mode mode);
+
+/* A line about the session for its observers ("info", "warning", "error"), as its own notes. */
+void xs_session_say(xs_session *s, const char *level, const char *text);
 
 /* The side has been quiet for a while: its parser gives back what it can (xs_parser_trim()),
  * so that idle sessions stay small. Returns 1 when memory was given back, else 0. */

@@ -94,7 +94,10 @@ struct xs_session {
     void *io_ctx;
     unsigned id;
     char id_str[16];
-    char *peer; /* for the "connected" line of xs_session_start(), then freed */
+    /* The client's and the server's addresses, "IP:PORT" or "[IPv6]:PORT", for the "connected"
+     * line and the events' meta (the pcap, the log's stream-open lines); NULL while unknown. */
+    char *peer;
+    char *server_addr;
     xs_tls_mode client_mode, server_mode;
     uint64_t started_us; /* io->now_us(monotonic) when the session was made */
 

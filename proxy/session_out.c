@@ -84,7 +84,11 @@ uint64_t xs_sess_now_us(const xs_session *s, int wall)
 
 xs_print_meta xs_sess_meta_of(const xs_session *s, const char *dir, const char *ph)
 {
-    xs_print_meta m = {.session = s->id_str, .direction = dir, .phase = ph};
+    xs_print_meta m = {.session = s->id_str,
+                       .direction = dir,
+                       .phase = ph,
+                       .client_addr = s->peer != NULL && s->peer[0] != '?' ? s->peer : NULL,
+                       .server_addr = s->server_addr};
     uint64_t us = xs_sess_now_us(s, 1);
     m.time.tv_sec = (time_t)(us / 1000000u);
     m.time.tv_nsec = (long)(us % 1000000u) * 1000L;

@@ -25,6 +25,9 @@ PACKAGES=(
   libwebsockets-dev chromium
   # Reaching every server: c-ares on the loop for SRV, dnsmasq as the tests' private resolver.
   libc-ares-dev dnsmasq-base
+  # ... and its tests: a real HAProxy for the PROXY protocol, proxychains4 to give slixmpp a
+  # SOCKS5 proxy, nftables for the transparent mode's REDIRECT in network namespaces.
+  haproxy proxychains4 nftables
 )
 # xmpp.js runs on the machine's Node.js. A nodejs from another source may bundle npm and conflict
 # with Debian's npm package: ask for either package only when its command is missing.

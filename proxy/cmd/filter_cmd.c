@@ -5,7 +5,9 @@
 #include "inspect/buf.h"
 #include "inspect/error.h"
 #include "inspect/print.h"
+#include "inspect/utf8.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,8 +57,49 @@ static void usage(FILE *out)
             "  xmppscope filter check 'iq and (ns:roster or ns:disco-info) and not type:result'\n");
 }
 
-/* Prints the expression and a caret under its column `column` (in characters). Blanks that are
- * not spaces are shown as spaces, so the caret stays under its character. */
+/* Terminal columns of one character: two for East Asian wide characters, one otherwise. */
+static unsigned char_width(uint32_t cp)
+{
+    return (cp >= 0x1100 && cp <= 0x115F) || (cp >= 0x2E80 && cp <= 0xA4CF && cp != 0x303F) ||
+                   (cp >= 0xAC00 && cp <= 0xD7A3) || (cp >= 0xF900 && cp <= 0xFAFF) ||
+                   (cp >= 0xFE30 && cp <= 0xFE4F) || (cp >= 0xFF00 && cp <= 0xFF60) ||
+                   (cp >= 0xFFE0 && cp <= 0xFFE6) || (cp >= 0x1F300 && cp <= 0x1F64F) ||
+                   (cp >= 0x20000 && cp <= 0x3FFFD)
+               ? 2
+               : 1;
+}
+
+/* Terminal columns the first `chars` characters of `expr` take once printed as xs_term_printf()
+ * prints them (escapes included). */
+static size_t shown_width(const char *expr, unsigned chars)
+{
+    size_t end = 0;
+    for (unsigned c = 0; expr[end] != 0 && c < chars; c++)
+        do
+            end++;
+        while (((unsigned char)expr[end] & 0xC0) == 0x80);
+    char *shown = NULL;
+    size_t len = 0, width = 0;
+    FILE *mem = open_memstream(&shown, &len);
+    if (mem == NULL)
+        return chars;
+    xs_term_printf(mem, "%.*s", (int)end, expr);
+    if (fclose(mem) != 0 || shown == NULL) {
+        free(shown);
+        return chars;
+    }
+    for (size_t i = 0; i < len;) {
+        uint32_t cp = '?';
+        size_t k = xs_utf8_next((const unsigned char *)shown + i, len - i, &cp);
+        width += char_width(cp);
+        i += k > 0 ? k : 1;
+    }
+    free(shown);
+    return width;
+}
+
+/* Prints the expression and a caret under its column `column` (in characters). Blanks are shown
+ * as spaces, so that the caret stays under its character. */
 static void show_caret(const char *expr, unsigned column)
 {
     xs_buf line;
@@ -64,9 +107,10 @@ static void show_caret(const char *expr, unsigned column)
     for (const char *p = expr; *p != 0; p++)
         xs_buf_add(&line, *p == '\t' || *p == '\n' || *p == '\r' ? " " : p, 1);
     xs_buf_adds(&line, "");
-    xs_term_printf(stderr, "  %s\n", xs_buf_error(&line) == 0 ? xs_buf_ptr(&line) : expr);
+    const char *shown = xs_buf_error(&line) == 0 ? xs_buf_ptr(&line) : expr;
+    xs_term_printf(stderr, "  %s\n", shown);
+    fprintf(stderr, "  %*s^\n", (int)shown_width(shown, column > 0 ? column - 1 : 0), "");
     xs_buf_free(&line);
-    fprintf(stderr, "  %*s^\n", (int)(column > 0 ? column - 1 : 0), "");
 }
 
 int xs_filter_cmd_compile(const char *cmd, const char *option, const char *expr, xs_filter **out)

@@ -8,9 +8,11 @@
 #include "proxy/cmd/filter_cmd.h"
 #include "inspect/check.h"
 #include "inspect/error.h"
+#include "inspect/explain.h"
 #include "inspect/jsonl.h"
 #include "inspect/observer.h"
 #include "inspect/parser.h"
+#include "inspect/pcap.h"
 #include "inspect/print.h"
 
 #include <errno.h>
@@ -51,11 +53,16 @@ typedef struct inspect {
     stat_table kinds, payloads;
     unsigned long events, stanzas, streams, errors, keepalives;
     unsigned long long stanza_bytes;
-    int print_rc;          /* first output failure */
-    xs_rules *rules;       /* --rules: applied to every stanza as a dry run */
-    xs_rule_dir raw_dir;   /* --direction: the direction of raw captures */
-    bool failed;           /* the current input had an error */
-    xs_analysis *analysis; /* IQ pairing and checks (NULL with --no-checks) */
+    int print_rc;            /* first output failure */
+    xs_rules *rules;         /* --rules: applied to every stanza as a dry run */
+    xs_rule_dir raw_dir;     /* --direction: the direction of raw captures */
+    bool failed;             /* the current input had an error */
+    xs_observer pcap;        /* --pcap: the capture's observer, called through pcap_quiet() */
+    xs_analysis *analysis;   /* IQ pairing and checks (NULL with --no-checks) */
+    xs_explainer *explainer; /* --explain */
+    xs_pcap *pcap_file;      /* --pcap */
+    xs_filter *filter;       /* --filter, and its wrapper around the printer */
+    xs_filter_obs *filtered;
 } inspect;
 
 static void usage(FILE *out)
@@ -86,6 +93,16 @@ static void usage(FILE *out)
             "                       stanza (nothing is changed), and the hits per rule\n"
             "      --direction DIR  c2s or s2c: the direction of raw captures, for rules\n"
             "                       that name one (default: only 'direction any' rules)\n"
+            "                       and for --pcap (default: c2s)\n"
+            "      --explain        under each event, one or two lines of what it is and why\n"
+            "                       it is there, with its RFC/XEP section and link (never a\n"
+            "                       secret: computed from the masked event)\n"
+            "      --lang LANG      language of --explain: en or zh (default: from LC_ALL,\n"
+            "                       LC_MESSAGES or LANG; zh* gives zh, else en)\n"
+            "      --pcap OUT       also write the traffic to OUT as TCP connections for\n"
+            "                       Wireshark, one per session, between the client and server\n"
+            "                       addresses a log names (mode 0600; an existing OUT is\n"
+            "                       replaced; secrets masked unless --show-secrets)\n"
             "      --iq-timeout S   an IQ get/set without an answer after S seconds (of the\n"
             "                       log's time) is flagged iq-unanswered (default 30); so is\n"
             "                       one still waiting at the end of the input\n"
@@ -107,7 +124,9 @@ static void usage(FILE *out)
             "examples:\n"
             "  xmppscope inspect examples/captures/c2s-plain.xml\n"
             "  xmppscope inspect --format compact --stats session.jsonl\n"
-            "  xmppscope inspect --format json capture.xml > capture.jsonl\n",
+            "  xmppscope inspect --format json capture.xml > capture.jsonl\n"
+            "  xmppscope inspect --explain --lang zh session.jsonl\n"
+            "  xmppscope inspect --format none --pcap session.pcap session.jsonl\n",
             XS_PARSER_DEFAULT_MAX_STANZA, XS_PARSER_DEFAULT_MAX_DEPTH, XS_PARSER_DEFAULT_MAX_ATTRS,
             XS_PARSER_MAX_MAX_ATTRS);
 }
@@ -401,6 +420,15 @@ static int on_log_note(void *user, const xs_print_meta *meta, const char *level,
     return 0;
 }
 
+/* The --pcap observer, whose failure is said once, when the capture is closed, and not as a
+ * failure of the output. */
+static int pcap_quiet(void *ctx, const xs_obs_event *ev)
+{
+    const xs_observer *o = ctx;
+    (void)o->on_event(o->ctx, ev);
+    return 0;
+}
+
 /* ---- inputs -------------------------------------------------------------------------------- */
 
 static int read_raw(inspect *in, FILE *f, const xs_parser_limits *lim, const char *first,
@@ -571,6 +599,9 @@ static const struct option longopts[] = {
     {"max-attrs", required_argument, NULL, 'A'},
     {"rules", required_argument, NULL, 'R'},
     {"direction", required_argument, NULL, 'd'},
+    {"explain", no_argument, NULL, 'E'},
+    {"lang", required_argument, NULL, 'L'},
+    {"pcap", required_argument, NULL, 'P'},
     {"filter", required_argument, NULL, 'F'},
     {"iq-timeout", required_argument, NULL, 'T'},
     {"no-checks", no_argument, NULL, 'N'},
@@ -584,8 +615,11 @@ typedef struct inspect_args {
     xs_parser_limits lim;
     const char *color;
     const char *rules_path;
-    const char *filter; /* --filter as given */
+    const char *pcap_path; /* --pcap OUT; NULL: none */
+    const char *filter;    /* --filter as given */
     inspect *in;
+    bool explain;       /* --explain */
+    xs_lang lang;       /* --lang, else from the environment */
     xs_analysis_cfg an; /* IQ pairing and checks */
 } inspect_args;
 
@@ -636,6 +670,9 @@ static int take_option(inspect_args *a, int c, const char *arg)
     case 'R':
         a->rules_path = arg;
         break;
+    case 'P':
+        a->pcap_path = arg;
+        break;
     case 'F':
         a->filter = arg;
         break;
@@ -654,6 +691,13 @@ static int take_option(inspect_args *a, int c, const char *arg)
             a->in->raw_dir = XS_RULE_S2C;
         else
             return xs_cli_usage_error("inspect", "--direction takes c2s or s2c, not '%s'", arg);
+        break;
+    case 'E':
+        a->explain = true;
+        break;
+    case 'L':
+        if (xs_lang_parse(arg, &a->lang) < 0)
+            return xs_cli_usage_error("inspect", "--lang takes en or zh, not '%s'", arg);
         break;
     }
     return 0;
@@ -686,12 +730,78 @@ static void print_dry_run(const inspect *in)
     }
 }
 
+/* Makes the printer and the observers the options ask for: the printer (behind --filter), the
+ * analysers, --explain, --pcap. Returns 0 or an exit status; teardown() in both cases. */
+static int setup(inspect *in, inspect_args *a)
+{
+    int rc;
+    if (a->filter != NULL &&
+        (rc = xs_filter_cmd_compile("inspect", "--filter", a->filter, &in->filter)) != 0)
+        return rc;
+    if (a->rules_path != NULL && (rc = load_rules(in, a->rules_path)) != 0)
+        return rc;
+    if (xs_printer_new(stdout, &a->popt, &in->printer) < 0)
+        goto oom;
+    in->show_secrets = a->popt.show_secrets;
+    in->obs[in->n_obs++] = xs_printer_observer(in->printer, XS_OBS_WARN, 1, "the output");
+    if (in->filter != NULL) {
+        if (xs_filter_obs_new(&in->obs[0], in->filter, 0, &in->filtered) < 0)
+            goto oom;
+        in->obs[0] = xs_filter_observer(in->filtered);
+    }
+    if (a->an.pairing || a->an.checks) {
+        if (xs_analysis_new(&a->an, &in->analysis) < 0)
+            goto oom;
+        in->obs[in->n_obs++] = xs_analysis_observer(in->analysis);
+    }
+    /* --explain: an analyser too; without it nothing of it runs. */
+    if (a->explain) {
+        char err[256];
+        if (xs_explainer_new(a->lang, &in->explainer, err, sizeof(err)) < 0) {
+            xs_term_printf(stderr, "xmppscope inspect: cannot load the explanations: %s\n", err);
+            return 1;
+        }
+        in->obs[in->n_obs++] = xs_explainer_observer(in->explainer);
+    }
+    if (a->pcap_path != NULL) {
+        rc = xs_cli_open_pcap("inspect", a->pcap_path, in->raw_dir == XS_RULE_S2C, 0,
+                              &in->pcap_file);
+        if (rc != 0)
+            return rc;
+        in->pcap = xs_pcap_observer(in->pcap_file, XS_OBS_BEST_EFFORT);
+        in->obs[in->n_obs++] = (xs_observer){.on_event = pcap_quiet,
+                                             .ctx = &in->pcap,
+                                             .policy = XS_OBS_BEST_EFFORT,
+                                             .name = in->pcap.name};
+    }
+    return 0;
+oom:
+    xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
+    return 1;
+}
+
+/* Frees what setup() made. Returns 1 when the --pcap file could not be finished, else 0. */
+static int teardown(inspect *in, inspect_args *a)
+{
+    int st = xs_cli_close_pcap("inspect", a->pcap_path, in->pcap_file) != 0;
+    xs_rules_unref(in->rules);
+    xs_printer_free(in->printer);
+    xs_explainer_free(in->explainer);
+    xs_filter_obs_free(in->filtered);
+    xs_filter_free(in->filter);
+    xs_analysis_free(in->analysis);
+    stat_free(&in->kinds);
+    stat_free(&in->payloads);
+    return st;
+}
+
 int xs_inspect_main(int argc, char **argv)
 {
     inspect in = {0};
     inspect_args a = {.popt = {.format = XS_FORMAT_PRETTY},
                       .color = "auto",
                       .in = &in,
+                      .lang = xs_lang_from_env(),
                       .an = {.pairing = 1, .checks = 1, .lazy_timeouts = 1}};
     int c, rc;
 
@@ -716,38 +826,9 @@ int xs_inspect_main(int argc, char **argv)
     else if (strcmp(a.color, "auto") == 0)
         a.popt.color = xs_color_wanted(STDOUT_FILENO);
 
-    xs_filter *filter = NULL;
-    xs_filter_obs *filtered = NULL;
-    if (a.filter != NULL && (rc = xs_filter_cmd_compile("inspect", "--filter", a.filter, &filter)))
+    if ((rc = setup(&in, &a)) != 0) {
+        teardown(&in, &a);
         return rc;
-    if (a.rules_path != NULL && (rc = load_rules(&in, a.rules_path)) != 0) {
-        xs_filter_free(filter);
-        return rc;
-    }
-    if (xs_printer_new(stdout, &a.popt, &in.printer) < 0) {
-        xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
-        xs_filter_free(filter);
-        return 1;
-    }
-    in.show_secrets = a.popt.show_secrets;
-    in.obs[in.n_obs++] = xs_printer_observer(in.printer, XS_OBS_WARN, 1, "the output");
-    if (filter != NULL) {
-        if (xs_filter_obs_new(&in.obs[0], filter, 0, &filtered) < 0) {
-            xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
-            xs_printer_free(in.printer);
-            xs_filter_free(filter);
-            xs_rules_unref(in.rules);
-            return 1;
-        }
-        in.obs[0] = xs_filter_observer(filtered);
-    }
-    if (a.an.pairing || a.an.checks) {
-        if (xs_analysis_new(&a.an, &in.analysis) < 0) {
-            xs_term_printf(stderr, "xmppscope inspect: out of memory\n");
-            xs_printer_free(in.printer);
-            return 1;
-        }
-        in.obs[in.n_obs++] = xs_analysis_observer(in.analysis);
     }
     int status = 0;
     if (optind == argc) {
@@ -772,17 +853,12 @@ int xs_inspect_main(int argc, char **argv)
         print_stats(&in, a.popt.format);
     if (in.rules != NULL && a.popt.format != XS_FORMAT_JSON)
         print_dry_run(&in);
-    xs_rules_unref(in.rules);
     if (fflush(stdout) != 0 || in.print_rc < 0) {
         xs_term_printf(stderr, "xmppscope inspect: cannot write the output: %s\n",
                        in.print_rc < 0 ? xs_strerror(in.print_rc) : strerror(errno));
         status = 1;
     }
-    xs_printer_free(in.printer);
-    xs_filter_obs_free(filtered);
-    xs_filter_free(filter);
-    xs_analysis_free(in.analysis);
-    stat_free(&in.kinds);
-    stat_free(&in.payloads);
+    if (teardown(&in, &a) != 0)
+        status = 1;
     return status;
 }

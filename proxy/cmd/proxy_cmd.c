@@ -6,7 +6,10 @@
 #include "proxy/cmd/filter_cmd.h"
 #include "inspect/check.h"
 #include "inspect/error.h"
+#include "inspect/explain.h"
+#include "inspect/pcap.h"
 #include "proxy/proxy.h"
+#include "proxy/resolve.h"
 #include "proxy/web.h"
 
 #include <errno.h>
@@ -21,7 +24,9 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: xmppscope proxy --upstream HOST:PORT [options]\n"
+            "usage: xmppscope proxy --upstream HOST:PORT|DOMAIN|auto [options]\n"
+            "       xmppscope proxy --listen-socks ADDR:PORT|--listen-transparent ADDR:PORT "
+            "[options]\n"
             "\n"
             "Sits between XMPP clients and their server: terminates TLS on both legs, shows\n"
             "every stanza of both directions, logs them, and forwards them byte for byte.\n"
@@ -34,6 +39,34 @@ static void usage(FILE *out)
             "  --upstream-direct HOST:PORT\n"
             "                            the server's direct TLS port, for server legs in\n"
             "                            direct mode (default: --upstream)\n"
+            "reaching servers:\n"
+            "  --upstream DOMAIN         find the server as a client does: SRV records\n"
+            "                            _xmpp-client._tcp (STARTTLS) and _xmpps-client._tcp\n"
+            "                            (direct TLS) in priority and weight order, else\n"
+            "                            DOMAIN:5222; each target tried in turn; the server's\n"
+            "                            certificate is checked against DOMAIN\n"
+            "  --upstream auto           each session goes to the domain its client asks for\n"
+            "                            (SNI or the stream's 'to'), found as above\n"
+            "  --allow-domain PATTERN    with auto or --listen-socks: connect only to this\n"
+            "                            domain, or to names under *.example.org\n"
+            "                            (repeatable); without it, they listen on loopback\n"
+            "                            only\n"
+            "  --dns ADDR:PORT           ask this DNS server (default: /etc/resolv.conf's)\n"
+            "  --listen-socks ADDR:PORT  a SOCKS5 listener (RFC 1928, CONNECT by name or\n"
+            "                            address): each client names its server; the first\n"
+            "                            byte after the reply decides direct TLS or STARTTLS;\n"
+            "                            --allow-domain limits the destinations, and without\n"
+            "                            it the listener must be on loopback\n"
+            "  --listen-transparent ADDR:PORT\n"
+            "                            connections redirected here by the kernel\n"
+            "                            (nftables/iptables REDIRECT, TPROXY) go to the\n"
+            "                            destination they were meant for (SO_ORIGINAL_DST)\n"
+            "  --socks-auth USER:PASS    require RFC 1929 username/password (default: none;\n"
+            "                            a client that sends some is let in)\n"
+            "  --proxy-protocol          connections to --listen and --listen-tls start with\n"
+            "                            a PROXY protocol v1 or v2 header (HAProxy, nginx):\n"
+            "                            the client it names is shown and logged; a\n"
+            "                            connection without a valid one is closed\n"
             "TLS:\n"
             "  --client-tls MODE         on the --listen socket: starttls (default; required\n"
             "                            of the client), direct or none\n"
@@ -53,6 +86,10 @@ static void usage(FILE *out)
             "output:\n"
             "  --format FMT              console output: pretty (default), compact, json, none\n"
             "  --write FILE              append every event as JSON Lines to FILE (mode 0600)\n"
+            "  --pcap FILE               write the decrypted traffic of every session as a TCP\n"
+            "                            connection from the client to the server, for\n"
+            "                            Wireshark (mode 0600; an existing FILE is replaced;\n"
+            "                            secrets masked unless --show-secrets)\n"
             "  --on-log-error WHAT        when --write fails (disk full): continue (default;\n"
             "                            said once per session, forwarding goes on) or stop\n"
             "                            (the session ends: nothing unlogged is forwarded)\n"
@@ -82,6 +119,11 @@ static void usage(FILE *out)
             "                            round trip, the session summary IQ latencies\n"
             "  --no-checks               no IQ pairing, round trips or protocol checks\n"
             "  --color WHEN              auto (default), always or never\n"
+            "  --explain                 under each event, one or two lines of what it is and\n"
+            "                            why it is there, with its RFC/XEP section and link\n"
+            "                            (never a secret: computed from the masked event)\n"
+            "  --lang LANG               language of --explain: en or zh (default: from\n"
+            "                            LC_ALL, LC_MESSAGES or LANG; zh* gives zh, else en)\n"
             "limits:\n"
             "  --max-stanza N            bytes per stanza (default %u); bigger: policy-violation\n"
             "  --max-depth N             element nesting (default %u)\n"
@@ -140,8 +182,17 @@ enum {
     O_ON_LOG_ERROR,
     O_WEB,
     O_WEB_HISTORY,
+    O_EXPLAIN,
+    O_LANG,
+    O_PCAP,
     O_FILTER,
     O_WRITE_FILTER,
+    O_DNS,
+    O_ALLOW_DOMAIN,
+    O_PROXY_PROTOCOL,
+    O_LISTEN_SOCKS,
+    O_SOCKS_AUTH,
+    O_LISTEN_TRANSPARENT,
     O_IQ_TIMEOUT,
     O_NO_CHECKS,
 };
@@ -172,10 +223,19 @@ static const struct option longopts[] = {
     {"close-timeout", required_argument, NULL, O_CLOSE_TIMEOUT},
     {"max-sessions", required_argument, NULL, O_MAX_SESSIONS},
     {"no-rewrite", required_argument, NULL, O_NO_REWRITE},
+    {"dns", required_argument, NULL, O_DNS},
+    {"allow-domain", required_argument, NULL, O_ALLOW_DOMAIN},
+    {"proxy-protocol", no_argument, NULL, O_PROXY_PROTOCOL},
+    {"listen-socks", required_argument, NULL, O_LISTEN_SOCKS},
+    {"socks-auth", required_argument, NULL, O_SOCKS_AUTH},
+    {"listen-transparent", required_argument, NULL, O_LISTEN_TRANSPARENT},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
     {"web", optional_argument, NULL, O_WEB},
     {"web-history", required_argument, NULL, O_WEB_HISTORY},
+    {"explain", no_argument, NULL, O_EXPLAIN},
+    {"lang", required_argument, NULL, O_LANG},
+    {"pcap", required_argument, NULL, O_PCAP},
     {"filter", required_argument, NULL, O_FILTER},
     {"write-filter", required_argument, NULL, O_WRITE_FILTER},
     {"iq-timeout", required_argument, NULL, O_IQ_TIMEOUT},
@@ -189,8 +249,13 @@ typedef struct proxy_args {
     xs_proxy_config cfg;
     const char *color;
     int listen_given;
-    const char *filter, *write_filter; /* --filter, --write-filter as given */
-    xs_analysis_cfg an;                /* IQ pairing and checks */
+    int explain;                                   /* --explain */
+    xs_lang lang;                                  /* --lang, else from the environment */
+    const char *pcap_path;                         /* --pcap FILE; NULL: none */
+    const char *filter, *write_filter;             /* --filter, --write-filter as given */
+    const char *allow[XS_PROXY_MAX_ALLOW_DOMAINS]; /* --allow-domain, in cfg.allow_domains */
+    char socks_user[256];                          /* --socks-auth's user */
+    xs_analysis_cfg an;                            /* IQ pairing and checks */
 } proxy_args;
 
 /* Takes an option whose value is a number in a range (limits and timeouts). Returns 0, or the exit
@@ -240,10 +305,134 @@ static int take_number(proxy_args *a, int c, const char *arg)
     return 0;
 }
 
+/* The options of reaching servers (--dns, --allow-domain, --listen-socks, ...). Returns 0, or the
+ * exit status of a usage error. */
+static int take_reach_option(proxy_args *a, int c, const char *arg)
+{
+    switch (c) {
+    case O_DNS:
+        a->cfg.dns = arg;
+        break;
+    case O_PROXY_PROTOCOL:
+        a->cfg.proxy_protocol = 1;
+        break;
+    case O_LISTEN_SOCKS:
+        a->cfg.listen_socks = arg;
+        break;
+    case O_LISTEN_TRANSPARENT:
+        a->cfg.listen_transparent = arg;
+        break;
+    case O_SOCKS_AUTH: {
+        const char *colon = strchr(arg, ':');
+        size_t ul = colon ? (size_t)(colon - arg) : 0;
+        if (colon == NULL || ul == 0 || ul > 255 || strlen(colon + 1) > 255 || colon[1] == 0)
+            return xs_cli_usage_error("proxy",
+                                      "--socks-auth takes USER:PASS (each 1 to 255 bytes)");
+        snprintf(a->socks_user, sizeof(a->socks_user), "%.*s", (int)ul, arg);
+        a->cfg.socks_user = a->socks_user;
+        a->cfg.socks_pass = colon + 1;
+        break;
+    }
+    case O_ALLOW_DOMAIN: {
+        const char *name = strncmp(arg, "*.", 2) == 0 ? arg + 2 : arg;
+        if (!xs_dns_name_ok(name))
+            return xs_cli_usage_error("proxy",
+                                      "--allow-domain takes a domain or *.DOMAIN, not '%s'", arg);
+        if (a->cfg.n_allow_domains >= XS_PROXY_MAX_ALLOW_DOMAINS)
+            return xs_cli_usage_error("proxy", "--allow-domain may be given at most %d times",
+                                      XS_PROXY_MAX_ALLOW_DOMAINS);
+        a->allow[a->cfg.n_allow_domains++] = arg;
+        a->cfg.allow_domains = a->allow;
+        break;
+    }
+    }
+    return 0;
+}
+
+/* Takes an option of the analysers (IQ pairing and checks). Returns 0, or the exit status of a
+ * usage error. */
+static int take_analysis(proxy_args *a, int c, const char *arg)
+{
+    if (c == O_NO_CHECKS) {
+        a->an.pairing = a->an.checks = 0;
+        return 0;
+    }
+    if (xs_analysis_parse_timeout(arg, &a->an.iq_timeout) < 0)
+        return xs_cli_usage_error("proxy",
+                                  "--iq-timeout takes seconds from 0.001 to 86400, not '%s'", arg);
+    return 0;
+}
+
+/* The options of what is shown and kept: the console, the log, --pcap, filters, --explain.
+ * Returns 0, or the exit status of a usage error. */
+static int take_output_option(proxy_args *a, int c, const char *arg)
+{
+    switch (c) {
+    case O_FORMAT:
+        if (xs_format_parse(arg, &a->cfg.console.format) < 0)
+            return xs_cli_usage_error("proxy",
+                                      "unknown format '%s' (pretty, compact, json or none)", arg);
+        break;
+    case O_WRITE:
+        a->cfg.write_path = arg;
+        break;
+    case O_PCAP:
+        a->pcap_path = arg;
+        break;
+    case O_SECRETS:
+        a->cfg.console.show_secrets = 1;
+        break;
+    case O_COLOR:
+        if (strcmp(arg, "auto") != 0 && strcmp(arg, "always") != 0 && strcmp(arg, "never") != 0)
+            return xs_cli_usage_error("proxy", "--color takes auto, always or never, not '%s'",
+                                      arg);
+        a->color = arg;
+        break;
+    case O_ON_LOG_ERROR:
+        if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
+            return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
+                                      arg);
+        a->cfg.log_stop = strcmp(arg, "stop") == 0;
+        break;
+    case O_EXPLAIN:
+        a->explain = 1;
+        break;
+    case O_LANG:
+        if (xs_lang_parse(arg, &a->lang) < 0)
+            return xs_cli_usage_error("proxy", "--lang takes en or zh, not '%s'", arg);
+        break;
+    case O_FILTER:
+        a->filter = arg;
+        break;
+    case O_WRITE_FILTER:
+        a->write_filter = arg;
+        break;
+    }
+    return 0;
+}
+
 /* Takes one option and its value. Returns 0, or the exit status of a usage error. */
 static int take_option(proxy_args *a, int c, const char *arg)
 {
     switch (c) {
+    case O_FORMAT:
+    case O_WRITE:
+    case O_PCAP:
+    case O_SECRETS:
+    case O_COLOR:
+    case O_ON_LOG_ERROR:
+    case O_EXPLAIN:
+    case O_LANG:
+    case O_FILTER:
+    case O_WRITE_FILTER:
+        return take_output_option(a, c, arg);
+    case O_DNS:
+    case O_ALLOW_DOMAIN:
+    case O_PROXY_PROTOCOL:
+    case O_LISTEN_SOCKS:
+    case O_SOCKS_AUTH:
+    case O_LISTEN_TRANSPARENT:
+        return take_reach_option(a, c, arg);
     case O_MAX_STANZA:
     case O_MAX_DEPTH:
     case O_MAX_ATTRS:
@@ -298,23 +487,6 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_KEYLOG:
         a->cfg.keylog_path = arg;
         break;
-    case O_FORMAT:
-        if (xs_format_parse(arg, &a->cfg.console.format) < 0)
-            return xs_cli_usage_error("proxy",
-                                      "unknown format '%s' (pretty, compact, json or none)", arg);
-        break;
-    case O_WRITE:
-        a->cfg.write_path = arg;
-        break;
-    case O_SECRETS:
-        a->cfg.console.show_secrets = 1;
-        break;
-    case O_COLOR:
-        if (strcmp(arg, "auto") != 0 && strcmp(arg, "always") != 0 && strcmp(arg, "never") != 0)
-            return xs_cli_usage_error("proxy", "--color takes auto, always or never, not '%s'",
-                                      arg);
-        a->color = arg;
-        break;
     case O_NO_REWRITE: {
         unsigned bit;
         if (xs_rewrite_parse(arg, &bit) < 0 || bit == XS_REWRITE_STARTTLS)
@@ -338,26 +510,9 @@ static int take_option(proxy_args *a, int c, const char *arg)
                                       "suffixes), not '%s'",
                                       arg);
         break;
-    case O_ON_LOG_ERROR:
-        if (strcmp(arg, "continue") != 0 && strcmp(arg, "stop") != 0)
-            return xs_cli_usage_error("proxy", "--on-log-error takes continue or stop, not '%s'",
-                                      arg);
-        a->cfg.log_stop = strcmp(arg, "stop") == 0;
-        break;
-    case O_FILTER:
-        a->filter = arg;
-        break;
-    case O_WRITE_FILTER:
-        a->write_filter = arg;
-        break;
     case O_IQ_TIMEOUT:
-        if (xs_analysis_parse_timeout(arg, &a->an.iq_timeout) < 0)
-            return xs_cli_usage_error(
-                "proxy", "--iq-timeout takes seconds from 0.001 to 86400, not '%s'", arg);
-        break;
     case O_NO_CHECKS:
-        a->an.pairing = a->an.checks = 0;
-        break;
+        return take_analysis(a, c, arg);
     }
     return 0;
 }
@@ -366,9 +521,17 @@ static int take_option(proxy_args *a, int c, const char *arg)
  * status of a usage error. */
 static int finish_args(proxy_args *a)
 {
-    if (a->cfg.upstream == NULL)
+    bool named = a->cfg.listen_socks != NULL || a->cfg.listen_transparent != NULL;
+    if (a->cfg.upstream == NULL && named && (a->listen_given || a->cfg.listen_tls != NULL))
+        return xs_cli_usage_error("proxy", "--listen and --listen-tls need --upstream (only "
+                                           "--listen-socks and --listen-transparent clients "
+                                           "bring their destinations)");
+    if (a->cfg.socks_user != NULL && a->cfg.listen_socks == NULL)
+        return xs_cli_usage_error("proxy", "--socks-auth goes with --listen-socks");
+    if (a->cfg.upstream == NULL && !named)
         return xs_cli_usage_error("proxy",
-                                  "--upstream HOST:PORT is required (the real XMPP server)");
+                                  "--upstream HOST:PORT, DOMAIN or auto is required (the real XMPP "
+                                  "server, or how to find it)");
     if ((a->cfg.cert_file == NULL) != (a->cfg.key_file == NULL))
         return xs_cli_usage_error("proxy", "--cert and --key go together");
     if (a->cfg.cert_file != NULL && a->cfg.ca_dir != NULL)
@@ -380,6 +543,10 @@ static int finish_args(proxy_args *a)
         return xs_cli_usage_error("proxy", "--on-log-error goes with --write FILE");
     if (a->write_filter != NULL && a->cfg.write_path == NULL)
         return xs_cli_usage_error("proxy", "--write-filter goes with --write FILE");
+    if (a->filter != NULL && a->cfg.console.format == XS_FORMAT_NONE)
+        return xs_cli_usage_error("proxy", "--filter selects what the console shows, and "
+                                           "--format none shows nothing (--write-filter "
+                                           "selects what the log keeps)");
     int rc = 0;
     if (a->filter != NULL)
         rc = xs_filter_cmd_compile("proxy", "--filter", a->filter, &a->cfg.console_filter);
@@ -388,13 +555,73 @@ static int finish_args(proxy_args *a)
             xs_filter_cmd_compile("proxy", "--write-filter", a->write_filter, &a->cfg.write_filter);
     if (rc != 0)
         return rc;
-    if (!a->listen_given && a->cfg.listen_tls == NULL)
+    if (!a->listen_given && a->cfg.listen_tls == NULL && a->cfg.upstream != NULL)
         a->cfg.listen = XS_PROXY_DEFAULT_LISTEN;
     if (strcmp(a->color, "always") == 0)
         a->cfg.console.color = 1;
     else if (strcmp(a->color, "auto") == 0)
         a->cfg.console.color = xs_color_wanted(STDOUT_FILENO);
     return 0;
+}
+
+/* What the command adds to the proxy's observers (xs_proxy_config.observers), after the console
+ * and the log, and owns. */
+typedef struct cmd_observers {
+    xs_observer obs[XS_PROXY_MAX_OBSERVERS - 2];
+    size_t n;
+    xs_analysis *an;         /* IQ pairing and checks */
+    xs_explainer *explainer; /* --explain */
+    xs_pcap *pcap;           /* --pcap */
+} cmd_observers;
+
+/* Makes the observers the options ask for into *co and hands them to a->cfg. Returns 0 or an
+ * exit status; free_observers() in both cases. */
+static int add_observers(proxy_args *a, cmd_observers *co)
+{
+    /* The analysers, shared by every session (they keep each session's state apart), only when
+     * something shows what they find (the console, the log or the web inspector): a proxy that
+     * shows nothing does no analysis either, and keeps its cheapest path. */
+    bool shown =
+        a->cfg.console.format != XS_FORMAT_NONE || a->cfg.write_path != NULL || a->cfg.web != NULL;
+    if ((a->an.pairing || a->an.checks) && shown) {
+        if (xs_analysis_new(&a->an, &co->an) < 0) {
+            xs_term_printf(stderr, "xmppscope: out of memory\n");
+            return 1;
+        }
+        co->obs[co->n++] = xs_analysis_observer(co->an);
+    }
+    /* --explain: an analyser too; without it nothing of it runs. */
+    if (a->explain) {
+        char err[256];
+        if (xs_explainer_new(a->lang, &co->explainer, err, sizeof(err)) < 0) {
+            xs_term_printf(stderr, "xmppscope: cannot load the explanations: %s\n", err);
+            return 1;
+        }
+        co->obs[co->n++] = xs_explainer_observer(co->explainer);
+    }
+    if (a->pcap_path != NULL) {
+        int rc = xs_cli_open_pcap("proxy", a->pcap_path, 0, 1, &co->pcap);
+        if (rc != 0)
+            return rc;
+        co->obs[co->n++] = xs_pcap_observer(co->pcap, XS_OBS_WARN);
+    }
+    a->cfg.observers = co->obs;
+    a->cfg.n_observers = co->n;
+    return 0;
+}
+
+/* Frees the observers and the filters. Returns the exit status of closing the --pcap file (0 or
+ * 1). */
+static int free_observers(proxy_args *a, cmd_observers *co)
+{
+    xs_analysis_free(co->an);
+    xs_explainer_free(co->explainer);
+    xs_filter_free(a->cfg.console_filter);
+    xs_filter_free(a->cfg.write_filter);
+    a->cfg.console_filter = a->cfg.write_filter = NULL;
+    int st = xs_cli_close_pcap("proxy", a->pcap_path, co->pcap);
+    co->pcap = NULL;
+    return st;
 }
 
 int xs_proxy_main(int argc, char **argv)
@@ -410,6 +637,7 @@ int xs_proxy_main(int argc, char **argv)
                 .close_timeout = XS_PROXY_DEFAULT_CLOSE_TIMEOUT,
             },
         .color = "auto",
+        .lang = xs_lang_from_env(),
         .an = {.pairing = 1, .checks = 1},
     };
     int c, rc;
@@ -439,32 +667,17 @@ int xs_proxy_main(int argc, char **argv)
         xs_filter_free(a.cfg.console_filter);
         return rc;
     }
-    /* The analysers, shared by every session (they keep each session's state apart). */
-    xs_analysis *an = NULL;
-    xs_observer an_obs;
-    /* Only when something shows what they find (the console, the log or the web inspector): a
-     * proxy that shows nothing does no analysis either, and keeps its cheapest path. */
-    bool shown =
-        a.cfg.console.format != XS_FORMAT_NONE || a.cfg.write_path != NULL || a.cfg.web != NULL;
-    if ((a.an.pairing || a.an.checks) && shown) {
-        if (xs_analysis_new(&a.an, &an) < 0) {
-            xs_term_printf(stderr, "xmppscope: out of memory\n");
-            xs_filter_free(a.cfg.console_filter);
-            xs_filter_free(a.cfg.write_filter);
-            return 1;
-        }
-        an_obs = xs_analysis_observer(an);
-        a.cfg.observers = &an_obs;
-        a.cfg.n_observers = 1;
+    cmd_observers co = {0};
+    if ((rc = add_observers(&a, &co)) != 0) {
+        free_observers(&a, &co);
+        return rc;
     }
     xs_diag diag;
     rc = xs_proxy_run(&a.cfg, &diag);
-    xs_analysis_free(an);
-    xs_filter_free(a.cfg.console_filter);
-    xs_filter_free(a.cfg.write_filter);
+    int pcap_status = free_observers(&a, &co);
     if (diag.text[0] != 0)
         xs_term_printf(stderr, "xmppscope: %s\n", diag.text);
     /* The exit statuses of the proxy: 0 after a clean stop, 2 for a configuration it refuses,
      * 1 for a runtime failure. */
-    return rc == 0 ? 0 : rc == XS_EINVAL ? 2 : 1;
+    return rc == 0 ? pcap_status : rc == XS_EINVAL ? 2 : 1;
 }

@@ -4,8 +4,10 @@
  * hang, and must give either a filter or an error with a column inside the expression (or just
  * after it). A filter's normalised form must compile again to the same normalised form, and both
  * must give the same answers. The filter is then evaluated, through the filtering observer, on a
- * fixed session of two directions (a bind, messages, presence, an IQ, a SASL exchange, stream
- * management), parsed by xs_parser with and without trees: the two must pass the same events. */
+ * fixed session of two directions (a bind, messages, presence, an IQ, stream management), parsed
+ * by xs_parser with and without trees: the two must pass the same events. The input after its
+ * first NUL byte is the payload of the client's SASL <auth/>, which the observer reads for the
+ * identity it claims (SCRAM when the payload starts with a gs2 flag, else PLAIN). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +20,7 @@
 #include "filters/filter.h"
 #include "filters/filter_obs.h"
 #include "inspect/annot.h"
+#include "inspect/b64.h"
 #include "inspect/error.h"
 #include "inspect/observer.h"
 #include "inspect/parser.h"
@@ -25,9 +28,10 @@
 #define HEADER_ATTRS                                                                               \
     "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'"
 
+static const char c2s_header[] = "<stream:stream " HEADER_ATTRS " to='example.org'>";
+
+/* After the client's <auth/>, made of the input. */
 static const char c2s[] =
-    "<stream:stream " HEADER_ATTRS " to='example.org'>"
-    "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>"
     "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource>"
     "</bind></iq>"
     "<message to='bob@example.org' id='m1' type='chat'><body>Hello &amp; caf\xc3\xa9 "
@@ -41,6 +45,7 @@ static const char c2s[] =
 
 static const char s2c[] =
     "<stream:stream " HEADER_ATTRS " from='example.org' id='s1'>"
+    "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
     "<stream:features><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
     "<iq type='result' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
     "<jid>alice@example.org/r</jid></bind></iq>"
@@ -51,6 +56,23 @@ static const char s2c[] =
     "<presence from='bob@example.org/pc' type='unavailable'/>"
     "<a xmlns='urn:xmpp:sm:3' h='3'/>"
     "</stream:stream>";
+
+/* The client's SASL <auth/>: the input after its first NUL, as the payload (base64), SCRAM-SHA-1
+ * when it starts with a gs2 flag (n, y or p), else PLAIN; the server accepts it. */
+static char auth[3 * XS_FILTER_MAX_LEN];
+
+static void make_auth(const uint8_t *payload, size_t n)
+{
+    char *b64 = NULL;
+    size_t b64_len = 0;
+    if (xs_base64_encode(payload, n, &b64, &b64_len) != 0)
+        abort();
+    snprintf(auth, sizeof(auth),
+             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>",
+             n > 0 && strchr("nyp", payload[0]) != NULL ? "SCRAM-SHA-1" : "PLAIN",
+             n > 0 ? b64 : "=");
+    free(b64);
+}
 
 typedef struct fz {
     xs_observer obs[3];
@@ -104,7 +126,11 @@ static void run(xs_filter *f, unsigned opts, char *out, size_t cap)
     for (int i = 0; i < 2; i++)
         if (xs_parser_new(NULL, opts, on_event, &z, &p[i]) != 0)
             abort();
-    /* The bind result before the client's stanzas that need it; the rest after. */
+    /* The client's header and SASL, the server's success and bind result before the client's
+     * stanzas that need them; the rest after. */
+    z.dir = "c2s";
+    xs_parser_feed(p[0], c2s_header, strlen(c2s_header), NULL);
+    xs_parser_feed(p[0], auth, strlen(auth), NULL);
     size_t cut = (size_t)(strstr(s2c, "<message") - s2c);
     z.dir = "s2c";
     xs_parser_feed(p[1], s2c, cut, NULL);
@@ -159,6 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(expr, data, size);
     expr[size] = 0;
     size_t len = strlen(expr);
+    make_auth(data + (len < size ? len + 1 : size), len < size ? size - len - 1 : 0);
     xs_filter *f = NULL;
     xs_filter_error err;
     int rc = xs_filter_parse(expr, &f, &err);

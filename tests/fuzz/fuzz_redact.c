@@ -4,6 +4,7 @@
  * rest is a whole stream instead (its own header, with as many namespace declarations as it
  * likes, then stanzas). Every stanza is also redacted without its tree, and as the rewritten XML
  * of itself (xs_redact_rewritten). */
+#include "fuzz_doc.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -71,18 +72,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *const *w = wrappers[data[0] % (sizeof(wrappers) / sizeof(wrappers[0]))];
     static const char hdr[] = "<stream:stream xmlns='jabber:client' "
                               "xmlns:stream='http://etherx.jabber.org/streams'>";
-    size_t n = strlen(hdr) + strlen(w[0]) + (size - 1) + strlen(w[1]);
-    char *doc = malloc(n);
+    size_t n;
+    char *doc = fuzz_doc(hdr, w[0], data + 1, size - 1, w[1], &n);
     if (doc == NULL)
         return 0;
-    size_t at = 0;
-    memcpy(doc + at, hdr, strlen(hdr));
-    at += strlen(hdr);
-    memcpy(doc + at, w[0], strlen(w[0]));
-    at += strlen(w[0]);
-    memcpy(doc + at, data + 1, size - 1);
-    at += size - 1;
-    memcpy(doc + at, w[1], strlen(w[1]));
     xs_parser *p = NULL;
     if (xs_parser_new(NULL, XS_PARSER_TREE | XS_PARSER_RAW, on_event, &c, &p) == 0) {
         (void)xs_parser_feed(p, doc, n, NULL);

@@ -202,6 +202,9 @@ class FilterCommandLine(unittest.TestCase):
         rc, _, err = run("proxy", "--upstream", "127.0.0.1:1", "--write-filter", "iq")
         self.assertEqual(rc, 2)
         self.assertIn("--write-filter goes with --write FILE", err)
+        rc, _, err = run("proxy", "--upstream", "127.0.0.1:1", "--format", "none", "--filter", "iq")
+        self.assertEqual(rc, 2)
+        self.assertIn("--format none shows nothing", err)
         rc, _, err = run("inspect", "--filter", "xpath:\"/message[foo:x]\"", "/dev/null")
         self.assertEqual(rc, 2)
         self.assertIn("xmppscope inspect: --filter: column 17: in the XPath: unknown namespace "

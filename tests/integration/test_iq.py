@@ -20,7 +20,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import test_proxy  # noqa: E402  (ProsodyCase: one Prosody per class, proxies cleaned up)
-from xmpptest.live import LiveClient  # noqa: E402
+from xmpptest.live import LiveClient, LiveError  # noqa: E402
 from xmpptest.proxy import xmppscope_binary  # noqa: E402
 
 NS_VERSION = "jabber:iq:version"
@@ -195,7 +195,7 @@ end
         rc, ev, err = self.inspect(x.log_path, "--iq-timeout", "600")
         self.assertEqual(rc, 0, err)
         end, = checks_of(ev, "iq-unanswered")
-        self.assertIn("before the session ended", end["message"])
+        self.assertIn("before the input ended (session 1)", end["message"])
         # And --no-checks says nothing.
         rc, ev, err = self.inspect(x.log_path, "--no-checks")
         self.assertEqual(rc, 0, err)
@@ -251,6 +251,95 @@ end
         # The log holds what inspect needs to find the same.
         offline = self.assert_inspect_agrees(x)
         self.assertEqual(len(checks_of(offline, "sm-h-mismatch")), 1)
+
+    # -- resumption: a stanza a rule dropped on its way to the client -------------------------
+    def test_sm_resume_mismatch_across_sessions(self):
+        path = self.rules_file("""
+rule "drop one message to alice"
+    direction s2c
+    match /message/body[. = 'drop me']
+    then drop
+end
+""")
+        x = self.proxy(extra=["--rules", path], fmt="compact")
+
+        async def scenario():
+            alice = self.live(x)
+            alice.xmpp.register_plugin("xep_0198", {"window": 1000})
+            sm = alice.xmpp["xep_0198"]
+            async with self.live(x, "bob") as bob:
+                await alice.start()
+                for _ in range(50):
+                    if sm.enabled_in and sm.sm_id:
+                        break
+                    await asyncio.sleep(0.05)
+                self.assertTrue(sm.sm_id, "no resumable stream management session")
+                for body in ("one", "drop me", "three"):
+                    bob.send_message(alice.bound_jid, body)
+                got = await alice.wait_message(lambda m: m["body"] == "three", timeout=5)
+                self.assertIsNotNone(got)
+                self.assertEqual([m["body"] for m in alice.messages], ["one", "three"])
+                # The connection dies without a stream close; the client resumes.
+                alice.xmpp.abort()
+                await asyncio.sleep(0.3)
+                loop = asyncio.get_running_loop()
+                back = loop.create_future()
+                for name in ("session_resumed", "session_start"):
+                    alice.xmpp.add_event_handler(
+                        name, lambda _e, n=name: back.done() or back.set_result(n))
+                alice.xmpp.connect(address=(test_proxy.HOST, x.port), force_starttls=True)
+                await asyncio.wait_for(back, 10)
+                await alice.close()
+
+        self.arun(scenario())
+        self.assertEqual(x.stop(), 0, x.dump())
+        log = x.log_events()
+        resume, = [e for e in log if e.get("name") == "resume"]
+        previd = re.search(r"previd=[\"']([^\"']+)", resume["raw"]).group(1)
+        first, = [e for e in log if e.get("name") == "enabled" and previd in e["raw"]]
+        self.assertNotEqual(resume["session"], first["session"])
+        c, = [c for c in resume["checks"] if c["check"] == "sm-resume-mismatch"]
+        self.assertEqual(c["ref"], "XEP-0198 §5")
+        self.assertRegex(c["message"], r"^the client resumes with h=(\d+) but the server sent "
+                                       r"(\d+) stanzas in session \d+: 1 would be sent again")
+        # The client's acks in the first session fall one short too when Prosody asked for one
+        # after the drop (its timing): said once at most.
+        acks = [c for c in checks_of(log, "sm-h-mismatch") if c["on"]["dir"] == "c2s"]
+        self.assertLessEqual(len(acks), 1, acks)
+        for c in acks:
+            self.assertIn("a rule dropped 1 of them", c["message"])
+        self.assert_inspect_agrees(x)
+
+
+class DowngradeWithProsody(test_proxy.ProsodyCase):
+    """Prosody on TLS 1.2 offers SCRAM-SHA-1-PLUS; the proxy's sasl-plus rewrite hides it."""
+    PROSODY_KW = {"tls12": True}
+
+    def test_sasl_downgrade_flagged(self):
+        x = self.proxy(fmt="compact")
+
+        async def scenario():
+            c = LiveClient(self.alice, test_proxy.PASSWORD, x.port, ca_file=x.ca_file,
+                           mech="SCRAM-SHA-1", timeout=10)
+            with self.assertRaises(LiveError):   # the server refuses the downgraded login
+                await c.start()
+
+        asyncio.run(asyncio.wait_for(scenario(), 40))
+        self.assertEqual(x.stop(), 0, x.dump())
+        log = x.log_events()
+        auth, = [e for e in log if e.get("event") == "stanza" and e.get("name") == "auth"]
+        self.assertEqual(auth.get("gs2"), "y")
+        c, = [c for c in auth.get("checks", []) if c["check"] == "sasl-downgrade"]
+        self.assertEqual(c["ref"], "RFC 5802 §6")
+        self.assertIn("SCRAM-SHA-1-PLUS", c["message"])
+        self.assertIn("sasl-plus rewrite", c["message"])
+        self.assertIn("sasl-downgrade", x.stdout_text())
+        # Offline too: the log keeps the server's features as sent.
+        r = subprocess.run([xmppscope_binary(), "inspect", "--format", "json", x.log_path],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        offline = [json.loads(ln) for ln in r.stdout.decode().splitlines() if ln.strip()]
+        self.assertEqual(len(checks_of(offline, "sasl-downgrade")), 1)
 
 
 class CommandLine(unittest.TestCase):

@@ -836,6 +836,16 @@ static void test_filter_check_command(void **state)
                              "  jid:bob and (message\n"
                              "                      ^\n");
 
+    /* Under wide characters and escapes the caret stays under its character. */
+    const char *const wide[] = {"filter", "check", "text:\"\xe4\xbd\xa0\xe5\xa5\xbd\" x", NULL};
+    assert_int_equal(run_cmd(out, sizeof(out), err, sizeof(err), 3, wide), 2);
+    assert_non_null(strstr(err, "\n  text:\"\xe4\xbd\xa0\xe5\xa5\xbd\" x\n"
+                                "              ^\n"));
+    const char *const esc[] = {"filter", "check", "text:\"a\xe2\x80\x8b\" x", NULL};
+    assert_int_equal(run_cmd(out, sizeof(out), err, sizeof(err), 3, esc), 2);
+    assert_non_null(strstr(err, "\n  text:\"a\\u200B\" x\n"
+                                "                 ^\n"));
+
     const char *const none[] = {"filter", "check", NULL};
     assert_int_equal(run_cmd(out, sizeof(out), err, sizeof(err), 2, none), 2);
     const char *const other[] = {"filter", "lint", "x", NULL};

@@ -945,6 +945,15 @@ static void test_print_unsafe_characters_every_format(void **state)
             if (u->in_xml)
                 assert_int_equal(xs_printer_event(c.p, &m, &f.ev), 0);
             assert_int_equal(xs_printer_note(c.p, &m, "warn", note), 0);
+            /* A stream header whose attribute carries it (JSON: the "attrs" map, which jansson
+             * dumps). */
+            xs_event hev = stream_open_event();
+            xs_attr hattrs[3];
+            memcpy(hattrs, header_attrs, sizeof(hattrs));
+            hattrs[0].value = strstr(note, " a") + 1;
+            hev.attrs = hattrs;
+            hev.raw = NULL;
+            assert_int_equal(xs_printer_event(c.p, &m, &hev), 0);
             char *out = capture_close(&c);
             if (strstr(out, u->utf8) != NULL)
                 fail_msg("U+%04X printed as it is in format %s:\n%s", u->cp,
@@ -961,6 +970,10 @@ static void test_print_unsafe_characters_every_format(void **state)
                 }
                 j = json_line(&cur);
                 assert_jstr(j, "message", note);
+                json_decref(j);
+                j = json_line(&cur);
+                assert_jstr(json_object_get(j, "attrs"), header_attrs[0].name,
+                            strstr(note, " a") + 1);
                 json_decref(j);
             } else {
                 /* Pretty shows the tree as XML: the character reference; compact the XML text on
