@@ -164,20 +164,31 @@ static void check_jid(xs_analysis *an, xs_an_sess *s, const char *what, const ch
 {
     if (j == NULL)
         return;
+    size_t len = strlen(j);
+    if (s != NULL && len > 0 && len < XS_AN_JID_CACHE)
+        for (int k = 0; k < 2; k++)
+            if (s->jid_ok_len[k] == len && memcmp(s->jid_ok[k], j, len) == 0)
+                return;
     uint64_t h = 0;
     /* libidn2 allocates: an internationalized JID found valid is not asked again (bulk traffic
      * repeats its JIDs). */
     int idn = needs_idn(j);
     if (idn && s != NULL) {
-        h = xs_an_hash(j, strlen(j));
+        h = xs_an_hash(j, len);
         if (h == s->idn_hash[0] || h == s->idn_hash[1])
             return;
     }
     const char *why = NULL;
-    if (xs_jid_valid(j, strlen(j), &why)) {
+    if (xs_jid_valid(j, len, &why)) {
         if (idn && s != NULL) {
             s->idn_hash[1] = s->idn_hash[0];
             s->idn_hash[0] = h;
+        }
+        if (s != NULL && len < XS_AN_JID_CACHE && len > 0) {
+            memcpy(s->jid_ok[1], s->jid_ok[0], s->jid_ok_len[0]);
+            s->jid_ok_len[1] = s->jid_ok_len[0];
+            memcpy(s->jid_ok[0], j, len);
+            s->jid_ok_len[0] = (unsigned char)len;
         }
         return;
     }
@@ -329,8 +340,10 @@ static void on_stanza(xs_analysis *an, xs_an_sess *s, int dir, const xs_obs_even
     int error = type != NULL && strcmp(type, "error") == 0;
     xs_outline o;
     int outlined = 0;
-    if (iq || error)
+    if (error)
         outlined = xs_outline_of(ev, &o) == 0;
+    else if (iq)
+        outlined = xs_outline_first(ev, &o) == 0;
     if (!outlined)
         memset(&o, 0, sizeof(o));
     xs_iq_result res = {0};

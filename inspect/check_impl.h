@@ -37,6 +37,11 @@ typedef struct xs_outline {
  * not as expected (then *o says no child). */
 int xs_outline_of(const xs_event *ev, xs_outline *o);
 
+/* The same but for has_error and error_condition, which it leaves 0, and the children after the
+ * first, which it does not name: for a stanza whose <error/> does not matter, read in a few bytes
+ * when the parser counted the children (xs_event.n_children). */
+int xs_outline_first(const xs_event *ev, xs_outline *o);
+
 static inline int xs_span_eq(xs_span s, const char *z)
 {
     size_t n = strlen(z);
@@ -48,6 +53,8 @@ static inline int xs_span_eq(xs_span s, const char *z)
 int xs_iq_exempt_ns(xs_span ns, int *bind);
 
 /* ---- sessions -------------------------------------------------------------------------------- */
+
+#define XS_AN_JID_CACHE 64 /* bytes of a JID the cache of valid JIDs keeps (shorter ones) */
 
 typedef struct xs_an_sess {
     struct xs_an_sess *next; /* in its hash bucket */
@@ -61,6 +68,10 @@ typedef struct xs_an_sess {
     int plus_hidden;       /* and a rule (sasl-plus) removed it for the client */
     char plus_mech[40];
     uint64_t idn_hash[2]; /* the last internationalized domains found valid */
+    /* The last two short JIDs found valid, to skip validating them again: a session's stanzas
+     * carry the same few JIDs over and over. */
+    unsigned char jid_ok_len[2];
+    char jid_ok[2][XS_AN_JID_CACHE];
     xs_iq_sess iq;
     xs_sm_sess sm;
 } xs_an_sess;

@@ -169,25 +169,37 @@ static size_t skip_other(const char *p, size_t len, size_t i, int *end_tag)
     return 0;
 }
 
-static int outline_raw(const xs_event *ev, xs_outline *o)
+/* Reads the stanza's own start tag into *t and the default namespace its children see into
+ * *dflt0, and its namespace into *own. Returns the offset after the tag, 0 when malformed. */
+static size_t stanza_tag(const xs_event *ev, tag *t, xs_span *dflt0, xs_span *own)
 {
     const char *p = ev->raw;
     size_t len = ev->len, i = 0;
-    xs_span dflt0 = ev->default_ns != NULL ? (xs_span){ev->default_ns, strlen(ev->default_ns)}
-                                           : (xs_span){NULL, 0};
+    *dflt0 = ev->default_ns != NULL ? (xs_span){ev->default_ns, strlen(ev->default_ns)}
+                                    : (xs_span){NULL, 0};
+    *own = ev->ns != NULL ? (xs_span){ev->ns, strlen(ev->ns)} : (xs_span){NULL, 0};
     while (i < len && p[i] != '<')
         i++;
+    size_t used = i < len ? read_tag(p + i, len - i, t) : 0;
+    if (used == 0)
+        return 0;
+    /* Unprefixed, without xmlns: the stanza's namespace is the one in scope, its children's. */
+    if (t->prefix.p == NULL && !t->has_dflt)
+        *dflt0 = *own;
+    return i + used;
+}
+
+static int outline_raw(const xs_event *ev, xs_outline *o)
+{
+    const char *p = ev->raw;
+    size_t len = ev->len;
     tag anc[2]; /* the stanza, and the child being read */
-    size_t used0 = i < len ? read_tag(p + i, len - i, &anc[0]) : 0;
-    if (used0 == 0)
+    xs_span dflt0, own;
+    size_t i = stanza_tag(ev, &anc[0], &dflt0, &own);
+    if (i == 0)
         return -1;
-    i += used0;
     if (anc[0].empty)
         return 0;
-    xs_span own = ev->ns != NULL ? (xs_span){ev->ns, strlen(ev->ns)} : (xs_span){NULL, 0};
-    /* Unprefixed, without xmlns: the stanza's namespace is the one in scope, its children's. */
-    if (anc[0].prefix.p == NULL && !anc[0].has_dflt)
-        dflt0 = own;
     unsigned depth = 1;
     int in_error = 0;
     while (i < len) {
@@ -245,6 +257,35 @@ static int outline_raw(const xs_event *ev, xs_outline *o)
             depth++;
     }
     return -1;
+}
+
+/* The first child only, where the parser counted the children and found the first one
+ * (xs_event.n_children, first_child): two tags read, not the whole stanza. */
+static int outline_first_raw(const xs_event *ev, xs_outline *o)
+{
+    const char *p = ev->raw;
+    size_t len = ev->len;
+    tag anc[2];
+    xs_span dflt0, own;
+    if (stanza_tag(ev, &anc[0], &dflt0, &own) == 0 || ev->first_child >= len)
+        return -1;
+    tag t;
+    if (read_tag(p + ev->first_child, len - ev->first_child, &t) == 0)
+        return -1;
+    o->n_children = ev->n_children;
+    o->name[0] = t.local;
+    o->ns[0] = resolve(&t, anc, 1, dflt0);
+    return 0;
+}
+
+int xs_outline_first(const xs_event *ev, xs_outline *o)
+{
+    if (ev->node == NULL && ev->raw != NULL && ev->first_child > 0) {
+        memset(o, 0, sizeof(*o));
+        if (outline_first_raw(ev, o) == 0)
+            return 0;
+    }
+    return xs_outline_of(ev, o);
 }
 
 int xs_outline_of(const xs_event *ev, xs_outline *o)

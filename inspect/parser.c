@@ -321,6 +321,8 @@ int xs_parser_emit_stanza(xs_parser *p, uint64_t end)
             return xs_parser_fail(p, XS_ENOMEM, XS_PERR_NO_MEMORY, "out of memory");
     }
 emit:
+    ev.n_children = p->children;
+    ev.first_child = p->children > 0 ? (size_t)(p->first_child - p->elem_start) : 0;
     /* The stanza's attributes: pool offsets become pointers now that the pool is complete. */
     for (size_t i = 0; i < p->st_n_attrs; i++) {
         xs_attr *a = &p->st_attrs[i];

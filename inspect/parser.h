@@ -129,6 +129,13 @@ typedef struct xs_event {
      * close). NULL otherwise. */
     const char *raw;
 
+    /* XS_EV_STANZA: how many child elements the stanza has (its direct children), counted by the
+     * scanner as it finds the stanza's end, with or without a tree; and the offset of the first
+     * one's '<' from the stanza's first byte (0: none). Readers of the raw bytes (the analysers)
+     * need not scan a whole stanza to count them. */
+    unsigned n_children;
+    size_t first_child;
+
     /* XS_EV_ERROR */
     int error; /* XS_ENOTWF, XS_ERESTRICTED, XS_ETOOBIG, ... */
     xs_parse_error_kind error_kind;

@@ -95,7 +95,9 @@ struct xs_parser {
      * and the namespace declarations in scope in the current stanza: ns_open[d] holds those of
      * the open element at depth d (1: the stanza), ns_scope their sum plus the current tag's. */
     unsigned tag_attrs, tag_ns;
-    unsigned char aname; /* where the current attribute's name stands (enum aname_state) */
+    unsigned children;    /* direct children of the current stanza (xs_event.n_children) */
+    uint64_t first_child; /* the offset of the first one's '<', 0: none yet */
+    unsigned char aname;  /* where the current attribute's name stands (enum aname_state) */
     unsigned ns_scope;
     uint16_t *ns_open; /* max_depth + 2 entries, made at the first element that declares a
                         * namespace inside another (NULL: every open element declares none) */

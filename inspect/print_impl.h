@@ -15,6 +15,7 @@
 #include <libxml/tree.h>
 
 #include "inspect/buf.h"
+#include "inspect/utf8.h"
 #include "inspect/annot.h"
 #include "inspect/print.h"
 #include "inspect/redact.h"
@@ -111,9 +112,6 @@ typedef enum xs_esc_mode {
     XS_ESC_LINE,  /* anything on one line: C-style escapes for controls, XML left as it is */
     XS_ESC_BLOCK, /* like XS_ESC_LINE, but a newline starts a new indented line */
 } xs_esc_mode;
-
-/* Whether no output shows the code point as it is (see term.c). */
-int xs_term_unsafe_cp(uint32_t cp);
 
 /* Appends n bytes from the wire escaped for the context m; in XS_ESC_BLOCK, each new line is
  * indented by block_indent spaces. */

@@ -73,13 +73,6 @@ void xs_note_fmt(xs_note *n, const char *fmt, ...)
         xs_note_put(n, tmp, (size_t)k < sizeof(tmp) ? (size_t)k : sizeof(tmp) - 1);
 }
 
-/* Terminal controls and bidirectional overrides that must not reach a terminal as they are. */
-static int unsafe_cp(uint32_t cp)
-{
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
-           (cp >= 0x2066 && cp <= 0x2069) || cp == 0x2028 || cp == 0x2029;
-}
-
 /* Appends bytes of a payload for display between double quotes: NUL as \0, other non-printable
  * or invalid bytes as \xNN, '"' and '\' escaped, valid printable UTF-8 as it is. */
 void xs_note_bytes(xs_note *n, const void *data, size_t len)
@@ -105,7 +98,7 @@ void xs_note_bytes(xs_note *n, const void *data, size_t len)
             esc[0] = '\\';
             esc[1] = (char)cp;
             xs_note_put(n, esc, 2);
-        } else if (unsafe_cp(cp)) {
+        } else if (xs_term_unsafe_cp(cp)) {
             for (size_t j = 0; j < k; j++)
                 e += (size_t)snprintf(esc + e, sizeof(esc) - e, "\\x%02X", s[i + j]);
             xs_note_put(n, esc, e);

@@ -133,6 +133,8 @@ static int start_tag_done(xs_parser *p, bool empty)
         return xs_parser_emit_stream_open(p, end);
     }
     if (p->depth == 1) {
+        p->children = 0;
+        p->first_child = 0;
         if (empty) {
             p->ns_scope = 0;
             return xs_parser_emit_stanza(p, end);
@@ -142,6 +144,8 @@ static int start_tag_done(xs_parser *p, bool empty)
         p->depth = 2;
         return 0;
     }
+    if (p->depth == 2 && p->children++ == 0)
+        p->first_child = p->tag_start;
     if (p->depth > p->lim.max_depth) {
         char msg[96];
         snprintf(msg, sizeof(msg), "elements nested deeper than the limit of %u", p->lim.max_depth);

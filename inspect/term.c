@@ -43,19 +43,6 @@ void xs_print_indent(xs_buf *b, unsigned n)
 
 /* ---- escaping ------------------------------------------------------------------------------ */
 
-/* Code points no output shows as they are, in any format: those a terminal would act on (C0,
- * DEL, C1: U+009B is the 8-bit CSI), those that break a line (U+2028, U+2029), the bidirectional
- * controls that reorder what follows (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) and
- * the invisible ones that hide or join text (U+200B-U+200D, U+2060-U+2064, U+FEFF). */
-int xs_term_unsafe_cp(uint32_t cp)
-{
-    if (cp < 0x80)
-        return cp < 0x20 || cp == 0x7f;
-    return cp <= 0x9f || cp == 0x061c || (cp >= 0x200b && cp <= 0x200f) ||
-           (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2064) ||
-           (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
-}
-
 void xs_term_esc(xs_buf *b, const char *str, size_t n, xs_esc_mode m, unsigned block_indent)
 {
     const unsigned char *s = (const unsigned char *)str;

@@ -269,16 +269,26 @@ static void socks_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     xs_conn_settle(c);
 }
 
-void xs_socks_conn_start(xs_conn *c, const char *peer)
+/* The state of a connection whose destination is not known yet, for c->socks; NULL (and the
+ * connection given up) when out of memory. */
+static struct xs_socks_conn *preamble_new(xs_conn *c, const char *peer)
 {
     struct xs_socks_conn *sc = calloc(1, sizeof(*sc));
     if (sc == NULL) {
         xs_proxy_say("out of memory: refusing the connection of %s", peer);
         give_up(c);
-        return;
+        return NULL;
     }
     c->socks = sc;
     snprintf(sc->peer, sizeof(sc->peer), "%s", peer);
+    return sc;
+}
+
+void xs_socks_conn_start(xs_conn *c, const char *peer)
+{
+    struct xs_socks_conn *sc = preamble_new(c, peer);
+    if (sc == NULL)
+        return;
     xs_socks_init(&sc->sm, c->p->cfg->socks_user, c->p->cfg->socks_pass);
     sc->want = 2;
     xs_conn_timer_start(c, XS_TIMER_PREAMBLE, (uint64_t)c->p->cfg->handshake_timeout * 1000);
@@ -296,14 +306,9 @@ void xs_socks_conn_start(xs_conn *c, const char *peer)
 void xs_transparent_conn_start(xs_conn *c, const char *peer)
 {
     xs_proxy *p = c->p;
-    struct xs_socks_conn *sc = calloc(1, sizeof(*sc));
-    if (sc == NULL) {
-        xs_proxy_say("out of memory: refusing the connection of %s", peer);
-        give_up(c);
+    struct xs_socks_conn *sc = preamble_new(c, peer);
+    if (sc == NULL)
         return;
-    }
-    c->socks = sc;
-    snprintf(sc->peer, sizeof(sc->peer), "%s", peer);
     uv_os_fd_t fd;
     struct sockaddr_storage dst;
     bool redirected = false;

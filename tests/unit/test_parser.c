@@ -767,6 +767,56 @@ static void test_parser_depth_limit(void **state)
     free(deep);
 }
 
+/* The scanner counts a stanza's direct children and finds the first one, in every way the bytes
+ * are cut, with and without trees, on the fast path and libxml2's. */
+typedef struct kids {
+    unsigned n[8];
+    size_t first[8];
+    size_t count;
+} kids;
+
+static int on_kids(void *user, const xs_event *ev)
+{
+    kids *k = user;
+    if (ev->kind == XS_EV_STANZA && k->count < 8) {
+        k->n[k->count] = ev->n_children;
+        k->first[k->count] = ev->first_child;
+        k->count++;
+    }
+    return 0;
+}
+
+static void test_parser_counts_children(void **state)
+{
+    (void)state;
+    static const char body[] =
+        "<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>"
+        "<message><body>a<b>c</b></body><x xmlns='u:x'><y/><z/></x><t/></message>"
+        "<presence/>"
+        "<iq type='result' id='2'>\n  text <a/>\n<b>more</b></iq>";
+    static const unsigned want_n[] = {1, 3, 0, 2};
+    static const size_t want_first[] = {22, 9, 0, 33};
+    char in[1024];
+    snprintf(in, sizeof(in), "%s%s", HDR, body);
+    size_t len = strlen(in);
+    for (int v = 0; v < 4; v++) {
+        unsigned opts = (v & 1 ? XS_PARSER_TREE : 0) | (v & 2 ? XS_PARSER_LIBXML2_ONLY : 0);
+        for (size_t cut = 0; cut <= len; cut += (cut < 200 ? 1 : 7)) {
+            kids k = {0};
+            xs_parser *p = NULL;
+            assert_int_equal(xs_parser_new(NULL, opts, on_kids, &k, &p), 0);
+            assert_int_equal(xs_parser_feed(p, in, cut, NULL), 0);
+            assert_int_equal(xs_parser_feed(p, in + cut, len - cut, NULL), 0);
+            xs_parser_free(p);
+            assert_int_equal(k.count, 4);
+            for (size_t i = 0; i < 4; i++) {
+                assert_int_equal(k.n[i], want_n[i]);
+                assert_int_equal(k.first[i], want_first[i]);
+            }
+        }
+    }
+}
+
 /* Appends `n` attributes (decl: namespace declarations) of the form NAMEk='v' to s. */
 static void add_attrs(char *s, size_t n, const char *name, bool decl)
 {
@@ -1305,6 +1355,7 @@ int main(void)
         cmocka_unit_test(test_parser_default_stanza_limit_is_bounded),
         cmocka_unit_test(test_parser_depth_limit),
         cmocka_unit_test(test_parser_attribute_limit),
+        cmocka_unit_test(test_parser_counts_children),
         cmocka_unit_test(test_parser_many_attributes_refused_early),
         cmocka_unit_test(test_parser_error_position),
         cmocka_unit_test(test_parser_trim_between_stanzas),

@@ -667,7 +667,9 @@ static void test_redact_raw_without_tree(void **state)
 
 static void test_redact_binary_escaped(void **state)
 {
-    static const char plain[] = "\0j\xc3\xbcrgen\x01\xff\x1b[2J\xc2\x9b\xe2\x80\xae\0pw";
+    /* C0, an invalid byte, CSI (7- and 8-bit), RLO, and the invisible U+200B and U+FEFF. */
+    static const char plain[] =
+        "\0j\xc3\xbcrgen\x01\xff\x1b[2J\xc2\x9b\xe2\x80\xae\xe2\x80\x8b\xef\xbb\xbf\0pw";
     static const char other[] = "a\0b\x1b[31m";
     fixture f;
     xs_redaction r;
@@ -675,7 +677,8 @@ static void test_redact_binary_escaped(void **state)
 
     redact(&f, st, 0, &r);
     assert_string_equal(r.note, "PLAIN authzid=\"\" authcid=\"j\xc3\xbcrgen\\x01\\xFF\\x1B[2J"
-                                "\\xC2\\x9B\\xE2\\x80\\xAE\" password=***");
+                                "\\xC2\\x9B\\xE2\\x80\\xAE\\xE2\\x80\\x8B\\xEF\\xBB\\xBF\" "
+                                "password=***");
     xs_redaction_clear(&r);
     fixture_free(&f);
     free(st);
