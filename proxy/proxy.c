@@ -15,6 +15,7 @@
 #include "proxy/proxy_impl.h"
 #include "proxy/resolve.h"
 #include "proxy/tls.h"
+#include "proxy/web_ctl.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -84,6 +85,7 @@ static void close_signals(xs_proxy *p)
         uv_close((uv_handle_t *)&p->sighup, NULL);
     xs_resolver_free(p->resolver); /* no session is left to use it */
     p->resolver = NULL;
+    xs_web_close(p->web);
 }
 
 void xs_proxy_conn_gone(xs_proxy *p)
@@ -413,6 +415,25 @@ static int filtered(xs_proxy *p, int which, xs_filter *filter, unsigned flags)
     return rc;
 }
 
+/* The web inspector (--web), the last observer: it serves on the proxy's loop. */
+static int setup_web(xs_proxy *p, xs_diag *diag)
+{
+    if (p->cfg->web == NULL)
+        return 0;
+    if (p->n_observers == XS_PROXY_MAX_OBSERVERS)
+        return XS_EINVAL;
+    p->web_ctl = xs_web_ctl_of(p);
+    xs_web_opts wo = {.addr = p->cfg->web,
+                      .history = p->cfg->web_history,
+                      .title = "proxy",
+                      .control = &p->web_ctl};
+    int rc = xs_web_new(p->loop, &wo, &p->web, diag);
+    if (rc < 0)
+        return rc;
+    p->observers[p->n_observers++] = xs_web_observer(p->web);
+    return 0;
+}
+
 /* The rules, the --write log and the console printer. */
 static int setup_outputs(xs_proxy *p, xs_diag *diag)
 {
@@ -468,7 +489,7 @@ static int setup_outputs(xs_proxy *p, xs_diag *diag)
         p->observers[p->n_observers++] = cfg->observers[i];
         p->ticking = p->ticking || cfg->observers[i].annotate != NULL;
     }
-    return 0;
+    return setup_web(p, diag);
 }
 
 static int open_listeners(xs_proxy *p, xs_diag *diag)
@@ -496,6 +517,11 @@ static int open_listeners(xs_proxy *p, xs_diag *diag)
                              "connect anywhere for anyone): listen on 127.0.0.1 or [::1], or "
                              "give --allow-domain PATTERN",
                              ls->kind == XS_LST_SOCKS ? "--listen-socks" : "--upstream auto");
+    }
+    /* The web inspector's intercept asks about each stanza of the sessions. */
+    for (int i = 0; i < XS_PROXY_LISTENERS && p->web != NULL; i++) {
+        p->lst[i].scfg.hold = xs_web_hold;
+        p->lst[i].scfg.hold_ctx = p->web;
     }
     return rc;
 }
@@ -615,6 +641,9 @@ static int teardown(xs_proxy *p, int rc, xs_diag *diag)
     xs_tls_ctx_free(p->server_ctx);
     xs_tls_ctx_free(p->client_ctx);
     xs_ca_free(p->ca);
+    xs_web_close(p->web);
+    uv_run(p->loop, UV_RUN_DEFAULT); /* the web server closes its handles */
+    xs_web_free(p->web);
     uv_loop_close(p->loop);
     fflush(stdout);
     free(p);

@@ -72,6 +72,9 @@ typedef struct xs_proxy_config {
                            PROXY protocol v1 or v2 header (proxy/proxyproto.h) */
     const char *const *allow_domains;
     size_t n_allow_domains;
+    /* The web inspector (--web ADDR:PORT; proxy/web.h), on the proxy's loop; NULL: none. */
+    const char *web;
+    size_t web_history; /* --web-history bytes; 0: the default */
 } xs_proxy_config;
 
 /* Runs the proxy until SIGINT or SIGTERM. Returns 0 after a clean stop, XS_EINVAL when the

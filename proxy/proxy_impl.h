@@ -16,6 +16,7 @@
 #include "proxy/leg.h"
 #include "proxy/proxy.h"
 #include "proxy/tls.h"
+#include "proxy/web.h"
 
 /* What a listener's connections start with. */
 typedef enum xs_listener_kind {
@@ -61,7 +62,7 @@ typedef struct xs_proxy {
     xs_ca *ca;
     xs_tls_ctx *server_ctx, *client_ctx;
     xs_printer *console, *log;
-    struct xs_console *stdout_q; /* the console printer's writer thread (console.h) */
+    struct xs_console *stdout_q;       /* the console printer's writer thread (console.h) */
     struct xs_filter_obs *filtered[2]; /* --filter and --write-filter around console and log */
     /* The sessions' observers: the console, the --write log, then the command's
      * (xs_session_cfg.observers). */
@@ -85,6 +86,8 @@ typedef struct xs_proxy {
     unsigned fd_sessions; /* sessions the open-files limit allows (two descriptors each) */
     unsigned long nofile; /* that limit */
     uv_signal_t sighup;
+    struct xs_web *web; /* --web, or NULL */
+    xs_web_control web_ctl;
 } xs_proxy;
 
 /* Messages about the proxy itself (not a session) go to stderr, so stdout stays the traffic:

@@ -221,6 +221,7 @@ static int client_secure(xs_session *s, xs_sess_event *sx)
         return 0;
     case XS_EV_STREAM_CLOSE:
         sess_set(s, XS_SF_CLOSED_BY_CLIENT);
+        xs_sess_hold_flush(s, XS_CLIENT);
         xs_sess_to_server(s, ev->raw, ev->len);
         if (sess_has(s, XS_SF_CLOSED_BY_SERVER)) {
             xs_sess_set_end_cause(s, "both streams closed");
@@ -293,6 +294,7 @@ static int server_secure(xs_session *s, xs_sess_event *sx)
         return 0;
     case XS_EV_STREAM_CLOSE:
         sess_set(s, XS_SF_CLOSED_BY_SERVER);
+        xs_sess_hold_flush(s, XS_SERVER);
         xs_sess_put(s, XS_CLIENT, ev->raw, ev->len);
         if (sess_has(s, XS_SF_CLOSED_BY_CLIENT)) {
             xs_sess_set_end_cause(s, "both streams closed");
@@ -356,6 +358,8 @@ static int on_event(void *user, const xs_event *ev)
         mrc = xs_obs_mask(ev, &meta, s->cfg->show_secrets, &m);
         if (mrc == 0)
             xs_obs_annotate(s->cfg->observers, s->cfg->n_observers, &m.event);
+        if (mrc == 0 && secured && ev->kind == XS_EV_STANZA && s->cfg->hold != NULL)
+            xs_sess_hold_ask(s, &sx, &m.event);
         unlogged = xs_sess_tell_required(s, mrc, &m);
     }
     s->in_event = true;
@@ -647,6 +651,7 @@ void xs_session_free(xs_session *s)
     xs_obs_event e = {
         .kind = XS_OBS_CLOSED, .meta = &m, .level = "info", .text = text, .summary = &sum};
     (void)xs_sess_tell_all(s, &e, SIZE_MAX);
+    xs_sess_hold_free(s);
     xs_parser_free(s->parser[0]);
     xs_parser_free(s->parser[1]);
     xs_sess_bytes_free(&s->first_header);

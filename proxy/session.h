@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "filters/rules.h"
+#include "inspect/error.h"
 #include "inspect/observer.h"
 #include "inspect/parser.h"
 
@@ -65,6 +66,17 @@ typedef struct xs_session_io {
     void (*diag)(void *ctx, const char *text);
 } xs_session_io;
 
+typedef struct xs_session xs_session;
+
+/* Asked, when set, for each stanza of a secured stream after the rules ran and before it is
+ * forwarded (the web inspector's intercept): `ev` is the event as the observers get it (masked,
+ * annotated). Returning 1 holds the stanza under `id` (unique in the session) until
+ * xs_session_hold_release() names it; the stanzas of that direction read after it wait behind it
+ * (that direction is paused), and are forwarded in order once the held ones before them are
+ * released. 0: forwarded as usual. Called from inside the session's calls. */
+typedef int (*xs_session_hold_cb)(void *ctx, xs_session *s, xs_side from, const xs_obs_event *ev,
+                                  uint64_t id);
+
 typedef struct xs_session_cfg {
     xs_tls_mode client_mode; /* direct, starttls or none: how this client came in */
     xs_tls_mode server_mode; /* may be XS_TLSMODE_MIRROR */
@@ -88,9 +100,10 @@ typedef struct xs_session_cfg {
     /* The set holds rules of the user's: every stanza needs its tree (without, only the
      * server's stream features get one, parsed from their bytes). */
     int user_rules;
+    /* The intercept (see xs_session_hold_cb); NULL: nothing is ever held. */
+    xs_session_hold_cb hold;
+    void *hold_ctx;
 } xs_session_cfg;
-
-typedef struct xs_session xs_session;
 
 /* Per-direction counters for the summary at close. */
 typedef struct xs_session_stats {
@@ -172,6 +185,28 @@ void xs_session_say(xs_session *s, const char *level, const char *text);
 /* The side has been quiet for a while: its parser gives back what it can (xs_parser_trim()),
  * so that idle sessions stay small. Returns 1 when memory was given back, else 0. */
 int xs_session_trim(xs_session *s, xs_side side);
+
+/* Send and intercept (session_hold.c), for the web inspector. Both are called from outside the
+ * session's calls (the legs' writes then need settling by the caller) and only between stanzas:
+ * a stanza is forwarded whole once its end tag is read, so any moment outside the session's calls
+ * is a stanza boundary.
+ *
+ * Injects `xml` into the stream going to `to`: it must be one well-formed element (parsed as a
+ * stanza of the stream: inspect/fragment.h), both legs secured and that stream open. The
+ * observers get a note saying what was injected ("injected by the web inspector ..."). Returns 0,
+ * XS_ENOTWF / XS_EBADFORMAT / XS_ERESTRICTED / XS_ETOOBIG for refused XML (the cause in *why),
+ * XS_ESTATE when the session is not forwarding or that stream is closed. */
+int xs_session_inject(xs_session *s, xs_side to, const char *xml, size_t len, xs_diag *why);
+
+/* Decides a held stanza of direction `from`: forwarded as held (xml NULL), forwarded as `xml`
+ * instead (checked as for xs_session_inject()), or dropped (`drop`). `why` ends the note the
+ * observers get ("by the user", "after the 30 s timeout"). What waits behind it and is decided
+ * goes on in order. Returns 0, XS_EINVAL (no such held stanza), or the refusal of `xml`. */
+int xs_session_hold_release(xs_session *s, xs_side from, uint64_t id, const char *xml, size_t len,
+                            int drop, const char *why, xs_diag *diag);
+
+/* Stanzas of direction `from` waiting (held or behind a held one). */
+size_t xs_session_held(const xs_session *s, xs_side from);
 
 /* Prints the summary line (duration, stanzas and bytes each way, why it ended) and frees. */
 void xs_session_free(xs_session *s);

@@ -72,7 +72,7 @@ void xs_sess_rules_verdict(xs_session *s, const xs_sess_event *sx, const char **
 void xs_sess_forward(xs_session *s, const xs_sess_event *sx, xs_side to, const char *data,
                      size_t len)
 {
-    if (data == NULL || len == 0)
+    if (data == NULL || len == 0 || xs_sess_hold_take(s, sx, to, data, len))
         return;
     unsigned long ms = sx->res != NULL ? sx->res->delay_ms : 0;
     if (ms > 0 && s->io->write_delayed != NULL &&

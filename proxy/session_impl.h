@@ -135,6 +135,8 @@ struct xs_session {
     xs_attr *s2c_ns;
     size_t n_s2c_ns;
 
+    struct xs_hold *hold; /* the intercept's queues (session_hold.c); NULL: nothing held yet */
+
     xs_session_stats stats;
     char *end_cause;   /* why the session ended, for the summary; NULL: "closed" */
     size_t max_stanza; /* the effective limit */
@@ -174,6 +176,8 @@ typedef struct xs_sess_event {
      * when the parser builds none), or NULL. */
     const xmlNode *features;
     xmlDoc *features_doc; /* the document of `features` when parsed from its bytes */
+    bool held;            /* the intercept holds it (xs_session_cfg.hold), as hold_id */
+    uint64_t hold_id;
 } xs_sess_event;
 
 /* ---- session.c: the state setters (each logs its transition) ---- */
@@ -236,6 +240,13 @@ void xs_sess_forward(xs_session *s, const xs_sess_event *sx, xs_side to, const c
 void xs_sess_rules_inject(xs_session *s, const xs_sess_event *sx);
 void xs_sess_remember_s2c_namespaces(xs_session *s, const xs_event *ev);
 bool xs_sess_server_features(xs_session *s, const xs_sess_event *sx);
+
+/* ---- session_hold.c: the intercept ---- */
+void xs_sess_hold_ask(xs_session *s, xs_sess_event *sx, const xs_obs_event *oe);
+bool xs_sess_hold_take(xs_session *s, const xs_sess_event *sx, xs_side to, const char *data,
+                       size_t len);
+void xs_sess_hold_flush(xs_session *s, xs_side from);
+void xs_sess_hold_free(xs_session *s);
 
 /* ---- session_auth.c: SASL ---- */
 void xs_sess_check_channel_binding(xs_session *s, const xs_event *ev);

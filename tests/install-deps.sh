@@ -44,6 +44,17 @@ install_xmppjs() {
   echo "install-deps: xmpp.js is in $dir"
 }
 
+# playwright-core for the web inspector's browser tests (tests/integration/web/package-lock.json);
+# it drives Debian's chromium, no browser is downloaded.
+install_web() {
+  local dir
+  if ! dir=$(bash "$(dirname "$0")/integration/web/install.sh"); then
+    echo "install-deps: installing playwright-core from npm failed (see above)" >&2
+    exit 1
+  fi
+  echo "install-deps: playwright-core is in $dir"
+}
+
 # One dpkg-query for all; a package it does not know is simply absent from its output.
 declare -A installed=()
 while read -r name status; do
@@ -57,6 +68,7 @@ done
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-deps: all ${#PACKAGES[@]} packages already installed; nothing to do"
   install_xmppjs
+  install_web
   exit 0
 fi
 
@@ -81,3 +93,4 @@ fi
 rm -f "$log"
 echo "install-deps: installed ${#missing[@]} missing packages: ${missing[*]}"
 install_xmppjs
+install_web

@@ -10,6 +10,7 @@
 #include "proxy/cmd/ca_cmd.h"
 #include "proxy/cmd/filter_cmd.h"
 #include "proxy/cmd/proxy_cmd.h"
+#include "proxy/cmd/web_cmd.h"
 
 #ifndef XS_VERSION
 #define XS_VERSION "0.1.0"
@@ -29,6 +30,8 @@ static void usage(FILE *out)
                  "                        offline and print them stanza by stanza\n"
                  "  rules check|list      check a rules file, list its rules or the built-in\n"
                  "                        ones\n"
+                 "  web LOG.jsonl         serve a saved log in the web inspector (the proxy\n"
+                 "                        serves live sessions with --web)\n"
                  "  filter check EXPR     check a --filter expression and print it\n"
                  "                        normalised, or its error and column\n"
                  "  ca init|show          create or show the CA that signs the certificates\n"
@@ -57,6 +60,8 @@ int main(int argc, char **argv)
         status = xs_rules_cmd_main(argc - 1, argv + 1);
     } else if (strcmp(cmd, "filter") == 0) {
         status = xs_filter_cmd_main(argc - 1, argv + 1);
+    } else if (strcmp(cmd, "web") == 0) {
+        status = xs_web_cmd_main(argc - 1, argv + 1);
     } else if (strcmp(cmd, "ca") == 0) {
         status = xs_ca_cmd_main(argc - 1, argv + 1);
     } else if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {

@@ -10,6 +10,7 @@
 #include "inspect/pcap.h"
 #include "proxy/proxy.h"
 #include "proxy/resolve.h"
+#include "proxy/web.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -104,8 +105,15 @@ static void usage(FILE *out)
             "                            same way; default everything), and every stream\n"
             "                            header, so that 'inspect' reads the log back\n"
             "  --show-secrets            show SASL and password payloads in clear\n"
-            "analysis (on by default when the console or --write shows it; warnings under\n"
-            "the stanza, \"checks\" in JSON):\n"
+            "web inspector:\n"
+            "  --web [ADDR:PORT]         serve the live web inspector on ADDR:PORT (default\n"
+            "                            " XS_WEB_DEFAULT_ADDR "): open the URL with its token\n"
+            "                            printed at start; sessions, stanzas, filter, send\n"
+            "                            and intercept. Loopback unless told otherwise\n"
+            "  --web-history BYTES       events kept for the page (default 64M; K, M, G\n"
+            "                            suffixes); the oldest go first\n"
+            "analysis (on by default when the console, --write or --web shows it; warnings\n"
+            "under the stanza, \"checks\" in JSON):\n"
             "  --iq-timeout S            flag an IQ get/set with no answer after S seconds\n"
             "                            (iq-unanswered; default 30); answers show their\n"
             "                            round trip, the session summary IQ latencies\n"
@@ -172,6 +180,8 @@ enum {
     O_NO_REWRITE,
     O_RULES,
     O_ON_LOG_ERROR,
+    O_WEB,
+    O_WEB_HISTORY,
     O_EXPLAIN,
     O_LANG,
     O_PCAP,
@@ -221,6 +231,8 @@ static const struct option longopts[] = {
     {"listen-transparent", required_argument, NULL, O_LISTEN_TRANSPARENT},
     {"rules", required_argument, NULL, O_RULES},
     {"on-log-error", required_argument, NULL, O_ON_LOG_ERROR},
+    {"web", optional_argument, NULL, O_WEB},
+    {"web-history", required_argument, NULL, O_WEB_HISTORY},
     {"explain", no_argument, NULL, O_EXPLAIN},
     {"lang", required_argument, NULL, O_LANG},
     {"pcap", required_argument, NULL, O_PCAP},
@@ -488,6 +500,16 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_RULES:
         a->cfg.rules_path = arg;
         break;
+    case O_WEB:
+        a->cfg.web = arg != NULL ? arg : XS_WEB_DEFAULT_ADDR;
+        break;
+    case O_WEB_HISTORY:
+        if (xs_web_parse_size(arg, &a->cfg.web_history) < 0)
+            return xs_cli_usage_error("proxy",
+                                      "--web-history takes bytes from 1M to 64G (K, M, G "
+                                      "suffixes), not '%s'",
+                                      arg);
+        break;
     case O_IQ_TIMEOUT:
     case O_NO_CHECKS:
         return take_analysis(a, c, arg);
@@ -557,9 +579,10 @@ typedef struct cmd_observers {
 static int add_observers(proxy_args *a, cmd_observers *co)
 {
     /* The analysers, shared by every session (they keep each session's state apart), only when
-     * something shows what they find (the console or the log): a proxy that shows nothing does
-     * no analysis either, and keeps its cheapest path. */
-    bool shown = a->cfg.console.format != XS_FORMAT_NONE || a->cfg.write_path != NULL;
+     * something shows what they find (the console, the log or the web inspector): a proxy that
+     * shows nothing does no analysis either, and keeps its cheapest path. */
+    bool shown =
+        a->cfg.console.format != XS_FORMAT_NONE || a->cfg.write_path != NULL || a->cfg.web != NULL;
     if ((a->an.pairing || a->an.checks) && shown) {
         if (xs_analysis_new(&a->an, &co->an) < 0) {
             xs_term_printf(stderr, "xmppscope: out of memory\n");
@@ -631,6 +654,9 @@ int xs_proxy_main(int argc, char **argv)
         case '?':
             return xs_cli_usage_error("proxy", "unknown option '%s'", argv[optind - 1]);
         default:
+            /* --web ADDR:PORT as well as --web=ADDR:PORT: its value is optional. */
+            if (c == O_WEB && optarg == NULL && optind < argc && argv[optind][0] != '-')
+                optarg = argv[optind++];
             if ((rc = take_option(&a, c, optarg)) != 0)
                 return rc;
         }
