@@ -363,7 +363,7 @@ static int take_analysis(proxy_args *a, int c, const char *arg)
     return 0;
 }
 
-/* The options of what is shown and kept: the console, the log, --pcap, filters, --explain.
+/* The options of what is shown and kept: the console, the log, --pcap, filters, --explain, --web.
  * Returns 0, or the exit status of a usage error. */
 static int take_output_option(proxy_args *a, int c, const char *arg)
 {
@@ -407,6 +407,16 @@ static int take_output_option(proxy_args *a, int c, const char *arg)
     case O_WRITE_FILTER:
         a->write_filter = arg;
         break;
+    case O_WEB:
+        a->cfg.web = arg != NULL ? arg : XS_WEB_DEFAULT_ADDR;
+        break;
+    case O_WEB_HISTORY:
+        if (xs_web_parse_size(arg, &a->cfg.web_history) < 0)
+            return xs_cli_usage_error("proxy",
+                                      "--web-history takes bytes from 1M to 64G (K, M, G "
+                                      "suffixes), not '%s'",
+                                      arg);
+        break;
     }
     return 0;
 }
@@ -425,6 +435,8 @@ static int take_option(proxy_args *a, int c, const char *arg)
     case O_LANG:
     case O_FILTER:
     case O_WRITE_FILTER:
+    case O_WEB:
+    case O_WEB_HISTORY:
         return take_output_option(a, c, arg);
     case O_DNS:
     case O_ALLOW_DOMAIN:
@@ -499,16 +511,6 @@ static int take_option(proxy_args *a, int c, const char *arg)
     }
     case O_RULES:
         a->cfg.rules_path = arg;
-        break;
-    case O_WEB:
-        a->cfg.web = arg != NULL ? arg : XS_WEB_DEFAULT_ADDR;
-        break;
-    case O_WEB_HISTORY:
-        if (xs_web_parse_size(arg, &a->cfg.web_history) < 0)
-            return xs_cli_usage_error("proxy",
-                                      "--web-history takes bytes from 1M to 64G (K, M, G "
-                                      "suffixes), not '%s'",
-                                      arg);
         break;
     case O_IQ_TIMEOUT:
     case O_NO_CHECKS:
