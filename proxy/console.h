@@ -7,7 +7,8 @@
  * only copies them into a bounded queue under a mutex; a writer thread takes what is queued and
  * writes it. When the queue is full, whole events are dropped (never part of one) and counted;
  * once the writer has caught up, the count is said on standard error once, with where the full
- * record is. The --write log is not behind this: it is a file, and it keeps everything.
+ * record is. The --write log is not behind this: it is a file, and it keeps everything; nor is
+ * a standard output that is a regular file, which takes each line at once.
  */
 #ifndef XS_PROXY_CONSOLE_H
 #define XS_PROXY_CONSOLE_H

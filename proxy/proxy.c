@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -456,14 +457,19 @@ static int setup_outputs(xs_proxy *p, xs_diag *diag)
             return XS_ENOMEM;
     }
     if (cfg->console.format != XS_FORMAT_NONE) {
-        /* The console's lines go through a writer thread: a slow terminal or pipe never stops
-         * the traffic (console.h). */
+        /* A terminal or a pipe may read slowly or not at all: its lines go through a writer
+         * thread, so that it never stops the traffic (console.h). A regular file takes them at
+         * once, in order with the events, as it always does. */
         xs_print_options co = cfg->console;
-        if (xs_console_new(STDOUT_FILENO, 0, &p->stdout_q) < 0)
-            return XS_ENOMEM;
-        co.sink = xs_console_write;
-        co.sink_ctx = p->stdout_q;
-        if (xs_printer_new(NULL, &co, &p->console) < 0)
+        struct stat st;
+        bool file = fstat(STDOUT_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+        if (!file) {
+            if (xs_console_new(STDOUT_FILENO, 0, &p->stdout_q) < 0)
+                return XS_ENOMEM;
+            co.sink = xs_console_write;
+            co.sink_ctx = p->stdout_q;
+        }
+        if (xs_printer_new(file ? stdout : NULL, &co, &p->console) < 0)
             return XS_ENOMEM;
     }
     /* The console shows what a person needs (no state changes), and its failures are ignored;
