@@ -24,7 +24,7 @@
  * traffic, ten thousand events a second and more) a browser gets at most WEB_BATCH_BUSY per
  * period: it skips what it cannot show anyway (and is told), and its CPU stays with forwarding.
  * A quiet proxy sends the history to a browser that connects late at the full rate. */
-#define WEB_BATCH_BUSY (32u << 10)
+#define WEB_BATCH_BUSY (8u << 10)
 #define WEB_BUSY_RECORDS 1000
 
 /* Per HTTP connection: the asset being sent and how far. */
