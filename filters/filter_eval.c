@@ -107,8 +107,11 @@ const xmlNode *xs_filter_stanza_tree(const xs_obs_event *oe, bool as_shown, xmlD
     xs_attr decls[2];
     size_t nd = 0;
     const char *content = ev->default_ns != NULL ? ev->default_ns : "jabber:client";
+    /* The wrapper stands for the stream element: its default namespace is the stream's content
+     * namespace, what unprefixed names mean in xpath: (as under the parser's tree), whatever
+     * the element declares for itself (<r xmlns='urn:xmpp:sm:3'/> is no jabber:client r). */
     if (ev->prefix == NULL) {
-        decls[nd++] = (xs_attr){.uri = ev->ns != NULL ? ev->ns : content};
+        decls[nd++] = (xs_attr){.uri = content};
     } else {
         decls[nd++] = (xs_attr){.prefix = ev->prefix, .uri = ev->ns};
         decls[nd++] = (xs_attr){.uri = content};

@@ -483,6 +483,9 @@ static void test_filter_atoms(void **state)
     expect_passes("check:other", "2:warn end");
     expect_passes("xpath:\"/message[body='hello bob']\"", "2:warn 2>m4 end");
     expect_passes("xpath:\"/message/cs:composing\"", "2:warn 2>m5 end");
+    /* Unprefixed names are the stream's content namespace, with a tree or from the bytes: the
+     * stream management <r/> is no jabber:client r (found by fuzz_filter). */
+    expect_passes("xpath:/r", "2:warn end");
     expect_passes("xpath:\"/iq/bind:bind/bind:jid\"", "1<b1 2<b2 2:warn end");
     expect_passes("xpath:\"count(/message/*) > 1\"", "2:warn 2>m3 2>m5 end");
 }
