@@ -119,7 +119,10 @@ static int v1_line(const char *line, size_t end, xs_pp_info *info, char *why, si
 static int parse_v1(const unsigned char *buf, size_t len, size_t *used, size_t *want,
                     xs_pp_info *info, char *why, size_t cap)
 {
-    for (size_t i = 0; i < len; i++) {
+    /* The whole line, CRLF included, is at most XS_PP_V1_MAX bytes: nothing after that is
+     * looked at. */
+    size_t scan = len < XS_PP_V1_MAX ? len : XS_PP_V1_MAX;
+    for (size_t i = 0; i < scan; i++) {
         unsigned char ch = buf[i];
         if (ch == '\n') {
             if (i == 0 || buf[i - 1] != '\r')

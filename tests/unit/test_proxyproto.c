@@ -130,6 +130,11 @@ static void test_proxyproto_v1_strict(void **state)
     memcpy(longline, "PROXY UNKNOWN ", 14);
     longline[107] = 0;
     expect_bad(longline, "107");
+    /* A line end that comes only after 107 bytes, all of them at once (found by
+     * fuzz_proxyproto): refused too. */
+    memset(longline + 14, ' ', 120);
+    memcpy(longline + 134, "\r\n", 3);
+    expect_bad(longline, "107");
     longline[106] = 0;
     size_t used, want;
     xs_pp_info info;
