@@ -1554,6 +1554,15 @@ static void test_session_observers_after_forwarding(void **state)
     sb_free(&r.lines);
 }
 
+/* Makes *r the session's one observer (through *obs, which must outlive the session). */
+static void watch(tctx *t, recorder *r, xs_observer *obs)
+{
+    *r = (recorder){.f = &t->f};
+    *obs = (xs_observer){.on_event = rec_on_event, .ctx = r};
+    t->cfg.observers = obs;
+    t->cfg.n_observers = 1;
+}
+
 /* The console (best effort) and a --write log whose every write fails with `policy`, given to
  * the session of t; `alone`: the log without the console. */
 static void failing_log(tctx *t, recorder *con, recorder *log, xs_obs_policy policy, int alone)
@@ -1649,11 +1658,8 @@ static void test_session_clock_from_io(void **state)
     (void)state;
     tctx *t = t_new(SPLIT_NONE, 0);
     static recorder r;
-    r = (recorder){.f = &t->f};
     static xs_observer obs;
-    obs = (xs_observer){.on_event = rec_on_event, .ctx = &r};
-    t->cfg.observers = &obs;
-    t->cfg.n_observers = 1;
+    watch(t, &r, &obs);
     t->f.mono_us = 5000123;
     t_start(t, XS_TLSMODE_STARTTLS, XS_TLSMODE_NONE);
     t_send(t, XS_CLIENT, C_HDR1);
@@ -1674,11 +1680,8 @@ static void test_session_binding_p_sasl2(void **state)
     (void)state;
     tctx *t = t_new(SPLIT_NONE, 0);
     static recorder r;
-    r = (recorder){.f = &t->f};
     static xs_observer obs;
-    obs = (xs_observer){.on_event = rec_on_event, .ctx = &r};
-    t->cfg.observers = &obs;
-    t->cfg.n_observers = 1;
+    watch(t, &r, &obs);
     size_t cm, sm;
     forwarding_plain(t, &cm, &sm);
     /* "p=tls-exporter,,n=alice,r=abc" */
