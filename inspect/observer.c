@@ -4,6 +4,7 @@
 #include "inspect/error.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Copies the part of *from that is in use. */
@@ -76,7 +77,7 @@ void xs_obs_annotate(const xs_observer *obs, size_t n, const xs_obs_event *ev)
             obs[i].annotate(obs[i].ctx, ev, ev->annot);
 }
 
-int xs_obs_emit_other(const xs_observer *obs, size_t n, const xs_obs_event *ev)
+int xs_obs_emit_other_but(const xs_observer *obs, size_t n, size_t skip, const xs_obs_event *ev)
 {
     xs_obs_event e = *ev;
     xs_print_meta m;
@@ -94,11 +95,18 @@ int xs_obs_emit_other(const xs_observer *obs, size_t n, const xs_obs_event *ev)
     }
     xs_obs_annotate(obs, n, &e);
     for (size_t i = 0; i < n; i++) {
+        if (i == skip)
+            continue;
         int rc = xs_obs_call(&obs[i], &e);
         if (rc < 0 && first == 0)
             first = rc;
     }
     return first;
+}
+
+int xs_obs_emit_other(const xs_observer *obs, size_t n, const xs_obs_event *ev)
+{
+    return xs_obs_emit_other_but(obs, n, SIZE_MAX, ev);
 }
 
 int xs_obs_emit_event(const xs_observer *obs, size_t n, const xs_print_meta *meta,

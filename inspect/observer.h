@@ -156,6 +156,10 @@ int xs_obs_emit_event(const xs_observer *obs, size_t n, const xs_print_meta *met
  * failure is returned; the others are still called. */
 int xs_obs_emit_other(const xs_observer *obs, size_t n, const xs_obs_event *ev);
 
+/* The same, but observer `skip` (an index of obs; SIZE_MAX: none) is not called (it is still
+ * asked to annotate). */
+int xs_obs_emit_other_but(const xs_observer *obs, size_t n, size_t skip, const xs_obs_event *ev);
+
 /* An observer that prints every event with `printer` (which stays the caller's and must outlive
  * the observer): parser events as xs_printer_event() does after the masking, the others as
  * xs_printer_note() lines. */

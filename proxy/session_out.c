@@ -116,27 +116,9 @@ static void diag(xs_session *s, const char *fmt, ...)
  * observers were told. */
 size_t xs_sess_tell_all(xs_session *s, const xs_obs_event *e, size_t skip)
 {
-    size_t told = 0;
-    xs_obs_event ae = *e;
-    xs_print_meta am;
-    xs_annot a;
-    if (ae.annot == NULL) {
-        xs_annot_init(&a);
-        ae.annot = &a;
-    }
-    if (ae.meta != NULL) {
-        am = *ae.meta;
-        am.annot = ae.annot;
-        ae.meta = &am;
-    }
-    xs_obs_annotate(s->cfg->observers, s->cfg->n_observers, &ae);
-    for (size_t i = 0; i < s->cfg->n_observers; i++) {
-        if (i == skip)
-            continue;
-        (void)xs_obs_call(&s->cfg->observers[i], &ae);
-        told++;
-    }
-    return told;
+    size_t n = s->cfg->n_observers;
+    (void)xs_obs_emit_other_but(s->cfg->observers, n, skip, e);
+    return skip < n ? n - 1 : n;
 }
 
 static void tell_note(xs_session *s, const char *level, const char *text)
